@@ -1,0 +1,391 @@
+//! `Client`: the caller's side of the sender. Every call only validates and
+//! enqueues; the sockets live in the background thread (see `worker`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::message::{self, Kind, MAX_HOST_LEN, Message};
+use crate::run::Run;
+use crate::worker::{self, Shared};
+
+/// How long dropping the last handle of a client waits for queued messages to
+/// reach the watchers before giving up on them.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Messages the caller may queue ahead of the sender thread.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// Messages libzmq may hold per watcher while that watcher is unreachable.
+pub const DEFAULT_SEND_HWM: i32 = 1000;
+
+/// What the sender has done so far. Every counter only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages accepted into the queue.
+    pub queued: u64,
+    /// Message copies handed to libzmq (one per watcher per message).
+    pub sent: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Message copies dropped because a watcher's libzmq queue was full
+    /// (that watcher was unreachable for a long time).
+    pub dropped_hwm: u64,
+    /// Messages dropped because the client was closed.
+    pub dropped_closed: u64,
+    /// Message copies libzmq refused for another reason.
+    pub send_errors: u64,
+}
+
+impl Stats {
+    /// Every message or copy that did not make it to libzmq.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_hwm + self.dropped_closed + self.send_errors
+    }
+}
+
+/// Splits a comma-separated endpoint list (`"tcp://a:7700, tcp://b:7700"`).
+pub fn parse_endpoints(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Settings for a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoints: Vec<String>,
+    queue_capacity: usize,
+    send_hwm: i32,
+    close_timeout: Duration,
+    host: Option<String>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            endpoints: Vec::new(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            send_hwm: DEFAULT_SEND_HWM,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            host: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Adds one watcher endpoint, e.g. `tcp://watcher-a:7700`.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoints.push(endpoint.into());
+        self
+    }
+
+    /// Adds several watcher endpoints.
+    pub fn endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints.extend(endpoints.into_iter().map(Into::into));
+        self
+    }
+
+    /// Messages that may wait for the sender thread (at least 1).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// Messages libzmq may hold per unreachable watcher (ZMQ_SNDHWM).
+    pub fn send_hwm(mut self, hwm: i32) -> Self {
+        self.send_hwm = hwm.max(1);
+        self
+    }
+
+    /// How long dropping the client waits for delivery.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// Overrides the host name sent with every message.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Connects one PUSH socket per endpoint and starts the sender thread.
+    ///
+    /// Connecting never waits for a watcher: ZeroMQ connects in the
+    /// background and reconnects by itself.
+    pub fn build(self) -> Result<Client, Error> {
+        if self.endpoints.is_empty() {
+            return Err(Error::NoEndpoints);
+        }
+        let linger = duration_ms_i32(self.close_timeout);
+        let ctx = zmq::Context::new();
+        let mut sockets = Vec::with_capacity(self.endpoints.len());
+        for endpoint in &self.endpoints {
+            // One socket per watcher: a PUSH socket connected to two
+            // endpoints round-robins, so each watcher would see half.
+            let socket = ctx.socket(zmq::PUSH)?;
+            socket.set_linger(linger)?;
+            socket.set_sndhwm(self.send_hwm)?;
+            socket.set_reconnect_ivl(100)?;
+            socket.set_reconnect_ivl_max(2000)?;
+            socket.set_tcp_keepalive(1)?;
+            socket.connect(endpoint).map_err(|source| Error::Endpoint {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+            sockets.push(socket);
+        }
+        let (tx, rx) = mpsc::sync_channel(self.queue_capacity);
+        let (done_tx, done_rx) = mpsc::channel();
+        let shared = Arc::new(Shared::new());
+        worker::spawn(ctx, sockets, rx, Arc::clone(&shared), done_tx)?;
+        let host = self
+            .host
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                shared,
+                seq: AtomicU64::new(1),
+                host: cut(host, MAX_HOST_LEN),
+                pid: std::process::id(),
+                close_timeout: self.close_timeout,
+                done: Mutex::new(Closing {
+                    rx: Some(done_rx),
+                    result: None,
+                }),
+            }),
+        })
+    }
+}
+
+/// A sender to one or more qcic watchers.
+///
+/// Cheap to clone and safe to share between threads: every clone and every
+/// [`Run`] feeds the same background thread. No call ever blocks on the
+/// network: a message that cannot be queued is dropped and counted in
+/// [`Client::stats`]. The sender thread closes when [`Client::close`] is
+/// called or the last clone and run are dropped, waiting at most the close
+/// timeout ([`DEFAULT_CLOSE_TIMEOUT`] unless set) for delivery.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: Mutex<Option<SyncSender<Message>>>,
+    shared: Arc<Shared>,
+    seq: AtomicU64,
+    host: String,
+    pid: u32,
+    close_timeout: Duration,
+    done: Mutex<Closing>,
+}
+
+#[derive(Debug)]
+struct Closing {
+    rx: Option<Receiver<bool>>,
+    result: Option<bool>,
+}
+
+impl Client {
+    /// A client sending to every endpoint given, with default settings.
+    pub fn new<I, S>(endpoints: I) -> Result<Client, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientBuilder::default().endpoints(endpoints).build()
+    }
+
+    /// Settings for a new client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Says the job is alive.
+    pub fn heartbeat(&self, job: &str) -> Result<(), Error> {
+        self.enqueue(Kind::Heartbeat, job, None, None, None)
+    }
+
+    /// Reports a failure of the job outside any run.
+    pub fn fail(&self, job: &str, exit_code: Option<i32>, text: &str) -> Result<(), Error> {
+        self.enqueue(Kind::Fail, job, None, exit_code, Some(text))
+    }
+
+    /// Begins a run and sends `start`.
+    ///
+    /// Fails only for a bad job name, a closed client or a fork. If the queue
+    /// is full the `start` is dropped and counted but the run is still
+    /// returned, so the job goes on and its end is still reported.
+    pub fn start(&self, job: &str) -> Result<Run, Error> {
+        let id = new_run_id();
+        match self.enqueue(Kind::Start, job, Some(id), None, None) {
+            Ok(()) | Err(Error::QueueFull) => Ok(Run::new(self.clone(), job.to_owned(), id)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Waits until every message queued before this call has been handed to
+    /// libzmq for every watcher, at most `timeout`. Returns whether it was.
+    ///
+    /// libzmq then delivers on its own as soon as each watcher is connected;
+    /// only [`Client::close`] can wait for that.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let target = self.inner.shared.counters.queued.load(Ordering::SeqCst);
+        self.inner.shared.wait_processed(target, timeout)
+    }
+
+    /// Stops the sender: messages still queued are handed over, then libzmq
+    /// gets what is left of `timeout` to deliver them. Returns `true` only if
+    /// everything was delivered in time. Later sends fail with
+    /// [`Error::Closed`]. Calling it again returns the first result.
+    pub fn close(&self, timeout: Duration) -> bool {
+        self.inner.close(timeout)
+    }
+
+    /// Counters of what was queued, sent and dropped.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// The host name sent with every message.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    pub(crate) fn enqueue(
+        &self,
+        kind: Kind,
+        job: &str,
+        run_id: Option<u64>,
+        exit_code: Option<i32>,
+        text: Option<&str>,
+    ) -> Result<(), Error> {
+        message::check_job_name(job).map_err(|reason| Error::InvalidJob {
+            job: job.to_owned(),
+            reason,
+        })?;
+        let inner = &self.inner;
+        if std::process::id() != inner.pid {
+            return Err(Error::Forked);
+        }
+        let msg = Message {
+            kind,
+            job: job.to_owned(),
+            run_id,
+            seq: inner.seq.fetch_add(1, Ordering::Relaxed),
+            ts_ms: unix_ms(),
+            host: inner.host.clone(),
+            pid: inner.pid,
+            exit_code,
+            text: text.map(|t| message::truncate_text(t).to_owned()),
+        };
+        let counters = &inner.shared.counters;
+        let guard = inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(tx) = guard.as_ref() else {
+            counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Closed);
+        };
+        match tx.try_send(msg) {
+            Ok(()) => {
+                counters.queued.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                Err(Error::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Closed)
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn close(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        self.shared.set_close_deadline(deadline);
+        // Dropping the only sender lets the worker drain the queue and stop.
+        drop(
+            self.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let mut closing = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(result) = closing.result {
+            return result;
+        }
+        if std::process::id() != self.pid {
+            // A forked child has no sender thread to wait for.
+            closing.result = Some(false);
+            return false;
+        }
+        let Some(rx) = closing.rx.as_ref() else {
+            return false;
+        };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        // The worker's own linger ends by the deadline; a little slack lets
+        // its report arrive.
+        match rx.recv_timeout(wait + Duration::from_millis(50)) {
+            Ok(delivered) => {
+                closing.result = Some(delivered);
+                delivered
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                closing.result = Some(false);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close(self.close_timeout);
+    }
+}
+
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+pub(crate) fn duration_ms_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn new_run_id() -> u64 {
+    // A run id only has to differ from the job's other runs; if the OS has no
+    // randomness to give, time, pid and a counter still do that.
+    static FALLBACK: AtomicU64 = AtomicU64::new(0);
+    getrandom::u64().unwrap_or_else(|_| {
+        let n = FALLBACK.fetch_add(1, Ordering::Relaxed);
+        unix_ms().rotate_left(20) ^ (u64::from(std::process::id()) << 44) ^ n
+    })
+}

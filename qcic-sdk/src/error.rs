@@ -1,0 +1,44 @@
+//! The one error type of the sender.
+
+/// Everything a sender call can report. Sending itself never blocks and never
+/// fails loudly: a message that cannot be queued is dropped and counted, and
+/// the call says so with [`Error::QueueFull`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No watcher endpoint was given.
+    #[error("no watcher endpoint given")]
+    NoEndpoints,
+    /// libzmq refused an endpoint (bad syntax, unknown transport, ...).
+    #[error("bad watcher endpoint {endpoint:?}: {source}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// libzmq's reason.
+        source: zmq::Error,
+    },
+    /// libzmq failed to make a socket or set an option.
+    #[error("ZeroMQ setup failed: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// The background sender thread could not be started.
+    #[error("cannot start the sender thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The job name breaks the protocol's rules.
+    #[error("invalid job name {job:?}: {reason}")]
+    InvalidJob {
+        /// The name as given.
+        job: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The queue to the sender thread is full; the message was dropped and counted.
+    #[error("send queue full: message dropped")]
+    QueueFull,
+    /// The client was closed; the message was dropped and counted.
+    #[error("client is closed")]
+    Closed,
+    /// This process was forked after the client was made; the child has no
+    /// sender thread. Make a new client in the child.
+    #[error("client was created in another process (fork); create a new client")]
+    Forked,
+}

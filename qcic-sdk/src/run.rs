@@ -1,0 +1,82 @@
+//! The `Run` guard: one execution of a job, from start to success or fail.
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::message::Kind;
+
+/// One run of a job, begun by [`Client::start`].
+///
+/// End it with [`Run::success`] or [`Run::fail`]. A `Run` dropped without
+/// either (an early return, a `?`, a panic) sends `fail`, so a run that went
+/// wrong is never mistaken for one still going.
+#[derive(Debug)]
+pub struct Run {
+    client: Client,
+    job: String,
+    id: u64,
+    ended: bool,
+}
+
+impl Run {
+    pub(crate) fn new(client: Client, job: String, id: u64) -> Run {
+        Run {
+            client,
+            job,
+            id,
+            ended: false,
+        }
+    }
+
+    /// The run id carried by every message of this run.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The job's name.
+    pub fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// Reports that the run is alive, with a short note (cut to 1024 bytes).
+    pub fn progress(&self, text: &str) -> Result<(), Error> {
+        self.client
+            .enqueue(Kind::Progress, &self.job, Some(self.id), None, Some(text))
+    }
+
+    /// Ends the run well.
+    pub fn success(mut self) -> Result<(), Error> {
+        self.ended = true;
+        self.client
+            .enqueue(Kind::Success, &self.job, Some(self.id), None, None)
+    }
+
+    /// Ends the run as failed, with a reason (cut to 1024 bytes).
+    pub fn fail(self, text: &str) -> Result<(), Error> {
+        self.fail_with_code(None, text)
+    }
+
+    /// Ends the run as failed, with an exit code and a reason.
+    pub fn fail_with_code(mut self, exit_code: Option<i32>, text: &str) -> Result<(), Error> {
+        self.ended = true;
+        self.client
+            .enqueue(Kind::Fail, &self.job, Some(self.id), exit_code, Some(text))
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let text = if std::thread::panicking() {
+            "run dropped during a panic"
+        } else {
+            "run dropped without success or fail"
+        };
+        // Nothing useful can be done with an error inside drop; the drop
+        // counter already records a message that could not be queued.
+        let _ = self
+            .client
+            .enqueue(Kind::Fail, &self.job, Some(self.id), None, Some(text));
+    }
+}
