@@ -1,1 +1,90 @@
-fn main() {}
+//! `qcic-monitor`: parse the command line, start logging, run the watcher.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use qcic_monitor::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// The qcic watcher: raises the alarm when a batch job's expected message does not arrive.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it, the embedded examples/monitor.toml.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also run a demo sender against the first listen endpoint.
+    #[arg(long)]
+    demo: bool,
+    /// Check the configuration, print a summary and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match &cli.config {
+        Some(path) => Config::load(path),
+        None => Config::embedded(),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("qcic-monitor: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!(
+            "{}: ok: watcher {}, {} jobs, {} notify channels",
+            config.source,
+            config.monitor.id,
+            config.jobs.len(),
+            config.notify.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("qcic-monitor: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(qcic_monitor::run(config, shutdown_signal(), cli.demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("qcic-monitor: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

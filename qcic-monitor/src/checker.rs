@@ -1,0 +1,169 @@
+//! The deadline loop: one task owns the registry, applies messages as they
+//! come and sleeps exactly until the next deadline.
+//!
+//! Messages and deadlines are handled by the same task, so a message that
+//! moves a deadline earlier is seen before the loop sleeps again: no lock and
+//! no separate wake-up signal are needed (mini-redis needs a `Notify` only
+//! because its purge task is apart from the writers).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use qcic_sdk::Message;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::notification::Notification;
+use crate::registry::Registry;
+
+/// Runs until `inbound` is closed (the receiver stopped) and drained.
+pub async fn run(
+    mut registry: Registry,
+    mut inbound: mpsc::Receiver<Message>,
+    out: mpsc::UnboundedSender<Notification>,
+) {
+    loop {
+        let next = registry.next_deadline();
+        let notes = tokio::select! {
+            // A fail is urgent: messages are always taken before deadlines
+            // that fall due at the same time.
+            biased;
+            msg = inbound.recv() => match msg {
+                Some(msg) => registry.on_message(&msg, Instant::now(), wall_ms()),
+                None => break,
+            },
+            () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                registry.on_deadlines(Instant::now(), wall_ms())
+            }
+        };
+        for note in notes {
+            if out.send(note).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The watcher's wall clock, unix ms.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use qcic_sdk::Kind;
+
+    use super::*;
+    use crate::config::JobConfig;
+    use crate::notification::Event;
+    use crate::stats::Stats;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
+        Message {
+            kind,
+            job: job.into(),
+            run_id,
+            seq,
+            ts_ms: 0,
+            host: "h".into(),
+            pid: 1,
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    struct Harness {
+        t0: Instant,
+        tx: mpsc::Sender<Message>,
+        out: mpsc::UnboundedReceiver<Notification>,
+    }
+
+    fn start(jobs: Vec<JobConfig>) -> Harness {
+        let t0 = Instant::now();
+        let registry = Registry::new("w", &jobs, 10, Arc::new(Stats::default()), t0);
+        let (tx, rx) = mpsc::channel(16);
+        let (out_tx, out) = mpsc::unbounded_channel();
+        tokio::spawn(run(registry, rx, out_tx));
+        Harness { t0, tx, out }
+    }
+
+    fn job(name: &str, every: u32, grace: u32, max_runtime: Option<u32>) -> JobConfig {
+        JobConfig {
+            name: name.into(),
+            every: S * every,
+            grace: S * grace,
+            max_runtime: max_runtime.map(|m| S * m),
+        }
+    }
+
+    // On a paused clock tokio jumps straight to the next timer, so the
+    // instant a notification comes out is exactly when the loop woke up.
+    #[tokio::test(start_paused = true)]
+    async fn wakes_exactly_at_the_deadline() {
+        let mut h = start(vec![job("etl", 10, 5, None)]);
+        h.tx.send(msg(Kind::Heartbeat, "etl", None, 1))
+            .await
+            .unwrap();
+        let down = h.out.recv().await.unwrap();
+        assert_eq!(down.event, Event::Down);
+        assert_eq!(Instant::now() - h.t0, 15 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_moves_the_deadline_and_the_loop_follows() {
+        let mut h = start(vec![job("etl", 10, 0, None), job("other", 100, 0, None)]);
+        for _ in 0..3 {
+            tokio::time::sleep(8 * S).await;
+            h.tx.send(msg(Kind::Heartbeat, "etl", None, 1))
+                .await
+                .unwrap();
+        }
+        let down = h.out.recv().await.unwrap();
+        assert_eq!((down.job.as_str(), down.event), ("etl", Event::Down));
+        assert_eq!(
+            Instant::now() - h.t0,
+            34 * S,
+            "24 s of heartbeats, then every"
+        );
+        h.tx.send(msg(Kind::Heartbeat, "etl", None, 2))
+            .await
+            .unwrap();
+        let up = h.out.recv().await.unwrap();
+        assert_eq!(up.event, Event::Recovered);
+        assert_eq!(up.incident, down.incident);
+        assert_eq!(Instant::now() - h.t0, 34 * S, "recovery is immediate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fail_is_handled_at_once_and_overrun_at_max_runtime() {
+        let mut h = start(vec![job("etl", 3600, 0, Some(60))]);
+        h.tx.send(msg(Kind::Start, "etl", Some(1), 1))
+            .await
+            .unwrap();
+        h.tx.send(msg(Kind::Start, "etl", Some(2), 2))
+            .await
+            .unwrap();
+        h.tx.send(msg(Kind::Fail, "etl", Some(2), 3)).await.unwrap();
+        let failed = h.out.recv().await.unwrap();
+        assert_eq!(failed.event, Event::Failed);
+        assert_eq!(Instant::now(), h.t0);
+        let over = h.out.recv().await.unwrap();
+        assert_eq!((over.event, over.run_id), (Event::Overrun, Some(1)));
+        assert_eq!(Instant::now() - h.t0, 60 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_when_the_inbound_side_closes() {
+        let h = start(vec![job("etl", 10, 0, None)]);
+        let Harness { tx, mut out, .. } = h;
+        drop(tx);
+        assert!(out.recv().await.is_none());
+    }
+}

@@ -1,0 +1,439 @@
+//! The watcher's TOML configuration: parsing, defaults and checks.
+//!
+//! Every error names the file, the key (as a path such as `job[1].every`) and
+//! the reason, and the monitor refuses to start on it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The configuration the monitor runs on when no `--config` is given: the
+/// README's example, so the newcomer's first run and the docs agree.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/monitor.toml");
+/// The name shown for the embedded configuration in errors and logs.
+pub const EMBEDDED_NAME: &str = "<embedded examples/monitor.toml>";
+
+/// A configuration error: which file, which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file (or [`EMBEDDED_NAME`]).
+    pub file: String,
+    /// The key path, such as `job[0].every`, or `(file)`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from.
+    pub source: String,
+    /// This watcher.
+    pub monitor: MonitorConfig,
+    /// The jobs it expects messages from.
+    pub jobs: Vec<JobConfig>,
+    /// Where notifications go (besides the log, which always gets them).
+    pub notify: Vec<NotifyConfig>,
+}
+
+/// The `[monitor]` table.
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Names this watcher in every notification.
+    pub id: String,
+    /// ZeroMQ endpoints the PULL socket binds.
+    pub listen: Vec<String>,
+    /// Distinct unknown job names remembered for the log; beyond it they are only counted.
+    pub max_unknown_jobs: usize,
+}
+
+/// One `[[job]]`.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The job's name, as senders spell it.
+    pub name: String,
+    /// A message is expected at least this often.
+    pub every: Duration,
+    /// Slack after `every` before the job counts as down.
+    pub grace: Duration,
+    /// A run that has not ended this long after its start is overrunning.
+    pub max_runtime: Option<Duration>,
+}
+
+/// One `[[notify]]` channel.
+#[derive(Debug, Clone)]
+pub enum NotifyConfig {
+    /// Email through an SMTP server.
+    Email(EmailConfig),
+    /// A ZeroMQ PUB alert stream.
+    Zmq(ZmqConfig),
+}
+
+/// `kind = "email"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or `smtps://host:port`.
+    pub smtp: String,
+    /// The From address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// SMTP user name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the SMTP password (default `QCIC_SMTP_PASSWORD`).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the SMTP password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Text put before every subject.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+}
+
+/// `kind = "zmq"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZmqConfig {
+    /// Endpoint the PUB socket binds.
+    pub publish: String,
+}
+
+fn default_subject_prefix() -> String {
+    "[qcic]".into()
+}
+
+// ---- the file's shape, as serde reads it ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    monitor: RawMonitor,
+    #[serde(default)]
+    job: Vec<RawJob>,
+    #[serde(default)]
+    notify: Vec<RawNotify>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    id: Option<String>,
+    listen: Option<Vec<String>>,
+    max_unknown_jobs: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: String,
+    #[serde(deserialize_with = "duration")]
+    every: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    grace: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_runtime: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RawNotify {
+    Email(EmailConfig),
+    Zmq(ZmqConfig),
+}
+
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(de)?;
+    humantime::parse_duration(&text)
+        .map_err(|err| serde::de::Error::custom(format!("invalid duration {text:?}: {err}")))
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    duration(de).map(Some)
+}
+
+/// The default listen endpoint.
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:7700";
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            file: file.clone(),
+            key: "(file)".into(),
+            reason: format!("cannot read: {err}"),
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME)
+    }
+
+    /// Parses and checks configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let err = |key: String, reason: String| ConfigError {
+            file: file.to_owned(),
+            key,
+            reason,
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err("(syntax)".into(), toml_reason(text, &e)))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = match e.path().to_string() {
+                p if p == "." => "(top level)".to_owned(),
+                p => p,
+            };
+            err(key, toml_reason(text, e.inner()))
+        })?;
+        raw.check()
+            .map_err(|(key, reason)| err(key, reason))
+            .map(|(monitor, jobs, notify)| Config {
+                source: file.to_owned(),
+                monitor,
+                jobs,
+                notify,
+            })
+    }
+}
+
+type Checked = (MonitorConfig, Vec<JobConfig>, Vec<NotifyConfig>);
+
+impl RawConfig {
+    fn check(self) -> Result<Checked, (String, String)> {
+        let id = match self.monitor.id {
+            Some(id) if id.trim().is_empty() => {
+                return Err(("monitor.id".into(), "must not be empty".into()));
+            }
+            Some(id) => id,
+            None => gethostname::gethostname().to_string_lossy().into_owned(),
+        };
+        let listen = self
+            .monitor
+            .listen
+            .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
+        if listen.is_empty() {
+            return Err((
+                "monitor.listen".into(),
+                "needs at least one endpoint, such as \"tcp://0.0.0.0:7700\"".into(),
+            ));
+        }
+        for (i, endpoint) in listen.iter().enumerate() {
+            check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
+        }
+        let monitor = MonitorConfig {
+            id,
+            listen,
+            max_unknown_jobs: self.monitor.max_unknown_jobs.unwrap_or(1000),
+        };
+
+        let mut names = HashSet::new();
+        let mut jobs = Vec::with_capacity(self.job.len());
+        for (i, job) in self.job.into_iter().enumerate() {
+            qcic_sdk::message::check_job_name(&job.name)
+                .map_err(|r| (format!("job[{i}].name"), format!("{:?} {r}", job.name)))?;
+            if !names.insert(job.name.clone()) {
+                return Err((
+                    format!("job[{i}].name"),
+                    format!("job {:?} is defined twice", job.name),
+                ));
+            }
+            if job.every.is_zero() {
+                return Err((format!("job[{i}].every"), "must be longer than 0s".into()));
+            }
+            if job.max_runtime.is_some_and(|d| d.is_zero()) {
+                return Err((
+                    format!("job[{i}].max_runtime"),
+                    "must be longer than 0s".into(),
+                ));
+            }
+            jobs.push(JobConfig {
+                name: job.name,
+                every: job.every,
+                grace: job.grace.unwrap_or(Duration::ZERO),
+                max_runtime: job.max_runtime,
+            });
+        }
+
+        let mut notify = Vec::with_capacity(self.notify.len());
+        for (i, channel) in self.notify.into_iter().enumerate() {
+            match channel {
+                RawNotify::Email(email) => {
+                    check_email(&email).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
+                    notify.push(NotifyConfig::Email(email));
+                }
+                RawNotify::Zmq(zmq) => {
+                    check_endpoint(&zmq.publish)
+                        .map_err(|r| (format!("notify[{i}].publish"), r))?;
+                    notify.push(NotifyConfig::Zmq(zmq));
+                }
+            }
+        }
+        Ok((monitor, jobs, notify))
+    }
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let ok = ["tcp://", "ipc://", "inproc://"]
+        .iter()
+        .any(|scheme| endpoint.starts_with(scheme) && endpoint.len() > scheme.len());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{endpoint:?} is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH)"
+        ))
+    }
+}
+
+fn check_email(email: &EmailConfig) -> Result<(), (&'static str, String)> {
+    if !(email.smtp.starts_with("smtp://") || email.smtp.starts_with("smtps://")) {
+        return Err((
+            "smtp",
+            format!("{:?} must start with smtp:// or smtps://", email.smtp),
+        ));
+    }
+    email
+        .from
+        .parse::<lettre::message::Mailbox>()
+        .map_err(|e| {
+            (
+                "from",
+                format!("{:?} is not an email address: {e}", email.from),
+            )
+        })?;
+    if email.to.is_empty() {
+        return Err(("to", "needs at least one address".into()));
+    }
+    for to in &email.to {
+        to.parse::<lettre::message::Mailbox>()
+            .map_err(|e| ("to", format!("{to:?} is not an email address: {e}")))?;
+    }
+    if email.password_env.is_some() && email.password_file.is_some() {
+        return Err((
+            "password_file",
+            "give password_env or password_file, not both".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// toml's message with the line and column of its span, without the source excerpt.
+fn toml_reason(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().to_owned();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} (line {line}, column {column})")
+        }
+        None => message,
+    }
+}
+
+impl fmt::Display for JobConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (every {}, grace {})",
+            self.name,
+            humantime::format_duration(self.every),
+            humantime::format_duration(self.grace)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml")
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let config = parse(
+            r#"
+            [monitor]
+            id = "watcher-a"
+            listen = ["tcp://127.0.0.1:7700"]
+
+            [[job]]
+            name = "nightly-etl"
+            every = "10s"
+            grace = "5s"
+            max_runtime = "1m"
+
+            [[notify]]
+            kind = "email"
+            smtp = "smtp://127.0.0.1:2525"
+            from = "qcic@example.com"
+            to = ["ops@example.com"]
+
+            [[notify]]
+            kind = "zmq"
+            publish = "tcp://127.0.0.1:7701"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.monitor.id, "watcher-a");
+        assert_eq!(config.jobs[0].every, Duration::from_secs(10));
+        assert_eq!(config.jobs[0].grace, Duration::from_secs(5));
+        assert_eq!(config.jobs[0].max_runtime, Some(Duration::from_secs(60)));
+        assert_eq!(config.notify.len(), 2);
+    }
+
+    #[test]
+    fn the_embedded_default_parses() {
+        let config = Config::embedded().unwrap();
+        assert!(!config.jobs.is_empty());
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let err = parse("[[job]]\nname = \"a\"\nevery = \"10 parsecs\"\n").unwrap_err();
+        assert_eq!(err.file, "test.toml");
+        assert_eq!(err.key, "job[0].every");
+        assert!(err.reason.contains("10 parsecs"), "{err}");
+        assert!(err.reason.contains("line 3"), "{err}");
+
+        let err = parse("[[job]]\nname = \"a\"\nevery = \"1s\"\ngrase = \"1s\"\n").unwrap_err();
+        assert!(err.reason.contains("grase"), "{err}");
+
+        let err = parse("[[job]]\nname = \"a b\"\nevery = \"1s\"\n").unwrap_err();
+        assert_eq!(err.key, "job[0].name");
+
+        let err =
+            parse("[[job]]\nname = \"a\"\nevery = \"1s\"\n[[job]]\nname = \"a\"\nevery = \"2s\"\n")
+                .unwrap_err();
+        assert_eq!(err.key, "job[1].name");
+        assert!(err.reason.contains("twice"));
+
+        let err = parse("[[notify]]\nkind = \"email\"\nsmtp = \"smtp://x\"\nfrom = \"nope\"\nto = [\"a@b.c\"]\n")
+            .unwrap_err();
+        assert_eq!(err.key, "notify[0].from");
+
+        let err = parse("[[notify]]\nkind = \"pigeon\"\n").unwrap_err();
+        assert!(err.key.starts_with("notify[0]"), "{err}");
+        assert!(err.reason.contains("pigeon"), "{err}");
+
+        let err = parse("[monitor]\nlisten = [\"7700\"]\n").unwrap_err();
+        assert_eq!(err.key, "monitor.listen[0]");
+
+        let err = parse("[monitor\n").unwrap_err();
+        assert_eq!(err.key, "(syntax)");
+        assert!(err.to_string().starts_with("test.toml: "));
+    }
+}

@@ -1,0 +1,35 @@
+//! The monitor's error type.
+
+use crate::config::ConfigError;
+
+/// What can stop the monitor from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An endpoint could not be bound.
+    #[error("cannot bind {endpoint:?}: {source}")]
+    Bind {
+        /// The endpoint.
+        endpoint: String,
+        /// libzmq's reason.
+        source: zmq::Error,
+    },
+    /// libzmq failed otherwise.
+    #[error("ZeroMQ: {0}")]
+    Zmq(#[from] zmq::Error),
+    /// A notification channel could not be set up.
+    #[error("notify[{index}] ({kind}): {reason}")]
+    Channel {
+        /// Position in the config's `[[notify]]` list.
+        index: usize,
+        /// The channel kind.
+        kind: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}

@@ -1,0 +1,112 @@
+//! qcic-monitor: the watcher. It binds a ZeroMQ PULL endpoint, knows which
+//! messages it expects from which jobs and by when, and notifies (log,
+//! email, ZeroMQ PUB) when one does not arrive in time, when a job reports a
+//! failure, when a run overruns, and again when the trouble is over.
+//!
+//! # Layout
+//! - `main.rs`: the command line; parses, starts tracing, calls [`run`].
+//! - [`config`]: the TOML configuration, with errors naming file, key and reason.
+//! - [`receive`]: the PULL socket on its own thread, decoding and counting.
+//! - [`registry`]: per-job state and the rules that turn messages and passed
+//!   deadlines into notifications.
+//! - [`deadlines`]: the ordered deadline index.
+//! - [`checker`]: the loop that owns the registry and sleeps until the next deadline.
+//! - [`notification`]: events, incident ids and the notification record.
+//! - [`notify`]: the dispatcher, the notification log, and the email and ZeroMQ channels.
+//! - [`stats`]: counters. [`demo`]: the built-in demo sender.
+//!
+//! # Quick start
+//! ```no_run
+//! # async fn example() -> Result<(), qcic_monitor::error::MonitorError> {
+//! let config = qcic_monitor::config::Config::embedded()?;
+//! qcic_monitor::run(config, async { let _ = tokio::signal::ctrl_c().await; }, false).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod checker;
+pub mod config;
+pub mod deadlines;
+pub mod demo;
+pub mod error;
+pub mod notification;
+pub mod notify;
+pub mod receive;
+pub mod registry;
+pub mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::config::Config;
+use crate::error::MonitorError;
+use crate::notify::Channels;
+use crate::receive::Receiver;
+use crate::registry::Registry;
+use crate::stats::Stats;
+
+/// How long shutdown waits for channels to deliver what they still hold.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the watcher until `shutdown` completes. With `demo`, a demo sender
+/// runs against the first listen endpoint too.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    demo: bool,
+) -> Result<(), MonitorError> {
+    let stats = Arc::new(Stats::default());
+    let ctx = zmq::Context::new();
+    let mut channels = Channels::start(&config.notify, &ctx, &stats)?;
+    let (in_tx, in_rx) = mpsc::channel(4096);
+    let receiver = Receiver::start(&ctx, &config.monitor.listen, in_tx, Arc::clone(&stats))?;
+    info!(
+        watcher = %config.monitor.id,
+        config = %config.source,
+        listen = ?config.monitor.listen,
+        jobs = config.jobs.len(),
+        channels = config.notify.len(),
+        "qcic-monitor started"
+    );
+    for job in &config.jobs {
+        info!(job = %job, "watching");
+    }
+
+    let registry = Registry::new(
+        &config.monitor.id,
+        &config.jobs,
+        config.monitor.max_unknown_jobs,
+        Arc::clone(&stats),
+        Instant::now(),
+    );
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let checker = tokio::spawn(checker::run(registry, in_rx, out_tx));
+    let dispatcher = tokio::spawn(notify::dispatch(
+        out_rx,
+        channels.take_queues(),
+        Arc::clone(&stats),
+    ));
+
+    if demo {
+        if let Some(listen) = config.monitor.listen.first() {
+            demo::spawn(demo::connect_endpoint(listen))?;
+        }
+    }
+
+    shutdown.await;
+    info!("shutting down");
+    // Stopping the receiver closes the checker's inbound channel; the
+    // checker, then the dispatcher, then each channel finish in turn.
+    let _ = tokio::task::spawn_blocking(move || receiver.stop()).await;
+    let _ = checker.await;
+    let _ = dispatcher.await;
+    channels.finish(SHUTDOWN_GRACE).await;
+    let _ = tokio::task::spawn_blocking(move || drop(ctx)).await;
+    stats.log_summary("final counters");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! What the watcher tells people and machines: events, incidents and the
+//! notification record every channel receives.
+
+use std::fmt;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Event {
+    /// No message within `every + grace`.
+    Down,
+    /// The job reported `fail`.
+    Failed,
+    /// A run did not end within `max_runtime`.
+    Overrun,
+    /// A follow-up: the incident named in the notification is over.
+    Recovered,
+}
+
+impl Event {
+    /// The lower-case name used in topics, subjects and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Down => "down",
+            Event::Failed => "failed",
+            Event::Overrun => "overrun",
+            Event::Recovered => "recovered",
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A stable incident id: the same for every watcher that sees the same
+/// trouble, because it is derived only from what the trouble is (job, event,
+/// and the message or run it is about), never from the watcher or its clock.
+pub fn incident_id(job: &str, event: Event, basis: &str) -> String {
+    let mut hash = Sha256::new();
+    for part in ["qcic-incident-v1", job, event.name(), basis] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// One notification, as every channel receives it. The ZeroMQ channel sends
+/// it as a MessagePack map with these field names (`docs/PROTOCOL.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notification {
+    /// What happened.
+    pub event: Event,
+    /// The job.
+    pub job: String,
+    /// The incident this is about; a `recovered` carries its incident's id.
+    pub incident: String,
+    /// The watcher that sent it.
+    pub watcher: String,
+    /// When the watcher detected it, unix ms on the watcher's clock.
+    pub detected_ms: u64,
+    /// When the watcher last heard from the job, unix ms on its clock.
+    pub last_seen_ms: Option<u64>,
+    /// On `recovered`: the event the incident was opened for.
+    pub resolves: Option<Event>,
+    /// On `recovered`: how long the incident lasted, in ms (for `down`, from
+    /// the last message before it to the first one after).
+    pub duration_ms: Option<u64>,
+    /// The run concerned, if any.
+    pub run_id: Option<u64>,
+    /// The sending host, if known.
+    pub host: Option<String>,
+    /// The exit code reported with `fail`.
+    pub exit_code: Option<i32>,
+    /// A short explanation (the failure reason, or what ended the incident).
+    pub text: Option<String>,
+}
+
+impl Notification {
+    /// One line for logs and subjects: `DOWN nightly-etl`.
+    pub fn headline(&self) -> String {
+        match self.resolves {
+            Some(resolved) => format!("RECOVERED {} (was {resolved})", self.job),
+            None => format!("{} {}", self.event.name().to_uppercase(), self.job),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_depend_on_what_not_who() {
+        let a = incident_id("etl", Event::Down, "host/1/7");
+        assert_eq!(a, incident_id("etl", Event::Down, "host/1/7"));
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, incident_id("etl", Event::Down, "host/1/8"));
+        assert_ne!(a, incident_id("etl", Event::Failed, "host/1/7"));
+        assert_ne!(a, incident_id("etl2", Event::Down, "host/1/7"));
+        // Separators keep ("ab", "c") apart from ("a", "bc").
+        assert_ne!(
+            incident_id("ab", Event::Down, "c"),
+            incident_id("a", Event::Down, "bc")
+        );
+        // Pinned: changing the derivation would break farms mid-upgrade.
+        assert_eq!(incident_id("nightly-etl", Event::Down, "never"), PINNED);
+    }
+
+    // sha256("qcic-incident-v1\0nightly-etl\0down\0never\0")[..8], computed with Python's hashlib.
+    const PINNED: &str = "ecc92f763f6584cd";
+}

@@ -1,0 +1,269 @@
+//! The email channel: one message per notification, threaded by incident.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+use lettre::message::Mailbox;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::config::EmailConfig;
+use crate::notification::Notification;
+use crate::stats::Stats;
+
+/// Waits between delivery attempts; the last one repeats until the give-up time.
+const BACKOFF: [Duration; 6] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+];
+/// How long one notification is retried before it is given up on.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// A ready SMTP channel.
+#[derive(Debug)]
+pub struct EmailChannel {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    prefix: String,
+}
+
+impl EmailChannel {
+    /// Builds the transport. The password comes from `password_file`, the
+    /// variable named by `password_env`, or `QCIC_SMTP_PASSWORD`; it is never logged.
+    pub fn new(name: String, cfg: &EmailConfig) -> Result<EmailChannel, String> {
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&cfg.smtp)
+            .map_err(|e| format!("smtp {:?}: {e}", cfg.smtp))?
+            .timeout(Some(Duration::from_secs(20)));
+        if let Some(user) = &cfg.username {
+            let password = match (&cfg.password_file, &cfg.password_env) {
+                (Some(path), _) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("password_file {}: {e}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                (None, env) => {
+                    let var = env.as_deref().unwrap_or("QCIC_SMTP_PASSWORD");
+                    std::env::var(var).map_err(|_| {
+                        format!("username is set but the environment variable {var} is not")
+                    })?
+                }
+            };
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        let from = cfg.from.parse().map_err(|e| format!("from: {e}"))?;
+        let to = cfg
+            .to
+            .iter()
+            .map(|t| t.parse().map_err(|e| format!("to {t:?}: {e}")))
+            .collect::<Result<Vec<Mailbox>, String>>()?;
+        Ok(EmailChannel {
+            name,
+            transport: builder.build(),
+            from,
+            to,
+            prefix: cfg.subject_prefix.clone(),
+        })
+    }
+
+    /// Sends every notification it is given, in order, retrying each with
+    /// backoff while the SMTP server is unreachable. Ends when the sender
+    /// side closes and the queue is empty.
+    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
+        while let Some(note) = rx.recv().await {
+            let email = match self.build(&note) {
+                Ok(email) => email,
+                Err(err) => {
+                    stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                    error!(channel = %self.name, incident = %note.incident, cause = %err, "cannot build the email");
+                    continue;
+                }
+            };
+            let started = tokio::time::Instant::now();
+            let mut attempt = 0usize;
+            loop {
+                match self.transport.send(email.clone()).await {
+                    Ok(_) => {
+                        stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        info!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, attempt = attempt + 1, "email sent");
+                        break;
+                    }
+                    Err(err) if started.elapsed() < GIVE_UP_AFTER => {
+                        let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)];
+                        stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
+                        warn!(channel = %self.name, incident = %note.incident, cause = %err, retry_in = ?wait, "email not sent; will retry");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    Err(err) => {
+                        stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                        error!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, cause = %err, "email given up after retrying for 15 minutes");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The email for one notification.
+    pub fn build(&self, note: &Notification) -> Result<lettre::Message, lettre::error::Error> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject(&self.prefix, note))
+            // Unique per notification; every notification of an incident
+            // refers to the incident, so mail clients thread them together.
+            .message_id(Some(format!(
+                "<{}.{}.{}.{}@qcic>",
+                note.incident,
+                note.event,
+                note.detected_ms,
+                id_safe(&note.watcher)
+            )))
+            .references(format!("<{}@qcic>", note.incident))
+            .in_reply_to(format!("<{}@qcic>", note.incident))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        for (name, value) in [
+            ("X-Qcic-Incident", note.incident.clone()),
+            ("X-Qcic-Event", note.event.to_string()),
+            ("X-Qcic-Job", note.job.clone()),
+            ("X-Qcic-Watcher", note.watcher.clone()),
+        ] {
+            if let Ok(name) = HeaderName::new_from_ascii(name.to_owned()) {
+                builder = builder.raw_header(HeaderValue::new(name, value));
+            }
+        }
+        builder.body(body(note))
+    }
+}
+
+/// `[qcic] DOWN nightly-etl (incident 3f9a…) from watcher-a`
+pub fn subject(prefix: &str, note: &Notification) -> String {
+    format!(
+        "{prefix} {} (incident {}) from {}",
+        note.headline(),
+        note.incident,
+        note.watcher
+    )
+    .trim_start()
+    .to_owned()
+}
+
+/// The plain-text body: every field of the notification, one per line.
+pub fn body(note: &Notification) -> String {
+    let mut lines = vec![
+        format!("{}", note.headline()),
+        String::new(),
+        format!("event:     {}", note.event),
+        format!("job:       {}", note.job),
+        format!("incident:  {}", note.incident),
+        format!("watcher:   {}", note.watcher),
+        format!("detected:  {}", rfc3339(note.detected_ms)),
+        format!(
+            "last seen: {}",
+            note.last_seen_ms
+                .map_or_else(|| "never".to_owned(), rfc3339)
+        ),
+    ];
+    if let Some(resolves) = note.resolves {
+        lines.push(format!("resolves:  {resolves}"));
+    }
+    if let Some(ms) = note.duration_ms {
+        let lasted = humantime::format_duration(Duration::from_secs(ms / 1000));
+        lines.push(format!("lasted:    {lasted}"));
+    }
+    if let Some(run) = note.run_id {
+        lines.push(format!("run:       {run:016x}"));
+    }
+    if let Some(host) = &note.host {
+        lines.push(format!("host:      {host}"));
+    }
+    if let Some(code) = note.exit_code {
+        lines.push(format!("exit code: {code}"));
+    }
+    if let Some(text) = &note.text {
+        lines.push(format!("text:      {text}"));
+    }
+    lines.push(String::new());
+    lines.push("-- qcic".into());
+    lines.join("\n")
+}
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn id_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Event;
+
+    fn note() -> Notification {
+        Notification {
+            event: Event::Recovered,
+            job: "etl".into(),
+            incident: "0123456789abcdef".into(),
+            watcher: "watcher a".into(),
+            detected_ms: 1_764_072_000_000,
+            last_seen_ms: None,
+            resolves: Some(Event::Down),
+            duration_ms: Some(61_000),
+            run_id: Some(255),
+            host: Some("h1".into()),
+            exit_code: None,
+            text: Some("heartbeat received".into()),
+        }
+    }
+
+    // The SMTP pool needs a runtime even to be built and dropped.
+    #[tokio::test]
+    async fn email_carries_event_job_incident_and_watcher() {
+        let cfg = EmailConfig {
+            smtp: "smtp://127.0.0.1:2525".into(),
+            from: "qcic@example.com".into(),
+            to: vec!["ops@example.com".into(), "b@example.com".into()],
+            username: None,
+            password_env: None,
+            password_file: None,
+            subject_prefix: "[qcic]".into(),
+        };
+        let channel = EmailChannel::new("email".into(), &cfg).unwrap();
+        let raw = String::from_utf8(channel.build(&note()).unwrap().formatted()).unwrap();
+        // Unfold long header lines (RFC 5322 2.2.3).
+        let raw = raw.replace("\r\n ", " ");
+        assert!(raw.contains("Subject: [qcic] RECOVERED etl (was down) (incident 0123456789abcdef) from watcher a"), "{raw}");
+        assert!(raw.contains("X-Qcic-Incident: 0123456789abcdef"), "{raw}");
+        assert!(raw.contains("References: <0123456789abcdef@qcic>"), "{raw}");
+        assert!(
+            raw.contains("Message-ID: <0123456789abcdef.recovered.1764072000000.watcher_a@qcic>"),
+            "{raw}"
+        );
+        assert!(raw.contains("lasted:    1m 1s"), "{raw}");
+        assert!(raw.contains("last seen: never"), "{raw}");
+        assert!(raw.contains("detected:  2025-11-25T12:00:00Z"), "{raw}");
+    }
+}

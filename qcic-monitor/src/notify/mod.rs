@@ -1,0 +1,213 @@
+//! Notification channels and the dispatcher that feeds them.
+//!
+//! The checker hands every notification to the dispatcher, which records it
+//! in the notification log (suppressing exact repeats), writes it to the log,
+//! and queues it for every channel. Each channel works through its own queue,
+//! so a slow SMTP server never delays the alert stream.
+
+pub mod email;
+pub mod zmq_pub;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{error, warn};
+
+use crate::config::NotifyConfig;
+use crate::error::MonitorError;
+use crate::notification::{Event, Notification};
+use crate::stats::Stats;
+
+/// Notifications a channel may have waiting before new ones are refused.
+pub const CHANNEL_QUEUE: usize = 10_000;
+/// Notifications the in-memory notification log remembers.
+pub const LOG_CAPACITY: usize = 10_000;
+
+/// The queue of each running channel, by name.
+pub type Queues = Vec<(String, mpsc::Sender<Notification>)>;
+
+/// The running channels' workers.
+#[derive(Debug, Default)]
+pub struct Channels {
+    queues: Queues,
+    tasks: Vec<JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Channels {
+    /// Sets up every configured channel; any error stops the start.
+    pub fn start(
+        configs: &[NotifyConfig],
+        ctx: &zmq::Context,
+        stats: &Arc<Stats>,
+    ) -> Result<Channels, MonitorError> {
+        let mut channels = Channels::default();
+        for (index, cfg) in configs.iter().enumerate() {
+            let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
+            match cfg {
+                NotifyConfig::Email(email) => {
+                    let name = format!("notify[{index}] email {}", email.to.join(","));
+                    let channel =
+                        email::EmailChannel::new(name.clone(), email).map_err(|reason| {
+                            MonitorError::Channel {
+                                index,
+                                kind: "email",
+                                reason,
+                            }
+                        })?;
+                    channels
+                        .tasks
+                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
+                    channels.queues.push((name, tx));
+                }
+                NotifyConfig::Zmq(zmq) => {
+                    let thread = zmq_pub::start(ctx, index, zmq, rx, Arc::clone(stats))?;
+                    channels.threads.push(thread);
+                    channels
+                        .queues
+                        .push((format!("notify[{index}] zmq {}", zmq.publish), tx));
+                }
+            }
+        }
+        Ok(channels)
+    }
+
+    /// Hands out the queues (to the dispatcher); the channels finish once
+    /// every queue is dropped.
+    pub fn take_queues(&mut self) -> Queues {
+        std::mem::take(&mut self.queues)
+    }
+
+    /// Closes the queues and waits for the channels to finish what they hold.
+    pub async fn finish(self, within: std::time::Duration) {
+        drop(self.queues);
+        let tasks = async {
+            for task in self.tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(within, tasks).await.is_err() {
+            warn!(
+                "notification channels still busy at shutdown; undelivered notifications are lost"
+            );
+        }
+        for thread in self.threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// What the watcher has notified: the record that makes duplicates visible
+/// and, in a farm, the state watchers share. Bounded: the oldest entries go.
+#[derive(Debug)]
+pub struct NotificationLog {
+    entries: VecDeque<Notification>,
+    keys: HashSet<(String, Event, Option<Event>)>,
+    capacity: usize,
+}
+
+impl NotificationLog {
+    /// An empty log keeping at most `capacity` entries.
+    pub fn new(capacity: usize) -> NotificationLog {
+        NotificationLog {
+            entries: VecDeque::new(),
+            keys: HashSet::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn key(note: &Notification) -> (String, Event, Option<Event>) {
+        (note.incident.clone(), note.event, note.resolves)
+    }
+
+    /// Records `note`; false if this incident already had this notification.
+    pub fn record(&mut self, note: &Notification) -> bool {
+        if !self.keys.insert(Self::key(note)) {
+            return false;
+        }
+        if self.entries.len() == self.capacity {
+            if let Some(old) = self.entries.pop_front() {
+                self.keys.remove(&Self::key(&old));
+            }
+        }
+        self.entries.push_back(note.clone());
+        true
+    }
+
+    /// Entries, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &Notification> {
+        self.entries.iter()
+    }
+}
+
+/// Logs and fans out every notification until the checker stops.
+pub async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<Notification>,
+    queues: Queues,
+    stats: Arc<Stats>,
+) {
+    let mut log = NotificationLog::new(LOG_CAPACITY);
+    while let Some(note) = rx.recv().await {
+        if !log.record(&note) {
+            stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.notifications.fetch_add(1, Ordering::Relaxed);
+        // The log is always a channel: with no [[notify]] this line is the alert.
+        warn!(
+            event = %note.event,
+            job = %note.job,
+            incident = %note.incident,
+            watcher = %note.watcher,
+            resolves = note.resolves.map(Event::name),
+            text = note.text.as_deref(),
+            "{}",
+            note.headline()
+        );
+        for (name, queue) in &queues {
+            if let Err(err) = queue.try_send(note.clone()) {
+                stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                error!(channel = %name, incident = %note.incident, cause = %err, "channel queue refused a notification");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(incident: &str, event: Event) -> Notification {
+        Notification {
+            event,
+            job: "j".into(),
+            incident: incident.into(),
+            watcher: "w".into(),
+            detected_ms: 0,
+            last_seen_ms: None,
+            resolves: None,
+            duration_ms: None,
+            run_id: None,
+            host: None,
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn log_suppresses_repeats_and_stays_bounded() {
+        let mut log = NotificationLog::new(2);
+        assert!(log.record(&note("a", Event::Down)));
+        assert!(!log.record(&note("a", Event::Down)));
+        let mut up = note("a", Event::Recovered);
+        up.resolves = Some(Event::Down);
+        assert!(log.record(&up));
+        assert!(log.record(&note("b", Event::Failed)));
+        assert_eq!(log.entries().count(), 2);
+        // "a down" fell out of the bounded log, so it is new again.
+        assert!(log.record(&note("a", Event::Down)));
+    }
+}

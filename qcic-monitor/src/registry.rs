@@ -1,0 +1,543 @@
+//! What the watcher knows of each job, and the rules that turn messages and
+//! passed deadlines into notifications.
+//!
+//! Pure logic: time comes in as arguments, so tests drive it directly and the
+//! checker drives it from a (pausable) tokio clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use qcic_sdk::{Kind, Message};
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::config::JobConfig;
+use crate::deadlines::Deadlines;
+use crate::notification::{Event, Notification, incident_id};
+use crate::stats::Stats;
+
+/// Concurrent runs remembered per job. Older runs beyond it are forgotten, so
+/// a sender that starts runs and never ends them cannot grow memory.
+pub const MAX_RUNS_PER_JOB: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key {
+    Down(usize),
+    Overrun(usize, u64),
+}
+
+#[derive(Debug)]
+struct Seen {
+    at: Instant,
+    wall_ms: u64,
+    /// Identifies the message, for incident ids: `host/pid/seq`.
+    basis: String,
+    host: String,
+}
+
+#[derive(Debug)]
+struct Open {
+    id: String,
+    /// When the trouble began (for `down`: the last message before it).
+    since: Instant,
+    run_id: Option<u64>,
+}
+
+#[derive(Debug)]
+struct RunState {
+    started: Instant,
+    host: String,
+    overrun: Option<Open>,
+}
+
+#[derive(Debug)]
+struct JobState {
+    cfg: JobConfig,
+    last: Option<Seen>,
+    runs: BTreeMap<u64, RunState>,
+    down: Option<Open>,
+    failed: Option<Open>,
+}
+
+/// Every job's state, and the deadlines that watch them.
+#[derive(Debug)]
+pub struct Registry {
+    watcher: String,
+    started: Instant,
+    jobs: Vec<JobState>,
+    index: HashMap<String, usize>,
+    deadlines: Deadlines<Key>,
+    unknown: HashSet<String>,
+    max_unknown: usize,
+    stats: Arc<Stats>,
+}
+
+impl Registry {
+    /// A registry for `jobs`, as of `now`. A job not heard of yet gets one
+    /// full `every + grace` from now before it can be declared down.
+    pub fn new(
+        watcher: &str,
+        jobs: &[JobConfig],
+        max_unknown: usize,
+        stats: Arc<Stats>,
+        now: Instant,
+    ) -> Registry {
+        let mut registry = Registry {
+            watcher: watcher.to_owned(),
+            started: now,
+            jobs: Vec::with_capacity(jobs.len()),
+            index: HashMap::with_capacity(jobs.len()),
+            deadlines: Deadlines::default(),
+            unknown: HashSet::new(),
+            max_unknown,
+            stats,
+        };
+        for (j, cfg) in jobs.iter().enumerate() {
+            registry.index.insert(cfg.name.clone(), j);
+            registry
+                .deadlines
+                .set(Key::Down(j), now + cfg.every + cfg.grace);
+            registry.jobs.push(JobState {
+                cfg: cfg.clone(),
+                last: None,
+                runs: BTreeMap::new(),
+                down: None,
+                failed: None,
+            });
+        }
+        registry
+    }
+
+    /// The earliest deadline, if any is set.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// Applies one message received at `now` (`wall_ms` on the watcher's clock).
+    pub fn on_message(&mut self, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        let Some(&j) = self.index.get(&msg.job) else {
+            self.unknown_job(msg);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let deadline = now + self.jobs[j].cfg.every + self.jobs[j].cfg.grace;
+        self.deadlines.set(Key::Down(j), deadline);
+        let job = &mut self.jobs[j];
+        job.last = Some(Seen {
+            at: now,
+            wall_ms,
+            basis: format!("{}/{}/{}", msg.host, msg.pid, msg.seq),
+            host: msg.host.clone(),
+        });
+        if let Some(open) = job.down.take() {
+            let text = format!("{} received", msg.kind);
+            out.push(self.resolved(j, Event::Down, open, now, wall_ms, text));
+        }
+        let run_id = msg.run_id.unwrap_or(0);
+        match msg.kind {
+            Kind::Start => self.start_run(j, run_id, &msg.host, now, wall_ms, &mut out),
+            Kind::Progress => {}
+            Kind::Success => {
+                self.end_run(j, run_id, "run ended with success", now, wall_ms, &mut out);
+                if let Some(open) = self.jobs[j].failed.take() {
+                    let text = "success received".to_owned();
+                    out.push(self.resolved(j, Event::Failed, open, now, wall_ms, text));
+                }
+            }
+            Kind::Fail => {
+                self.end_run(j, run_id, "run ended with fail", now, wall_ms, &mut out);
+                if self.jobs[j].failed.is_none() {
+                    out.push(self.open_failed(j, msg, now, wall_ms));
+                }
+            }
+            Kind::Heartbeat => {
+                // A heartbeat shows a process alive, not that a failed run
+                // was redone; it ends only a failure reported outside a run.
+                if self.jobs[j]
+                    .failed
+                    .as_ref()
+                    .is_some_and(|f| f.run_id.is_none())
+                {
+                    if let Some(open) = self.jobs[j].failed.take() {
+                        let text = "heartbeat received".to_owned();
+                        out.push(self.resolved(j, Event::Failed, open, now, wall_ms, text));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Handles every deadline at or before `now`.
+    pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for key in self.deadlines.pop_due(now) {
+            match key {
+                Key::Down(j) => {
+                    if self.jobs[j].down.is_some() {
+                        continue;
+                    }
+                    let job = &self.jobs[j];
+                    let basis = job.last.as_ref().map_or("never", |s| s.basis.as_str());
+                    let open = Open {
+                        id: incident_id(&job.cfg.name, Event::Down, basis),
+                        since: job.last.as_ref().map_or(self.started, |s| s.at),
+                        run_id: None,
+                    };
+                    let mut note = self.note(j, Event::Down, &open.id, wall_ms);
+                    let quiet = now.saturating_duration_since(open.since);
+                    note.text = Some(match &job.last {
+                        Some(_) => format!("no message for {}", human(quiet)),
+                        None => format!(
+                            "never heard from since the watcher started {} ago",
+                            human(quiet)
+                        ),
+                    });
+                    self.jobs[j].down = Some(open);
+                    out.push(note);
+                }
+                Key::Overrun(j, run_id) => {
+                    let name = self.jobs[j].cfg.name.clone();
+                    let Some(run) = self.jobs[j].runs.get_mut(&run_id) else {
+                        continue;
+                    };
+                    if run.overrun.is_some() {
+                        continue;
+                    }
+                    let open = Open {
+                        id: incident_id(&name, Event::Overrun, &format!("run:{run_id}")),
+                        since: now,
+                        run_id: Some(run_id),
+                    };
+                    let running = now.saturating_duration_since(run.started);
+                    let host = run.host.clone();
+                    let mut note = self.note(j, Event::Overrun, &open.id, wall_ms);
+                    note.run_id = Some(run_id);
+                    note.host = Some(host);
+                    note.text = Some(format!("run started {} ago has not ended", human(running)));
+                    if let Some(run) = self.jobs[j].runs.get_mut(&run_id) {
+                        run.overrun = Some(open);
+                    }
+                    out.push(note);
+                }
+            }
+        }
+        out
+    }
+
+    fn start_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        host: &str,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        if !self.jobs[j].runs.contains_key(&run_id) && self.jobs[j].runs.len() >= MAX_RUNS_PER_JOB {
+            let oldest = self.jobs[j]
+                .runs
+                .iter()
+                .min_by_key(|(_, r)| r.started)
+                .map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                let text =
+                    format!("run no longer tracked: more than {MAX_RUNS_PER_JOB} runs at once");
+                self.end_run(j, oldest, &text, now, wall_ms, out);
+            }
+        }
+        self.jobs[j].runs.insert(
+            run_id,
+            RunState {
+                started: now,
+                host: host.to_owned(),
+                overrun: None,
+            },
+        );
+        if let Some(max) = self.jobs[j].cfg.max_runtime {
+            self.deadlines.set(Key::Overrun(j, run_id), now + max);
+        }
+    }
+
+    fn end_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        text: &str,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        self.deadlines.clear(&Key::Overrun(j, run_id));
+        if let Some(run) = self.jobs[j].runs.remove(&run_id) {
+            if let Some(open) = run.overrun {
+                out.push(self.resolved(j, Event::Overrun, open, now, wall_ms, text.to_owned()));
+            }
+        }
+    }
+
+    fn open_failed(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Notification {
+        let basis = match msg.run_id {
+            Some(run_id) => format!("run:{run_id}"),
+            None => format!("msg:{}/{}/{}", msg.host, msg.pid, msg.seq),
+        };
+        let open = Open {
+            id: incident_id(&msg.job, Event::Failed, &basis),
+            since: now,
+            run_id: msg.run_id,
+        };
+        let mut note = self.note(j, Event::Failed, &open.id, wall_ms);
+        note.run_id = msg.run_id;
+        note.host = Some(msg.host.clone());
+        note.exit_code = msg.exit_code;
+        note.text = msg.text.clone();
+        self.jobs[j].failed = Some(open);
+        note
+    }
+
+    fn resolved(
+        &self,
+        j: usize,
+        resolves: Event,
+        open: Open,
+        now: Instant,
+        wall_ms: u64,
+        text: String,
+    ) -> Notification {
+        let mut note = self.note(j, Event::Recovered, &open.id, wall_ms);
+        note.resolves = Some(resolves);
+        note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+        note.run_id = open.run_id;
+        note.text = Some(text);
+        note
+    }
+
+    fn note(&self, j: usize, event: Event, incident: &str, wall_ms: u64) -> Notification {
+        let job = &self.jobs[j];
+        Notification {
+            event,
+            job: job.cfg.name.clone(),
+            incident: incident.to_owned(),
+            watcher: self.watcher.clone(),
+            detected_ms: wall_ms,
+            last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
+            resolves: None,
+            duration_ms: None,
+            run_id: None,
+            host: job.last.as_ref().map(|s| s.host.clone()),
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    fn unknown_job(&mut self, msg: &Message) {
+        let total = self
+            .stats
+            .unknown_job_messages
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if self.unknown.contains(&msg.job) {
+            return;
+        }
+        if self.unknown.len() < self.max_unknown {
+            self.unknown.insert(msg.job.clone());
+            self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
+            warn!(job = %msg.job, host = %msg.host, kind = %msg.kind, "message for a job not in the config; counted and ignored");
+        } else if total.is_power_of_two() {
+            // Past the cap names are no longer remembered; log at 1, 2, 4, ...
+            // messages so a flood costs a few lines, not one per message.
+            warn!(job = %msg.job, unknown_job_messages = total, "messages for unknown jobs keep arriving; names past the cap are not remembered");
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn human(d: Duration) -> String {
+    // Whole seconds (or ms below one) read better than humantime's ns detail.
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn job(name: &str, every: u64, grace: u64, max_runtime: Option<u64>) -> JobConfig {
+        JobConfig {
+            name: name.into(),
+            every: S * every as u32,
+            grace: S * grace as u32,
+            max_runtime: max_runtime.map(|m| S * m as u32),
+        }
+    }
+
+    fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
+        Message {
+            kind,
+            job: job.into(),
+            run_id,
+            seq,
+            ts_ms: 0,
+            host: "h".into(),
+            pid: 1,
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    fn registry(jobs: &[JobConfig], t0: Instant) -> Registry {
+        Registry::new("w1", jobs, 4, Arc::new(Stats::default()), t0)
+    }
+
+    #[test]
+    fn silent_job_goes_down_then_recovers_with_the_same_incident() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 10, 5, None)], t0);
+        assert_eq!(r.next_deadline(), Some(t0 + 15 * S));
+        assert!(
+            r.on_message(&msg(Kind::Heartbeat, "etl", None, 1), t0 + S, 1)
+                .is_empty()
+        );
+        assert_eq!(r.next_deadline(), Some(t0 + 16 * S));
+        assert!(r.on_deadlines(t0 + 15 * S, 2).is_empty());
+        let down = r.on_deadlines(t0 + 16 * S, 3);
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].event, Event::Down);
+        assert_eq!(down[0].watcher, "w1");
+        assert_eq!(down[0].last_seen_ms, Some(1));
+        assert_eq!(r.next_deadline(), None, "no repeat without a message");
+        assert!(r.on_deadlines(t0 + 100 * S, 4).is_empty());
+        let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0 + 20 * S, 5);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].event, Event::Recovered);
+        assert_eq!(up[0].resolves, Some(Event::Down));
+        assert_eq!(up[0].incident, down[0].incident);
+        assert_eq!(
+            up[0].duration_ms,
+            Some(19_000),
+            "from the last message to this one"
+        );
+    }
+
+    #[test]
+    fn a_job_never_heard_from_gets_one_full_period() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 10, 5, None)], t0);
+        assert!(
+            r.on_deadlines(t0 + 15 * S - Duration::from_millis(1), 0)
+                .is_empty()
+        );
+        let down = r.on_deadlines(t0 + 15 * S, 0);
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].last_seen_ms, None);
+        assert_eq!(down[0].incident, incident_id("etl", Event::Down, "never"));
+    }
+
+    #[test]
+    fn fail_is_notified_at_once_and_success_resolves_it() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 3600, 0, None)], t0);
+        let mut fail = msg(Kind::Fail, "etl", Some(7), 2);
+        fail.exit_code = Some(3);
+        fail.text = Some("disk full".into());
+        let out = r.on_message(&fail, t0, 0);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].event, Event::Failed);
+        assert_eq!(out[0].exit_code, Some(3));
+        assert_eq!(out[0].text.as_deref(), Some("disk full"));
+        assert_eq!(out[0].run_id, Some(7));
+        // A further fail while the incident is open is not a new incident.
+        assert!(
+            r.on_message(&msg(Kind::Fail, "etl", Some(8), 3), t0, 0)
+                .is_empty()
+        );
+        // A heartbeat does not undo a failed run; a success does.
+        assert!(
+            r.on_message(&msg(Kind::Heartbeat, "etl", None, 4), t0, 0)
+                .is_empty()
+        );
+        assert!(
+            r.on_message(&msg(Kind::Start, "etl", Some(9), 5), t0, 0)
+                .is_empty()
+        );
+        let ok = r.on_message(&msg(Kind::Success, "etl", Some(9), 6), t0 + 2 * S, 0);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].resolves, Some(Event::Failed));
+        assert_eq!(ok[0].incident, out[0].incident);
+        assert_eq!(ok[0].duration_ms, Some(2000));
+    }
+
+    #[test]
+    fn runless_fail_is_resolved_by_a_heartbeat() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 3600, 0, None)], t0);
+        assert_eq!(
+            r.on_message(&msg(Kind::Fail, "etl", None, 1), t0, 0).len(),
+            1
+        );
+        let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0, 0);
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].resolves, Some(Event::Failed));
+    }
+
+    #[test]
+    fn overrun_is_per_run_and_resolved_when_that_run_ends() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 3600, 0, Some(60))], t0);
+        r.on_message(&msg(Kind::Start, "etl", Some(1), 1), t0, 0);
+        r.on_message(&msg(Kind::Start, "etl", Some(2), 2), t0 + 30 * S, 0);
+        assert_eq!(r.next_deadline(), Some(t0 + 60 * S));
+        let over = r.on_deadlines(t0 + 60 * S, 0);
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].event, Event::Overrun);
+        assert_eq!(over[0].run_id, Some(1));
+        // Run 2 ends in time: no notification, its deadline is gone.
+        assert!(
+            r.on_message(&msg(Kind::Success, "etl", Some(2), 3), t0 + 61 * S, 0)
+                .is_empty()
+        );
+        assert!(r.on_deadlines(t0 + 95 * S, 0).is_empty());
+        let done = r.on_message(&msg(Kind::Success, "etl", Some(1), 4), t0 + 100 * S, 0);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].resolves, Some(Event::Overrun));
+        assert_eq!(done[0].incident, over[0].incident);
+    }
+
+    #[test]
+    fn unknown_jobs_are_counted_with_bounded_memory() {
+        let t0 = Instant::now();
+        let stats = Arc::new(Stats::default());
+        let mut r = Registry::new("w1", &[job("etl", 10, 0, None)], 4, Arc::clone(&stats), t0);
+        for i in 0..100 {
+            assert!(
+                r.on_message(&msg(Kind::Heartbeat, &format!("x{i}"), None, i), t0, 0)
+                    .is_empty()
+            );
+        }
+        assert_eq!(stats.unknown_job_messages.load(Ordering::Relaxed), 100);
+        assert_eq!(stats.unknown_job_names.load(Ordering::Relaxed), 4);
+        assert_eq!(r.unknown.len(), 4);
+    }
+
+    #[test]
+    fn runs_per_job_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = registry(&[job("etl", 10, 0, Some(5))], t0);
+        for i in 0..(MAX_RUNS_PER_JOB as u64 + 10) {
+            r.on_message(&msg(Kind::Start, "etl", Some(i), i), t0, 0);
+        }
+        assert_eq!(r.jobs[0].runs.len(), MAX_RUNS_PER_JOB);
+        // One down deadline plus one overrun deadline per remembered run.
+        assert_eq!(r.deadlines.len(), MAX_RUNS_PER_JOB + 1);
+    }
+}

@@ -1,0 +1,85 @@
+//! Counters of everything the watcher received, dropped and sent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use qcic_sdk::DecodeError;
+use tracing::info;
+
+/// The reasons a frame is dropped, in the order of [`Stats::dropped`].
+pub const DROP_REASONS: [&str; 6] = [
+    "too_large",
+    "malformed",
+    "unsupported_version",
+    "unknown_kind",
+    "invalid_field",
+    "multipart",
+];
+
+/// Process-wide counters; every one only grows.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Frames taken off the PULL socket.
+    pub frames: AtomicU64,
+    /// Frames that decoded into a valid message.
+    pub accepted: AtomicU64,
+    /// Frames dropped, by reason (see [`DROP_REASONS`]).
+    pub dropped: [AtomicU64; 6],
+    /// Valid messages for jobs not in the config.
+    pub unknown_job_messages: AtomicU64,
+    /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).
+    pub unknown_job_names: AtomicU64,
+    /// Notifications produced (after duplicate suppression).
+    pub notifications: AtomicU64,
+    /// Notifications the notification log had already seen.
+    pub duplicates_suppressed: AtomicU64,
+    /// Notifications delivered by a channel.
+    pub delivered: AtomicU64,
+    /// Delivery attempts that failed and were retried.
+    pub delivery_retries: AtomicU64,
+    /// Notifications a channel gave up on or could not queue.
+    pub delivery_failed: AtomicU64,
+}
+
+impl Stats {
+    /// Counts a dropped frame.
+    pub fn drop_frame(&self, reason: &str) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
+            self.dropped[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a frame that failed to decode.
+    pub fn drop_decode(&self, err: &DecodeError) {
+        self.drop_frame(err.reason());
+    }
+
+    /// All dropped frames.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes every counter as one structured log line.
+    pub fn log_summary(&self, what: &str) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let d = |i: usize| get(&self.dropped[i]);
+        info!(
+            frames = get(&self.frames),
+            accepted = get(&self.accepted),
+            dropped = self.dropped_total(),
+            dropped_too_large = d(0),
+            dropped_malformed = d(1),
+            dropped_unsupported_version = d(2),
+            dropped_unknown_kind = d(3),
+            dropped_invalid_field = d(4),
+            dropped_multipart = d(5),
+            unknown_job_messages = get(&self.unknown_job_messages),
+            unknown_job_names = get(&self.unknown_job_names),
+            notifications = get(&self.notifications),
+            duplicates_suppressed = get(&self.duplicates_suppressed),
+            delivered = get(&self.delivered),
+            delivery_retries = get(&self.delivery_retries),
+            delivery_failed = get(&self.delivery_failed),
+            "{what}"
+        );
+    }
+}
