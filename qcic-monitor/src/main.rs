@@ -1,5 +1,6 @@
 //! `qcic-monitor`: parse the command line, start logging, run the watcher.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let config = match &cli.config {

@@ -1,0 +1,292 @@
+//! Real parts for the integration tests: the qcic-monitor binary, an aiosmtpd
+//! SMTP server process, a ZeroMQ SUB socket on the alert stream.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Waits for `cond` to hold, up to `within`.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// The real qcic-monitor binary on a config written to a temp dir.
+pub struct Monitor {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub listen: String,
+    pub publish: String,
+}
+
+impl Monitor {
+    /// Starts the monitor. `body` is appended to a `[monitor]` table with this
+    /// id and a fresh listen port; `{publish}` in it becomes a fresh PUB endpoint.
+    pub fn start(id: &str, body: &str) -> Monitor {
+        let listen = format!("tcp://127.0.0.1:{}", free_port());
+        let publish = format!("tcp://127.0.0.1:{}", free_port());
+        let config = format!(
+            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\n\n{}",
+            body.replace("{publish}", &publish)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitor.toml");
+        fs::write(&path, config).unwrap();
+        let log = fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+            .arg("--config")
+            .arg(&path)
+            .env("QCIC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut monitor = Monitor {
+            child: Some(child),
+            dir,
+            listen,
+            publish,
+        };
+        let started = wait_until(WAIT, || {
+            monitor.log().contains("qcic-monitor started") || monitor.exited()
+        });
+        assert!(
+            started && !monitor.exited(),
+            "monitor did not start:\n{}",
+            monitor.log()
+        );
+        monitor
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// SIGTERM, wait for exit, return the log.
+    pub fn stop(mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let exited = wait_until(WAIT, || child.try_wait().ok().flatten().is_some());
+            if !exited {
+                let _ = child.kill();
+                panic!("monitor did not stop on SIGTERM:\n{}", self.log());
+            }
+        }
+        self.log()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A counter from the monitor's "final counters" log line.
+pub fn counter(log: &str, name: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains("final counters"))?;
+    let key = format!(" {name}=");
+    let start = line.find(&key)? + key.len();
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("QCIC_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = workspace_root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// A real SMTP server (aiosmtpd) writing every email into a Maildir.
+pub struct Smtp {
+    child: Child,
+    pub port: u16,
+    pub maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    pub fn start() -> Smtp {
+        Smtp::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Smtp {
+        let maildir = tempfile::tempdir().unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir(maildir.path().join(sub)).unwrap();
+        }
+        let mut child = Command::new(python())
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run python for aiosmtpd (scripts/setup.sh makes .venv)");
+        let up = wait_until(WAIT, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+                || child.try_wait().ok().flatten().is_some()
+        });
+        if !up || child.try_wait().ok().flatten().is_some() {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            let _ = child.kill();
+            panic!("aiosmtpd did not start (run scripts/setup.sh to install it): {err}");
+        }
+        Smtp {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every email received so far, unfolded, oldest first.
+    pub fn emails(&self) -> Vec<String> {
+        read_maildir(self.maildir.path())
+    }
+
+    /// Waits until at least `n` emails arrived.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        let mut mails = Vec::new();
+        let ok = wait_until(WAIT, || {
+            mails = self.emails();
+            mails.len() >= n
+        });
+        assert!(ok, "expected {n} emails, got {}: {mails:#?}", mails.len());
+        mails
+    }
+}
+
+fn read_maildir(dir: &Path) -> Vec<String> {
+    let mut files: Vec<(std::time::SystemTime, String)> = fs::read_dir(dir.join("new"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let modified = e.metadata().ok()?.modified().ok()?;
+                    let text = fs::read_to_string(e.path()).ok()?;
+                    Some((modified, text.replace("\r\n", "\n").replace("\n ", " ")))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.into_iter().map(|(_, text)| text).collect()
+}
+
+/// The value of a header in a raw email.
+pub fn header<'a>(email: &'a str, name: &str) -> Option<&'a str> {
+    let prefix = format!("{name}: ");
+    email
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(&prefix))
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SUB socket on a monitor's alert stream.
+pub struct Alerts {
+    _ctx: zmq::Context,
+    socket: zmq::Socket,
+    pub seen: Vec<(String, Value)>,
+}
+
+impl Alerts {
+    pub fn subscribe(endpoint: &str) -> Alerts {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::SUB).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_rcvtimeo(200).unwrap();
+        socket.set_subscribe(b"alert.").unwrap();
+        socket.connect(endpoint).unwrap();
+        // PUB drops what is published before the subscription reaches it
+        // (the "slow joiner"); on loopback it takes well under this.
+        sleep(Duration::from_millis(500));
+        Alerts {
+            _ctx: ctx,
+            socket,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the next alert whose topic is `topic`; earlier others are kept in `seen`.
+    pub fn expect(&mut self, topic: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let Ok(frames) = self.socket.recv_multipart(0) else {
+                continue;
+            };
+            assert_eq!(frames.len(), 2, "an alert is two frames");
+            let got = String::from_utf8(frames[0].clone()).unwrap();
+            let body: Value = rmp_serde::from_slice(&frames[1]).unwrap();
+            self.seen.push((got.clone(), body.clone()));
+            if got == topic {
+                return body;
+            }
+        }
+        panic!("no alert {topic} within {WAIT:?}; saw {:#?}", self.seen);
+    }
+}
