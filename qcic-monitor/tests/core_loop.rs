@@ -1,6 +1,12 @@
 //! The core loop end to end: the real qcic-monitor binary, the real SDK over
 //! tcp loopback, a real SMTP server (aiosmtpd) and a real SUB socket.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -47,7 +53,10 @@ fn a_silent_job_is_reported_down_by_email_and_pub_then_recovered_with_the_same_i
 
     let down = alerts.expect("alert.down.nightly-etl");
     let quiet = sent_at.elapsed();
-    assert!(quiet >= Duration::from_secs(2), "down only after every + grace, got {quiet:?}");
+    assert!(
+        quiet >= Duration::from_secs(2),
+        "down only after every + grace, got {quiet:?}"
+    );
     assert_eq!(down["event"], "down");
     assert_eq!(down["job"], "nightly-etl");
     assert_eq!(down["watcher"], "watcher-a");
@@ -60,7 +69,10 @@ fn a_silent_job_is_reported_down_by_email_and_pub_then_recovered_with_the_same_i
     assert!(subject.contains("DOWN nightly-etl"), "{subject}");
     assert!(subject.contains(&incident), "{subject}");
     assert!(subject.contains("watcher-a"), "{subject}");
-    assert_eq!(header(&mails[0], "X-Qcic-Incident"), Some(incident.as_str()));
+    assert_eq!(
+        header(&mails[0], "X-Qcic-Incident"),
+        Some(incident.as_str())
+    );
     assert_eq!(header(&mails[0], "X-Qcic-Watcher"), Some("watcher-a"));
 
     sender.heartbeat("nightly-etl").unwrap();
@@ -71,8 +83,14 @@ fn a_silent_job_is_reported_down_by_email_and_pub_then_recovered_with_the_same_i
 
     let mails = smtp.wait_for(2);
     let subject = header(&mails[1], "Subject").unwrap();
-    assert!(subject.contains("RECOVERED nightly-etl (was down)"), "{subject}");
-    assert_eq!(header(&mails[1], "X-Qcic-Incident"), Some(incident.as_str()));
+    assert!(
+        subject.contains("RECOVERED nightly-etl (was down)"),
+        "{subject}"
+    );
+    assert_eq!(
+        header(&mails[1], "X-Qcic-Incident"),
+        Some(incident.as_str())
+    );
     let thread = format!("<{incident}@qcic>");
     assert_eq!(header(&mails[0], "References"), Some(thread.as_str()));
     assert_eq!(header(&mails[1], "References"), Some(thread.as_str()));
@@ -87,12 +105,16 @@ fn a_failure_is_notified_at_once() {
     // only come from the fail path.
     let monitor = Monitor::start(
         "watcher-a",
-        &format!("[[job]]\nname = \"etl\"\nevery = \"1h\"\n{}", channels(&smtp)),
+        &format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n{}",
+            channels(&smtp)
+        ),
     );
     let mut alerts = Alerts::subscribe(&monitor.publish);
     let sender = client(&[&monitor.listen]);
     let run = sender.start("etl").unwrap();
-    run.fail_with_code(Some(3), "database connection refused").unwrap();
+    run.fail_with_code(Some(3), "database connection refused")
+        .unwrap();
     let sent_at = Instant::now();
     let failed = alerts.expect("alert.failed.etl");
     eprintln!("fail -> alert on the PUB stream: {:?}", sent_at.elapsed());
@@ -157,10 +179,17 @@ fn unknown_jobs_and_garbage_are_counted_and_valid_traffic_goes_on() {
     assert_eq!(counter(&log, "unknown_job_messages"), Some(3), "{log}");
     assert_eq!(counter(&log, "unknown_job_names"), Some(1), "{log}");
     assert_eq!(counter(&log, "dropped_malformed"), Some(1), "{log}");
-    assert_eq!(counter(&log, "dropped_unsupported_version"), Some(1), "{log}");
+    assert_eq!(
+        counter(&log, "dropped_unsupported_version"),
+        Some(1),
+        "{log}"
+    );
     assert_eq!(counter(&log, "dropped_multipart"), Some(1), "{log}");
     assert_eq!(counter(&log, "accepted"), Some(4), "{log}");
-    assert!(log.contains("ghost-job"), "the unknown job is named in the log");
+    assert!(
+        log.contains("ghost-job"),
+        "the unknown job is named in the log"
+    );
     drop(raw);
 }
 
@@ -181,7 +210,10 @@ fn two_senders_reach_both_watchers_and_watchers_agree_on_incident_ids() {
         let at_b = alerts_b.expect(&topic);
         assert_eq!(at_a["watcher"], "watcher-a");
         assert_eq!(at_b["watcher"], "watcher-b");
-        assert_eq!(at_a["incident"], at_b["incident"], "same trouble, same incident id");
+        assert_eq!(
+            at_a["incident"], at_b["incident"],
+            "same trouble, same incident id"
+        );
         assert_eq!(at_a["text"], at_b["text"]);
     }
     let log_a = a.stop();
@@ -200,8 +232,12 @@ fn email_survives_an_smtp_server_that_comes_up_late() {
         ),
     );
     let sender = client(&[&monitor.listen]);
-    sender.fail("etl", None, "while the mail server was down").unwrap();
-    assert!(common::wait_until(common::WAIT, || monitor.log().contains("will retry")));
+    sender
+        .fail("etl", None, "while the mail server was down")
+        .unwrap();
+    assert!(common::wait_until(common::WAIT, || monitor
+        .log()
+        .contains("will retry")));
     let smtp = Smtp::start_on(port);
     let mails = smtp.wait_for(1);
     assert!(mails[0].contains("while the mail server was down"));
@@ -233,6 +269,10 @@ fn the_embedded_default_config_is_valid() {
         .arg("--check-config")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }

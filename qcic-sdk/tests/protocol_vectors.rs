@@ -2,13 +2,21 @@
 //! vector decodes to exactly its spelled-out fields and re-encodes byte for
 //! byte; every invalid vector is refused for the stated reason.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
 use std::path::PathBuf;
 
 use qcic_sdk::{Kind, Message};
 use serde_json::Value;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str::<Vec<Value>>(&text).unwrap()
 }
@@ -38,7 +46,11 @@ fn valid_vectors_decode_to_their_fields_and_reencode_exactly() {
         let expected = message_from_fields(&v["fields"]);
         let decoded = Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded, expected, "{name}: decoded fields");
-        assert_eq!(hex::encode(decoded.encode()), hex::encode(&bytes), "{name}: re-encoding");
+        assert_eq!(
+            hex::encode(decoded.encode()),
+            hex::encode(&bytes),
+            "{name}: re-encoding"
+        );
         kinds_seen.insert(expected.kind);
     }
     assert_eq!(kinds_seen.len(), 5, "at least one vector per kind");

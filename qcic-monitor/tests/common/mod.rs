@@ -1,6 +1,6 @@
 //! Real parts for the integration tests: the qcic-monitor binary, an aiosmtpd
 //! SMTP server process, a ZeroMQ SUB socket on the alert stream.
-#![allow(dead_code)] // each test file uses a different subset
+#![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::fs;
 use std::io::Read;

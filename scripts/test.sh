@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, clippy with warnings as errors, and the whole
+# workspace's unit, integration and doc tests (real libzmq, real SMTP server,
+# the real qcic-monitor binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export QCIC_TEST_PYTHON="$PWD/.venv/bin/python"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== protocol vectors are what the independent encoder makes" >&2
+tmp=$(mktemp -d)
+cp docs/protocol-vectors.json docs/protocol-invalid-vectors.json "$tmp"/
+.venv/bin/python scripts/gen-protocol-vectors.py >/dev/null
+if ! diff -q "$tmp/protocol-vectors.json" docs/protocol-vectors.json >/dev/null ||
+   ! diff -q "$tmp/protocol-invalid-vectors.json" docs/protocol-invalid-vectors.json >/dev/null; then
+    cp "$tmp"/*.json docs/
+    echo "docs/protocol-*vectors.json differ from scripts/gen-protocol-vectors.py's output" >&2
+    exit 1
+fi
+rm -rf "$tmp"
+echo "== cargo test" >&2
+cargo test --workspace --locked
