@@ -74,3 +74,48 @@ fn the_documented_heartbeat_size_holds() {
     // docs/PROTOCOL.md states 44 bytes for this 12-character job name.
     assert_eq!(bytes.len(), 44);
 }
+
+/// A deterministic stand-in for the fuzzer (cargo-fuzz needs a nightly
+/// toolchain this project's machines do not have): mutate every valid vector
+/// a few thousand times and feed random frames. Decoding must never panic,
+/// and whatever it accepts must re-encode to a frame that decodes the same.
+#[test]
+fn mutated_and_random_frames_never_panic_and_accepted_ones_round_trip() {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let seeds: Vec<Vec<u8>> = load("protocol-vectors.json")
+        .iter()
+        .map(|v| hex::decode(v["hex"].as_str().unwrap()).unwrap())
+        .collect();
+    let mut accepted = 0;
+    for round in 0..60_000u64 {
+        let mut frame = if round % 4 == 0 {
+            let len = (next() % 80) as usize;
+            (0..len).map(|_| next() as u8).collect()
+        } else {
+            seeds[(next() as usize) % seeds.len()].clone()
+        };
+        for _ in 0..(1 + next() % 3) {
+            if frame.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % frame.len();
+            match next() % 3 {
+                0 => frame[at] = next() as u8,
+                1 => frame.truncate(at),
+                _ => frame.insert(at, next() as u8),
+            }
+        }
+        if let Ok(msg) = Message::decode(&frame) {
+            accepted += 1;
+            let again = Message::decode(&msg.encode()).expect("re-encoded frame decodes");
+            assert_eq!(again, msg);
+        }
+    }
+    assert!(accepted > 100, "mutations should often stay valid ({accepted})");
+}
