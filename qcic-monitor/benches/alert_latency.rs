@@ -24,12 +24,18 @@ use qcic_sdk::Client;
 const RUNS: usize = 20;
 
 fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_topic(sub: &zmq::Socket, topic: &str) -> Instant {
     loop {
-        let frames = sub.recv_multipart(0).expect("alert within the receive timeout");
+        let frames = sub
+            .recv_multipart(0)
+            .expect("alert within the receive timeout");
         if frames[0] == topic.as_bytes() {
             return Instant::now();
         }
@@ -78,7 +84,13 @@ publish = "{publish}"
         .unwrap();
     let monitor = std::thread::spawn(move || {
         runtime
-            .block_on(qcic_monitor::run(config, async { let _ = stop_rx.await; }, false))
+            .block_on(qcic_monitor::run(
+                config,
+                async {
+                    let _ = stop_rx.await;
+                },
+                false,
+            ))
             .unwrap();
     });
 
@@ -97,7 +109,10 @@ publish = "{publish}"
         let at = wait_topic(&sub, "alert.down.quick");
         if i > 0 {
             // The first run also pays for the TCP connection.
-            deadline.push(at.duration_since(sent).saturating_sub(Duration::from_millis(300)));
+            deadline.push(
+                at.duration_since(sent)
+                    .saturating_sub(Duration::from_millis(300)),
+            );
         }
     }
 

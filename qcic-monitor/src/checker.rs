@@ -19,7 +19,7 @@ use crate::registry::Registry;
 pub async fn run(
     mut registry: Registry,
     mut inbound: mpsc::Receiver<Message>,
-    out: mpsc::UnboundedSender<Notification>,
+    out: mpsc::Sender<Notification>,
 ) {
     loop {
         let next = registry.next_deadline();
@@ -35,8 +35,11 @@ pub async fn run(
                 registry.on_deadlines(Instant::now(), wall_ms())
             }
         };
+        // Bounded: if the dispatcher ever fell behind, the checker waits,
+        // the receiver waits, and libzmq's high-water marks hold the rest,
+        // instead of memory growing without bound.
         for note in notes {
-            if out.send(note).is_err() {
+            if out.send(note).await.is_err() {
                 return;
             }
         }
@@ -82,14 +85,14 @@ mod tests {
     struct Harness {
         t0: Instant,
         tx: mpsc::Sender<Message>,
-        out: mpsc::UnboundedReceiver<Notification>,
+        out: mpsc::Receiver<Notification>,
     }
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
         let t0 = Instant::now();
         let registry = Registry::new("w", &jobs, 10, Arc::new(Stats::default()), t0);
         let (tx, rx) = mpsc::channel(16);
-        let (out_tx, out) = mpsc::unbounded_channel();
+        let (out_tx, out) = mpsc::channel(16);
         tokio::spawn(run(registry, rx, out_tx));
         Harness { t0, tx, out }
     }

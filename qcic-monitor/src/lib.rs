@@ -84,7 +84,7 @@ pub async fn run(
         Arc::clone(&stats),
         Instant::now(),
     );
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel(1024);
     let checker = tokio::spawn(checker::run(registry, in_rx, out_tx));
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,

@@ -117,5 +117,8 @@ fn mutated_and_random_frames_never_panic_and_accepted_ones_round_trip() {
             assert_eq!(again, msg);
         }
     }
-    assert!(accepted > 100, "mutations should often stay valid ({accepted})");
+    assert!(
+        accepted > 100,
+        "mutations should often stay valid ({accepted})"
+    );
 }

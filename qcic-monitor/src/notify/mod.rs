@@ -144,11 +144,7 @@ impl NotificationLog {
 }
 
 /// Logs and fans out every notification until the checker stops.
-pub async fn dispatch(
-    mut rx: mpsc::UnboundedReceiver<Notification>,
-    queues: Queues,
-    stats: Arc<Stats>,
-) {
+pub async fn dispatch(mut rx: mpsc::Receiver<Notification>, queues: Queues, stats: Arc<Stats>) {
     let mut log = NotificationLog::new(LOG_CAPACITY);
     while let Some(note) = rx.recv().await {
         if !log.record(&note) {
