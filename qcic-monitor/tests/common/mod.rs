@@ -251,7 +251,10 @@ impl Drop for Smtp {
 pub struct Alerts {
     _ctx: zmq::Context,
     socket: zmq::Socket,
+    /// Every alert received, in order.
     pub seen: Vec<(String, Value)>,
+    /// Received but not yet taken by `expect`.
+    pending: Vec<(String, Value)>,
 }
 
 impl Alerts {
@@ -269,11 +272,17 @@ impl Alerts {
             _ctx: ctx,
             socket,
             seen: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
-    /// Waits for the next alert whose topic is `topic`; earlier others are kept in `seen`.
+    /// Takes the oldest alert with this topic, waiting for it if none came
+    /// yet. Alerts of other topics stay for later calls: two channels or two
+    /// jobs may publish in either order.
     pub fn expect(&mut self, topic: &str) -> Value {
+        if let Some(i) = self.pending.iter().position(|(t, _)| t == topic) {
+            return self.pending.remove(i).1;
+        }
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             let Ok(frames) = self.socket.recv_multipart(0) else {
@@ -286,6 +295,7 @@ impl Alerts {
             if got == topic {
                 return body;
             }
+            self.pending.push((got, body));
         }
         panic!("no alert {topic} within {WAIT:?}; saw {:#?}", self.seen);
     }
