@@ -1,9 +1,9 @@
 //! `Client`: the caller's side of the sender. Every call only validates and
 //! enqueues; the sockets live in the background thread (see `worker`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
@@ -124,15 +124,45 @@ impl ClientBuilder {
         if self.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
-        let linger = duration_ms_i32(self.close_timeout);
+        let sender = Sender::start(&self)?;
+        let host = self
+            .host
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        Ok(Client {
+            inner: Arc::new(Inner {
+                settings: self,
+                sender: Mutex::new(sender),
+                seq: AtomicU64::new(1),
+                host: cut(host, MAX_HOST_LEN),
+                closed: AtomicBool::new(false),
+                close_result: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// The per-process half of a client: the sender thread and its queue. A
+/// forked child gets a new one on first use (see [`Client`]).
+#[derive(Debug)]
+struct Sender {
+    pid: u32,
+    tx: Option<SyncSender<Message>>,
+    shared: Arc<Shared>,
+    done: Option<Receiver<bool>>,
+}
+
+impl Sender {
+    fn start(settings: &ClientBuilder) -> Result<Sender, Error> {
+        let linger = duration_ms_i32(settings.close_timeout);
         let ctx = zmq::Context::new();
-        let mut sockets = Vec::with_capacity(self.endpoints.len());
-        for endpoint in &self.endpoints {
+        let mut sockets = Vec::with_capacity(settings.endpoints.len());
+        for endpoint in &settings.endpoints {
             // One socket per watcher: a PUSH socket connected to two
             // endpoints round-robins, so each watcher would see half.
             let socket = ctx.socket(zmq::PUSH)?;
             socket.set_linger(linger)?;
-            socket.set_sndhwm(self.send_hwm)?;
+            socket.set_sndhwm(settings.send_hwm)?;
             socket.set_reconnect_ivl(100)?;
             socket.set_reconnect_ivl_max(2000)?;
             socket.set_tcp_keepalive(1)?;
@@ -142,26 +172,15 @@ impl ClientBuilder {
             })?;
             sockets.push(socket);
         }
-        let (tx, rx) = mpsc::sync_channel(self.queue_capacity);
+        let (tx, rx) = mpsc::sync_channel(settings.queue_capacity);
         let (done_tx, done_rx) = mpsc::channel();
         let shared = Arc::new(Shared::new());
         worker::spawn(ctx, sockets, rx, Arc::clone(&shared), done_tx)?;
-        let host = self
-            .host
-            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-        Ok(Client {
-            inner: Arc::new(Inner {
-                tx: Mutex::new(Some(tx)),
-                shared,
-                seq: AtomicU64::new(1),
-                host: cut(host, MAX_HOST_LEN),
-                pid: std::process::id(),
-                close_timeout: self.close_timeout,
-                done: Mutex::new(Closing {
-                    rx: Some(done_rx),
-                    result: None,
-                }),
-            }),
+        Ok(Sender {
+            pid: std::process::id(),
+            tx: Some(tx),
+            shared,
+            done: Some(done_rx),
         })
     }
 }
@@ -181,19 +200,12 @@ pub struct Client {
 
 #[derive(Debug)]
 struct Inner {
-    tx: Mutex<Option<SyncSender<Message>>>,
-    shared: Arc<Shared>,
+    settings: ClientBuilder,
+    sender: Mutex<Sender>,
     seq: AtomicU64,
     host: String,
-    pid: u32,
-    close_timeout: Duration,
-    done: Mutex<Closing>,
-}
-
-#[derive(Debug)]
-struct Closing {
-    rx: Option<Receiver<bool>>,
-    result: Option<bool>,
+    closed: AtomicBool,
+    close_result: Mutex<Option<bool>>,
 }
 
 impl Client {
@@ -240,8 +252,9 @@ impl Client {
     /// libzmq then delivers on its own as soon as each watcher is connected;
     /// only [`Client::close`] can wait for that.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let target = self.inner.shared.counters.queued.load(Ordering::SeqCst);
-        self.inner.shared.wait_processed(target, timeout)
+        let shared = self.inner.shared();
+        let target = shared.counters.queued.load(Ordering::SeqCst);
+        shared.wait_processed(target, timeout)
     }
 
     /// Stops the sender: messages still queued are handed over, then libzmq
@@ -253,8 +266,10 @@ impl Client {
     }
 
     /// Counters of what was queued, sent and dropped.
+    ///
+    /// Counts this process's messages: a forked child starts from zero.
     pub fn stats(&self) -> Stats {
-        self.inner.shared.counters.snapshot()
+        self.inner.shared().counters.snapshot()
     }
 
     /// The host name sent with every message.
@@ -275,9 +290,6 @@ impl Client {
             reason,
         })?;
         let inner = &self.inner;
-        if std::process::id() != inner.pid {
-            return Err(Error::Forked);
-        }
         let msg = Message {
             kind,
             job: job.to_owned(),
@@ -285,13 +297,58 @@ impl Client {
             seq: inner.seq.fetch_add(1, Ordering::Relaxed),
             ts_ms: unix_ms(),
             host: inner.host.clone(),
-            pid: inner.pid,
+            pid: std::process::id(),
             exit_code,
             text: text.map(|t| message::truncate_text(t).to_owned()),
         };
-        let counters = &inner.shared.counters;
-        let guard = inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = guard.as_ref() else {
+        inner.enqueue(msg)
+    }
+
+    /// Sends a message exactly as given: the caller chooses every field,
+    /// including `seq`, `ts_ms`, `host` and `pid`. For bridges that relay
+    /// other programs' messages, and for checking the wire format against
+    /// the protocol's test vectors. Validated like a received message.
+    pub fn send_message(&self, msg: Message) -> Result<(), Error> {
+        msg.validate().map_err(|err| Error::InvalidMessage(err.to_string()))?;
+        self.inner.enqueue(msg)
+    }
+}
+
+impl Inner {
+    /// This process's sender, started afresh if the process was forked
+    /// since it was made: a child has the parent's memory but not its
+    /// sender thread. The parent's queue and context are leaked in the
+    /// child on purpose: dropping them there could wait on locks or libzmq
+    /// threads that exist only in the parent.
+    fn sender(&self) -> Result<MutexGuard<'_, Sender>, Error> {
+        let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        if sender.pid != std::process::id() {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            let fresh = Sender::start(&self.settings)?;
+            std::mem::forget(std::mem::replace(&mut *sender, fresh));
+        }
+        Ok(sender)
+    }
+
+    fn shared(&self) -> Arc<Shared> {
+        match self.sender() {
+            Ok(sender) => Arc::clone(&sender.shared),
+            // Only a closed client in a forked child gets here; it has sent nothing.
+            Err(_) => Arc::new(Shared::new()),
+        }
+    }
+
+    fn enqueue(&self, msg: Message) -> Result<(), Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            sender.shared.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Closed);
+        }
+        let sender = self.sender()?;
+        let counters = &sender.shared.counters;
+        let Some(tx) = sender.tx.as_ref() else {
             counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
             return Err(Error::Closed);
         };
@@ -310,51 +367,43 @@ impl Client {
             }
         }
     }
-}
 
-impl Inner {
     fn close(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        self.shared.set_close_deadline(deadline);
-        // Dropping the only sender lets the worker drain the queue and stop.
-        drop(
-            self.tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let mut closing = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(result) = closing.result {
-            return result;
-        }
-        if std::process::id() != self.pid {
-            // A forked child has no sender thread to wait for.
-            closing.result = Some(false);
-            return false;
-        }
-        let Some(rx) = closing.rx.as_ref() else {
-            return false;
+        self.closed.store(true, Ordering::SeqCst);
+        let done = {
+            let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            if sender.pid != std::process::id() {
+                // A forked child that never sent has no thread to stop.
+                return true;
+            }
+            sender.shared.set_close_deadline(deadline);
+            // Dropping the only sender lets the worker drain the queue and stop.
+            drop(sender.tx.take());
+            sender.done.take()
+        };
+        let mut result = self.close_result.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(done) = done else {
+            // Closed before: report the first close's outcome.
+            return result.unwrap_or(false);
         };
         let wait = deadline.saturating_duration_since(Instant::now());
         // The worker's own linger ends by the deadline; a little slack lets
         // its report arrive.
-        match rx.recv_timeout(wait + Duration::from_millis(50)) {
-            Ok(delivered) => {
-                closing.result = Some(delivered);
-                delivered
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                closing.result = Some(false);
-                false
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-        }
+        let delivered = match done.recv_timeout(wait + Duration::from_millis(50)) {
+            Ok(delivered) => delivered,
+            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => false,
+        };
+        *result = Some(delivered);
+        delivered
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.close(self.close_timeout);
+        if !self.closed.load(Ordering::SeqCst) {
+            self.close(self.settings.close_timeout);
+        }
     }
 }
 

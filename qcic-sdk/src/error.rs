@@ -37,8 +37,7 @@ pub enum Error {
     /// The client was closed; the message was dropped and counted.
     #[error("client is closed")]
     Closed,
-    /// This process was forked after the client was made; the child has no
-    /// sender thread. Make a new client in the child.
-    #[error("client was created in another process (fork); create a new client")]
-    Forked,
+    /// A message given to [`crate::Client::send_message`] breaks the protocol's rules.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
 }
