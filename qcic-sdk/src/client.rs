@@ -2,7 +2,7 @@
 //! enqueues; the sockets live in the background thread (see `worker`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -309,7 +309,8 @@ impl Client {
     /// other programs' messages, and for checking the wire format against
     /// the protocol's test vectors. Validated like a received message.
     pub fn send_message(&self, msg: Message) -> Result<(), Error> {
-        msg.validate().map_err(|err| Error::InvalidMessage(err.to_string()))?;
+        msg.validate()
+            .map_err(|err| Error::InvalidMessage(err.to_string()))?;
         self.inner.enqueue(msg)
     }
 }
@@ -343,7 +344,11 @@ impl Inner {
     fn enqueue(&self, msg: Message) -> Result<(), Error> {
         if self.closed.load(Ordering::SeqCst) {
             let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-            sender.shared.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+            sender
+                .shared
+                .counters
+                .dropped_closed
+                .fetch_add(1, Ordering::Relaxed);
             return Err(Error::Closed);
         }
         let sender = self.sender()?;
@@ -382,7 +387,10 @@ impl Inner {
             drop(sender.tx.take());
             sender.done.take()
         };
-        let mut result = self.close_result.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut result = self
+            .close_result
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(done) = done else {
             // Closed before: report the first close's outcome.
             return result.unwrap_or(false);
@@ -390,10 +398,10 @@ impl Inner {
         let wait = deadline.saturating_duration_since(Instant::now());
         // The worker's own linger ends by the deadline; a little slack lets
         // its report arrive.
-        let delivered = match done.recv_timeout(wait + Duration::from_millis(50)) {
-            Ok(delivered) => delivered,
-            Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => false,
-        };
+        // A timeout or a vanished worker both mean: not confirmed delivered.
+        let delivered = done
+            .recv_timeout(wait + Duration::from_millis(50))
+            .unwrap_or_default();
         *result = Some(delivered);
         delivered
     }

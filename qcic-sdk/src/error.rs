@@ -3,8 +3,9 @@
 /// Everything a sender call can report. Sending itself never blocks and never
 /// fails loudly: a message that cannot be queued is dropped and counted, and
 /// the call says so with [`Error::QueueFull`].
+// Not #[non_exhaustive]: the C and Python layers map every variant with an
+// exhaustive match, so a new variant must break their build, not slip by.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// No watcher endpoint was given.
     #[error("no watcher endpoint given")]

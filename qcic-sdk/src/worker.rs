@@ -107,6 +107,13 @@ pub(crate) fn spawn(
         .map(drop)
 }
 
+/// How long the sender thread waits for a watcher's full libzmq queue to
+/// drain before it drops for that watcher. A burst (or the first messages
+/// before the TCP connection is up) waits briefly and goes through; a
+/// watcher that stays full costs this once, then drops at once until it
+/// takes a message again, so a dead watcher never slows the others.
+const STALL_WAIT_MS: i64 = 200;
+
 fn run(
     ctx: zmq::Context,
     sockets: Vec<zmq::Socket>,
@@ -115,17 +122,33 @@ fn run(
 ) -> bool {
     let counters = &shared.counters;
     let mut frame = Vec::with_capacity(256);
+    let mut stalled = vec![false; sockets.len()];
     // recv() fails only once every sender is gone and the queue is empty:
     // that is the close signal, and it drains the queue first.
     while let Ok(msg) = rx.recv() {
         frame.clear();
         msg.encode_into(&mut frame);
-        for socket in &sockets {
-            match socket.send(&frame[..], zmq::DONTWAIT) {
-                Ok(()) => counters.sent.fetch_add(1, Ordering::Relaxed),
-                Err(zmq::Error::EAGAIN) => counters.dropped_hwm.fetch_add(1, Ordering::Relaxed),
-                Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
-            };
+        for (socket, stalled) in sockets.iter().zip(stalled.iter_mut()) {
+            let mut result = socket.send(&frame[..], zmq::DONTWAIT);
+            if result == Err(zmq::Error::EAGAIN)
+                && !*stalled
+                && socket.poll(zmq::POLLOUT, STALL_WAIT_MS).unwrap_or(0) > 0
+            {
+                result = socket.send(&frame[..], zmq::DONTWAIT);
+            }
+            match result {
+                Ok(()) => {
+                    *stalled = false;
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(zmq::Error::EAGAIN) => {
+                    *stalled = true;
+                    counters.dropped_hwm.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         shared.mark_processed();
     }
