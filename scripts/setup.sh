@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 dpkg -s libzmq3-dev >/dev/null 2>&1 || need_apt+=(libzmq3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""
@@ -23,8 +24,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import aiosmtpd" 2>/dev/null; then
-    echo "setup: creating .venv with aiosmtpd" >&2
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv" >&2
     python3 -m venv .venv
+fi
+# Re-run pip only when the requirements changed since the last install.
+stamp=.venv/.requirements-test.txt
+if ! cmp -s scripts/requirements-test.txt "$stamp"; then
+    echo "setup: installing the test tools into .venv (scripts/requirements-test.txt)" >&2
     .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+    cp scripts/requirements-test.txt "$stamp"
 fi

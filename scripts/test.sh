@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, clippy with warnings as errors, and the whole
+# Runs every test: formatting, clippy with warnings as errors, the whole
 # workspace's unit, integration and doc tests (real libzmq, real SMTP server,
-# the real qcic-monitor binary).
+# the real qcic-monitor binary, real C programs against libqcic), then the
+# Python module built and installed from its wheel, its stubs checked by
+# mypy.stubtest, and its pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -24,3 +26,10 @@ fi
 rm -rf "$tmp"
 echo "== cargo test" >&2
 cargo test --workspace --locked
+
+echo "== python: pip install ./qcic-py (maturin wheel), stubtest, mypy, pytest" >&2
+.venv/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./qcic-py
+(cd /tmp && "$QCIC_TEST_PYTHON" -m mypy.stubtest qcic._qcic)
+(cd qcic-py/python && "$QCIC_TEST_PYTHON" -m mypy --strict -p qcic)
+cargo build --locked -p qcic-monitor
+QCIC_MONITOR_BIN="$PWD/target/debug/qcic-monitor" "$QCIC_TEST_PYTHON" -m pytest -q qcic-py/tests

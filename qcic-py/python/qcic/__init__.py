@@ -1,0 +1,375 @@
+"""qcic: report Python batch jobs to qcic watchers.
+
+A job says *started*, *progress*, *success*, *fail* or *alive*; qcic
+watchers raise the alarm when an expected message does not arrive in time or
+a job fails. No call blocks the job or stops it: a message that cannot be
+queued is dropped and counted, and the process exits promptly even when every
+watcher is unreachable.
+
+    import qcic
+
+    client = qcic.Client(["tcp://watcher-a:7700", "tcp://watcher-b:7700"])
+    client.heartbeat("disk-sync")
+
+    with client.run("nightly-etl") as run:   # start; success on normal exit
+        run.progress("loaded 10k rows")      # an exception sends fail, then re-raises
+
+    @client.monitor("report-mail")           # the same, around each call
+    def main() -> None: ...
+
+Or with a default client: ``qcic.init(endpoints)`` (or the environment
+variable ``QCIC_ENDPOINTS``) and the module-level ``qcic.run``,
+``qcic.monitor``, ``qcic.heartbeat``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import multiprocessing.util
+import os
+import threading
+import weakref
+from types import TracebackType
+from typing import Any, Callable, Dict, Iterable, Literal, Optional, Type, TypeVar, Union, overload
+
+from . import _qcic
+from ._errors import (
+    ClientClosedError,
+    ConfigurationError,
+    DecodeError,
+    InvalidJobError,
+    InvalidMessageError,
+    NotInitializedError,
+    QcicError,
+    QueueFullError,
+    RunEndedError,
+    TransportError,
+)
+from ._qcic import MAX_FRAME_LEN, PROTOCOL_VERSION, Message, __version__
+
+__all__ = [
+    "Client",
+    "ClientClosedError",
+    "ConfigurationError",
+    "DecodeError",
+    "InvalidJobError",
+    "InvalidMessageError",
+    "MAX_FRAME_LEN",
+    "Message",
+    "NotInitializedError",
+    "PROTOCOL_VERSION",
+    "QcicError",
+    "QueueFullError",
+    "Run",
+    "RunEndedError",
+    "TransportError",
+    "__version__",
+    "close",
+    "flush",
+    "get_client",
+    "heartbeat",
+    "init",
+    "monitor",
+    "run",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Endpoints = Union[str, Iterable[str], None]
+
+#: How long closing a client (explicitly, or at interpreter exit) waits for delivery by default.
+DEFAULT_CLOSE_TIMEOUT = 1.0
+
+
+def _endpoints(endpoints: Endpoints) -> list[str]:
+    if endpoints is None:
+        endpoints = os.environ.get("QCIC_ENDPOINTS", "")
+        if not endpoints.strip():
+            raise ConfigurationError("no endpoints given and QCIC_ENDPOINTS is not set")
+    if isinstance(endpoints, str):
+        return [e.strip() for e in endpoints.split(",") if e.strip()]
+    if isinstance(endpoints, (bytes, bytearray)):
+        raise TypeError("endpoints must be a str or an iterable of str, not bytes")
+    result = list(endpoints)
+    for endpoint in result:
+        if not isinstance(endpoint, str):
+            raise TypeError(f"endpoints must be strings, got {type(endpoint).__name__}")
+    return result
+
+
+def _describe(exc_type: Type[BaseException], exc: Optional[BaseException]) -> str:
+    text = str(exc) if exc is not None else ""
+    return f"{exc_type.__name__}: {text}" if text else exc_type.__name__
+
+
+_live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+class Client:
+    """A sender to one or more qcic watchers: one socket per watcher, so each
+    gets every message. Thread-safe; fork-safe (a forked child starts its own
+    sender thread on first use)."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints = None,
+        *,
+        queue_capacity: int = 1024,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        host: Optional[str] = None,
+    ) -> None:
+        """``endpoints``: a list, or a comma-separated string; None reads
+        ``QCIC_ENDPOINTS``. ``close_timeout`` bounds the wait for delivery
+        when the client is closed or the interpreter exits."""
+        self._close_timeout = float(close_timeout)
+        self._native = _qcic.Client(
+            _endpoints(endpoints),
+            queue_capacity=queue_capacity,
+            close_timeout=self._close_timeout,
+            host=host,
+        )
+        _live_clients.add(self)
+
+    @property
+    def host(self) -> str:
+        """The host name sent with every message."""
+        return self._native.host
+
+    def heartbeat(self, job: str) -> bool:
+        """Says the job is alive. True if queued, False if dropped (queue full)."""
+        return self._native.heartbeat(job)
+
+    def fail(self, job: str, text: Optional[str] = None, *, exit_code: Optional[int] = None) -> bool:
+        """Reports a failure of the job outside any run."""
+        return self._native.fail(job, text, exit_code)
+
+    def start(self, job: str) -> "Run":
+        """Begins a run now and sends ``start``; end it with ``success()`` or ``fail()``."""
+        return Run(self, job, self._native.start(job))
+
+    def run(self, job: str) -> "Run":
+        """A run to use with ``with``: ``start`` on entry, ``success`` on normal
+        exit, ``fail`` ("ExcType: message") if an exception escapes, which is
+        then re-raised."""
+        return Run(self, job)
+
+    @overload
+    def monitor(self, job: F) -> F: ...
+    @overload
+    def monitor(self, job: Optional[str] = None) -> Callable[[F], F]: ...
+
+    def monitor(self, job: Union[str, Callable[..., Any], None] = None) -> Any:
+        """Decorator: each call of the function is a run of ``job`` (default:
+        the function's name). Works for plain and ``async`` functions."""
+        return _monitor(lambda: self, job)
+
+    def send_message(self, message: Message) -> bool:
+        """Sends a message exactly as given (every field is the caller's)."""
+        return self._native.send_message(message)
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Waits (GIL released) until everything queued was handed to libzmq."""
+        return self._native.flush(timeout)
+
+    def close(self, timeout: float = 2.0) -> bool:
+        """Stops sending; waits (GIL released) at most ``timeout`` seconds for
+        delivery. True only if everything was delivered."""
+        return self._native.close(timeout)
+
+    def stats(self) -> Dict[str, int]:
+        """Counters of this process's messages: queued, sent, dropped_*."""
+        return dict(self._native.stats())
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close(self._close_timeout)
+
+
+class Run:
+    """One run of a job. Dropped (garbage-collected) unfinished, it sends ``fail``."""
+
+    def __init__(self, client: Client, job: str, native: Optional[_qcic.Run] = None) -> None:
+        self._client = client
+        self._job = job
+        self._native = native
+
+    @property
+    def job(self) -> str:
+        return self._job
+
+    @property
+    def id(self) -> int:
+        """The run id carried by this run's messages."""
+        return self._started().id
+
+    @property
+    def ended(self) -> bool:
+        return self._native is not None and self._native.ended
+
+    def _started(self) -> _qcic.Run:
+        if self._native is None:
+            raise RunEndedError(f"this run of {self._job!r} has not started: use it with `with`")
+        return self._native
+
+    def progress(self, text: str) -> bool:
+        """Reports that the run is alive, with a short note (cut to 1024 bytes)."""
+        return self._started().progress(text)
+
+    def success(self) -> bool:
+        """Ends the run well."""
+        return self._started().success()
+
+    def fail(self, text: Optional[str] = None, *, exit_code: Optional[int] = None) -> bool:
+        """Ends the run as failed."""
+        return self._started().fail(text, exit_code)
+
+    def __enter__(self) -> "Run":
+        if self._native is None:
+            self._native = self._client._native.start(self._job)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> Literal[False]:
+        native = self._native
+        if native is None or native.ended:
+            return False
+        if exc_type is None:
+            native.success()
+        elif issubclass(exc_type, SystemExit) and getattr(exc, "code", None) in (None, 0):
+            native.success()
+        else:
+            code = getattr(exc, "code", None) if issubclass(exc_type, SystemExit) else None
+            native.fail(_describe(exc_type, exc), code if isinstance(code, int) else None)
+        return False  # never swallow the exception
+
+
+def _monitor(get: Callable[[], Client], job: Union[str, Callable[..., Any], None]) -> Any:
+    def decorate(func: F) -> F:
+        name = job if isinstance(job, str) else func.__name__
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with get().run(name):
+                    return await func(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            with get().run(name):
+                return func(*args, **kwargs)
+
+        return run_sync  # type: ignore[return-value]
+
+    if callable(job):  # used bare: @monitor
+        return decorate(job)
+    return decorate
+
+
+# ---- the default client ----
+
+_default: Optional[Client] = None
+_default_lock = threading.Lock()
+
+
+def init(endpoints: Endpoints = None, **options: Any) -> Client:
+    """Makes the default client (replacing, and closing, any earlier one).
+    ``endpoints`` None reads ``QCIC_ENDPOINTS``; options as for ``Client``."""
+    global _default
+    client = Client(endpoints, **options)
+    with _default_lock:
+        old, _default = _default, client
+    if old is not None:
+        old.close(old._close_timeout)
+    return client
+
+
+def get_client() -> Client:
+    """The default client; made from ``QCIC_ENDPOINTS`` on first use if
+    ``init()`` was not called."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            if not os.environ.get("QCIC_ENDPOINTS", "").strip():
+                raise NotInitializedError(
+                    "no default qcic client: call qcic.init(endpoints) or set QCIC_ENDPOINTS"
+                )
+            _default = Client()
+        return _default
+
+
+def heartbeat(job: str) -> bool:
+    """``heartbeat`` on the default client."""
+    return get_client().heartbeat(job)
+
+
+def run(job: str) -> Run:
+    """``run`` on the default client."""
+    return get_client().run(job)
+
+
+@overload
+def monitor(job: F) -> F: ...
+@overload
+def monitor(job: Optional[str] = None) -> Callable[[F], F]: ...
+
+
+def monitor(job: Union[str, Callable[..., Any], None] = None) -> Any:
+    """``monitor`` on the default client, looked up at each call (so it may
+    decorate functions before ``init()`` runs)."""
+    return _monitor(get_client, job)
+
+
+def flush(timeout: float = 2.0) -> bool:
+    """``flush`` on the default client; True if there is none."""
+    return _default.flush(timeout) if _default is not None else True
+
+
+def close(timeout: float = 2.0) -> bool:
+    """``close`` on the default client; True if there is none."""
+    return _default.close(timeout) if _default is not None else True
+
+
+def _close_all_at_exit() -> None:
+    # Each close is bounded by its client's close_timeout, so a job whose
+    # watchers are unreachable still exits promptly; delivered otherwise.
+    for client in list(_live_clients):
+        try:
+            client._native.close(client._close_timeout)
+        except Exception:  # noqa: BLE001 - nothing may stop the exit
+            pass
+
+
+atexit.register(_close_all_at_exit)
+
+
+# A multiprocessing child made by fork leaves through os._exit(), which skips
+# atexit; it runs multiprocessing's finalizers first, so close there too. The
+# child starts with an empty finalizer registry, so the hook is re-armed after
+# each such fork.
+class _ExitHook:
+    pass
+
+
+_exit_hook = _ExitHook()
+
+
+def _arm_multiprocessing_exit(_: object = None) -> None:
+    multiprocessing.util.Finalize(None, _close_all_at_exit, exitpriority=0)
+
+
+_arm_multiprocessing_exit()
+multiprocessing.util.register_after_fork(_exit_hook, _arm_multiprocessing_exit)

@@ -1,0 +1,137 @@
+"""Real parts for the Python tests: a pyzmq PULL receiver (real libzmq), the
+real qcic-monitor binary, and the qcic module installed from its wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Iterator, List
+
+import pytest
+import zmq
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """A PULL socket bound on a fresh loopback port."""
+
+    def __init__(self, ctx: zmq.Context) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.socket = ctx.socket(zmq.PULL)
+        self.socket.linger = 0
+        self.socket.bind(self.endpoint)
+
+    def frames(self, n: int, timeout: float = 20.0) -> List[bytes]:
+        got: List[bytes] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            if self.socket.poll(100):
+                got.append(self.socket.recv())
+        return got
+
+    def quiet(self, wait: float = 0.3) -> bool:
+        """True if nothing more arrives within `wait` seconds."""
+        return self.socket.poll(int(wait * 1000)) == 0
+
+
+@pytest.fixture
+def zctx() -> Iterator[zmq.Context]:
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def receiver(zctx: zmq.Context) -> Receiver:
+    return Receiver(zctx)
+
+
+@pytest.fixture(scope="session")
+def vectors() -> list:
+    return json.loads((ROOT / "docs/protocol-vectors.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def invalid_vectors() -> list:
+    return json.loads((ROOT / "docs/protocol-invalid-vectors.json").read_text())
+
+
+def monitor_binary() -> pathlib.Path:
+    path = pathlib.Path(os.environ.get("QCIC_MONITOR_BIN", ROOT / "target/debug/qcic-monitor"))
+    if not path.exists():
+        pytest.fail(f"{path} not found: build it with `cargo build -p qcic-monitor` (scripts/test.sh does)")
+    return path
+
+
+class Monitor:
+    """The real qcic-monitor binary with a PUB alert stream and a SUB on it."""
+
+    def __init__(self, zctx: zmq.Context, jobs: str) -> None:
+        self.listen = f"tcp://127.0.0.1:{free_port()}"
+        self.publish = f"tcp://127.0.0.1:{free_port()}"
+        self.dir = tempfile.TemporaryDirectory()
+        config = pathlib.Path(self.dir.name) / "monitor.toml"
+        config.write_text(
+            f'[monitor]\nid = "py-watcher"\nlisten = ["{self.listen}"]\n\n{jobs}\n'
+            f'[[notify]]\nkind = "zmq"\npublish = "{self.publish}"\n'
+        )
+        self.log = pathlib.Path(self.dir.name) / "stderr.log"
+        self.proc = subprocess.Popen(
+            [str(monitor_binary()), "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"),
+        )
+        deadline = time.monotonic() + 20
+        while "qcic-monitor started" not in self.log.read_text():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "monitor did not start"
+            time.sleep(0.02)
+        self.sub = zctx.socket(zmq.SUB)
+        self.sub.linger = 0
+        self.sub.subscribe(b"alert.")
+        self.sub.connect(self.publish)
+        time.sleep(0.5)  # PUB drops what it publishes before the subscription arrives
+
+    def alert(self, topic: str, timeout: float = 20.0) -> dict:
+        import msgpack
+
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            if self.sub.poll(100):
+                got, body = self.sub.recv_multipart()
+                seen.append(got)
+                if got.decode() == topic:
+                    return dict(msgpack.unpackb(body))
+        raise AssertionError(f"no {topic} within {timeout}s; saw {seen}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
+        self.dir.cleanup()
+
+
+@pytest.fixture
+def monitor_factory(zctx: zmq.Context) -> Iterator:
+    started: List[Monitor] = []
+
+    def start(jobs: str) -> Monitor:
+        m = Monitor(zctx, jobs)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()

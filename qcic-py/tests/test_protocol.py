@@ -1,0 +1,61 @@
+"""The protocol vectors, byte for byte, through the installed module."""
+
+from __future__ import annotations
+
+import pytest
+
+import qcic
+
+
+def message_from_fields(f: dict) -> qcic.Message:
+    return qcic.Message(
+        f["kind"],
+        f["job"],
+        run_id=f["run_id"],
+        seq=f["seq"],
+        ts_ms=f["ts_ms"],
+        host=f["host"],
+        pid=f["pid"],
+        exit_code=f["exit_code"],
+        text=f["text"],
+    )
+
+
+def test_every_vector_encodes_and_decodes_exactly(vectors: list) -> None:
+    kinds = set()
+    for v in vectors:
+        frame = bytes.fromhex(v["hex"])
+        expected = message_from_fields(v["fields"])
+        assert expected.encode() == frame, v["name"]
+        decoded = qcic.Message.decode(frame)
+        assert decoded == expected, v["name"]
+        for key, value in v["fields"].items():
+            assert getattr(decoded, key) == value, (v["name"], key)
+        kinds.add(decoded.kind)
+    assert kinds == {"start", "progress", "success", "fail", "heartbeat"}
+
+
+def test_invalid_vectors_raise_decode_error_with_the_reason(invalid_vectors: list) -> None:
+    for v in invalid_vectors:
+        with pytest.raises(qcic.DecodeError) as info:
+            qcic.Message.decode(bytes.fromhex(v["hex"]))
+        assert info.value.reason == v["reason"], v["name"]
+        assert isinstance(info.value, ValueError)
+
+
+def test_vectors_sent_through_a_client_arrive_byte_for_byte(vectors: list, receiver) -> None:
+    client = qcic.Client([receiver.endpoint])
+    for v in vectors:
+        assert client.send_message(message_from_fields(v["fields"]))
+    frames = receiver.frames(len(vectors))
+    assert [f.hex() for f in frames] == [v["hex"] for v in vectors]
+    assert client.close(5.0)
+
+
+def test_bad_messages_are_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        qcic.Message("hearbeat", "job").encode()
+    with pytest.raises(qcic.InvalidMessageError):
+        qcic.Message("heartbeat", "bad job").encode()
+    with pytest.raises(TypeError):
+        qcic.Message.decode("not bytes")  # type: ignore[arg-type]
