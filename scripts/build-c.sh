@@ -8,12 +8,13 @@
 #   PREFIX/include/qcic.h  PREFIX/lib/pkgconfig/qcic.pc
 #
 # Environment: PROFILE=debug installs a debug build; QCIC_NO_BUILD=1 installs
-# what target/PROFILE already holds (the tests use both).
+# what is already built, from QCIC_LIB_DIR (default target/PROFILE): the
+# tests install the libraries their own cargo run made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=$(realpath -m "${1:-/usr/local}")
 profile=${PROFILE:-release}
-target=${CARGO_TARGET_DIR:-target}/$profile
+target=${QCIC_LIB_DIR:-${CARGO_TARGET_DIR:-target}/$profile}
 
 if [ -z "${QCIC_NO_BUILD:-}" ]; then
     if [ "$profile" = release ]; then

@@ -26,10 +26,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// target/debug (or wherever this test binary was built): libqcic.so and .a live there.
-fn target_dir() -> PathBuf {
+/// Where this test binary's cargo run put libqcic.so and libqcic.a: the
+/// `deps` folder beside the test binary (cargo copies them up to
+/// target/debug only for a `cargo build`, not for a `cargo test`).
+fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    exe.parent().unwrap().to_path_buf()
 }
 
 const CFLAGS: &[&str] = &[
@@ -145,7 +147,7 @@ fn build(link: Link) -> PathBuf {
         return exe.clone();
     }
     let exe = dir.path().join(format!("test_sender_{key}"));
-    let target = target_dir();
+    let target = lib_dir();
     let mut cmd = Command::new("gcc");
     cmd.args(CFLAGS)
         .arg("-I")
@@ -364,18 +366,12 @@ fn with_address_and_undefined_behaviour_sanitizers() {
 #[test]
 fn the_example_builds_with_pkg_config_and_reports_a_run() {
     let prefix = tempfile::tempdir().unwrap();
-    let profile = target_dir()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
     run_ok(
         Command::new("bash")
             .arg(root().join("scripts/build-c.sh"))
             .arg(prefix.path())
-            .env("PROFILE", &profile)
             .env("QCIC_NO_BUILD", "1")
-            .env("CARGO_TARGET_DIR", target_dir().parent().unwrap()),
+            .env("QCIC_LIB_DIR", lib_dir()),
         "scripts/build-c.sh",
     );
     let pc_path = prefix.path().join("lib/pkgconfig");
