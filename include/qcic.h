@@ -210,6 +210,11 @@ typedef struct {
 #define QCIC_STATUS_BUFFER_TOO_SMALL 106
 
 /**
+ * A CURVE key is malformed, or the linked libzmq has no CURVE.
+ */
+#define QCIC_STATUS_BAD_KEY 107
+
+/**
  * The send queue is full: the message was dropped and counted.
  */
 #define QCIC_STATUS_QUEUE_FULL 200
@@ -300,6 +305,25 @@ qcic_status qcic_client_new(const char *endpoints, qcic_client **client_out);
  * `client_out` is NULL or valid for writing a pointer.
  */
 qcic_status qcic_client_new_from_env(qcic_client **client_out);
+
+/**
+ * Like `qcic_client_new()`, with CURVE: `server_key` is the watchers'
+ * public key (40 Z85 characters, from `qcic-monitor keygen`); the sender's
+ * own key pair is `client_public_key` and `client_secret_key`, or, if both
+ * are NULL, a fresh pair. (`qcic_client_new()` does the same from the
+ * environment variables `QCIC_SERVER_KEY`, `QCIC_CLIENT_PUBLIC_KEY` and
+ * `QCIC_CLIENT_SECRET_KEY`.) A malformed key returns `QCIC_STATUS_BAD_KEY`.
+ * NULL `endpoints`, `server_key` or `client_out`, or only one of the client
+ * keys, returns `QCIC_STATUS_NULL_ARGUMENT`. Ownership as for `qcic_client_new()`.
+ *
+ * # Safety
+ * The strings are NULL or NUL-terminated; `client_out` is NULL or valid for writing a pointer.
+ */
+qcic_status qcic_client_new_with_keys(const char *endpoints,
+                                      const char *server_key,
+                                      const char *client_public_key,
+                                      const char *client_secret_key,
+                                      qcic_client **client_out);
 
 /**
  * Says the job is alive. Never blocks: if the queue is full the message is

@@ -103,6 +103,57 @@ pub unsafe extern "C" fn qcic_client_new_from_env(
     })
 }
 
+/// Like `qcic_client_new()`, with CURVE: `server_key` is the watchers'
+/// public key (40 Z85 characters, from `qcic-monitor keygen`); the sender's
+/// own key pair is `client_public_key` and `client_secret_key`, or, if both
+/// are NULL, a fresh pair. (`qcic_client_new()` does the same from the
+/// environment variables `QCIC_SERVER_KEY`, `QCIC_CLIENT_PUBLIC_KEY` and
+/// `QCIC_CLIENT_SECRET_KEY`.) A malformed key returns `QCIC_STATUS_BAD_KEY`.
+/// NULL `endpoints`, `server_key` or `client_out`, or only one of the client
+/// keys, returns `QCIC_STATUS_NULL_ARGUMENT`. Ownership as for `qcic_client_new()`.
+///
+/// # Safety
+/// The strings are NULL or NUL-terminated; `client_out` is NULL or valid for writing a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qcic_client_new_with_keys(
+    endpoints: *const c_char,
+    server_key: *const c_char,
+    client_public_key: *const c_char,
+    client_secret_key: *const c_char,
+    client_out: *mut *mut qcic_client,
+) -> qcic_status {
+    guard(QCIC_STATUS_PANIC, || {
+        if client_out.is_null() {
+            return QCIC_STATUS_NULL_ARGUMENT;
+        }
+        // SAFETY: per this function's contract.
+        let endpoints = try_status!(unsafe { str_arg(endpoints) });
+        // SAFETY: per this function's contract.
+        let server_key = try_status!(unsafe { str_arg(server_key) });
+        // SAFETY: per this function's contract.
+        let public = try_status!(unsafe { opt_str_arg(client_public_key) });
+        // SAFETY: per this function's contract.
+        let secret = try_status!(unsafe { opt_str_arg(client_secret_key) });
+        let mut builder = Client::builder()
+            .endpoints(parse_endpoints(endpoints))
+            .server_key(server_key);
+        match (public, secret) {
+            (Some(public), Some(secret)) => builder = builder.client_keys(public, secret),
+            (None, None) => {}
+            _ => return QCIC_STATUS_NULL_ARGUMENT,
+        }
+        match builder.build() {
+            Ok(client) => {
+                let handle = Box::into_raw(Box::new(qcic_client { client }));
+                // SAFETY: checked non-NULL above; valid for writes per contract.
+                unsafe { client_out.write(handle) };
+                QCIC_STATUS_OK
+            }
+            Err(err) => status::of_error(&err),
+        }
+    })
+}
+
 /// Borrows the client behind a handle.
 ///
 /// # Safety

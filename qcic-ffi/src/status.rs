@@ -26,6 +26,8 @@ pub const QCIC_STATUS_BAD_ENDPOINT: qcic_status = 104;
 pub const QCIC_STATUS_INVALID_MESSAGE: qcic_status = 105;
 /// The output buffer is too small; the size needed was written.
 pub const QCIC_STATUS_BUFFER_TOO_SMALL: qcic_status = 106;
+/// A CURVE key is malformed, or the linked libzmq has no CURVE.
+pub const QCIC_STATUS_BAD_KEY: qcic_status = 107;
 
 /// The send queue is full: the message was dropped and counted.
 pub const QCIC_STATUS_QUEUE_FULL: qcic_status = 200;
@@ -126,6 +128,7 @@ pub(crate) fn of_error(err: &Error) -> qcic_status {
         Error::Endpoint { .. } => QCIC_STATUS_BAD_ENDPOINT,
         Error::Zmq(_) => QCIC_STATUS_ZMQ,
         Error::Thread(_) => QCIC_STATUS_THREAD,
+        Error::Key(_) => QCIC_STATUS_BAD_KEY,
         Error::InvalidJob { .. } => QCIC_STATUS_INVALID_JOB,
         Error::InvalidMessage(_) => QCIC_STATUS_INVALID_MESSAGE,
         Error::QueueFull => QCIC_STATUS_QUEUE_FULL,

@@ -8,17 +8,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use qcic_sdk::Message;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::notification::Notification;
+use crate::receive::Inbound;
 use crate::registry::Registry;
 
 /// Runs until `inbound` is closed (the receiver stopped) and drained.
 pub async fn run(
     mut registry: Registry,
-    mut inbound: mpsc::Receiver<Message>,
+    mut inbound: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Notification>,
 ) {
     loop {
@@ -28,7 +28,12 @@ pub async fn run(
             // that fall due at the same time.
             biased;
             msg = inbound.recv() => match msg {
-                Some(msg) => registry.on_message(&msg, Instant::now(), wall_ms()),
+                Some(inbound) => registry.on_message_from(
+                    &inbound.message,
+                    inbound.sender_key.as_deref(),
+                    Instant::now(),
+                    wall_ms(),
+                ),
                 None => break,
             },
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
@@ -59,7 +64,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use qcic_sdk::Kind;
+    use qcic_sdk::{Kind, Message};
 
     use super::*;
     use crate::config::JobConfig;
@@ -84,17 +89,35 @@ mod tests {
 
     struct Harness {
         t0: Instant,
-        tx: mpsc::Sender<Message>,
+        tx: Sender,
         out: mpsc::Receiver<Notification>,
+    }
+
+    /// Sends plain messages as if from a sender without CURVE.
+    struct Sender(mpsc::Sender<Inbound>);
+
+    impl Sender {
+        async fn send(&self, message: Message) -> Result<(), mpsc::error::SendError<Inbound>> {
+            self.0
+                .send(Inbound {
+                    message,
+                    sender_key: None,
+                })
+                .await
+        }
     }
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
         let t0 = Instant::now();
-        let registry = Registry::new("w", &jobs, 10, Arc::new(Stats::default()), t0);
+        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), t0);
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
         tokio::spawn(run(registry, rx, out_tx));
-        Harness { t0, tx, out }
+        Harness {
+            t0,
+            tx: Sender(tx),
+            out,
+        }
     }
 
     fn job(name: &str, every: u32, grace: u32, max_runtime: Option<u32>) -> JobConfig {
@@ -103,6 +126,7 @@ mod tests {
             every: S * every,
             grace: S * grace,
             max_runtime: max_runtime.map(|m| S * m),
+            senders: None,
         }
     }
 

@@ -50,6 +50,32 @@ pub struct MonitorConfig {
     pub listen: Vec<String>,
     /// Distinct unknown job names remembered for the log; beyond it they are only counted.
     pub max_unknown_jobs: usize,
+    /// Messages per second one sender may send (burst the same); 0: no limit.
+    pub max_rate_per_sender: u32,
+    /// A sender whose clock is off by more than this is reported.
+    pub max_clock_skew: Duration,
+    /// CURVE encryption and authentication, if configured.
+    pub curve: Option<CurveConfig>,
+}
+
+/// The `[curve]` table, checked: the watcher's secret key and the senders it allows.
+#[derive(Clone)]
+pub struct CurveConfig {
+    /// The watcher's CURVE secret key.
+    pub secret_key: [u8; 32],
+    /// Sender public keys (Z85) allowed to connect; `None`: any sender that
+    /// knows the watcher's public key.
+    pub allowed_senders: Option<HashSet<String>>,
+}
+
+impl fmt::Debug for CurveConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret key is never printed, not even in debug output.
+        f.debug_struct("CurveConfig")
+            .field("secret_key", &"<secret>")
+            .field("allowed_senders", &self.allowed_senders)
+            .finish()
+    }
 }
 
 /// One `[[job]]`.
@@ -63,6 +89,8 @@ pub struct JobConfig {
     pub grace: Duration,
     /// A run that has not ended this long after its start is overrunning.
     pub max_runtime: Option<Duration>,
+    /// With CURVE: the only sender public keys (Z85) allowed to report for this job.
+    pub senders: Option<HashSet<String>>,
 }
 
 /// One `[[notify]]` channel.
@@ -118,6 +146,8 @@ struct RawConfig {
     #[serde(default)]
     monitor: RawMonitor,
     #[serde(default)]
+    curve: Option<RawCurve>,
+    #[serde(default)]
     job: Vec<RawJob>,
     #[serde(default)]
     notify: Vec<RawNotify>,
@@ -129,6 +159,18 @@ struct RawMonitor {
     id: Option<String>,
     listen: Option<Vec<String>>,
     max_unknown_jobs: Option<usize>,
+    max_rate_per_sender: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_clock_skew: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCurve {
+    secret_key_file: Option<PathBuf>,
+    secret_key_env: Option<String>,
+    allowed_senders: Option<Vec<String>>,
+    allowed_senders_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +183,7 @@ struct RawJob {
     grace: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
     max_runtime: Option<Duration>,
+    senders: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -231,10 +274,17 @@ impl RawConfig {
         for (i, endpoint) in listen.iter().enumerate() {
             check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
         }
+        let curve = self.curve.map(RawCurve::check).transpose()?;
         let monitor = MonitorConfig {
             id,
             listen,
             max_unknown_jobs: self.monitor.max_unknown_jobs.unwrap_or(1000),
+            max_rate_per_sender: self.monitor.max_rate_per_sender.unwrap_or(1000),
+            max_clock_skew: self
+                .monitor
+                .max_clock_skew
+                .unwrap_or(Duration::from_secs(300)),
+            curve,
         };
 
         let mut names = HashSet::new();
@@ -257,11 +307,29 @@ impl RawConfig {
                     "must be longer than 0s".into(),
                 ));
             }
+            let senders = match job.senders {
+                None => None,
+                Some(_) if monitor.curve.is_none() => {
+                    return Err((
+                        format!("job[{i}].senders"),
+                        "pins the job to CURVE sender keys, so it needs a [curve] table".into(),
+                    ));
+                }
+                Some(keys) => Some(
+                    keys.iter()
+                        .enumerate()
+                        .map(|(k, key)| {
+                            public_key(key).map_err(|r| (format!("job[{i}].senders[{k}]"), r))
+                        })
+                        .collect::<Result<HashSet<String>, _>>()?,
+                ),
+            };
             jobs.push(JobConfig {
                 name: job.name,
                 every: job.every,
                 grace: job.grace.unwrap_or(Duration::ZERO),
                 max_runtime: job.max_runtime,
+                senders,
             });
         }
 
@@ -280,6 +348,113 @@ impl RawConfig {
             }
         }
         Ok((monitor, jobs, notify))
+    }
+}
+
+/// Checks a Z85 CURVE key; returns it trimmed.
+pub fn public_key(z85: &str) -> Result<String, String> {
+    let z85 = z85.trim();
+    match zmq::z85_decode(z85) {
+        Ok(bytes) if bytes.len() == 32 => Ok(z85.to_owned()),
+        _ => Err(format!(
+            "{z85:?} is not a CURVE key (40 Z85 characters, as written by `qcic-monitor keygen`)"
+        )),
+    }
+}
+
+/// Reads a key file written by `qcic-monitor keygen`: TOML with
+/// `public-key` and/or `secret-key`.
+pub fn read_key_file(path: &Path, which: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("{} is not a qcic key file: {}", path.display(), e.message()))?;
+    table
+        .get(which)
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} has no {which}", path.display()))
+}
+
+impl RawCurve {
+    fn check(self) -> Result<CurveConfig, (String, String)> {
+        if zmq::has("curve") != Some(true) {
+            return Err((
+                "curve".into(),
+                "this build's libzmq has no CURVE support (link Debian's libzmq5, see .cargo/config.toml)".into(),
+            ));
+        }
+        let secret = match (&self.secret_key_file, &self.secret_key_env) {
+            (Some(path), None) => read_key_file(path, "secret-key")
+                .map_err(|r| ("curve.secret_key_file".to_owned(), r))?,
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                (
+                    "curve.secret_key_env".to_owned(),
+                    format!("the environment variable {var} is not set"),
+                )
+            })?,
+            (Some(_), Some(_)) => {
+                return Err((
+                    "curve.secret_key_env".into(),
+                    "give secret_key_file or secret_key_env, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    "curve".into(),
+                    "needs secret_key_file or secret_key_env (the secret key is never written in the config itself)".into(),
+                ));
+            }
+        };
+        let secret_key: [u8; 32] = zmq::z85_decode(secret.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                let key = if self.secret_key_file.is_some() {
+                    "curve.secret_key_file"
+                } else {
+                    "curve.secret_key_env"
+                };
+                // Never echo the secret itself.
+                (
+                    key.to_owned(),
+                    "the secret key is not 40 Z85 characters".to_owned(),
+                )
+            })?;
+        let mut allowed: Option<HashSet<String>> = None;
+        if let Some(keys) = self.allowed_senders {
+            let set = allowed.get_or_insert_with(HashSet::new);
+            for (i, key) in keys.iter().enumerate() {
+                set.insert(
+                    public_key(key).map_err(|r| (format!("curve.allowed_senders[{i}]"), r))?,
+                );
+            }
+        }
+        if let Some(path) = self.allowed_senders_file {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                (
+                    "curve.allowed_senders_file".to_owned(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let set = allowed.get_or_insert_with(HashSet::new);
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                set.insert(public_key(line).map_err(|r| {
+                    (
+                        "curve.allowed_senders_file".to_owned(),
+                        format!("{} line {}: {r}", path.display(), n + 1),
+                    )
+                })?);
+            }
+        }
+        Ok(CurveConfig {
+            secret_key,
+            allowed_senders: allowed,
+        })
     }
 }
 

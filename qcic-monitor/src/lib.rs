@@ -29,6 +29,7 @@ pub mod config;
 pub mod deadlines;
 pub mod demo;
 pub mod error;
+pub mod keys;
 pub mod notification;
 pub mod notify;
 pub mod receive;
@@ -46,7 +47,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::error::MonitorError;
 use crate::notify::Channels;
-use crate::receive::Receiver;
+use crate::receive::{ReceiveConfig, Receiver};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
@@ -64,13 +65,25 @@ pub async fn run(
     let ctx = zmq::Context::new();
     let mut channels = Channels::start(&config.notify, &ctx, &stats)?;
     let (in_tx, in_rx) = mpsc::channel(4096);
-    let receiver = Receiver::start(&ctx, &config.monitor.listen, in_tx, Arc::clone(&stats))?;
+    let receive_config = ReceiveConfig {
+        listen: config.monitor.listen.clone(),
+        curve: config.monitor.curve.clone(),
+        max_rate_per_sender: config.monitor.max_rate_per_sender,
+    };
+    let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
     info!(
         watcher = %config.monitor.id,
         config = %config.source,
         listen = ?config.monitor.listen,
         jobs = config.jobs.len(),
         channels = config.notify.len(),
+        curve = config.monitor.curve.is_some(),
+        allowed_senders = config
+            .monitor
+            .curve
+            .as_ref()
+            .and_then(|c| c.allowed_senders.as_ref())
+            .map(std::collections::HashSet::len),
         "qcic-monitor started"
     );
     for job in &config.jobs {
@@ -81,6 +94,7 @@ pub async fn run(
         &config.monitor.id,
         &config.jobs,
         config.monitor.max_unknown_jobs,
+        config.monitor.max_clock_skew,
         Arc::clone(&stats),
         Instant::now(),
     );

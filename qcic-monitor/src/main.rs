@@ -12,6 +12,8 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML). Without it, the embedded examples/monitor.toml.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -23,8 +25,30 @@ struct Cli {
     check_config: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Keygen { out }) = &cli.command {
+        return match qcic_monitor::keys::keygen(out) {
+            Ok(written) => {
+                print!("{written}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor keygen: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

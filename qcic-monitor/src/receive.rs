@@ -5,6 +5,7 @@
 //! PULL socket and an inproc control socket: it wakes for traffic or for the
 //! stop signal, never on a timer.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -15,13 +16,34 @@ use qcic_sdk::message::MAX_FRAME_LEN;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::config::CurveConfig;
 use crate::error::MonitorError;
 use crate::stats::Stats;
+
+/// A decoded message and who sent it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The message.
+    pub message: Message,
+    /// With CURVE: the sender's public key (Z85), as authenticated by the handshake.
+    pub sender_key: Option<String>,
+}
+
+/// Receiving settings.
+#[derive(Debug, Clone)]
+pub struct ReceiveConfig {
+    /// PULL endpoints to bind.
+    pub listen: Vec<String>,
+    /// CURVE, if on.
+    pub curve: Option<CurveConfig>,
+    /// Messages per second per sender; 0: unlimited.
+    pub max_rate_per_sender: u32,
+}
 
 /// A running receiver; [`Receiver::stop`] ends it.
 pub struct Receiver {
     control: zmq::Socket,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -30,70 +52,201 @@ impl std::fmt::Debug for Receiver {
     }
 }
 
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh pair of inproc PAIR sockets: (bound end, connected end).
+fn pair(ctx: &zmq::Context, what: &str) -> Result<(zmq::Socket, zmq::Socket), MonitorError> {
+    let address = format!(
+        "inproc://qcic-{what}-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let bound = ctx.socket(zmq::PAIR)?;
+    bound.set_linger(0)?;
+    bound.bind(&address)?;
+    let connected = ctx.socket(zmq::PAIR)?;
+    connected.set_linger(0)?;
+    connected.connect(&address)?;
+    Ok((bound, connected))
+}
+
 impl Receiver {
-    /// Binds every `listen` endpoint and starts the thread. Bind errors (a
+    /// Binds every `listen` endpoint and starts the thread(s). Bind errors (a
     /// port in use, a bad address) come back here, before anything runs.
     pub fn start(
         ctx: &zmq::Context,
-        listen: &[String],
-        tx: mpsc::Sender<Message>,
+        config: &ReceiveConfig,
+        tx: mpsc::Sender<Inbound>,
         stats: Arc<Stats>,
     ) -> Result<Receiver, MonitorError> {
+        let (stop_rx, control) = pair(ctx, "receive-stop")?;
+        let mut threads = Vec::new();
         let pull = ctx.socket(zmq::PULL)?;
         pull.set_linger(0)?;
         // libzmq drops a connection that sends a larger frame before any of
         // it is buffered here.
         pull.set_maxmsgsize(i64::try_from(MAX_FRAME_LEN).unwrap_or(i64::MAX))?;
-        for endpoint in listen {
-            pull.bind(endpoint).map_err(|source| MonitorError::Bind {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+        if let Some(curve) = &config.curve {
+            // The ZAP handler must be bound before the CURVE socket binds, or
+            // libzmq would accept connections without asking it.
+            let (zap_stop_rx, zap_stop) = pair(ctx, "zap-stop")?;
+            let zap = ctx.socket(zmq::REP)?;
+            zap.set_linger(0)?;
+            zap.bind("inproc://zeromq.zap.01")?;
+            let allowed = curve.allowed_senders.clone();
+            let zap_stats = Arc::clone(&stats);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("qcic-zap".into())
+                    .spawn(move || zap_loop(&zap, &zap_stop_rx, allowed.as_ref(), &zap_stats))?,
+            );
+            // The receive thread forwards its stop signal to the ZAP thread.
+            pull.set_curve_server(true)?;
+            pull.set_curve_secretkey(&curve.secret_key)?;
+            pull.set_zap_domain("qcic")?;
+            for endpoint in &config.listen {
+                pull.bind(endpoint).map_err(|source| MonitorError::Bind {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
+            }
+            let events = watch_handshakes(ctx, &pull)?;
+            let ctx_stats = Arc::clone(&stats);
+            let rate = config.max_rate_per_sender;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("qcic-receive".into())
+                    .spawn(move || {
+                        receive_loop(&pull, &stop_rx, Some(&events), true, rate, &tx, &ctx_stats);
+                        let _ = zap_stop.send("stop", 0);
+                    })?,
+            );
+        } else {
+            for endpoint in &config.listen {
+                pull.bind(endpoint).map_err(|source| MonitorError::Bind {
+                    endpoint: endpoint.clone(),
+                    source,
+                })?;
+            }
+            let rate = config.max_rate_per_sender;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("qcic-receive".into())
+                    .spawn(move || receive_loop(&pull, &stop_rx, None, false, rate, &tx, &stats))?,
+            );
         }
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let address = format!(
-            "inproc://qcic-receive-stop-{}",
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let stop_rx = ctx.socket(zmq::PAIR)?;
-        stop_rx.set_linger(0)?;
-        stop_rx.bind(&address)?;
-        let control = ctx.socket(zmq::PAIR)?;
-        control.set_linger(0)?;
-        control.connect(&address)?;
-        let thread = std::thread::Builder::new()
-            .name("qcic-receive".into())
-            .spawn(move || receive_loop(&pull, &stop_rx, &tx, &stats))?;
-        Ok(Receiver {
-            control,
-            thread: Some(thread),
-        })
+        Ok(Receiver { control, threads })
     }
 
-    /// Stops the thread and waits for it. Messages already handed over stay
-    /// queued for the checker; the channel closes when the thread ends.
+    /// Stops the threads and waits for them. Messages already handed over
+    /// stay queued for the checker; the channel closes when the thread ends.
     pub fn stop(mut self) {
         if let Err(err) = self.control.send("stop", 0) {
             warn!(cause = %err, "cannot signal the receive thread to stop");
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             if thread.join().is_err() {
-                warn!("the receive thread panicked");
+                warn!("a receive thread panicked");
             }
         }
     }
 }
 
-/// Logs a dropped frame at most once per interval per receiver.
-struct DropLog {
+/// Subscribes to the PULL socket's failed handshakes: a plaintext sender,
+/// a sender with the wrong server key, a refused key.
+fn watch_handshakes(ctx: &zmq::Context, pull: &zmq::Socket) -> Result<zmq::Socket, MonitorError> {
+    let address = format!(
+        "inproc://qcic-handshakes-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+    pull.monitor(&address, events)?;
+    let sub = ctx.socket(zmq::PAIR)?;
+    sub.set_linger(0)?;
+    sub.connect(&address)?;
+    Ok(sub)
+}
+
+/// The ZAP handler (RFC 27): answers libzmq's authentication requests for
+/// the CURVE socket. A key not on the allowed list gets 400; an accepted one
+/// becomes the connection's User-Id, which every message then carries.
+fn zap_loop(
+    zap: &zmq::Socket,
+    stop: &zmq::Socket,
+    allowed: Option<&HashSet<String>>,
+    stats: &Stats,
+) {
+    let mut refusals = LogLimit::new();
+    loop {
+        let mut items = [
+            zap.as_poll_item(zmq::POLLIN),
+            stop.as_poll_item(zmq::POLLIN),
+        ];
+        if zmq::poll(&mut items, -1).is_err() {
+            continue;
+        }
+        if items[1].is_readable() {
+            return;
+        }
+        if !items[0].is_readable() {
+            continue;
+        }
+        let Ok(request) = zap.recv_multipart(0) else {
+            continue;
+        };
+        // version, request id, domain, address, identity, mechanism, credentials...
+        let request_id = request.get(1).cloned().unwrap_or_default();
+        let mechanism = request.get(5).map(Vec::as_slice).unwrap_or_default();
+        let key = request
+            .get(6)
+            .filter(|k| mechanism == b"CURVE" && k.len() == 32)
+            .and_then(|k| zmq::z85_encode(k).ok());
+        let (status, text, user) = match key {
+            Some(key) if allowed.is_none_or(|set| set.contains(&key)) => ("200", "OK", key),
+            Some(key) => {
+                stats.curve_refused.fetch_add(1, Ordering::Relaxed);
+                refusals.note(|suppressed| {
+                    warn!(sender_key = %key, suppressed, "CURVE sender key not allowed; connection refused");
+                });
+                ("400", "sender key not allowed", String::new())
+            }
+            None => {
+                stats.curve_refused.fetch_add(1, Ordering::Relaxed);
+                ("400", "CURVE required", String::new())
+            }
+        };
+        let reply: [&[u8]; 6] = [
+            b"1.0",
+            &request_id,
+            status.as_bytes(),
+            text.as_bytes(),
+            user.as_bytes(),
+            b"",
+        ];
+        if let Err(err) = zap.send_multipart(reply, 0) {
+            warn!(cause = %err, "cannot answer a ZAP request");
+        }
+    }
+}
+
+/// At most one log line per interval; counts what it held back.
+struct LogLimit {
     last: Option<Instant>,
     suppressed: u64,
 }
 
-impl DropLog {
+impl LogLimit {
     const INTERVAL: Duration = Duration::from_secs(10);
 
-    fn note(&mut self, reason: &str, detail: &dyn std::fmt::Display) {
+    fn new() -> LogLimit {
+        LogLimit {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn note(&mut self, log: impl FnOnce(u64)) {
         let now = Instant::now();
         if self
             .last
@@ -102,22 +255,82 @@ impl DropLog {
             self.suppressed += 1;
             return;
         }
-        warn!(reason, detail = %detail, suppressed_since_last_log = self.suppressed, "dropped a frame");
+        log(self.suppressed);
         self.last = Some(now);
         self.suppressed = 0;
     }
 }
 
-fn receive_loop(pull: &zmq::Socket, stop: &zmq::Socket, tx: &mpsc::Sender<Message>, stats: &Stats) {
-    let mut drops = DropLog {
-        last: None,
-        suppressed: 0,
-    };
+/// Token buckets, one per sender (CURVE key, or peer address without CURVE).
+/// Bounded: past `MAX_SENDERS` idle buckets are evicted, and if all are busy
+/// new senders share one overflow bucket.
+struct RateLimits {
+    per_second: f64,
+    buckets: HashMap<String, (f64, Instant)>,
+    overflow: (f64, Instant),
+}
+
+impl RateLimits {
+    const MAX_SENDERS: usize = 10_000;
+
+    fn new(per_second: u32) -> RateLimits {
+        let now = Instant::now();
+        RateLimits {
+            per_second: f64::from(per_second),
+            buckets: HashMap::new(),
+            overflow: (f64::from(per_second), now),
+        }
+    }
+
+    /// Whether one more message from `sender` may pass now.
+    fn allow(&mut self, sender: &str) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        if !self.buckets.contains_key(sender) && self.buckets.len() >= Self::MAX_SENDERS {
+            self.buckets
+                .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
+        }
+        let rate = self.per_second;
+        let bucket = if self.buckets.len() < Self::MAX_SENDERS || self.buckets.contains_key(sender)
+        {
+            self.buckets.entry(sender.to_owned()).or_insert((rate, now))
+        } else {
+            &mut self.overflow
+        };
+        let elapsed = now.duration_since(bucket.1).as_secs_f64();
+        bucket.0 = (bucket.0 + elapsed * rate).min(rate);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn receive_loop(
+    pull: &zmq::Socket,
+    stop: &zmq::Socket,
+    events: Option<&zmq::Socket>,
+    curve: bool,
+    rate: u32,
+    tx: &mpsc::Sender<Inbound>,
+    stats: &Stats,
+) {
+    let mut drops = LogLimit::new();
+    let mut handshakes = LogLimit::new();
+    let mut limits = RateLimits::new(rate);
     loop {
-        let mut items = [
+        let mut items = vec![
             pull.as_poll_item(zmq::POLLIN),
             stop.as_poll_item(zmq::POLLIN),
         ];
+        if let Some(events) = events {
+            items.push(events.as_poll_item(zmq::POLLIN));
+        }
         if let Err(err) = zmq::poll(&mut items, -1) {
             if err == zmq::Error::EINTR {
                 continue;
@@ -129,12 +342,29 @@ fn receive_loop(pull: &zmq::Socket, stop: &zmq::Socket, tx: &mpsc::Sender<Messag
             debug!("receive thread stopping");
             return;
         }
+        if let Some(events) =
+            events.filter(|_| items.get(2).is_some_and(zmq::PollItem::is_readable))
+        {
+            while let Ok(frames) = events.recv_multipart(zmq::DONTWAIT) {
+                stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                let event = frames
+                    .first()
+                    .filter(|f| f.len() >= 2)
+                    .map(|f| zmq::SocketEvent::from_raw(u16::from_le_bytes([f[0], f[1]])));
+                let endpoint = frames
+                    .get(1)
+                    .map(|f| String::from_utf8_lossy(f).into_owned());
+                handshakes.note(|suppressed| {
+                    warn!(event = ?event, endpoint = ?endpoint, suppressed, "a sender failed the CURVE handshake (plaintext, wrong server key, or refused key)");
+                });
+            }
+        }
         if !items[0].is_readable() {
             continue;
         }
         // Take everything that is ready before polling again.
         loop {
-            let frame = match pull.recv_bytes(zmq::DONTWAIT) {
+            let mut frame = match pull.recv_msg(zmq::DONTWAIT) {
                 Ok(frame) => frame,
                 Err(zmq::Error::EAGAIN) => break,
                 Err(zmq::Error::EINTR) => continue,
@@ -144,27 +374,51 @@ fn receive_loop(pull: &zmq::Socket, stop: &zmq::Socket, tx: &mpsc::Sender<Messag
                 }
             };
             stats.frames.fetch_add(1, Ordering::Relaxed);
-            if pull.get_rcvmore().unwrap_or(false) {
+            if frame.get_more() {
                 // v1 is one frame per message; discard the rest unread.
                 while pull.get_rcvmore().unwrap_or(false) {
-                    if pull.recv_bytes(zmq::DONTWAIT).is_err() {
+                    if pull.recv_msg(zmq::DONTWAIT).is_err() {
                         break;
                     }
                 }
                 stats.drop_frame("multipart");
-                drops.note("multipart", &"message with more than one frame");
+                drops.note(|suppressed| warn!(reason = "multipart", suppressed, "dropped a frame"));
+                continue;
+            }
+            let sender_key = if curve {
+                frame.gets("User-Id").map(str::to_owned)
+            } else {
+                None
+            };
+            let sender = match &sender_key {
+                Some(key) => key.clone(),
+                None => frame.gets("Peer-Address").unwrap_or("unknown").to_owned(),
+            };
+            if !limits.allow(&sender) {
+                stats.drop_frame("rate_limited");
+                drops.note(|suppressed| {
+                    warn!(reason = "rate_limited", %sender, suppressed, "dropped a frame: sender over its rate limit");
+                });
                 continue;
             }
             match Message::decode(&frame) {
-                Ok(msg) => {
+                Ok(message) => {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    if tx.blocking_send(msg).is_err() {
+                    if tx
+                        .blocking_send(Inbound {
+                            message,
+                            sender_key,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
                 Err(err) => {
                     stats.drop_decode(&err);
-                    drops.note(err.reason(), &err);
+                    drops.note(|suppressed| {
+                        warn!(reason = err.reason(), detail = %err, %sender, suppressed, "dropped a frame");
+                    });
                 }
             }
         }

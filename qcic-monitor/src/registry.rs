@@ -71,8 +71,15 @@ pub struct Registry {
     deadlines: Deadlines<Key>,
     unknown: HashSet<String>,
     max_unknown: usize,
+    /// Per host: whether its clock was last seen off by more than `max_skew`.
+    skewed_hosts: HashMap<String, bool>,
+    max_skew: Duration,
     stats: Arc<Stats>,
 }
+
+/// Hosts whose clock state is remembered; past it, skew is still counted but
+/// reported only for the hosts already known.
+const MAX_SKEW_HOSTS: usize = 10_000;
 
 impl Registry {
     /// A registry for `jobs`, as of `now`. A job not heard of yet gets one
@@ -81,6 +88,7 @@ impl Registry {
         watcher: &str,
         jobs: &[JobConfig],
         max_unknown: usize,
+        max_skew: Duration,
         stats: Arc<Stats>,
         now: Instant,
     ) -> Registry {
@@ -92,6 +100,8 @@ impl Registry {
             deadlines: Deadlines::default(),
             unknown: HashSet::new(),
             max_unknown,
+            skewed_hosts: HashMap::new(),
+            max_skew,
             stats,
         };
         for (j, cfg) in jobs.iter().enumerate() {
@@ -115,12 +125,34 @@ impl Registry {
         self.deadlines.next()
     }
 
-    /// Applies one message received at `now` (`wall_ms` on the watcher's clock).
+    /// Applies one message from a sender without CURVE.
     pub fn on_message(&mut self, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        self.on_message_from(msg, None, now, wall_ms)
+    }
+
+    /// Applies one message received at `now` (`wall_ms` on the watcher's
+    /// clock) from the sender with CURVE key `sender_key`, if any.
+    pub fn on_message_from(
+        &mut self,
+        msg: &Message,
+        sender_key: Option<&str>,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Vec<Notification> {
         let Some(&j) = self.index.get(&msg.job) else {
             self.unknown_job(msg);
             return Vec::new();
         };
+        if let Some(allowed) = &self.jobs[j].cfg.senders {
+            if !sender_key.is_some_and(|key| allowed.contains(key)) {
+                let total = self.stats.dropped[7].fetch_add(1, Ordering::Relaxed) + 1;
+                if total.is_power_of_two() {
+                    warn!(job = %msg.job, sender_key = sender_key.unwrap_or("(none)"), host = %msg.host, dropped_wrong_sender = total, "message from a sender key the job is not pinned to; dropped");
+                }
+                return Vec::new();
+            }
+        }
+        self.check_skew(msg, wall_ms);
         let mut out = Vec::new();
         let deadline = now + self.jobs[j].cfg.every + self.jobs[j].cfg.grace;
         self.deadlines.set(Key::Down(j), deadline);
@@ -332,6 +364,32 @@ impl Registry {
         }
     }
 
+    /// Deadlines never use the sender's clock; a clock far off is only
+    /// reported, once each time a host goes out of (or back into) bounds.
+    fn check_skew(&mut self, msg: &Message, wall_ms: u64) {
+        let skew_ms = i128::from(wall_ms) - i128::from(msg.ts_ms);
+        let skewed = skew_ms.unsigned_abs() > self.max_skew.as_millis();
+        if skewed {
+            self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
+        }
+        let known = self.skewed_hosts.get(&msg.host).copied();
+        if known == Some(skewed) || (known.is_none() && !skewed) {
+            if known.is_none() && self.skewed_hosts.len() < MAX_SKEW_HOSTS {
+                self.skewed_hosts.insert(msg.host.clone(), skewed);
+            }
+            return;
+        }
+        if known.is_none() && self.skewed_hosts.len() >= MAX_SKEW_HOSTS {
+            return;
+        }
+        self.skewed_hosts.insert(msg.host.clone(), skewed);
+        if skewed {
+            warn!(host = %msg.host, skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX), max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
+        } else {
+            tracing::info!(host = %msg.host, skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX), "sender clock back within bounds");
+        }
+    }
+
     fn unknown_job(&mut self, msg: &Message) {
         let total = self
             .stats
@@ -378,6 +436,7 @@ mod tests {
             every: S * every as u32,
             grace: S * grace as u32,
             max_runtime: max_runtime.map(|m| S * m as u32),
+            senders: None,
         }
     }
 
@@ -396,7 +455,7 @@ mod tests {
     }
 
     fn registry(jobs: &[JobConfig], t0: Instant) -> Registry {
-        Registry::new("w1", jobs, 4, Arc::new(Stats::default()), t0)
+        Registry::new("w1", jobs, 4, S * 300, Arc::new(Stats::default()), t0)
     }
 
     #[test]
@@ -517,7 +576,14 @@ mod tests {
     fn unknown_jobs_are_counted_with_bounded_memory() {
         let t0 = Instant::now();
         let stats = Arc::new(Stats::default());
-        let mut r = Registry::new("w1", &[job("etl", 10, 0, None)], 4, Arc::clone(&stats), t0);
+        let mut r = Registry::new(
+            "w1",
+            &[job("etl", 10, 0, None)],
+            4,
+            S * 300,
+            Arc::clone(&stats),
+            t0,
+        );
         for i in 0..100 {
             assert!(
                 r.on_message(&msg(Kind::Heartbeat, &format!("x{i}"), None, i), t0, 0)

@@ -6,13 +6,15 @@ use qcic_sdk::DecodeError;
 use tracing::info;
 
 /// The reasons a frame is dropped, in the order of [`Stats::dropped`].
-pub const DROP_REASONS: [&str; 6] = [
+pub const DROP_REASONS: [&str; 8] = [
     "too_large",
     "malformed",
     "unsupported_version",
     "unknown_kind",
     "invalid_field",
     "multipart",
+    "rate_limited",
+    "wrong_sender",
 ];
 
 /// Process-wide counters; every one only grows.
@@ -23,7 +25,13 @@ pub struct Stats {
     /// Frames that decoded into a valid message.
     pub accepted: AtomicU64,
     /// Frames dropped, by reason (see [`DROP_REASONS`]).
-    pub dropped: [AtomicU64; 6],
+    pub dropped: [AtomicU64; 8],
+    /// CURVE connections refused by the ZAP handler (unknown key, no CURVE).
+    pub curve_refused: AtomicU64,
+    /// Failed handshakes on the CURVE socket (plaintext sender, wrong server key, refused key).
+    pub handshake_failed: AtomicU64,
+    /// Messages whose sender's clock was off by more than `max_clock_skew`.
+    pub skewed_messages: AtomicU64,
     /// Valid messages for jobs not in the config.
     pub unknown_job_messages: AtomicU64,
     /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).
@@ -72,6 +80,11 @@ impl Stats {
             dropped_unknown_kind = d(3),
             dropped_invalid_field = d(4),
             dropped_multipart = d(5),
+            dropped_rate_limited = d(6),
+            dropped_wrong_sender = d(7),
+            curve_refused = get(&self.curve_refused),
+            handshake_failed = get(&self.handshake_failed),
+            skewed_messages = get(&self.skewed_messages),
             unknown_job_messages = get(&self.unknown_job_messages),
             unknown_job_names = get(&self.unknown_job_names),
             notifications = get(&self.notifications),

@@ -28,13 +28,20 @@ pub struct Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (endpoints, *, queue_capacity = 1024, close_timeout = 1.0, host = None))]
+    #[pyo3(signature = (endpoints, *, queue_capacity = 1024, close_timeout = 1.0, host = None, server_key = None, client_public_key = None, client_secret_key = None))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "keyword arguments of the Python constructor"
+    )]
     fn new(
         py: Python<'_>,
         endpoints: Vec<String>,
         queue_capacity: usize,
         close_timeout: f64,
         host: Option<String>,
+        server_key: Option<String>,
+        client_public_key: Option<String>,
+        client_secret_key: Option<String>,
     ) -> PyResult<Client> {
         let close_timeout = duration("close_timeout", close_timeout)?;
         if queue_capacity == 0 {
@@ -47,7 +54,20 @@ impl Client {
         if let Some(host) = host {
             builder = builder.host(host);
         }
+        if let Some(server_key) = server_key {
+            builder = builder.server_key(server_key);
+        }
+        match (client_public_key, client_secret_key) {
+            (Some(public), Some(secret)) => builder = builder.client_keys(public, secret),
+            (None, None) => {}
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give both client_public_key and client_secret_key, or neither",
+                ));
+            }
+        }
         builder
+            .keys_from_env()
             .build()
             .map(|inner| Client { inner })
             .map_err(|err| to_py(py, err))

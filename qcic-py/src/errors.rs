@@ -25,7 +25,7 @@ fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
 pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
     let message = err.to_string();
     let class = match err {
-        Error::NoEndpoints | Error::Endpoint { .. } => "ConfigurationError",
+        Error::NoEndpoints | Error::Endpoint { .. } | Error::Key(_) => "ConfigurationError",
         Error::InvalidJob { .. } => "InvalidJobError",
         Error::InvalidMessage(_) => "InvalidMessageError",
         Error::Zmq(_) | Error::Thread(_) => "TransportError",

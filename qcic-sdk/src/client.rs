@@ -53,6 +53,44 @@ pub fn parse_endpoints(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// Environment variable: the watchers' CURVE public key (Z85). Setting it
+/// turns CURVE on for clients made by [`Client::new`] or
+/// [`ClientBuilder::keys_from_env`].
+pub const ENV_SERVER_KEY: &str = "QCIC_SERVER_KEY";
+/// Environment variable: this sender's CURVE public key (Z85).
+pub const ENV_CLIENT_PUBLIC_KEY: &str = "QCIC_CLIENT_PUBLIC_KEY";
+/// Environment variable: this sender's CURVE secret key (Z85).
+pub const ENV_CLIENT_SECRET_KEY: &str = "QCIC_CLIENT_SECRET_KEY";
+
+/// A CURVE key as given: 40 characters of Z85.
+fn curve_key(what: &str, z85: &str) -> Result<[u8; 32], Error> {
+    let bytes = zmq::z85_decode(z85.trim())
+        .map_err(|_| Error::Key(format!("{what} is not a Z85 CURVE key (40 characters)")))?;
+    bytes.try_into().map_err(|_| {
+        Error::Key(format!(
+            "{what} is not a 32-byte CURVE key (40 Z85 characters)"
+        ))
+    })
+}
+
+/// CURVE settings: the watchers' public key and this sender's key pair.
+#[derive(Clone)]
+struct Curve {
+    server: [u8; 32],
+    public: [u8; 32],
+    secret: [u8; 32],
+}
+
+impl std::fmt::Debug for Curve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret key.
+        f.debug_struct("Curve")
+            .field("server", &zmq::z85_encode(&self.server).unwrap_or_default())
+            .field("public", &zmq::z85_encode(&self.public).unwrap_or_default())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Settings for a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
@@ -61,6 +99,9 @@ pub struct ClientBuilder {
     send_hwm: i32,
     close_timeout: Duration,
     host: Option<String>,
+    server_key: Option<String>,
+    client_keys: Option<(String, String)>,
+    curve: Option<Curve>,
 }
 
 impl Default for ClientBuilder {
@@ -71,6 +112,9 @@ impl Default for ClientBuilder {
             send_hwm: DEFAULT_SEND_HWM,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             host: None,
+            server_key: None,
+            client_keys: None,
+            curve: None,
         }
     }
 }
@@ -116,14 +160,85 @@ impl ClientBuilder {
         self
     }
 
+    /// Turns CURVE on: messages are encrypted and the watchers (every
+    /// endpoint: a farm shares one CURVE key pair) are authenticated by this
+    /// public key (Z85, from `qcic-monitor keygen`).
+    pub fn server_key(mut self, z85: impl Into<String>) -> Self {
+        self.server_key = Some(z85.into());
+        self
+    }
+
+    /// This sender's CURVE key pair (Z85), which watchers may require and
+    /// pin jobs to. Without it, a CURVE client makes a fresh pair.
+    pub fn client_keys(mut self, public: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.client_keys = Some((public.into(), secret.into()));
+        self
+    }
+
+    /// Takes [`ENV_SERVER_KEY`], [`ENV_CLIENT_PUBLIC_KEY`] and
+    /// [`ENV_CLIENT_SECRET_KEY`] from the environment, where set and not
+    /// already given.
+    pub fn keys_from_env(mut self) -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        if self.server_key.is_none() {
+            self.server_key = var(ENV_SERVER_KEY);
+        }
+        if self.client_keys.is_none() {
+            if let (Some(public), Some(secret)) =
+                (var(ENV_CLIENT_PUBLIC_KEY), var(ENV_CLIENT_SECRET_KEY))
+            {
+                self.client_keys = Some((public, secret));
+            }
+        }
+        self
+    }
+
+    fn resolve_curve(&mut self) -> Result<(), Error> {
+        let Some(server_key) = &self.server_key else {
+            if self.client_keys.is_some() {
+                return Err(Error::Key(
+                    "client keys were given without the server key".into(),
+                ));
+            }
+            return Ok(());
+        };
+        if zmq::has("curve") != Some(true) {
+            return Err(Error::Key(
+                "this libzmq has no CURVE support; link one built with libsodium".into(),
+            ));
+        }
+        let server = curve_key("the server key", server_key)?;
+        let (public, secret) = match &self.client_keys {
+            Some((public, secret)) => (
+                curve_key("the client public key", public)?,
+                curve_key("the client secret key", secret)?,
+            ),
+            None => {
+                let pair = zmq::CurveKeyPair::new()?;
+                (pair.public_key, pair.secret_key)
+            }
+        };
+        self.curve = Some(Curve {
+            server,
+            public,
+            secret,
+        });
+        Ok(())
+    }
+
     /// Connects one PUSH socket per endpoint and starts the sender thread.
     ///
     /// Connecting never waits for a watcher: ZeroMQ connects in the
     /// background and reconnects by itself.
-    pub fn build(self) -> Result<Client, Error> {
+    pub fn build(mut self) -> Result<Client, Error> {
         if self.endpoints.is_empty() {
             return Err(Error::NoEndpoints);
         }
+        self.resolve_curve()?;
         let sender = Sender::start(&self)?;
         let host = self
             .host
@@ -166,6 +281,11 @@ impl Sender {
             socket.set_reconnect_ivl(100)?;
             socket.set_reconnect_ivl_max(2000)?;
             socket.set_tcp_keepalive(1)?;
+            if let Some(curve) = &settings.curve {
+                socket.set_curve_serverkey(&curve.server)?;
+                socket.set_curve_publickey(&curve.public)?;
+                socket.set_curve_secretkey(&curve.secret)?;
+            }
             socket.connect(endpoint).map_err(|source| Error::Endpoint {
                 endpoint: endpoint.clone(),
                 source,
@@ -209,13 +329,17 @@ struct Inner {
 }
 
 impl Client {
-    /// A client sending to every endpoint given, with default settings.
+    /// A client sending to every endpoint given, with default settings and
+    /// CURVE keys from the environment ([`ClientBuilder::keys_from_env`]).
     pub fn new<I, S>(endpoints: I) -> Result<Client, Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        ClientBuilder::default().endpoints(endpoints).build()
+        ClientBuilder::default()
+            .endpoints(endpoints)
+            .keys_from_env()
+            .build()
     }
 
     /// Settings for a new client.

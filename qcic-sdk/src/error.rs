@@ -21,6 +21,9 @@ pub enum Error {
     /// libzmq failed to make a socket or set an option.
     #[error("ZeroMQ setup failed: {0}")]
     Zmq(#[from] zmq::Error),
+    /// A CURVE key is malformed, or this libzmq cannot do CURVE.
+    #[error("CURVE: {0}")]
+    Key(String),
     /// The background sender thread could not be started.
     #[error("cannot start the sender thread: {0}")]
     Thread(#[from] std::io::Error),

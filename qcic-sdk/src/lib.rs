@@ -38,8 +38,8 @@ mod run;
 mod worker;
 
 pub use client::{
-    Client, ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_SEND_HWM, Stats,
-    parse_endpoints,
+    Client, ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_SEND_HWM,
+    ENV_CLIENT_PUBLIC_KEY, ENV_CLIENT_SECRET_KEY, ENV_SERVER_KEY, Stats, parse_endpoints,
 };
 pub use error::Error;
 pub use message::{DecodeError, Kind, Message, PROTOCOL_VERSION};

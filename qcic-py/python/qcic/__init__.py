@@ -118,16 +118,26 @@ class Client:
         queue_capacity: int = 1024,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         host: Optional[str] = None,
+        server_key: Optional[str] = None,
+        client_public_key: Optional[str] = None,
+        client_secret_key: Optional[str] = None,
     ) -> None:
         """``endpoints``: a list, or a comma-separated string; None reads
         ``QCIC_ENDPOINTS``. ``close_timeout`` bounds the wait for delivery
-        when the client is closed or the interpreter exits."""
+        when the client is closed or the interpreter exits. ``server_key``
+        (the watchers' CURVE public key, Z85) turns on encryption and
+        authentication; the client key pair is optional (a fresh one
+        otherwise). Unset keys come from ``QCIC_SERVER_KEY``,
+        ``QCIC_CLIENT_PUBLIC_KEY`` and ``QCIC_CLIENT_SECRET_KEY``."""
         self._close_timeout = float(close_timeout)
         self._native = _qcic.Client(
             _endpoints(endpoints),
             queue_capacity=queue_capacity,
             close_timeout=self._close_timeout,
             host=host,
+            server_key=server_key,
+            client_public_key=client_public_key,
+            client_secret_key=client_secret_key,
         )
         _live_clients.add(self)
 

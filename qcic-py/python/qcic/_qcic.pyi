@@ -19,6 +19,9 @@ class Client:
         queue_capacity: int = 1024,
         close_timeout: float = 1.0,
         host: Optional[str] = None,
+        server_key: Optional[str] = None,
+        client_public_key: Optional[str] = None,
+        client_secret_key: Optional[str] = None,
     ) -> Client: ...
     def heartbeat(self, job: str) -> bool: ...
     def fail(self, job: str, text: Optional[str] = None, exit_code: Optional[int] = None) -> bool: ...

@@ -1,0 +1,63 @@
+//! `qcic-monitor keygen`: CURVE key pairs in files, the ZeroMQ way (Z85).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Writes `PREFIX.key` (public and secret key, created with mode 0600) and
+/// `PREFIX.pub` (public key only). Refuses to overwrite. Returns what to
+/// tell the user: the public key and how to use the pair.
+pub fn keygen(prefix: &Path) -> Result<String, String> {
+    if zmq::has("curve") != Some(true) {
+        return Err("this build's libzmq has no CURVE support".into());
+    }
+    let pair = zmq::CurveKeyPair::new().map_err(|e| format!("cannot make a key pair: {e}"))?;
+    let public = zmq::z85_encode(&pair.public_key).map_err(|e| e.to_string())?;
+    let secret = zmq::z85_encode(&pair.secret_key).map_err(|e| e.to_string())?;
+    let with_ext = |ext: &str| -> PathBuf {
+        let mut name = prefix.as_os_str().to_owned();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    let key_path = with_ext(".key");
+    let pub_path = with_ext(".pub");
+    for path in [&key_path, &pub_path] {
+        if path.exists() {
+            return Err(format!("{} exists; not overwriting a key", path.display()));
+        }
+    }
+    write_new(
+        &key_path,
+        0o600,
+        &format!(
+            "# qcic CURVE key pair (Z85). Keep this file private.\npublic-key = \"{public}\"\nsecret-key = \"{secret}\"\n"
+        ),
+    )?;
+    write_new(
+        &pub_path,
+        0o644,
+        &format!("# qcic CURVE public key (Z85).\npublic-key = \"{public}\"\n"),
+    )?;
+    Ok(format!(
+        "wrote {} (mode 0600) and {}\npublic key: {public}\n\
+         For a watcher:  [curve] secret_key_file = \"{}\"\n\
+         For a sender of this pair:  QCIC_CLIENT_PUBLIC_KEY='{public}' QCIC_CLIENT_SECRET_KEY=<secret-key from the .key file>\n\
+         For senders of this watcher:  QCIC_SERVER_KEY='{public}'\n",
+        key_path.display(),
+        pub_path.display(),
+        key_path.display(),
+    ))
+}
+
+fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), String> {
+    // create_new + mode: the secret never exists with wider permissions.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
