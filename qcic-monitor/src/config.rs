@@ -354,9 +354,9 @@ impl RawConfig {
 /// Checks a Z85 CURVE key; returns it trimmed.
 pub fn public_key(z85: &str) -> Result<String, String> {
     let z85 = z85.trim();
-    match zmq::z85_decode(z85) {
-        Ok(bytes) if bytes.len() == 32 => Ok(z85.to_owned()),
-        _ => Err(format!(
+    match qcic_sdk::decode_curve_key(z85) {
+        Some(_) => Ok(z85.to_owned()),
+        None => Err(format!(
             "{z85:?} is not a CURVE key (40 Z85 characters, as written by `qcic-monitor keygen`)"
         )),
     }
@@ -406,21 +406,18 @@ impl RawCurve {
                 ));
             }
         };
-        let secret_key: [u8; 32] = zmq::z85_decode(secret.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                let key = if self.secret_key_file.is_some() {
-                    "curve.secret_key_file"
-                } else {
-                    "curve.secret_key_env"
-                };
-                // Never echo the secret itself.
-                (
-                    key.to_owned(),
-                    "the secret key is not 40 Z85 characters".to_owned(),
-                )
-            })?;
+        let secret_key: [u8; 32] = qcic_sdk::decode_curve_key(&secret).ok_or_else(|| {
+            let key = if self.secret_key_file.is_some() {
+                "curve.secret_key_file"
+            } else {
+                "curve.secret_key_env"
+            };
+            // Never echo the secret itself.
+            (
+                key.to_owned(),
+                "the secret key is not 40 Z85 characters".to_owned(),
+            )
+        })?;
         let mut allowed: Option<HashSet<String>> = None;
         if let Some(keys) = self.allowed_senders {
             let set = allowed.get_or_insert_with(HashSet::new);

@@ -62,15 +62,24 @@ pub const ENV_CLIENT_PUBLIC_KEY: &str = "QCIC_CLIENT_PUBLIC_KEY";
 /// Environment variable: this sender's CURVE secret key (Z85).
 pub const ENV_CLIENT_SECRET_KEY: &str = "QCIC_CLIENT_SECRET_KEY";
 
-/// A CURVE key as given: 40 characters of Z85.
+/// The Z85 alphabet (ZeroMQ RFC 32).
+const Z85: &[u8; 85] =
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+
+/// A 32-byte CURVE key from its 40 Z85 characters (surrounding blanks
+/// ignored); `None` if it is anything else. libzmq's decoder does not check
+/// the alphabet, so this does.
+pub fn decode_curve_key(z85: &str) -> Option<[u8; 32]> {
+    let z85 = z85.trim();
+    if z85.len() != 40 || !z85.bytes().all(|b| Z85.contains(&b)) {
+        return None;
+    }
+    zmq::z85_decode(z85).ok()?.try_into().ok()
+}
+
 fn curve_key(what: &str, z85: &str) -> Result<[u8; 32], Error> {
-    let bytes = zmq::z85_decode(z85.trim())
-        .map_err(|_| Error::Key(format!("{what} is not a Z85 CURVE key (40 characters)")))?;
-    bytes.try_into().map_err(|_| {
-        Error::Key(format!(
-            "{what} is not a 32-byte CURVE key (40 Z85 characters)"
-        ))
-    })
+    decode_curve_key(z85)
+        .ok_or_else(|| Error::Key(format!("{what} is not a CURVE key (40 Z85 characters)")))
 }
 
 /// CURVE settings: the watchers' public key and this sender's key pair.

@@ -52,10 +52,15 @@ impl Monitor {
     /// Starts the monitor. `body` is appended to a `[monitor]` table with this
     /// id and a fresh listen port; `{publish}` in it becomes a fresh PUB endpoint.
     pub fn start(id: &str, body: &str) -> Monitor {
+        Monitor::start_with(id, "", body, &[])
+    }
+
+    /// Like `start`, with extra `[monitor]` keys and environment variables.
+    pub fn start_with(id: &str, monitor_keys: &str, body: &str, env: &[(&str, &str)]) -> Monitor {
         let listen = format!("tcp://127.0.0.1:{}", free_port());
         let publish = format!("tcp://127.0.0.1:{}", free_port());
         let config = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\n\n{}",
+            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\n{monitor_keys}\n\n{}",
             body.replace("{publish}", &publish)
         );
         let dir = tempfile::tempdir().unwrap();
@@ -66,6 +71,7 @@ impl Monitor {
             .arg("--config")
             .arg(&path)
             .env("QCIC_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -85,6 +91,21 @@ impl Monitor {
             monitor.log()
         );
         monitor
+    }
+
+    /// The monitor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Resident memory of the monitor process, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     pub fn log(&self) -> String {
