@@ -346,12 +346,10 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     let monitor = Monitor::start_with(
         "watcher-a",
         "",
-        &format!(
-            "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\n\n\
-             [[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
-             [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"q@example.com\"\n\
-             to = [\"ops@example.com\"]\nusername = \"qcic\"\npassword_env = \"QCIC_TEST_SMTP\"\n"
-        ),
+        "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\n\n\
+         [[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"q@example.com\"\n\
+         to = [\"ops@example.com\"]\nusername = \"qcic\"\npassword_env = \"QCIC_TEST_SMTP\"\n",
         &[
             ("QCIC_TEST_SECRET", &watcher.secret),
             ("QCIC_TEST_SMTP", smtp_password),
