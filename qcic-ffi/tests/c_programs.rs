@@ -205,6 +205,14 @@ fn free_endpoint() -> String {
 
 /// A real PULL socket collecting frames on a thread until `n` arrived or 20 s passed.
 fn receive(n: usize) -> (String, mpsc::Receiver<Vec<Vec<u8>>>) {
+    receive_with(n, None)
+}
+
+/// Like `receive`, as a CURVE server with this secret key.
+fn receive_with(
+    n: usize,
+    curve_secret: Option<[u8; 32]>,
+) -> (String, mpsc::Receiver<Vec<Vec<u8>>>) {
     let endpoint = free_endpoint();
     let (ready_tx, ready_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
@@ -214,6 +222,10 @@ fn receive(n: usize) -> (String, mpsc::Receiver<Vec<Vec<u8>>>) {
         let pull = ctx.socket(zmq::PULL).unwrap();
         pull.set_linger(0).unwrap();
         pull.set_rcvtimeo(200).unwrap();
+        if let Some(secret) = curve_secret {
+            pull.set_curve_server(true).unwrap();
+            pull.set_curve_secretkey(&secret).unwrap();
+        }
         pull.bind(&ep).unwrap();
         ready_tx.send(()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -230,9 +242,15 @@ fn receive(n: usize) -> (String, mpsc::Receiver<Vec<Vec<u8>>>) {
 }
 
 fn run_mode(exe: &Path, mode: &str, endpoint: &str) -> Output {
+    run_mode_with(exe, &[mode, endpoint], &[])
+}
+
+fn run_mode_with(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mode = args[0];
     run_ok(
         Command::new(exe)
-            .args([mode, endpoint])
+            .args(args)
+            .envs(env.iter().copied())
             .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
             .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
         &format!("{} {mode}", exe.display()),
@@ -332,6 +350,21 @@ fn check_unreachable(link: Link) {
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
+fn check_curve(link: Link) {
+    let exe = build(link);
+    let server = zmq::CurveKeyPair::new().unwrap();
+    let public = zmq::z85_encode(&server.public_key).unwrap();
+    let (ep, rx) = receive_with(2, Some(server.secret_key));
+    run_mode_with(
+        &exe,
+        &["curve", &ep, &public],
+        &[("QCIC_SERVER_KEY", &public)],
+    );
+    let msgs = decode_all(&rx.recv().unwrap());
+    let jobs: Vec<&str> = msgs.iter().map(|m| m.job.as_str()).collect();
+    assert_eq!(jobs, ["curve-explicit", "curve-env"]);
+}
+
 #[test]
 fn shared_library() {
     check_kinds(Link::Shared);
@@ -339,6 +372,7 @@ fn shared_library() {
     check_threads(Link::Shared);
     check_fork(Link::Shared);
     check_unreachable(Link::Shared);
+    check_curve(Link::Shared);
     run_mode(&build(Link::Shared), "nulls", "");
 }
 
@@ -349,6 +383,7 @@ fn static_library() {
     check_threads(Link::Static);
     check_fork(Link::Static);
     check_unreachable(Link::Static);
+    check_curve(Link::Static);
     run_mode(&build(Link::Static), "nulls", "");
 }
 
@@ -358,6 +393,7 @@ fn with_address_and_undefined_behaviour_sanitizers() {
     check_vectors(Link::Sanitized);
     check_threads(Link::Sanitized);
     check_unreachable(Link::Sanitized);
+    check_curve(Link::Sanitized);
     run_mode(&build(Link::Sanitized), "nulls", "");
 }
 

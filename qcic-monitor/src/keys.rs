@@ -12,9 +12,10 @@ pub fn keygen(prefix: &Path) -> Result<String, String> {
     if zmq::has("curve") != Some(true) {
         return Err("this build's libzmq has no CURVE support".into());
     }
-    let pair = zmq::CurveKeyPair::new().map_err(|e| format!("cannot make a key pair: {e}"))?;
-    let public = zmq::z85_encode(&pair.public_key).map_err(|e| e.to_string())?;
-    let secret = zmq::z85_encode(&pair.secret_key).map_err(|e| e.to_string())?;
+    let (public, secret) =
+        qcic_sdk::new_curve_pair().map_err(|e| format!("cannot make a key pair: {e}"))?;
+    let public = z85::encode(public);
+    let secret = z85::encode(secret);
     let with_ext = |ext: &str| -> PathBuf {
         let mut name = prefix.as_os_str().to_owned();
         name.push(ext);

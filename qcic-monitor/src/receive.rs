@@ -201,7 +201,7 @@ fn zap_loop(
         let key = request
             .get(6)
             .filter(|k| mechanism == b"CURVE" && k.len() == 32)
-            .and_then(|k| zmq::z85_encode(k).ok());
+            .map(z85::encode);
         let (status, text, user) = match key {
             Some(key) if allowed.is_none_or(|set| set.contains(&key)) => ("200", "OK", key),
             Some(key) => {

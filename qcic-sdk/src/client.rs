@@ -74,7 +74,18 @@ pub fn decode_curve_key(z85: &str) -> Option<[u8; 32]> {
     if z85.len() != 40 || !z85.bytes().all(|b| Z85.contains(&b)) {
         return None;
     }
-    zmq::z85_decode(z85).ok()?.try_into().ok()
+    // The z85 crate, not zmq::z85_decode: that one leaks its input copy.
+    z85::decode(z85).ok()?.try_into().ok()
+}
+
+/// A fresh CURVE key pair (X25519, as libsodium's `crypto_box_keypair`).
+/// Not `zmq::CurveKeyPair::new`: the zmq crate leaks its two key buffers.
+pub fn new_curve_pair() -> Result<([u8; 32], [u8; 32]), Error> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| Error::Key(format!("no randomness for a key pair: {e}")))?;
+    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
+    Ok((*public.as_bytes(), secret))
 }
 
 fn curve_key(what: &str, z85: &str) -> Result<[u8; 32], Error> {
@@ -94,8 +105,8 @@ impl std::fmt::Debug for Curve {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret key.
         f.debug_struct("Curve")
-            .field("server", &zmq::z85_encode(&self.server).unwrap_or_default())
-            .field("public", &zmq::z85_encode(&self.public).unwrap_or_default())
+            .field("server", &z85::encode(self.server))
+            .field("public", &z85::encode(self.public))
             .finish_non_exhaustive()
     }
 }
@@ -226,10 +237,7 @@ impl ClientBuilder {
                 curve_key("the client public key", public)?,
                 curve_key("the client secret key", secret)?,
             ),
-            None => {
-                let pair = zmq::CurveKeyPair::new()?;
-                (pair.public_key, pair.secret_key)
-            }
+            None => new_curve_pair()?,
         };
         self.curve = Some(Curve {
             server,

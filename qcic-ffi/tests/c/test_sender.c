@@ -11,6 +11,7 @@
  *   unreachable EP queue messages to dead watchers, then free and exit
  *   threads EP     8 threads share one client
  *   fork EP        parent and forked child both send
+ *   curve EP KEY   CURVE with an explicit server key, then from QCIC_SERVER_KEY
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -292,6 +293,26 @@ static int mode_fork(const char *ep) {
     return 0;
 }
 
+static int mode_curve(const char *ep, const char *server_key) {
+    qcic_client *client = NULL;
+    CHECK(qcic_client_new_with_keys(ep, "too short", NULL, NULL, &client) == QCIC_STATUS_BAD_KEY);
+    CHECK(qcic_client_new_with_keys(ep, server_key, "only-one-of-the-pair", NULL, &client) ==
+          QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_client_new_with_keys(ep, NULL, NULL, NULL, &client) == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(client == NULL);
+    CHECK_OK(qcic_client_new_with_keys(ep, server_key, NULL, NULL, &client));
+    CHECK_OK(qcic_client_heartbeat(client, "curve-explicit"));
+    CHECK(qcic_client_close(client, 5000));
+    qcic_client_free(client);
+    client = NULL;
+    /* qcic_client_new() takes QCIC_SERVER_KEY from the environment. */
+    CHECK_OK(qcic_client_new(ep, &client));
+    CHECK_OK(qcic_client_heartbeat(client, "curve-env"));
+    CHECK(qcic_client_close(client, 5000));
+    qcic_client_free(client);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     const char *ep = argc > 2 ? argv[2] : "";
@@ -308,8 +329,11 @@ int main(int argc, char **argv) {
         rc = mode_threads(ep);
     } else if (strcmp(mode, "fork") == 0) {
         rc = mode_fork(ep);
+    } else if (strcmp(mode, "curve") == 0 && argc > 3) {
+        rc = mode_curve(ep, argv[3]);
     } else {
-        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork [ENDPOINTS]\n", argv[0]);
+        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork|curve [ENDPOINTS [KEY]]\n",
+                argv[0]);
         return 2;
     }
     if (rc != 0 || failures != 0) {
