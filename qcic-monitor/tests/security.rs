@@ -367,3 +367,48 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     assert!(!log.contains(&watcher.secret), "CURVE secret in the log");
     assert!(!log.contains(smtp_password), "SMTP password in the log");
 }
+
+/// The README's "Securing qcic" steps, as written: keygen for the watcher
+/// and a client, the config, a sender using the key files' keys.
+#[test]
+fn the_readme_securing_steps_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+            .args(["keygen", "--out"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let table: toml::Table = toml::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("{name}.key"))).unwrap(),
+        )
+        .unwrap();
+        Pair {
+            public: table["public-key"].as_str().unwrap().to_owned(),
+            secret: table["secret-key"].as_str().unwrap().to_owned(),
+        }
+    };
+    let watcher = keygen("watcher");
+    let client_a = keygen("client-a");
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "[curve]\nsecret_key_file = \"{}\"\nallowed_senders = [\"{}\"]\n\n\
+             [[job]]\nname = \"client-a-backup\"\nevery = \"1d\"\nsenders = [\"{}\"]\n\n\
+             [[notify]]\nkind = \"zmq\"\npublish = \"{{publish}}\"\n",
+            dir.path().join("watcher.key").display(),
+            client_a.public,
+            client_a.public
+        ),
+    );
+    let mut alerts = Alerts::subscribe(&monitor.publish);
+    let sender = curve_client(&monitor.listen, &watcher.public, Some(&client_a));
+    sender
+        .fail("client-a-backup", Some(1), "tape full")
+        .unwrap();
+    let failed = alerts.expect("alert.failed.client-a-backup");
+    assert_eq!(failed["text"], "tape full");
+    let log = monitor.stop();
+    assert!(log.contains("curve=true"), "{log}");
+}
