@@ -50,6 +50,13 @@ impl Run {
             .enqueue(Kind::Success, &self.job, Some(self.id), None, None)
     }
 
+    /// Ends the run well, with a short note (cut to 1024 bytes).
+    pub fn success_with_text(mut self, text: &str) -> Result<(), Error> {
+        self.ended = true;
+        self.client
+            .enqueue(Kind::Success, &self.job, Some(self.id), None, Some(text))
+    }
+
     /// Ends the run as failed, with a reason (cut to 1024 bytes).
     pub fn fail(self, text: &str) -> Result<(), Error> {
         self.fail_with_code(None, text)

@@ -1,0 +1,408 @@
+//! `qcic`: the sender on the command line, for shell jobs, crontab lines and
+//! systemd timers.
+//!
+//! ```sh
+//! qcic run --job nightly-etl --timeout 2h -- /usr/local/bin/etl --full
+//! qcic send --job disk-sync heartbeat
+//! RUN=$(qcic send --job backup start); ...; qcic send --job backup --run-id "$RUN" success
+//! ```
+//!
+//! It never delays the wrapped job by more than `--close-timeout` (2 s) at
+//! the end, even with every watcher down, and says so on stderr.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use qcic_sdk::{Client, ClientBuilder, Kind, Message, parse_endpoints};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Report batch jobs to qcic watchers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Watcher endpoints, comma-separated [default: $QCIC_ENDPOINTS].
+    #[arg(long, global = true, env = "QCIC_ENDPOINTS", hide_env_values = true)]
+    endpoints: Option<String>,
+    /// The watchers' CURVE public key [default: $QCIC_SERVER_KEY].
+    #[arg(long, global = true)]
+    server_key: Option<String>,
+    /// How long to wait at the end for the watchers to take the messages.
+    #[arg(long, global = true, default_value = "2s", value_parser = humantime::parse_duration)]
+    close_timeout: Duration,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Send one message.
+    Send {
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+        /// What to say.
+        kind: KindArg,
+        /// A short note or failure reason.
+        #[arg(long)]
+        text: Option<String>,
+        /// An exit code (with fail).
+        #[arg(long, allow_negative_numbers = true)]
+        exit_code: Option<i32>,
+        /// The run this message belongs to (printed by `send start`).
+        #[arg(long)]
+        run_id: Option<u64>,
+    },
+    /// Run a command as one run of a job: start, then success or fail with
+    /// its exit code, duration and last lines of output. Exits with the
+    /// command's exit code.
+    Run {
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+        /// Kill the command after this long and report it failed (exit 124).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    Start,
+    Progress,
+    Success,
+    Fail,
+    Heartbeat,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Start => Kind::Start,
+            KindArg::Progress => Kind::Progress,
+            KindArg::Success => Kind::Success,
+            KindArg::Fail => Kind::Fail,
+            KindArg::Heartbeat => Kind::Heartbeat,
+        }
+    }
+}
+
+/// Lines of the command's output kept for the report.
+const TAIL_LINES: usize = 5;
+/// Characters kept of each line.
+const TAIL_WIDTH: usize = 160;
+
+fn warn(text: &str) {
+    eprintln!("qcic: {text}");
+}
+
+fn client(cli: &Cli) -> Result<Client, String> {
+    let endpoints = parse_endpoints(cli.endpoints.as_deref().unwrap_or_default());
+    if endpoints.is_empty() {
+        return Err("no watcher endpoints: pass --endpoints or set QCIC_ENDPOINTS".into());
+    }
+    let mut builder = ClientBuilder::default()
+        .endpoints(endpoints)
+        .close_timeout(cli.close_timeout);
+    if let Some(key) = &cli.server_key {
+        builder = builder.server_key(key);
+    }
+    builder.keys_from_env().build().map_err(|e| e.to_string())
+}
+
+fn close(client: &Client, timeout: Duration) {
+    if !client.close(timeout) {
+        warn(&format!(
+            "could not confirm delivery to the watchers within {}; they may be unreachable",
+            humantime::format_duration(timeout)
+        ));
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Cmd::Send {
+            job,
+            kind,
+            text,
+            exit_code,
+            run_id,
+        } => send(
+            &cli,
+            job,
+            (*kind).into(),
+            text.as_deref(),
+            *exit_code,
+            *run_id,
+        ),
+        Cmd::Run {
+            job,
+            timeout,
+            command,
+        } => run(&cli, job, *timeout, command),
+    }
+}
+
+fn send(
+    cli: &Cli,
+    job: &str,
+    kind: Kind,
+    text: Option<&str>,
+    exit_code: Option<i32>,
+    run_id: Option<u64>,
+) -> ExitCode {
+    let client = match client(cli) {
+        Ok(client) => client,
+        Err(err) => {
+            warn(&err);
+            return ExitCode::from(2);
+        }
+    };
+    // A start without a run id gets a fresh one, printed for the later
+    // success or fail of the same run.
+    let run_id = match (kind, run_id) {
+        (Kind::Start, None) => Some(fresh_run_id()),
+        (_, id) => id,
+    };
+    let msg = Message {
+        kind,
+        job: job.to_owned(),
+        run_id,
+        seq: 1,
+        ts_ms: unix_ms(),
+        host: client.host().to_owned(),
+        pid: std::process::id(),
+        exit_code,
+        text: text.map(|t| qcic_sdk::message::truncate_text(t).to_owned()),
+    };
+    if let Err(err) = client.send_message(msg) {
+        warn(&err.to_string());
+        return ExitCode::from(2);
+    }
+    if kind == Kind::Start {
+        if let Some(id) = run_id {
+            println!("{id}");
+        }
+    }
+    close(&client, cli.close_timeout);
+    ExitCode::SUCCESS
+}
+
+fn fresh_run_id() -> u64 {
+    // Same source as the SDK's runs: the OS's randomness.
+    getrandom::u64().unwrap_or_else(|_| unix_ms() ^ u64::from(std::process::id()) << 40)
+}
+
+/// The last lines of the command's output, both streams interleaved.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+}
+
+impl Tail {
+    fn push(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        if text.is_empty() {
+            return;
+        }
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        self.lines
+            .push_back(text.chars().take(TAIL_WIDTH).collect());
+    }
+}
+
+/// Copies a child's stream to ours byte for byte, keeping its last lines.
+fn pass_through<R: Read + Send + 'static, W: Write + Send + 'static>(
+    from: R,
+    mut to: W,
+    tail: Arc<Mutex<Tail>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let _ = to.write_all(&line);
+                    let _ = to.flush();
+                    tail.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(&line);
+                }
+            }
+        }
+    })
+}
+
+fn exit_code_of(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> ExitCode {
+    // The job runs even if qcic cannot report it: monitoring must never be
+    // the reason a job did not run. The watchers will see it as missing.
+    let client = client(cli)
+        .map_err(|e| warn(&format!("{e}; running the command unreported")))
+        .ok();
+    let started = Instant::now();
+    let run = client.as_ref().and_then(|c| match c.start(job) {
+        Ok(run) => Some(run),
+        Err(err) => {
+            warn(&format!("cannot report the run: {err}"));
+            None
+        }
+    });
+
+    let (program, args) = match command.split_first() {
+        Some(split) => split,
+        None => return ExitCode::from(2),
+    };
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => {
+            let text = format!("cannot start {program:?}: {err}");
+            warn(&text);
+            if let Some(run) = run {
+                let _ = run.fail_with_code(Some(127), &text);
+            }
+            if let Some(c) = &client {
+                close(c, cli.close_timeout);
+            }
+            return ExitCode::from(127);
+        }
+    };
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    let mut copiers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copiers.push(pass_through(out, io::stdout(), Arc::clone(&tail)));
+    }
+    if let Some(err) = child.stderr.take() {
+        copiers.push(pass_through(err, io::stderr(), Arc::clone(&tail)));
+    }
+    // Forward SIGINT and SIGTERM to the command: stopping qcic stops the job,
+    // and the run is then reported as failed with the signal.
+    if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {
+        thread::spawn(move || {
+            for sig in signals.forever() {
+                if let Ok(sig) = Signal::try_from(sig) {
+                    let _ = kill(pid, sig);
+                }
+            }
+        });
+    }
+    let (done_tx, done_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let mut timed_out = false;
+    let status = match timeout {
+        Some(limit) => match done_rx.recv_timeout(limit) {
+            Ok(status) => status,
+            Err(_) => {
+                timed_out = true;
+                warn(&format!(
+                    "{job}: timed out after {}; stopping the command",
+                    humantime::format_duration(limit)
+                ));
+                let _ = kill(pid, Signal::SIGTERM);
+                match done_rx.recv_timeout(Duration::from_secs(5)) {
+                    Ok(status) => status,
+                    Err(_) => {
+                        let _ = kill(pid, Signal::SIGKILL);
+                        done_rx
+                            .recv()
+                            .unwrap_or_else(|_| Err(io::Error::other("lost the child")))
+                    }
+                }
+            }
+        },
+        None => done_rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("lost the child"))),
+    };
+    for copier in copiers {
+        let _ = copier.join();
+    }
+    let took = humantime::format_duration(Duration::from_millis(
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    ));
+    let code = match &status {
+        Ok(status) if timed_out => {
+            let _ = status;
+            124
+        }
+        Ok(status) => exit_code_of(*status),
+        Err(_) => 1,
+    };
+    let last = tail
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .lines
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let summary = match (&status, timed_out) {
+        (_, true) => format!(
+            "timed out after {} and was stopped",
+            humantime::format_duration(timeout.unwrap_or_default())
+        ),
+        (Ok(s), false) if s.signal().is_some() => {
+            format!("killed by signal {} after {took}", s.signal().unwrap_or(0))
+        }
+        (Ok(_), false) => format!("exit {code} after {took}"),
+        (Err(e), false) => format!("cannot wait for the command: {e}"),
+    };
+    let text = if last.is_empty() {
+        summary
+    } else {
+        format!("{summary}; last output:\n{last}")
+    };
+    if let Some(run) = run {
+        let sent = if code == 0 {
+            run.success_with_text(&text)
+        } else {
+            run.fail_with_code(Some(code), &text)
+        };
+        if let Err(err) = sent {
+            warn(&format!("cannot report the end of the run: {err}"));
+        }
+    }
+    if let Some(c) = &client {
+        close(c, cli.close_timeout);
+    }
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}

@@ -1,0 +1,217 @@
+//! The `qcic` command, run as a real process against a real PULL receiver.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qcic_sdk::{Kind, Message};
+
+struct Watcher {
+    _ctx: zmq::Context,
+    pull: zmq::Socket,
+    endpoint: String,
+}
+
+impl Watcher {
+    fn bind() -> Watcher {
+        let ctx = zmq::Context::new();
+        let pull = ctx.socket(zmq::PULL).unwrap();
+        pull.set_linger(0).unwrap();
+        pull.set_rcvtimeo(10_000).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("tcp://127.0.0.1:{port}");
+        pull.bind(&endpoint).unwrap();
+        Watcher {
+            _ctx: ctx,
+            pull,
+            endpoint,
+        }
+    }
+
+    fn recv(&self) -> Message {
+        Message::decode(&self.pull.recv_bytes(0).expect("a message within 10 s")).unwrap()
+    }
+}
+
+fn qcic(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qcic"))
+        .args(args)
+        .env("QCIC_ENDPOINTS", endpoint)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_reports_a_failing_command_and_passes_its_output_and_exit_code_through() {
+    let w = Watcher::bind();
+    let out = qcic(
+        &w.endpoint,
+        &[
+            "run",
+            "--job",
+            "shell-job",
+            "--",
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; exit 3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-stdout\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
+    let start = w.recv();
+    let fail = w.recv();
+    assert_eq!((start.kind, fail.kind), (Kind::Start, Kind::Fail));
+    assert_eq!(start.run_id, fail.run_id);
+    assert_eq!(fail.exit_code, Some(3));
+    let text = fail.text.unwrap();
+    assert!(text.starts_with("exit 3 after"), "{text}");
+    assert!(
+        text.contains("to-stdout") && text.contains("to-stderr"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_reports_success_with_duration() {
+    let w = Watcher::bind();
+    let out = qcic(&w.endpoint, &["run", "--job", "shell-job", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(w.recv().kind, Kind::Start);
+    let done = w.recv();
+    assert_eq!(done.kind, Kind::Success);
+    assert!(done.text.unwrap().starts_with("exit 0 after"));
+}
+
+#[test]
+fn run_kills_a_command_past_its_timeout_and_reports_it_failed() {
+    let w = Watcher::bind();
+    let started = Instant::now();
+    let out = qcic(
+        &w.endpoint,
+        &[
+            "run",
+            "--job",
+            "slow",
+            "--timeout",
+            "500ms",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(w.recv().kind, Kind::Start);
+    let fail = w.recv();
+    assert_eq!((fail.kind, fail.exit_code), (Kind::Fail, Some(124)));
+    assert!(fail.text.unwrap().contains("timed out after 500ms"));
+}
+
+#[test]
+fn run_forwards_sigterm_to_the_command() {
+    let w = Watcher::bind();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qcic"))
+        .args(["run", "--job", "stoppable", "--", "sleep", "30"])
+        .env("QCIC_ENDPOINTS", &w.endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(w.recv().kind, Kind::Start); // the command is running now
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert_eq!(exit.code(), Some(128 + 15));
+    let fail = w.recv();
+    assert_eq!((fail.kind, fail.exit_code), (Kind::Fail, Some(143)));
+    assert!(fail.text.unwrap().contains("killed by signal 15"));
+}
+
+#[test]
+fn send_start_prints_the_run_id_for_the_later_end() {
+    let w = Watcher::bind();
+    let out = qcic(&w.endpoint, &["send", "--job", "backup", "start"]);
+    assert!(out.status.success());
+    let run_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = qcic(
+        &w.endpoint,
+        &[
+            "send",
+            "--job",
+            "backup",
+            "--run-id",
+            &run_id,
+            "fail",
+            "--text",
+            "tape full",
+            "--exit-code",
+            "-2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = qcic(&w.endpoint, &["send", "--job", "backup", "heartbeat"]);
+    assert!(out.status.success());
+    let start = w.recv();
+    let fail = w.recv();
+    assert_eq!(start.run_id.unwrap().to_string(), run_id);
+    assert_eq!(fail.run_id, start.run_id);
+    assert_eq!(
+        (fail.exit_code, fail.text.as_deref()),
+        (Some(-2), Some("tape full"))
+    );
+    assert_eq!(w.recv().kind, Kind::Heartbeat);
+    let bad = qcic(&w.endpoint, &["send", "--job", "has space", "heartbeat"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn with_every_watcher_down_the_job_is_delayed_only_by_the_bound() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let out = qcic(
+        &format!("tcp://127.0.0.1:{port}"),
+        &[
+            "run",
+            "--job",
+            "j",
+            "--close-timeout",
+            "500ms",
+            "--",
+            "true",
+        ],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not confirm delivery"));
+    eprintln!("qcic run with watchers down took {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // No endpoints at all: the command still runs.
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic"))
+        .args(["run", "--job", "j", "--", "sh", "-c", "exit 5"])
+        .env_remove("QCIC_ENDPOINTS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+}
