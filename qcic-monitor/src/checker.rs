@@ -8,18 +8,31 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use crate::notification::Notification;
 use crate::receive::Inbound;
-use crate::registry::Registry;
+use crate::registry::{JobView, Registry};
+use crate::stats::Stats;
+
+/// A question to the checker, which alone owns the registry.
+#[derive(Debug)]
+pub enum Query {
+    /// Every job's current view.
+    Jobs(oneshot::Sender<Vec<JobView>>),
+}
 
 /// Runs until `inbound` is closed (the receiver stopped) and drained.
 pub async fn run(
     mut registry: Registry,
     mut inbound: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Notification>,
+    mut queries: mpsc::Receiver<Query>,
+    stats: Arc<Stats>,
 ) {
     loop {
         let next = registry.next_deadline();
@@ -28,14 +41,25 @@ pub async fn run(
             // that fall due at the same time.
             biased;
             msg = inbound.recv() => match msg {
-                Some(inbound) => registry.on_message_from(
+                Some(inbound) => {
+                    stats.inbound_queued.fetch_sub(1, Ordering::Relaxed);
+                    registry.on_message_from(
                     &inbound.message,
                     inbound.sender_key.as_deref(),
                     Instant::now(),
                     wall_ms(),
-                ),
+                )
+                },
                 None => break,
             },
+            Some(query) = queries.recv() => {
+                match query {
+                    Query::Jobs(reply) => {
+                        let _ = reply.send(registry.views(Instant::now(), wall_ms()));
+                    }
+                }
+                Vec::new()
+            }
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 registry.on_deadlines(Instant::now(), wall_ms())
             }
@@ -61,7 +85,6 @@ pub fn wall_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use qcic_sdk::{Kind, Message};
@@ -112,7 +135,14 @@ mod tests {
         let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), t0);
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
-        tokio::spawn(run(registry, rx, out_tx));
+        let (_queries_tx, queries) = mpsc::channel(1);
+        tokio::spawn(run(
+            registry,
+            rx,
+            out_tx,
+            queries,
+            Arc::new(Stats::default()),
+        ));
         Harness {
             t0,
             tx: Sender(tx),

@@ -56,6 +56,27 @@ pub struct MonitorConfig {
     pub max_clock_skew: Duration,
     /// CURVE encryption and authentication, if configured.
     pub curve: Option<CurveConfig>,
+    /// The local control socket (`qcic-monitor status` talks to it).
+    pub control: PathBuf,
+    /// The HTTP endpoint (API, metrics, status page), if configured.
+    pub http: Option<std::net::SocketAddr>,
+}
+
+/// The default control socket for a watcher id: in `$XDG_RUNTIME_DIR` if
+/// set, else in the temporary directory.
+pub fn default_control_path(id: &str) -> PathBuf {
+    let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("qcic-monitor-{safe}.sock"))
 }
 
 /// The `[curve]` table, checked: the watcher's secret key and the senders it allows.
@@ -148,6 +169,8 @@ struct RawConfig {
     #[serde(default)]
     curve: Option<RawCurve>,
     #[serde(default)]
+    http: Option<RawHttp>,
+    #[serde(default)]
     job: Vec<RawJob>,
     #[serde(default)]
     notify: Vec<RawNotify>,
@@ -162,6 +185,13 @@ struct RawMonitor {
     max_rate_per_sender: Option<u32>,
     #[serde(default, deserialize_with = "opt_duration")]
     max_clock_skew: Option<Duration>,
+    control: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +305,22 @@ impl RawConfig {
             check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
         }
         let curve = self.curve.map(RawCurve::check).transpose()?;
+        let http = match self.http {
+            None => None,
+            Some(h) => {
+                let text = h.listen.unwrap_or_else(|| "127.0.0.1:7780".into());
+                Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
+                    (
+                        "http.listen".to_owned(),
+                        format!("{text:?} is not an address such as \"127.0.0.1:7780\": {e}"),
+                    )
+                })?)
+            }
+        };
+        let control = self
+            .monitor
+            .control
+            .unwrap_or_else(|| default_control_path(&id));
         let monitor = MonitorConfig {
             id,
             listen,
@@ -285,6 +331,8 @@ impl RawConfig {
                 .max_clock_skew
                 .unwrap_or(Duration::from_secs(300)),
             curve,
+            control,
+            http,
         };
 
         let mut names = HashSet::new();

@@ -38,6 +38,11 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         }
     }
 
+    /// The deadline of `key`, if set.
+    pub fn get(&self, key: &K) -> Option<Instant> {
+        self.by_key.get(key).copied()
+    }
+
     /// The earliest deadline.
     pub fn next(&self) -> Option<Instant> {
         self.ordered.first().map(|(at, _)| *at)

@@ -29,6 +29,22 @@ pub enum MonitorError {
         /// What is wrong.
         reason: String,
     },
+    /// The control socket could not be set up.
+    #[error("control socket {}: {reason}", path.display())]
+    Control {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The HTTP endpoint could not be bound.
+    #[error("http {addr}: {reason}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),

@@ -26,9 +26,11 @@
 
 pub mod checker;
 pub mod config;
+pub mod control;
 pub mod deadlines;
 pub mod demo;
 pub mod error;
+pub mod http;
 pub mod keys;
 pub mod notification;
 pub mod notify;
@@ -71,6 +73,20 @@ pub async fn run(
         max_rate_per_sender: config.monitor.max_rate_per_sender,
     };
     let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
+    let control_listener = control::bind(&config.monitor.control)?;
+    let http_listener = match config.monitor.http {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| MonitorError::Http {
+                        addr,
+                        reason: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
     info!(
         watcher = %config.monitor.id,
         config = %config.source,
@@ -78,6 +94,8 @@ pub async fn run(
         jobs = config.jobs.len(),
         channels = config.notify.len(),
         curve = config.monitor.curve.is_some(),
+        control = %config.monitor.control.display(),
+        http = ?config.monitor.http,
         allowed_senders = config
             .monitor
             .curve
@@ -99,12 +117,43 @@ pub async fn run(
         Instant::now(),
     );
     let (out_tx, out_rx) = mpsc::channel(1024);
-    let checker = tokio::spawn(checker::run(registry, in_rx, out_tx));
+    let (query_tx, query_rx) = mpsc::channel(64);
+    let checker = tokio::spawn(checker::run(
+        registry,
+        in_rx,
+        out_tx,
+        query_rx,
+        Arc::clone(&stats),
+    ));
+    let log = Arc::new(std::sync::Mutex::new(notify::NotificationLog::new(
+        notify::LOG_CAPACITY,
+    )));
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,
         channels.take_queues(),
         Arc::clone(&stats),
+        Arc::clone(&log),
     ));
+    let control_task = tokio::spawn(control::serve(
+        control_listener,
+        config.monitor.id.clone(),
+        query_tx.clone(),
+        Arc::clone(&stats),
+    ));
+    let http_task = http_listener.map(|listener| {
+        let app = http::router(http::AppState {
+            watcher: config.monitor.id.clone(),
+            queries: query_tx.clone(),
+            stats: Arc::clone(&stats),
+            log: Arc::clone(&log),
+        });
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(cause = %err, "the HTTP endpoint stopped");
+            }
+        })
+    });
+    drop(query_tx);
 
     if demo {
         if let Some(listen) = config.monitor.listen.first() {
@@ -114,6 +163,11 @@ pub async fn run(
 
     shutdown.await;
     info!("shutting down");
+    control_task.abort();
+    if let Some(task) = http_task {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(&config.monitor.control);
     // Stopping the receiver closes the checker's inbound channel; the
     // checker, then the dispatcher, then each channel finish in turn.
     let _ = tokio::task::spawn_blocking(move || receiver.stop()).await;

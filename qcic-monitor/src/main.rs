@@ -15,8 +15,11 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Configuration file (TOML). Without it, the embedded examples/monitor.toml.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     /// Also run a demo sender against the first listen endpoint.
     #[arg(long)]
     demo: bool,
@@ -25,8 +28,23 @@ struct Cli {
     check_config: bool,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Ask the running monitor (through its control socket) what it thinks
+    /// of every job.
+    Status {
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
     /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
@@ -49,13 +67,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
 
     let config = match &cli.config {
         Some(path) => Config::load(path),
@@ -68,6 +87,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Status { control }) = &cli.command {
+        let path = control
+            .clone()
+            .unwrap_or_else(|| config.monitor.control.clone());
+        return match qcic_monitor::control::print_status(&path) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor status: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.check_config {
         println!(
             "{}: ok: watcher {}, {} jobs, {} notify channels",

@@ -4,7 +4,7 @@
 //! Pure logic: time comes in as arguments, so tests drive it directly and the
 //! checker drives it from a (pausable) tokio clock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,6 +17,44 @@ use crate::config::JobConfig;
 use crate::deadlines::Deadlines;
 use crate::notification::{Event, Notification, incident_id};
 use crate::stats::Stats;
+
+/// An open incident, as shown to people and tools.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IncidentView {
+    /// The incident id.
+    pub id: String,
+    /// What it is.
+    pub event: Event,
+    /// The run concerned, if any.
+    pub run_id: Option<u64>,
+}
+
+/// One job as the watcher sees it now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    /// The job.
+    pub name: String,
+    /// waiting (never heard from), up, running, down, failed or overrun.
+    pub state: &'static str,
+    /// `every`, ms.
+    pub every_ms: u64,
+    /// `grace`, ms.
+    pub grace_ms: u64,
+    /// When its last message arrived (watcher clock, unix ms).
+    pub last_seen_ms: Option<u64>,
+    /// The kind of its last message.
+    pub last_kind: Option<&'static str>,
+    /// The host of its last message.
+    pub last_host: Option<String>,
+    /// When it will be declared down without news (unix ms).
+    pub next_deadline_ms: Option<u64>,
+    /// Runs started and not ended.
+    pub runs_in_progress: usize,
+    /// Open incidents.
+    pub incidents: Vec<IncidentView>,
+    /// Recent events, oldest first: (unix ms, what).
+    pub history: Vec<(u64, String)>,
+}
 
 /// Concurrent runs remembered per job. Older runs beyond it are forgotten, so
 /// a sender that starts runs and never ends them cannot grow memory.
@@ -32,6 +70,7 @@ enum Key {
 struct Seen {
     at: Instant,
     wall_ms: u64,
+    kind: Kind,
     /// Identifies the message, for incident ids: `host/pid/seq`.
     basis: String,
     host: String,
@@ -59,7 +98,12 @@ struct JobState {
     runs: BTreeMap<u64, RunState>,
     down: Option<Open>,
     failed: Option<Open>,
+    /// Recent events for people to read (status page), newest last.
+    history: VecDeque<(u64, String)>,
 }
+
+/// Events remembered per job for the status page.
+pub const HISTORY_LEN: usize = 10;
 
 /// Every job's state, and the deadlines that watch them.
 #[derive(Debug)]
@@ -115,6 +159,7 @@ impl Registry {
                 runs: BTreeMap::new(),
                 down: None,
                 failed: None,
+                history: VecDeque::with_capacity(HISTORY_LEN),
             });
         }
         registry
@@ -153,6 +198,31 @@ impl Registry {
             }
         }
         self.check_skew(msg, wall_ms);
+        let note = match &msg.text {
+            Some(text) => format!(
+                "{}: {}",
+                msg.kind,
+                text.chars().take(80).collect::<String>()
+            ),
+            None => msg.kind.to_string(),
+        };
+        self.remember(j, wall_ms, note);
+        let out = self.apply(j, msg, now, wall_ms);
+        for n in &out {
+            self.remember(j, wall_ms, format!("notified {}", n.headline()));
+        }
+        out
+    }
+
+    fn remember(&mut self, j: usize, wall_ms: u64, text: String) {
+        let history = &mut self.jobs[j].history;
+        if history.len() == HISTORY_LEN {
+            history.pop_front();
+        }
+        history.push_back((wall_ms, text));
+    }
+
+    fn apply(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
         let mut out = Vec::new();
         let deadline = now + self.jobs[j].cfg.every + self.jobs[j].cfg.grace;
         self.deadlines.set(Key::Down(j), deadline);
@@ -160,6 +230,7 @@ impl Registry {
         job.last = Some(Seen {
             at: now,
             wall_ms,
+            kind: msg.kind,
             basis: format!("{}/{}/{}", msg.host, msg.pid, msg.seq),
             host: msg.host.clone(),
         });
@@ -204,6 +275,75 @@ impl Registry {
 
     /// Handles every deadline at or before `now`.
     pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        let out = self.fire_deadlines(now, wall_ms);
+        for n in &out {
+            if let Some(&j) = self.index.get(&n.job) {
+                self.remember(j, wall_ms, format!("notified {}", n.headline()));
+            }
+        }
+        out
+    }
+
+    /// A view of every job for people and tools (status, HTTP API).
+    pub fn views(&self, now: Instant, wall_ms: u64) -> Vec<JobView> {
+        let wall_at = |at: Instant| {
+            let ahead = at.saturating_duration_since(now);
+            wall_ms.saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
+        };
+        self.jobs
+            .iter()
+            .enumerate()
+            .map(|(j, job)| {
+                let mut incidents = Vec::new();
+                if let Some(open) = &job.down {
+                    incidents.push(IncidentView {
+                        id: open.id.clone(),
+                        event: Event::Down,
+                        run_id: None,
+                    });
+                }
+                if let Some(open) = &job.failed {
+                    incidents.push(IncidentView {
+                        id: open.id.clone(),
+                        event: Event::Failed,
+                        run_id: open.run_id,
+                    });
+                }
+                for run in job.runs.values() {
+                    if let Some(open) = &run.overrun {
+                        incidents.push(IncidentView {
+                            id: open.id.clone(),
+                            event: Event::Overrun,
+                            run_id: open.run_id,
+                        });
+                    }
+                }
+                let state = match (&job.down, &job.failed, incidents.len(), &job.last) {
+                    (Some(_), _, _, _) => "down",
+                    (None, Some(_), _, _) => "failed",
+                    (None, None, n, _) if n > 0 => "overrun",
+                    (None, None, _, None) => "waiting",
+                    _ if !job.runs.is_empty() => "running",
+                    _ => "up",
+                };
+                JobView {
+                    name: job.cfg.name.clone(),
+                    state,
+                    every_ms: millis(job.cfg.every),
+                    grace_ms: millis(job.cfg.grace),
+                    last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
+                    last_kind: job.last.as_ref().map(|s| s.kind.name()),
+                    last_host: job.last.as_ref().map(|s| s.host.clone()),
+                    next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
+                    runs_in_progress: job.runs.len(),
+                    incidents,
+                    history: job.history.iter().cloned().collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn fire_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
         let mut out = Vec::new();
         for key in self.deadlines.pop_due(now) {
             match key {

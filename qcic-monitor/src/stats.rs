@@ -17,6 +17,19 @@ pub const DROP_REASONS: [&str; 8] = [
     "wrong_sender",
 ];
 
+fn drop_key(reason: &str) -> &'static str {
+    match reason {
+        "too_large" => "dropped_too_large",
+        "malformed" => "dropped_malformed",
+        "unsupported_version" => "dropped_unsupported_version",
+        "unknown_kind" => "dropped_unknown_kind",
+        "invalid_field" => "dropped_invalid_field",
+        "multipart" => "dropped_multipart",
+        "rate_limited" => "dropped_rate_limited",
+        _ => "dropped_wrong_sender",
+    }
+}
+
 /// Process-wide counters; every one only grows.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -32,6 +45,12 @@ pub struct Stats {
     pub handshake_failed: AtomicU64,
     /// Messages whose sender's clock was off by more than `max_clock_skew`.
     pub skewed_messages: AtomicU64,
+    /// Accepted messages by kind (code - 1).
+    pub by_kind: [AtomicU64; 5],
+    /// Messages decoded and waiting for the checker (a gauge).
+    pub inbound_queued: AtomicU64,
+    /// Per channel: (delivered, failed).
+    pub channels: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     /// Valid messages for jobs not in the config.
     pub unknown_job_messages: AtomicU64,
     /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).
@@ -49,6 +68,47 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts a channel's delivery (`ok`) or failure.
+    pub fn channel_result(&self, channel: &str, ok: bool) {
+        let mut map = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry(channel.to_owned()).or_default();
+        if ok {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    /// Every counter by name.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut v = vec![
+            ("frames", get(&self.frames)),
+            ("accepted", get(&self.accepted)),
+            ("dropped", self.dropped_total()),
+        ];
+        for (i, reason) in DROP_REASONS.iter().enumerate() {
+            v.push((drop_key(reason), get(&self.dropped[i])));
+        }
+        v.extend([
+            ("unknown_job_messages", get(&self.unknown_job_messages)),
+            ("unknown_job_names", get(&self.unknown_job_names)),
+            ("notifications", get(&self.notifications)),
+            ("duplicates_suppressed", get(&self.duplicates_suppressed)),
+            ("delivered", get(&self.delivered)),
+            ("delivery_retries", get(&self.delivery_retries)),
+            ("delivery_failed", get(&self.delivery_failed)),
+            ("curve_refused", get(&self.curve_refused)),
+            ("handshake_failed", get(&self.handshake_failed)),
+            ("skewed_messages", get(&self.skewed_messages)),
+            ("inbound_queued", get(&self.inbound_queued)),
+        ]);
+        v
+    }
+
     /// Counts a dropped frame.
     pub fn drop_frame(&self, reason: &str) {
         if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {

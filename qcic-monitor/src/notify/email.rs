@@ -95,6 +95,7 @@ impl EmailChannel {
                 match self.transport.send(email.clone()).await {
                     Ok(_) => {
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        stats.channel_result(&self.name, true);
                         info!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, attempt = attempt + 1, "email sent");
                         break;
                     }
@@ -107,6 +108,7 @@ impl EmailChannel {
                     }
                     Err(err) => {
                         stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                        stats.channel_result(&self.name, false);
                         error!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, cause = %err, "email given up after retrying for 15 minutes");
                         break;
                     }

@@ -144,10 +144,18 @@ impl NotificationLog {
 }
 
 /// Logs and fans out every notification until the checker stops.
-pub async fn dispatch(mut rx: mpsc::Receiver<Notification>, queues: Queues, stats: Arc<Stats>) {
-    let mut log = NotificationLog::new(LOG_CAPACITY);
+pub async fn dispatch(
+    mut rx: mpsc::Receiver<Notification>,
+    queues: Queues,
+    stats: Arc<Stats>,
+    log: Arc<std::sync::Mutex<NotificationLog>>,
+) {
     while let Some(note) = rx.recv().await {
-        if !log.record(&note) {
+        let new = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&note);
+        if !new {
             stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
             continue;
         }

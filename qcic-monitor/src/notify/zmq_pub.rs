@@ -56,10 +56,12 @@ pub fn start(
                 match socket.send_multipart([topic.as_bytes(), &body[..]], 0) {
                     Ok(()) => {
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        stats.channel_result(&name, true);
                         debug!(channel = %name, %topic, "published");
                     }
                     Err(err) => {
                         stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                        stats.channel_result(&name, false);
                         error!(channel = %name, %topic, cause = %err, "publish failed");
                     }
                 }

@@ -46,6 +46,9 @@ pub struct Monitor {
     pub dir: tempfile::TempDir,
     pub listen: String,
     pub publish: String,
+    /// `{http}` in the body: a fresh loopback address for `[http] listen`.
+    pub http: String,
+    pub control: PathBuf,
 }
 
 impl Monitor {
@@ -59,11 +62,14 @@ impl Monitor {
     pub fn start_with(id: &str, monitor_keys: &str, body: &str, env: &[(&str, &str)]) -> Monitor {
         let listen = format!("tcp://127.0.0.1:{}", free_port());
         let publish = format!("tcp://127.0.0.1:{}", free_port());
-        let config = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\n{monitor_keys}\n\n{}",
-            body.replace("{publish}", &publish)
-        );
+        let http = format!("127.0.0.1:{}", free_port());
         let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("control.sock");
+        let config = format!(
+            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{monitor_keys}\n\n{}",
+            control.display(),
+            body.replace("{publish}", &publish).replace("{http}", &http)
+        );
         let path = dir.path().join("monitor.toml");
         fs::write(&path, config).unwrap();
         let log = fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -81,6 +87,8 @@ impl Monitor {
             dir,
             listen,
             publish,
+            http,
+            control,
         };
         let started = wait_until(WAIT, || {
             monitor.log().contains("qcic-monitor started") || monitor.exited()

@@ -1,0 +1,204 @@
+//! The local control socket: a Unix socket for `qcic-monitor status` (and,
+//! later, silences). One JSON request line in, one JSON document out.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::checker::Query;
+use crate::error::MonitorError;
+use crate::registry::JobView;
+use crate::stats::Stats;
+
+/// A request on the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    /// `status`.
+    pub command: String,
+}
+
+/// The answer to `status`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The watcher's id.
+    pub watcher: String,
+    /// Every job.
+    pub jobs: Vec<serde_json::Value>,
+    /// Every counter.
+    pub counters: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Binds the socket (replacing a stale one left by a dead monitor; refusing
+/// if a live monitor answers on it). Errors come back before the monitor runs.
+pub fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
+    let err = |reason: String| MonitorError::Control {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(err("another monitor is listening on it".into()));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    let std_listener =
+        std::os::unix::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| err(e.to_string()))?;
+    UnixListener::from_std(std_listener).map_err(|e| err(e.to_string()))
+}
+
+/// The current view of every job, from the checker.
+pub async fn jobs(queries: &mpsc::Sender<Query>) -> Vec<JobView> {
+    let (tx, rx) = oneshot::channel();
+    if queries.send(Query::Jobs(tx)).await.is_err() {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
+/// The `status` document.
+pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats) -> Status {
+    let jobs = jobs(queries)
+        .await
+        .into_iter()
+        .filter_map(|j| serde_json::to_value(j).ok())
+        .collect();
+    let counters = stats
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+        .collect();
+    Status {
+        watcher: watcher.to_owned(),
+        jobs,
+        counters,
+    }
+}
+
+/// Serves the socket until the task is dropped.
+pub async fn serve(
+    listener: UnixListener,
+    watcher: String,
+    queries: mpsc::Sender<Query>,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (watcher, queries, stats) = (watcher.clone(), queries.clone(), Arc::clone(&stats));
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            // One bounded line: a client cannot make the monitor buffer much.
+            let mut reader = tokio::io::BufReader::new(read).take(4096);
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Ok(req) if req.command == "status" => {
+                    serde_json::to_string(&status(&watcher, &queries, &stats).await)
+                }
+                Ok(req) => Ok(
+                    serde_json::json!({"error": format!("unknown command {:?}", req.command)})
+                        .to_string(),
+                ),
+                Err(e) => Ok(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
+            };
+            match reply {
+                Ok(text) => {
+                    let _ = write.write_all(text.as_bytes()).await;
+                    let _ = write.write_all(b"\n").await;
+                }
+                Err(e) => warn!(cause = %e, "cannot encode the control reply"),
+            }
+        });
+    }
+}
+
+/// `qcic-monitor status`: asks a running monitor and renders a table.
+pub fn print_status(path: &PathBuf) -> Result<String, String> {
+    let mut stream = UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the monitor at {}: {e}", path.display()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"{\"command\":\"status\"}\n")
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let status: Status = serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}"))?;
+    Ok(render(&status, now_ms()))
+}
+
+fn now_ms() -> u64 {
+    crate::checker::wall_ms()
+}
+
+fn ago(now: u64, then: Option<u64>) -> String {
+    match then {
+        None => "never".into(),
+        Some(t) if t <= now => format!(
+            "{} ago",
+            humantime::format_duration(Duration::from_secs((now - t) / 1000))
+        ),
+        Some(t) => format!(
+            "in {}",
+            humantime::format_duration(Duration::from_secs((t - now) / 1000))
+        ),
+    }
+}
+
+/// The status table.
+pub fn render(status: &Status, now: u64) -> String {
+    let mut out = format!("watcher {}\n", status.watcher);
+    out.push_str(&format!(
+        "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
+        "JOB", "STATE", "LAST MESSAGE", "NEXT DEADLINE", "INCIDENT", "SILENCED"
+    ));
+    for job in &status.jobs {
+        let s = |k: &str| job[k].as_str().unwrap_or("").to_owned();
+        let last = match job["last_kind"].as_str() {
+            Some(kind) => format!("{kind} {}", ago(now, job["last_seen_ms"].as_u64())),
+            None => "never".into(),
+        };
+        let incident = job["incidents"]
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|i| {
+                format!(
+                    "{} {}",
+                    i["event"].as_str().unwrap_or(""),
+                    i["id"].as_str().unwrap_or("")
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
+            s("name"),
+            s("state"),
+            last,
+            ago(now, job["next_deadline_ms"].as_u64()),
+            incident,
+            "-"
+        ));
+    }
+    out
+}

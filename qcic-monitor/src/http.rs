@@ -1,0 +1,266 @@
+//! The HTTP endpoint (off unless `[http]` is configured; loopback by
+//! default): `/api/jobs`, `/api/incidents`, `/metrics` and `/`, a status page.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Json};
+use axum::routing::get;
+use tokio::sync::mpsc;
+
+use crate::checker::{Query, wall_ms};
+use crate::control;
+use crate::notify::NotificationLog;
+use crate::registry::JobView;
+use crate::stats::{DROP_REASONS, Stats};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// This watcher's id.
+    pub watcher: String,
+    /// Questions to the checker.
+    pub queries: mpsc::Sender<Query>,
+    /// The counters.
+    pub stats: Arc<Stats>,
+    /// The notification log.
+    pub log: Arc<Mutex<NotificationLog>>,
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/jobs", get(api_jobs))
+        .route("/api/incidents", get(api_incidents))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn api_jobs(State(s): State<AppState>) -> Json<Vec<JobView>> {
+    Json(control::jobs(&s.queries).await)
+}
+
+async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
+    let open: Vec<serde_json::Value> = control::jobs(&s.queries)
+        .await
+        .into_iter()
+        .flat_map(|j| {
+            j.incidents.into_iter().map(move |i| {
+                serde_json::json!({"job": j.name, "incident": i.id, "event": i.event, "run_id": i.run_id})
+            })
+        })
+        .collect();
+    let recent: Vec<serde_json::Value> = {
+        let log = s.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries: Vec<_> = log.entries().collect();
+        entries
+            .iter()
+            .rev()
+            .take(100)
+            .filter_map(|n| serde_json::to_value(n).ok())
+            .collect()
+    };
+    Json(serde_json::json!({"watcher": s.watcher, "open": open, "recent_notifications": recent}))
+}
+
+/// Prometheus text exposition format, version 0.0.4.
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let jobs = control::jobs(&s.queries).await;
+    let stats = &s.stats;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP qcic_messages_received_total Messages decoded and accepted, by kind."
+    );
+    let _ = writeln!(out, "# TYPE qcic_messages_received_total counter");
+    for (i, kind) in qcic_sdk::Kind::ALL.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "qcic_messages_received_total{{kind=\"{kind}\"}} {}",
+            get(&stats.by_kind[i])
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP qcic_frames_dropped_total Frames dropped, by reason."
+    );
+    let _ = writeln!(out, "# TYPE qcic_frames_dropped_total counter");
+    for (i, reason) in DROP_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "qcic_frames_dropped_total{{reason=\"{reason}\"}} {}",
+            get(&stats.dropped[i])
+        );
+    }
+    let _ = writeln!(out, "# HELP qcic_jobs Jobs by state.");
+    let _ = writeln!(out, "# TYPE qcic_jobs gauge");
+    for state in ["waiting", "up", "running", "down", "failed", "overrun"] {
+        let n = jobs.iter().filter(|j| j.state == state).count();
+        let _ = writeln!(out, "qcic_jobs{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP qcic_notifications_total Notifications handled by each channel, by result."
+    );
+    let _ = writeln!(out, "# TYPE qcic_notifications_total counter");
+    let channels = stats
+        .channels
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    for (channel, (sent, failed)) in &channels {
+        let channel = channel.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "qcic_notifications_total{{channel=\"{channel}\",result=\"sent\"}} {sent}"
+        );
+        let _ = writeln!(
+            out,
+            "qcic_notifications_total{{channel=\"{channel}\",result=\"failed\"}} {failed}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP qcic_notifications_raised_total Notifications raised (before channels)."
+    );
+    let _ = writeln!(out, "# TYPE qcic_notifications_raised_total counter");
+    let _ = writeln!(
+        out,
+        "qcic_notifications_raised_total {}",
+        get(&stats.notifications)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP qcic_ingest_queue_depth Messages decoded and waiting for the checker (ingest lag)."
+    );
+    let _ = writeln!(out, "# TYPE qcic_ingest_queue_depth gauge");
+    let _ = writeln!(
+        out,
+        "qcic_ingest_queue_depth {}",
+        get(&stats.inbound_queued)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP qcic_peers_seen Other watchers of the farm currently seen."
+    );
+    let _ = writeln!(out, "# TYPE qcic_peers_seen gauge");
+    // Watcher farms (issue 5) are not built yet: a lone watcher sees none.
+    let _ = writeln!(out, "qcic_peers_seen 0");
+    for (name, help, value) in [
+        (
+            "qcic_curve_refused_total",
+            "CURVE connections refused by the ZAP handler.",
+            get(&stats.curve_refused),
+        ),
+        (
+            "qcic_handshake_failed_total",
+            "Failed handshakes on the CURVE socket.",
+            get(&stats.handshake_failed),
+        ),
+        (
+            "qcic_unknown_job_messages_total",
+            "Messages for jobs not in the config.",
+            get(&stats.unknown_job_messages),
+        ),
+        (
+            "qcic_skewed_messages_total",
+            "Messages from senders whose clock is off.",
+            get(&stats.skewed_messages),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn time(ms: Option<u64>) -> String {
+    ms.map_or_else(
+        || "never".to_owned(),
+        |ms| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+            )
+            .to_string()
+        },
+    )
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
+.state{font-weight:600;border-radius:3px;padding:.1em .5em;color:#fff}\
+.state-up,.state-running{background:#2e7d32}.state-waiting{background:#757575}\
+.state-down,.state-failed{background:#c62828}.state-overrun{background:#ef6c00}\
+details{font-size:12px;color:#555}input{padding:.3em;width:20em;margin-bottom:1em}";
+
+const SCRIPT: &str = "(function(){var f=document.getElementById('filter');\
+function apply(){var q=f.value.toLowerCase();document.querySelectorAll('tr.job').forEach(function(r){\
+r.hidden=q!==''&&r.dataset.job.toLowerCase().indexOf(q)<0&&r.dataset.state.indexOf(q)<0;});}\
+var p=new URLSearchParams(location.search).get('filter');if(p){f.value=p;}\
+f.addEventListener('input',apply);apply();})();";
+
+/// The status page: server-rendered, no external assets, refreshed every 5 s.
+async fn page(State(s): State<AppState>) -> Html<String> {
+    let jobs = control::jobs(&s.queries).await;
+    let now = wall_ms();
+    let mut rows = String::new();
+    for j in &jobs {
+        let incident = j.incidents.first().map_or_else(
+            || "-".to_owned(),
+            |i| format!("{} <code>{}</code>", i.event, esc(&i.id)),
+        );
+        let history: String = j
+            .history
+            .iter()
+            .rev()
+            .map(|(ms, what)| format!("<li>{} {}</li>", time(Some(*ms)), esc(what)))
+            .collect();
+        let _ = write!(
+            rows,
+            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\"><td>{name}</td>\
+             <td><span class=\"state state-{state}\">{state}</span></td><td>{last}</td><td>{next}</td><td>{incident}</td>\
+             <td><details><summary>{n} events</summary><ul>{history}</ul></details></td></tr>",
+            name = esc(&j.name),
+            state = j.state,
+            last = j.last_kind.map_or_else(
+                || "never".to_owned(),
+                |k| format!("{k} at {}", time(j.last_seen_ms))
+            ),
+            next = time(j.next_deadline_ms),
+            n = j.history.len(),
+        );
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
+         <title>qcic {watcher}</title><style>{STYLE}</style></head><body>\
+         <h1>qcic watcher {watcher}</h1><p>{count} jobs, {now}. <a href=\"/metrics\">metrics</a> \
+         <a href=\"/api/jobs\">jobs (JSON)</a> <a href=\"/api/incidents\">incidents (JSON)</a></p>\
+         <input id=\"filter\" placeholder=\"filter by job or state\" autofocus>\
+         <table><thead><tr><th>job</th><th>state</th><th>last message</th><th>next deadline</th><th>incident</th><th>history</th></tr></thead>\
+         <tbody>{rows}</tbody></table><script>{SCRIPT}</script></body></html>",
+        watcher = esc(&s.watcher),
+        count = jobs.len(),
+        now = time(Some(now)),
+    ))
+}
