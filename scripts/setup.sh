@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing qcic needs on a fresh Debian machine:
 #   - libzmq3-dev (Debian's libzmq, built with libsodium: it has CURVE; see
-#     .cargo/config.toml) and pkg-config, through apt when missing;
+#     .cargo/config.toml), pkg-config, gcc and chromium (the status page's
+#     browser test), through apt when missing;
 #   - .venv/ with the Python packages the tests use (aiosmtpd: a real SMTP server).
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -11,6 +12,8 @@ need_apt=()
 dpkg -s libzmq3-dev >/dev/null 2>&1 || need_apt+=(libzmq3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# The status page is tested in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     SUDO=""

@@ -404,6 +404,11 @@ fn receive_loop(
             match Message::decode(&frame) {
                 Ok(message) => {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    let kind = usize::from(message.kind.code()) - 1;
+                    if let Some(c) = stats.by_kind.get(kind) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    stats.inbound_queued.fetch_add(1, Ordering::Relaxed);
                     if tx
                         .blocking_send(Inbound {
                             message,

@@ -1,0 +1,213 @@
+//! Seeing into the watcher: `qcic-monitor status` over the control socket,
+//! the HTTP API and metrics, and the status page in a real headless browser.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Alerts, Monitor, wait_until};
+use qcic_sdk::Client;
+
+/// A plain HTTP/1.1 GET; returns (status line, body).
+fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+const BODY: &str = "[http]\nlisten = \"{http}\"\n\n\
+    [[job]]\nname = \"nightly-etl\"\nevery = \"1s\"\ngrace = \"500ms\"\n\
+    [[job]]\nname = \"backup\"\nevery = \"1h\"\n\n\
+    [[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n";
+
+/// A monitor where nightly-etl was heard once and then went down.
+fn monitor_with_a_down_job() -> Monitor {
+    let monitor = Monitor::start("watcher-a", BODY);
+    let mut alerts = Alerts::subscribe(&monitor.publish);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.heartbeat("nightly-etl").unwrap();
+    alerts.expect("alert.down.nightly-etl");
+    monitor
+}
+
+#[test]
+fn status_shows_every_job_with_its_state() {
+    let monitor = monitor_with_a_down_job();
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["status", "--control"])
+        .arg(&monitor.control)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let line = |job: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(job))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(table.starts_with("watcher watcher-a"), "{table}");
+    let etl = line("nightly-etl");
+    assert!(
+        etl.contains(" down ") && etl.contains("heartbeat") && etl.contains(" down "),
+        "{etl}"
+    );
+    let backup = line("backup");
+    assert!(
+        backup.contains(" waiting ") && backup.contains("never"),
+        "{backup}"
+    );
+    monitor.stop();
+}
+
+#[test]
+fn the_api_and_metrics_tell_the_same_story() {
+    let monitor = monitor_with_a_down_job();
+    let (status, body) = get(&monitor.http, "/api/jobs");
+    assert!(status.contains("200"), "{status}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let etl = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "nightly-etl")
+        .unwrap();
+    assert_eq!(etl["state"], "down");
+    assert_eq!(etl["last_kind"], "heartbeat");
+    assert_eq!(etl["incidents"][0]["event"], "down");
+    assert!(
+        etl["history"].as_array().unwrap().len() >= 2,
+        "heartbeat, then the notification"
+    );
+
+    let (_, body) = get(&monitor.http, "/api/incidents");
+    let incidents: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(incidents["open"][0]["job"], "nightly-etl");
+    assert_eq!(incidents["recent_notifications"][0]["event"], "down");
+    assert_eq!(
+        incidents["open"][0]["incident"],
+        incidents["recent_notifications"][0]["incident"]
+    );
+
+    let (status, metrics) = get(&monitor.http, "/metrics");
+    assert!(status.contains("200"));
+    for line in [
+        "qcic_messages_received_total{kind=\"heartbeat\"} 1",
+        "qcic_jobs{state=\"down\"} 1",
+        "qcic_jobs{state=\"waiting\"} 1",
+        "qcic_frames_dropped_total{reason=\"malformed\"} 0",
+        "qcic_notifications_raised_total 1",
+        "qcic_peers_seen 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("qcic_notifications_total{channel=\"notify[0] zmq")
+                && l.ends_with("result=\"sent\"} 1")
+        ),
+        "{metrics}"
+    );
+    monitor.stop();
+}
+
+fn chromium() -> &'static str {
+    for path in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(path).exists() {
+            return path;
+        }
+    }
+    panic!("chromium is not installed: scripts/setup.sh installs Debian's chromium");
+}
+
+/// Loads the page in headless Chromium and returns the DOM after its
+/// script ran.
+fn rendered_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=2000", "--dump-dom", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn row<'a>(dom: &'a str, job: &str) -> &'a str {
+    let start = dom.find(&format!("data-job=\"{job}\"")).unwrap();
+    let tag_start = dom[..start].rfind("<tr").unwrap();
+    let end = dom[start..].find("</tr>").unwrap() + start;
+    &dom[tag_start..end]
+}
+
+#[test]
+fn the_status_page_shows_a_down_job_as_down_in_a_real_browser() {
+    let monitor = monitor_with_a_down_job();
+    let dom = rendered_dom(&format!("http://{}/", monitor.http));
+    let etl = row(&dom, "nightly-etl");
+    assert!(etl.contains("data-state=\"down\""), "{etl}");
+    assert!(etl.contains("class=\"state state-down\""), "{etl}");
+    assert!(etl.contains(">down<"), "{etl}");
+    assert!(row(&dom, "backup").contains("data-state=\"waiting\""));
+
+    // The filter is the page's script at work: ?filter=etl hides the rest.
+    let filtered = rendered_dom(&format!("http://{}/?filter=etl", monitor.http));
+    let backup = row(&filtered, "backup");
+    assert!(
+        backup.starts_with("<tr") && backup.contains("hidden"),
+        "{backup}"
+    );
+    assert!(!row(&filtered, "nightly-etl").contains("hidden"));
+
+    // And it changes with the watcher's view: nightly-etl comes back up.
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.heartbeat("nightly-etl").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let (_, body) = get(&monitor.http, "/api/jobs");
+        body.contains("\"state\":\"up\"")
+    }));
+    let dom = rendered_dom(&format!("http://{}/", monitor.http));
+    assert!(row(&dom, "nightly-etl").contains("data-state=\"up\""));
+    monitor.stop();
+}
