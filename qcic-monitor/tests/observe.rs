@@ -211,3 +211,69 @@ fn the_status_page_shows_a_down_job_as_down_in_a_real_browser() {
     assert!(row(&dom, "nightly-etl").contains("data-state=\"up\""));
     monitor.stop();
 }
+
+/// The `qcic` command, built by the same `cargo test --workspace` run.
+fn qcic_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("qcic");
+    assert!(
+        path.exists(),
+        "{} is missing: run the workspace's tests (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// The newcomer's story from the README: wrap a crontab line with `qcic
+/// run`, see the job go green on the status page, then red when the command
+/// fails, and read it in /metrics.
+#[test]
+fn a_job_wrapped_with_qcic_run_goes_green_then_red() {
+    let monitor = Monitor::start(
+        "watcher-a",
+        "[http]\nlisten = \"{http}\"\n\n[[job]]\nname = \"cron-line\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n",
+    );
+    let mut alerts = Alerts::subscribe(&monitor.publish);
+    let run = |script: &str| {
+        Command::new(qcic_bin())
+            .args(["run", "--job", "cron-line", "--", "sh", "-c", script])
+            .env("QCIC_ENDPOINTS", &monitor.listen)
+            .output()
+            .unwrap()
+    };
+    assert!(run("echo all good").status.success());
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&monitor.http, "/api/jobs")
+            .1
+            .contains("\"state\":\"up\"")
+    }));
+    let dom = rendered_dom(&format!("http://{}/", monitor.http));
+    assert!(row(&dom, "cron-line").contains("state-up"), "green");
+
+    assert_eq!(run("echo disk full >&2; exit 7").status.code(), Some(7));
+    let failed = alerts.expect("alert.failed.cron-line");
+    assert_eq!(failed["exit_code"], 7);
+    assert!(failed["text"].as_str().unwrap().contains("disk full"));
+    let dom = rendered_dom(&format!("http://{}/", monitor.http));
+    let row = row(&dom, "cron-line");
+    assert!(row.contains("state-failed"), "red: {row}");
+    assert!(
+        row.contains("disk full"),
+        "the history shows the failure text"
+    );
+
+    let (_, metrics) = get(&monitor.http, "/metrics");
+    for line in [
+        "qcic_messages_received_total{kind=\"start\"} 2",
+        "qcic_messages_received_total{kind=\"success\"} 1",
+        "qcic_messages_received_total{kind=\"fail\"} 1",
+        "qcic_jobs{state=\"failed\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    monitor.stop();
+}
