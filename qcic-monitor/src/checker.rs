@@ -132,7 +132,7 @@ mod tests {
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
         let t0 = Instant::now();
-        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), t0);
+        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), t0, 0);
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
         let (_queries_tx, queries) = mpsc::channel(1);
@@ -153,7 +153,7 @@ mod tests {
     fn job(name: &str, every: u32, grace: u32, max_runtime: Option<u32>) -> JobConfig {
         JobConfig {
             name: name.into(),
-            every: S * every,
+            schedule: crate::schedule::Schedule::Every(S * every),
             grace: S * grace,
             max_runtime: max_runtime.map(|m| S * m),
             senders: None,

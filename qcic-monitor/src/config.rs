@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::schedule::Schedule;
+
 /// The configuration the monitor runs on when no `--config` is given: the
 /// README's example, so the newcomer's first run and the docs agree.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/monitor.toml");
@@ -104,8 +106,8 @@ impl fmt::Debug for CurveConfig {
 pub struct JobConfig {
     /// The job's name, as senders spell it.
     pub name: String,
-    /// A message is expected at least this often.
-    pub every: Duration,
+    /// When messages are expected: `every`, or `cron` + `timezone`.
+    pub schedule: Schedule,
     /// Slack after `every` before the job counts as down.
     pub grace: Duration,
     /// A run that has not ended this long after its start is overrunning.
@@ -207,8 +209,10 @@ struct RawCurve {
 #[serde(deny_unknown_fields)]
 struct RawJob {
     name: String,
-    #[serde(deserialize_with = "duration")]
-    every: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    every: Option<Duration>,
+    cron: Option<String>,
+    timezone: Option<String>,
     #[serde(default, deserialize_with = "opt_duration")]
     grace: Option<Duration>,
     #[serde(default, deserialize_with = "opt_duration")]
@@ -346,9 +350,36 @@ impl RawConfig {
                     format!("job {:?} is defined twice", job.name),
                 ));
             }
-            if job.every.is_zero() {
-                return Err((format!("job[{i}].every"), "must be longer than 0s".into()));
-            }
+            let schedule = match (job.every, &job.cron) {
+                (Some(every), None) => {
+                    if every.is_zero() {
+                        return Err((format!("job[{i}].every"), "must be longer than 0s".into()));
+                    }
+                    if job.timezone.is_some() {
+                        return Err((
+                            format!("job[{i}].timezone"),
+                            "applies to cron schedules only".into(),
+                        ));
+                    }
+                    Schedule::Every(every)
+                }
+                (None, Some(pattern)) => {
+                    Schedule::cron(pattern, job.timezone.as_deref().unwrap_or("UTC"))
+                        .map_err(|(key, reason)| (format!("job[{i}].{key}"), reason))?
+                }
+                (Some(_), Some(_)) => {
+                    return Err((
+                        format!("job[{i}].cron"),
+                        "give every or cron, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err((
+                        format!("job[{i}]"),
+                        "needs a schedule: every = \"10m\" or cron = \"30 2 * * *\"".into(),
+                    ));
+                }
+            };
             if job.max_runtime.is_some_and(|d| d.is_zero()) {
                 return Err((
                     format!("job[{i}].max_runtime"),
@@ -374,7 +405,7 @@ impl RawConfig {
             };
             jobs.push(JobConfig {
                 name: job.name,
-                every: job.every,
+                schedule,
                 grace: job.grace.unwrap_or(Duration::ZERO),
                 max_runtime: job.max_runtime,
                 senders,
@@ -566,9 +597,9 @@ impl fmt::Display for JobConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} (every {}, grace {})",
+            "{} ({}, grace {})",
             self.name,
-            humantime::format_duration(self.every),
+            self.schedule,
             humantime::format_duration(self.grace)
         )
     }
@@ -609,7 +640,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.monitor.id, "watcher-a");
-        assert_eq!(config.jobs[0].every, Duration::from_secs(10));
+        assert!(
+            matches!(config.jobs[0].schedule, Schedule::Every(d) if d == Duration::from_secs(10))
+        );
         assert_eq!(config.jobs[0].grace, Duration::from_secs(5));
         assert_eq!(config.jobs[0].max_runtime, Some(Duration::from_secs(60)));
         assert_eq!(config.notify.len(), 2);

@@ -36,6 +36,7 @@ pub mod notification;
 pub mod notify;
 pub mod receive;
 pub mod registry;
+pub mod schedule;
 pub mod stats;
 
 use std::future::Future;
@@ -115,6 +116,7 @@ pub async fn run(
         config.monitor.max_clock_skew,
         Arc::clone(&stats),
         Instant::now(),
+        checker::wall_ms(),
     );
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (query_tx, query_rx) = mpsc::channel(64);

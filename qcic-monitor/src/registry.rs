@@ -36,8 +36,10 @@ pub struct JobView {
     pub name: String,
     /// waiting (never heard from), up, running, down, failed or overrun.
     pub state: &'static str,
-    /// `every`, ms.
-    pub every_ms: u64,
+    /// The schedule, as configured ("every 10s", "cron \"30 2 * * 1-5\" Europe/London").
+    pub schedule: String,
+    /// The time between expected messages, ms (for cron: between the next two fires).
+    pub period_ms: u64,
     /// `grace`, ms.
     pub grace_ms: u64,
     /// When its last message arrived (watcher clock, unix ms).
@@ -135,6 +137,7 @@ impl Registry {
         max_skew: Duration,
         stats: Arc<Stats>,
         now: Instant,
+        wall_ms: u64,
     ) -> Registry {
         let mut registry = Registry {
             watcher: watcher.to_owned(),
@@ -150,9 +153,10 @@ impl Registry {
         };
         for (j, cfg) in jobs.iter().enumerate() {
             registry.index.insert(cfg.name.clone(), j);
+            let down_at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
             registry
                 .deadlines
-                .set(Key::Down(j), now + cfg.every + cfg.grace);
+                .set(Key::Down(j), at_wall(now, wall_ms, down_at));
             registry.jobs.push(JobState {
                 cfg: cfg.clone(),
                 last: None,
@@ -224,8 +228,10 @@ impl Registry {
 
     fn apply(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
         let mut out = Vec::new();
-        let deadline = now + self.jobs[j].cfg.every + self.jobs[j].cfg.grace;
-        self.deadlines.set(Key::Down(j), deadline);
+        let cfg = &self.jobs[j].cfg;
+        let down_at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
+        self.deadlines
+            .set(Key::Down(j), at_wall(now, wall_ms, down_at));
         let job = &mut self.jobs[j];
         job.last = Some(Seen {
             at: now,
@@ -329,7 +335,8 @@ impl Registry {
                 JobView {
                     name: job.cfg.name.clone(),
                     state,
-                    every_ms: millis(job.cfg.every),
+                    schedule: job.cfg.schedule.to_string(),
+                    period_ms: job.cfg.schedule.period_ms(wall_ms),
                     grace_ms: millis(job.cfg.grace),
                     last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
                     last_kind: job.last.as_ref().map(|s| s.kind.name()),
@@ -551,6 +558,13 @@ impl Registry {
     }
 }
 
+/// The instant at wall time `at_ms`, given that `now` is `wall_ms`. Far
+/// future (a cron pattern that never fires again) is capped at 100 years.
+fn at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
+    const CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now + Duration::from_millis(at_ms.saturating_sub(wall_ms)).min(CAP)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -573,7 +587,7 @@ mod tests {
     fn job(name: &str, every: u64, grace: u64, max_runtime: Option<u64>) -> JobConfig {
         JobConfig {
             name: name.into(),
-            every: S * every as u32,
+            schedule: crate::schedule::Schedule::Every(S * every as u32),
             grace: S * grace as u32,
             max_runtime: max_runtime.map(|m| S * m as u32),
             senders: None,
@@ -595,7 +609,7 @@ mod tests {
     }
 
     fn registry(jobs: &[JobConfig], t0: Instant) -> Registry {
-        Registry::new("w1", jobs, 4, S * 300, Arc::new(Stats::default()), t0)
+        Registry::new("w1", jobs, 4, S * 300, Arc::new(Stats::default()), t0, 0)
     }
 
     #[test]
@@ -723,6 +737,7 @@ mod tests {
             S * 300,
             Arc::clone(&stats),
             t0,
+            0,
         );
         for i in 0..100 {
             assert!(

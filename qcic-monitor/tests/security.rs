@@ -195,7 +195,8 @@ fn a_flood_of_garbage_leaves_every_valid_heartbeat_applied_and_memory_flat() {
     let monitor = Monitor::start_with(
         "watcher-a",
         "max_rate_per_sender = 0",
-        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n[[job]]\nname = \"steady\"\nevery = \"3s\"\n\n\
+        "[http]\nlisten = \"{http}\"\n\n\
+         [[job]]\nname = \"etl\"\nevery = \"1h\"\n[[job]]\nname = \"steady\"\nevery = \"3s\"\n\n\
          [[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n",
         &[],
     );
@@ -205,7 +206,8 @@ fn a_flood_of_garbage_leaves_every_valid_heartbeat_applied_and_memory_flat() {
     let flood = std::thread::spawn(move || {
         let ctx = zmq::Context::new();
         let garbage = ctx.socket(zmq::PUSH).unwrap();
-        garbage.set_linger(2000).unwrap();
+        // Long enough that every frame reaches the monitor before this ends.
+        garbage.set_linger(60_000).unwrap();
         garbage.connect(&listen).unwrap();
         let oversized = ctx.socket(zmq::PUSH).unwrap();
         oversized.set_linger(0).unwrap();
@@ -235,6 +237,12 @@ fn a_flood_of_garbage_leaves_every_valid_heartbeat_applied_and_memory_flat() {
         sleep(Duration::from_millis(20));
     }
     flood.join().unwrap();
+    // Wait until the monitor has taken in every garbage frame.
+    let http = monitor.http.clone();
+    assert!(common::wait_until(Duration::from_secs(60), || {
+        let (_, metrics) = common::http_get(&http, "/metrics");
+        common::metric_sum(&metrics, "qcic_frames_dropped_total") >= GARBAGE as u64
+    }));
     sender.heartbeat("steady").unwrap();
     valid += 1;
     // Still responsive: a failure goes through at once.
