@@ -151,13 +151,9 @@ mod tests {
     }
 
     fn job(name: &str, every: u32, grace: u32, max_runtime: Option<u32>) -> JobConfig {
-        JobConfig {
-            name: name.into(),
-            schedule: crate::schedule::Schedule::Every(S * every),
-            grace: S * grace,
-            max_runtime: max_runtime.map(|m| S * m),
-            senders: None,
-        }
+        let mut cfg = JobConfig::new(name, crate::schedule::Schedule::Every(S * every), S * grace);
+        cfg.max_runtime = max_runtime.map(|m| S * m);
+        cfg
     }
 
     // On a paused clock tokio jumps straight to the next timer, so the

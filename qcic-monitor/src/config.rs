@@ -114,6 +114,37 @@ pub struct JobConfig {
     pub max_runtime: Option<Duration>,
     /// With CURVE: the only sender public keys (Z85) allowed to report for this job.
     pub senders: Option<HashSet<String>>,
+    /// A scheduled run that has not started this long after its time is late.
+    pub start_within: Option<Duration>,
+    /// A run that sends nothing for this long is stalled.
+    pub stall_after: Option<Duration>,
+    /// A success sooner than this after the start is too fast.
+    pub min_runtime: Option<Duration>,
+    /// Notify failed/down only after this many failures or misses in a row (1: at once).
+    pub alert_after_failures: u32,
+    /// Close failed/down only after this many successes in a row (1: at once).
+    pub recover_after_successes: u32,
+    /// Remind every so long while an incident stays open.
+    pub repeat: Option<Duration>,
+}
+
+impl JobConfig {
+    /// A job with this schedule and every optional timer off (for tests and tools).
+    pub fn new(name: &str, schedule: Schedule, grace: Duration) -> JobConfig {
+        JobConfig {
+            name: name.to_owned(),
+            schedule,
+            grace,
+            max_runtime: None,
+            senders: None,
+            start_within: None,
+            stall_after: None,
+            min_runtime: None,
+            alert_after_failures: 1,
+            recover_after_successes: 1,
+            repeat: None,
+        }
+    }
 }
 
 /// One `[[notify]]` channel.
@@ -218,6 +249,16 @@ struct RawJob {
     #[serde(default, deserialize_with = "opt_duration")]
     max_runtime: Option<Duration>,
     senders: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    start_within: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    stall_after: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    min_runtime: Option<Duration>,
+    alert_after_failures: Option<u32>,
+    recover_after_successes: Option<u32>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    repeat: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -403,12 +444,36 @@ impl RawConfig {
                         .collect::<Result<HashSet<String>, _>>()?,
                 ),
             };
+            for (key, value) in [
+                ("start_within", job.start_within),
+                ("stall_after", job.stall_after),
+                ("min_runtime", job.min_runtime),
+                ("repeat", job.repeat),
+            ] {
+                if value.is_some_and(|d| d.is_zero()) {
+                    return Err((format!("job[{i}].{key}"), "must be longer than 0s".into()));
+                }
+            }
+            for (key, value) in [
+                ("alert_after_failures", job.alert_after_failures),
+                ("recover_after_successes", job.recover_after_successes),
+            ] {
+                if value == Some(0) {
+                    return Err((format!("job[{i}].{key}"), "must be at least 1".into()));
+                }
+            }
             jobs.push(JobConfig {
                 name: job.name,
                 schedule,
                 grace: job.grace.unwrap_or(Duration::ZERO),
                 max_runtime: job.max_runtime,
                 senders,
+                start_within: job.start_within,
+                stall_after: job.stall_after,
+                min_runtime: job.min_runtime,
+                alert_after_failures: job.alert_after_failures.unwrap_or(1),
+                recover_after_successes: job.recover_after_successes.unwrap_or(1),
+                repeat: job.repeat,
             });
         }
 

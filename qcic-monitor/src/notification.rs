@@ -7,8 +7,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// What happened to a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// No message within `every + grace`.
     Down,
@@ -16,6 +16,12 @@ pub enum Event {
     Failed,
     /// A run did not end within `max_runtime`.
     Overrun,
+    /// A scheduled run did not start within `start_within`.
+    Late,
+    /// A run sent nothing for `stall_after`.
+    Stalled,
+    /// A run succeeded sooner than `min_runtime` (it probably did nothing).
+    TooFast,
     /// A follow-up: the incident named in the notification is over.
     Recovered,
 }
@@ -27,6 +33,9 @@ impl Event {
             Event::Down => "down",
             Event::Failed => "failed",
             Event::Overrun => "overrun",
+            Event::Late => "late",
+            Event::Stalled => "stalled",
+            Event::TooFast => "too_fast",
             Event::Recovered => "recovered",
         }
     }
@@ -79,14 +88,22 @@ pub struct Notification {
     pub exit_code: Option<i32>,
     /// A short explanation (the failure reason, or what ended the incident).
     pub text: Option<String>,
+    /// 0 for the first notification of an incident; 1, 2, ... for the
+    /// reminders `repeat` sends while it stays open.
+    pub repeat: u32,
 }
 
 impl Notification {
     /// One line for logs and subjects: `DOWN nightly-etl`.
     pub fn headline(&self) -> String {
-        match self.resolves {
-            Some(resolved) => format!("RECOVERED {} (was {resolved})", self.job),
-            None => format!("{} {}", self.event.name().to_uppercase(), self.job),
+        match (self.resolves, self.repeat) {
+            (Some(resolved), _) => format!("RECOVERED {} (was {resolved})", self.job),
+            (None, 0) => format!("{} {}", self.event.name().to_uppercase(), self.job),
+            (None, n) => format!(
+                "{} {} (reminder {n})",
+                self.event.name().to_uppercase(),
+                self.job
+            ),
         }
     }
 }

@@ -1,8 +1,15 @@
 //! What the watcher knows of each job, and the rules that turn messages and
 //! passed deadlines into notifications.
 //!
-//! Pure logic: time comes in as arguments, so tests drive it directly and the
-//! checker drives it from a (pausable) tokio clock.
+//! Pure logic: time comes in as arguments (a monotonic `Instant` for
+//! deadlines, the watcher's wall clock in unix ms for schedules and records),
+//! so tests drive it directly and the checker drives it from a (pausable)
+//! tokio clock.
+//!
+//! Every kind of trouble is an incident in one of the job's slots: `down`,
+//! `failed`, `late` and `too_fast` per job, `overrun` and `stalled` per run.
+//! A slot opens once (no storm), may remind (`repeat`), and closes with one
+//! `recovered` carrying the same incident id.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -16,6 +23,7 @@ use tracing::warn;
 use crate::config::JobConfig;
 use crate::deadlines::Deadlines;
 use crate::notification::{Event, Notification, incident_id};
+use crate::schedule::Schedule;
 use crate::stats::Stats;
 
 /// An open incident, as shown to people and tools.
@@ -34,7 +42,7 @@ pub struct IncidentView {
 pub struct JobView {
     /// The job.
     pub name: String,
-    /// waiting (never heard from), up, running, down, failed or overrun.
+    /// waiting (never heard from), up, running, down, failed, late, stalled, overrun or too_fast.
     pub state: &'static str,
     /// The schedule, as configured ("every 10s", "cron \"30 2 * * 1-5\" Europe/London").
     pub schedule: String,
@@ -61,11 +69,50 @@ pub struct JobView {
 /// Concurrent runs remembered per job. Older runs beyond it are forgotten, so
 /// a sender that starts runs and never ends them cannot grow memory.
 pub const MAX_RUNS_PER_JOB: usize = 64;
+/// Events remembered per job for the status page.
+pub const HISTORY_LEN: usize = 10;
+/// Hosts whose clock state is remembered; past it, skew is still counted but
+/// reported only for the hosts already known.
+const MAX_SKEW_HOSTS: usize = 10_000;
+
+/// Where an incident lives: one per job, or one per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Slot {
+    Down,
+    Failed,
+    Late,
+    TooFast,
+    Overrun(u64),
+    Stalled(u64),
+}
+
+impl Slot {
+    fn event(self) -> Event {
+        match self {
+            Slot::Down => Event::Down,
+            Slot::Failed => Event::Failed,
+            Slot::Late => Event::Late,
+            Slot::TooFast => Event::TooFast,
+            Slot::Overrun(_) => Event::Overrun,
+            Slot::Stalled(_) => Event::Stalled,
+        }
+    }
+
+    fn run(self) -> Option<u64> {
+        match self {
+            Slot::Overrun(r) | Slot::Stalled(r) => Some(r),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Key {
     Down(usize),
+    Late(usize),
     Overrun(usize, u64),
+    Stall(usize, u64),
+    Repeat(usize, Slot),
 }
 
 #[derive(Debug)]
@@ -83,14 +130,18 @@ struct Open {
     id: String,
     /// When the trouble began (for `down`: the last message before it).
     since: Instant,
+    /// The run concerned (for `failed`: `None` if reported outside a run).
     run_id: Option<u64>,
+    /// Reminders sent so far.
+    repeats: u32,
+    /// The first notification, kept for reminders.
+    first: Notification,
 }
 
 #[derive(Debug)]
 struct RunState {
     started: Instant,
     host: String,
-    overrun: Option<Open>,
 }
 
 #[derive(Debug)]
@@ -98,14 +149,16 @@ struct JobState {
     cfg: JobConfig,
     last: Option<Seen>,
     runs: BTreeMap<u64, RunState>,
-    down: Option<Open>,
-    failed: Option<Open>,
+    open: BTreeMap<Slot, Open>,
+    /// Consecutive failures and misses (for `alert_after_failures`).
+    bad_streak: u32,
+    /// Consecutive successes (for `recover_after_successes`).
+    good_streak: u32,
+    /// The scheduled start the `late` timer waits for (unix ms).
+    expected_start_ms: Option<u64>,
     /// Recent events for people to read (status page), newest last.
     history: VecDeque<(u64, String)>,
 }
-
-/// Events remembered per job for the status page.
-pub const HISTORY_LEN: usize = 10;
 
 /// Every job's state, and the deadlines that watch them.
 #[derive(Debug)]
@@ -123,13 +176,30 @@ pub struct Registry {
     stats: Arc<Stats>,
 }
 
-/// Hosts whose clock state is remembered; past it, skew is still counted but
-/// reported only for the hosts already known.
-const MAX_SKEW_HOSTS: usize = 10_000;
+/// The instant at wall time `at_ms`, given that `now` is `wall_ms`. Far
+/// future (a cron pattern that never fires again) is capped at 100 years.
+fn at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
+    const CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now + Duration::from_millis(at_ms.saturating_sub(wall_ms)).min(CAP)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn human(d: Duration) -> String {
+    // Whole seconds (or ms below one) read better than humantime's ns detail.
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
+}
 
 impl Registry {
-    /// A registry for `jobs`, as of `now`. A job not heard of yet gets one
-    /// full `every + grace` from now before it can be declared down.
+    /// A registry for `jobs`, as of `now` (`wall_ms` on the watcher's
+    /// clock). A job not heard of yet gets one full period from now before it
+    /// can be declared down.
     pub fn new(
         watcher: &str,
         jobs: &[JobConfig],
@@ -153,18 +223,18 @@ impl Registry {
         };
         for (j, cfg) in jobs.iter().enumerate() {
             registry.index.insert(cfg.name.clone(), j);
-            let down_at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
-            registry
-                .deadlines
-                .set(Key::Down(j), at_wall(now, wall_ms, down_at));
             registry.jobs.push(JobState {
                 cfg: cfg.clone(),
                 last: None,
                 runs: BTreeMap::new(),
-                down: None,
-                failed: None,
+                open: BTreeMap::new(),
+                bad_streak: 0,
+                good_streak: 0,
+                expected_start_ms: None,
                 history: VecDeque::with_capacity(HISTORY_LEN),
             });
+            registry.arm_down(j, now, wall_ms);
+            registry.arm_late(j, now, wall_ms, wall_ms);
         }
         registry
     }
@@ -172,6 +242,34 @@ impl Registry {
     /// The earliest deadline, if any is set.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.next()
+    }
+
+    fn arm_down(&mut self, j: usize, now: Instant, wall_ms: u64) {
+        let cfg = &self.jobs[j].cfg;
+        let at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
+        self.deadlines.set(Key::Down(j), at_wall(now, wall_ms, at));
+    }
+
+    /// Arms the `late` timer for the first scheduled start after `from_ms`.
+    fn arm_late(&mut self, j: usize, now: Instant, wall_ms: u64, from_ms: u64) {
+        let cfg = &self.jobs[j].cfg;
+        let Some(within) = cfg.start_within else {
+            return;
+        };
+        let within_ms = millis(within);
+        // A start up to `start_within` early counts for the coming slot.
+        let expected = match &cfg.schedule {
+            Schedule::Every(every) => Some(from_ms.saturating_add(millis(*every))),
+            Schedule::Cron { .. } => cfg.schedule.next_fire_ms(from_ms.saturating_add(within_ms)),
+        };
+        self.jobs[j].expected_start_ms = expected;
+        match expected {
+            Some(t) => self.deadlines.set(
+                Key::Late(j),
+                at_wall(now, wall_ms, t.saturating_add(within_ms)),
+            ),
+            None => self.deadlines.clear(&Key::Late(j)),
+        }
     }
 
     /// Applies one message from a sender without CURVE.
@@ -228,10 +326,7 @@ impl Registry {
 
     fn apply(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
         let mut out = Vec::new();
-        let cfg = &self.jobs[j].cfg;
-        let down_at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
-        self.deadlines
-            .set(Key::Down(j), at_wall(now, wall_ms, down_at));
+        self.arm_down(j, now, wall_ms);
         let job = &mut self.jobs[j];
         job.last = Some(Seen {
             at: now,
@@ -240,170 +335,210 @@ impl Registry {
             basis: format!("{}/{}/{}", msg.host, msg.pid, msg.seq),
             host: msg.host.clone(),
         });
-        if let Some(open) = job.down.take() {
-            let text = format!("{} received", msg.kind);
-            out.push(self.resolved(j, Event::Down, open, now, wall_ms, text));
-        }
         let run_id = msg.run_id.unwrap_or(0);
+        let good = matches!(msg.kind, Kind::Success | Kind::Heartbeat);
+        if good {
+            job.good_streak = job.good_streak.saturating_add(1);
+            job.bad_streak = 0;
+        }
+        // Any message ends a down incident (after recover_after_successes
+        // good messages, if that is more than one).
+        let down_recovers = self.jobs[j].cfg.recover_after_successes <= 1
+            || (good && self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes);
+        if down_recovers {
+            let text = format!("{} received", msg.kind);
+            self.close(j, Slot::Down, now, wall_ms, text, &mut out);
+        }
+        // A message of a run shows it is not stalled.
+        if msg.run_id.is_some() && self.jobs[j].runs.contains_key(&run_id) {
+            self.touch_run(j, run_id, now, wall_ms, &mut out);
+        }
         match msg.kind {
-            Kind::Start => self.start_run(j, run_id, &msg.host, now, wall_ms, &mut out),
+            Kind::Start => {
+                self.start_run(j, run_id, &msg.host, now, wall_ms, &mut out);
+                self.close(
+                    j,
+                    Slot::Late,
+                    now,
+                    wall_ms,
+                    "start received".into(),
+                    &mut out,
+                );
+                self.arm_late(j, now, wall_ms, wall_ms);
+            }
             Kind::Progress => {}
             Kind::Success => {
+                let ran = self.jobs[j]
+                    .runs
+                    .get(&run_id)
+                    .map(|r| now.saturating_duration_since(r.started));
                 self.end_run(j, run_id, "run ended with success", now, wall_ms, &mut out);
-                if let Some(open) = self.jobs[j].failed.take() {
-                    let text = "success received".to_owned();
-                    out.push(self.resolved(j, Event::Failed, open, now, wall_ms, text));
+                match (ran, self.jobs[j].cfg.min_runtime) {
+                    (Some(ran), Some(min)) if ran < min => {
+                        let text = format!(
+                            "succeeded after {}, sooner than min_runtime {}",
+                            human(ran),
+                            human(min)
+                        );
+                        let id = incident_id(&msg.job, Event::TooFast, &format!("run:{run_id}"));
+                        self.open(
+                            j,
+                            Slot::TooFast,
+                            id,
+                            now,
+                            wall_ms,
+                            Some(text),
+                            msg,
+                            &mut out,
+                        );
+                    }
+                    _ => {
+                        self.close(
+                            j,
+                            Slot::TooFast,
+                            now,
+                            wall_ms,
+                            "a run of normal length succeeded".into(),
+                            &mut out,
+                        );
+                    }
+                }
+                if self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes {
+                    self.close(
+                        j,
+                        Slot::Failed,
+                        now,
+                        wall_ms,
+                        "success received".into(),
+                        &mut out,
+                    );
                 }
             }
             Kind::Fail => {
                 self.end_run(j, run_id, "run ended with fail", now, wall_ms, &mut out);
-                if self.jobs[j].failed.is_none() {
-                    out.push(self.open_failed(j, msg, now, wall_ms));
+                let job = &mut self.jobs[j];
+                job.bad_streak = job.bad_streak.saturating_add(1);
+                job.good_streak = 0;
+                if job.bad_streak >= job.cfg.alert_after_failures {
+                    let basis = match msg.run_id {
+                        Some(run_id) => format!("run:{run_id}"),
+                        None => format!("msg:{}/{}/{}", msg.host, msg.pid, msg.seq),
+                    };
+                    let id = incident_id(&msg.job, Event::Failed, &basis);
+                    self.open(
+                        j,
+                        Slot::Failed,
+                        id,
+                        now,
+                        wall_ms,
+                        msg.text.clone(),
+                        msg,
+                        &mut out,
+                    );
+                } else {
+                    let text = format!(
+                        "failure {} of {} before alerting",
+                        job.bad_streak, job.cfg.alert_after_failures
+                    );
+                    self.remember(j, wall_ms, text);
                 }
             }
             Kind::Heartbeat => {
                 // A heartbeat shows a process alive, not that a failed run
                 // was redone; it ends only a failure reported outside a run.
-                if self.jobs[j]
-                    .failed
-                    .as_ref()
-                    .is_some_and(|f| f.run_id.is_none())
-                {
-                    if let Some(open) = self.jobs[j].failed.take() {
-                        let text = "heartbeat received".to_owned();
-                        out.push(self.resolved(j, Event::Failed, open, now, wall_ms, text));
-                    }
+                let runless = self.failed_run(j).is_none();
+                if runless && self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes {
+                    self.close(
+                        j,
+                        Slot::Failed,
+                        now,
+                        wall_ms,
+                        "heartbeat received".into(),
+                        &mut out,
+                    );
                 }
             }
         }
         out
     }
 
-    /// Handles every deadline at or before `now`.
-    pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
-        let out = self.fire_deadlines(now, wall_ms);
-        for n in &out {
-            if let Some(&j) = self.index.get(&n.job) {
-                self.remember(j, wall_ms, format!("notified {}", n.headline()));
-            }
-        }
-        out
+    /// The run of the open `failed` incident; `None` if it is run-less or closed.
+    fn failed_run(&self, j: usize) -> Option<u64> {
+        self.jobs[j].open.get(&Slot::Failed).and_then(|o| o.run_id)
     }
 
-    /// A view of every job for people and tools (status, HTTP API).
-    pub fn views(&self, now: Instant, wall_ms: u64) -> Vec<JobView> {
-        let wall_at = |at: Instant| {
-            let ahead = at.saturating_duration_since(now);
-            wall_ms.saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
+    /// Opens the incident in `slot` unless one is open there, and notifies.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one notification")]
+    fn open(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        id: String,
+        now: Instant,
+        wall_ms: u64,
+        text: Option<String>,
+        msg: &Message,
+        out: &mut Vec<Notification>,
+    ) {
+        if self.jobs[j].open.contains_key(&slot) {
+            return;
+        }
+        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        note.run_id = msg.run_id.or(slot.run());
+        note.host = Some(msg.host.clone());
+        note.exit_code = msg.exit_code;
+        note.text = text;
+        self.insert_open(j, slot, id, now, now, wall_ms, note.clone());
+        out.push(note);
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the parts of one incident")]
+    fn insert_open(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        id: String,
+        since: Instant,
+        now: Instant,
+        _wall_ms: u64,
+        first: Notification,
+    ) {
+        let run_id = first.run_id;
+        self.jobs[j].open.insert(
+            slot,
+            Open {
+                id,
+                since,
+                run_id,
+                repeats: 0,
+                first,
+            },
+        );
+        if let Some(every) = self.jobs[j].cfg.repeat {
+            self.deadlines.set(Key::Repeat(j, slot), now + every);
+        }
+    }
+
+    /// Closes the incident in `slot`, if open, with one `recovered`.
+    fn close(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        text: String,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(open) = self.jobs[j].open.remove(&slot) else {
+            return;
         };
-        self.jobs
-            .iter()
-            .enumerate()
-            .map(|(j, job)| {
-                let mut incidents = Vec::new();
-                if let Some(open) = &job.down {
-                    incidents.push(IncidentView {
-                        id: open.id.clone(),
-                        event: Event::Down,
-                        run_id: None,
-                    });
-                }
-                if let Some(open) = &job.failed {
-                    incidents.push(IncidentView {
-                        id: open.id.clone(),
-                        event: Event::Failed,
-                        run_id: open.run_id,
-                    });
-                }
-                for run in job.runs.values() {
-                    if let Some(open) = &run.overrun {
-                        incidents.push(IncidentView {
-                            id: open.id.clone(),
-                            event: Event::Overrun,
-                            run_id: open.run_id,
-                        });
-                    }
-                }
-                let state = match (&job.down, &job.failed, incidents.len(), &job.last) {
-                    (Some(_), _, _, _) => "down",
-                    (None, Some(_), _, _) => "failed",
-                    (None, None, n, _) if n > 0 => "overrun",
-                    (None, None, _, None) => "waiting",
-                    _ if !job.runs.is_empty() => "running",
-                    _ => "up",
-                };
-                JobView {
-                    name: job.cfg.name.clone(),
-                    state,
-                    schedule: job.cfg.schedule.to_string(),
-                    period_ms: job.cfg.schedule.period_ms(wall_ms),
-                    grace_ms: millis(job.cfg.grace),
-                    last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
-                    last_kind: job.last.as_ref().map(|s| s.kind.name()),
-                    last_host: job.last.as_ref().map(|s| s.host.clone()),
-                    next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
-                    runs_in_progress: job.runs.len(),
-                    incidents,
-                    history: job.history.iter().cloned().collect(),
-                }
-            })
-            .collect()
-    }
-
-    fn fire_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
-        let mut out = Vec::new();
-        for key in self.deadlines.pop_due(now) {
-            match key {
-                Key::Down(j) => {
-                    if self.jobs[j].down.is_some() {
-                        continue;
-                    }
-                    let job = &self.jobs[j];
-                    let basis = job.last.as_ref().map_or("never", |s| s.basis.as_str());
-                    let open = Open {
-                        id: incident_id(&job.cfg.name, Event::Down, basis),
-                        since: job.last.as_ref().map_or(self.started, |s| s.at),
-                        run_id: None,
-                    };
-                    let mut note = self.note(j, Event::Down, &open.id, wall_ms);
-                    let quiet = now.saturating_duration_since(open.since);
-                    note.text = Some(match &job.last {
-                        Some(_) => format!("no message for {}", human(quiet)),
-                        None => format!(
-                            "never heard from since the watcher started {} ago",
-                            human(quiet)
-                        ),
-                    });
-                    self.jobs[j].down = Some(open);
-                    out.push(note);
-                }
-                Key::Overrun(j, run_id) => {
-                    let name = self.jobs[j].cfg.name.clone();
-                    let Some(run) = self.jobs[j].runs.get_mut(&run_id) else {
-                        continue;
-                    };
-                    if run.overrun.is_some() {
-                        continue;
-                    }
-                    let open = Open {
-                        id: incident_id(&name, Event::Overrun, &format!("run:{run_id}")),
-                        since: now,
-                        run_id: Some(run_id),
-                    };
-                    let running = now.saturating_duration_since(run.started);
-                    let host = run.host.clone();
-                    let mut note = self.note(j, Event::Overrun, &open.id, wall_ms);
-                    note.run_id = Some(run_id);
-                    note.host = Some(host);
-                    note.text = Some(format!("run started {} ago has not ended", human(running)));
-                    if let Some(run) = self.jobs[j].runs.get_mut(&run_id) {
-                        run.overrun = Some(open);
-                    }
-                    out.push(note);
-                }
-            }
-        }
-        out
+        self.deadlines.clear(&Key::Repeat(j, slot));
+        let mut note = self.note(j, Event::Recovered, &open.id, wall_ms);
+        note.resolves = Some(slot.event());
+        note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+        note.run_id = open.run_id;
+        note.text = Some(text);
+        out.push(note);
     }
 
     fn start_run(
@@ -432,12 +567,36 @@ impl Registry {
             RunState {
                 started: now,
                 host: host.to_owned(),
-                overrun: None,
             },
         );
         if let Some(max) = self.jobs[j].cfg.max_runtime {
             self.deadlines.set(Key::Overrun(j, run_id), now + max);
         }
+        if let Some(stall) = self.jobs[j].cfg.stall_after {
+            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+        }
+    }
+
+    /// A message of a live run: it is not stalled.
+    fn touch_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        if let Some(stall) = self.jobs[j].cfg.stall_after {
+            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+        }
+        self.close(
+            j,
+            Slot::Stalled(run_id),
+            now,
+            wall_ms,
+            "the run sent a message again".into(),
+            out,
+        );
     }
 
     fn end_run(
@@ -450,47 +609,201 @@ impl Registry {
         out: &mut Vec<Notification>,
     ) {
         self.deadlines.clear(&Key::Overrun(j, run_id));
-        if let Some(run) = self.jobs[j].runs.remove(&run_id) {
-            if let Some(open) = run.overrun {
-                out.push(self.resolved(j, Event::Overrun, open, now, wall_ms, text.to_owned()));
+        self.deadlines.clear(&Key::Stall(j, run_id));
+        self.jobs[j].runs.remove(&run_id);
+        self.close(j, Slot::Overrun(run_id), now, wall_ms, text.to_owned(), out);
+        self.close(j, Slot::Stalled(run_id), now, wall_ms, text.to_owned(), out);
+    }
+
+    /// Handles every deadline at or before `now`.
+    pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for key in self.deadlines.pop_due(now) {
+            let j = match key {
+                Key::Down(j)
+                | Key::Late(j)
+                | Key::Overrun(j, _)
+                | Key::Stall(j, _)
+                | Key::Repeat(j, _) => j,
+            };
+            let before = out.len();
+            match key {
+                Key::Down(j) => self.fire_down(j, now, wall_ms, &mut out),
+                Key::Late(j) => self.fire_late(j, now, wall_ms, &mut out),
+                Key::Overrun(j, run_id) => {
+                    self.fire_run(j, Slot::Overrun(run_id), now, wall_ms, &mut out)
+                }
+                Key::Stall(j, run_id) => {
+                    self.fire_run(j, Slot::Stalled(run_id), now, wall_ms, &mut out)
+                }
+                Key::Repeat(j, slot) => self.fire_repeat(j, slot, now, wall_ms, &mut out),
             }
+            let notes: Vec<String> = out[before..]
+                .iter()
+                .map(|n| format!("notified {}", n.headline()))
+                .collect();
+            for text in notes {
+                self.remember(j, wall_ms, text);
+            }
+        }
+        out
+    }
+
+    fn fire_down(&mut self, j: usize, now: Instant, wall_ms: u64, out: &mut Vec<Notification>) {
+        if self.jobs[j].open.contains_key(&Slot::Down) {
+            return;
+        }
+        let job = &mut self.jobs[j];
+        job.bad_streak = job.bad_streak.saturating_add(1);
+        job.good_streak = 0;
+        if job.bad_streak < job.cfg.alert_after_failures {
+            // Damped: count the miss, and watch the next period.
+            let text = format!(
+                "missed ({} of {} before alerting)",
+                job.bad_streak, job.cfg.alert_after_failures
+            );
+            self.remember(j, wall_ms, text);
+            self.arm_down(j, now, wall_ms);
+            return;
+        }
+        let job = &self.jobs[j];
+        let basis = job.last.as_ref().map_or("never", |s| s.basis.as_str());
+        let id = incident_id(&job.cfg.name, Event::Down, basis);
+        let since = job.last.as_ref().map_or(self.started, |s| s.at);
+        let quiet = now.saturating_duration_since(since);
+        let mut note = self.note(j, Event::Down, &id, wall_ms);
+        note.text = Some(match &job.last {
+            Some(_) => format!("no message for {}", human(quiet)),
+            None => format!(
+                "never heard from since the watcher started {} ago",
+                human(quiet)
+            ),
+        });
+        self.insert_open(j, Slot::Down, id, since, now, wall_ms, note.clone());
+        out.push(note);
+    }
+
+    fn fire_late(&mut self, j: usize, now: Instant, wall_ms: u64, out: &mut Vec<Notification>) {
+        let Some(expected) = self.jobs[j].expected_start_ms else {
+            return;
+        };
+        if !self.jobs[j].open.contains_key(&Slot::Late) {
+            let name = self.jobs[j].cfg.name.clone();
+            let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
+            let mut note = self.note(j, Event::Late, &id, wall_ms);
+            let due = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(expected),
+            );
+            note.text = Some(format!(
+                "no start within {} of the scheduled {due}",
+                human(self.jobs[j].cfg.start_within.unwrap_or_default())
+            ));
+            self.insert_open(j, Slot::Late, id, now, now, wall_ms, note.clone());
+            out.push(note);
+        }
+        // Watch the next scheduled start too (the incident stays one).
+        self.arm_late(j, now, wall_ms, expected);
+    }
+
+    fn fire_run(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(run_id) = slot.run() else { return };
+        let Some(run) = self.jobs[j].runs.get(&run_id) else {
+            return;
+        };
+        if self.jobs[j].open.contains_key(&slot) {
+            return;
+        }
+        let running = now.saturating_duration_since(run.started);
+        let host = run.host.clone();
+        let name = self.jobs[j].cfg.name.clone();
+        let id = incident_id(&name, slot.event(), &format!("run:{run_id}"));
+        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        note.run_id = Some(run_id);
+        note.host = Some(host);
+        note.text = Some(match slot {
+            Slot::Stalled(_) => format!(
+                "run started {} ago sent nothing for {}",
+                human(running),
+                human(self.jobs[j].cfg.stall_after.unwrap_or_default())
+            ),
+            _ => format!("run started {} ago has not ended", human(running)),
+        });
+        self.insert_open(j, slot, id, now, now, wall_ms, note.clone());
+        out.push(note);
+    }
+
+    fn fire_repeat(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let every = self.jobs[j].cfg.repeat;
+        let Some(open) = self.jobs[j].open.get_mut(&slot) else {
+            return;
+        };
+        open.repeats += 1;
+        let mut note = open.first.clone();
+        note.repeat = open.repeats;
+        note.detected_ms = wall_ms;
+        note.last_seen_ms = self.jobs[j].last.as_ref().map(|s| s.wall_ms);
+        out.push(note);
+        if let Some(every) = every {
+            self.deadlines.set(Key::Repeat(j, slot), now + every);
         }
     }
 
-    fn open_failed(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Notification {
-        let basis = match msg.run_id {
-            Some(run_id) => format!("run:{run_id}"),
-            None => format!("msg:{}/{}/{}", msg.host, msg.pid, msg.seq),
+    /// A view of every job for people and tools (status, HTTP API).
+    pub fn views(&self, now: Instant, wall_ms: u64) -> Vec<JobView> {
+        let wall_at = |at: Instant| {
+            let ahead = at.saturating_duration_since(now);
+            wall_ms.saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
         };
-        let open = Open {
-            id: incident_id(&msg.job, Event::Failed, &basis),
-            since: now,
-            run_id: msg.run_id,
-        };
-        let mut note = self.note(j, Event::Failed, &open.id, wall_ms);
-        note.run_id = msg.run_id;
-        note.host = Some(msg.host.clone());
-        note.exit_code = msg.exit_code;
-        note.text = msg.text.clone();
-        self.jobs[j].failed = Some(open);
-        note
-    }
-
-    fn resolved(
-        &self,
-        j: usize,
-        resolves: Event,
-        open: Open,
-        now: Instant,
-        wall_ms: u64,
-        text: String,
-    ) -> Notification {
-        let mut note = self.note(j, Event::Recovered, &open.id, wall_ms);
-        note.resolves = Some(resolves);
-        note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
-        note.run_id = open.run_id;
-        note.text = Some(text);
-        note
+        self.jobs
+            .iter()
+            .enumerate()
+            .map(|(j, job)| {
+                let incidents: Vec<IncidentView> = job
+                    .open
+                    .iter()
+                    .map(|(slot, open)| IncidentView {
+                        id: open.id.clone(),
+                        event: slot.event(),
+                        run_id: open.run_id,
+                    })
+                    .collect();
+                // The worst open incident names the state.
+                let state = match job.open.keys().next() {
+                    Some(slot) => slot.event().name(),
+                    None if job.last.is_none() => "waiting",
+                    None if !job.runs.is_empty() => "running",
+                    None => "up",
+                };
+                JobView {
+                    name: job.cfg.name.clone(),
+                    state,
+                    schedule: job.cfg.schedule.to_string(),
+                    period_ms: job.cfg.schedule.period_ms(wall_ms),
+                    grace_ms: millis(job.cfg.grace),
+                    last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
+                    last_kind: job.last.as_ref().map(|s| s.kind.name()),
+                    last_host: job.last.as_ref().map(|s| s.host.clone()),
+                    next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
+                    runs_in_progress: job.runs.len(),
+                    incidents,
+                    history: job.history.iter().cloned().collect(),
+                }
+            })
+            .collect()
     }
 
     fn note(&self, j: usize, event: Event, incident: &str, wall_ms: u64) -> Notification {
@@ -508,6 +821,7 @@ impl Registry {
             host: job.last.as_ref().map(|s| s.host.clone()),
             exit_code: None,
             text: None,
+            repeat: 0,
         }
     }
 
@@ -558,26 +872,6 @@ impl Registry {
     }
 }
 
-/// The instant at wall time `at_ms`, given that `now` is `wall_ms`. Far
-/// future (a cron pattern that never fires again) is capped at 100 years.
-fn at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
-    const CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now + Duration::from_millis(at_ms.saturating_sub(wall_ms)).min(CAP)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn human(d: Duration) -> String {
-    // Whole seconds (or ms below one) read better than humantime's ns detail.
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,13 +879,13 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
 
     fn job(name: &str, every: u64, grace: u64, max_runtime: Option<u64>) -> JobConfig {
-        JobConfig {
-            name: name.into(),
-            schedule: crate::schedule::Schedule::Every(S * every as u32),
-            grace: S * grace as u32,
-            max_runtime: max_runtime.map(|m| S * m as u32),
-            senders: None,
-        }
+        let mut cfg = JobConfig::new(
+            name,
+            crate::schedule::Schedule::Every(S * every as u32),
+            S * grace as u32,
+        );
+        cfg.max_runtime = max_runtime.map(|m| S * m as u32);
+        cfg
     }
 
     fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {

@@ -125,9 +125,10 @@ impl EmailChannel {
             // Unique per notification; every notification of an incident
             // refers to the incident, so mail clients thread them together.
             .message_id(Some(format!(
-                "<{}.{}.{}.{}@qcic>",
+                "<{}.{}.{}.{}.{}@qcic>",
                 note.incident,
                 note.event,
+                note.repeat,
                 note.detected_ms,
                 id_safe(&note.watcher)
             )))
@@ -238,6 +239,7 @@ mod tests {
             host: Some("h1".into()),
             exit_code: None,
             text: Some("heartbeat received".into()),
+            repeat: 0,
         }
     }
 
@@ -261,7 +263,7 @@ mod tests {
         assert!(raw.contains("X-Qcic-Incident: 0123456789abcdef"), "{raw}");
         assert!(raw.contains("References: <0123456789abcdef@qcic>"), "{raw}");
         assert!(
-            raw.contains("Message-ID: <0123456789abcdef.recovered.1764072000000.watcher_a@qcic>"),
+            raw.contains("Message-ID: <0123456789abcdef.recovered.0.1764072000000.watcher_a@qcic>"),
             "{raw}"
         );
         assert!(raw.contains("lasted:    1m 1s"), "{raw}");

@@ -105,7 +105,7 @@ impl Channels {
 #[derive(Debug)]
 pub struct NotificationLog {
     entries: VecDeque<Notification>,
-    keys: HashSet<(String, Event, Option<Event>)>,
+    keys: HashSet<(String, Event, Option<Event>, u32)>,
     capacity: usize,
 }
 
@@ -119,8 +119,13 @@ impl NotificationLog {
         }
     }
 
-    fn key(note: &Notification) -> (String, Event, Option<Event>) {
-        (note.incident.clone(), note.event, note.resolves)
+    fn key(note: &Notification) -> (String, Event, Option<Event>, u32) {
+        (
+            note.incident.clone(),
+            note.event,
+            note.resolves,
+            note.repeat,
+        )
     }
 
     /// Records `note`; false if this incident already had this notification.
@@ -198,6 +203,7 @@ mod tests {
             host: None,
             exit_code: None,
             text: None,
+            repeat: 0,
         }
     }
 
