@@ -1056,3 +1056,285 @@ mod tests {
         assert_eq!(r.deadlines.len(), MAX_RUNS_PER_JOB + 1);
     }
 }
+
+#[cfg(test)]
+mod timer_tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn msg(kind: Kind, run_id: Option<u64>, seq: u64) -> Message {
+        Message {
+            kind,
+            job: "etl".into(),
+            run_id,
+            seq,
+            ts_ms: 0,
+            host: "h".into(),
+            pid: 1,
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    fn registry(cfg: JobConfig, t0: Instant, wall: u64) -> Registry {
+        Registry::new(
+            "w",
+            &[cfg],
+            4,
+            S * 300,
+            Arc::new(Stats::default()),
+            t0,
+            wall,
+        )
+    }
+
+    fn every(secs: u32, grace: u32) -> JobConfig {
+        JobConfig::new("etl", Schedule::Every(S * secs), S * grace)
+    }
+
+    fn events(notes: &[Notification]) -> Vec<(Event, Option<Event>, u32)> {
+        notes
+            .iter()
+            .map(|n| (n.event, n.resolves, n.repeat))
+            .collect()
+    }
+
+    /// Runs every deadline up to `until`, one second at a time, collecting notifications.
+    fn run_until(
+        r: &mut Registry,
+        t0: Instant,
+        wall0: u64,
+        from: u64,
+        until: u64,
+    ) -> Vec<(u64, Notification)> {
+        let mut out = Vec::new();
+        for s in from..=until {
+            for n in r.on_deadlines(t0 + S * u32::try_from(s).unwrap(), wall0 + s * 1000) {
+                out.push((s, n));
+            }
+        }
+        out
+    }
+
+    const DAY: u64 = 86_400;
+
+    fn ms(rfc3339: &str) -> u64 {
+        u64::try_from(
+            chrono::DateTime::parse_from_rfc3339(rfc3339)
+                .unwrap()
+                .timestamp_millis(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cron_job_is_down_after_its_fire_time_plus_grace_across_spring_forward() {
+        // 01:30 London on 2026-03-29 falls in the gap: expected at 02:00 BST (01:00 UTC).
+        let cfg = JobConfig::new(
+            "etl",
+            Schedule::cron("30 1 * * *", "Europe/London").unwrap(),
+            S * 300,
+        );
+        let wall0 = ms("2026-03-28T12:00:00Z");
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, wall0);
+        // Never heard: down at the first fire + grace = 01:05 UTC on the 29th.
+        let expected = (ms("2026-03-29T01:05:00Z") - wall0) / 1000;
+        assert_eq!(
+            r.next_deadline(),
+            Some(t0 + S * u32::try_from(expected).unwrap())
+        );
+        let fired = run_until(&mut r, t0, wall0, expected - 1, expected);
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].0, fired[0].1.event), (expected, Event::Down));
+    }
+
+    #[test]
+    fn a_cron_job_heard_on_time_each_day_never_goes_down_across_fall_back() {
+        // 01:30 London happens twice on 2026-10-25; the job runs once and is fine.
+        let cfg = JobConfig::new(
+            "etl",
+            Schedule::cron("30 1 * * *", "Europe/London").unwrap(),
+            S * 600,
+        );
+        let wall0 = ms("2026-10-24T00:00:00Z");
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, wall0);
+        let mut notes = Vec::new();
+        // The job reports at each real 01:30 London: 00:30 UTC (BST) on the
+        // 24th and 25th, 01:30 UTC (GMT) on the 26th and 27th.
+        let runs = [
+            "2026-10-24T00:31:00Z",
+            "2026-10-25T00:31:00Z",
+            "2026-10-26T01:31:00Z",
+            "2026-10-27T01:31:00Z",
+        ];
+        let mut from = 0;
+        for (i, at) in runs.iter().enumerate() {
+            let s = (ms(at) - wall0) / 1000;
+            notes.extend(run_until(&mut r, t0, wall0, from, s));
+            notes.extend(
+                r.on_message(
+                    &msg(Kind::Success, None, i as u64),
+                    t0 + S * u32::try_from(s).unwrap(),
+                    wall0 + s * 1000,
+                )
+                .into_iter()
+                .map(|n| (s, n)),
+            );
+            from = s + 1;
+        }
+        assert!(
+            notes.is_empty(),
+            "no false alarm around the repeated hour: {notes:?}"
+        );
+        // And when it stops, it is down at the next fire + grace: 01:40 UTC on the 28th.
+        let down_at = (ms("2026-10-28T01:40:00Z") - wall0) / 1000;
+        assert_eq!(
+            r.next_deadline(),
+            Some(t0 + S * u32::try_from(down_at).unwrap())
+        );
+        let _ = DAY;
+    }
+
+    #[test]
+    fn late_when_a_scheduled_start_does_not_come_then_recovered_by_the_start() {
+        let mut cfg = JobConfig::new("etl", Schedule::cron("0 2 * * *", "UTC").unwrap(), S * 3600);
+        cfg.start_within = Some(S * 900);
+        let wall0 = ms("2026-01-01T00:00:00Z");
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, wall0);
+        let due = (ms("2026-01-01T02:15:00Z") - wall0) / 1000;
+        let late = run_until(&mut r, t0, wall0, 0, due);
+        assert_eq!(late.len(), 1);
+        assert_eq!((late[0].0, late[0].1.event), (due, Event::Late));
+        let s = due + 60;
+        let up = r.on_message(
+            &msg(Kind::Start, Some(7), 1),
+            t0 + S * u32::try_from(s).unwrap(),
+            wall0 + s * 1000,
+        );
+        assert_eq!(events(&up), [(Event::Recovered, Some(Event::Late), 0)]);
+        assert_eq!(up[0].incident, late[0].1.incident);
+    }
+
+    #[test]
+    fn stalled_when_a_run_goes_quiet_reset_by_progress() {
+        let mut cfg = every(3600, 0);
+        cfg.stall_after = Some(S * 60);
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
+        r.on_message(&msg(Kind::Progress, Some(1), 2), t0 + S * 50, 50_000);
+        assert!(
+            r.on_deadlines(t0 + S * 100, 100_000).is_empty(),
+            "progress at 50 s moved it to 110 s"
+        );
+        let stalled = r.on_deadlines(t0 + S * 110, 110_000);
+        assert_eq!(events(&stalled), [(Event::Stalled, None, 0)]);
+        assert_eq!(stalled[0].run_id, Some(1));
+        let back = r.on_message(&msg(Kind::Progress, Some(1), 3), t0 + S * 120, 120_000);
+        assert_eq!(events(&back), [(Event::Recovered, Some(Event::Stalled), 0)]);
+        // It can stall again, as a new incident of the same run.
+        assert_eq!(
+            events(&r.on_deadlines(t0 + S * 180, 180_000)),
+            [(Event::Stalled, None, 0)]
+        );
+        let done = r.on_message(&msg(Kind::Success, Some(1), 4), t0 + S * 200, 200_000);
+        assert_eq!(events(&done), [(Event::Recovered, Some(Event::Stalled), 0)]);
+    }
+
+    #[test]
+    fn a_success_sooner_than_min_runtime_is_too_fast() {
+        let mut cfg = every(3600, 0);
+        cfg.min_runtime = Some(S * 60);
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
+        let fast = r.on_message(&msg(Kind::Success, Some(1), 2), t0 + S * 2, 2000);
+        assert_eq!(events(&fast), [(Event::TooFast, None, 0)]);
+        assert!(
+            fast[0]
+                .text
+                .as_ref()
+                .unwrap()
+                .contains("sooner than min_runtime")
+        );
+        r.on_message(&msg(Kind::Start, Some(2), 3), t0 + S * 100, 100_000);
+        let ok = r.on_message(&msg(Kind::Success, Some(2), 4), t0 + S * 200, 200_000);
+        assert_eq!(events(&ok), [(Event::Recovered, Some(Event::TooFast), 0)]);
+    }
+
+    #[test]
+    fn damping_waits_for_n_failures_and_n_successes() {
+        let mut cfg = every(3600, 0);
+        cfg.alert_after_failures = 3;
+        cfg.recover_after_successes = 2;
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        assert!(r.on_message(&msg(Kind::Fail, None, 1), t0, 0).is_empty());
+        assert!(r.on_message(&msg(Kind::Fail, None, 2), t0, 0).is_empty());
+        assert_eq!(
+            events(&r.on_message(&msg(Kind::Fail, None, 3), t0, 0)),
+            [(Event::Failed, None, 0)]
+        );
+        assert!(
+            r.on_message(&msg(Kind::Success, None, 4), t0, 0).is_empty(),
+            "one success is not enough"
+        );
+        assert_eq!(
+            events(&r.on_message(&msg(Kind::Success, None, 5), t0, 0)),
+            [(Event::Recovered, Some(Event::Failed), 0)]
+        );
+        // A success between failures resets the count.
+        assert!(r.on_message(&msg(Kind::Fail, None, 6), t0, 0).is_empty());
+        r.on_message(&msg(Kind::Success, None, 7), t0, 0);
+        assert!(r.on_message(&msg(Kind::Fail, None, 8), t0, 0).is_empty());
+        assert!(r.on_message(&msg(Kind::Fail, None, 9), t0, 0).is_empty());
+    }
+
+    #[test]
+    fn damping_counts_missed_periods_before_down() {
+        let mut cfg = every(10, 0);
+        cfg.alert_after_failures = 3;
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        let fired = run_until(&mut r, t0, 0, 0, 40);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(
+            (fired[0].0, fired[0].1.event),
+            (30, Event::Down),
+            "the third missed period"
+        );
+    }
+
+    #[test]
+    fn repeat_reminds_while_open_and_stops_on_recovery() {
+        let mut cfg = every(10, 0);
+        cfg.repeat = Some(S * 60);
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        let fired = run_until(&mut r, t0, 0, 0, 135);
+        let got: Vec<(u64, u32)> = fired.iter().map(|(s, n)| (*s, n.repeat)).collect();
+        assert_eq!(got, [(10, 0), (70, 1), (130, 2)]);
+        assert!(
+            fired
+                .iter()
+                .all(|(_, n)| n.incident == fired[0].1.incident && n.event == Event::Down)
+        );
+        assert!(fired[1].1.headline().contains("reminder 1"));
+        let up = r.on_message(&msg(Kind::Heartbeat, None, 1), t0 + S * 140, 140_000);
+        assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
+        let later = run_until(&mut r, t0, 0, 141, 300);
+        assert!(
+            later.iter().all(|(_, n)| n.incident != fired[0].1.incident),
+            "no reminder of the closed incident: {later:?}"
+        );
+        assert_eq!(
+            later[0].0, 150,
+            "silent again after the heartbeat: a new incident"
+        );
+    }
+}
