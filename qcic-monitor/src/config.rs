@@ -126,6 +126,8 @@ pub struct JobConfig {
     pub recover_after_successes: u32,
     /// Remind every so long while an incident stays open.
     pub repeat: Option<Duration>,
+    /// The channels (by name) this job's notifications go to; `None`: the defaults.
+    pub notify: Option<Vec<String>>,
 }
 
 impl JobConfig {
@@ -143,6 +145,7 @@ impl JobConfig {
             alert_after_failures: 1,
             recover_after_successes: 1,
             repeat: None,
+            notify: None,
         }
     }
 }
@@ -154,6 +157,84 @@ pub enum NotifyConfig {
     Email(EmailConfig),
     /// A ZeroMQ PUB alert stream.
     Zmq(ZmqConfig),
+    /// An HTTP POST of the notification as JSON.
+    Webhook(WebhookConfig),
+    /// A program run with the notification as JSON on stdin.
+    Command(CommandConfig),
+}
+
+/// Keys every `[[notify]]` channel has.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The name jobs use in `notify = [...]`; default `notify[INDEX]`.
+    pub name: Option<String>,
+    /// Whether jobs without a `notify` list use this channel (default true).
+    #[serde(default = "yes")]
+    pub default: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl NotifyConfig {
+    /// The routing keys.
+    pub fn route(&self) -> &Route {
+        match self {
+            NotifyConfig::Email(c) => &c.route,
+            NotifyConfig::Zmq(c) => &c.route,
+            NotifyConfig::Webhook(c) => &c.route,
+            NotifyConfig::Command(c) => &c.route,
+        }
+    }
+
+    /// The channel's name for routing and metrics.
+    pub fn name(&self, index: usize) -> String {
+        self.route()
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("notify[{index}]"))
+    }
+}
+
+/// `kind = "webhook"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST.
+    pub url: String,
+    /// Extra headers; a value `env:VAR` or `file:PATH` is read from there (secrets).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+/// `kind = "command"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// Kill it after this long (and retry).
+    #[serde(default = "command_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+fn webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn command_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `kind = "email"`.
@@ -178,6 +259,9 @@ pub struct EmailConfig {
     /// Text put before every subject.
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "zmq"`.
@@ -186,6 +270,9 @@ pub struct EmailConfig {
 pub struct ZmqConfig {
     /// Endpoint the PUB socket binds.
     pub publish: String,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 fn default_subject_prefix() -> String {
@@ -259,6 +346,7 @@ struct RawJob {
     recover_after_successes: Option<u32>,
     #[serde(default, deserialize_with = "opt_duration")]
     repeat: Option<Duration>,
+    notify: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -266,6 +354,8 @@ struct RawJob {
 enum RawNotify {
     Email(EmailConfig),
     Zmq(ZmqConfig),
+    Webhook(WebhookConfig),
+    Command(CommandConfig),
 }
 
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
@@ -474,6 +564,7 @@ impl RawConfig {
                 alert_after_failures: job.alert_after_failures.unwrap_or(1),
                 recover_after_successes: job.recover_after_successes.unwrap_or(1),
                 repeat: job.repeat,
+                notify: job.notify,
             });
         }
 
@@ -489,10 +580,79 @@ impl RawConfig {
                         .map_err(|r| (format!("notify[{i}].publish"), r))?;
                     notify.push(NotifyConfig::Zmq(zmq));
                 }
+                RawNotify::Webhook(hook) => {
+                    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                        return Err((
+                            format!("notify[{i}].url"),
+                            format!("{:?} must start with http:// or https://", hook.url),
+                        ));
+                    }
+                    notify.push(NotifyConfig::Webhook(hook));
+                }
+                RawNotify::Command(cmd) => {
+                    if cmd.command.is_empty() {
+                        return Err((
+                            format!("notify[{i}].command"),
+                            "needs the program, e.g. [\"/usr/local/bin/send-sms\", \"--to\", \"+44...\"]".into(),
+                        ));
+                    }
+                    notify.push(NotifyConfig::Command(cmd));
+                }
+            }
+        }
+        let names: Vec<String> = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err((
+                    format!("notify[{i}].name"),
+                    format!("{name:?} is used twice"),
+                ));
+            }
+        }
+        for (i, job) in jobs.iter().enumerate() {
+            for (k, channel) in job.notify.iter().flatten().enumerate() {
+                if !names.contains(channel) {
+                    return Err((
+                        format!("job[{i}].notify[{k}]"),
+                        format!("no [[notify]] channel is named {channel:?} (names: {names:?})"),
+                    ));
+                }
             }
         }
         Ok((monitor, jobs, notify))
     }
+}
+
+/// `qcic-monitor check`: the configuration in words, with the next fire
+/// times of every cron job after `now_ms`.
+pub fn describe(config: &Config, now_ms: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "{}: ok: watcher {}, {} jobs, {} notify channels\n",
+        config.source,
+        config.monitor.id,
+        config.jobs.len(),
+        config.notify.len()
+    );
+    for job in &config.jobs {
+        let _ = writeln!(out, "job {job}");
+        let timers = [
+            ("start_within", job.start_within),
+            ("max_runtime", job.max_runtime),
+            ("stall_after", job.stall_after),
+            ("min_runtime", job.min_runtime),
+            ("repeat", job.repeat),
+        ];
+        for (name, value) in timers {
+            if let Some(d) = value {
+                let _ = writeln!(out, "  {name} {}", humantime::format_duration(d));
+            }
+        }
+        for fire in job.schedule.next_fires(now_ms, 5) {
+            let _ = writeln!(out, "  next {fire}");
+        }
+    }
+    out
 }
 
 /// Checks a Z85 CURVE key; returns it trimmed.

@@ -133,6 +133,7 @@ pub async fn run(
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,
         channels.take_queues(),
+        notify::Routing::new(&config),
         Arc::clone(&stats),
         Arc::clone(&log),
     ));

@@ -38,6 +38,9 @@ enum LogFormat {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Validate the configuration and print every job's schedule, with the
+    /// next fire times of cron jobs.
+    Check,
     /// Ask the running monitor (through its control socket) what it thinks
     /// of every job.
     Status {
@@ -87,6 +90,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Check) = &cli.command {
+        print!(
+            "{}",
+            qcic_monitor::config::describe(&config, qcic_monitor::checker::wall_ms())
+        );
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Status { control }) = &cli.command {
         let path = control
             .clone()

@@ -254,6 +254,10 @@ mod tests {
             password_env: None,
             password_file: None,
             subject_prefix: "[qcic]".into(),
+            route: crate::config::Route {
+                name: None,
+                default: true,
+            },
         };
         let channel = EmailChannel::new("email".into(), &cfg).unwrap();
         let raw = String::from_utf8(channel.build(&note()).unwrap().formatted()).unwrap();

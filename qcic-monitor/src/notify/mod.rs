@@ -5,10 +5,13 @@
 //! and queues it for every channel. Each channel works through its own queue,
 //! so a slow SMTP server never delays the alert stream.
 
+pub mod command;
 pub mod email;
+pub mod retry;
+pub mod webhook;
 pub mod zmq_pub;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -69,6 +72,36 @@ impl Channels {
                     channels
                         .queues
                         .push((format!("notify[{index}] zmq {}", zmq.publish), tx));
+                }
+                NotifyConfig::Webhook(hook) => {
+                    let name = cfg.name(index);
+                    let channel =
+                        webhook::WebhookChannel::new(name.clone(), hook).map_err(|reason| {
+                            MonitorError::Channel {
+                                index,
+                                kind: "webhook",
+                                reason,
+                            }
+                        })?;
+                    channels
+                        .tasks
+                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
+                    channels.queues.push((name, tx));
+                }
+                NotifyConfig::Command(cmd) => {
+                    let name = cfg.name(index);
+                    let channel =
+                        command::CommandChannel::new(name.clone(), cmd).map_err(|reason| {
+                            MonitorError::Channel {
+                                index,
+                                kind: "command",
+                                reason,
+                            }
+                        })?;
+                    channels
+                        .tasks
+                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
+                    channels.queues.push((name, tx));
                 }
             }
         }
@@ -148,10 +181,57 @@ impl NotificationLog {
     }
 }
 
+/// Which channels each job's notifications go to.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    /// Jobs with a `notify` list: channel indexes.
+    pub by_job: HashMap<String, Vec<usize>>,
+    /// Channels for every other job.
+    pub default: Vec<usize>,
+}
+
+impl Routing {
+    /// From the configuration.
+    pub fn new(config: &crate::config::Config) -> Routing {
+        let names: Vec<String> = config
+            .notify
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.name(i))
+            .collect();
+        let default = config
+            .notify
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.route().default)
+            .map(|(i, _)| i)
+            .collect();
+        let by_job = config
+            .jobs
+            .iter()
+            .filter_map(|job| {
+                let list = job.notify.as_ref()?;
+                Some((
+                    job.name.clone(),
+                    list.iter()
+                        .filter_map(|n| names.iter().position(|m| m == n))
+                        .collect(),
+                ))
+            })
+            .collect();
+        Routing { by_job, default }
+    }
+
+    fn channels(&self, job: &str) -> &[usize] {
+        self.by_job.get(job).map_or(&self.default, Vec::as_slice)
+    }
+}
+
 /// Logs and fans out every notification until the checker stops.
 pub async fn dispatch(
     mut rx: mpsc::Receiver<Notification>,
     queues: Queues,
+    routing: Routing,
     stats: Arc<Stats>,
     log: Arc<std::sync::Mutex<NotificationLog>>,
 ) {
@@ -176,7 +256,11 @@ pub async fn dispatch(
             "{}",
             note.headline()
         );
-        for (name, queue) in &queues {
+        for (name, queue) in routing
+            .channels(&note.job)
+            .iter()
+            .filter_map(|&i| queues.get(i))
+        {
             if let Err(err) = queue.try_send(note.clone()) {
                 stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
                 error!(channel = %name, incident = %note.incident, cause = %err, "channel queue refused a notification");

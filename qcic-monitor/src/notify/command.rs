@@ -1,0 +1,81 @@
+//! The command channel: runs a program with the notification as JSON on its
+//! standard input (the road to SMS and anything else), with a timeout.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::mpsc;
+
+use super::retry::{self, Failure};
+use crate::config::CommandConfig;
+use crate::notification::Notification;
+use crate::stats::Stats;
+
+/// A ready command channel.
+#[derive(Debug)]
+pub struct CommandChannel {
+    name: String,
+    argv: Vec<String>,
+    timeout: Duration,
+}
+
+impl CommandChannel {
+    /// Checks the command line.
+    pub fn new(name: String, cfg: &CommandConfig) -> Result<CommandChannel, String> {
+        if cfg.command.is_empty() {
+            return Err("command needs at least the program".into());
+        }
+        Ok(CommandChannel {
+            name,
+            argv: cfg.command.clone(),
+            timeout: cfg.timeout,
+        })
+    }
+
+    async fn run_once(&self, json: &[u8]) -> Result<(), Failure> {
+        let (program, args) = self
+            .argv
+            .split_first()
+            .ok_or_else(|| Failure::Permanent("empty command".into()))?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Failure::Temporary(format!("cannot start {program:?}: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that does not read its input is its own business.
+            let _ = stdin.write_all(json).await;
+            let _ = stdin.write_all(b"\n").await;
+        }
+        match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(Failure::Temporary(format!(
+                "{program:?} exited with {status}"
+            ))),
+            Ok(Err(e)) => Err(Failure::Temporary(format!(
+                "cannot wait for {program:?}: {e}"
+            ))),
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(Failure::Temporary(format!(
+                    "{program:?} did not finish within {}",
+                    humantime::format_duration(self.timeout)
+                )))
+            }
+        }
+    }
+
+    /// Runs the command for every notification, in order, with retries.
+    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
+        while let Some(note) = rx.recv().await {
+            let json = serde_json::to_vec(&note).unwrap_or_default();
+            retry::deliver(&self.name, &note, &stats, || self.run_once(&json)).await;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Delivery with retries, shared by every channel that can fail for a while
+//! (SMTP, webhook, command).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tracing::{error, info, warn};
+
+use crate::notification::Notification;
+use crate::stats::Stats;
+
+/// Waits between delivery attempts; the last one repeats until the give-up time.
+pub const BACKOFF: [Duration; 6] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(30),
+    Duration::from_secs(60),
+];
+/// How long one notification is retried before it is given up on.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Why an attempt failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth trying again (server down, timeout, 5xx).
+    Temporary(String),
+    /// Will never work as it is (rejected address, 4xx): logged, not retried.
+    Permanent(String),
+}
+
+/// Delivers `note` through `attempt`, retrying temporary failures with
+/// backoff for up to [`GIVE_UP_AFTER`]. Counts and logs the outcome.
+pub async fn deliver<F, Fut>(channel: &str, note: &Notification, stats: &Arc<Stats>, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut tries = 0usize;
+    loop {
+        match attempt().await {
+            Ok(()) => {
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                stats.channel_result(channel, true);
+                info!(%channel, incident = %note.incident, event = %note.event, job = %note.job, attempt = tries + 1, "notification delivered");
+                return;
+            }
+            Err(Failure::Temporary(cause)) if started.elapsed() < GIVE_UP_AFTER => {
+                let wait = BACKOFF[tries.min(BACKOFF.len() - 1)];
+                stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
+                warn!(%channel, incident = %note.incident, %cause, retry_in = ?wait, "notification not delivered; will retry");
+                tokio::time::sleep(wait).await;
+                tries += 1;
+            }
+            Err(Failure::Temporary(cause)) => {
+                stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                stats.channel_result(channel, false);
+                error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, "notification given up after retrying for 15 minutes");
+                return;
+            }
+            Err(Failure::Permanent(cause)) => {
+                stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                stats.channel_result(channel, false);
+                error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, "notification refused permanently; not retried");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The webhook channel: an HTTP POST of the notification as JSON, with
+//! configured headers (SMS gateways, Slack, PagerDuty, ...).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::retry::{self, Failure};
+use crate::config::WebhookConfig;
+use crate::notification::Notification;
+use crate::stats::Stats;
+
+/// A ready webhook channel.
+#[derive(Debug)]
+pub struct WebhookChannel {
+    name: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    client: reqwest::Client,
+}
+
+impl WebhookChannel {
+    /// Resolves header values (`env:VAR` and `file:PATH` are read now, so a
+    /// missing secret stops the start) and builds the client.
+    pub fn new(name: String, cfg: &WebhookConfig) -> Result<WebhookChannel, String> {
+        let mut headers = Vec::new();
+        for (key, value) in &cfg.headers {
+            let value = if let Some(var) = value.strip_prefix("env:") {
+                std::env::var(var).map_err(|_| {
+                    format!("header {key}: the environment variable {var} is not set")
+                })?
+            } else if let Some(path) = value.strip_prefix("file:") {
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("header {key}: cannot read {path}: {e}"))?
+                    .trim_end()
+                    .to_owned()
+            } else {
+                value.clone()
+            };
+            headers.push((key.clone(), value));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(WebhookChannel {
+            name,
+            url: cfg.url.clone(),
+            headers,
+            client,
+        })
+    }
+
+    async fn post(&self, note: &Notification) -> Result<(), Failure> {
+        let mut request = self.client.post(&self.url).json(note);
+        for (key, value) in &self.headers {
+            request = request.header(key, value);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                // 4xx means this request will never be accepted as it is,
+                // except "too many requests" and "request timeout".
+                if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+                    Err(Failure::Permanent(format!("HTTP {status}")))
+                } else {
+                    Err(Failure::Temporary(format!("HTTP {status}")))
+                }
+            }
+            Err(err) => Err(Failure::Temporary(err.to_string())),
+        }
+    }
+
+    /// Posts every notification it is given, in order, with retries.
+    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
+        while let Some(note) = rx.recv().await {
+            retry::deliver(&self.name, &note, &stats, || self.post(&note)).await;
+        }
+    }
+}
+
+/// The default timeout of one webhook call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,207 @@
+//! Webhook and command channels, and routing, with real processes: the
+//! monitor, a Python HTTP server that fails first, a shell command.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Monitor, counter, free_port, wait_until, workspace_root};
+use qcic_sdk::Client;
+use serde_json::Value;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("QCIC_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = workspace_root().join(".venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
+fn webhook_server(port: u16, out: &std::path::Path, fail_first: u32) -> Server {
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/webhook_server.py"))
+        .args([
+            port.to_string(),
+            out.display().to_string(),
+            fail_first.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    Server(child)
+}
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.jsonl");
+    let port = free_port();
+    let _server = webhook_server(port, &out, 2);
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+             [[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+             headers = {{ Authorization = \"env:QCIC_TEST_TOKEN\" }}\n"
+        ),
+        &[("QCIC_TEST_TOKEN", "Bearer s3cret")],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(4), "disk full").unwrap();
+    assert!(wait_until(Duration::from_secs(30), || lines(&out).len() >= 3));
+    let got = lines(&out);
+    let statuses: Vec<u64> = got.iter().map(|l| l["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [500, 500, 200], "retried after each 500");
+    for l in &got {
+        assert_eq!(l["auth"], "Bearer s3cret");
+        assert_eq!(l["body"]["event"], "failed");
+        assert_eq!(l["body"]["job"], "etl");
+        assert_eq!(l["body"]["exit_code"], 4);
+        assert_eq!(l["body"]["watcher"], "watcher-a");
+    }
+    let log = monitor.stop();
+    assert_eq!(counter(&log, "delivery_retries"), Some(2), "{log}");
+    assert_eq!(counter(&log, "delivered"), Some(1), "{log}");
+    assert!(!log.contains("s3cret"), "the header secret is never logged");
+}
+
+#[test]
+fn a_command_gets_the_notification_on_stdin_and_routing_picks_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cmd.jsonl");
+    let hook_out = dir.path().join("hook.jsonl");
+    let port = free_port();
+    let _server = webhook_server(port, &hook_out, 0);
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "[[job]]\nname = \"routed\"\nevery = \"1h\"\nnotify = [\"pager\"]\n\
+             [[job]]\nname = \"plain\"\nevery = \"1h\"\n\n\
+             [[notify]]\nkind = \"webhook\"\nname = \"pager\"\ndefault = false\nurl = \"http://127.0.0.1:{port}/\"\n\n\
+             [[notify]]\nkind = \"command\"\nname = \"sms\"\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\ntimeout = \"5s\"\n",
+            out.display()
+        ),
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("routed", None, "to the pager only").unwrap();
+    sender
+        .fail("plain", None, "to the default channel")
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || !lines(&out)
+        .is_empty()
+        && !lines(&hook_out).is_empty()));
+    std::thread::sleep(Duration::from_millis(500));
+    let cmd = lines(&out);
+    let hook = lines(&hook_out);
+    assert_eq!(cmd.len(), 1, "{cmd:?}");
+    assert_eq!(cmd[0]["job"], "plain");
+    assert_eq!(cmd[0]["text"], "to the default channel");
+    assert_eq!(hook.len(), 1, "{hook:?}");
+    assert_eq!(hook[0]["body"]["job"], "routed");
+    monitor.stop();
+}
+
+#[test]
+fn a_command_that_hangs_is_killed_at_its_timeout_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("attempts");
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+             [[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"echo x >> {}; sleep 30\"]\ntimeout = \"300ms\"\n",
+            marker.display()
+        ),
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", None, "x").unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&marker)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
+    }));
+    let log = monitor.stop();
+    assert!(log.contains("did not finish within 300ms"), "{log}");
+}
+
+#[test]
+fn check_validates_and_prints_the_next_cron_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        "[[job]]\nname = \"nightly\"\ncron = \"30 2 * * 1-5\"\ntimezone = \"Europe/London\"\ngrace = \"15m\"\nstart_within = \"10m\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("cron \"30 2 * * 1-5\" Europe/London"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.trim_start().starts_with("next "))
+            .count(),
+        5,
+        "{text}"
+    );
+    assert!(
+        text.contains("02:30:00 GMT") || text.contains("02:30:00 BST"),
+        "{text}"
+    );
+    std::fs::write(
+        &path,
+        "[[job]]\nname = \"x\"\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Londn\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job[0].timezone"));
+}
