@@ -24,6 +24,24 @@ use crate::stats::Stats;
 pub enum Query {
     /// Every job's current view.
     Jobs(oneshot::Sender<Vec<JobView>>),
+    /// Silence a job until a time (unix ms), or pause it (`None`).
+    Silence {
+        /// The job.
+        job: String,
+        /// The end, unix ms; `None`: until resumed.
+        until_ms: Option<u64>,
+        /// Why.
+        reason: String,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// End a job's silence or pause now.
+    Unsilence {
+        /// The job.
+        job: String,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Runs until `inbound` is closed (the receiver stopped) and drained.
@@ -56,9 +74,23 @@ pub async fn run(
                 match query {
                     Query::Jobs(reply) => {
                         let _ = reply.send(registry.views(Instant::now(), wall_ms()));
+                        Vec::new()
                     }
+                    Query::Silence { job, until_ms, reason, reply } => {
+                        let _ = reply.send(registry.silence(&job, until_ms, &reason, Instant::now(), wall_ms()));
+                        Vec::new()
+                    }
+                    Query::Unsilence { job, reply } => match registry.unsilence(&job, wall_ms()) {
+                        Ok(held_back) => {
+                            let _ = reply.send(Ok(()));
+                            held_back
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            Vec::new()
+                        }
+                    },
                 }
-                Vec::new()
             }
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 registry.on_deadlines(Instant::now(), wall_ms())

@@ -19,10 +19,46 @@ use crate::registry::JobView;
 use crate::stats::Stats;
 
 /// A request on the control socket.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Request {
-    /// `status`.
+    /// `status`, `silence_add`, `silence_remove` or `silence_list`.
     pub command: String,
+    /// The job, for the silence commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// How long a silence lasts, ms; absent: a pause until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_ms: Option<u64>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+async fn silence_command(req: Request, queries: &mpsc::Sender<Query>) -> serde_json::Value {
+    let Some(job) = req.job else {
+        return serde_json::json!({"error": "a job is required"});
+    };
+    let (reply, rx) = oneshot::channel();
+    let query = if req.command == "silence_add" {
+        Query::Silence {
+            job,
+            until_ms: req
+                .for_ms
+                .map(|d| crate::checker::wall_ms().saturating_add(d)),
+            reason: req.reason.unwrap_or_default(),
+            reply,
+        }
+    } else {
+        Query::Unsilence { job, reply }
+    };
+    if queries.send(query).await.is_err() {
+        return serde_json::json!({"error": "the monitor is stopping"});
+    }
+    match rx.await {
+        Ok(Ok(())) => serde_json::json!({"ok": true}),
+        Ok(Err(e)) => serde_json::json!({"error": e}),
+        Err(_) => serde_json::json!({"error": "no answer"}),
+    }
 }
 
 /// The answer to `status`.
@@ -113,6 +149,19 @@ pub async fn serve(
                 Ok(req) if req.command == "status" => {
                     serde_json::to_string(&status(&watcher, &queries, &stats).await)
                 }
+                Ok(req) if req.command == "silence_add" || req.command == "silence_remove" => {
+                    Ok(silence_command(req, &queries).await.to_string())
+                }
+                Ok(req) if req.command == "silence_list" => {
+                    let list: Vec<serde_json::Value> = jobs(&queries)
+                        .await
+                        .into_iter()
+                        .filter_map(|j| {
+                            Some(serde_json::json!({"job": j.name, "silence": j.silence?}))
+                        })
+                        .collect();
+                    Ok(serde_json::json!({"silences": list}).to_string())
+                }
                 Ok(req) => Ok(
                     serde_json::json!({"error": format!("unknown command {:?}", req.command)})
                         .to_string(),
@@ -130,20 +179,60 @@ pub async fn serve(
     }
 }
 
-/// `qcic-monitor status`: asks a running monitor and renders a table.
-pub fn print_status(path: &PathBuf) -> Result<String, String> {
+/// Sends one request to a running monitor and returns its JSON reply.
+pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("cannot reach the monitor at {}: {e}", path.display()))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    text.push('\n');
     stream
-        .write_all(b"{\"command\":\"status\"}\n")
+        .write_all(text.as_bytes())
         .map_err(|e| e.to_string())?;
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
+    Ok(line)
+}
+
+/// A silence command; returns what to print.
+pub fn silence(path: &PathBuf, req: &Request) -> Result<String, String> {
+    let reply: serde_json::Value =
+        serde_json::from_str(&request(path, req)?).map_err(|e| format!("bad reply: {e}"))?;
+    if let Some(err) = reply["error"].as_str() {
+        return Err(err.to_owned());
+    }
+    if let Some(list) = reply["silences"].as_array() {
+        let mut out = String::new();
+        for s in list {
+            let until = s["silence"]["until_ms"].as_u64().map_or_else(
+                || "paused".to_owned(),
+                |ms| format!("until {}", ago(now_ms(), Some(ms))),
+            );
+            out.push_str(&format!(
+                "{:<32} {:<20} {}\n",
+                s["job"].as_str().unwrap_or(""),
+                until,
+                s["silence"]["reason"].as_str().unwrap_or("")
+            ));
+        }
+        return Ok(out);
+    }
+    Ok("ok\n".into())
+}
+
+/// `qcic-monitor status`: asks a running monitor and renders a table.
+pub fn print_status(path: &PathBuf) -> Result<String, String> {
+    let line = request(
+        path,
+        &Request {
+            command: "status".into(),
+            ..Request::default()
+        },
+    )?;
     let status: Status = serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}"))?;
     Ok(render(&status, now_ms()))
 }
@@ -190,6 +279,17 @@ pub fn render(status: &Status, now: u64) -> String {
                 )
             })
             .unwrap_or_else(|| "-".into());
+        let silenced = match &job["silence"] {
+            serde_json::Value::Null => "-".to_owned(),
+            sil => match sil["until_ms"].as_u64() {
+                Some(until) => format!(
+                    "until {}: {}",
+                    ago(now, Some(until)),
+                    sil["reason"].as_str().unwrap_or("")
+                ),
+                None => format!("paused: {}", sil["reason"].as_str().unwrap_or("")),
+            },
+        };
         out.push_str(&format!(
             "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
             s("name"),
@@ -197,7 +297,7 @@ pub fn render(status: &Status, now: u64) -> String {
             last,
             ago(now, job["next_deadline_ms"].as_u64()),
             incident,
-            "-"
+            silenced
         ));
     }
     out

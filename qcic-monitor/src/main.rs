@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qcic_monitor::config::Config;
+use qcic_monitor::control::Request;
 use tracing_subscriber::EnvFilter;
 
 /// The qcic watcher: raises the alarm when a batch job's expected message does not arrive.
@@ -28,6 +29,30 @@ struct Cli {
     check_config: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum SilenceOp {
+    /// Silence a job for a while.
+    Add {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// How long, e.g. 2h.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why (shown in status).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List silences and pauses.
+    List,
+    /// End a job's silence now; incidents still open are notified.
+    Remove {
+        /// The job.
+        #[arg(long)]
+        job: String,
+    },
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -41,6 +66,35 @@ enum Command {
     /// Validate the configuration and print every job's schedule, with the
     /// next fire times of cron jobs.
     Check,
+    /// Hold back a job's notifications for a while (it still records what happens).
+    Silence {
+        #[command(subcommand)]
+        op: SilenceOp,
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH", global = true)]
+        control: Option<PathBuf>,
+    },
+    /// Pause a job's notifications until `resume`.
+    Pause {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// Why (shown in status).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
+    /// End a pause (or silence) now; incidents still open are notified.
+    Resume {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
     /// Ask the running monitor (through its control socket) what it thinks
     /// of every job.
     Status {
@@ -96,6 +150,69 @@ fn main() -> ExitCode {
             qcic_monitor::config::describe(&config, qcic_monitor::checker::wall_ms())
         );
         return ExitCode::SUCCESS;
+    }
+    let silence_request = match &cli.command {
+        Some(Command::Silence { op, control }) => Some((
+            control,
+            match op {
+                SilenceOp::Add {
+                    job,
+                    duration,
+                    reason,
+                } => Request {
+                    command: "silence_add".into(),
+                    job: Some(job.clone()),
+                    for_ms: Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+                    reason: Some(reason.clone()),
+                },
+                SilenceOp::List => Request {
+                    command: "silence_list".into(),
+                    ..Request::default()
+                },
+                SilenceOp::Remove { job } => Request {
+                    command: "silence_remove".into(),
+                    job: Some(job.clone()),
+                    ..Request::default()
+                },
+            },
+        )),
+        Some(Command::Pause {
+            job,
+            reason,
+            control,
+        }) => Some((
+            control,
+            Request {
+                command: "silence_add".into(),
+                job: Some(job.clone()),
+                for_ms: None,
+                reason: Some(reason.clone()),
+            },
+        )),
+        Some(Command::Resume { job, control }) => Some((
+            control,
+            Request {
+                command: "silence_remove".into(),
+                job: Some(job.clone()),
+                ..Request::default()
+            },
+        )),
+        _ => None,
+    };
+    if let Some((control, request)) = silence_request {
+        let path = control
+            .clone()
+            .unwrap_or_else(|| config.monitor.control.clone());
+        return match qcic_monitor::control::silence(&path, &request) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor: {err}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Some(Command::Status { control }) = &cli.command {
         let path = control

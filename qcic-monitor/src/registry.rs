@@ -62,6 +62,8 @@ pub struct JobView {
     pub runs_in_progress: usize,
     /// Open incidents.
     pub incidents: Vec<IncidentView>,
+    /// The job's silence or pause, if any.
+    pub silence: Option<Silence>,
     /// Recent events, oldest first: (unix ms, what).
     pub history: Vec<(u64, String)>,
 }
@@ -113,6 +115,7 @@ enum Key {
     Overrun(usize, u64),
     Stall(usize, u64),
     Repeat(usize, Slot),
+    SilenceEnd(usize),
 }
 
 #[derive(Debug)]
@@ -134,8 +137,19 @@ struct Open {
     run_id: Option<u64>,
     /// Reminders sent so far.
     repeats: u32,
+    /// Whether the first notification went out (not while silenced).
+    notified: bool,
     /// The first notification, kept for reminders.
     first: Notification,
+}
+
+/// A silence (or, without an end, a pause) on a job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Silence {
+    /// When it ends (unix ms); `None`: paused until resumed.
+    pub until_ms: Option<u64>,
+    /// Why.
+    pub reason: String,
 }
 
 #[derive(Debug)]
@@ -156,6 +170,8 @@ struct JobState {
     good_streak: u32,
     /// The scheduled start the `late` timer waits for (unix ms).
     expected_start_ms: Option<u64>,
+    /// Notifications held back while set.
+    silence: Option<Silence>,
     /// Recent events for people to read (status page), newest last.
     history: VecDeque<(u64, String)>,
 }
@@ -231,6 +247,7 @@ impl Registry {
                 bad_streak: 0,
                 good_streak: 0,
                 expected_start_ms: None,
+                silence: None,
                 history: VecDeque::with_capacity(HISTORY_LEN),
             });
             registry.arm_down(j, now, wall_ms);
@@ -488,10 +505,11 @@ impl Registry {
         note.host = Some(msg.host.clone());
         note.exit_code = msg.exit_code;
         note.text = text;
-        self.insert_open(j, slot, id, now, now, wall_ms, note.clone());
-        out.push(note);
+        self.insert_open(j, slot, id, now, now, wall_ms, note, out);
     }
 
+    /// Opens an incident and notifies, unless the job is silenced: then the
+    /// incident is recorded and notified when the silence ends (if still open).
     #[expect(clippy::too_many_arguments, reason = "the parts of one incident")]
     fn insert_open(
         &mut self,
@@ -502,8 +520,13 @@ impl Registry {
         now: Instant,
         _wall_ms: u64,
         first: Notification,
+        out: &mut Vec<Notification>,
     ) {
         let run_id = first.run_id;
+        let notified = self.jobs[j].silence.is_none();
+        if notified {
+            out.push(first.clone());
+        }
         self.jobs[j].open.insert(
             slot,
             Open {
@@ -511,6 +534,7 @@ impl Registry {
                 since,
                 run_id,
                 repeats: 0,
+                notified,
                 first,
             },
         );
@@ -533,6 +557,16 @@ impl Registry {
             return;
         };
         self.deadlines.clear(&Key::Repeat(j, slot));
+        if !open.notified {
+            // Never alarmed (it opened and closed during a silence): no
+            // follow-up is owed.
+            self.remember(
+                j,
+                wall_ms,
+                format!("{} incident closed while silenced", slot.event()),
+            );
+            return;
+        }
         let mut note = self.note(j, Event::Recovered, &open.id, wall_ms);
         note.resolves = Some(slot.event());
         note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
@@ -624,7 +658,8 @@ impl Registry {
                 | Key::Late(j)
                 | Key::Overrun(j, _)
                 | Key::Stall(j, _)
-                | Key::Repeat(j, _) => j,
+                | Key::Repeat(j, _)
+                | Key::SilenceEnd(j) => j,
             };
             let before = out.len();
             match key {
@@ -637,6 +672,7 @@ impl Registry {
                     self.fire_run(j, Slot::Stalled(run_id), now, wall_ms, &mut out)
                 }
                 Key::Repeat(j, slot) => self.fire_repeat(j, slot, now, wall_ms, &mut out),
+                Key::SilenceEnd(j) => self.end_silence(j, wall_ms, &mut out),
             }
             let notes: Vec<String> = out[before..]
                 .iter()
@@ -679,8 +715,7 @@ impl Registry {
                 human(quiet)
             ),
         });
-        self.insert_open(j, Slot::Down, id, since, now, wall_ms, note.clone());
-        out.push(note);
+        self.insert_open(j, Slot::Down, id, since, now, wall_ms, note, out);
     }
 
     fn fire_late(&mut self, j: usize, now: Instant, wall_ms: u64, out: &mut Vec<Notification>) {
@@ -698,8 +733,7 @@ impl Registry {
                 "no start within {} of the scheduled {due}",
                 human(self.jobs[j].cfg.start_within.unwrap_or_default())
             ));
-            self.insert_open(j, Slot::Late, id, now, now, wall_ms, note.clone());
-            out.push(note);
+            self.insert_open(j, Slot::Late, id, now, now, wall_ms, note, out);
         }
         // Watch the next scheduled start too (the incident stays one).
         self.arm_late(j, now, wall_ms, expected);
@@ -735,8 +769,7 @@ impl Registry {
             ),
             _ => format!("run started {} ago has not ended", human(running)),
         });
-        self.insert_open(j, slot, id, now, now, wall_ms, note.clone());
-        out.push(note);
+        self.insert_open(j, slot, id, now, now, wall_ms, note, out);
     }
 
     fn fire_repeat(
@@ -748,9 +781,16 @@ impl Registry {
         out: &mut Vec<Notification>,
     ) {
         let every = self.jobs[j].cfg.repeat;
+        let silenced = self.jobs[j].silence.is_some();
         let Some(open) = self.jobs[j].open.get_mut(&slot) else {
             return;
         };
+        if silenced || !open.notified {
+            if let Some(every) = every {
+                self.deadlines.set(Key::Repeat(j, slot), now + every);
+            }
+            return;
+        }
         open.repeats += 1;
         let mut note = open.first.clone();
         note.repeat = open.repeats;
@@ -759,6 +799,84 @@ impl Registry {
         out.push(note);
         if let Some(every) = every {
             self.deadlines.set(Key::Repeat(j, slot), now + every);
+        }
+    }
+
+    /// Silences a job until `until_ms` (unix ms), or pauses it (`None`)
+    /// until [`Registry::unsilence`]. Returns an error text for an unknown job.
+    pub fn silence(
+        &mut self,
+        job: &str,
+        until_ms: Option<u64>,
+        reason: &str,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Result<(), String> {
+        let &j = self
+            .index
+            .get(job)
+            .ok_or_else(|| format!("no job named {job:?}"))?;
+        self.jobs[j].silence = Some(Silence {
+            until_ms,
+            reason: reason.to_owned(),
+        });
+        match until_ms {
+            Some(until) => self
+                .deadlines
+                .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until)),
+            None => self.deadlines.clear(&Key::SilenceEnd(j)),
+        }
+        let what = match until_ms {
+            Some(until) => format!(
+                "silenced until {}: {reason}",
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(until)
+                )
+            ),
+            None => format!("paused: {reason}"),
+        };
+        self.remember(j, wall_ms, what);
+        Ok(())
+    }
+
+    /// Ends a job's silence or pause now; returns the notifications held
+    /// back for incidents still open.
+    pub fn unsilence(&mut self, job: &str, wall_ms: u64) -> Result<Vec<Notification>, String> {
+        let &j = self
+            .index
+            .get(job)
+            .ok_or_else(|| format!("no job named {job:?}"))?;
+        self.deadlines.clear(&Key::SilenceEnd(j));
+        let mut out = Vec::new();
+        self.end_silence(j, wall_ms, &mut out);
+        Ok(out)
+    }
+
+    /// Every silence: (job, silence).
+    pub fn silences(&self) -> Vec<(String, Silence)> {
+        self.jobs
+            .iter()
+            .filter_map(|job| Some((job.cfg.name.clone(), job.silence.clone()?)))
+            .collect()
+    }
+
+    fn end_silence(&mut self, j: usize, wall_ms: u64, out: &mut Vec<Notification>) {
+        if self.jobs[j].silence.take().is_none() {
+            return;
+        }
+        self.remember(j, wall_ms, "silence ended".into());
+        // Incidents still open were never notified: they are now.
+        for open in self.jobs[j].open.values_mut() {
+            if !open.notified {
+                open.notified = true;
+                let mut note = open.first.clone();
+                note.text = Some(format!(
+                    "{} (held back by a silence)",
+                    note.text.as_deref().unwrap_or("")
+                ));
+                note.detected_ms = wall_ms;
+                out.push(note);
+            }
         }
     }
 
@@ -800,6 +918,7 @@ impl Registry {
                     next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
                     runs_in_progress: job.runs.len(),
                     incidents,
+                    silence: job.silence.clone(),
                     history: job.history.iter().cloned().collect(),
                 }
             })
@@ -1336,5 +1455,72 @@ mod timer_tests {
             later[0].0, 150,
             "silent again after the heartbeat: a new incident"
         );
+    }
+}
+
+#[cfg(test)]
+mod silence_tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn hb(seq: u64) -> Message {
+        Message {
+            kind: Kind::Heartbeat,
+            job: "etl".into(),
+            run_id: None,
+            seq,
+            ts_ms: 0,
+            host: "h".into(),
+            pid: 1,
+            exit_code: None,
+            text: None,
+        }
+    }
+
+    #[test]
+    fn a_silence_holds_back_and_then_releases_an_open_incident() {
+        let t0 = Instant::now();
+        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), S * 0);
+        let mut r = Registry::new("w", &[cfg], 4, S * 300, Arc::new(Stats::default()), t0, 0);
+        r.silence("etl", Some(60_000), "db upgrade", t0, 0).unwrap();
+        assert!(
+            r.on_deadlines(t0 + S * 10, 10_000).is_empty(),
+            "down, but silenced"
+        );
+        assert_eq!(
+            r.views(t0 + S * 10, 10_000)[0].state,
+            "down",
+            "still recorded"
+        );
+        let released = r.on_deadlines(t0 + S * 60, 60_000);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].event, Event::Down);
+        assert!(
+            released[0]
+                .text
+                .as_ref()
+                .unwrap()
+                .contains("held back by a silence")
+        );
+        let up = r.on_message(&hb(1), t0 + S * 61, 61_000);
+        assert_eq!(up[0].resolves, Some(Event::Down));
+        assert_eq!(up[0].incident, released[0].incident);
+    }
+
+    #[test]
+    fn an_incident_that_opens_and_closes_during_a_pause_is_never_notified() {
+        let t0 = Instant::now();
+        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), S * 0);
+        let mut r = Registry::new("w", &[cfg], 4, S * 300, Arc::new(Stats::default()), t0, 0);
+        r.silence("etl", None, "maintenance", t0, 0).unwrap();
+        assert!(r.on_deadlines(t0 + S * 10, 10_000).is_empty());
+        assert!(
+            r.on_message(&hb(1), t0 + S * 12, 12_000).is_empty(),
+            "no follow-up owed"
+        );
+        assert!(r.unsilence("etl", 13_000).unwrap().is_empty());
+        assert!(r.silence("nope", None, "", t0, 0).is_err());
     }
 }

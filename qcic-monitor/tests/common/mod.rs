@@ -305,6 +305,28 @@ impl Alerts {
         }
     }
 
+    /// True if no alert with this topic arrives within `wait` (others are kept).
+    pub fn none_within(&mut self, topic: &str, wait: Duration) -> bool {
+        if self.pending.iter().any(|(t, _)| t == topic) {
+            return false;
+        }
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let Ok(frames) = self.socket.recv_multipart(0) else {
+                continue;
+            };
+            let got = String::from_utf8(frames[0].clone()).unwrap();
+            let body: Value = rmp_serde::from_slice(&frames[1]).unwrap();
+            self.seen.push((got.clone(), body.clone()));
+            if got == topic {
+                self.pending.push((got, body));
+                return false;
+            }
+            self.pending.push((got, body));
+        }
+        true
+    }
+
     /// Takes the oldest alert with this topic, waiting for it if none came
     /// yet. Alerts of other topics stay for later calls: two channels or two
     /// jobs may publish in either order.
