@@ -1482,7 +1482,7 @@ mod silence_tests {
     #[test]
     fn a_silence_holds_back_and_then_releases_an_open_incident() {
         let t0 = Instant::now();
-        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), S * 0);
+        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), Duration::ZERO);
         let mut r = Registry::new("w", &[cfg], 4, S * 300, Arc::new(Stats::default()), t0, 0);
         r.silence("etl", Some(60_000), "db upgrade", t0, 0).unwrap();
         assert!(
@@ -1512,7 +1512,7 @@ mod silence_tests {
     #[test]
     fn an_incident_that_opens_and_closes_during_a_pause_is_never_notified() {
         let t0 = Instant::now();
-        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), S * 0);
+        let cfg = JobConfig::new("etl", Schedule::Every(S * 10), Duration::ZERO);
         let mut r = Registry::new("w", &[cfg], 4, S * 300, Arc::new(Stats::default()), t0, 0);
         r.silence("etl", None, "maintenance", t0, 0).unwrap();
         assert!(r.on_deadlines(t0 + S * 10, 10_000).is_empty());
