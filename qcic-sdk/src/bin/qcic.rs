@@ -265,6 +265,11 @@ fn exit_code_of(status: ExitStatus) -> i32 {
 }
 
 fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> ExitCode {
+    // Catch SIGINT/SIGTERM first, before anything is sent: from then on a
+    // signal stops the command (once it runs), never qcic alone.
+    let signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| warn(&format!("cannot catch signals: {e}")))
+        .ok();
     // The job runs even if qcic cannot report it: monitoring must never be
     // the reason a job did not run. The watchers will see it as missing.
     let client = client(cli)
@@ -313,8 +318,9 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         copiers.push(pass_through(err, io::stderr(), Arc::clone(&tail)));
     }
     // Forward SIGINT and SIGTERM to the command: stopping qcic stops the job,
-    // and the run is then reported as failed with the signal.
-    if let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) {
+    // and the run is then reported as failed with the signal. (Signals that
+    // arrived before the command started are pending and forwarded now.)
+    if let Some(mut signals) = signals {
         thread::spawn(move || {
             for sig in signals.forever() {
                 if let Ok(sig) = Signal::try_from(sig) {
