@@ -57,12 +57,20 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 
 fn main() {
     let listen = format!("tcp://127.0.0.1:{}", port());
+    let control_dir = tempfile::tempdir().unwrap();
+    let control = control_dir
+        .path()
+        .join("control.sock")
+        .display()
+        .to_string();
     let publish = format!("tcp://127.0.0.1:{}", port());
     let text = format!(
         r#"
 [monitor]
 id = "bench"
 listen = ["{listen}"]
+state = "off"
+control = "{control}"
 [[job]]
 name = "quick"
 every = "200ms"

@@ -134,8 +134,11 @@ impl Drop for Monitor {
 
 fn start_monitor(listen: &str, publish: &str, curve: Option<&Keys>) -> Monitor {
     let dir = tempfile::tempdir().unwrap();
-    let mut config =
-        format!("[monitor]\nid = \"bench\"\nlisten = [\"{listen}\"]\nmax_rate_per_sender = 0\n\n");
+    let mut config = format!(
+        "[monitor]\nid = \"bench\"\nlisten = [\"{listen}\"]\nmax_rate_per_sender = 0\nstate = \"{}\"\ncontrol = \"{}\"\n\n",
+        dir.path().join("state.db").display(),
+        dir.path().join("control.sock").display()
+    );
     if let Some(k) = curve {
         let key = dir.path().join("w.key");
         std::fs::write(

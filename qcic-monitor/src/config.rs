@@ -62,6 +62,29 @@ pub struct MonitorConfig {
     pub control: PathBuf,
     /// The HTTP endpoint (API, metrics, status page), if configured.
     pub http: Option<std::net::SocketAddr>,
+    /// The state database (`state = "off"`: none).
+    pub state: Option<PathBuf>,
+}
+
+/// The default state database for a watcher id: in `$XDG_STATE_HOME/qcic`,
+/// else `~/.local/state/qcic`, else the temporary directory.
+pub fn default_state_path(id: &str) -> PathBuf {
+    let dir = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("qcic");
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{safe}.db"))
 }
 
 /// The default control socket for a watcher id: in `$XDG_RUNTIME_DIR` if
@@ -306,6 +329,7 @@ struct RawMonitor {
     #[serde(default, deserialize_with = "opt_duration")]
     max_clock_skew: Option<Duration>,
     control: Option<PathBuf>,
+    state: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -456,7 +480,13 @@ impl RawConfig {
             .monitor
             .control
             .unwrap_or_else(|| default_control_path(&id));
+        let state = match self.monitor.state.as_deref() {
+            Some("off") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(default_state_path(&id)),
+        };
         let monitor = MonitorConfig {
+            state,
             id,
             listen,
             max_unknown_jobs: self.monitor.max_unknown_jobs.unwrap_or(1000),

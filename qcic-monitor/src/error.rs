@@ -45,6 +45,14 @@ pub enum MonitorError {
         /// What went wrong.
         reason: String,
     },
+    /// The state database could not be opened.
+    #[error("state database {}: {reason}", path.display())]
+    State {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),

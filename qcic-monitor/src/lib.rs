@@ -38,6 +38,7 @@ pub mod receive;
 pub mod registry;
 pub mod schedule;
 pub mod stats;
+pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -66,7 +67,14 @@ pub async fn run(
 ) -> Result<(), MonitorError> {
     let stats = Arc::new(Stats::default());
     let ctx = zmq::Context::new();
-    let mut channels = Channels::start(&config.notify, &ctx, &stats)?;
+    let (store, pending) = match &config.monitor.state {
+        Some(path) => {
+            let (store, pending, _thread) = store::Store::open(path)?;
+            (Some(store), pending)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
     let (in_tx, in_rx) = mpsc::channel(4096);
     let receive_config = ReceiveConfig {
         listen: config.monitor.listen.clone(),
@@ -95,6 +103,8 @@ pub async fn run(
         jobs = config.jobs.len(),
         channels = config.notify.len(),
         curve = config.monitor.curve.is_some(),
+        state = ?config.monitor.state,
+        pending_notifications = pending.len(),
         control = %config.monitor.control.display(),
         http = ?config.monitor.http,
         allowed_senders = config
@@ -130,12 +140,33 @@ pub async fn run(
     let log = Arc::new(std::sync::Mutex::new(notify::NotificationLog::new(
         notify::LOG_CAPACITY,
     )));
+    let queues = channels.take_queues();
+    // Deliveries still pending from before a crash or restart go out first;
+    // the log learns them, so this run does not notify them again.
+    for (id, channel, note) in pending {
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(&note);
+        match queues.iter().find(|(name, _)| *name == channel) {
+            Some((_, queue)) => {
+                info!(%channel, incident = %note.incident, event = %note.event, "redelivering a notification pending since before the restart");
+                let _ = queue.try_send(store::Delivery { id: Some(id), note });
+            }
+            None => {
+                tracing::warn!(%channel, incident = %note.incident, "a pending notification's channel is no longer configured; dropped");
+                if let Some(store) = &store {
+                    store.done(Some(id));
+                }
+            }
+        }
+    }
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,
-        channels.take_queues(),
+        queues,
         notify::Routing::new(&config),
         Arc::clone(&stats),
         Arc::clone(&log),
+        store.clone(),
     ));
     let control_task = tokio::spawn(control::serve(
         control_listener,

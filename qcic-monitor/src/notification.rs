@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// What happened to a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     /// No message within `every + grace`.
@@ -61,7 +61,7 @@ pub fn incident_id(job: &str, event: Event, basis: &str) -> String {
 
 /// One notification, as every channel receives it. The ZeroMQ channel sends
 /// it as a MessagePack map with these field names (`docs/PROTOCOL.md`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     /// What happened.
     pub event: Event,
@@ -90,6 +90,7 @@ pub struct Notification {
     pub text: Option<String>,
     /// 0 for the first notification of an incident; 1, 2, ... for the
     /// reminders `repeat` sends while it stays open.
+    #[serde(default)]
     pub repeat: u32,
 }
 

@@ -84,7 +84,9 @@ class Monitor:
         self.dir = tempfile.TemporaryDirectory()
         config = pathlib.Path(self.dir.name) / "monitor.toml"
         config.write_text(
-            f'[monitor]\nid = "py-watcher"\nlisten = ["{self.listen}"]\n\n{jobs}\n'
+            f'[monitor]\nid = "py-watcher"\nlisten = ["{self.listen}"]\n'
+            f'state = "{pathlib.Path(self.dir.name) / "state.db"}"\n'
+            f'control = "{pathlib.Path(self.dir.name) / "control.sock"}"\n\n{jobs}\n'
             f'[[notify]]\nkind = "zmq"\npublish = "{self.publish}"\n'
         )
         self.log = pathlib.Path(self.dir.name) / "stderr.log"

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 
 use super::retry::{self, Failure};
 use crate::config::CommandConfig;
-use crate::notification::Notification;
 use crate::stats::Stats;
+use crate::store::{Delivery, Store};
 
 /// A ready command channel.
 #[derive(Debug)]
@@ -72,10 +72,18 @@ impl CommandChannel {
     }
 
     /// Runs the command for every notification, in order, with retries.
-    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
-        while let Some(note) = rx.recv().await {
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Delivery>,
+        stats: Arc<Stats>,
+        store: Option<Store>,
+    ) {
+        while let Some(Delivery { id, note }) = rx.recv().await {
             let json = serde_json::to_vec(&note).unwrap_or_default();
             retry::deliver(&self.name, &note, &stats, || self.run_once(&json)).await;
+            if let Some(store) = &store {
+                store.done(id);
+            }
         }
     }
 }

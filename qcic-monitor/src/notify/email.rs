@@ -9,23 +9,14 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::error;
+
+use super::retry::{self, Failure};
+use crate::store::{Delivery, Store};
 
 use crate::config::EmailConfig;
 use crate::notification::Notification;
 use crate::stats::Stats;
-
-/// Waits between delivery attempts; the last one repeats until the give-up time.
-const BACKOFF: [Duration; 6] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(5),
-    Duration::from_secs(10),
-    Duration::from_secs(30),
-    Duration::from_secs(60),
-];
-/// How long one notification is retried before it is given up on.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// A ready SMTP channel.
 #[derive(Debug)]
@@ -79,40 +70,34 @@ impl EmailChannel {
     /// Sends every notification it is given, in order, retrying each with
     /// backoff while the SMTP server is unreachable. Ends when the sender
     /// side closes and the queue is empty.
-    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
-        while let Some(note) = rx.recv().await {
-            let email = match self.build(&note) {
-                Ok(email) => email,
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Delivery>,
+        stats: Arc<Stats>,
+        store: Option<Store>,
+    ) {
+        while let Some(Delivery { id, note }) = rx.recv().await {
+            match self.build(&note) {
+                Ok(email) => {
+                    retry::deliver(&self.name, &note, &stats, || async {
+                        match self.transport.send(email.clone()).await {
+                            Ok(_) => Ok(()),
+                            // 5xx replies are permanent (a rejected address);
+                            // everything else may pass on a later try.
+                            Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+                            Err(e) => Err(Failure::Temporary(e.to_string())),
+                        }
+                    })
+                    .await;
+                }
                 Err(err) => {
                     stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                    stats.channel_result(&self.name, false);
                     error!(channel = %self.name, incident = %note.incident, cause = %err, "cannot build the email");
-                    continue;
                 }
-            };
-            let started = tokio::time::Instant::now();
-            let mut attempt = 0usize;
-            loop {
-                match self.transport.send(email.clone()).await {
-                    Ok(_) => {
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        stats.channel_result(&self.name, true);
-                        info!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, attempt = attempt + 1, "email sent");
-                        break;
-                    }
-                    Err(err) if started.elapsed() < GIVE_UP_AFTER => {
-                        let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)];
-                        stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
-                        warn!(channel = %self.name, incident = %note.incident, cause = %err, retry_in = ?wait, "email not sent; will retry");
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                    Err(err) => {
-                        stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
-                        stats.channel_result(&self.name, false);
-                        error!(channel = %self.name, incident = %note.incident, event = %note.event, job = %note.job, cause = %err, "email given up after retrying for 15 minutes");
-                        break;
-                    }
-                }
+            }
+            if let Some(store) = &store {
+                store.done(id);
             }
         }
     }

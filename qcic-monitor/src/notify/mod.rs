@@ -23,14 +23,15 @@ use crate::config::NotifyConfig;
 use crate::error::MonitorError;
 use crate::notification::{Event, Notification};
 use crate::stats::Stats;
+use crate::store::{Delivery, Store};
 
 /// Notifications a channel may have waiting before new ones are refused.
 pub const CHANNEL_QUEUE: usize = 10_000;
 /// Notifications the in-memory notification log remembers.
 pub const LOG_CAPACITY: usize = 10_000;
 
-/// The queue of each running channel, by name.
-pub type Queues = Vec<(String, mpsc::Sender<Notification>)>;
+/// The queue of each running channel, by name (`Config` order).
+pub type Queues = Vec<(String, mpsc::Sender<Delivery>)>;
 
 /// The running channels' workers.
 #[derive(Debug, Default)]
@@ -46,6 +47,7 @@ impl Channels {
         configs: &[NotifyConfig],
         ctx: &zmq::Context,
         stats: &Arc<Stats>,
+        store: Option<&Store>,
     ) -> Result<Channels, MonitorError> {
         let mut channels = Channels::default();
         for (index, cfg) in configs.iter().enumerate() {
@@ -61,17 +63,18 @@ impl Channels {
                                 reason,
                             }
                         })?;
-                    channels
-                        .tasks
-                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
-                    channels.queues.push((name, tx));
+                    channels.tasks.push(tokio::spawn(channel.run(
+                        rx,
+                        Arc::clone(stats),
+                        store.cloned(),
+                    )));
+                    channels.queues.push((cfg.name(index), tx));
                 }
                 NotifyConfig::Zmq(zmq) => {
-                    let thread = zmq_pub::start(ctx, index, zmq, rx, Arc::clone(stats))?;
+                    let thread =
+                        zmq_pub::start(ctx, index, zmq, rx, Arc::clone(stats), store.cloned())?;
                     channels.threads.push(thread);
-                    channels
-                        .queues
-                        .push((format!("notify[{index}] zmq {}", zmq.publish), tx));
+                    channels.queues.push((cfg.name(index), tx));
                 }
                 NotifyConfig::Webhook(hook) => {
                     let name = cfg.name(index);
@@ -83,9 +86,11 @@ impl Channels {
                                 reason,
                             }
                         })?;
-                    channels
-                        .tasks
-                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
+                    channels.tasks.push(tokio::spawn(channel.run(
+                        rx,
+                        Arc::clone(stats),
+                        store.cloned(),
+                    )));
                     channels.queues.push((name, tx));
                 }
                 NotifyConfig::Command(cmd) => {
@@ -98,9 +103,11 @@ impl Channels {
                                 reason,
                             }
                         })?;
-                    channels
-                        .tasks
-                        .push(tokio::spawn(channel.run(rx, Arc::clone(stats))));
+                    channels.tasks.push(tokio::spawn(channel.run(
+                        rx,
+                        Arc::clone(stats),
+                        store.cloned(),
+                    )));
                     channels.queues.push((name, tx));
                 }
             }
@@ -234,6 +241,7 @@ pub async fn dispatch(
     routing: Routing,
     stats: Arc<Stats>,
     log: Arc<std::sync::Mutex<NotificationLog>>,
+    store: Option<Store>,
 ) {
     while let Some(note) = rx.recv().await {
         let new = log
@@ -256,12 +264,28 @@ pub async fn dispatch(
             "{}",
             note.headline()
         );
-        for (name, queue) in routing
+        let targets: Vec<&(String, mpsc::Sender<Delivery>)> = routing
             .channels(&note.job)
             .iter()
             .filter_map(|&i| queues.get(i))
-        {
-            if let Err(err) = queue.try_send(note.clone()) {
+            .collect();
+        // On disk before any channel sees it: a crash from here on does
+        // not lose it.
+        let ids: Vec<Option<i64>> = match &store {
+            Some(store) => {
+                let names = targets.iter().map(|(n, _)| n.clone()).collect();
+                let ids = store.enqueue(names, note.clone()).await;
+                (0..targets.len()).map(|i| ids.get(i).copied()).collect()
+            }
+            None => vec![None; targets.len()],
+        };
+        for ((name, queue), id) in targets.into_iter().zip(ids) {
+            let delivery = Delivery {
+                id,
+                note: note.clone(),
+            };
+            if let Err(err) = queue.try_send(delivery) {
+                // Still in the outbox (if on): it goes out after a restart.
                 stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
                 error!(channel = %name, incident = %note.incident, cause = %err, "channel queue refused a notification");
             }

@@ -10,6 +10,7 @@ use super::retry::{self, Failure};
 use crate::config::WebhookConfig;
 use crate::notification::Notification;
 use crate::stats::Stats;
+use crate::store::{Delivery, Store};
 
 /// A ready webhook channel.
 #[derive(Debug)]
@@ -74,9 +75,17 @@ impl WebhookChannel {
     }
 
     /// Posts every notification it is given, in order, with retries.
-    pub async fn run(self, mut rx: mpsc::Receiver<Notification>, stats: Arc<Stats>) {
-        while let Some(note) = rx.recv().await {
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Delivery>,
+        stats: Arc<Stats>,
+        store: Option<Store>,
+    ) {
+        while let Some(Delivery { id, note }) = rx.recv().await {
             retry::deliver(&self.name, &note, &stats, || self.post(&note)).await;
+            if let Some(store) = &store {
+                store.done(id);
+            }
         }
     }
 }

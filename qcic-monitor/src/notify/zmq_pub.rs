@@ -15,6 +15,7 @@ use crate::config::ZmqConfig;
 use crate::error::MonitorError;
 use crate::notification::Notification;
 use crate::stats::Stats;
+use crate::store::{Delivery, Store};
 
 /// The topic frame for a notification.
 pub fn topic(note: &Notification) -> String {
@@ -27,8 +28,9 @@ pub fn start(
     ctx: &zmq::Context,
     index: usize,
     cfg: &ZmqConfig,
-    mut rx: mpsc::Receiver<Notification>,
+    mut rx: mpsc::Receiver<Delivery>,
     stats: Arc<Stats>,
+    store: Option<Store>,
 ) -> Result<JoinHandle<()>, MonitorError> {
     let socket = ctx.socket(zmq::PUB)?;
     // Bounded: a subscriber that went away must not hold up shutdown.
@@ -43,7 +45,11 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("qcic-publish".into())
         .spawn(move || {
-            while let Some(note) = rx.blocking_recv() {
+            while let Some(Delivery { id, note }) = rx.blocking_recv() {
+                // PUB is fire-and-forget: handed to libzmq is as delivered as it gets.
+                if let Some(store) = &store {
+                    store.done(id);
+                }
                 let body = match rmp_serde::to_vec_named(&note) {
                     Ok(body) => body,
                     Err(err) => {

@@ -65,8 +65,13 @@ impl Monitor {
         let http = format!("127.0.0.1:{}", free_port());
         let dir = tempfile::tempdir().unwrap();
         let control = dir.path().join("control.sock");
+        let state = if monitor_keys.contains("state =") {
+            String::new()
+        } else {
+            format!("state = \"{}\"\n", dir.path().join("state.db").display())
+        };
         let config = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{monitor_keys}\n\n{}",
+            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{state}{monitor_keys}\n\n{}",
             control.display(),
             body.replace("{publish}", &publish).replace("{http}", &http)
         );

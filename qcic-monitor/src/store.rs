@@ -1,0 +1,183 @@
+//! The embedded state database (SQLite, bundled): for now the notification
+//! outbox, so a notification survives a crash (`kill -9`) and an outage of
+//! its channel.
+//!
+//! One thread owns the connection. The dispatcher writes a notification to
+//! the outbox and waits for the commit before any channel sees it; a channel
+//! deletes the row once it has delivered (or given up for good). At start-up
+//! the rows still there are queued again. Delivery is therefore
+//! at-least-once: a crash between a delivery and its delete resends that one
+//! notification (with the same incident id, so it is recognisable).
+
+use std::path::Path;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use crate::error::MonitorError;
+use crate::notification::Notification;
+
+/// One notification waiting for one channel.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its outbox row, if the state database is on.
+    pub id: Option<i64>,
+    /// What to deliver.
+    pub note: Notification,
+}
+
+enum Op {
+    Enqueue {
+        channels: Vec<String>,
+        note: Box<Notification>,
+        ack: oneshot::Sender<Vec<i64>>,
+    },
+    Done(i64),
+}
+
+/// A handle to the store thread; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: std_mpsc::Sender<Op>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Rows left from before a restart: (outbox id, channel name, notification).
+pub type Pending = Vec<(i64, String, Notification)>;
+
+impl Store {
+    /// Opens (or creates) the database and starts its thread. Returns the
+    /// deliveries that were pending when the monitor last stopped.
+    pub fn open(path: &Path) -> Result<(Store, Pending, JoinHandle<()>), MonitorError> {
+        let err = |reason: String| MonitorError::State {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| err(e.to_string()))?;
+        // WAL with synchronous=NORMAL: a commit survives a crash of the
+        // process (kill -9), at a fraction of FULL's cost (STACK.md).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS outbox (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 channel TEXT NOT NULL,
+                 note TEXT NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );",
+        )
+        .map_err(|e| err(e.to_string()))?;
+        let pending = load_pending(&conn).map_err(|e| err(e.to_string()))?;
+        let (tx, rx) = std_mpsc::channel::<Op>();
+        let thread = std::thread::Builder::new()
+            .name("qcic-store".into())
+            .spawn(move || store_loop(&conn, &rx))
+            .map_err(|e| err(e.to_string()))?;
+        Ok((Store { tx }, pending, thread))
+    }
+
+    /// Writes `note` to the outbox once per channel and returns the row ids
+    /// after the commit (empty if the store is gone).
+    pub async fn enqueue(&self, channels: Vec<String>, note: Notification) -> Vec<i64> {
+        let (ack, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Op::Enqueue {
+                channels,
+                note: Box::new(note),
+                ack,
+            })
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Marks a delivery done (delivered, or given up for good).
+    pub fn done(&self, id: Option<i64>) {
+        if let Some(id) = id {
+            let _ = self.tx.send(Op::Done(id));
+        }
+    }
+}
+
+fn load_pending(conn: &Connection) -> rusqlite::Result<Pending> {
+    let mut stmt = conn.prepare("SELECT id, channel, note FROM outbox ORDER BY id")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut pending = Vec::new();
+    for row in rows {
+        let (id, channel, text) = row?;
+        match serde_json::from_str(&text) {
+            Ok(note) => pending.push((id, channel, note)),
+            Err(e) => warn!(id, cause = %e, "unreadable outbox row skipped"),
+        }
+    }
+    Ok(pending)
+}
+
+fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
+    while let Ok(first) = rx.recv() {
+        // Take whatever else is waiting too: one transaction for the batch.
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+            if batch.len() >= 1000 {
+                break;
+            }
+        }
+        let mut acks = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.unchecked_transaction()?;
+            for op in batch {
+                match op {
+                    Op::Enqueue {
+                        channels,
+                        note,
+                        ack,
+                    } => {
+                        let text = serde_json::to_string(&note).unwrap_or_default();
+                        let mut ids = Vec::with_capacity(channels.len());
+                        for channel in channels {
+                            tx.execute(
+                                "INSERT INTO outbox (channel, note, created_ms) VALUES (?1, ?2, ?3)",
+                                params![channel, text, i64::try_from(note.detected_ms).unwrap_or(i64::MAX)],
+                            )?;
+                            ids.push(tx.last_insert_rowid());
+                        }
+                        acks.push((ack, ids));
+                    }
+                    Op::Done(id) => {
+                        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            error!(cause = %e, "state database write failed; notifications go out without the outbox");
+        }
+        // Acknowledge only after the commit: the dispatcher sends nothing
+        // that is not on disk.
+        for (ack, ids) in acks {
+            let _ = ack.send(ids);
+        }
+    }
+}
