@@ -18,6 +18,7 @@ use crate::notification::Notification;
 use crate::receive::Inbound;
 use crate::registry::{JobView, Registry};
 use crate::stats::Stats;
+use crate::store::Store;
 
 /// A question to the checker, which alone owns the registry.
 #[derive(Debug)]
@@ -51,8 +52,12 @@ pub async fn run(
     out: mpsc::Sender<Notification>,
     mut queries: mpsc::Receiver<Query>,
     stats: Arc<Stats>,
+    store: Option<Store>,
 ) {
-    loop {
+    // Job state is saved in batches: at most every SAVE_EVERY while
+    // something changed (a timer armed only then: idle means asleep).
+    let mut save_at: Option<Instant> = None;
+    'serve: loop {
         let next = registry.next_deadline();
         let notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
@@ -95,17 +100,33 @@ pub async fn run(
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                 registry.on_deadlines(Instant::now(), wall_ms())
             }
+            () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
+                save_at = None;
+                if let Some(store) = &store {
+                    store.save_jobs(registry.take_dirty(Instant::now(), wall_ms()));
+                }
+                Vec::new()
+            }
         };
+        if store.is_some() && save_at.is_none() && registry.is_dirty() {
+            save_at = Some(Instant::now() + SAVE_EVERY);
+        }
         // Bounded: if the dispatcher ever fell behind, the checker waits,
         // the receiver waits, and libzmq's high-water marks hold the rest,
         // instead of memory growing without bound.
         for note in notes {
             if out.send(note).await.is_err() {
-                return;
+                break 'serve;
             }
         }
     }
+    if let Some(store) = &store {
+        store.save_jobs(registry.take_dirty(Instant::now(), wall_ms()));
+    }
 }
+
+/// How often changed job state is written to the state database, at most.
+pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The watcher's wall clock, unix ms.
 pub fn wall_ms() -> u64 {
@@ -174,6 +195,7 @@ mod tests {
             out_tx,
             queries,
             Arc::new(Stats::default()),
+            None,
         ));
         Harness {
             t0,

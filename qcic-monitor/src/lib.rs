@@ -67,13 +67,20 @@ pub async fn run(
 ) -> Result<(), MonitorError> {
     let stats = Arc::new(Stats::default());
     let ctx = zmq::Context::new();
-    let (store, pending) = match &config.monitor.state {
+    let (store, loaded) = match &config.monitor.state {
         Some(path) => {
-            let (store, pending, _thread) = store::Store::open(path)?;
-            (Some(store), pending)
+            let (store, loaded, _thread) = store::Store::open(path)?;
+            (Some(store), loaded)
         }
-        None => (None, Vec::new()),
+        None => (
+            None,
+            store::Loaded {
+                pending: Vec::new(),
+                jobs: Vec::new(),
+            },
+        ),
     };
+    let pending = loaded.pending;
     let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
     let (in_tx, in_rx) = mpsc::channel(4096);
     let receive_config = ReceiveConfig {
@@ -119,7 +126,7 @@ pub async fn run(
         info!(job = %job, "watching");
     }
 
-    let registry = Registry::new(
+    let mut registry = Registry::new(
         &config.monitor.id,
         &config.jobs,
         config.monitor.max_unknown_jobs,
@@ -128,6 +135,13 @@ pub async fn run(
         Instant::now(),
         checker::wall_ms(),
     );
+    let restored = registry.restore(&loaded.jobs, Instant::now(), checker::wall_ms());
+    if restored > 0 {
+        info!(
+            jobs = restored,
+            "job state restored from the state database"
+        );
+    }
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (query_tx, query_rx) = mpsc::channel(64);
     let checker = tokio::spawn(checker::run(
@@ -136,6 +150,7 @@ pub async fn run(
         out_tx,
         query_rx,
         Arc::clone(&stats),
+        store.clone(),
     ));
     let log = Arc::new(std::sync::Mutex::new(notify::NotificationLog::new(
         notify::LOG_CAPACITY,

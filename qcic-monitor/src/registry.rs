@@ -78,7 +78,9 @@ pub const HISTORY_LEN: usize = 10;
 const MAX_SKEW_HOSTS: usize = 10_000;
 
 /// Where an incident lives: one per job, or one per run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 enum Slot {
     Down,
     Failed,
@@ -144,7 +146,7 @@ struct Open {
 }
 
 /// A silence (or, without an end, a pause) on a job.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Silence {
     /// When it ends (unix ms); `None`: paused until resumed.
     pub until_ms: Option<u64>,
@@ -190,6 +192,40 @@ pub struct Registry {
     skewed_hosts: HashMap<String, bool>,
     max_skew: Duration,
     stats: Arc<Stats>,
+    /// Jobs changed since the last [`Registry::take_dirty`].
+    dirty: HashSet<usize>,
+}
+
+/// What the state database keeps of a job (JSON in `jobs.state`). Times are
+/// the watcher's wall clock (unix ms): monotonic instants do not survive a
+/// restart.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct JobRecord {
+    last: Option<SeenRecord>,
+    runs: Vec<(u64, u64, String)>,
+    open: Vec<OpenRecord>,
+    bad_streak: u32,
+    good_streak: u32,
+    silence: Option<Silence>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SeenRecord {
+    wall_ms: u64,
+    kind: String,
+    basis: String,
+    host: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct OpenRecord {
+    slot: Slot,
+    id: String,
+    since_ms: u64,
+    run_id: Option<u64>,
+    repeats: u32,
+    notified: bool,
+    first: Notification,
 }
 
 /// The instant at wall time `at_ms`, given that `now` is `wall_ms`. Far
@@ -236,6 +272,7 @@ impl Registry {
             skewed_hosts: HashMap::new(),
             max_skew,
             stats,
+            dirty: HashSet::new(),
         };
         for (j, cfg) in jobs.iter().enumerate() {
             registry.index.insert(cfg.name.clone(), j);
@@ -254,6 +291,145 @@ impl Registry {
             registry.arm_late(j, now, wall_ms, wall_ms);
         }
         registry
+    }
+
+    /// Whether a job changed since the last [`Registry::take_dirty`].
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// The jobs changed since the last call, as (name, JSON record), for the
+    /// state database.
+    pub fn take_dirty(&mut self, now: Instant, wall_ms: u64) -> Vec<(String, String)> {
+        let wall_of =
+            |at: Instant| wall_ms.saturating_sub(millis(now.saturating_duration_since(at)));
+        let dirty: Vec<usize> = self.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .filter_map(|j| {
+                let job = &self.jobs[j];
+                let record = JobRecord {
+                    last: job.last.as_ref().map(|s| SeenRecord {
+                        wall_ms: s.wall_ms,
+                        kind: s.kind.name().to_owned(),
+                        basis: s.basis.clone(),
+                        host: s.host.clone(),
+                    }),
+                    runs: job
+                        .runs
+                        .iter()
+                        .map(|(id, r)| (*id, wall_of(r.started), r.host.clone()))
+                        .collect(),
+                    open: job
+                        .open
+                        .iter()
+                        .map(|(slot, o)| OpenRecord {
+                            slot: *slot,
+                            id: o.id.clone(),
+                            since_ms: wall_of(o.since),
+                            run_id: o.run_id,
+                            repeats: o.repeats,
+                            notified: o.notified,
+                            first: o.first.clone(),
+                        })
+                        .collect(),
+                    bad_streak: job.bad_streak,
+                    good_streak: job.good_streak,
+                    silence: job.silence.clone(),
+                };
+                Some((job.cfg.name.clone(), serde_json::to_string(&record).ok()?))
+            })
+            .collect()
+    }
+
+    /// Carries on from records of an earlier run (by job name; unknown names
+    /// and unreadable records are skipped). Deadlines are recomputed from the
+    /// recorded wall times, so one that passed while the watcher was down
+    /// fires at once.
+    pub fn restore(&mut self, records: &[(String, String)], now: Instant, wall_ms: u64) -> usize {
+        let instant_of = |at_ms: u64| {
+            now.checked_sub(Duration::from_millis(wall_ms.saturating_sub(at_ms)))
+                .unwrap_or(now)
+        };
+        let mut restored = 0;
+        for (name, text) in records {
+            let Some(&j) = self.index.get(name) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_str::<JobRecord>(text) else {
+                warn!(job = %name, "unreadable job state skipped");
+                continue;
+            };
+            restored += 1;
+            let job = &mut self.jobs[j];
+            job.last = record.last.map(|s| Seen {
+                at: instant_of(s.wall_ms),
+                wall_ms: s.wall_ms,
+                kind: Kind::from_name(&s.kind).unwrap_or(Kind::Heartbeat),
+                basis: s.basis,
+                host: s.host,
+            });
+            job.bad_streak = record.bad_streak;
+            job.good_streak = record.good_streak;
+            job.silence = record.silence;
+            for (run_id, started_ms, host) in record.runs {
+                job.runs.insert(
+                    run_id,
+                    RunState {
+                        started: instant_of(started_ms),
+                        host,
+                    },
+                );
+            }
+            for o in record.open {
+                job.open.insert(
+                    o.slot,
+                    Open {
+                        id: o.id,
+                        since: instant_of(o.since_ms),
+                        run_id: o.run_id,
+                        repeats: o.repeats,
+                        notified: o.notified,
+                        first: o.first,
+                    },
+                );
+            }
+            if let Some(last) = job.last.as_ref().map(|s| s.wall_ms) {
+                let cfg = &job.cfg;
+                let at = cfg.schedule.down_at_ms(last, cfg.grace);
+                self.deadlines.set(Key::Down(j), at_wall(now, wall_ms, at));
+            }
+            let runs: Vec<(u64, Instant)> = self.jobs[j]
+                .runs
+                .iter()
+                .map(|(id, r)| (*id, r.started))
+                .collect();
+            for (run_id, started) in runs {
+                if let Some(max) = self.jobs[j].cfg.max_runtime {
+                    self.deadlines
+                        .set(Key::Overrun(j, run_id), (started + max).max(now));
+                }
+                if let Some(stall) = self.jobs[j].cfg.stall_after {
+                    self.deadlines
+                        .set(Key::Stall(j, run_id), (now + stall).max(now));
+                }
+            }
+            if let (Some(silence), Some(until)) = (
+                &self.jobs[j].silence,
+                self.jobs[j].silence.as_ref().and_then(|s| s.until_ms),
+            ) {
+                let _ = silence;
+                self.deadlines
+                    .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+            }
+            let slots: Vec<Slot> = self.jobs[j].open.keys().copied().collect();
+            if let Some(every) = self.jobs[j].cfg.repeat {
+                for slot in slots {
+                    self.deadlines.set(Key::Repeat(j, slot), now + every);
+                }
+            }
+        }
+        restored
     }
 
     /// The earliest deadline, if any is set.
@@ -317,6 +493,7 @@ impl Registry {
             }
         }
         self.check_skew(msg, wall_ms);
+        self.dirty.insert(j);
         let note = match &msg.text {
             Some(text) => format!(
                 "{}: {}",
@@ -661,6 +838,7 @@ impl Registry {
                 | Key::Repeat(j, _)
                 | Key::SilenceEnd(j) => j,
             };
+            self.dirty.insert(j);
             let before = out.len();
             match key {
                 Key::Down(j) => self.fire_down(j, now, wall_ms, &mut out),

@@ -36,6 +36,7 @@ enum Op {
         ack: oneshot::Sender<Vec<i64>>,
     },
     Done(i64),
+    SaveJobs(Vec<(String, String)>),
 }
 
 /// A handle to the store thread; cheap to clone.
@@ -53,10 +54,19 @@ impl std::fmt::Debug for Store {
 /// Rows left from before a restart: (outbox id, channel name, notification).
 pub type Pending = Vec<(i64, String, Notification)>;
 
+/// What a store holds at start-up.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Deliveries not done yet.
+    pub pending: Pending,
+    /// Job state records: (job name, JSON).
+    pub jobs: Vec<(String, String)>,
+}
+
 impl Store {
     /// Opens (or creates) the database and starts its thread. Returns the
     /// deliveries that were pending when the monitor last stopped.
-    pub fn open(path: &Path) -> Result<(Store, Pending, JoinHandle<()>), MonitorError> {
+    pub fn open(path: &Path) -> Result<(Store, Loaded, JoinHandle<()>), MonitorError> {
         let err = |reason: String| MonitorError::State {
             path: path.to_path_buf(),
             reason,
@@ -70,6 +80,10 @@ impl Store {
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS jobs (
+                 name TEXT PRIMARY KEY,
+                 state TEXT NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS outbox (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  channel TEXT NOT NULL,
@@ -79,12 +93,13 @@ impl Store {
         )
         .map_err(|e| err(e.to_string()))?;
         let pending = load_pending(&conn).map_err(|e| err(e.to_string()))?;
+        let jobs = load_jobs(&conn).map_err(|e| err(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
         let thread = std::thread::Builder::new()
             .name("qcic-store".into())
             .spawn(move || store_loop(&conn, &rx))
             .map_err(|e| err(e.to_string()))?;
-        Ok((Store { tx }, pending, thread))
+        Ok((Store { tx }, Loaded { pending, jobs }, thread))
     }
 
     /// Writes `note` to the outbox once per channel and returns the row ids
@@ -105,12 +120,27 @@ impl Store {
         rx.await.unwrap_or_default()
     }
 
+    /// Saves job state records (fire and forget; batched by the thread).
+    pub fn save_jobs(&self, records: Vec<(String, String)>) {
+        if !records.is_empty() {
+            let _ = self.tx.send(Op::SaveJobs(records));
+        }
+    }
+
     /// Marks a delivery done (delivered, or given up for good).
     pub fn done(&self, id: Option<i64>) {
         if let Some(id) = id {
             let _ = self.tx.send(Op::Done(id));
         }
     }
+}
+
+fn load_jobs(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare("SELECT name, state FROM jobs")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    rows.collect()
 }
 
 fn load_pending(conn: &Connection) -> rusqlite::Result<Pending> {
@@ -166,6 +196,15 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                     }
                     Op::Done(id) => {
                         tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+                    }
+                    Op::SaveJobs(records) => {
+                        for (name, state) in records {
+                            tx.execute(
+                                "INSERT INTO jobs (name, state) VALUES (?1, ?2)
+                                 ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                                params![name, state],
+                            )?;
+                        }
                     }
                 }
             }

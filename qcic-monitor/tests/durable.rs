@@ -55,3 +55,83 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
     assert!(log.contains("pending_notifications=0"), "{log}");
     assert_eq!(smtp.emails().len(), 1);
 }
+
+fn notes(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn wait_note(path: &std::path::Path, event: &str, job: &str) -> serde_json::Value {
+    let mut found = None;
+    assert!(
+        wait_until(common::WAIT, || {
+            found = notes(path)
+                .into_iter()
+                .find(|n| n["event"] == event && n["job"] == job);
+            found.is_some()
+        }),
+        "no {event} for {job}: {:?}",
+        notes(path)
+    );
+    found.unwrap()
+}
+
+/// Job state survives `kill -9`: a deadline that passed while the watcher
+/// was down fires at start-up (with the last message it knew), and an open
+/// incident is closed after the restart with the same incident id.
+#[test]
+fn job_state_carries_over_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let body = format!(
+        "[[job]]\nname = \"beat\"\nevery = \"3s\"\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+        out.display()
+    );
+    let first = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let sender = Client::new([first.listen.clone()]).unwrap();
+    sender.heartbeat("beat").unwrap();
+    sender.fail("etl", Some(2), "broken").unwrap();
+    let failed = wait_note(&out, "failed", "etl");
+    // Let the (batched, 200 ms) state write happen, then crash.
+    std::thread::sleep(Duration::from_millis(800));
+    drop(sender);
+    drop(first);
+    // beat's deadline (3 s after its heartbeat) passes while no watcher runs.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let second = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let down = wait_note(&out, "down", "beat");
+    assert!(
+        down["last_seen_ms"].as_u64().is_some(),
+        "restored: it knows the heartbeat from before the crash: {down:?}"
+    );
+    assert!(
+        down["text"].as_str().unwrap().starts_with("no message for"),
+        "{down:?}"
+    );
+    let sender = Client::new([second.listen.clone()]).unwrap();
+    sender.start("etl").unwrap().success().unwrap();
+    let up = wait_note(&out, "recovered", "etl");
+    assert_eq!(
+        up["incident"], failed["incident"],
+        "the incident opened before the crash"
+    );
+    assert_eq!(
+        notes(&out)
+            .iter()
+            .filter(|n| n["event"] == "failed")
+            .count(),
+        1,
+        "the failure was not notified again after the restart"
+    );
+    let log = second.stop();
+    assert!(
+        log.contains("job state restored from the state database"),
+        "{log}"
+    );
+}
