@@ -132,11 +132,15 @@ impl Drop for Monitor {
     }
 }
 
-fn start_monitor(listen: &str, publish: &str, curve: Option<&Keys>) -> Monitor {
+fn start_monitor(listen: &str, publish: &str, curve: Option<&Keys>, state: bool) -> Monitor {
     let dir = tempfile::tempdir().unwrap();
     let mut config = format!(
         "[monitor]\nid = \"bench\"\nlisten = [\"{listen}\"]\nmax_rate_per_sender = 0\nstate = \"{}\"\ncontrol = \"{}\"\n\n",
-        dir.path().join("state.db").display(),
+        if state {
+            dir.path().join("state.db").display().to_string()
+        } else {
+            "off".to_owned()
+        },
         dir.path().join("control.sock").display()
     );
     if let Some(k) = curve {
@@ -173,11 +177,11 @@ fn start_monitor(listen: &str, publish: &str, curve: Option<&Keys>) -> Monitor {
     Monitor { child, _dir: dir }
 }
 
-fn monitor(frames: &[Vec<u8>], curve: bool) -> f64 {
+fn monitor(frames: &[Vec<u8>], curve: bool, state: bool) -> f64 {
     let keys = keys();
     let listen = endpoint();
     let publish = endpoint();
-    let _monitor = start_monitor(&listen, &publish, curve.then_some(&keys));
+    let _monitor = start_monitor(&listen, &publish, curve.then_some(&keys), state);
     let ctx = zmq::Context::new();
     let sub = ctx.socket(zmq::SUB).unwrap();
     sub.set_subscribe(b"alert.failed.sentinel").unwrap();
@@ -240,12 +244,29 @@ fn main() {
         frames[0].len()
     );
     let mut json = Vec::new();
+    // The state database's effect, CURVE off.
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for _ in 0..RUNS {
+        off.push(monitor(&frames, false, false));
+        on.push(monitor(&frames, false, true));
+    }
+    let (off, offmin, offmax) = median(off);
+    let (on, onmin, onmax) = median(on);
+    println!(
+        "state DB off      qcic-monitor {off:>9.0}/s ({offmin:.0}..{offmax:.0})   state DB on {on:>9.0}/s ({onmin:.0}..{onmax:.0})   ratio {:.2}",
+        on / off
+    );
+    json.push(format!(
+        "{{\"state_off_per_s\": {off:.0}, \"state_on_per_s\": {on:.0}, \"ratio\": {:.3}}}",
+        on / off
+    ));
     for curve in [false, true] {
         let mut bare_rates = Vec::new();
         let mut mon_rates = Vec::new();
         for _ in 0..RUNS {
             bare_rates.push(bare(&frames, curve));
-            mon_rates.push(monitor(&frames, curve));
+            mon_rates.push(monitor(&frames, curve, true));
         }
         let (b, bmin, bmax) = median(bare_rates);
         let (m, mmin, mmax) = median(mon_rates);

@@ -408,7 +408,6 @@ fn receive_loop(
                     if let Some(c) = stats.by_kind.get(kind) {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
-                    stats.inbound_queued.fetch_add(1, Ordering::Relaxed);
                     if tx
                         .blocking_send(Inbound {
                             message,

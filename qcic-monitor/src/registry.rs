@@ -494,15 +494,24 @@ impl Registry {
         }
         self.check_skew(msg, wall_ms);
         self.dirty.insert(j);
-        let note = match &msg.text {
-            Some(text) => format!(
-                "{}: {}",
-                msg.kind,
-                text.chars().take(80).collect::<String>()
-            ),
-            None => msg.kind.to_string(),
-        };
-        self.remember(j, wall_ms, note);
+        // The history is for people: a run of identical heartbeats or
+        // progress notes without text is one line (and costs no allocation).
+        let repeated = msg.text.is_none()
+            && self.jobs[j]
+                .history
+                .back()
+                .is_some_and(|(_, last)| last == msg.kind.name());
+        if !repeated {
+            let note = match &msg.text {
+                Some(text) => format!(
+                    "{}: {}",
+                    msg.kind,
+                    text.chars().take(80).collect::<String>()
+                ),
+                None => msg.kind.to_string(),
+            };
+            self.remember(j, wall_ms, note);
+        }
         let out = self.apply(j, msg, now, wall_ms);
         for n in &out {
             self.remember(j, wall_ms, format!("notified {}", n.headline()));
