@@ -64,15 +64,8 @@ pub unsafe extern "C" fn qcic_client_new(
         }
         // SAFETY: per this function's contract.
         let endpoints = try_status!(unsafe { str_arg(endpoints) });
-        match Client::new(parse_endpoints(endpoints)) {
-            Ok(client) => {
-                let handle = Box::into_raw(Box::new(qcic_client { client }));
-                // SAFETY: checked non-NULL above; valid for writes per contract.
-                unsafe { client_out.write(handle) };
-                QCIC_STATUS_OK
-            }
-            Err(err) => status::of_error(&err),
-        }
+        // SAFETY: client_out checked non-NULL above; valid for writes per contract.
+        unsafe { hand_out(Client::new(parse_endpoints(endpoints)), client_out) }
     })
 }
 
@@ -91,15 +84,8 @@ pub unsafe extern "C" fn qcic_client_new_from_env(
             return QCIC_STATUS_NULL_ARGUMENT;
         }
         let endpoints = std::env::var("QCIC_ENDPOINTS").unwrap_or_default();
-        match Client::new(parse_endpoints(&endpoints)) {
-            Ok(client) => {
-                let handle = Box::into_raw(Box::new(qcic_client { client }));
-                // SAFETY: checked non-NULL above; valid for writes per contract.
-                unsafe { client_out.write(handle) };
-                QCIC_STATUS_OK
-            }
-            Err(err) => status::of_error(&err),
-        }
+        // SAFETY: client_out checked non-NULL above; valid for writes per contract.
+        unsafe { hand_out(Client::new(parse_endpoints(&endpoints)), client_out) }
     })
 }
 
@@ -142,16 +128,28 @@ pub unsafe extern "C" fn qcic_client_new_with_keys(
             (None, None) => {}
             _ => return QCIC_STATUS_NULL_ARGUMENT,
         }
-        match builder.build() {
-            Ok(client) => {
-                let handle = Box::into_raw(Box::new(qcic_client { client }));
-                // SAFETY: checked non-NULL above; valid for writes per contract.
-                unsafe { client_out.write(handle) };
-                QCIC_STATUS_OK
-            }
-            Err(err) => status::of_error(&err),
-        }
+        // SAFETY: client_out checked non-NULL above; valid for writes per contract.
+        unsafe { hand_out(builder.build(), client_out) }
     })
+}
+
+/// Gives a new client to the caller through `client_out`, or the error's status.
+///
+/// # Safety
+/// `client_out` is non-NULL and valid for writing a pointer.
+unsafe fn hand_out(
+    result: Result<Client, qcic_sdk::Error>,
+    client_out: *mut *mut qcic_client,
+) -> qcic_status {
+    match result {
+        Ok(client) => {
+            let handle = Box::into_raw(Box::new(qcic_client { client }));
+            // SAFETY: per this function's contract.
+            unsafe { client_out.write(handle) };
+            QCIC_STATUS_OK
+        }
+        Err(err) => status::of_error(&err),
+    }
 }
 
 /// Borrows the client behind a handle.
