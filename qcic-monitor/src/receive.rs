@@ -85,10 +85,12 @@ impl Receiver {
         // libzmq drops a connection that sends a larger frame before any of
         // it is buffered here.
         pull.set_maxmsgsize(i64::try_from(MAX_FRAME_LEN).unwrap_or(i64::MAX))?;
+        // With CURVE: the ZAP thread, and the stop signal to forward to it.
+        let mut zap_stop = None;
         if let Some(curve) = &config.curve {
             // The ZAP handler must be bound before the CURVE socket binds, or
             // libzmq would accept connections without asking it.
-            let (zap_stop_rx, zap_stop) = pair(ctx, "zap-stop")?;
+            let (zap_stop_rx, zap_stop_tx) = pair(ctx, "zap-stop")?;
             let zap = ctx.socket(zmq::REP)?;
             zap.set_linger(0)?;
             zap.bind("inproc://zeromq.zap.01")?;
@@ -99,41 +101,33 @@ impl Receiver {
                     .name("qcic-zap".into())
                     .spawn(move || zap_loop(&zap, &zap_stop_rx, allowed.as_ref(), &zap_stats))?,
             );
-            // The receive thread forwards its stop signal to the ZAP thread.
             pull.set_curve_server(true)?;
             pull.set_curve_secretkey(&curve.secret_key)?;
             pull.set_zap_domain("qcic")?;
-            for endpoint in &config.listen {
-                pull.bind(endpoint).map_err(|source| MonitorError::Bind {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
-            }
-            let events = watch_handshakes(ctx, &pull)?;
-            let ctx_stats = Arc::clone(&stats);
-            let rate = config.max_rate_per_sender;
-            threads.push(
-                std::thread::Builder::new()
-                    .name("qcic-receive".into())
-                    .spawn(move || {
-                        receive_loop(&pull, &stop_rx, Some(&events), true, rate, &tx, &ctx_stats);
-                        let _ = zap_stop.send("stop", 0);
-                    })?,
-            );
-        } else {
-            for endpoint in &config.listen {
-                pull.bind(endpoint).map_err(|source| MonitorError::Bind {
-                    endpoint: endpoint.clone(),
-                    source,
-                })?;
-            }
-            let rate = config.max_rate_per_sender;
-            threads.push(
-                std::thread::Builder::new()
-                    .name("qcic-receive".into())
-                    .spawn(move || receive_loop(&pull, &stop_rx, None, false, rate, &tx, &stats))?,
-            );
+            zap_stop = Some(zap_stop_tx);
         }
+        for endpoint in &config.listen {
+            pull.bind(endpoint).map_err(|source| MonitorError::Bind {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        }
+        let events = match config.curve {
+            Some(_) => Some(watch_handshakes(ctx, &pull)?),
+            None => None,
+        };
+        let rate = config.max_rate_per_sender;
+        threads.push(
+            std::thread::Builder::new()
+                .name("qcic-receive".into())
+                .spawn(move || {
+                    receive_loop(&pull, &stop_rx, events.as_ref(), rate, &tx, &stats);
+                    // The receive thread forwards its stop signal to the ZAP thread.
+                    if let Some(zap_stop) = zap_stop {
+                        let _ = zap_stop.send("stop", 0);
+                    }
+                })?,
+        );
         Ok(Receiver { control, threads })
     }
 
@@ -284,20 +278,24 @@ impl RateLimits {
 
     /// Whether one more message from `sender` may pass now.
     fn allow(&mut self, sender: &str) -> bool {
-        if self.per_second <= 0.0 {
+        if !self.enabled() {
             return true;
         }
         let now = Instant::now();
-        if !self.buckets.contains_key(sender) && self.buckets.len() >= Self::MAX_SENDERS {
-            self.buckets
-                .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
-        }
         let rate = self.per_second;
-        let bucket = if self.buckets.len() < Self::MAX_SENDERS || self.buckets.contains_key(sender)
-        {
-            self.buckets.entry(sender.to_owned()).or_insert((rate, now))
-        } else {
-            &mut self.overflow
+        // Look up without allocating; only a new sender costs a key.
+        if !self.buckets.contains_key(sender) {
+            if self.buckets.len() >= Self::MAX_SENDERS {
+                self.buckets
+                    .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
+            }
+            if self.buckets.len() < Self::MAX_SENDERS {
+                self.buckets.insert(sender.to_owned(), (rate, now));
+            }
+        }
+        let bucket = match self.buckets.get_mut(sender) {
+            Some(bucket) => bucket,
+            None => &mut self.overflow,
         };
         let elapsed = now.duration_since(bucket.1).as_secs_f64();
         bucket.0 = (bucket.0 + elapsed * rate).min(rate);
@@ -309,13 +307,24 @@ impl RateLimits {
             false
         }
     }
+
+    fn enabled(&self) -> bool {
+        self.per_second > 0.0
+    }
+}
+
+/// Who sent a frame, for limits and logs: the CURVE key, else the peer address.
+fn sender_of(frame: &mut zmq::Message, sender_key: Option<&str>) -> String {
+    match sender_key {
+        Some(key) => key.to_owned(),
+        None => frame.gets("Peer-Address").unwrap_or("unknown").to_owned(),
+    }
 }
 
 fn receive_loop(
     pull: &zmq::Socket,
     stop: &zmq::Socket,
     events: Option<&zmq::Socket>,
-    curve: bool,
     rate: u32,
     tx: &mpsc::Sender<Inbound>,
     stats: &Stats,
@@ -385,21 +394,22 @@ fn receive_loop(
                 drops.note(|suppressed| warn!(reason = "multipart", suppressed, "dropped a frame"));
                 continue;
             }
-            let sender_key = if curve {
+            // With CURVE (handshake events watched), the key is the identity.
+            let sender_key = if events.is_some() {
                 frame.gets("User-Id").map(str::to_owned)
             } else {
                 None
             };
-            let sender = match &sender_key {
-                Some(key) => key.clone(),
-                None => frame.gets("Peer-Address").unwrap_or("unknown").to_owned(),
-            };
-            if !limits.allow(&sender) {
-                stats.drop_frame("rate_limited");
-                drops.note(|suppressed| {
-                    warn!(reason = "rate_limited", %sender, suppressed, "dropped a frame: sender over its rate limit");
-                });
-                continue;
+            // The sender's name costs an allocation: only when a limit needs it.
+            if limits.enabled() {
+                let sender = sender_of(&mut frame, sender_key.as_deref());
+                if !limits.allow(&sender) {
+                    stats.drop_frame("rate_limited");
+                    drops.note(|suppressed| {
+                        warn!(reason = "rate_limited", %sender, suppressed, "dropped a frame: sender over its rate limit");
+                    });
+                    continue;
+                }
             }
             match Message::decode(&frame) {
                 Ok(message) => {
@@ -421,6 +431,7 @@ fn receive_loop(
                 Err(err) => {
                     stats.drop_decode(&err);
                     drops.note(|suppressed| {
+                        let sender = sender_of(&mut frame, sender_key.as_deref());
                         warn!(reason = err.reason(), detail = %err, %sender, suppressed, "dropped a frame");
                     });
                 }
