@@ -410,15 +410,10 @@ impl Registry {
                         .set(Key::Overrun(j, run_id), (started + max).max(now));
                 }
                 if let Some(stall) = self.jobs[j].cfg.stall_after {
-                    self.deadlines
-                        .set(Key::Stall(j, run_id), (now + stall).max(now));
+                    self.deadlines.set(Key::Stall(j, run_id), now + stall);
                 }
             }
-            if let (Some(silence), Some(until)) = (
-                &self.jobs[j].silence,
-                self.jobs[j].silence.as_ref().and_then(|s| s.until_ms),
-            ) {
-                let _ = silence;
+            if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
                 self.deadlines
                     .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
             }
@@ -691,7 +686,7 @@ impl Registry {
         note.host = Some(msg.host.clone());
         note.exit_code = msg.exit_code;
         note.text = text;
-        self.insert_open(j, slot, id, now, now, wall_ms, note, out);
+        self.insert_open(j, slot, id, now, now, note, out);
     }
 
     /// Opens an incident and notifies, unless the job is silenced: then the
@@ -704,7 +699,6 @@ impl Registry {
         id: String,
         since: Instant,
         now: Instant,
-        _wall_ms: u64,
         first: Notification,
         out: &mut Vec<Notification>,
     ) {
@@ -902,7 +896,7 @@ impl Registry {
                 human(quiet)
             ),
         });
-        self.insert_open(j, Slot::Down, id, since, now, wall_ms, note, out);
+        self.insert_open(j, Slot::Down, id, since, now, note, out);
     }
 
     fn fire_late(&mut self, j: usize, now: Instant, wall_ms: u64, out: &mut Vec<Notification>) {
@@ -920,7 +914,7 @@ impl Registry {
                 "no start within {} of the scheduled {due}",
                 human(self.jobs[j].cfg.start_within.unwrap_or_default())
             ));
-            self.insert_open(j, Slot::Late, id, now, now, wall_ms, note, out);
+            self.insert_open(j, Slot::Late, id, now, now, note, out);
         }
         // Watch the next scheduled start too (the incident stays one).
         self.arm_late(j, now, wall_ms, expected);
@@ -956,7 +950,7 @@ impl Registry {
             ),
             _ => format!("run started {} ago has not ended", human(running)),
         });
-        self.insert_open(j, slot, id, now, now, wall_ms, note, out);
+        self.insert_open(j, slot, id, now, now, note, out);
     }
 
     fn fire_repeat(
