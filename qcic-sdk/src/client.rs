@@ -366,12 +366,12 @@ impl Client {
 
     /// Says the job is alive.
     pub fn heartbeat(&self, job: &str) -> Result<(), Error> {
-        self.enqueue(Kind::Heartbeat, job, None, None, None)
+        self.report(Kind::Heartbeat, job, None, None, None)
     }
 
     /// Reports a failure of the job outside any run.
     pub fn fail(&self, job: &str, exit_code: Option<i32>, text: &str) -> Result<(), Error> {
-        self.enqueue(Kind::Fail, job, None, exit_code, Some(text))
+        self.report(Kind::Fail, job, None, exit_code, Some(text))
     }
 
     /// Begins a run and sends `start`.
@@ -381,7 +381,7 @@ impl Client {
     /// returned, so the job goes on and its end is still reported.
     pub fn start(&self, job: &str) -> Result<Run, Error> {
         let id = new_run_id();
-        match self.enqueue(Kind::Start, job, Some(id), None, None) {
+        match self.report(Kind::Start, job, Some(id), None, None) {
             Ok(()) | Err(Error::QueueFull) => Ok(Run::new(self.clone(), job.to_owned(), id)),
             Err(err) => Err(err),
         }
@@ -418,7 +418,11 @@ impl Client {
         &self.inner.host
     }
 
-    pub(crate) fn enqueue(
+    /// Sends one message of any kind, for callers outside a [`Run`] guard
+    /// (such as the `qcic` command, whose start and end are separate
+    /// processes). Host, pid, sequence number and time are filled in; text
+    /// is cut to 1024 bytes. Never blocks, like every other call.
+    pub fn report(
         &self,
         kind: Kind,
         job: &str,
@@ -578,7 +582,8 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn new_run_id() -> u64 {
+/// A fresh run id: random, so overlapping runs of a job stay apart.
+pub fn new_run_id() -> u64 {
     // A run id only has to differ from the job's other runs; if the OS has no
     // randomness to give, time, pid and a counter still do that.
     static FALLBACK: AtomicU64 = AtomicU64::new(0);

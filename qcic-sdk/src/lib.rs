@@ -40,7 +40,7 @@ mod worker;
 pub use client::{
     Client, ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_SEND_HWM,
     ENV_CLIENT_PUBLIC_KEY, ENV_CLIENT_SECRET_KEY, ENV_SERVER_KEY, Stats, decode_curve_key,
-    new_curve_pair, parse_endpoints,
+    new_curve_pair, new_run_id, parse_endpoints,
 };
 pub use error::Error;
 pub use message::{DecodeError, Kind, Message, PROTOCOL_VERSION};

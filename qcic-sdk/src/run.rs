@@ -40,21 +40,21 @@ impl Run {
     /// Reports that the run is alive, with a short note (cut to 1024 bytes).
     pub fn progress(&self, text: &str) -> Result<(), Error> {
         self.client
-            .enqueue(Kind::Progress, &self.job, Some(self.id), None, Some(text))
+            .report(Kind::Progress, &self.job, Some(self.id), None, Some(text))
     }
 
     /// Ends the run well.
     pub fn success(mut self) -> Result<(), Error> {
         self.ended = true;
         self.client
-            .enqueue(Kind::Success, &self.job, Some(self.id), None, None)
+            .report(Kind::Success, &self.job, Some(self.id), None, None)
     }
 
     /// Ends the run well, with a short note (cut to 1024 bytes).
     pub fn success_with_text(mut self, text: &str) -> Result<(), Error> {
         self.ended = true;
         self.client
-            .enqueue(Kind::Success, &self.job, Some(self.id), None, Some(text))
+            .report(Kind::Success, &self.job, Some(self.id), None, Some(text))
     }
 
     /// Ends the run as failed, with a reason (cut to 1024 bytes).
@@ -66,7 +66,7 @@ impl Run {
     pub fn fail_with_code(mut self, exit_code: Option<i32>, text: &str) -> Result<(), Error> {
         self.ended = true;
         self.client
-            .enqueue(Kind::Fail, &self.job, Some(self.id), exit_code, Some(text))
+            .report(Kind::Fail, &self.job, Some(self.id), exit_code, Some(text))
     }
 }
 
@@ -84,6 +84,6 @@ impl Drop for Run {
         // counter already records a message that could not be queued.
         let _ = self
             .client
-            .enqueue(Kind::Fail, &self.job, Some(self.id), None, Some(text));
+            .report(Kind::Fail, &self.job, Some(self.id), None, Some(text));
     }
 }

@@ -17,12 +17,12 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use qcic_sdk::{Client, ClientBuilder, Kind, Message, parse_endpoints};
+use qcic_sdk::{Client, ClientBuilder, Kind, parse_endpoints};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -131,12 +131,6 @@ fn close(client: &Client, timeout: Duration) {
     }
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
@@ -180,21 +174,10 @@ fn send(
     // A start without a run id gets a fresh one, printed for the later
     // success or fail of the same run.
     let run_id = match (kind, run_id) {
-        (Kind::Start, None) => Some(fresh_run_id()),
+        (Kind::Start, None) => Some(qcic_sdk::new_run_id()),
         (_, id) => id,
     };
-    let msg = Message {
-        kind,
-        job: job.to_owned(),
-        run_id,
-        seq: 1,
-        ts_ms: unix_ms(),
-        host: client.host().to_owned(),
-        pid: std::process::id(),
-        exit_code,
-        text: text.map(|t| qcic_sdk::message::truncate_text(t).to_owned()),
-    };
-    if let Err(err) = client.send_message(msg) {
+    if let Err(err) = client.report(kind, job, run_id, exit_code, text) {
         warn(&err.to_string());
         return ExitCode::from(2);
     }
@@ -205,11 +188,6 @@ fn send(
     }
     close(&client, cli.close_timeout);
     ExitCode::SUCCESS
-}
-
-fn fresh_run_id() -> u64 {
-    // Same source as the SDK's runs: the OS's randomness.
-    getrandom::u64().unwrap_or_else(|_| unix_ms() ^ u64::from(std::process::id()) << 40)
 }
 
 /// The last lines of the command's output, both streams interleaved.
@@ -366,10 +344,7 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     ));
     let code = match &status {
-        Ok(status) if timed_out => {
-            let _ = status;
-            124
-        }
+        Ok(_) if timed_out => 124,
         Ok(status) => exit_code_of(*status),
         Err(_) => 1,
     };
