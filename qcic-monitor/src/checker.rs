@@ -14,9 +14,10 @@ use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
+use crate::config::JobConfig;
 use crate::notification::Notification;
 use crate::receive::Inbound;
-use crate::registry::{JobView, Registry};
+use crate::registry::{HostView, JobView, Reconfigured, Registry};
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -25,6 +26,19 @@ use crate::store::Store;
 pub enum Query {
     /// Every job's current view.
     Jobs(oneshot::Sender<Vec<JobView>>),
+    /// Every sender host seen, with its clock offset.
+    Hosts(oneshot::Sender<Vec<HostView>>),
+    /// A new job list (SIGHUP), taken without losing state.
+    Reload {
+        /// The jobs, as now configured.
+        jobs: Vec<JobConfig>,
+        /// `[monitor] max_unknown_jobs`.
+        max_unknown: usize,
+        /// `[monitor] max_clock_skew`.
+        max_skew: std::time::Duration,
+        /// What changed.
+        reply: oneshot::Sender<Reconfigured>,
+    },
     /// Silence a job until a time (unix ms), or pause it (`None`).
     Silence {
         /// The job.
@@ -83,6 +97,18 @@ pub async fn run(
                         // ping-pong).
                         stats.inbound_queued.store(u64::try_from(inbound.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
                         let _ = reply.send(registry.views(Instant::now(), wall_ms()));
+                        Vec::new()
+                    }
+                    Query::Hosts(reply) => {
+                        let _ = reply.send(registry.hosts());
+                        Vec::new()
+                    }
+                    Query::Reload { jobs, max_unknown, max_skew, reply } => {
+                        let summary = registry.reconfigure(&jobs, max_unknown, max_skew, Instant::now(), wall_ms());
+                        if let Some(store) = &store {
+                            store.forget_jobs(summary.removed_names.clone());
+                        }
+                        let _ = reply.send(summary);
                         Vec::new()
                     }
                     Query::Silence { job, until_ms, reason, reply } => {

@@ -35,6 +35,9 @@ pub struct ConfigError {
 pub struct Config {
     /// Where it came from.
     pub source: String,
+    /// The file it was read from (`None`: embedded or parsed text); SIGHUP
+    /// reads it again.
+    pub path: Option<PathBuf>,
     /// This watcher.
     pub monitor: MonitorConfig,
     /// The jobs it expects messages from.
@@ -44,7 +47,7 @@ pub struct Config {
 }
 
 /// The `[monitor]` table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
     /// Names this watcher in every notification.
     pub id: String,
@@ -105,7 +108,7 @@ pub fn default_control_path(id: &str) -> PathBuf {
 }
 
 /// The `[curve]` table, checked: the watcher's secret key and the senders it allows.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct CurveConfig {
     /// The watcher's CURVE secret key.
     pub secret_key: [u8; 32],
@@ -125,7 +128,7 @@ impl fmt::Debug for CurveConfig {
 }
 
 /// One `[[job]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobConfig {
     /// The job's name, as senders spell it.
     pub name: String,
@@ -174,7 +177,7 @@ impl JobConfig {
 }
 
 /// One `[[notify]]` channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NotifyConfig {
     /// Email through an SMTP server.
     Email(EmailConfig),
@@ -187,7 +190,7 @@ pub enum NotifyConfig {
 }
 
 /// Keys every `[[notify]]` channel has.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// The name jobs use in `notify = [...]`; default `notify[INDEX]`.
@@ -222,7 +225,7 @@ impl NotifyConfig {
 }
 
 /// `kind = "webhook"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where to POST.
@@ -239,7 +242,7 @@ pub struct WebhookConfig {
 }
 
 /// `kind = "command"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandConfig {
     /// The program and its arguments (no shell).
@@ -261,7 +264,7 @@ fn command_timeout() -> Duration {
 }
 
 /// `kind = "email"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or `smtps://host:port`.
@@ -288,7 +291,7 @@ pub struct EmailConfig {
 }
 
 /// `kind = "zmq"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZmqConfig {
     /// Endpoint the PUB socket binds.
@@ -404,7 +407,9 @@ impl Config {
             key: "(file)".into(),
             reason: format!("cannot read: {err}"),
         })?;
-        Config::parse(&text, &file)
+        let mut config = Config::parse(&text, &file)?;
+        config.path = Some(path.to_owned());
+        Ok(config)
     }
 
     /// The embedded default configuration.
@@ -432,10 +437,38 @@ impl Config {
             .map_err(|(key, reason)| err(key, reason))
             .map(|(monitor, jobs, notify)| Config {
                 source: file.to_owned(),
+                path: None,
                 monitor,
                 jobs,
                 notify,
             })
+    }
+}
+
+impl Config {
+    /// The parts of `new` that differ from `self` but take effect only on a
+    /// restart (they own sockets, files or threads): SIGHUP reloads jobs and
+    /// routing, and names these in a warning instead.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.monitor, &new.monitor);
+        let mut keys = Vec::new();
+        let mut differs = |key, same: bool| {
+            if !same {
+                keys.push(key);
+            }
+        };
+        differs("monitor.id", a.id == b.id);
+        differs("monitor.listen", a.listen == b.listen);
+        differs(
+            "monitor.max_rate_per_sender",
+            a.max_rate_per_sender == b.max_rate_per_sender,
+        );
+        differs("monitor.control", a.control == b.control);
+        differs("monitor.state", a.state == b.state);
+        differs("curve", a.curve == b.curve);
+        differs("http", a.http == b.http);
+        differs("notify", self.notify == new.notify);
+        keys
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::warn;
 
 use crate::checker::Query;
 use crate::error::MonitorError;
-use crate::registry::JobView;
+use crate::registry::{HostView, JobView};
 use crate::stats::Stats;
 
 /// A request on the control socket.
@@ -70,6 +70,9 @@ pub struct Status {
     pub jobs: Vec<serde_json::Value>,
     /// Every counter.
     pub counters: serde_json::Map<String, serde_json::Value>,
+    /// Every sender host, with its clock offset.
+    #[serde(default)]
+    pub hosts: Vec<HostView>,
 }
 
 /// Binds the socket (replacing a stale one left by a dead monitor; refusing
@@ -106,6 +109,15 @@ pub async fn jobs(queries: &mpsc::Sender<Query>) -> Vec<JobView> {
     rx.await.unwrap_or_default()
 }
 
+/// Every sender host seen, from the checker.
+pub async fn hosts(queries: &mpsc::Sender<Query>) -> Vec<HostView> {
+    let (tx, rx) = oneshot::channel();
+    if queries.send(Query::Hosts(tx)).await.is_err() {
+        return Vec::new();
+    }
+    rx.await.unwrap_or_default()
+}
+
 /// The `status` document.
 pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats) -> Status {
     let jobs = jobs(queries)
@@ -122,6 +134,7 @@ pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats)
         watcher: watcher.to_owned(),
         jobs,
         counters,
+        hosts: hosts(queries).await,
     }
 }
 
@@ -299,6 +312,26 @@ pub fn render(status: &Status, now: u64) -> String {
             incident,
             silenced
         ));
+    }
+    if !status.hosts.is_empty() {
+        out.push_str(&format!(
+            "\n{:<32} {:<14} {:<22} {}\n",
+            "HOST", "CLOCK SKEW", "LAST MESSAGE", "MESSAGES"
+        ));
+        for host in &status.hosts {
+            let skew = format!(
+                "{:+.3}s{}",
+                host.skew_ms as f64 / 1000.0,
+                if host.skewed { " !" } else { "" }
+            );
+            out.push_str(&format!(
+                "{:<32} {:<14} {:<22} {}\n",
+                host.host,
+                skew,
+                ago(now, Some(host.last_seen_ms)),
+                host.messages
+            ));
+        }
     }
     out
 }

@@ -63,6 +63,11 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         due
     }
 
+    /// Every deadline, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, Instant)> {
+        self.by_key.iter().map(|(k, at)| (k, *at))
+    }
+
     /// How many deadlines are set.
     pub fn len(&self) -> usize {
         self.ordered.len()

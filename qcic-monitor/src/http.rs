@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::checker::{Query, wall_ms};
 use crate::control;
 use crate::notify::NotificationLog;
-use crate::registry::JobView;
+use crate::registry::{HostView, JobView};
 use crate::stats::{DROP_REASONS, Stats};
 
 /// What the handlers share.
@@ -36,12 +36,17 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page))
         .route("/api/jobs", get(api_jobs))
         .route("/api/incidents", get(api_incidents))
+        .route("/api/hosts", get(api_hosts))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
 async fn api_jobs(State(s): State<AppState>) -> Json<Vec<JobView>> {
     Json(control::jobs(&s.queries).await)
+}
+
+async fn api_hosts(State(s): State<AppState>) -> Json<Vec<HostView>> {
+    Json(control::hosts(&s.queries).await)
 }
 
 async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
@@ -146,6 +151,23 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     );
     let _ = writeln!(
         out,
+        "# HELP qcic_host_clock_skew_seconds Watcher clock minus the sender host's (positive: the host is behind)."
+    );
+    let _ = writeln!(out, "# TYPE qcic_host_clock_skew_seconds gauge");
+    for host in control::hosts(&s.queries).await {
+        let name = host
+            .host
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = writeln!(
+            out,
+            "qcic_host_clock_skew_seconds{{host=\"{name}\"}} {}",
+            host.skew_ms as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP qcic_peers_seen Other watchers of the farm currently seen."
     );
     let _ = writeln!(out, "# TYPE qcic_peers_seen gauge");
@@ -171,6 +193,16 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "qcic_skewed_messages_total",
             "Messages from senders whose clock is off.",
             get(&stats.skewed_messages),
+        ),
+        (
+            "qcic_config_reloads_total",
+            "Configuration reloads taken (SIGHUP).",
+            get(&stats.config_reloads),
+        ),
+        (
+            "qcic_config_reload_failures_total",
+            "Configuration reloads refused; the running configuration stayed.",
+            get(&stats.config_reload_failures),
         ),
     ] {
         let _ = writeln!(
@@ -223,7 +255,24 @@ f.addEventListener('input',apply);apply();})();";
 /// The status page: server-rendered, no external assets, refreshed every 5 s.
 async fn page(State(s): State<AppState>) -> Html<String> {
     let jobs = control::jobs(&s.queries).await;
+    let hosts = control::hosts(&s.queries).await;
     let now = wall_ms();
+    let mut host_rows = String::new();
+    for h in &hosts {
+        let _ = write!(
+            host_rows,
+            "<tr class=\"host\"><td>{}</td><td>{:+.3} s{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&h.host),
+            h.skew_ms as f64 / 1000.0,
+            if h.skewed {
+                " <strong>off</strong>"
+            } else {
+                ""
+            },
+            time(Some(h.last_seen_ms)),
+            h.messages
+        );
+    }
     let mut rows = String::new();
     for j in &jobs {
         let incident = j.incidents.first().map_or_else(
@@ -258,7 +307,9 @@ async fn page(State(s): State<AppState>) -> Html<String> {
          <a href=\"/api/jobs\">jobs (JSON)</a> <a href=\"/api/incidents\">incidents (JSON)</a></p>\
          <input id=\"filter\" placeholder=\"filter by job or state\" autofocus>\
          <table><thead><tr><th>job</th><th>state</th><th>last message</th><th>next deadline</th><th>incident</th><th>history</th></tr></thead>\
-         <tbody>{rows}</tbody></table><script>{SCRIPT}</script></body></html>",
+         <tbody>{rows}</tbody></table>\
+         <h2>sender hosts</h2><table><thead><tr><th>host</th><th>clock skew (watcher minus host)</th><th>last message</th><th>messages</th></tr></thead>\
+         <tbody>{host_rows}</tbody></table><script>{SCRIPT}</script></body></html>",
         watcher = esc(&s.watcher),
         count = jobs.len(),
         now = time(Some(now)),

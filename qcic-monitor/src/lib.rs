@@ -13,6 +13,7 @@
 //! - [`checker`]: the loop that owns the registry and sleeps until the next deadline.
 //! - [`notification`]: events, incident ids and the notification record.
 //! - [`notify`]: the dispatcher, the notification log, and the email and ZeroMQ channels.
+//! - [`reload`]: SIGHUP, the configuration read again without losing state.
 //! - [`stats`]: counters. [`demo`]: the built-in demo sender.
 //!
 //! # Quick start
@@ -36,6 +37,7 @@ pub mod notification;
 pub mod notify;
 pub mod receive;
 pub mod registry;
+pub mod reload;
 pub mod schedule;
 pub mod stats;
 pub mod store;
@@ -90,6 +92,7 @@ pub async fn run(
     };
     let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
     let control_listener = control::bind(&config.monitor.control)?;
+    let hup = reload::listen();
     let http_listener = match config.monitor.http {
         Some(addr) => {
             Some(
@@ -175,10 +178,11 @@ pub async fn run(
             }
         }
     }
+    let (routing_tx, routing_rx) = tokio::sync::watch::channel(notify::Routing::new(&config));
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,
         queues,
-        notify::Routing::new(&config),
+        routing_rx,
         Arc::clone(&stats),
         Arc::clone(&log),
         store.clone(),
@@ -202,6 +206,15 @@ pub async fn run(
             }
         })
     });
+    let reload_task = hup.map(|hup| {
+        let reloader = reload::Reloader::new(
+            config.clone(),
+            query_tx.clone(),
+            routing_tx,
+            Arc::clone(&stats),
+        );
+        tokio::spawn(reload::on_sighup(hup, reloader))
+    });
     drop(query_tx);
 
     if demo {
@@ -213,6 +226,9 @@ pub async fn run(
     shutdown.await;
     info!("shutting down");
     control_task.abort();
+    if let Some(task) = reload_task {
+        task.abort();
+    }
     if let Some(task) = http_task {
         task.abort();
     }

@@ -120,6 +120,30 @@ enum Key {
     SilenceEnd(usize),
 }
 
+impl Key {
+    fn job(self) -> usize {
+        match self {
+            Key::Down(j)
+            | Key::Late(j)
+            | Key::Overrun(j, _)
+            | Key::Stall(j, _)
+            | Key::Repeat(j, _)
+            | Key::SilenceEnd(j) => j,
+        }
+    }
+
+    fn with_job(self, j: usize) -> Key {
+        match self {
+            Key::Down(_) => Key::Down(j),
+            Key::Late(_) => Key::Late(j),
+            Key::Overrun(_, r) => Key::Overrun(j, r),
+            Key::Stall(_, r) => Key::Stall(j, r),
+            Key::Repeat(_, slot) => Key::Repeat(j, slot),
+            Key::SilenceEnd(_) => Key::SilenceEnd(j),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Seen {
     at: Instant,
@@ -152,6 +176,59 @@ pub struct Silence {
     pub until_ms: Option<u64>,
     /// Why.
     pub reason: String,
+}
+
+/// One sender host's clock, as measured from its messages.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HostView {
+    /// The host name senders report.
+    pub host: String,
+    /// The watcher's clock minus the host's, ms (positive: the host is
+    /// behind), from the recent message that arrived quickest: transit and
+    /// queueing only ever add to it.
+    pub skew_ms: i64,
+    /// Whether it is beyond `max_clock_skew`.
+    pub skewed: bool,
+    /// When its last message arrived (watcher clock, unix ms).
+    pub last_seen_ms: u64,
+    /// Messages from it since the watcher started.
+    pub messages: u64,
+}
+
+/// Samples per host for the skew estimate.
+const SKEW_WINDOW: usize = 8;
+
+#[derive(Debug)]
+struct HostClock {
+    /// The last `SKEW_WINDOW` offsets (watcher minus sender, ms).
+    samples: VecDeque<i64>,
+    skewed: bool,
+    last_seen_ms: u64,
+    messages: u64,
+}
+
+impl HostClock {
+    /// The offset with the least transit delay in it: delay (and a message
+    /// queued at the sender while the watcher was down) only adds to
+    /// watcher-minus-sender, so the smallest recent sample is the best.
+    fn estimate(&self) -> i64 {
+        self.samples.iter().copied().min().unwrap_or(0)
+    }
+}
+
+/// What a configuration reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reconfigured {
+    /// Jobs new in the configuration.
+    pub added: usize,
+    /// Jobs no longer in it (their state is dropped).
+    pub removed: usize,
+    /// Jobs whose settings changed (state kept, timers recomputed).
+    pub changed: usize,
+    /// Jobs exactly as before (state and timers untouched).
+    pub unchanged: usize,
+    /// The names of the removed jobs (their saved state goes too).
+    pub removed_names: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -188,8 +265,9 @@ pub struct Registry {
     deadlines: Deadlines<Key>,
     unknown: HashSet<String>,
     max_unknown: usize,
-    /// Per host: whether its clock was last seen off by more than `max_skew`.
-    skewed_hosts: HashMap<String, bool>,
+    /// Per host: its clock offset as measured, and whether it is off by
+    /// more than `max_skew`.
+    hosts: HashMap<String, HostClock>,
     max_skew: Duration,
     stats: Arc<Stats>,
     /// Jobs changed since the last [`Registry::take_dirty`].
@@ -248,6 +326,22 @@ fn human(d: Duration) -> String {
     }
 }
 
+impl JobState {
+    fn new(cfg: &JobConfig) -> JobState {
+        JobState {
+            cfg: cfg.clone(),
+            last: None,
+            runs: BTreeMap::new(),
+            open: BTreeMap::new(),
+            bad_streak: 0,
+            good_streak: 0,
+            expected_start_ms: None,
+            silence: None,
+            history: VecDeque::with_capacity(HISTORY_LEN),
+        }
+    }
+}
+
 impl Registry {
     /// A registry for `jobs`, as of `now` (`wall_ms` on the watcher's
     /// clock). A job not heard of yet gets one full period from now before it
@@ -269,24 +363,14 @@ impl Registry {
             deadlines: Deadlines::default(),
             unknown: HashSet::new(),
             max_unknown,
-            skewed_hosts: HashMap::new(),
+            hosts: HashMap::new(),
             max_skew,
             stats,
             dirty: HashSet::new(),
         };
         for (j, cfg) in jobs.iter().enumerate() {
             registry.index.insert(cfg.name.clone(), j);
-            registry.jobs.push(JobState {
-                cfg: cfg.clone(),
-                last: None,
-                runs: BTreeMap::new(),
-                open: BTreeMap::new(),
-                bad_streak: 0,
-                good_streak: 0,
-                expected_start_ms: None,
-                silence: None,
-                history: VecDeque::with_capacity(HISTORY_LEN),
-            });
+            registry.jobs.push(JobState::new(cfg));
             registry.arm_down(j, now, wall_ms);
             registry.arm_late(j, now, wall_ms, wall_ms);
         }
@@ -394,37 +478,143 @@ impl Registry {
                     },
                 );
             }
-            if let Some(last) = job.last.as_ref().map(|s| s.wall_ms) {
-                let cfg = &job.cfg;
+            self.rearm(j, true, now, wall_ms);
+        }
+        restored
+    }
+
+    /// Sets every timer of job `j` from its state, as after a restart:
+    /// `down` from its last message (one full period from now if never
+    /// heard), each run's `max_runtime` from its start and `stall_after` from
+    /// now, silence ends, reminders one `repeat` from now. `late` keeps the
+    /// scheduled start it waited for if `keep_expected`, else watches the
+    /// next one.
+    fn rearm(&mut self, j: usize, keep_expected: bool, now: Instant, wall_ms: u64) {
+        let job = &self.jobs[j];
+        let cfg = &job.cfg;
+        match job.last.as_ref().map(|s| s.wall_ms) {
+            Some(last) => {
                 let at = cfg.schedule.down_at_ms(last, cfg.grace);
                 self.deadlines.set(Key::Down(j), at_wall(now, wall_ms, at));
             }
-            let runs: Vec<(u64, Instant)> = self.jobs[j]
-                .runs
-                .iter()
-                .map(|(id, r)| (*id, r.started))
-                .collect();
-            for (run_id, started) in runs {
-                if let Some(max) = self.jobs[j].cfg.max_runtime {
-                    self.deadlines
-                        .set(Key::Overrun(j, run_id), (started + max).max(now));
-                }
-                if let Some(stall) = self.jobs[j].cfg.stall_after {
-                    self.deadlines.set(Key::Stall(j, run_id), now + stall);
-                }
+            None => self.arm_down(j, now, wall_ms),
+        }
+        let job = &self.jobs[j];
+        match (job.expected_start_ms, job.cfg.start_within) {
+            (Some(expected), Some(within)) if keep_expected => {
+                let at = expected.saturating_add(millis(within));
+                self.deadlines.set(Key::Late(j), at_wall(now, wall_ms, at));
             }
-            if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
+            _ => {
+                self.jobs[j].expected_start_ms = None;
+                self.deadlines.clear(&Key::Late(j));
+                self.arm_late(j, now, wall_ms, wall_ms);
+            }
+        }
+        let job = &self.jobs[j];
+        let (max, stall, repeat) = (job.cfg.max_runtime, job.cfg.stall_after, job.cfg.repeat);
+        let runs: Vec<(u64, Instant)> = job.runs.iter().map(|(id, r)| (*id, r.started)).collect();
+        let slots: Vec<Slot> = job.open.keys().copied().collect();
+        let until = job.silence.as_ref().and_then(|s| s.until_ms);
+        for (run_id, started) in runs {
+            if let Some(max) = max {
                 self.deadlines
-                    .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+                    .set(Key::Overrun(j, run_id), (started + max).max(now));
             }
-            let slots: Vec<Slot> = self.jobs[j].open.keys().copied().collect();
-            if let Some(every) = self.jobs[j].cfg.repeat {
-                for slot in slots {
-                    self.deadlines.set(Key::Repeat(j, slot), now + every);
+            if let Some(stall) = stall {
+                self.deadlines.set(Key::Stall(j, run_id), now + stall);
+            }
+        }
+        if let Some(until) = until {
+            self.deadlines
+                .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+        }
+        if let Some(every) = repeat {
+            for slot in slots {
+                self.deadlines.set(Key::Repeat(j, slot), now + every);
+            }
+        }
+    }
+
+    /// Takes a new job list (SIGHUP) without losing state: a job whose
+    /// settings are unchanged keeps its state and its timers exactly; a job
+    /// whose settings changed keeps its state (last message, runs, open
+    /// incidents, streaks, silence, history) and has its timers recomputed;
+    /// a new job is watched as at start-up (one full period before it can be
+    /// down); a removed job is forgotten.
+    pub fn reconfigure(
+        &mut self,
+        jobs: &[JobConfig],
+        max_unknown: usize,
+        max_skew: Duration,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Reconfigured {
+        self.max_unknown = max_unknown;
+        self.max_skew = max_skew;
+        let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let old_index = std::mem::take(&mut self.index);
+        let old_deadlines = std::mem::take(&mut self.deadlines);
+        let old_dirty = std::mem::take(&mut self.dirty);
+        let mut summary = Reconfigured::default();
+        // Old index -> new index, for jobs whose timers carry over as they are.
+        let mut kept: HashMap<usize, usize> = HashMap::new();
+        let mut rearm = Vec::new();
+        for (j, cfg) in jobs.iter().enumerate() {
+            self.index.insert(cfg.name.clone(), j);
+            let before = old_index
+                .get(&cfg.name)
+                .and_then(|&o| Some((o, old.get_mut(o)?.take()?)));
+            match before {
+                Some((o, state)) if state.cfg == *cfg => {
+                    summary.unchanged += 1;
+                    kept.insert(o, j);
+                    if old_dirty.contains(&o) {
+                        self.dirty.insert(j);
+                    }
+                    self.jobs.push(state);
+                }
+                Some((_, mut state)) => {
+                    summary.changed += 1;
+                    let same_schedule = state.cfg.schedule == cfg.schedule;
+                    state.cfg = cfg.clone();
+                    self.jobs.push(state);
+                    rearm.push((j, Some(same_schedule)));
+                    self.dirty.insert(j);
+                }
+                None => {
+                    summary.added += 1;
+                    self.jobs.push(JobState::new(cfg));
+                    rearm.push((j, None));
+                    self.dirty.insert(j);
                 }
             }
         }
-        restored
+        for state in old.into_iter().flatten() {
+            if !state.open.is_empty() {
+                warn!(job = %state.cfg.name, open_incidents = state.open.len(), "job removed from the configuration with incidents open; they end here without a follow-up");
+            }
+            summary.removed_names.push(state.cfg.name);
+        }
+        summary.removed = summary.removed_names.len();
+        for (key, at) in old_deadlines.iter() {
+            if let Some(&j) = kept.get(&key.job()) {
+                self.deadlines.set(key.with_job(j), at);
+            }
+        }
+        for (j, same_schedule) in rearm {
+            match same_schedule {
+                Some(keep_expected) => self.rearm(j, keep_expected, now, wall_ms),
+                None => {
+                    self.arm_down(j, now, wall_ms);
+                    self.arm_late(j, now, wall_ms, wall_ms);
+                }
+            }
+        }
+        summary
     }
 
     /// The earliest deadline, if any is set.
@@ -833,14 +1023,7 @@ impl Registry {
     pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
         let mut out = Vec::new();
         for key in self.deadlines.pop_due(now) {
-            let j = match key {
-                Key::Down(j)
-                | Key::Late(j)
-                | Key::Overrun(j, _)
-                | Key::Stall(j, _)
-                | Key::Repeat(j, _)
-                | Key::SilenceEnd(j) => j,
-            };
+            let j = key.job();
             self.dirty.insert(j);
             let before = out.len();
             match key {
@@ -1126,29 +1309,65 @@ impl Registry {
     }
 
     /// Deadlines never use the sender's clock; a clock far off is only
-    /// reported, once each time a host goes out of (or back into) bounds.
+    /// reported (and shown per host), once each time a host goes out of (or
+    /// back into) bounds.
     fn check_skew(&mut self, msg: &Message, wall_ms: u64) {
-        let skew_ms = i128::from(wall_ms) - i128::from(msg.ts_ms);
-        let skewed = skew_ms.unsigned_abs() > self.max_skew.as_millis();
-        if skewed {
+        let sample = i64::try_from(i128::from(wall_ms) - i128::from(msg.ts_ms)).unwrap_or(i64::MAX);
+        if sample.unsigned_abs() > u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX) {
             self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
         }
-        let known = self.skewed_hosts.get(&msg.host).copied();
-        if known == Some(skewed) || (known.is_none() && !skewed) {
-            if known.is_none() && self.skewed_hosts.len() < MAX_SKEW_HOSTS {
-                self.skewed_hosts.insert(msg.host.clone(), skewed);
+        if !self.hosts.contains_key(&msg.host) {
+            // Past the cap, skew is still counted, but only known hosts are shown.
+            if self.hosts.len() >= MAX_SKEW_HOSTS {
+                return;
             }
+            let clock = HostClock {
+                samples: VecDeque::with_capacity(SKEW_WINDOW),
+                skewed: false,
+                last_seen_ms: wall_ms,
+                messages: 0,
+            };
+            self.hosts.insert(msg.host.clone(), clock);
+        }
+        // Looked up again rather than with `entry`, which would allocate
+        // the host name for every message.
+        let Some(clock) = self.hosts.get_mut(&msg.host) else {
+            return;
+        };
+        if clock.samples.len() == SKEW_WINDOW {
+            clock.samples.pop_front();
+        }
+        clock.samples.push_back(sample);
+        clock.last_seen_ms = wall_ms;
+        clock.messages += 1;
+        let skew_ms = clock.estimate();
+        let skewed = u128::from(skew_ms.unsigned_abs()) > self.max_skew.as_millis();
+        if skewed == clock.skewed {
             return;
         }
-        if known.is_none() && self.skewed_hosts.len() >= MAX_SKEW_HOSTS {
-            return;
-        }
-        self.skewed_hosts.insert(msg.host.clone(), skewed);
+        clock.skewed = skewed;
         if skewed {
-            warn!(host = %msg.host, skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX), max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
+            warn!(host = %msg.host, skew_ms, max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
         } else {
-            tracing::info!(host = %msg.host, skew_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX), "sender clock back within bounds");
+            tracing::info!(host = %msg.host, skew_ms, "sender clock back within bounds");
         }
+    }
+
+    /// Every sender host seen, with its measured clock offset.
+    pub fn hosts(&self) -> Vec<HostView> {
+        let mut hosts: Vec<HostView> = self
+            .hosts
+            .iter()
+            .map(|(host, c)| HostView {
+                host: host.clone(),
+                skew_ms: c.estimate(),
+                skewed: c.skewed,
+                last_seen_ms: c.last_seen_ms,
+                messages: c.messages,
+            })
+            .collect();
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        hosts
     }
 
     fn unknown_job(&mut self, msg: &Message) {
@@ -1636,6 +1855,122 @@ mod timer_tests {
             later[0].0, 150,
             "silent again after the heartbeat: a new incident"
         );
+    }
+
+    fn named(name: &str, secs: u32, grace: u32) -> JobConfig {
+        JobConfig::new(name, Schedule::Every(S * secs), S * grace)
+    }
+
+    fn at(t0: Instant, wall0: u64, s: u64) -> (Instant, u64) {
+        (t0 + S * u32::try_from(s).unwrap(), wall0 + s * 1000)
+    }
+
+    #[test]
+    fn a_reload_keeps_state_timers_and_open_incidents() {
+        let (t0, wall0) = (Instant::now(), 1_700_000_000_000);
+        let mut r = Registry::new(
+            "w",
+            &[
+                named("etl", 10, 5),
+                named("gone", 10, 5),
+                named("steady", 100, 0),
+            ],
+            4,
+            S * 300,
+            Arc::new(Stats::default()),
+            t0,
+            wall0,
+        );
+        let (now, wall) = at(t0, wall0, 1);
+        r.on_message(&msg(Kind::Heartbeat, None, 1), now, wall);
+        let mut fail = msg(Kind::Fail, None, 2);
+        fail.exit_code = Some(3);
+        let opened = r.on_message(&fail, now, wall);
+        assert_eq!(events(&opened), vec![(Event::Failed, None, 0)]);
+        let steady_down = r.deadlines.get(&Key::Down(2)).unwrap();
+
+        // etl's grace changes, "gone" goes, "new" comes; steady is untouched.
+        let (now, wall) = at(t0, wall0, 5);
+        let summary = r.reconfigure(
+            &[
+                named("new", 20, 0),
+                named("steady", 100, 0),
+                named("etl", 10, 30),
+            ],
+            4,
+            S * 300,
+            now,
+            wall,
+        );
+        assert_eq!(
+            (
+                summary.added,
+                summary.removed,
+                summary.changed,
+                summary.unchanged
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(summary.removed_names, vec!["gone".to_owned()]);
+        assert_eq!(
+            r.deadlines.get(&Key::Down(1)),
+            Some(steady_down),
+            "steady's timer is exactly kept"
+        );
+        assert_eq!(
+            r.deadlines.get(&Key::Down(2)),
+            Some(t0 + S * 41),
+            "etl: down 10 s + the new 30 s grace after its last message at 1 s"
+        );
+        assert_eq!(
+            r.deadlines.get(&Key::Down(0)),
+            Some(now + S * 20),
+            "new: one full period"
+        );
+        let views = r.views(now, wall);
+        let etl = views.iter().find(|v| v.name == "etl").unwrap();
+        assert_eq!(etl.incidents.len(), 1, "the open failed incident survives");
+        assert!(views.iter().all(|v| v.name != "gone"));
+        assert!(r.is_dirty());
+
+        // The same incident closes with one follow-up after the reload.
+        let (now, wall) = at(t0, wall0, 6);
+        let up = r.on_message(&msg(Kind::Success, None, 3), now, wall);
+        assert_eq!(
+            events(&up),
+            vec![(Event::Recovered, Some(Event::Failed), 0)]
+        );
+        assert_eq!(up[0].incident, opened[0].incident);
+        // Nothing fires for the removed job, and the new one waits its period.
+        let fired = run_until(&mut r, t0, wall0, 7, 24);
+        assert!(fired.is_empty(), "{fired:?}");
+        let fired = run_until(&mut r, t0, wall0, 25, 25);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(
+            (fired[0].1.job.as_str(), fired[0].1.event),
+            ("new", Event::Down)
+        );
+    }
+
+    #[test]
+    fn host_skew_is_the_smallest_recent_offset() {
+        let (t0, wall0) = (Instant::now(), 1_700_000_000_000);
+        let mut r = registry(every(10, 5), t0, wall0);
+        // Three messages queued at the sender while the watcher was down
+        // (old timestamps), then one that came straight through from a
+        // host 2 s behind.
+        for (i, late_ms) in [(1, 60_000), (2, 40_000), (3, 20_000), (4, 2_000)] {
+            let mut m = msg(Kind::Heartbeat, None, i);
+            m.ts_ms = wall0 - late_ms;
+            r.on_message(&m, t0, wall0);
+        }
+        let hosts = r.hosts();
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(
+            (hosts[0].host.as_str(), hosts[0].skew_ms, hosts[0].messages),
+            ("h", 2_000, 4)
+        );
+        assert!(!hosts[0].skewed, "2 s is within the 300 s allowed");
     }
 }
 

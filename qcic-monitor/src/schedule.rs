@@ -26,6 +26,25 @@ pub enum Schedule {
     },
 }
 
+// Two schedules are the same when written the same: the parsed pattern
+// follows from the text.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Schedule) -> bool {
+        match (self, other) {
+            (Schedule::Every(a), Schedule::Every(b)) => a == b,
+            (
+                Schedule::Cron { pattern, tz, .. },
+                Schedule::Cron {
+                    pattern: p2,
+                    tz: tz2,
+                    ..
+                },
+            ) => pattern == p2 && tz == tz2,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)

@@ -65,6 +65,11 @@ pub struct Stats {
     pub delivery_retries: AtomicU64,
     /// Notifications a channel gave up on or could not queue.
     pub delivery_failed: AtomicU64,
+    /// Configuration reloads taken (SIGHUP).
+    pub config_reloads: AtomicU64,
+    /// Configuration reloads refused (the file had an error; the running
+    /// configuration stayed).
+    pub config_reload_failures: AtomicU64,
 }
 
 impl Stats {
@@ -105,6 +110,8 @@ impl Stats {
             ("handshake_failed", get(&self.handshake_failed)),
             ("skewed_messages", get(&self.skewed_messages)),
             ("inbound_queued", get(&self.inbound_queued)),
+            ("config_reloads", get(&self.config_reloads)),
+            ("config_reload_failures", get(&self.config_reload_failures)),
         ]);
         v
     }
@@ -152,6 +159,8 @@ impl Stats {
             delivered = get(&self.delivered),
             delivery_retries = get(&self.delivery_retries),
             delivery_failed = get(&self.delivery_failed),
+            config_reloads = get(&self.config_reloads),
+            config_reload_failures = get(&self.config_reload_failures),
             "{what}"
         );
     }

@@ -37,6 +37,7 @@ enum Op {
     },
     Done(i64),
     SaveJobs(Vec<(String, String)>),
+    ForgetJobs(Vec<String>),
 }
 
 /// A handle to the store thread; cheap to clone.
@@ -127,6 +128,14 @@ impl Store {
         }
     }
 
+    /// Deletes the saved state of jobs no longer configured, so a job of
+    /// the same name added later starts afresh.
+    pub fn forget_jobs(&self, names: Vec<String>) {
+        if !names.is_empty() {
+            let _ = self.tx.send(Op::ForgetJobs(names));
+        }
+    }
+
     /// Marks a delivery done (delivered, or given up for good).
     pub fn done(&self, id: Option<i64>) {
         if let Some(id) = id {
@@ -196,6 +205,11 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                     }
                     Op::Done(id) => {
                         tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+                    }
+                    Op::ForgetJobs(names) => {
+                        for name in names {
+                            tx.execute("DELETE FROM jobs WHERE name = ?1", params![name])?;
+                        }
                     }
                     Op::SaveJobs(records) => {
                         for (name, state) in records {

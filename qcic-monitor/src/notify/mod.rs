@@ -238,7 +238,7 @@ impl Routing {
 pub async fn dispatch(
     mut rx: mpsc::Receiver<Notification>,
     queues: Queues,
-    routing: Routing,
+    routing: tokio::sync::watch::Receiver<Routing>,
     stats: Arc<Stats>,
     log: Arc<std::sync::Mutex<NotificationLog>>,
     store: Option<Store>,
@@ -264,7 +264,9 @@ pub async fn dispatch(
             "{}",
             note.headline()
         );
+        // Read afresh for each notification: SIGHUP may have changed it.
         let targets: Vec<&(String, mpsc::Sender<Delivery>)> = routing
+            .borrow()
             .channels(&note.job)
             .iter()
             .filter_map(|&i| queues.get(i))

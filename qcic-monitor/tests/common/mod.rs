@@ -14,12 +14,26 @@ use serde_json::Value;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// A loopback port free now, and never handed out before in this test
+/// binary: the OS may offer a port again once its listener is closed, and
+/// two tests running in parallel must not both take it (one test's "dead"
+/// SMTP port became another's live listener, once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -49,6 +63,8 @@ pub struct Monitor {
     /// `{http}` in the body: a fresh loopback address for `[http] listen`.
     pub http: String,
     pub control: PathBuf,
+    /// The `[monitor]` table as written, for `rewrite`.
+    header: String,
 }
 
 impl Monitor {
@@ -70,9 +86,12 @@ impl Monitor {
         } else {
             format!("state = \"{}\"\n", dir.path().join("state.db").display())
         };
-        let config = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{state}{monitor_keys}\n\n{}",
+        let header = format!(
+            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{state}{monitor_keys}\n\n",
             control.display(),
+        );
+        let config = format!(
+            "{header}{}",
             body.replace("{publish}", &publish).replace("{http}", &http)
         );
         let path = dir.path().join("monitor.toml");
@@ -94,6 +113,7 @@ impl Monitor {
             publish,
             http,
             control,
+            header,
         };
         let started = wait_until(WAIT, || {
             monitor.log().contains("qcic-monitor started") || monitor.exited()
@@ -104,6 +124,27 @@ impl Monitor {
             monitor.log()
         );
         monitor
+    }
+
+    /// Writes a new body under the same `[monitor]` table (placeholders as
+    /// in `start`); the running monitor reads it on `hup`.
+    pub fn rewrite(&self, body: &str) {
+        let text = format!(
+            "{}{}",
+            self.header,
+            body.replace("{publish}", &self.publish)
+                .replace("{http}", &self.http)
+        );
+        fs::write(self.dir.path().join("monitor.toml"), text).unwrap();
+    }
+
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// The monitor's process id.

@@ -1,0 +1,143 @@
+//! SIGHUP: read the configuration file again and apply, without losing any
+//! state, what can change while running: the jobs, their routing, and the
+//! registry's bounds. Sockets, the state database, CURVE keys and the
+//! channels themselves are owned by threads started once; a change to them
+//! is named in a warning and waits for a restart.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use crate::checker::Query;
+use crate::config::Config;
+use crate::notify::Routing;
+use crate::registry::Reconfigured;
+use crate::stats::Stats;
+
+/// Holds the configuration in force and applies new ones.
+#[derive(Debug)]
+pub struct Reloader {
+    current: Config,
+    queries: mpsc::Sender<Query>,
+    routing: watch::Sender<Routing>,
+    stats: Arc<Stats>,
+}
+
+impl Reloader {
+    /// Starts from the configuration the monitor started with.
+    pub fn new(
+        current: Config,
+        queries: mpsc::Sender<Query>,
+        routing: watch::Sender<Routing>,
+        stats: Arc<Stats>,
+    ) -> Reloader {
+        Reloader {
+            current,
+            queries,
+            routing,
+            stats,
+        }
+    }
+
+    /// Reads the file again and applies it; on any error the running
+    /// configuration stays as it was, whole.
+    pub async fn reload(&mut self) -> Result<Reconfigured, String> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(summary) => {
+                self.stats.config_reloads.fetch_add(1, Ordering::Relaxed);
+                info!(
+                    config = %self.current.source,
+                    added = summary.added,
+                    removed = summary.removed,
+                    changed = summary.changed,
+                    unchanged = summary.unchanged,
+                    "configuration reloaded"
+                );
+            }
+            Err(reason) => {
+                self.stats
+                    .config_reload_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                error!("configuration not reloaded, the running one stays: {reason}");
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<Reconfigured, String> {
+        let Some(path) = self.current.path.clone() else {
+            return Err(
+                "the embedded configuration has no file to read again; start with --config FILE"
+                    .into(),
+            );
+        };
+        let new = Config::load(&path).map_err(|e| e.to_string())?;
+        let restart = self.current.restart_needed(&new);
+        // The channels keep running as started, so jobs may only name those.
+        let running: Vec<String> = self
+            .current
+            .notify
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.name(i))
+            .collect();
+        for (i, job) in new.jobs.iter().enumerate() {
+            for channel in job.notify.iter().flatten() {
+                if !running.contains(channel) {
+                    return Err(format!(
+                        "{}: job[{i}].notify: channel {channel:?} is not running (channels change only on a restart)",
+                        new.source
+                    ));
+                }
+            }
+        }
+        let mut applied = self.current.clone();
+        applied.jobs = new.jobs;
+        applied.monitor.max_unknown_jobs = new.monitor.max_unknown_jobs;
+        applied.monitor.max_clock_skew = new.monitor.max_clock_skew;
+        let (reply, answer) = oneshot::channel();
+        self.queries
+            .send(Query::Reload {
+                jobs: applied.jobs.clone(),
+                max_unknown: applied.monitor.max_unknown_jobs,
+                max_skew: applied.monitor.max_clock_skew,
+                reply,
+            })
+            .await
+            .map_err(|_| "the checker has stopped".to_owned())?;
+        let summary = answer
+            .await
+            .map_err(|_| "the checker has stopped".to_owned())?;
+        // After the registry: a notification already on its way for a
+        // removed job still goes where it was routed.
+        self.routing.send_replace(Routing::new(&applied));
+        if !restart.is_empty() {
+            warn!(keys = ?restart, "these settings changed in the file and take effect only after a restart");
+        }
+        self.current = applied;
+        Ok(summary)
+    }
+}
+
+/// Listens for SIGHUP. Called before the monitor says it started, so a
+/// SIGHUP from then on never meets the default action (terminate).
+pub fn listen() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => Some(hup),
+        Err(err) => {
+            warn!(cause = %err, "cannot listen for SIGHUP; configuration reloads are off");
+            None
+        }
+    }
+}
+
+/// Reloads on every SIGHUP until the task is dropped.
+pub async fn on_sighup(mut hup: tokio::signal::unix::Signal, mut reloader: Reloader) {
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading the configuration");
+        let _ = reloader.reload().await;
+    }
+}
