@@ -78,6 +78,7 @@ pub async fn run(
             None,
             store::Loaded {
                 pending: Vec::new(),
+                sent: Vec::new(),
                 jobs: Vec::new(),
             },
         ),
@@ -115,6 +116,7 @@ pub async fn run(
         curve = config.monitor.curve.is_some(),
         state = ?config.monitor.state,
         pending_notifications = pending.len(),
+        notification_log = loaded.sent.len(),
         control = %config.monitor.control.display(),
         http = ?config.monitor.http,
         allowed_senders = config
@@ -158,6 +160,16 @@ pub async fn run(
     let log = Arc::new(std::sync::Mutex::new(notify::NotificationLog::new(
         notify::LOG_CAPACITY,
     )));
+    {
+        // The log as it was: a notification raised again after a crash
+        // (job state is saved in batches) is known as already sent.
+        let mut log = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for note in &loaded.sent {
+            log.record(note);
+        }
+    }
     let queues = channels.take_queues();
     // Deliveries still pending from before a crash or restart go out first;
     // the log learns them, so this run does not notify them again.

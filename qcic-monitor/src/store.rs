@@ -60,6 +60,11 @@ pub type Pending = Vec<(i64, String, Notification)>;
 pub struct Loaded {
     /// Deliveries not done yet.
     pub pending: Pending,
+    /// The most recent notifications already delivered (or given up on),
+    /// oldest first: the notification log as it was, so a notification
+    /// raised again after a crash (job state is saved in batches, the
+    /// outbox at once) is known as a repeat and not sent twice.
+    pub sent: Vec<Notification>,
     /// Job state records: (job name, JSON).
     pub jobs: Vec<(String, String)>,
 }
@@ -93,14 +98,24 @@ impl Store {
              );",
         )
         .map_err(|e| err(e.to_string()))?;
+        add_done_column(&conn).map_err(|e| err(e.to_string()))?;
         let pending = load_pending(&conn).map_err(|e| err(e.to_string()))?;
+        let sent = load_sent(&conn).map_err(|e| err(e.to_string()))?;
         let jobs = load_jobs(&conn).map_err(|e| err(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
         let thread = std::thread::Builder::new()
             .name("qcic-store".into())
             .spawn(move || store_loop(&conn, &rx))
             .map_err(|e| err(e.to_string()))?;
-        Ok((Store { tx }, Loaded { pending, jobs }, thread))
+        Ok((
+            Store { tx },
+            Loaded {
+                pending,
+                sent,
+                jobs,
+            },
+            thread,
+        ))
     }
 
     /// Writes `note` to the outbox once per channel and returns the row ids
@@ -152,8 +167,38 @@ fn load_jobs(conn: &Connection) -> rusqlite::Result<Vec<(String, String)>> {
     rows.collect()
 }
 
+/// Rows of the outbox kept once done, as the notification log (the newest
+/// this many; older ones are pruned).
+pub const SENT_KEPT: i64 = 10_000;
+
+/// Databases from before `done_ms` deleted rows once delivered; the column
+/// is added in place.
+fn add_done_column(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'done_ms'")?;
+    if !stmt.exists([])? {
+        conn.execute_batch("ALTER TABLE outbox ADD COLUMN done_ms INTEGER")?;
+    }
+    Ok(())
+}
+
+fn load_sent(conn: &Connection) -> rusqlite::Result<Vec<Notification>> {
+    let mut stmt = conn
+        .prepare("SELECT note FROM outbox WHERE done_ms IS NOT NULL ORDER BY id DESC LIMIT ?1")?;
+    let rows = stmt.query_map(params![SENT_KEPT], |row| row.get::<_, String>(0))?;
+    let mut sent = Vec::new();
+    for text in rows {
+        if let Ok(note) = serde_json::from_str(&text?) {
+            sent.push(note);
+        }
+    }
+    sent.reverse();
+    Ok(sent)
+}
+
 fn load_pending(conn: &Connection) -> rusqlite::Result<Pending> {
-    let mut stmt = conn.prepare("SELECT id, channel, note FROM outbox ORDER BY id")?;
+    let mut stmt =
+        conn.prepare("SELECT id, channel, note FROM outbox WHERE done_ms IS NULL ORDER BY id")?;
     let rows = stmt.query_map([], |row| {
         Ok((
             row.get::<_, i64>(0)?,
@@ -183,6 +228,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
             }
         }
         let mut acks = Vec::new();
+        let mut pruned = true;
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.unchecked_transaction()?;
             for op in batch {
@@ -193,18 +239,34 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                         ack,
                     } => {
                         let text = serde_json::to_string(&note).unwrap_or_default();
+                        let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
+                        if channels.is_empty() {
+                            // Only the log line notified: recorded as done
+                            // at once, so the log still learns it on restart.
+                            tx.execute(
+                                "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
+                                params![text, created],
+                            )?;
+                        }
                         let mut ids = Vec::with_capacity(channels.len());
                         for channel in channels {
                             tx.execute(
                                 "INSERT INTO outbox (channel, note, created_ms) VALUES (?1, ?2, ?3)",
-                                params![channel, text, i64::try_from(note.detected_ms).unwrap_or(i64::MAX)],
+                                params![channel, text, created],
                             )?;
                             ids.push(tx.last_insert_rowid());
                         }
                         acks.push((ack, ids));
                     }
                     Op::Done(id) => {
-                        tx.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+                        tx.execute(
+                            "UPDATE outbox SET done_ms = ?2 WHERE id = ?1",
+                            params![
+                                id,
+                                i64::try_from(crate::checker::wall_ms()).unwrap_or(i64::MAX)
+                            ],
+                        )?;
+                        pruned = false;
                     }
                     Op::ForgetJobs(names) => {
                         for name in names {
@@ -221,6 +283,14 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                         }
                     }
                 }
+            }
+            if !pruned {
+                // Bounded: done rows beyond the newest SENT_KEPT go (by id,
+                // the primary key: no scan).
+                tx.execute(
+                    "DELETE FROM outbox WHERE done_ms IS NOT NULL AND id <= (SELECT MAX(id) FROM outbox) - ?1",
+                    params![SENT_KEPT],
+                )?;
             }
             tx.commit()
         })();
