@@ -37,12 +37,22 @@ fn python() -> String {
 }
 
 fn webhook_server(port: u16, out: &std::path::Path, fail_first: u32) -> Server {
+    webhook_server_failing_with(port, out, fail_first, 500)
+}
+
+fn webhook_server_failing_with(
+    port: u16,
+    out: &std::path::Path,
+    fail_first: u32,
+    status: u16,
+) -> Server {
     let child = Command::new(python())
         .arg(workspace_root().join("qcic-monitor/tests/webhook_server.py"))
         .args([
             port.to_string(),
             out.display().to_string(),
             fail_first.to_string(),
+            status.to_string(),
         ])
         .stdout(Stdio::null())
         .spawn()
@@ -94,6 +104,43 @@ fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
     assert_eq!(counter(&log, "delivery_retries"), Some(2), "{log}");
     assert_eq!(counter(&log, "delivered"), Some(1), "{log}");
     assert!(!log.contains("s3cret"), "the header secret is never logged");
+}
+
+/// A permanent refusal (4xx) is logged and shown, not retried, and not
+/// sent again after a restart either.
+#[test]
+fn a_webhook_refusing_with_400_is_given_up_at_once_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.jsonl");
+    let port = free_port();
+    let _server = webhook_server_failing_with(port, &out, 1, 400);
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[http]\nlisten = \"{{http}}\"\n\n\
+         [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
+    );
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let monitor = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(4), "disk full").unwrap();
+    assert!(wait_until(common::WAIT, || monitor
+        .log()
+        .contains("refused permanently")));
+    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
+    assert!(
+        metrics.contains("qcic_notifications_total{channel=\"hook\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    // Longer than the first retry backoff (1 s): nothing more is tried.
+    std::thread::sleep(Duration::from_secs(2));
+    let log = monitor.stop();
+    assert_eq!(lines(&out).len(), 1, "not retried");
+    assert_eq!(counter(&log, "delivery_failed"), Some(1), "{log}");
+    assert_eq!(counter(&log, "delivery_retries"), Some(0), "{log}");
+    let again = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let log = again.stop();
+    assert!(log.contains("pending_notifications=0"), "{log}");
+    assert_eq!(lines(&out).len(), 1, "given up for good, not resent");
 }
 
 #[test]

@@ -1,8 +1,8 @@
-"""A real HTTP server for the webhook tests: answers 500 to the first
-FAIL_FIRST requests, then 200, and appends every request (headers and JSON
-body) to OUT as one JSON line.
+"""A real HTTP server for the webhook tests: answers FAIL_STATUS (default
+500) to the first FAIL_FIRST requests, then 200, and appends every request
+(headers and JSON body) to OUT as one JSON line.
 
-Usage: python webhook_server.py PORT OUT FAIL_FIRST
+Usage: python webhook_server.py PORT OUT FAIL_FIRST [FAIL_STATUS]
 """
 
 import json
@@ -10,6 +10,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 PORT, OUT, FAIL_FIRST = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+FAIL_STATUS = int(sys.argv[4]) if len(sys.argv) > 4 else 500
 seen = 0
 
 
@@ -18,7 +19,7 @@ class Handler(BaseHTTPRequestHandler):
         global seen
         seen += 1
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        status = 500 if seen <= FAIL_FIRST else 200
+        status = FAIL_STATUS if seen <= FAIL_FIRST else 200
         with open(OUT, "a") as f:
             f.write(json.dumps({"n": seen, "status": status, "auth": self.headers.get("Authorization"),
                                 "body": json.loads(body)}) + "\n")
