@@ -157,6 +157,37 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
+    /// Whether two jobs are configured alike, names aside.
+    pub fn same_settings(&self, other: &JobConfig) -> bool {
+        // Destructured whole: a new field is a compile error here until
+        // it is compared.
+        let JobConfig {
+            name: _,
+            schedule,
+            grace,
+            max_runtime,
+            senders,
+            start_within,
+            stall_after,
+            min_runtime,
+            alert_after_failures,
+            recover_after_successes,
+            repeat,
+            notify,
+        } = self;
+        *schedule == other.schedule
+            && *grace == other.grace
+            && *max_runtime == other.max_runtime
+            && *senders == other.senders
+            && *start_within == other.start_within
+            && *stall_after == other.stall_after
+            && *min_runtime == other.min_runtime
+            && *alert_after_failures == other.alert_after_failures
+            && *recover_after_successes == other.recover_after_successes
+            && *repeat == other.repeat
+            && *notify == other.notify
+    }
+
     /// A job with this schedule and every optional timer off (for tests and tools).
     pub fn new(name: &str, schedule: Schedule, grace: Duration) -> JobConfig {
         JobConfig {

@@ -63,16 +63,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Runs the watcher until `shutdown` completes. With `demo`, a demo sender
 /// runs against the first listen endpoint too.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()>,
     demo: bool,
 ) -> Result<(), MonitorError> {
     let stats = Arc::new(Stats::default());
     let ctx = zmq::Context::new();
-    let (store, loaded) = match &config.monitor.state {
+    let (store, loaded, store_thread) = match &config.monitor.state {
         Some(path) => {
-            let (store, loaded, _thread) = store::Store::open(path)?;
-            (Some(store), loaded)
+            let (store, loaded, thread) = store::Store::open(path)?;
+            (Some(store), loaded, Some(thread))
         }
         None => (
             None,
@@ -81,6 +81,7 @@ pub async fn run(
                 sent: Vec::new(),
                 jobs: Vec::new(),
             },
+            None,
         ),
     };
     let pending = loaded.pending;
@@ -127,19 +128,31 @@ pub async fn run(
             .map(std::collections::HashSet::len),
         "qcic-monitor started"
     );
-    for job in &config.jobs {
-        info!(job = %job, "watching");
+    // One line per job reads well for a handful; a farm of a million jobs
+    // would spend seconds logging at start.
+    if config.jobs.len() <= 100 {
+        for job in &config.jobs {
+            info!(job = %job, "watching");
+        }
     }
 
+    let routing = notify::Routing::new(&config);
+    // The registry keeps what it needs of each job (settings shared among
+    // alike jobs); the parsed list is not kept beside it.
+    let jobs = std::mem::take(&mut config.jobs);
     let mut registry = Registry::new(
         &config.monitor.id,
-        &config.jobs,
+        &jobs,
         config.monitor.max_unknown_jobs,
         config.monitor.max_clock_skew,
         Arc::clone(&stats),
         Instant::now(),
         checker::wall_ms(),
     );
+    drop(jobs);
+    if store.is_none() {
+        registry = registry.without_dirty_tracking();
+    }
     let restored = registry.restore(&loaded.jobs, Instant::now(), checker::wall_ms());
     if restored > 0 {
         info!(
@@ -190,7 +203,7 @@ pub async fn run(
             }
         }
     }
-    let (routing_tx, routing_rx) = tokio::sync::watch::channel(notify::Routing::new(&config));
+    let (routing_tx, routing_rx) = tokio::sync::watch::channel(routing);
     let dispatcher = tokio::spawn(notify::dispatch(
         out_rx,
         queues,
@@ -251,6 +264,16 @@ pub async fn run(
     let _ = checker.await;
     let _ = dispatcher.await;
     channels.finish(SHUTDOWN_GRACE).await;
+    // The last job-state save and done marks are committed before exit:
+    // the store thread ends once every handle is gone (a channel still
+    // retrying past the grace keeps one; its rows stay pending on disk).
+    drop(store);
+    if let Some(thread) = store_thread {
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
+            tracing::warn!("the state database was still busy at shutdown");
+        }
+    }
     let _ = tokio::task::spawn_blocking(move || drop(ctx)).await;
     stats.log_summary("final counters");
     Ok(())

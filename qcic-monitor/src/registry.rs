@@ -149,9 +149,41 @@ struct Seen {
     at: Instant,
     wall_ms: u64,
     kind: Kind,
-    /// Identifies the message, for incident ids: `host/pid/seq`.
-    basis: String,
-    host: String,
+    pid: u32,
+    seq: u64,
+    /// Shared with every other job the host reports (interned).
+    host: Arc<str>,
+}
+
+impl Seen {
+    /// Identifies the message, for incident ids: `host/pid/seq`. Built
+    /// when an incident needs it, not stored: one allocation less per
+    /// message and per job.
+    fn basis(&self) -> String {
+        format!("{}/{}/{}", self.host, self.pid, self.seq)
+    }
+}
+
+/// One line of a job's history. Most are a message kind: no allocation.
+#[derive(Debug, Clone)]
+enum Entry {
+    Kind(Kind),
+    Text(Box<str>),
+}
+
+impl Entry {
+    fn text(&self) -> &str {
+        match self {
+            Entry::Kind(kind) => kind.name(),
+            Entry::Text(text) => text,
+        }
+    }
+}
+
+impl From<String> for Entry {
+    fn from(text: String) -> Entry {
+        Entry::Text(text.into_boxed_str())
+    }
 }
 
 #[derive(Debug)]
@@ -200,6 +232,8 @@ const SKEW_WINDOW: usize = 8;
 
 #[derive(Debug)]
 struct HostClock {
+    /// The interned name (the map's key too).
+    name: Arc<str>,
     /// The last `SKEW_WINDOW` offsets (watcher minus sender, ms).
     samples: VecDeque<i64>,
     skewed: bool,
@@ -239,7 +273,12 @@ struct RunState {
 
 #[derive(Debug)]
 struct JobState {
-    cfg: JobConfig,
+    /// Shared with the index.
+    name: Arc<str>,
+    /// Shared by consecutive jobs with the same settings (a generated
+    /// config of a million alike jobs holds one); its `name` is the first
+    /// such job's: use `name` above.
+    cfg: Arc<JobConfig>,
     last: Option<Seen>,
     runs: BTreeMap<u64, RunState>,
     open: BTreeMap<Slot, Open>,
@@ -252,7 +291,7 @@ struct JobState {
     /// Notifications held back while set.
     silence: Option<Silence>,
     /// Recent events for people to read (status page), newest last.
-    history: VecDeque<(u64, String)>,
+    history: VecDeque<(u64, Entry)>,
 }
 
 /// Every job's state, and the deadlines that watch them.
@@ -261,17 +300,19 @@ pub struct Registry {
     watcher: String,
     started: Instant,
     jobs: Vec<JobState>,
-    index: HashMap<String, usize>,
+    index: HashMap<Arc<str>, usize>,
     deadlines: Deadlines<Key>,
     unknown: HashSet<String>,
     max_unknown: usize,
     /// Per host: its clock offset as measured, and whether it is off by
     /// more than `max_skew`.
-    hosts: HashMap<String, HostClock>,
+    hosts: HashMap<Arc<str>, HostClock>,
     max_skew: Duration,
     stats: Arc<Stats>,
     /// Jobs changed since the last [`Registry::take_dirty`].
     dirty: HashSet<usize>,
+    /// Whether to keep `dirty` (only a state database reads it).
+    track_dirty: bool,
 }
 
 /// What the state database keeps of a job (JSON in `jobs.state`). Times are
@@ -326,10 +367,23 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// `cfg` as an `Arc`, the same one as the previous job's if configured alike.
+fn share(previous: &mut Option<Arc<JobConfig>>, cfg: &JobConfig) -> Arc<JobConfig> {
+    match previous {
+        Some(prev) if prev.same_settings(cfg) => Arc::clone(prev),
+        _ => {
+            let fresh = Arc::new(cfg.clone());
+            *previous = Some(Arc::clone(&fresh));
+            fresh
+        }
+    }
+}
+
 impl JobState {
-    fn new(cfg: &JobConfig) -> JobState {
+    fn new(name: Arc<str>, cfg: Arc<JobConfig>) -> JobState {
         JobState {
-            cfg: cfg.clone(),
+            name,
+            cfg,
             last: None,
             runs: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -337,7 +391,7 @@ impl JobState {
             good_streak: 0,
             expected_start_ms: None,
             silence: None,
-            history: VecDeque::with_capacity(HISTORY_LEN),
+            history: VecDeque::new(),
         }
     }
 }
@@ -367,14 +421,31 @@ impl Registry {
             max_skew,
             stats,
             dirty: HashSet::new(),
+            track_dirty: true,
         };
+        let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {
-            registry.index.insert(cfg.name.clone(), j);
-            registry.jobs.push(JobState::new(cfg));
+            let name: Arc<str> = Arc::from(cfg.name.as_str());
+            let cfg = share(&mut shared, cfg);
+            registry.index.insert(Arc::clone(&name), j);
+            registry.jobs.push(JobState::new(name, cfg));
             registry.arm_down(j, now, wall_ms);
             registry.arm_late(j, now, wall_ms, wall_ms);
         }
         registry
+    }
+
+    /// Stops keeping the set of changed jobs (no state database reads it).
+    pub fn without_dirty_tracking(mut self) -> Registry {
+        self.track_dirty = false;
+        self.dirty = HashSet::new();
+        self
+    }
+
+    fn touch(&mut self, j: usize) {
+        if self.track_dirty {
+            self.dirty.insert(j);
+        }
     }
 
     /// Whether a job changed since the last [`Registry::take_dirty`].
@@ -396,8 +467,8 @@ impl Registry {
                     last: job.last.as_ref().map(|s| SeenRecord {
                         wall_ms: s.wall_ms,
                         kind: s.kind.name().to_owned(),
-                        basis: s.basis.clone(),
-                        host: s.host.clone(),
+                        basis: s.basis(),
+                        host: s.host.to_string(),
                     }),
                     runs: job
                         .runs
@@ -421,7 +492,7 @@ impl Registry {
                     good_streak: job.good_streak,
                     silence: job.silence.clone(),
                 };
-                Some((job.cfg.name.clone(), serde_json::to_string(&record).ok()?))
+                Some((job.name.to_string(), serde_json::to_string(&record).ok()?))
             })
             .collect()
     }
@@ -437,7 +508,7 @@ impl Registry {
         };
         let mut restored = 0;
         for (name, text) in records {
-            let Some(&j) = self.index.get(name) else {
+            let Some(&j) = self.index.get(name.as_str()) else {
                 continue;
             };
             let Ok(record) = serde_json::from_str::<JobRecord>(text) else {
@@ -446,12 +517,19 @@ impl Registry {
             };
             restored += 1;
             let job = &mut self.jobs[j];
-            job.last = record.last.map(|s| Seen {
-                at: instant_of(s.wall_ms),
-                wall_ms: s.wall_ms,
-                kind: Kind::from_name(&s.kind).unwrap_or(Kind::Heartbeat),
-                basis: s.basis,
-                host: s.host,
+            job.last = record.last.map(|s| {
+                // basis is `host/pid/seq`; the host may hold a '/'.
+                let mut parts = s.basis.rsplitn(3, '/');
+                let seq = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                let pid = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                Seen {
+                    at: instant_of(s.wall_ms),
+                    wall_ms: s.wall_ms,
+                    kind: Kind::from_name(&s.kind).unwrap_or(Kind::Heartbeat),
+                    pid,
+                    seq,
+                    host: Arc::from(s.host),
+                }
             });
             job.bad_streak = record.bad_streak;
             job.good_streak = record.good_streak;
@@ -563,41 +641,46 @@ impl Registry {
         // Old index -> new index, for jobs whose timers carry over as they are.
         let mut kept: HashMap<usize, usize> = HashMap::new();
         let mut rearm = Vec::new();
+        let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {
-            self.index.insert(cfg.name.clone(), j);
             let before = old_index
-                .get(&cfg.name)
+                .get(cfg.name.as_str())
                 .and_then(|&o| Some((o, old.get_mut(o)?.take()?)));
             match before {
-                Some((o, state)) if state.cfg == *cfg => {
+                Some((o, mut state)) if state.cfg.same_settings(cfg) => {
                     summary.unchanged += 1;
                     kept.insert(o, j);
                     if old_dirty.contains(&o) {
-                        self.dirty.insert(j);
+                        self.touch(j);
                     }
+                    state.cfg = share(&mut shared, cfg);
+                    self.index.insert(Arc::clone(&state.name), j);
                     self.jobs.push(state);
                 }
                 Some((_, mut state)) => {
                     summary.changed += 1;
                     let same_schedule = state.cfg.schedule == cfg.schedule;
-                    state.cfg = cfg.clone();
+                    state.cfg = share(&mut shared, cfg);
+                    self.index.insert(Arc::clone(&state.name), j);
                     self.jobs.push(state);
                     rearm.push((j, Some(same_schedule)));
-                    self.dirty.insert(j);
+                    self.touch(j);
                 }
                 None => {
                     summary.added += 1;
-                    self.jobs.push(JobState::new(cfg));
+                    let name: Arc<str> = Arc::from(cfg.name.as_str());
+                    self.index.insert(Arc::clone(&name), j);
+                    self.jobs.push(JobState::new(name, share(&mut shared, cfg)));
                     rearm.push((j, None));
-                    self.dirty.insert(j);
+                    self.touch(j);
                 }
             }
         }
         for state in old.into_iter().flatten() {
             if !state.open.is_empty() {
-                warn!(job = %state.cfg.name, open_incidents = state.open.len(), "job removed from the configuration with incidents open; they end here without a follow-up");
+                warn!(job = %state.name, open_incidents = state.open.len(), "job removed from the configuration with incidents open; they end here without a follow-up");
             }
-            summary.removed_names.push(state.cfg.name);
+            summary.removed_names.push(state.name.to_string());
         }
         summary.removed = summary.removed_names.len();
         for (key, at) in old_deadlines.iter() {
@@ -664,7 +747,7 @@ impl Registry {
         now: Instant,
         wall_ms: u64,
     ) -> Vec<Notification> {
-        let Some(&j) = self.index.get(&msg.job) else {
+        let Some(&j) = self.index.get(msg.job.as_str()) else {
             self.unknown_job(msg);
             return Vec::new();
         };
@@ -677,42 +760,49 @@ impl Registry {
                 return Vec::new();
             }
         }
-        self.check_skew(msg, wall_ms);
-        self.dirty.insert(j);
+        let host = self.check_skew(msg, wall_ms);
+        self.touch(j);
         // The history is for people: a run of identical heartbeats or
         // progress notes without text is one line (and costs no allocation).
         let repeated = msg.text.is_none()
             && self.jobs[j]
                 .history
                 .back()
-                .is_some_and(|(_, last)| last == msg.kind.name());
+                .is_some_and(|(_, last)| matches!(last, Entry::Kind(k) if *k == msg.kind));
         if !repeated {
-            let note = match &msg.text {
-                Some(text) => format!(
+            let entry = match &msg.text {
+                Some(text) => Entry::from(format!(
                     "{}: {}",
                     msg.kind,
                     text.chars().take(80).collect::<String>()
-                ),
-                None => msg.kind.to_string(),
+                )),
+                None => Entry::Kind(msg.kind),
             };
-            self.remember(j, wall_ms, note);
+            self.remember(j, wall_ms, entry);
         }
-        let out = self.apply(j, msg, now, wall_ms);
+        let out = self.apply(j, msg, host, now, wall_ms);
         for n in &out {
             self.remember(j, wall_ms, format!("notified {}", n.headline()));
         }
         out
     }
 
-    fn remember(&mut self, j: usize, wall_ms: u64, text: String) {
+    fn remember(&mut self, j: usize, wall_ms: u64, entry: impl Into<Entry>) {
         let history = &mut self.jobs[j].history;
         if history.len() == HISTORY_LEN {
             history.pop_front();
         }
-        history.push_back((wall_ms, text));
+        history.push_back((wall_ms, entry.into()));
     }
 
-    fn apply(&mut self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
+    fn apply(
+        &mut self,
+        j: usize,
+        msg: &Message,
+        host: Arc<str>,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Vec<Notification> {
         let mut out = Vec::new();
         self.arm_down(j, now, wall_ms);
         let job = &mut self.jobs[j];
@@ -720,8 +810,9 @@ impl Registry {
             at: now,
             wall_ms,
             kind: msg.kind,
-            basis: format!("{}/{}/{}", msg.host, msg.pid, msg.seq),
-            host: msg.host.clone(),
+            pid: msg.pid,
+            seq: msg.seq,
+            host,
         });
         let run_id = msg.run_id.unwrap_or(0);
         let good = matches!(msg.kind, Kind::Success | Kind::Heartbeat);
@@ -734,8 +825,15 @@ impl Registry {
         let down_recovers = self.jobs[j].cfg.recover_after_successes <= 1
             || (good && self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes);
         if down_recovers {
-            let text = format!("{} received", msg.kind);
-            self.close(j, Slot::Down, now, wall_ms, text, &mut out);
+            let kind = msg.kind;
+            self.close(
+                j,
+                Slot::Down,
+                now,
+                wall_ms,
+                || format!("{kind} received"),
+                &mut out,
+            );
         }
         // A message of a run shows it is not stalled.
         if msg.run_id.is_some() && self.jobs[j].runs.contains_key(&run_id) {
@@ -749,7 +847,7 @@ impl Registry {
                     Slot::Late,
                     now,
                     wall_ms,
-                    "start received".into(),
+                    || "start received".into(),
                     &mut out,
                 );
                 self.arm_late(j, now, wall_ms, wall_ms);
@@ -786,7 +884,7 @@ impl Registry {
                             Slot::TooFast,
                             now,
                             wall_ms,
-                            "a run of normal length succeeded".into(),
+                            || "a run of normal length succeeded".into(),
                             &mut out,
                         );
                     }
@@ -797,7 +895,7 @@ impl Registry {
                         Slot::Failed,
                         now,
                         wall_ms,
-                        "success received".into(),
+                        || "success received".into(),
                         &mut out,
                     );
                 }
@@ -841,7 +939,7 @@ impl Registry {
                         Slot::Failed,
                         now,
                         wall_ms,
-                        "heartbeat received".into(),
+                        || "heartbeat received".into(),
                         &mut out,
                     );
                 }
@@ -920,9 +1018,11 @@ impl Registry {
         slot: Slot,
         now: Instant,
         wall_ms: u64,
-        text: String,
+        text: impl FnOnce() -> String,
         out: &mut Vec<Notification>,
     ) {
+        // `text` is a closure: most messages close nothing, and should not
+        // pay for formatting what no one reads.
         let Some(open) = self.jobs[j].open.remove(&slot) else {
             return;
         };
@@ -941,7 +1041,7 @@ impl Registry {
         note.resolves = Some(slot.event());
         note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
         note.run_id = open.run_id;
-        note.text = Some(text);
+        note.text = Some(text());
         out.push(note);
     }
 
@@ -998,7 +1098,7 @@ impl Registry {
             Slot::Stalled(run_id),
             now,
             wall_ms,
-            "the run sent a message again".into(),
+            || "the run sent a message again".into(),
             out,
         );
     }
@@ -1015,8 +1115,22 @@ impl Registry {
         self.deadlines.clear(&Key::Overrun(j, run_id));
         self.deadlines.clear(&Key::Stall(j, run_id));
         self.jobs[j].runs.remove(&run_id);
-        self.close(j, Slot::Overrun(run_id), now, wall_ms, text.to_owned(), out);
-        self.close(j, Slot::Stalled(run_id), now, wall_ms, text.to_owned(), out);
+        self.close(
+            j,
+            Slot::Overrun(run_id),
+            now,
+            wall_ms,
+            || text.to_owned(),
+            out,
+        );
+        self.close(
+            j,
+            Slot::Stalled(run_id),
+            now,
+            wall_ms,
+            || text.to_owned(),
+            out,
+        );
     }
 
     /// Handles every deadline at or before `now`.
@@ -1024,7 +1138,7 @@ impl Registry {
         let mut out = Vec::new();
         for key in self.deadlines.pop_due(now) {
             let j = key.job();
-            self.dirty.insert(j);
+            self.touch(j);
             let before = out.len();
             match key {
                 Key::Down(j) => self.fire_down(j, now, wall_ms, &mut out),
@@ -1067,8 +1181,11 @@ impl Registry {
             return;
         }
         let job = &self.jobs[j];
-        let basis = job.last.as_ref().map_or("never", |s| s.basis.as_str());
-        let id = incident_id(&job.cfg.name, Event::Down, basis);
+        let basis = job
+            .last
+            .as_ref()
+            .map_or_else(|| "never".to_owned(), Seen::basis);
+        let id = incident_id(&job.name, Event::Down, &basis);
         let since = job.last.as_ref().map_or(self.started, |s| s.at);
         let quiet = now.saturating_duration_since(since);
         let mut note = self.note(j, Event::Down, &id, wall_ms);
@@ -1087,7 +1204,7 @@ impl Registry {
             return;
         };
         if !self.jobs[j].open.contains_key(&Slot::Late) {
-            let name = self.jobs[j].cfg.name.clone();
+            let name = self.jobs[j].name.to_string();
             let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
             let mut note = self.note(j, Event::Late, &id, wall_ms);
             let due = humantime::format_rfc3339_seconds(
@@ -1120,7 +1237,7 @@ impl Registry {
         }
         let running = now.saturating_duration_since(run.started);
         let host = run.host.clone();
-        let name = self.jobs[j].cfg.name.clone();
+        let name = self.jobs[j].name.to_string();
         let id = incident_id(&name, slot.event(), &format!("run:{run_id}"));
         let mut note = self.note(j, slot.event(), &id, wall_ms);
         note.run_id = Some(run_id);
@@ -1220,7 +1337,7 @@ impl Registry {
     pub fn silences(&self) -> Vec<(String, Silence)> {
         self.jobs
             .iter()
-            .filter_map(|job| Some((job.cfg.name.clone(), job.silence.clone()?)))
+            .filter_map(|job| Some((job.name.to_string(), job.silence.clone()?)))
             .collect()
     }
 
@@ -1228,7 +1345,7 @@ impl Registry {
         if self.jobs[j].silence.take().is_none() {
             return;
         }
-        self.remember(j, wall_ms, "silence ended".into());
+        self.remember(j, wall_ms, Entry::Text("silence ended".into()));
         // Incidents still open were never notified: they are now.
         for open in self.jobs[j].open.values_mut() {
             if !open.notified {
@@ -1271,19 +1388,23 @@ impl Registry {
                     None => "up",
                 };
                 JobView {
-                    name: job.cfg.name.clone(),
+                    name: job.name.to_string(),
                     state,
                     schedule: job.cfg.schedule.to_string(),
                     period_ms: job.cfg.schedule.period_ms(wall_ms),
                     grace_ms: millis(job.cfg.grace),
                     last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
                     last_kind: job.last.as_ref().map(|s| s.kind.name()),
-                    last_host: job.last.as_ref().map(|s| s.host.clone()),
+                    last_host: job.last.as_ref().map(|s| s.host.to_string()),
                     next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
                     runs_in_progress: job.runs.len(),
                     incidents,
                     silence: job.silence.clone(),
-                    history: job.history.iter().cloned().collect(),
+                    history: job
+                        .history
+                        .iter()
+                        .map(|(ms, entry)| (*ms, entry.text().to_owned()))
+                        .collect(),
                 }
             })
             .collect()
@@ -1293,7 +1414,7 @@ impl Registry {
         let job = &self.jobs[j];
         Notification {
             event,
-            job: job.cfg.name.clone(),
+            job: job.name.to_string(),
             incident: incident.to_owned(),
             watcher: self.watcher.clone(),
             detected_ms: wall_ms,
@@ -1301,7 +1422,7 @@ impl Registry {
             resolves: None,
             duration_ms: None,
             run_id: None,
-            host: job.last.as_ref().map(|s| s.host.clone()),
+            host: job.last.as_ref().map(|s| s.host.to_string()),
             exit_code: None,
             text: None,
             repeat: 0,
@@ -1311,29 +1432,33 @@ impl Registry {
     /// Deadlines never use the sender's clock; a clock far off is only
     /// reported (and shown per host), once each time a host goes out of (or
     /// back into) bounds.
-    fn check_skew(&mut self, msg: &Message, wall_ms: u64) {
+    fn check_skew(&mut self, msg: &Message, wall_ms: u64) -> Arc<str> {
         let sample = i64::try_from(i128::from(wall_ms) - i128::from(msg.ts_ms)).unwrap_or(i64::MAX);
         if sample.unsigned_abs() > u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX) {
             self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.hosts.contains_key(&msg.host) {
+        if !self.hosts.contains_key(msg.host.as_str()) {
             // Past the cap, skew is still counted, but only known hosts are shown.
             if self.hosts.len() >= MAX_SKEW_HOSTS {
-                return;
+                return Arc::from(msg.host.as_str());
             }
+            let name: Arc<str> = Arc::from(msg.host.as_str());
             let clock = HostClock {
+                name: Arc::clone(&name),
                 samples: VecDeque::with_capacity(SKEW_WINDOW),
                 skewed: false,
                 last_seen_ms: wall_ms,
                 messages: 0,
             };
-            self.hosts.insert(msg.host.clone(), clock);
+            self.hosts.insert(name, clock);
         }
         // Looked up again rather than with `entry`, which would allocate
-        // the host name for every message.
-        let Some(clock) = self.hosts.get_mut(&msg.host) else {
-            return;
+        // the host name for every message; the key is the interned name
+        // every job's last message shares.
+        let Some(clock) = self.hosts.get_mut(msg.host.as_str()) else {
+            return Arc::from(msg.host.as_str());
         };
+        let host = Arc::clone(&clock.name);
         if clock.samples.len() == SKEW_WINDOW {
             clock.samples.pop_front();
         }
@@ -1342,15 +1467,15 @@ impl Registry {
         clock.messages += 1;
         let skew_ms = clock.estimate();
         let skewed = u128::from(skew_ms.unsigned_abs()) > self.max_skew.as_millis();
-        if skewed == clock.skewed {
-            return;
+        if skewed != clock.skewed {
+            clock.skewed = skewed;
+            if skewed {
+                warn!(host = %msg.host, skew_ms, max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
+            } else {
+                tracing::info!(host = %msg.host, skew_ms, "sender clock back within bounds");
+            }
         }
-        clock.skewed = skewed;
-        if skewed {
-            warn!(host = %msg.host, skew_ms, max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
-        } else {
-            tracing::info!(host = %msg.host, skew_ms, "sender clock back within bounds");
-        }
+        host
     }
 
     /// Every sender host seen, with its measured clock offset.
@@ -1359,7 +1484,7 @@ impl Registry {
             .hosts
             .iter()
             .map(|(host, c)| HostView {
-                host: host.clone(),
+                host: host.to_string(),
                 skew_ms: c.estimate(),
                 skewed: c.skewed,
                 last_seen_ms: c.last_seen_ms,

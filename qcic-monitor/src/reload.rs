@@ -98,10 +98,13 @@ impl Reloader {
         applied.jobs = new.jobs;
         applied.monitor.max_unknown_jobs = new.monitor.max_unknown_jobs;
         applied.monitor.max_clock_skew = new.monitor.max_clock_skew;
+        let routing = Routing::new(&applied);
+        // The registry keeps the jobs; the reloader does not need them again.
+        let jobs = std::mem::take(&mut applied.jobs);
         let (reply, answer) = oneshot::channel();
         self.queries
             .send(Query::Reload {
-                jobs: applied.jobs.clone(),
+                jobs,
                 max_unknown: applied.monitor.max_unknown_jobs,
                 max_skew: applied.monitor.max_clock_skew,
                 reply,
@@ -113,7 +116,7 @@ impl Reloader {
             .map_err(|_| "the checker has stopped".to_owned())?;
         // After the registry: a notification already on its way for a
         // removed job still goes where it was routed.
-        self.routing.send_replace(Routing::new(&applied));
+        self.routing.send_replace(routing);
         if !restart.is_empty() {
             warn!(keys = ?restart, "these settings changed in the file and take effect only after a restart");
         }

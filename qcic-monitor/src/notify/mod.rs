@@ -124,6 +124,7 @@ impl Channels {
     /// Closes the queues and waits for the channels to finish what they hold.
     pub async fn finish(self, within: std::time::Duration) {
         drop(self.queues);
+        let aborts: Vec<_> = self.tasks.iter().map(JoinHandle::abort_handle).collect();
         let tasks = async {
             for task in self.tasks {
                 let _ = task.await;
@@ -131,8 +132,13 @@ impl Channels {
         };
         if tokio::time::timeout(within, tasks).await.is_err() {
             warn!(
-                "notification channels still busy at shutdown; undelivered notifications are lost"
+                "notification channels still busy at shutdown; with the state database on, what they hold is sent after the restart"
             );
+            // Stopped, not left running detached: their handles on the
+            // state database must go for its last writes to finish.
+            for abort in aborts {
+                abort.abort();
+            }
         }
         for thread in self.threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;

@@ -17,6 +17,9 @@ use crate::notification::Notification;
 use crate::stats::Stats;
 use crate::store::{Delivery, Store};
 
+/// Alerts queued per subscriber before PUB drops (two frames each).
+pub const ALERT_HWM: i32 = 200_000;
+
 /// The topic frame for a notification.
 pub fn topic(note: &Notification) -> String {
     format!("alert.{}.{}", note.event, note.job)
@@ -35,6 +38,10 @@ pub fn start(
     let socket = ctx.socket(zmq::PUB)?;
     // Bounded: a subscriber that went away must not hold up shutdown.
     socket.set_linger(1000)?;
+    // A burst (ten thousand jobs due in the same second) must reach a
+    // subscriber that is a moment behind: libzmq's default of 1000 queued
+    // messages per subscriber would drop the rest silently.
+    socket.set_sndhwm(ALERT_HWM)?;
     socket
         .bind(&cfg.publish)
         .map_err(|source| MonitorError::Bind {

@@ -1,0 +1,1126 @@
+//! qcic-bench: every figure of docs/BENCHMARKS.md in one run, each set
+//! against the machine's own limit measured in the same run.
+//!
+//! ```text
+//! cargo bench -p qcic-monitor --bench qcic-bench -- --full     # the published run (~10 min)
+//! cargo bench -p qcic-monitor --bench qcic-bench -- --quick    # smoke test, < 1 min; asserts nothing about speed
+//! ```
+//!
+//! Prints a table and writes the same figures as JSON (`--json PATH`,
+//! default `target/qcic-bench.json`). The watcher runs as a child process
+//! (this program re-run as `serve`), on a generated configuration, so a
+//! million jobs need no million-line TOML file; senders are child processes
+//! too (`send`). Everything talks over tcp loopback.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a benchmark: a panic is the report, and figures are floats"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use qcic_monitor::config::{
+    Config, CurveConfig, EmailConfig, JobConfig, MonitorConfig, NotifyConfig, Route, ZmqConfig,
+};
+use qcic_monitor::schedule::Schedule;
+use qcic_sdk::{Kind, Message};
+use serde_json::{Value, json};
+
+/// Sentinel jobs: sender k ends with a `fail` for `sentinel-k`, whose alert
+/// says everything it sent before was applied (one connection is in order).
+const SENTINELS: usize = 8;
+const HOST: &str = "bench-host-01";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&Opts::parse(&args[1..])),
+        Some("send") => send(&Opts::parse(&args[1..])),
+        _ => orchestrate(&args),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// `key=value` arguments of the child modes.
+struct Opts(Vec<(String, String)>);
+
+impl Opts {
+    fn parse(args: &[String]) -> Opts {
+        Opts(
+            args.iter()
+                .filter_map(|a| a.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn num(&self, key: &str) -> usize {
+        self.get(key).map_or(0, |v| v.parse().unwrap())
+    }
+}
+
+fn endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("tcp://127.0.0.1:{port}")
+}
+
+fn wall_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn job_name(i: usize) -> String {
+    format!("job-{i:07}")
+}
+
+fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Message {
+    Message {
+        kind,
+        job: job.into(),
+        run_id: (kind != Kind::Heartbeat).then_some(seq),
+        seq,
+        ts_ms: u64::try_from(wall_ns() / 1_000_000).unwrap(),
+        host: HOST.into(),
+        pid: 4242,
+        exit_code: (kind == Kind::Fail).then_some(1),
+        text: text.map(str::to_owned),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median, minimum and maximum.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn target_dir() -> PathBuf {
+    // target/release/deps/qcic_bench-HASH
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+// ---------------------------------------------------------------- serve
+
+/// The watcher, as the binary runs it, on a generated configuration.
+fn serve(o: &Opts) {
+    let jobs = o.num("jobs");
+    let schedule = match o.get("cron") {
+        Some(pattern) => Schedule::cron(pattern, "UTC").unwrap(),
+        None => Schedule::Every(Duration::from_secs(3600)),
+    };
+    let mut list: Vec<JobConfig> = (0..jobs)
+        .map(|i| JobConfig::new(&job_name(i), schedule.clone(), Duration::ZERO))
+        .collect();
+    for k in 0..SENTINELS {
+        list.push(JobConfig::new(
+            &format!("sentinel-{k}"),
+            Schedule::Every(Duration::from_secs(3600)),
+            Duration::ZERO,
+        ));
+    }
+    let mut notify = vec![NotifyConfig::Zmq(ZmqConfig {
+        publish: o.get("publish").unwrap().to_owned(),
+        route: Route {
+            name: Some("pub".into()),
+            default: true,
+        },
+    })];
+    if let Some(smtp) = o.get("smtp") {
+        notify.push(NotifyConfig::Email(EmailConfig {
+            smtp: smtp.to_owned(),
+            from: "qcic@example.com".into(),
+            to: vec!["ops@example.com".into()],
+            username: None,
+            password_env: None,
+            password_file: None,
+            subject_prefix: "[qcic]".into(),
+            route: Route {
+                name: Some("mail".into()),
+                default: true,
+            },
+        }));
+    }
+    let curve = o.get("curve_secret").map(|z| CurveConfig {
+        secret_key: z85::decode(z).unwrap().try_into().unwrap(),
+        allowed_senders: None,
+    });
+    let config = Config {
+        source: "qcic-bench".into(),
+        path: None,
+        monitor: MonitorConfig {
+            id: "bench".into(),
+            listen: vec![o.get("listen").unwrap().to_owned()],
+            max_unknown_jobs: 1000,
+            max_rate_per_sender: 0,
+            max_clock_skew: Duration::from_secs(300),
+            curve,
+            control: o.get("control").unwrap().into(),
+            http: None,
+            state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
+        },
+        jobs: list,
+        notify,
+    };
+    // As the binary logs by default (info, text, to stderr: a file here).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        term.recv().await;
+    };
+    runtime
+        .block_on(qcic_monitor::run(config, shutdown, false))
+        .unwrap();
+}
+
+/// A `serve` child and what it needs.
+struct Watcher {
+    child: Child,
+    dir: tempfile::TempDir,
+    listen: String,
+    publish: String,
+    control: PathBuf,
+    ready_after: Duration,
+}
+
+#[derive(Default, Clone)]
+struct WatcherSpec {
+    jobs: usize,
+    state: Option<PathBuf>,
+    curve_secret: Option<String>,
+    cron: Option<String>,
+    smtp: Option<String>,
+}
+
+impl Watcher {
+    fn start(spec: &WatcherSpec) -> Watcher {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, publish) = (endpoint(), endpoint());
+        let control = dir.path().join("control.sock");
+        let mut args = vec![
+            "serve".to_owned(),
+            format!("jobs={}", spec.jobs),
+            format!("listen={listen}"),
+            format!("publish={publish}"),
+            format!("control={}", control.display()),
+            format!(
+                "state={}",
+                spec.state
+                    .as_ref()
+                    .map_or("off".into(), |p| p.display().to_string())
+            ),
+        ];
+        if let Some(k) = &spec.curve_secret {
+            args.push(format!("curve_secret={k}"));
+        }
+        if let Some(c) = &spec.cron {
+            args.push(format!("cron={c}"));
+        }
+        if let Some(s) = &spec.smtp {
+            args.push(format!("smtp={s}"));
+        }
+        let log = std::fs::File::create(dir.path().join("watcher.log")).unwrap();
+        let started = Instant::now();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut w = Watcher {
+            child,
+            dir,
+            listen,
+            publish,
+            control,
+            ready_after: Duration::ZERO,
+        };
+        w.ready_after = w.wait_ready(started);
+        w
+    }
+
+    /// Ready = the checker answers on the control socket: configuration
+    /// built, state restored, sockets bound, deadlines armed.
+    fn wait_ready(&mut self, started: Instant) -> Duration {
+        let req = qcic_monitor::control::Request {
+            command: "status".into(),
+            ..Default::default()
+        };
+        loop {
+            // The status reply for a million jobs is large; any reply will do.
+            if std::os::unix::net::UnixStream::connect(&self.control).is_ok()
+                && qcic_monitor::control::request(&self.control, &req).is_ok()
+            {
+                return started.elapsed();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("watcher exited with {status}: {}", self.log());
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "never ready");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("watcher.log")).unwrap_or_default()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
+    /// SIGTERM and wait: the clean shutdown that saves everything.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- send
+
+/// A sender process: pre-encoded heartbeats for `jobs` jobs from `offset`,
+/// `count` of them as fast as libzmq takes them, then a `fail` for its
+/// sentinel. Prints `start <wall ns>` just before the first heartbeat.
+fn send(o: &Opts) {
+    let (jobs, offset, count, k) = (o.num("jobs"), o.num("offset"), o.num("count"), o.num("k"));
+    let frames: Vec<Vec<u8>> = (0..jobs.min(count).max(1))
+        .map(|i| message(Kind::Heartbeat, &job_name(offset + i), 1, None).encode())
+        .collect();
+    let sentinel = format!("sentinel-{k}");
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(120_000).unwrap();
+    if let Some(server) = o.get("curve_server") {
+        let (public, secret) = qcic_sdk::new_curve_pair().unwrap();
+        push.set_curve_serverkey(&z85::decode(server).unwrap())
+            .unwrap();
+        push.set_curve_publickey(&public).unwrap();
+        push.set_curve_secretkey(&secret).unwrap();
+    }
+    push.connect(o.get("endpoint").unwrap()).unwrap();
+    // Connection (and CURVE handshake) out of the timing.
+    push.send(message(Kind::Heartbeat, &sentinel, 1, None).encode(), 0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    println!("start {}", wall_ns());
+    for i in 0..count {
+        push.send(&frames[i % frames.len()][..], 0).unwrap();
+    }
+    push.send(message(Kind::Fail, &sentinel, 2, None).encode(), 0)
+        .unwrap();
+}
+
+struct Senders(Vec<Child>);
+
+impl Senders {
+    /// `n` sender processes sharing `total` messages over `jobs` jobs (each
+    /// its own slice).
+    fn spawn(
+        n: usize,
+        endpoint: &str,
+        jobs: usize,
+        total: usize,
+        curve_server: Option<&str>,
+    ) -> Senders {
+        Senders(
+            (0..n)
+                .map(|k| {
+                    let mut cmd = Command::new(std::env::current_exe().unwrap());
+                    cmd.args([
+                        "send".to_owned(),
+                        format!("endpoint={endpoint}"),
+                        format!("jobs={}", jobs / n),
+                        format!("offset={}", k * (jobs / n)),
+                        format!("count={}", total / n),
+                        format!("k={k}"),
+                    ]);
+                    if let Some(s) = curve_server {
+                        cmd.arg(format!("curve_server={s}"));
+                    }
+                    cmd.stdout(Stdio::piped()).spawn().unwrap()
+                })
+                .collect(),
+        )
+    }
+
+    /// Waits for every sender; the earliest `start` stamp.
+    fn finish(self) -> u128 {
+        let mut start = u128::MAX;
+        for mut child in self.0 {
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            start = start.min(line.trim().strip_prefix("start ").unwrap().parse().unwrap());
+            assert!(child.wait().unwrap().success());
+        }
+        start
+    }
+}
+
+fn sub(publish: &str, prefix: &str) -> (zmq::Context, zmq::Socket) {
+    let ctx = zmq::Context::new();
+    let s = ctx.socket(zmq::SUB).unwrap();
+    s.set_rcvhwm(1_000_000).unwrap();
+    s.set_subscribe(prefix.as_bytes()).unwrap();
+    s.set_rcvtimeo(300_000).unwrap();
+    s.connect(publish).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    (ctx, s)
+}
+
+// ---------------------------------------------------------------- figures
+
+struct Plan {
+    quick: bool,
+    runs: usize,
+    messages: usize,
+    big_jobs: usize,
+    detect_jobs: usize,
+    detect_rounds: usize,
+    email_jobs: usize,
+    calls: usize,
+}
+
+/// Messages per second through a bare PUSH -> PULL loop (the ceiling).
+fn bare_rate(senders: usize, total: usize, curve: bool) -> f64 {
+    let ctx = zmq::Context::new();
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    let ep = endpoint();
+    let mut server_public = None;
+    if curve {
+        let (public, secret) = qcic_sdk::new_curve_pair().unwrap();
+        pull.set_curve_server(true).unwrap();
+        pull.set_curve_secretkey(&secret).unwrap();
+        server_public = Some(z85::encode(public));
+    }
+    pull.bind(&ep).unwrap();
+    let expect = senders * (total / senders + 2);
+    let s = Senders::spawn(senders, &ep, 1000, total, server_public.as_deref());
+    let mut buf = [0u8; 512];
+    for _ in 0..expect {
+        pull.recv_into(&mut buf, 0).unwrap();
+    }
+    let end = wall_ns();
+    let start = s.finish();
+    (senders * (total / senders)) as f64 / ((end - start) as f64 / 1e9)
+}
+
+/// Messages per second the watcher decodes and applies.
+fn monitor_rate(senders: usize, jobs: usize, total: usize, state: bool, curve: bool) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = curve.then(|| qcic_sdk::new_curve_pair().unwrap());
+    let w = Watcher::start(&WatcherSpec {
+        jobs,
+        state: state.then(|| dir.path().join("state.db")),
+        curve_secret: keys.map(|(_, secret)| z85::encode(secret)),
+        ..WatcherSpec::default()
+    });
+    let (_ctx, alerts) = sub(&w.publish, "alert.failed.sentinel-");
+    let server_public = keys.map(|(public, _)| z85::encode(public));
+    let s = Senders::spawn(senders, &w.listen, jobs, total, server_public.as_deref());
+    for _ in 0..senders {
+        alerts.recv_multipart(0).expect("a sentinel alert");
+    }
+    let end = wall_ns();
+    let start = s.finish();
+    drop(w);
+    (senders * (total / senders)) as f64 / ((end - start) as f64 / 1e9)
+}
+
+fn ingest(plan: &Plan, out: &mut Vec<Value>) {
+    let total = plan.messages;
+    println!(
+        "\n1. Ingest: heartbeats decoded and applied per second ({total} per run, median of {} (min..max))",
+        plan.runs
+    );
+    let repeat = |f: &dyn Fn() -> f64| spread((0..plan.runs).map(|_| f()).collect());
+    let bare1 = repeat(&|| bare_rate(1, total, false));
+    let bare4 = repeat(&|| bare_rate(4, total, false));
+    let bare_curve = repeat(&|| bare_rate(1, total, true));
+    let row = |out: &mut Vec<Value>,
+               name: &str,
+               senders: usize,
+               jobs: usize,
+               state: bool,
+               curve: bool,
+               bare: (f64, f64, f64),
+               target: Option<f64>| {
+        let (m, lo, hi) = repeat(&|| monitor_rate(senders, jobs, total, state, curve));
+        let ratio = m / bare.0;
+        let verdict = target.map_or(String::new(), |t| {
+            format!(
+                "target >= {t:.2}: {}",
+                if ratio >= t { "met" } else { "MISSED" }
+            )
+        });
+        println!(
+            "   {name:<44} {m:>10.0}/s ({lo:.0}..{hi:.0})  bare {:>10.0}/s  ratio {ratio:.2}  {verdict}",
+            bare.0
+        );
+        out.push(json!({"figure": "ingest", "case": name, "senders": senders, "jobs": jobs,
+            "state_db": state, "curve": curve, "per_s": m, "min": lo, "max": hi,
+            "bare_per_s": bare.0, "bare_min": bare.1, "bare_max": bare.2, "ratio": ratio, "target_ratio": target}));
+    };
+    println!(
+        "   bare PUSH->PULL: 1 sender {:.0}/s ({:.0}..{:.0}), 4 senders {:.0}/s ({:.0}..{:.0}), 1 sender CURVE {:.0}/s ({:.0}..{:.0})",
+        bare1.0,
+        bare1.1,
+        bare1.2,
+        bare4.0,
+        bare4.1,
+        bare4.2,
+        bare_curve.0,
+        bare_curve.1,
+        bare_curve.2
+    );
+    let big = plan.big_jobs;
+    row(
+        out,
+        "1 sender, 1 000 jobs",
+        1,
+        1000,
+        false,
+        false,
+        bare1,
+        Some(0.5),
+    );
+    row(
+        out,
+        "4 senders, 1 000 jobs",
+        4,
+        1000,
+        false,
+        false,
+        bare4,
+        Some(0.5),
+    );
+    row(
+        out,
+        &format!("1 sender, {big} jobs"),
+        1,
+        big,
+        false,
+        false,
+        bare1,
+        Some(0.3),
+    );
+    row(
+        out,
+        &format!("4 senders, {big} jobs"),
+        4,
+        big,
+        false,
+        false,
+        bare4,
+        Some(0.3),
+    );
+    row(
+        out,
+        "1 sender, 1 000 jobs, state DB on",
+        1,
+        1000,
+        true,
+        false,
+        bare1,
+        Some(0.3),
+    );
+    row(
+        out,
+        &format!("1 sender, {big} jobs, state DB on"),
+        1,
+        big,
+        true,
+        false,
+        bare1,
+        Some(0.3),
+    );
+    row(
+        out,
+        "1 sender, 1 000 jobs, CURVE (vs bare CURVE)",
+        1,
+        1000,
+        false,
+        true,
+        bare_curve,
+        None,
+    );
+}
+
+/// Per-call cost of `heartbeat` from Rust, in this process: the same
+/// protocol as the C and Python programs.
+fn rust_sender(up: &str, down: &str, calls: usize) -> Value {
+    fn summary(v: &mut [f64]) -> Value {
+        v.sort_by(f64::total_cmp);
+        json!({"median_ns": percentile(v, 0.5), "p99_ns": percentile(v, 0.99), "calls": v.len()})
+    }
+    let calls = calls.max(4000);
+    let mut t = vec![0f64; calls];
+    let mut empty = vec![0f64; calls];
+    for e in &mut empty {
+        let t0 = Instant::now();
+        *e = t0.elapsed().as_nanos() as f64;
+    }
+    let client = qcic_sdk::Client::new([up]).unwrap();
+    for (i, slot) in t.iter_mut().enumerate() {
+        if i % 1000 == 0 {
+            client.flush(Duration::from_secs(5));
+        }
+        let t0 = Instant::now();
+        let _ = client.heartbeat("nightly-etl1");
+        *slot = t0.elapsed().as_nanos() as f64;
+    }
+    let up_summary = summary(&mut t);
+    let dead = qcic_sdk::Client::new([down]).unwrap();
+    let before = rss_kib(std::process::id());
+    for slot in &mut t {
+        let t0 = Instant::now();
+        let _ = dead.heartbeat("nightly-etl1");
+        *slot = t0.elapsed().as_nanos() as f64;
+    }
+    let after = rss_kib(std::process::id());
+    let half = calls / 2;
+    let full = summary(&mut t[half..]);
+    let filling = summary(&mut t[..2000]);
+    dead.close(Duration::from_millis(100));
+    json!({"lang": "Rust", "clock": summary(&mut empty), "up": up_summary,
+        "down_filling": filling, "down_full": full,
+        "rss_kib_before": before, "rss_kib_after": after})
+}
+
+fn c_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .args(["build", "--release", "-p", "qcic-ffi", "--lib"])
+        .current_dir(workspace())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !built.success() {
+        return Err("cargo build -p qcic-ffi failed".into());
+    }
+    let lib = workspace().join("target/release");
+    let exe = target_dir().join("qcic-heartbeat-bench");
+    let cc = Command::new("gcc")
+        .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(workspace().join("include"))
+        .arg(workspace().join("qcic-ffi/benches/heartbeat.c"))
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lqcic")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&exe)
+        .status()
+        .map_err(|e| format!("gcc: {e}"))?;
+    if !cc.success() {
+        return Err("gcc failed".into());
+    }
+    let out = Command::new(&exe)
+        .args([up, down, &calls.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn python_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
+    let python = std::env::var("QCIC_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
+    let out = Command::new(&python)
+        .arg(workspace().join("qcic-py/benches/bench_heartbeat.py"))
+        .args([up, down, &calls.to_string()])
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    serde_json::from_slice(&out.stdout).map_err(|_| {
+        format!(
+            "no result (is qcic installed? pip install ./qcic-py): {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )
+    })
+}
+
+fn sender_cost(plan: &Plan, out: &mut Vec<Value>) {
+    println!(
+        "\n2. Sender cost: one heartbeat call, each call timed alone (ns; the clock's own cost shown apart)"
+    );
+    // A PULL draining everything, and an endpoint nobody listens on.
+    let ctx = zmq::Context::new();
+    let pull = ctx.socket(zmq::PULL).unwrap();
+    let up = endpoint();
+    pull.bind(&up).unwrap();
+    std::thread::spawn(move || while pull.recv_bytes(0).is_ok() {});
+    let down = endpoint();
+    let results = [
+        ("Rust", Ok(rust_sender(&up, &down, plan.calls)), 500.0),
+        ("C", c_sender(&up, &down, plan.calls), 500.0),
+        ("Python", python_sender(&up, &down, plan.calls), 2000.0),
+    ];
+    println!(
+        "   {:<7} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>14} | target",
+        "",
+        "up med",
+        "up p99",
+        "fill med",
+        "fill p99",
+        "full med",
+        "full p99",
+        "clock",
+        "",
+        "RSS KiB"
+    );
+    for (lang, result, target) in results {
+        match result {
+            Ok(v) => {
+                let g = |a: &str, b: &str| v[a][b].as_f64().unwrap_or(f64::NAN);
+                let med = g("up", "median_ns");
+                let flat = g("down_full", "median_ns") <= med * 1.5 + 50.0;
+                println!(
+                    "   {lang:<7} {:>8.0} {:>8.0} | {:>8.0} {:>8.0} | {:>8.0} {:>8.0} | {:>8.0} {:>8} | {:>6}->{:<6} | median <= {target:.0} ns: {}, flat when down: {}",
+                    med,
+                    g("up", "p99_ns"),
+                    g("down_filling", "median_ns"),
+                    g("down_filling", "p99_ns"),
+                    g("down_full", "median_ns"),
+                    g("down_full", "p99_ns"),
+                    g("clock", "median_ns"),
+                    "",
+                    v["rss_kib_before"],
+                    v["rss_kib_after"],
+                    if med <= target { "met" } else { "MISSED" },
+                    if flat { "yes" } else { "NO" },
+                );
+                let mut v = v;
+                v["figure"] = json!("sender_cost");
+                v["target_median_ns"] = json!(target);
+                out.push(v);
+            }
+            Err(e) => {
+                println!("   {lang:<7} not measured: {e}");
+                out.push(json!({"figure": "sender_cost", "lang": lang, "error": e}));
+            }
+        }
+    }
+}
+
+/// Latency from a deadline to each alert: `jobs` cron jobs (every 5 s, no
+/// grace) are all heard, so all fall due at the same 5-second boundary;
+/// each alert's arrival at a subscriber (or each email's arrival in the
+/// SMTP server's Maildir) minus that boundary.
+fn detection(plan: &Plan, out: &mut Vec<Value>) {
+    println!("\n3. Detection: deadline -> alert, all jobs due in the same instant (ms)");
+    let w = Watcher::start(&WatcherSpec {
+        jobs: plan.detect_jobs,
+        cron: Some("*/5 * * * * *".into()),
+        ..WatcherSpec::default()
+    });
+    let (_c, alerts) = sub(&w.publish, "alert.down.job-");
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_sndhwm(0).unwrap();
+    push.connect(&w.listen).unwrap();
+    let mut lat = Vec::new();
+    for _ in 0..plan.detect_rounds {
+        let boundary = heartbeat_all(&push, plan.detect_jobs);
+        let mut got = 0;
+        while got < plan.detect_jobs {
+            let frames = alerts.recv_multipart(0).expect("a down alert");
+            let at = wall_ns();
+            let body: Value = rmp_serde::from_slice(&frames[1]).unwrap();
+            if body["last_seen_ms"].is_null() {
+                continue; // a job not yet heard at start-up: not this round's
+            }
+            lat.push((at as f64 - boundary as f64) / 1e6);
+            got += 1;
+        }
+    }
+    drop(w);
+    report_latency(
+        out,
+        "deadline -> PUB alert",
+        plan.detect_jobs,
+        plan.detect_rounds,
+        lat,
+        Some((2.0, 20.0)),
+    );
+
+    // Email: a real SMTP server (aiosmtpd) on loopback.
+    let python = workspace().join(".venv/bin/python");
+    let maildir = tempfile::tempdir().unwrap();
+    for d in ["cur", "new", "tmp"] {
+        std::fs::create_dir(maildir.path().join(d)).unwrap();
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let smtp = Command::new(&python)
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut smtp) = smtp else {
+        println!(
+            "   email: not measured (no {}; run scripts/setup.sh)",
+            python.display()
+        );
+        return;
+    };
+    let up = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    if !up {
+        println!("   email: not measured (aiosmtpd did not start)");
+        let _ = smtp.kill();
+        return;
+    }
+    let w = Watcher::start(&WatcherSpec {
+        jobs: plan.email_jobs,
+        cron: Some("*/5 * * * * *".into()),
+        smtp: Some(format!("smtp://127.0.0.1:{port}")),
+        ..WatcherSpec::default()
+    });
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.connect(&w.listen).unwrap();
+    let boundary = heartbeat_all(&push, plan.email_jobs);
+    // Emails of this round: the ones written after the boundary (a job
+    // not yet heard at start-up may have mailed before it).
+    let mut lat: Vec<f64> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while lat.len() < plan.email_jobs && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        lat = std::fs::read_dir(maildir.path().join("new"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+            .map(|m| m.duration_since(UNIX_EPOCH).unwrap().as_nanos())
+            .filter(|&m| m >= boundary)
+            .map(|m| (m - boundary) as f64 / 1e6)
+            .collect();
+    }
+    drop(w);
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+    report_latency(
+        out,
+        "deadline -> email accepted by SMTP",
+        plan.email_jobs,
+        1,
+        lat,
+        None,
+    );
+}
+
+/// Heartbeats for every job, sent at least 1.5 s before a 5-second
+/// boundary; returns that boundary (unix ns), when all of them fall due.
+fn heartbeat_all(push: &zmq::Socket, jobs: usize) -> u128 {
+    const PERIOD_MS: u128 = 5000;
+    let now_ms = wall_ns() / 1_000_000;
+    if PERIOD_MS - now_ms % PERIOD_MS < 1500 {
+        std::thread::sleep(Duration::from_millis(
+            u64::try_from(PERIOD_MS - now_ms % PERIOD_MS + 100).unwrap(),
+        ));
+    }
+    let boundary_ms = (wall_ns() / 1_000_000 / PERIOD_MS + 1) * PERIOD_MS;
+    for i in 0..jobs {
+        push.send(message(Kind::Heartbeat, &job_name(i), 1, None).encode(), 0)
+            .unwrap();
+    }
+    assert!(
+        wall_ns() / 1_000_000 < boundary_ms - 200,
+        "sending took too long"
+    );
+    boundary_ms * 1_000_000
+}
+
+fn report_latency(
+    out: &mut Vec<Value>,
+    name: &str,
+    jobs: usize,
+    rounds: usize,
+    mut lat: Vec<f64>,
+    target: Option<(f64, f64)>,
+) {
+    if lat.is_empty() {
+        println!("   {name}: nothing arrived");
+        return;
+    }
+    lat.sort_by(f64::total_cmp);
+    let (med, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1],
+    );
+    let verdict = target.map_or(String::new(), |(m, p)| {
+        format!(
+            "target median <= {m} ms: {}, p99 <= {p} ms: {}",
+            if med <= m { "met" } else { "MISSED" },
+            if p99 <= p { "met" } else { "MISSED" }
+        )
+    });
+    println!(
+        "   {name:<36} {jobs} jobs x {rounds}: min {:.2}  median {med:.2}  p99 {p99:.2}  max {max:.2}  ({} alerts)  {verdict}",
+        lat[0],
+        lat.len()
+    );
+    out.push(
+        json!({"figure": "detection", "case": name, "jobs_due_at_once": jobs, "rounds": rounds,
+        "min_ms": lat[0], "median_ms": med, "p99_ms": p99, "max_ms": max, "alerts": lat.len(),
+        "target_median_ms": target.map(|t| t.0), "target_p99_ms": target.map(|t| t.1)}),
+    );
+}
+
+/// Every job heard once, then the sentinel; returns when it was applied.
+fn heartbeat_every_job(w: &Watcher, jobs: usize) {
+    let (_ctx, alerts) = sub(&w.publish, "alert.failed.sentinel-");
+    let s = Senders::spawn(1, &w.listen, jobs, jobs, None);
+    alerts.recv_multipart(0).expect("the sentinel alert");
+    s.finish();
+}
+
+fn memory(plan: &Plan, out: &mut Vec<Value>) {
+    let n = plan.big_jobs;
+    println!(
+        "\n4. Memory per job: watcher RSS with {n} jobs, each heard once, minus RSS with none"
+    );
+    let rss = |jobs: usize| {
+        let w = Watcher::start(&WatcherSpec {
+            jobs,
+            ..WatcherSpec::default()
+        });
+        heartbeat_every_job(&w, jobs);
+        std::thread::sleep(Duration::from_millis(500));
+        w.rss_kib()
+    };
+    let (empty, full) = (rss(0), rss(n));
+    let per_job = (full.saturating_sub(empty) * 1024) as f64 / n as f64;
+    println!(
+        "   {empty} KiB with 0 jobs, {full} KiB with {n}: {per_job:.0} bytes per job  target <= 200: {}",
+        if per_job <= 200.0 { "met" } else { "MISSED" }
+    );
+    out.push(
+        json!({"figure": "memory", "jobs": n, "rss_kib_empty": empty, "rss_kib_full": full,
+        "bytes_per_job": per_job, "target_bytes_per_job": 200}),
+    );
+}
+
+fn wire(out: &mut Vec<Value>) {
+    println!("\n5. Wire size (12-character job, 13-character host, current timestamps)");
+    let text: String = "x".repeat(200);
+    let cases = [
+        (
+            "heartbeat",
+            message(Kind::Heartbeat, "nightly-etl1", 1, None),
+            Some(60),
+        ),
+        ("start", message(Kind::Start, "nightly-etl1", 1, None), None),
+        (
+            "fail, 200-character text",
+            message(Kind::Fail, "nightly-etl1", 1, Some(&text)),
+            None,
+        ),
+    ];
+    for (name, m, target) in cases {
+        let bytes = m.encode().len();
+        let verdict = target.map_or(String::new(), |t| {
+            format!(
+                "target <= {t}: {}",
+                if bytes <= t { "met" } else { "MISSED" }
+            )
+        });
+        println!("   {name:<28} {bytes:>4} bytes  {verdict}");
+        out.push(
+            json!({"figure": "wire", "message": name, "bytes": bytes, "target_bytes": target}),
+        );
+    }
+}
+
+fn startup(plan: &Plan, out: &mut Vec<Value>) {
+    let n = plan.big_jobs;
+    println!("\n6. Start-up: {n} jobs with state in the database, from exec to answering");
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WatcherSpec {
+        jobs: n,
+        state: Some(dir.path().join("state.db")),
+        ..WatcherSpec::default()
+    };
+    let cold = Watcher::start(&spec);
+    let cold_after = cold.ready_after;
+    heartbeat_every_job(&cold, n);
+    cold.stop(); // saves every job, then exits
+    let size = std::fs::metadata(dir.path().join("state.db")).map_or(0, |m| m.len())
+        + std::fs::metadata(dir.path().join("state.db-wal")).map_or(0, |m| m.len());
+    let warm = Watcher::start(&spec);
+    let restored = warm
+        .log()
+        .lines()
+        .find(|l| l.contains("job state restored"))
+        .and_then(|l| {
+            l.split("jobs=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(0);
+    println!(
+        "   empty database {:.2} s; with {restored} job records ({:.0} MB) {:.2} s",
+        cold_after.as_secs_f64(),
+        size as f64 / 1e6,
+        warm.ready_after.as_secs_f64()
+    );
+    out.push(
+        json!({"figure": "startup", "jobs": n, "restored": restored, "db_bytes": size,
+        "empty_db_s": cold_after.as_secs_f64(), "full_db_s": warm.ready_after.as_secs_f64()}),
+    );
+}
+
+fn orchestrate(args: &[String]) {
+    let quick = !args.iter().any(|a| a == "--full");
+    let json_path = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| workspace().join("target/qcic-bench.json"), PathBuf::from);
+    let plan = if quick {
+        Plan {
+            quick,
+            runs: 1,
+            messages: 40_000,
+            big_jobs: 10_000,
+            detect_jobs: 500,
+            detect_rounds: 1,
+            email_jobs: 20,
+            calls: 20_000,
+        }
+    } else {
+        Plan {
+            quick,
+            runs: 3,
+            messages: 2_000_000,
+            big_jobs: 1_000_000,
+            detect_jobs: 10_000,
+            detect_rounds: 3,
+            email_jobs: 1000,
+            calls: 1_000_000,
+        }
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    println!(
+        "qcic-bench {} on {cpus} CPUs, Linux {}{}",
+        if quick {
+            "--quick (smoke test: figures are not meaningful)"
+        } else {
+            "--full"
+        },
+        kernel.trim(),
+        if cfg!(debug_assertions) {
+            ", DEBUG BUILD"
+        } else {
+            ""
+        }
+    );
+    let started = Instant::now();
+    let mut out = Vec::new();
+    wire(&mut out);
+    sender_cost(&plan, &mut out);
+    ingest(&plan, &mut out);
+    detection(&plan, &mut out);
+    memory(&plan, &mut out);
+    startup(&plan, &mut out);
+    let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
+        "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,
+        "seconds": started.elapsed().as_secs_f64(), "figures": out});
+    if let Some(dir) = json_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&json_path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    println!(
+        "\n{:.0} s; figures written to {}",
+        started.elapsed().as_secs_f64(),
+        display(&json_path)
+    );
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
