@@ -26,6 +26,8 @@ use crate::store::Store;
 pub enum Query {
     /// Every job's current view.
     Jobs(oneshot::Sender<Vec<JobView>>),
+    /// Answered at once: the loop is running.
+    Ping(oneshot::Sender<()>),
     /// Every sender host seen, with its clock offset.
     Hosts(oneshot::Sender<Vec<HostView>>),
     /// A new job list (SIGHUP), taken without losing state.
@@ -97,6 +99,10 @@ pub async fn run(
                         // ping-pong).
                         stats.inbound_queued.store(u64::try_from(inbound.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
                         let _ = reply.send(registry.views(Instant::now(), wall_ms()));
+                        Vec::new()
+                    }
+                    Query::Ping(reply) => {
+                        let _ = reply.send(());
                         Vec::new()
                     }
                     Query::Hosts(reply) => {

@@ -21,7 +21,7 @@ use crate::stats::Stats;
 /// A request on the control socket.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Request {
-    /// `status`, `silence_add`, `silence_remove` or `silence_list`.
+    /// `status`, `ping`, `silence_add`, `silence_remove` or `silence_list`.
     pub command: String,
     /// The job, for the silence commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +164,13 @@ pub async fn serve(
                 }
                 Ok(req) if req.command == "silence_add" || req.command == "silence_remove" => {
                     Ok(silence_command(req, &queries).await.to_string())
+                }
+                // A liveness probe through the checker's own loop, cheap
+                // whatever the number of jobs (status is not).
+                Ok(req) if req.command == "ping" => {
+                    let (tx, rx) = oneshot::channel();
+                    let alive = queries.send(Query::Ping(tx)).await.is_ok() && rx.await.is_ok();
+                    Ok(serde_json::json!({"watcher": watcher, "alive": alive}).to_string())
                 }
                 Ok(req) if req.command == "silence_list" => {
                     let list: Vec<serde_json::Value> = jobs(&queries)

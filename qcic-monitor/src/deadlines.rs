@@ -63,9 +63,21 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         due
     }
 
-    /// Every deadline, in no particular order.
+    /// Adds a deadline its owner keeps the time of (so no lookup entry is
+    /// needed: it saves a hash-map entry per key). The owner removes it with
+    /// [`Deadlines::remove_untracked`] and the same time.
+    pub fn insert_untracked(&mut self, key: K, at: Instant) {
+        self.ordered.insert((at, key));
+    }
+
+    /// Removes a deadline added with [`Deadlines::insert_untracked`].
+    pub fn remove_untracked(&mut self, key: K, at: Instant) {
+        self.ordered.remove(&(at, key));
+    }
+
+    /// Every deadline, tracked or not, earliest first.
     pub fn iter(&self) -> impl Iterator<Item = (&K, Instant)> {
-        self.by_key.iter().map(|(k, at)| (k, *at))
+        self.ordered.iter().map(|(at, k)| (k, *at))
     }
 
     /// How many deadlines are set.

@@ -288,6 +288,10 @@ struct JobState {
     good_streak: u32,
     /// The scheduled start the `late` timer waits for (unix ms).
     expected_start_ms: Option<u64>,
+    /// When the job is down without news: the deadline index holds this
+    /// one untracked (every job has it; a lookup entry each would cost
+    /// ~85 bytes per job).
+    down_at: Option<Instant>,
     /// Notifications held back while set.
     silence: Option<Silence>,
     /// Recent events for people to read (status page), newest last.
@@ -390,6 +394,7 @@ impl JobState {
             bad_streak: 0,
             good_streak: 0,
             expected_start_ms: None,
+            down_at: None,
             silence: None,
             history: VecDeque::new(),
         }
@@ -573,7 +578,7 @@ impl Registry {
         match job.last.as_ref().map(|s| s.wall_ms) {
             Some(last) => {
                 let at = cfg.schedule.down_at_ms(last, cfg.grace);
-                self.deadlines.set(Key::Down(j), at_wall(now, wall_ms, at));
+                self.set_down(j, at_wall(now, wall_ms, at));
             }
             None => self.arm_down(j, now, wall_ms),
         }
@@ -685,7 +690,11 @@ impl Registry {
         summary.removed = summary.removed_names.len();
         for (key, at) in old_deadlines.iter() {
             if let Some(&j) = kept.get(&key.job()) {
-                self.deadlines.set(key.with_job(j), at);
+                match key {
+                    // The job's own `down_at` came along with its state.
+                    Key::Down(_) => self.deadlines.insert_untracked(Key::Down(j), at),
+                    _ => self.deadlines.set(key.with_job(j), at),
+                }
             }
         }
         for (j, same_schedule) in rearm {
@@ -708,7 +717,14 @@ impl Registry {
     fn arm_down(&mut self, j: usize, now: Instant, wall_ms: u64) {
         let cfg = &self.jobs[j].cfg;
         let at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
-        self.deadlines.set(Key::Down(j), at_wall(now, wall_ms, at));
+        self.set_down(j, at_wall(now, wall_ms, at));
+    }
+
+    fn set_down(&mut self, j: usize, at: Instant) {
+        if let Some(old) = self.jobs[j].down_at.replace(at) {
+            self.deadlines.remove_untracked(Key::Down(j), old);
+        }
+        self.deadlines.insert_untracked(Key::Down(j), at);
     }
 
     /// Arms the `late` timer for the first scheduled start after `from_ms`.
@@ -791,6 +807,11 @@ impl Registry {
         let history = &mut self.jobs[j].history;
         if history.len() == HISTORY_LEN {
             history.pop_front();
+        }
+        if history.capacity() == 0 {
+            // Most jobs only ever hold one line ("heartbeat", repeated):
+            // room for one, not the four a first push would reserve.
+            history.reserve_exact(1);
         }
         history.push_back((wall_ms, entry.into()));
     }
@@ -1141,7 +1162,10 @@ impl Registry {
             self.touch(j);
             let before = out.len();
             match key {
-                Key::Down(j) => self.fire_down(j, now, wall_ms, &mut out),
+                Key::Down(j) => {
+                    self.jobs[j].down_at = None;
+                    self.fire_down(j, now, wall_ms, &mut out);
+                }
                 Key::Late(j) => self.fire_late(j, now, wall_ms, &mut out),
                 Key::Overrun(j, run_id) => {
                     self.fire_run(j, Slot::Overrun(run_id), now, wall_ms, &mut out)
@@ -1396,7 +1420,7 @@ impl Registry {
                     last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
                     last_kind: job.last.as_ref().map(|s| s.kind.name()),
                     last_host: job.last.as_ref().map(|s| s.host.to_string()),
-                    next_deadline_ms: self.deadlines.get(&Key::Down(j)).map(wall_at),
+                    next_deadline_ms: job.down_at.map(wall_at),
                     runs_in_progress: job.runs.len(),
                     incidents,
                     silence: job.silence.clone(),
@@ -2012,7 +2036,7 @@ mod timer_tests {
         fail.exit_code = Some(3);
         let opened = r.on_message(&fail, now, wall);
         assert_eq!(events(&opened), vec![(Event::Failed, None, 0)]);
-        let steady_down = r.deadlines.get(&Key::Down(2)).unwrap();
+        let steady_down = r.jobs[2].down_at.unwrap();
 
         // etl's grace changes, "gone" goes, "new" comes; steady is untouched.
         let (now, wall) = at(t0, wall0, 5);
@@ -2038,17 +2062,17 @@ mod timer_tests {
         );
         assert_eq!(summary.removed_names, vec!["gone".to_owned()]);
         assert_eq!(
-            r.deadlines.get(&Key::Down(1)),
+            r.jobs[1].down_at,
             Some(steady_down),
             "steady's timer is exactly kept"
         );
         assert_eq!(
-            r.deadlines.get(&Key::Down(2)),
+            r.jobs[2].down_at,
             Some(t0 + S * 41),
             "etl: down 10 s + the new 30 s grace after its last message at 1 s"
         );
         assert_eq!(
-            r.deadlines.get(&Key::Down(0)),
+            r.jobs[0].down_at,
             Some(now + S * 20),
             "new: one full period"
         );
