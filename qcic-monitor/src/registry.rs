@@ -1393,8 +1393,7 @@ impl Registry {
         };
         self.jobs
             .iter()
-            .enumerate()
-            .map(|(j, job)| {
+            .map(|job| {
                 let incidents: Vec<IncidentView> = job
                     .open
                     .iter()
