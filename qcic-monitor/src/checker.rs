@@ -134,7 +134,10 @@ pub async fn run(
                 }
             }
             () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                registry.on_deadlines(Instant::now(), wall_ms())
+                // In slices: when ten thousand jobs fall due at once, the
+                // first alerts leave while the rest are still worked out
+                // (the loop comes straight back: they are still due).
+                registry.on_deadlines_max(Instant::now(), wall_ms(), DEADLINE_SLICE)
             }
             () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
                 save_at = None;
@@ -160,6 +163,9 @@ pub async fn run(
         store.save_jobs(registry.take_dirty(Instant::now(), wall_ms()));
     }
 }
+
+/// Deadlines handled per turn of the loop.
+pub const DEADLINE_SLICE: usize = 64;
 
 /// How often changed job state is written to the state database, at most.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);

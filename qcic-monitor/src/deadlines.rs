@@ -50,8 +50,16 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
 
     /// Removes and returns every key whose deadline is at or before `now`, earliest first.
     pub fn pop_due(&mut self, now: Instant) -> Vec<K> {
+        self.pop_due_max(now, usize::MAX)
+    }
+
+    /// Like [`Deadlines::pop_due`], at most `max` keys.
+    pub fn pop_due_max(&mut self, now: Instant, max: usize) -> Vec<K> {
         let mut due = Vec::new();
         while let Some((at, _)) = self.ordered.first() {
+            if due.len() >= max {
+                break;
+            }
             if *at > now {
                 break;
             }

@@ -193,7 +193,10 @@ pub async fn run(
         match queues.iter().find(|(name, _)| *name == channel) {
             Some((_, queue)) => {
                 info!(%channel, incident = %note.incident, event = %note.event, "redelivering a notification pending since before the restart");
-                let _ = queue.try_send(store::Delivery { id: Some(id), note });
+                let _ = queue.try_send(store::Delivery {
+                    id: Some(id),
+                    note: Arc::new(note),
+                });
             }
             None => {
                 tracing::warn!(%channel, incident = %note.incident, "a pending notification's channel is no longer configured; dropped");

@@ -1156,8 +1156,19 @@ impl Registry {
 
     /// Handles every deadline at or before `now`.
     pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
+        self.on_deadlines_max(now, wall_ms, usize::MAX)
+    }
+
+    /// Handles at most `max` of the deadlines at or before `now` (the
+    /// earliest); the rest stay due.
+    pub fn on_deadlines_max(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        max: usize,
+    ) -> Vec<Notification> {
         let mut out = Vec::new();
-        for key in self.deadlines.pop_due(now) {
+        for key in self.deadlines.pop_due_max(now, max) {
             let j = key.job();
             self.touch(j);
             let before = out.len();

@@ -10,6 +10,7 @@
 //! notification (with the same incident id, so it is recognisable).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -25,15 +26,14 @@ use crate::notification::Notification;
 pub struct Delivery {
     /// Its outbox row, if the state database is on.
     pub id: Option<i64>,
-    /// What to deliver.
-    pub note: Notification,
+    /// What to deliver (shared by every channel it goes to).
+    pub note: Arc<Notification>,
 }
 
 enum Op {
     Enqueue {
-        channels: Vec<String>,
-        note: Box<Notification>,
-        ack: oneshot::Sender<Vec<i64>>,
+        items: Vec<(Vec<String>, Arc<Notification>)>,
+        ack: oneshot::Sender<Vec<Vec<i64>>>,
     },
     Done(i64),
     SaveJobs(Vec<(String, String)>),
@@ -118,19 +118,13 @@ impl Store {
         ))
     }
 
-    /// Writes `note` to the outbox once per channel and returns the row ids
-    /// after the commit (empty if the store is gone).
-    pub async fn enqueue(&self, channels: Vec<String>, note: Notification) -> Vec<i64> {
+    /// Writes each notification to the outbox once per channel, all in one
+    /// transaction, and returns the row ids (per notification) after the
+    /// commit (empty if the store is gone). One commit for a burst, not one
+    /// per notification.
+    pub async fn enqueue(&self, items: Vec<(Vec<String>, Arc<Notification>)>) -> Vec<Vec<i64>> {
         let (ack, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Op::Enqueue {
-                channels,
-                note: Box::new(note),
-                ack,
-            })
-            .is_err()
-        {
+        if self.tx.send(Op::Enqueue { items, ack }).is_err() {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -233,30 +227,31 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
             let tx = conn.unchecked_transaction()?;
             for op in batch {
                 match op {
-                    Op::Enqueue {
-                        channels,
-                        note,
-                        ack,
-                    } => {
-                        let text = serde_json::to_string(&note).unwrap_or_default();
-                        let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
-                        if channels.is_empty() {
-                            // Only the log line notified: recorded as done
-                            // at once, so the log still learns it on restart.
-                            tx.execute(
-                                "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
-                                params![text, created],
-                            )?;
+                    Op::Enqueue { items, ack } => {
+                        let mut all = Vec::with_capacity(items.len());
+                        for (channels, note) in items {
+                            let text = serde_json::to_string(&*note).unwrap_or_default();
+                            let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
+                            if channels.is_empty() {
+                                // Only the log line notified: recorded as
+                                // done at once, so the log still learns it
+                                // on restart.
+                                tx.prepare_cached(
+                                    "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
+                                )?
+                                .execute(params![text, created])?;
+                            }
+                            let mut ids = Vec::with_capacity(channels.len());
+                            for channel in channels {
+                                tx.prepare_cached(
+                                    "INSERT INTO outbox (channel, note, created_ms) VALUES (?1, ?2, ?3)",
+                                )?
+                                .execute(params![channel, text, created])?;
+                                ids.push(tx.last_insert_rowid());
+                            }
+                            all.push(ids);
                         }
-                        let mut ids = Vec::with_capacity(channels.len());
-                        for channel in channels {
-                            tx.execute(
-                                "INSERT INTO outbox (channel, note, created_ms) VALUES (?1, ?2, ?3)",
-                                params![channel, text, created],
-                            )?;
-                            ids.push(tx.last_insert_rowid());
-                        }
-                        acks.push((ack, ids));
+                        acks.push((ack, all));
                     }
                     Op::Done(id) => {
                         tx.execute(

@@ -79,7 +79,7 @@ impl CommandChannel {
         store: Option<Store>,
     ) {
         while let Some(Delivery { id, note }) = rx.recv().await {
-            let json = serde_json::to_vec(&note).unwrap_or_default();
+            let json = serde_json::to_vec(&*note).unwrap_or_default();
             retry::deliver(&self.name, &note, &stats, || self.run_once(&json)).await;
             if let Some(store) = &store {
                 store.done(id);

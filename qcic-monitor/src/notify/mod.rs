@@ -27,6 +27,8 @@ use crate::store::{Delivery, Store};
 
 /// Notifications a channel may have waiting before new ones are refused.
 pub const CHANNEL_QUEUE: usize = 10_000;
+/// Notifications the dispatcher takes in one turn (and commits together).
+pub const DISPATCH_BATCH: usize = 256;
 /// Notifications the in-memory notification log remembers.
 pub const LOG_CAPACITY: usize = 10_000;
 
@@ -249,53 +251,74 @@ pub async fn dispatch(
     log: Arc<std::sync::Mutex<NotificationLog>>,
     store: Option<Store>,
 ) {
-    while let Some(note) = rx.recv().await {
-        let new = log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .record(&note);
-        if !new {
-            stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
-            continue;
+    while let Some(first) = rx.recv().await {
+        // A burst (many jobs due at once) is taken as one batch: one
+        // outbox commit for all of it instead of one per notification.
+        let mut batch = vec![first];
+        while batch.len() < DISPATCH_BATCH {
+            match rx.try_recv() {
+                Ok(note) => batch.push(note),
+                Err(_) => break,
+            }
         }
-        stats.notifications.fetch_add(1, Ordering::Relaxed);
-        // The log is always a channel: with no [[notify]] this line is the alert.
-        warn!(
-            event = %note.event,
-            job = %note.job,
-            incident = %note.incident,
-            watcher = %note.watcher,
-            resolves = note.resolves.map(Event::name),
-            text = note.text.as_deref(),
-            "{}",
-            note.headline()
-        );
-        // Read afresh for each notification: SIGHUP may have changed it.
-        let targets: Vec<&(String, mpsc::Sender<Delivery>)> = routing
-            .borrow()
-            .channels(&note.job)
-            .iter()
-            .filter_map(|&i| queues.get(i))
-            .collect();
+        let mut fresh: Vec<(Arc<Notification>, Vec<usize>)> = Vec::with_capacity(batch.len());
+        {
+            let mut log = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for note in batch {
+                if !log.record(&note) {
+                    stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                stats.notifications.fetch_add(1, Ordering::Relaxed);
+                // The log is always a channel: with no [[notify]] this line is the alert.
+                warn!(
+                    event = %note.event,
+                    job = %note.job,
+                    incident = %note.incident,
+                    watcher = %note.watcher,
+                    resolves = note.resolves.map(Event::name),
+                    text = note.text.as_deref(),
+                    "{}",
+                    note.headline()
+                );
+                // Read afresh for each notification: SIGHUP may have changed it.
+                let targets = routing.borrow().channels(&note.job).to_vec();
+                fresh.push((Arc::new(note), targets));
+            }
+        }
         // On disk before any channel sees it: a crash from here on does
         // not lose it.
-        let ids: Vec<Option<i64>> = match &store {
+        let ids: Vec<Vec<i64>> = match &store {
             Some(store) => {
-                let names = targets.iter().map(|(n, _)| n.clone()).collect();
-                let ids = store.enqueue(names, note.clone()).await;
-                (0..targets.len()).map(|i| ids.get(i).copied()).collect()
+                let items = fresh
+                    .iter()
+                    .map(|(note, targets)| {
+                        let names = targets
+                            .iter()
+                            .filter_map(|&i| queues.get(i).map(|(n, _)| n.clone()))
+                            .collect();
+                        (names, Arc::clone(note))
+                    })
+                    .collect();
+                store.enqueue(items).await
             }
-            None => vec![None; targets.len()],
+            None => Vec::new(),
         };
-        for ((name, queue), id) in targets.into_iter().zip(ids) {
-            let delivery = Delivery {
-                id,
-                note: note.clone(),
-            };
-            if let Err(err) = queue.try_send(delivery) {
-                // Still in the outbox (if on): it goes out after a restart.
-                stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
-                error!(channel = %name, incident = %note.incident, cause = %err, "channel queue refused a notification");
+        for (k, (note, targets)) in fresh.into_iter().enumerate() {
+            let queued = targets.iter().filter_map(|&i| queues.get(i));
+            for (c, (name, queue)) in queued.enumerate() {
+                let id = ids.get(k).and_then(|row| row.get(c)).copied();
+                let delivery = Delivery {
+                    id,
+                    note: Arc::clone(&note),
+                };
+                if let Err(err) = queue.try_send(delivery) {
+                    // Still in the outbox (if on): it goes out after a restart.
+                    stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                    error!(channel = %name, incident = %note.incident, cause = %err, "channel queue refused a notification");
+                }
             }
         }
     }

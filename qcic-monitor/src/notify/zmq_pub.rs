@@ -57,7 +57,7 @@ pub fn start(
                 if let Some(store) = &store {
                     store.done(id);
                 }
-                let body = match rmp_serde::to_vec_named(&note) {
+                let body = match rmp_serde::to_vec_named(&*note) {
                     Ok(body) => body,
                     Err(err) => {
                         stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
