@@ -1,7 +1,7 @@
 //! `Client`: the caller's side of the sender. Every call only validates and
 //! enqueues; the sockets live in the background thread (see `worker`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -442,7 +442,7 @@ impl Client {
             seq: inner.seq.fetch_add(1, Ordering::Relaxed),
             ts_ms: unix_ms(),
             host: inner.host.clone(),
-            pid: std::process::id(),
+            pid: pid(),
             exit_code,
             text: text.map(|t| message::truncate_text(t).to_owned()),
         };
@@ -468,7 +468,7 @@ impl Inner {
     /// threads that exist only in the parent.
     fn sender(&self) -> Result<MutexGuard<'_, Sender>, Error> {
         let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        if sender.pid != std::process::id() {
+        if sender.pid != pid() {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::Closed);
             }
@@ -573,6 +573,45 @@ fn cut(mut s: String, max: usize) -> String {
 
 pub(crate) fn duration_ms_i32(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// This process's id, cached. `getpid` is a system call, and a heartbeat
+/// asked twice (the message's pid, the fork check): about a third of its
+/// cost. A fork handler empties the cache in the child, so the fork check
+/// still sees the new pid.
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Set if the fork handler could not be registered: then no caching.
+static NO_CACHE: AtomicBool = AtomicBool::new(false);
+
+fn pid() -> u32 {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(register_fork_handler);
+    let pid = std::process::id();
+    if !NO_CACHE.load(Ordering::Relaxed) {
+        PID.store(pid, Ordering::Relaxed);
+    }
+    pid
+}
+
+extern "C" fn forked_child() {
+    // Async-signal-safe: one atomic store.
+    PID.store(0, Ordering::Relaxed);
+}
+
+#[allow(unsafe_code, reason = "pthread_atfork has no safe wrapper in std")]
+fn register_fork_handler() {
+    // SAFETY: `forked_child` is a plain `extern "C" fn` that only stores to
+    // an atomic, which is allowed in a child between fork and exec; the
+    // handler stays valid for the life of the process (a static function).
+    let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    if rc != 0 {
+        // Without the handler the cache would be wrong after a fork.
+        NO_CACHE.store(true, Ordering::Relaxed);
+    }
 }
 
 fn unix_ms() -> u64 {
