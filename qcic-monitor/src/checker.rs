@@ -64,7 +64,7 @@ pub enum Query {
 /// Runs until `inbound` is closed (the receiver stopped) and drained.
 pub async fn run(
     mut registry: Registry,
-    mut inbound: mpsc::Receiver<Inbound>,
+    mut inbound: mpsc::Receiver<Vec<Inbound>>,
     out: mpsc::Sender<Notification>,
     mut queries: mpsc::Receiver<Query>,
     stats: Arc<Stats>,
@@ -73,20 +73,30 @@ pub async fn run(
     // Job state is saved in batches: at most every SAVE_EVERY while
     // something changed (a timer armed only then: idle means asleep).
     let mut save_at: Option<Instant> = None;
+    // The save under way, if any: the next waits for it, so a store slower
+    // than the changes coalesces them (a job changed ten times is written
+    // once) instead of queueing without bound.
+    let mut saving: Option<oneshot::Receiver<()>> = None;
     'serve: loop {
         let next = registry.next_deadline();
         let notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
             // that fall due at the same time.
             biased;
-            msg = inbound.recv() => match msg {
-                Some(inbound) => {
-                    registry.on_message_from(
-                    &inbound.message,
-                    inbound.sender_key.as_deref(),
-                    Instant::now(),
-                    wall_ms(),
-                )
+            batch = inbound.recv() => match batch {
+                Some(batch) => {
+                    // One clock reading per batch: they arrived together.
+                    let (now, wall) = (Instant::now(), wall_ms());
+                    let mut notes = Vec::new();
+                    for inbound in batch {
+                        notes.extend(registry.on_message_from(
+                            &inbound.message,
+                            inbound.sender_key.as_deref(),
+                            now,
+                            wall,
+                        ));
+                    }
+                    notes
                 },
                 None => break,
             },
@@ -141,8 +151,11 @@ pub async fn run(
             }
             () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
                 save_at = None;
-                if let Some(store) = &store {
-                    store.save_jobs(registry.take_dirty(Instant::now(), wall_ms()));
+                let busy = saving
+                    .as_mut()
+                    .is_some_and(|ack| matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+                if let (Some(store), false) = (&store, busy) {
+                    saving = Some(store.save_jobs(registry.take_dirty(Instant::now(), wall_ms())));
                 }
                 Vec::new()
             }
@@ -160,7 +173,8 @@ pub async fn run(
         }
     }
     if let Some(store) = &store {
-        store.save_jobs(registry.take_dirty(Instant::now(), wall_ms()));
+        // The last save: run() joins the store thread, which commits it.
+        drop(store.save_jobs(registry.take_dirty(Instant::now(), wall_ms())));
     }
 }
 
@@ -212,15 +226,15 @@ mod tests {
     }
 
     /// Sends plain messages as if from a sender without CURVE.
-    struct Sender(mpsc::Sender<Inbound>);
+    struct Sender(mpsc::Sender<Vec<Inbound>>);
 
     impl Sender {
-        async fn send(&self, message: Message) -> Result<(), mpsc::error::SendError<Inbound>> {
+        async fn send(&self, message: Message) -> Result<(), mpsc::error::SendError<Vec<Inbound>>> {
             self.0
-                .send(Inbound {
+                .send(vec![Inbound {
                     message,
                     sender_key: None,
-                })
+                }])
                 .await
         }
     }

@@ -86,7 +86,8 @@ pub async fn run(
     };
     let pending = loaded.pending;
     let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
-    let (in_tx, in_rx) = mpsc::channel(4096);
+    // Batches of up to receive::INBOUND_BATCH messages.
+    let (in_tx, in_rx) = mpsc::channel(64);
     let receive_config = ReceiveConfig {
         listen: config.monitor.listen.clone(),
         curve: config.monitor.curve.clone(),

@@ -75,7 +75,7 @@ impl Receiver {
     pub fn start(
         ctx: &zmq::Context,
         config: &ReceiveConfig,
-        tx: mpsc::Sender<Inbound>,
+        tx: mpsc::Sender<Vec<Inbound>>,
         stats: Arc<Stats>,
     ) -> Result<Receiver, MonitorError> {
         let (stop_rx, control) = pair(ctx, "receive-stop")?;
@@ -321,12 +321,15 @@ fn sender_of(frame: &mut zmq::Message, sender_key: Option<&str>) -> String {
     }
 }
 
+/// Messages handed to the checker at once, at most.
+pub const INBOUND_BATCH: usize = 256;
+
 fn receive_loop(
     pull: &zmq::Socket,
     stop: &zmq::Socket,
     events: Option<&zmq::Socket>,
     rate: u32,
-    tx: &mpsc::Sender<Inbound>,
+    tx: &mpsc::Sender<Vec<Inbound>>,
     stats: &Stats,
 ) {
     let mut drops = LogLimit::new();
@@ -371,11 +374,25 @@ fn receive_loop(
         if !items[0].is_readable() {
             continue;
         }
-        // Take everything that is ready before polling again.
+        // Take everything that is ready before polling again, and hand it
+        // over in batches: one channel operation (and at most one wake-up
+        // of the checker) per batch, not per message.
+        let mut batch: Vec<Inbound> = Vec::with_capacity(INBOUND_BATCH);
         loop {
+            if batch.len() >= INBOUND_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(INBOUND_BATCH));
+                if tx.blocking_send(full).is_err() {
+                    return;
+                }
+            }
             let mut frame = match pull.recv_msg(zmq::DONTWAIT) {
                 Ok(frame) => frame,
-                Err(zmq::Error::EAGAIN) => break,
+                Err(zmq::Error::EAGAIN) => {
+                    if !batch.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+                        return;
+                    }
+                    break;
+                }
                 Err(zmq::Error::EINTR) => continue,
                 Err(err) => {
                     warn!(cause = %err, "zmq receive failed; receive thread stops");
@@ -418,15 +435,10 @@ fn receive_loop(
                     if let Some(c) = stats.by_kind.get(kind) {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
-                    if tx
-                        .blocking_send(Inbound {
-                            message,
-                            sender_key,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
+                    batch.push(Inbound {
+                        message,
+                        sender_key,
+                    });
                 }
                 Err(err) => {
                     stats.drop_decode(&err);

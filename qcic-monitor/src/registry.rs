@@ -319,11 +319,12 @@ pub struct Registry {
     track_dirty: bool,
 }
 
-/// What the state database keeps of a job (JSON in `jobs.state`). Times are
+/// What the state database keeps of a job (JSON in `jobs.state`; the store
+/// thread writes it, off the checker's hot path). Times are
 /// the watcher's wall clock (unix ms): monotonic instants do not survive a
 /// restart.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct JobRecord {
+pub struct JobRecord {
     last: Option<SeenRecord>,
     runs: Vec<(u64, u64, String)>,
     open: Vec<OpenRecord>,
@@ -460,13 +461,13 @@ impl Registry {
 
     /// The jobs changed since the last call, as (name, JSON record), for the
     /// state database.
-    pub fn take_dirty(&mut self, now: Instant, wall_ms: u64) -> Vec<(String, String)> {
+    pub fn take_dirty(&mut self, now: Instant, wall_ms: u64) -> Vec<(String, JobRecord)> {
         let wall_of =
             |at: Instant| wall_ms.saturating_sub(millis(now.saturating_duration_since(at)));
         let dirty: Vec<usize> = self.dirty.drain().collect();
         dirty
             .into_iter()
-            .filter_map(|j| {
+            .map(|j| {
                 let job = &self.jobs[j];
                 let record = JobRecord {
                     last: job.last.as_ref().map(|s| SeenRecord {
@@ -497,7 +498,7 @@ impl Registry {
                     good_streak: job.good_streak,
                     silence: job.silence.clone(),
                 };
-                Some((job.name.to_string(), serde_json::to_string(&record).ok()?))
+                (job.name.to_string(), record)
             })
             .collect()
     }
@@ -720,6 +721,10 @@ impl Registry {
         self.set_down(j, at_wall(now, wall_ms, at));
     }
 
+    // Exact, not lazy: leaving the old entry in the index when a message
+    // moves the deadline later would save the two tree operations per
+    // heartbeat, but wake the loop early once per job and period; the
+    // checker sleeps until the true next deadline instead.
     fn set_down(&mut self, j: usize, at: Instant) {
         if let Some(old) = self.jobs[j].down_at.replace(at) {
             self.deadlines.remove_untracked(Key::Down(j), old);

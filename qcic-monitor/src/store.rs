@@ -20,6 +20,7 @@ use tracing::{error, warn};
 
 use crate::error::MonitorError;
 use crate::notification::Notification;
+use crate::registry::JobRecord;
 
 /// One notification waiting for one channel.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ enum Op {
         ack: oneshot::Sender<Vec<Vec<i64>>>,
     },
     Done(i64),
-    SaveJobs(Vec<(String, String)>),
+    SaveJobs(Vec<(String, JobRecord)>, oneshot::Sender<()>),
     ForgetJobs(Vec<String>),
 }
 
@@ -130,11 +131,14 @@ impl Store {
         rx.await.unwrap_or_default()
     }
 
-    /// Saves job state records (fire and forget; batched by the thread).
-    pub fn save_jobs(&self, records: Vec<(String, String)>) {
+    /// Saves job state records; the receiver hears once they are
+    /// committed (or the store is gone). Serialized on the store thread.
+    pub fn save_jobs(&self, records: Vec<(String, JobRecord)>) -> oneshot::Receiver<()> {
+        let (ack, rx) = oneshot::channel();
         if !records.is_empty() {
-            let _ = self.tx.send(Op::SaveJobs(records));
+            let _ = self.tx.send(Op::SaveJobs(records, ack));
         }
+        rx
     }
 
     /// Deletes the saved state of jobs no longer configured, so a job of
@@ -222,6 +226,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
             }
         }
         let mut acks = Vec::new();
+        let mut saved = Vec::new();
         let mut pruned = true;
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.unchecked_transaction()?;
@@ -268,14 +273,16 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                             tx.execute("DELETE FROM jobs WHERE name = ?1", params![name])?;
                         }
                     }
-                    Op::SaveJobs(records) => {
-                        for (name, state) in records {
-                            tx.execute(
+                    Op::SaveJobs(records, ack) => {
+                        for (name, record) in records {
+                            let state = serde_json::to_string(&record).unwrap_or_default();
+                            tx.prepare_cached(
                                 "INSERT INTO jobs (name, state) VALUES (?1, ?2)
                                  ON CONFLICT(name) DO UPDATE SET state = excluded.state",
-                                params![name, state],
-                            )?;
+                            )?
+                            .execute(params![name, state])?;
                         }
+                        saved.push(ack);
                     }
                 }
             }
@@ -296,6 +303,9 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
         // that is not on disk.
         for (ack, ids) in acks {
             let _ = ack.send(ids);
+        }
+        for ack in saved {
+            let _ = ack.send(());
         }
     }
 }
