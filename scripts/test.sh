@@ -33,3 +33,17 @@ echo "== python: pip install ./qcic-py (maturin wheel), stubtest, mypy, pytest" 
 (cd qcic-py/python && "$QCIC_TEST_PYTHON" -m mypy --strict -p qcic)
 cargo build --locked -p qcic-monitor
 QCIC_MONITOR_BIN="$PWD/target/debug/qcic-monitor" "$QCIC_TEST_PYTHON" -m pytest -q qcic-py/tests
+
+# The benchmark still runs end to end (every figure, small sizes); it
+# asserts nothing about speed: timing claims live in docs/BENCHMARKS.md.
+echo "== qcic-bench --quick (smoke test)" >&2
+cargo bench --locked -p qcic-monitor --bench qcic-bench -- --quick --json target/qcic-bench-quick.json
+"$QCIC_TEST_PYTHON" - <<'PY'
+import json
+figures = json.load(open("target/qcic-bench-quick.json"))["figures"]
+kinds = {f["figure"] for f in figures}
+missing = {"ingest", "sender_cost", "detection", "memory", "wire", "startup"} - kinds
+errors = [f for f in figures if "error" in f]
+assert not missing and not errors, (missing, errors)
+print(f"qcic-bench --quick: {len(figures)} figures, all measured")
+PY
