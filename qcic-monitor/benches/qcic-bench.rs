@@ -101,7 +101,8 @@ fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Message {
     Message {
         kind,
         job: job.into(),
-        run_id: (kind != Kind::Heartbeat).then_some(seq),
+        // A real run id (random u64, as the SDK makes them): its size counts.
+        run_id: (kind != Kind::Heartbeat).then(qcic_sdk::new_run_id),
         seq,
         ts_ms: u64::try_from(wall_ns() / 1_000_000).unwrap(),
         host: HOST.into(),
