@@ -209,9 +209,12 @@ fn serve(o: &Opts) {
         jobs: list,
         notify,
     };
-    // As the binary logs by default (info, text, to stderr: a file here).
+    // As the binary logs (QCIC_LOG, default info; text, to stderr: a file here).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QCIC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
@@ -794,16 +797,27 @@ fn detection(plan: &Plan, out: &mut Vec<Value>) {
     let mut lat = Vec::new();
     for _ in 0..plan.detect_rounds {
         let boundary = heartbeat_all(&push, plan.detect_jobs);
-        let mut got = 0;
-        while got < plan.detect_jobs {
-            let frames = alerts.recv_multipart(0).expect("a down alert");
+        // Stamp each alert as it comes off the socket and decode after the
+        // round: a subscriber slower than the watcher would measure itself.
+        let mut arrived: Vec<(u128, Vec<u8>)> = Vec::with_capacity(plan.detect_jobs);
+        while arrived.len() < plan.detect_jobs {
+            let mut frames = alerts.recv_multipart(0).expect("a down alert");
             let at = wall_ns();
-            let body: Value = rmp_serde::from_slice(&frames[1]).unwrap();
-            if body["last_seen_ms"].is_null() {
-                continue; // a job not yet heard at start-up: not this round's
+            let body = frames.pop().unwrap();
+            // A job not yet heard at start-up (last_seen_ms nil, 0xc0) is
+            // not this round's.
+            let unheard = body
+                .windows(13)
+                .position(|w| w == b"last_seen_ms\xc0")
+                .is_some();
+            if !unheard {
+                arrived.push((at, body));
             }
+        }
+        for (at, body) in arrived {
+            let body: Value = rmp_serde::from_slice(&body).unwrap();
+            assert!(!body["last_seen_ms"].is_null());
             lat.push((at as f64 - boundary as f64) / 1e6);
-            got += 1;
         }
     }
     drop(w);
