@@ -377,12 +377,19 @@ fn receive_loop(
         // Take everything that is ready before polling again, and hand it
         // over in batches: one channel operation (and at most one wake-up
         // of the checker) per batch, not per message.
+        // Frames, valid or not, count toward a hand-over: under a flood of
+        // garbage the socket never runs dry, and a valid message must not
+        // wait in a batch for the flood to end.
         let mut batch: Vec<Inbound> = Vec::with_capacity(INBOUND_BATCH);
+        let mut frames_in_batch = 0usize;
         loop {
-            if batch.len() >= INBOUND_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(INBOUND_BATCH));
-                if tx.blocking_send(full).is_err() {
-                    return;
+            if frames_in_batch >= INBOUND_BATCH {
+                frames_in_batch = 0;
+                if !batch.is_empty() {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(INBOUND_BATCH));
+                    if tx.blocking_send(full).is_err() {
+                        return;
+                    }
                 }
             }
             let mut frame = match pull.recv_msg(zmq::DONTWAIT) {
@@ -400,6 +407,7 @@ fn receive_loop(
                 }
             };
             stats.frames.fetch_add(1, Ordering::Relaxed);
+            frames_in_batch += 1;
             if frame.get_more() {
                 // v1 is one frame per message; discard the rest unread.
                 while pull.get_rcvmore().unwrap_or(false) {

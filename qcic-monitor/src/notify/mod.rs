@@ -11,13 +11,13 @@ pub mod retry;
 pub mod webhook;
 pub mod zmq_pub;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::config::NotifyConfig;
 use crate::error::MonitorError;
@@ -27,6 +27,9 @@ use crate::store::{Delivery, Store};
 
 /// Notifications a channel may have waiting before new ones are refused.
 pub const CHANNEL_QUEUE: usize = 10_000;
+/// Batches up to this size log a line per notification; larger ones one
+/// summary line (when other channels carry each notification).
+pub const LOG_EACH_UP_TO: usize = 32;
 /// Notifications the dispatcher takes in one turn (and commits together).
 pub const DISPATCH_BATCH: usize = 256;
 /// Notifications the in-memory notification log remembers.
@@ -262,6 +265,13 @@ pub async fn dispatch(
             }
         }
         let mut fresh: Vec<(Arc<Notification>, Vec<usize>)> = Vec::with_capacity(batch.len());
+        // A burst going to other channels too is logged as one summary
+        // line (each notification at debug): ten thousand alert lines cost
+        // a quarter of the time to the alert stream, and a storm in the log
+        // helps nobody. With no channel but the log, every line is kept: it
+        // is the alert.
+        let summarize = batch.len() > LOG_EACH_UP_TO && !queues.is_empty();
+        let mut summary: BTreeMap<&'static str, usize> = BTreeMap::new();
         {
             let mut log = log
                 .lock()
@@ -272,21 +282,30 @@ pub async fn dispatch(
                     continue;
                 }
                 stats.notifications.fetch_add(1, Ordering::Relaxed);
-                // The log is always a channel: with no [[notify]] this line is the alert.
-                warn!(
-                    event = %note.event,
-                    job = %note.job,
-                    incident = %note.incident,
-                    watcher = %note.watcher,
-                    resolves = note.resolves.map(Event::name),
-                    text = note.text.as_deref(),
-                    "{}",
-                    note.headline()
-                );
+                if summarize {
+                    *summary.entry(note.event.name()).or_default() += 1;
+                    debug!(event = %note.event, job = %note.job, incident = %note.incident, watcher = %note.watcher, "{}", note.headline());
+                } else {
+                    warn!(
+                        event = %note.event,
+                        job = %note.job,
+                        incident = %note.incident,
+                        watcher = %note.watcher,
+                        resolves = note.resolves.map(Event::name),
+                        text = note.text.as_deref(),
+                        "{}",
+                        note.headline()
+                    );
+                }
                 // Read afresh for each notification: SIGHUP may have changed it.
                 let targets = routing.borrow().channels(&note.job).to_vec();
                 fresh.push((Arc::new(note), targets));
             }
+        }
+        if !summary.is_empty() {
+            let counts: Vec<String> = summary.iter().map(|(e, n)| format!("{e}={n}")).collect();
+            let first = fresh.first().map(|(n, _)| n.headline()).unwrap_or_default();
+            warn!(notifications = fresh.len(), by_event = %counts.join(" "), first = %first, "a burst of notifications (each one is in the channels, /api/incidents and the debug log)");
         }
         // On disk before any channel sees it: a crash from here on does
         // not lose it.
