@@ -19,6 +19,18 @@ use crate::notification::Notification;
 use crate::stats::Stats;
 
 /// A ready SMTP channel.
+/// SMTP connections one email channel uses at once (lettre's pool keeps
+/// them open between emails).
+pub const LANES: usize = 4;
+
+/// The lane of an incident: the same for all its notifications.
+fn lane_of(incident: &str) -> usize {
+    let hash = incident
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    usize::try_from(hash).unwrap_or(0) % LANES
+}
+
 #[derive(Debug)]
 pub struct EmailChannel {
     name: String,
@@ -67,11 +79,40 @@ impl EmailChannel {
         })
     }
 
-    /// Sends every notification it is given, in order, retrying each with
-    /// backoff while the SMTP server is unreachable. Ends when the sender
-    /// side closes and the queue is empty.
+    /// Sends every notification it is given, retrying each with backoff
+    /// while the SMTP server is unreachable, over [`LANES`] connections at
+    /// once: each SMTP exchange waits on several round trips, so one at a
+    /// time caps a burst at a few dozen emails a second. Notifications of
+    /// one incident share a lane, so its `recovered` never overtakes its
+    /// alarm. Ends when the sender side closes and the queues are empty.
     pub async fn run(
         self,
+        mut rx: mpsc::Receiver<Delivery>,
+        stats: Arc<Stats>,
+        store: Option<Store>,
+    ) {
+        let this = Arc::new(self);
+        // A JoinSet: if this task is aborted (shutdown past its grace), the
+        // lanes go with it, and with them their handles on the store.
+        let mut workers = tokio::task::JoinSet::new();
+        let mut lanes = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let (tx, lane_rx) = mpsc::channel(super::CHANNEL_QUEUE / LANES);
+            lanes.push(tx);
+            workers.spawn(Arc::clone(&this).lane(lane_rx, Arc::clone(&stats), store.clone()));
+        }
+        while let Some(delivery) = rx.recv().await {
+            let lane = lane_of(&delivery.note.incident);
+            if lanes[lane].send(delivery).await.is_err() {
+                break;
+            }
+        }
+        drop(lanes);
+        while workers.join_next().await.is_some() {}
+    }
+
+    async fn lane(
+        self: Arc<Self>,
         mut rx: mpsc::Receiver<Delivery>,
         stats: Arc<Stats>,
         store: Option<Store>,
@@ -102,7 +143,6 @@ impl EmailChannel {
         }
     }
 
-    /// The email for one notification.
     pub fn build(&self, note: &Notification) -> Result<lettre::Message, lettre::error::Error> {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
