@@ -293,7 +293,7 @@ struct JobState {
     /// ~85 bytes per job).
     down_at: Option<Instant>,
     /// Notifications held back while set.
-    silence: Option<Silence>,
+    silence: Option<Box<Silence>>,
     /// Recent events for people to read (status page), newest last.
     history: VecDeque<(u64, Entry)>,
 }
@@ -503,7 +503,7 @@ impl Registry {
                         .collect(),
                     bad_streak: job.bad_streak,
                     good_streak: job.good_streak,
-                    silence: job.silence.clone(),
+                    silence: job.silence.as_deref().cloned(),
                 };
                 (job.name.to_string(), record)
             })
@@ -546,7 +546,7 @@ impl Registry {
             });
             job.bad_streak = record.bad_streak;
             job.good_streak = record.good_streak;
-            job.silence = record.silence;
+            job.silence = record.silence.map(Box::new);
             for (run_id, started_ms, host) in record.runs {
                 job.runs.insert(
                     run_id,
@@ -1344,10 +1344,10 @@ impl Registry {
             .index
             .get(job)
             .ok_or_else(|| format!("no job named {job:?}"))?;
-        self.jobs[j].silence = Some(Silence {
+        self.jobs[j].silence = Some(Box::new(Silence {
             until_ms,
             reason: reason.to_owned(),
-        });
+        }));
         match until_ms {
             Some(until) => self
                 .deadlines
@@ -1384,7 +1384,7 @@ impl Registry {
     pub fn silences(&self) -> Vec<(String, Silence)> {
         self.jobs
             .iter()
-            .filter_map(|job| Some((job.name.to_string(), job.silence.clone()?)))
+            .filter_map(|job| Some((job.name.to_string(), job.silence.as_deref()?.clone())))
             .collect()
     }
 
@@ -1445,7 +1445,7 @@ impl Registry {
                     next_deadline_ms: job.down_at.map(wall_at),
                     runs_in_progress: job.runs.len(),
                     incidents,
-                    silence: job.silence.clone(),
+                    silence: job.silence.as_deref().cloned(),
                     history: job
                         .history
                         .iter()
