@@ -1078,7 +1078,12 @@ fn orchestrate(args: &[String]) {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1))
-        .map_or_else(|| workspace().join("target/qcic-bench.json"), PathBuf::from);
+        // Relative to the workspace root: cargo runs benches in the
+        // package's directory, which is not where the command was typed.
+        .map_or_else(
+            || workspace().join("target/qcic-bench.json"),
+            |p| workspace().join(p),
+        );
     let plan = if quick {
         Plan {
             quick,
