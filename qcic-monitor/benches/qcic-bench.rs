@@ -546,76 +546,75 @@ fn ingest(plan: &Plan, out: &mut Vec<Value>) {
         bare_curve.2
     );
     let big = plan.big_jobs;
-    row(
-        out,
-        "1 sender, 1 000 jobs",
-        1,
-        1000,
-        false,
-        false,
-        bare1,
-        Some(0.5),
-    );
-    row(
-        out,
-        "4 senders, 1 000 jobs",
-        4,
-        1000,
-        false,
-        false,
-        bare4,
-        Some(0.5),
-    );
-    row(
-        out,
-        &format!("1 sender, {big} jobs"),
-        1,
-        big,
-        false,
-        false,
-        bare1,
-        Some(0.3),
-    );
-    row(
-        out,
-        &format!("4 senders, {big} jobs"),
-        4,
-        big,
-        false,
-        false,
-        bare4,
-        Some(0.3),
-    );
-    row(
-        out,
-        "1 sender, 1 000 jobs, state DB on",
-        1,
-        1000,
-        true,
-        false,
-        bare1,
-        Some(0.3),
-    );
-    row(
-        out,
-        &format!("1 sender, {big} jobs, state DB on"),
-        1,
-        big,
-        true,
-        false,
-        bare1,
-        Some(0.3),
-    );
-    row(
-        out,
-        "1 sender, 1 000 jobs, CURVE (vs bare CURVE)",
-        1,
-        1000,
-        false,
-        true,
-        bare_curve,
-        None,
-    );
+    // (case, senders, jobs, state DB, CURVE, the bare loop it is set against, target ratio)
+    let cases = [
+        (
+            "1 sender, 1 000 jobs".to_owned(),
+            1,
+            1000,
+            false,
+            false,
+            bare1,
+            Some(0.5),
+        ),
+        (
+            "4 senders, 1 000 jobs".to_owned(),
+            4,
+            1000,
+            false,
+            false,
+            bare4,
+            Some(0.5),
+        ),
+        (
+            format!("1 sender, {big} jobs"),
+            1,
+            big,
+            false,
+            false,
+            bare1,
+            Some(0.3),
+        ),
+        (
+            format!("4 senders, {big} jobs"),
+            4,
+            big,
+            false,
+            false,
+            bare4,
+            Some(0.3),
+        ),
+        (
+            "1 sender, 1 000 jobs, state DB on".to_owned(),
+            1,
+            1000,
+            true,
+            false,
+            bare1,
+            Some(0.3),
+        ),
+        (
+            format!("1 sender, {big} jobs, state DB on"),
+            1,
+            big,
+            true,
+            false,
+            bare1,
+            Some(0.3),
+        ),
+        (
+            "1 sender, 1 000 jobs, CURVE (vs bare CURVE)".to_owned(),
+            1,
+            1000,
+            false,
+            true,
+            bare_curve,
+            None,
+        ),
+    ];
+    for (name, senders, jobs, state, curve, bare, target) in cases {
+        row(out, &name, senders, jobs, state, curve, bare, target);
+    }
 }
 
 /// Per-call cost of `heartbeat` from Rust, in this process: the same
