@@ -289,7 +289,7 @@ mod tests {
                 .unwrap();
         }
         let down = h.out.recv().await.unwrap();
-        assert_eq!((down.job.as_str(), down.event), ("etl", Event::Down));
+        assert_eq!((&*down.job, down.event), ("etl", Event::Down));
         assert_eq!(
             Instant::now() - h.t0,
             34 * S,

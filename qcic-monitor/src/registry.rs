@@ -301,7 +301,7 @@ struct JobState {
 /// Every job's state, and the deadlines that watch them.
 #[derive(Debug)]
 pub struct Registry {
-    watcher: String,
+    watcher: Arc<str>,
     started: Instant,
     jobs: Vec<JobState>,
     /// foldhash, not SipHash: looked up for every message (a fifth of the
@@ -420,7 +420,7 @@ impl Registry {
         wall_ms: u64,
     ) -> Registry {
         let mut registry = Registry {
-            watcher: watcher.to_owned(),
+            watcher: Arc::from(watcher),
             started: now,
             jobs: Vec::with_capacity(jobs.len()),
             index: HashMap::with_capacity_and_hasher(
@@ -1004,7 +1004,7 @@ impl Registry {
         }
         let mut note = self.note(j, slot.event(), &id, wall_ms);
         note.run_id = msg.run_id.or(slot.run());
-        note.host = Some(msg.host.clone());
+        note.host = Some(Arc::from(msg.host.as_str()));
         note.exit_code = msg.exit_code;
         note.text = text;
         self.insert_open(j, slot, id, now, now, note, out);
@@ -1288,7 +1288,7 @@ impl Registry {
         let id = incident_id(&name, slot.event(), &format!("run:{run_id}"));
         let mut note = self.note(j, slot.event(), &id, wall_ms);
         note.run_id = Some(run_id);
-        note.host = Some(host);
+        note.host = Some(Arc::from(host));
         note.text = Some(match slot {
             Slot::Stalled(_) => format!(
                 "run started {} ago sent nothing for {}",
@@ -1460,15 +1460,15 @@ impl Registry {
         let job = &self.jobs[j];
         Notification {
             event,
-            job: job.name.to_string(),
-            incident: incident.to_owned(),
-            watcher: self.watcher.clone(),
+            job: Arc::clone(&job.name),
+            incident: Arc::from(incident),
+            watcher: Arc::clone(&self.watcher),
             detected_ms: wall_ms,
             last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
             resolves: None,
             duration_ms: None,
             run_id: None,
-            host: job.last.as_ref().map(|s| s.host.to_string()),
+            host: job.last.as_ref().map(|s| Arc::clone(&s.host)),
             exit_code: None,
             text: None,
             repeat: 0,
@@ -1610,7 +1610,7 @@ mod tests {
         let down = r.on_deadlines(t0 + 16 * S, 3);
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].event, Event::Down);
-        assert_eq!(down[0].watcher, "w1");
+        assert_eq!(&*down[0].watcher, "w1");
         assert_eq!(down[0].last_seen_ms, Some(1));
         assert_eq!(r.next_deadline(), None, "no repeat without a message");
         assert!(r.on_deadlines(t0 + 100 * S, 4).is_empty());
@@ -1637,7 +1637,7 @@ mod tests {
         let down = r.on_deadlines(t0 + 15 * S, 0);
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].last_seen_ms, None);
-        assert_eq!(down[0].incident, incident_id("etl", Event::Down, "never"));
+        assert_eq!(*down[0].incident, *incident_id("etl", Event::Down, "never"));
     }
 
     #[test]
@@ -2117,10 +2117,7 @@ mod timer_tests {
         assert!(fired.is_empty(), "{fired:?}");
         let fired = run_until(&mut r, t0, wall0, 25, 25);
         assert_eq!(fired.len(), 1);
-        assert_eq!(
-            (fired[0].1.job.as_str(), fired[0].1.event),
-            ("new", Event::Down)
-        );
+        assert_eq!((&*fired[0].1.job, fired[0].1.event), ("new", Event::Down));
     }
 
     #[test]

@@ -164,10 +164,10 @@ impl EmailChannel {
             builder = builder.to(to.clone());
         }
         for (name, value) in [
-            ("X-Qcic-Incident", note.incident.clone()),
+            ("X-Qcic-Incident", note.incident.to_string()),
             ("X-Qcic-Event", note.event.to_string()),
-            ("X-Qcic-Job", note.job.clone()),
-            ("X-Qcic-Watcher", note.watcher.clone()),
+            ("X-Qcic-Job", note.job.to_string()),
+            ("X-Qcic-Watcher", note.watcher.to_string()),
         ] {
             if let Ok(name) = HeaderName::new_from_ascii(name.to_owned()) {
                 builder = builder.raw_header(HeaderValue::new(name, value));

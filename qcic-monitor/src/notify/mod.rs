@@ -156,7 +156,7 @@ impl Channels {
 #[derive(Debug)]
 pub struct NotificationLog {
     entries: VecDeque<Notification>,
-    keys: HashSet<(String, Event, Option<Event>, u32)>,
+    keys: HashSet<(Arc<str>, Event, Option<Event>, u32)>,
     capacity: usize,
 }
 
@@ -170,7 +170,7 @@ impl NotificationLog {
         }
     }
 
-    fn key(note: &Notification) -> (String, Event, Option<Event>, u32) {
+    fn key(note: &Notification) -> (Arc<str>, Event, Option<Event>, u32) {
         (
             note.incident.clone(),
             note.event,
