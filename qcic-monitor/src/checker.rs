@@ -120,12 +120,13 @@ pub async fn run(
                         Vec::new()
                     }
                     Query::Reload { jobs, max_unknown, max_skew, reply } => {
-                        let summary = registry.reconfigure(&jobs, max_unknown, max_skew, Instant::now(), wall_ms());
+                        let mut summary = registry.reconfigure(&jobs, max_unknown, max_skew, Instant::now(), wall_ms());
                         if let Some(store) = &store {
                             store.forget_jobs(summary.removed_names.clone());
                         }
+                        let closed = std::mem::take(&mut summary.closed);
                         let _ = reply.send(summary);
-                        Vec::new()
+                        closed
                     }
                     Query::Silence { job, until_ms, reason, reply } => {
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Instant::now(), wall_ms()));

@@ -263,6 +263,10 @@ pub struct Reconfigured {
     pub unchanged: usize,
     /// The names of the removed jobs (their saved state goes too).
     pub removed_names: Vec<String>,
+    /// The follow-ups owed for incidents of removed jobs that were notified:
+    /// every alarm gets one, even when its job goes away.
+    #[serde(skip)]
+    pub closed: Vec<Notification>,
 }
 
 #[derive(Debug)]
@@ -690,8 +694,20 @@ impl Registry {
             }
         }
         for state in old.into_iter().flatten() {
-            if !state.open.is_empty() {
-                warn!(job = %state.name, open_incidents = state.open.len(), "job removed from the configuration with incidents open; they end here without a follow-up");
+            for (slot, open) in &state.open {
+                if !open.notified {
+                    continue; // never alarmed (silenced): no follow-up owed
+                }
+                let mut note = open.first.clone();
+                note.event = Event::Recovered;
+                note.resolves = Some(slot.event());
+                note.detected_ms = wall_ms;
+                note.last_seen_ms = state.last.as_ref().map(|s| s.wall_ms);
+                note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+                note.exit_code = None;
+                note.repeat = 0;
+                note.text = Some("the job was removed from the configuration".into());
+                summary.closed.push(note);
             }
             summary.removed_names.push(state.name.to_string());
         }

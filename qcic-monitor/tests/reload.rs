@@ -45,6 +45,8 @@ fn sighup_takes_new_jobs_and_keeps_open_incidents() {
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "before the reload").unwrap();
     let failed = alerts.expect("alert.failed.etl");
+    sender.fail("gone", Some(1), "about to be removed").unwrap();
+    let gone_failed = alerts.expect("alert.failed.gone");
 
     // etl changes (a grace), gone goes, fresh comes with a short period.
     monitor.rewrite(&format!(
@@ -63,6 +65,14 @@ fn sighup_takes_new_jobs_and_keeps_open_incidents() {
         "{log}"
     );
     assert_eq!(job_names(&status(&monitor)), ["fresh", "etl"]);
+    // Every alarm gets its follow-up, even when its job goes away.
+    let gone_closed = alerts.expect("alert.recovered.gone");
+    assert_eq!(gone_closed["incident"], gone_failed["incident"]);
+    assert_eq!(gone_closed["resolves"], "failed");
+    assert_eq!(
+        gone_closed["text"],
+        "the job was removed from the configuration"
+    );
 
     // The new job is watched: one full period, then down.
     let down = alerts.expect("alert.down.fresh");
