@@ -69,6 +69,19 @@ pub struct MonitorConfig {
     pub state: Option<PathBuf>,
 }
 
+/// A watcher id as a file name: anything but `[A-Za-z0-9_-]` becomes `_`.
+fn file_safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The default state database for a watcher id: in `$XDG_STATE_HOME/qcic`,
 /// else `~/.local/state/qcic`, else the temporary directory.
 pub fn default_state_path(id: &str) -> PathBuf {
@@ -77,34 +90,14 @@ pub fn default_state_path(id: &str) -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir)
         .join("qcic");
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(format!("{safe}.db"))
+    dir.join(format!("{}.db", file_safe(id)))
 }
 
 /// The default control socket for a watcher id: in `$XDG_RUNTIME_DIR` if
 /// set, else in the temporary directory.
 pub fn default_control_path(id: &str) -> PathBuf {
     let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
-    let safe: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(format!("qcic-monitor-{safe}.sock"))
+    dir.join(format!("qcic-monitor-{}.sock", file_safe(id)))
 }
 
 /// The `[curve]` table, checked: the watcher's secret key and the senders it allows.

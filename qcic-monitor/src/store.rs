@@ -227,7 +227,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
         }
         let mut acks = Vec::new();
         let mut saved = Vec::new();
-        let mut pruned = true;
+        let mut marked_done = false;
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.unchecked_transaction()?;
             for op in batch {
@@ -266,7 +266,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                                 i64::try_from(crate::checker::wall_ms()).unwrap_or(i64::MAX)
                             ],
                         )?;
-                        pruned = false;
+                        marked_done = true;
                     }
                     Op::ForgetJobs(names) => {
                         for name in names {
@@ -286,7 +286,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
                     }
                 }
             }
-            if !pruned {
+            if marked_done {
                 // Bounded: done rows beyond the newest SENT_KEPT go (by id,
                 // the primary key: no scan).
                 tx.execute(

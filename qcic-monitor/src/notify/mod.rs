@@ -57,65 +57,42 @@ impl Channels {
         let mut channels = Channels::default();
         for (index, cfg) in configs.iter().enumerate() {
             let (tx, rx) = mpsc::channel(CHANNEL_QUEUE);
-            match cfg {
+            let refused = |kind: &'static str| {
+                move |reason| MonitorError::Channel {
+                    index,
+                    kind,
+                    reason,
+                }
+            };
+            let (stats, store) = (Arc::clone(stats), store.cloned());
+            // The three async channels differ only in how they are built.
+            let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match cfg {
                 NotifyConfig::Email(email) => {
                     let name = format!("notify[{index}] email {}", email.to.join(","));
                     let channel =
-                        email::EmailChannel::new(name.clone(), email).map_err(|reason| {
-                            MonitorError::Channel {
-                                index,
-                                kind: "email",
-                                reason,
-                            }
-                        })?;
-                    channels.tasks.push(tokio::spawn(channel.run(
-                        rx,
-                        Arc::clone(stats),
-                        store.cloned(),
-                    )));
-                    channels.queues.push((cfg.name(index), tx));
-                }
-                NotifyConfig::Zmq(zmq) => {
-                    let thread =
-                        zmq_pub::start(ctx, index, zmq, rx, Arc::clone(stats), store.cloned())?;
-                    channels.threads.push(thread);
-                    channels.queues.push((cfg.name(index), tx));
+                        email::EmailChannel::new(name, email).map_err(refused("email"))?;
+                    Box::pin(channel.run(rx, stats, store))
                 }
                 NotifyConfig::Webhook(hook) => {
-                    let name = cfg.name(index);
-                    let channel =
-                        webhook::WebhookChannel::new(name.clone(), hook).map_err(|reason| {
-                            MonitorError::Channel {
-                                index,
-                                kind: "webhook",
-                                reason,
-                            }
-                        })?;
-                    channels.tasks.push(tokio::spawn(channel.run(
-                        rx,
-                        Arc::clone(stats),
-                        store.cloned(),
-                    )));
-                    channels.queues.push((name, tx));
+                    let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
+                        .map_err(refused("webhook"))?;
+                    Box::pin(channel.run(rx, stats, store))
                 }
                 NotifyConfig::Command(cmd) => {
-                    let name = cfg.name(index);
-                    let channel =
-                        command::CommandChannel::new(name.clone(), cmd).map_err(|reason| {
-                            MonitorError::Channel {
-                                index,
-                                kind: "command",
-                                reason,
-                            }
-                        })?;
-                    channels.tasks.push(tokio::spawn(channel.run(
-                        rx,
-                        Arc::clone(stats),
-                        store.cloned(),
-                    )));
-                    channels.queues.push((name, tx));
+                    let channel = command::CommandChannel::new(cfg.name(index), cmd)
+                        .map_err(refused("command"))?;
+                    Box::pin(channel.run(rx, stats, store))
                 }
-            }
+                NotifyConfig::Zmq(zmq) => {
+                    channels
+                        .threads
+                        .push(zmq_pub::start(ctx, index, zmq, rx, stats, store)?);
+                    channels.queues.push((cfg.name(index), tx));
+                    continue;
+                }
+            };
+            channels.tasks.push(tokio::spawn(task));
+            channels.queues.push((cfg.name(index), tx));
         }
         Ok(channels)
     }
