@@ -72,17 +72,32 @@ async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({"watcher": s.watcher, "open": open, "recent_notifications": recent}))
 }
 
+/// The `# HELP` and `# TYPE` lines of a metric.
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value escaped as the exposition format wants (backslash, quote,
+/// newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Prometheus text exposition format, version 0.0.4.
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let jobs = control::jobs(&s.queries).await;
     let stats = &s.stats;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP qcic_messages_received_total Messages decoded and accepted, by kind."
+    head(
+        &mut out,
+        "qcic_messages_received_total",
+        "counter",
+        "Messages decoded and accepted, by kind.",
     );
-    let _ = writeln!(out, "# TYPE qcic_messages_received_total counter");
     for (i, kind) in qcic_sdk::Kind::ALL.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -90,11 +105,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             get(&stats.by_kind[i])
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP qcic_frames_dropped_total Frames dropped, by reason."
+    head(
+        &mut out,
+        "qcic_frames_dropped_total",
+        "counter",
+        "Frames dropped, by reason.",
     );
-    let _ = writeln!(out, "# TYPE qcic_frames_dropped_total counter");
     for (i, reason) in DROP_REASONS.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -102,24 +118,24 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             get(&stats.dropped[i])
         );
     }
-    let _ = writeln!(out, "# HELP qcic_jobs Jobs by state.");
-    let _ = writeln!(out, "# TYPE qcic_jobs gauge");
+    head(&mut out, "qcic_jobs", "gauge", "Jobs by state.");
     for state in ["waiting", "up", "running", "down", "failed", "overrun"] {
         let n = jobs.iter().filter(|j| j.state == state).count();
         let _ = writeln!(out, "qcic_jobs{{state=\"{state}\"}} {n}");
     }
-    let _ = writeln!(
-        out,
-        "# HELP qcic_notifications_total Notifications handled by each channel, by result."
+    head(
+        &mut out,
+        "qcic_notifications_total",
+        "counter",
+        "Notifications handled by each channel, by result.",
     );
-    let _ = writeln!(out, "# TYPE qcic_notifications_total counter");
     let channels = stats
         .channels
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     for (channel, (sent, failed)) in &channels {
-        let channel = channel.replace('\\', "\\\\").replace('"', "\\\"");
+        let channel = label(channel);
         let _ = writeln!(
             out,
             "qcic_notifications_total{{channel=\"{channel}\",result=\"sent\"}} {sent}"
@@ -129,48 +145,48 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "qcic_notifications_total{{channel=\"{channel}\",result=\"failed\"}} {failed}"
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP qcic_notifications_raised_total Notifications raised (before channels)."
+    head(
+        &mut out,
+        "qcic_notifications_raised_total",
+        "counter",
+        "Notifications raised (before channels).",
     );
-    let _ = writeln!(out, "# TYPE qcic_notifications_raised_total counter");
     let _ = writeln!(
         out,
         "qcic_notifications_raised_total {}",
         get(&stats.notifications)
     );
-    let _ = writeln!(
-        out,
-        "# HELP qcic_ingest_queue_depth Messages decoded and waiting for the checker (ingest lag)."
+    head(
+        &mut out,
+        "qcic_ingest_queue_depth",
+        "gauge",
+        "Messages decoded and waiting for the checker (ingest lag).",
     );
-    let _ = writeln!(out, "# TYPE qcic_ingest_queue_depth gauge");
     let _ = writeln!(
         out,
         "qcic_ingest_queue_depth {}",
         get(&stats.inbound_queued)
     );
-    let _ = writeln!(
-        out,
-        "# HELP qcic_host_clock_skew_seconds Watcher clock minus the sender host's (positive: the host is behind)."
+    head(
+        &mut out,
+        "qcic_host_clock_skew_seconds",
+        "gauge",
+        "Watcher clock minus the sender host's (positive: the host is behind).",
     );
-    let _ = writeln!(out, "# TYPE qcic_host_clock_skew_seconds gauge");
     for host in control::hosts(&s.queries).await {
-        let name = host
-            .host
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
+        let name = label(&host.host);
         let _ = writeln!(
             out,
             "qcic_host_clock_skew_seconds{{host=\"{name}\"}} {}",
             host.skew_ms as f64 / 1000.0
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP qcic_peers_seen Other watchers of the farm currently seen."
+    head(
+        &mut out,
+        "qcic_peers_seen",
+        "gauge",
+        "Other watchers of the farm currently seen.",
     );
-    let _ = writeln!(out, "# TYPE qcic_peers_seen gauge");
     // Watcher farms (issue 5) are not built yet: a lone watcher sees none.
     let _ = writeln!(out, "qcic_peers_seen 0");
     for (name, help, value) in [
@@ -205,10 +221,8 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             get(&stats.config_reload_failures),
         ),
     ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-        );
+        head(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
     }
     (
         [(
