@@ -205,6 +205,7 @@ fn serve(o: &Opts) {
             control: o.get("control").unwrap().into(),
             http: None,
             state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
+            farm: None,
         },
         jobs: list,
         notify,

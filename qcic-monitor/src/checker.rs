@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::config::JobConfig;
 use crate::notification::Notification;
 use crate::receive::Inbound;
-use crate::registry::{HostView, JobView, Reconfigured, Registry};
+use crate::registry::{HostView, JobView, PeerSeen, Reconfigured, Registry};
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -52,6 +52,13 @@ pub enum Query {
         /// The outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// What a farm peer heard of some jobs.
+    PeerSeen {
+        /// The peer's id.
+        peer: Arc<str>,
+        /// (job, what the peer heard).
+        seen: Vec<(String, PeerSeen)>,
+    },
     /// End a job's silence or pause now.
     Unsilence {
         /// The job.
@@ -69,7 +76,10 @@ pub async fn run(
     mut queries: mpsc::Receiver<Query>,
     stats: Arc<Stats>,
     store: Option<Store>,
+    farm: Option<FarmLink>,
 ) {
+    // What was heard here goes to the farm at most every gossip interval.
+    let mut publish_at: Option<Instant> = None;
     // Job state is saved in batches: at most every SAVE_EVERY while
     // something changed (a timer armed only then: idle means asleep).
     let mut save_at: Option<Instant> = None;
@@ -132,6 +142,14 @@ pub async fn run(
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Instant::now(), wall_ms()));
                         Vec::new()
                     }
+                    Query::PeerSeen { peer, seen } => {
+                        let (now, wall) = (Instant::now(), wall_ms());
+                        let mut notes = Vec::new();
+                        for (job, seen) in seen {
+                            notes.extend(registry.on_peer_seen(&peer, &job, &seen, now, wall));
+                        }
+                        notes
+                    }
                     Query::Unsilence { job, reply } => match registry.unsilence(&job, wall_ms()) {
                         Ok(held_back) => {
                             let _ = reply.send(Ok(()));
@@ -150,6 +168,15 @@ pub async fn run(
                 // (the loop comes straight back: they are still due).
                 registry.on_deadlines_max(Instant::now(), wall_ms(), DEADLINE_SLICE)
             }
+            () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
+                publish_at = None;
+                if let Some(link) = &farm {
+                    // Dropped if the farm task is behind: the next round
+                    // carries the newer state of the same jobs anyway.
+                    let _ = link.heard.try_send(registry.take_heard());
+                }
+                Vec::new()
+            }
             () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
                 save_at = None;
                 let busy = saving
@@ -161,6 +188,9 @@ pub async fn run(
                 Vec::new()
             }
         };
+        if let (Some(link), None, true) = (&farm, publish_at, registry.has_heard()) {
+            publish_at = Some(Instant::now() + link.every);
+        }
         if store.is_some() && save_at.is_none() && registry.is_dirty() {
             save_at = Some(Instant::now() + SAVE_EVERY);
         }
@@ -177,6 +207,15 @@ pub async fn run(
         // The last save: run() joins the store thread, which commits it.
         drop(store.save_jobs(registry.take_dirty(Instant::now(), wall_ms())));
     }
+}
+
+/// The checker's side of the farm: where what was heard here goes, and how often.
+#[derive(Debug, Clone)]
+pub struct FarmLink {
+    /// To the farm task, which gossips it.
+    pub heard: mpsc::Sender<Vec<(Arc<str>, PeerSeen)>>,
+    /// The gossip interval.
+    pub every: std::time::Duration,
 }
 
 /// Deadlines handled per turn of the loop.
@@ -252,6 +291,7 @@ mod tests {
             out_tx,
             queries,
             Arc::new(Stats::default()),
+            None,
             None,
         ));
         Harness {

@@ -67,6 +67,41 @@ pub struct MonitorConfig {
     pub http: Option<std::net::SocketAddr>,
     /// The state database (`state = "off"`: none).
     pub state: Option<PathBuf>,
+    /// The watcher farm this watcher belongs to (`[farm]` and `[[peer]]`), if any.
+    pub farm: Option<FarmConfig>,
+}
+
+/// The `[farm]` table and the `[[peer]]` entries, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FarmConfig {
+    /// The UDP address the gossip binds.
+    pub gossip: std::net::SocketAddr,
+    /// The address peers reach this watcher's gossip at (NAT, proxies);
+    /// `gossip` if not given.
+    pub advertise: std::net::SocketAddr,
+    /// The other watchers.
+    pub peers: Vec<PeerConfig>,
+    /// How often gossip runs.
+    pub gossip_interval: Duration,
+    /// Rank k waits k × this before it notifies (if the higher ranks are alive).
+    pub peer_timeout: Duration,
+    /// A peer not heard from for about this long is taken for dead.
+    pub dead_after: Duration,
+    /// With no peer reachable, this many jobs falling silent at once (and
+    /// at least half of them) make one `watcher_isolated` notice instead of
+    /// a storm of per-job alerts.
+    pub isolation_jobs: usize,
+    /// Farms sharing a network keep apart by this name.
+    pub cluster: String,
+}
+
+/// One `[[peer]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// Its `[monitor] id`.
+    pub id: String,
+    /// Its gossip address, `host:port`.
+    pub gossip: String,
 }
 
 /// A watcher id as a file name: anything but `[A-Za-z0-9_-]` becomes `_`.
@@ -344,6 +379,32 @@ struct RawConfig {
     job: Vec<RawJob>,
     #[serde(default)]
     notify: Vec<RawNotify>,
+    #[serde(default)]
+    farm: Option<RawFarm>,
+    #[serde(default)]
+    peer: Vec<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFarm {
+    gossip: String,
+    advertise: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    gossip_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    peer_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    dead_after: Option<Duration>,
+    isolation_jobs: Option<usize>,
+    cluster: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: String,
+    gossip: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -491,9 +552,116 @@ impl Config {
         differs("monitor.state", a.state == b.state);
         differs("curve", a.curve == b.curve);
         differs("http", a.http == b.http);
+        differs("farm", a.farm == b.farm);
         differs("notify", self.notify == new.notify);
         keys
     }
+}
+
+/// Checks `[farm]` and `[[peer]]`: both or neither, distinct ids, sane timings.
+fn check_farm(
+    farm: Option<RawFarm>,
+    peers: Vec<RawPeer>,
+    id: &str,
+) -> Result<Option<FarmConfig>, (String, String)> {
+    let Some(farm) = farm else {
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        return Err((
+            "peer".into(),
+            "[[peer]] entries need a [farm] table with this watcher's gossip address".into(),
+        ));
+    };
+    let addr = |key: &str, text: &str| {
+        text.parse::<std::net::SocketAddr>().map_err(|e| {
+            (
+                key.to_owned(),
+                format!("{text:?} is not an address such as \"10.0.0.5:7790\": {e}"),
+            )
+        })
+    };
+    let gossip = addr("farm.gossip", &farm.gossip)?;
+    let advertise = match &farm.advertise {
+        Some(text) => addr("farm.advertise", text)?,
+        None => gossip,
+    };
+    if peers.is_empty() {
+        return Err((
+            "peer".into(),
+            "a [farm] needs at least one [[peer]] (id and gossip address)".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut checked = Vec::with_capacity(peers.len());
+    for (i, peer) in peers.into_iter().enumerate() {
+        if peer.id.trim().is_empty() {
+            return Err((format!("peer[{i}].id"), "must not be empty".into()));
+        }
+        if peer.id == id {
+            return Err((
+                format!("peer[{i}].id"),
+                format!("{:?} is this watcher's own id (monitor.id)", peer.id),
+            ));
+        }
+        if !seen.insert(peer.id.clone()) {
+            return Err((
+                format!("peer[{i}].id"),
+                format!("peer {:?} is listed twice", peer.id),
+            ));
+        }
+        if !peer.gossip.contains(':') {
+            return Err((
+                format!("peer[{i}].gossip"),
+                format!("{:?} needs a port, such as \"10.0.0.6:7790\"", peer.gossip),
+            ));
+        }
+        checked.push(PeerConfig {
+            id: peer.id,
+            gossip: peer.gossip,
+        });
+    }
+    let gossip_interval = farm.gossip_interval.unwrap_or(Duration::from_millis(500));
+    if gossip_interval < Duration::from_millis(10) {
+        return Err((
+            "farm.gossip_interval".into(),
+            "must be at least 10ms".into(),
+        ));
+    }
+    let dead_after = farm.dead_after.unwrap_or(gossip_interval * 8);
+    if dead_after < gossip_interval * 3 {
+        return Err((
+            "farm.dead_after".into(),
+            format!(
+                "must be at least 3 gossip intervals ({}): shorter, a live peer is taken for dead between two rounds",
+                humantime::format_duration(gossip_interval * 3)
+            ),
+        ));
+    }
+    let peer_timeout = farm.peer_timeout.unwrap_or(Duration::from_secs(15));
+    if peer_timeout < gossip_interval * 2 {
+        return Err((
+            "farm.peer_timeout".into(),
+            format!(
+                "must be at least 2 gossip intervals ({}): a lower rank must be able to learn that a higher one notified",
+                humantime::format_duration(gossip_interval * 2)
+            ),
+        ));
+    }
+    let isolation_jobs = farm.isolation_jobs.unwrap_or(3);
+    if isolation_jobs == 0 {
+        return Err(("farm.isolation_jobs".into(), "must be at least 1".into()));
+    }
+    Ok(Some(FarmConfig {
+        gossip,
+        advertise,
+        peers: checked,
+        gossip_interval,
+        peer_timeout,
+        dead_after,
+        isolation_jobs,
+        cluster: farm.cluster.unwrap_or_else(|| "qcic".into()),
+    }))
 }
 
 type Checked = (MonitorConfig, Vec<JobConfig>, Vec<NotifyConfig>);
@@ -521,6 +689,7 @@ impl RawConfig {
             check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
         }
         let curve = self.curve.map(RawCurve::check).transpose()?;
+        let farm = check_farm(self.farm, self.peer, &id)?;
         let http = match self.http {
             None => None,
             Some(h) => {
@@ -555,6 +724,7 @@ impl RawConfig {
             curve,
             control,
             http,
+            farm,
         };
 
         let mut names = HashSet::new();

@@ -45,6 +45,14 @@ pub enum MonitorError {
         /// What went wrong.
         reason: String,
     },
+    /// The farm's gossip could not start.
+    #[error("farm gossip {addr}: {reason}")]
+    Farm {
+        /// The gossip address.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
     /// The state database could not be opened.
     #[error("state database {}: {reason}", path.display())]
     State {

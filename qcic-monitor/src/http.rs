@@ -2,6 +2,7 @@
 //! default): `/api/jobs`, `/api/incidents`, `/metrics` and `/`, a status page.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
@@ -187,8 +188,42 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "gauge",
         "Other watchers of the farm currently seen.",
     );
-    // Watcher farms (issue 5) are not built yet: a lone watcher sees none.
-    let _ = writeln!(out, "qcic_peers_seen 0");
+    let _ = writeln!(
+        out,
+        "qcic_peers_seen {}",
+        stats.peers_live.load(Ordering::Relaxed)
+    );
+    head(
+        &mut out,
+        "qcic_peers_configured",
+        "gauge",
+        "Other watchers of the farm configured.",
+    );
+    let _ = writeln!(
+        out,
+        "qcic_peers_configured {}",
+        stats.peers_configured.load(Ordering::Relaxed)
+    );
+    for (name, help, value) in [
+        (
+            "qcic_farm_suppressed_total",
+            "Notifications skipped because a peer had sent them.",
+            &stats.farm_suppressed,
+        ),
+        (
+            "qcic_farm_took_over_total",
+            "Notifications sent in place of a higher-ranked watcher.",
+            &stats.farm_took_over,
+        ),
+        (
+            "qcic_farm_duplicate_sends_total",
+            "Notifications known to have been sent by more than one watcher.",
+            &stats.farm_duplicate_sends,
+        ),
+    ] {
+        head(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     for (name, help, value) in [
         (
             "qcic_curve_refused_total",

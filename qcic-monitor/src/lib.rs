@@ -13,6 +13,8 @@
 //! - [`checker`]: the loop that owns the registry and sleeps until the next deadline.
 //! - [`notification`]: events, incident ids and the notification record.
 //! - [`notify`]: the dispatcher, the notification log, and the email and ZeroMQ channels.
+//! - [`peers`]: watcher farms: gossip membership, shared evidence and
+//!   notification log, and the gate that ranks who sends.
 //! - [`reload`]: SIGHUP, the configuration read again without losing state.
 //! - [`stats`]: counters. [`demo`]: the built-in demo sender.
 //!
@@ -35,6 +37,7 @@ pub mod http;
 pub mod keys;
 pub mod notification;
 pub mod notify;
+pub mod peers;
 pub mod receive;
 pub mod registry;
 pub mod reload;
@@ -154,6 +157,10 @@ pub async fn run(
     if store.is_none() {
         registry = registry.without_dirty_tracking();
     }
+    if config.monitor.farm.is_some() {
+        registry = registry.with_heard_tracking();
+    }
+    let job_count = registry.len();
     let restored = registry.restore(&loaded.jobs, Instant::now(), checker::wall_ms());
     if restored > 0 {
         info!(
@@ -163,13 +170,40 @@ pub async fn run(
     }
     let (out_tx, out_rx) = mpsc::channel(1024);
     let (query_tx, query_rx) = mpsc::channel(64);
+    // In a farm the checker's notifications pass the farm's gate, which
+    // decides which watcher sends each one.
+    let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
+        Some(cfg) => {
+            let started = peers::start(
+                cfg,
+                &config.monitor.id,
+                job_count,
+                out_tx,
+                query_tx.clone(),
+                Arc::clone(&stats),
+            )
+            .await?;
+            let link = checker::FarmLink {
+                heard: started.heard,
+                every: cfg.gossip_interval,
+            };
+            (
+                Some(started.farm),
+                started.gate,
+                Some(link),
+                Some(started.reporter),
+            )
+        }
+        None => (None, out_tx, None, None),
+    };
     let checker = tokio::spawn(checker::run(
         registry,
         in_rx,
-        out_tx,
+        checker_out,
         query_rx,
         Arc::clone(&stats),
         store.clone(),
+        farm_link,
     ));
     let log = Arc::new(std::sync::Mutex::new(notify::NotificationLog::new(
         notify::LOG_CAPACITY,
@@ -197,6 +231,7 @@ pub async fn run(
                 let _ = queue.try_send(store::Delivery {
                     id: Some(id),
                     note: Arc::new(note),
+                    farm: None,
                 });
             }
             None => {
@@ -215,6 +250,7 @@ pub async fn run(
         Arc::clone(&stats),
         Arc::clone(&log),
         store.clone(),
+        reporter,
     ));
     let control_task = tokio::spawn(control::serve(
         control_listener,
@@ -266,6 +302,10 @@ pub async fn run(
     // checker, then the dispatcher, then each channel finish in turn.
     let _ = tokio::task::spawn_blocking(move || receiver.stop()).await;
     let _ = checker.await;
+    // Notifications the gate still holds are left to the peers.
+    if let Some(farm) = farm {
+        farm.stop().await;
+    }
     let _ = dispatcher.await;
     channels.finish(SHUTDOWN_GRACE).await;
     // The last job-state save and done marks are committed before exit:

@@ -25,6 +25,14 @@ pub enum Event {
     TooFast,
     /// A follow-up: the incident named in the notification is over.
     Recovered,
+    /// A follow-up: the alarm was false. Another watcher of the farm heard
+    /// the job all along (this one was cut off from it and from that peer).
+    Retracted,
+    /// A watcher of the farm went silent (`job` names the watcher).
+    PeerDown,
+    /// This watcher lost every peer and most of its jobs at once: most
+    /// likely its own network is cut. Sent instead of one alert per job.
+    WatcherIsolated,
 }
 
 impl Event {
@@ -38,7 +46,16 @@ impl Event {
             Event::Stalled => "stalled",
             Event::TooFast => "too_fast",
             Event::Recovered => "recovered",
+            Event::Retracted => "retracted",
+            Event::PeerDown => "peer_down",
+            Event::WatcherIsolated => "watcher_isolated",
         }
+    }
+
+    /// Whether this ends an incident (names it in `resolves`) rather than
+    /// raising one.
+    pub fn is_follow_up(self) -> bool {
+        matches!(self, Event::Recovered | Event::Retracted)
     }
 }
 
@@ -97,13 +114,39 @@ pub struct Notification {
     /// reminders `repeat` sends while it stays open.
     #[serde(default)]
     pub repeat: u32,
+    /// In a watcher farm: where this notification stands (absent for a
+    /// watcher on its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm: Option<FarmView>,
+}
+
+/// What a farm watcher knew when it sent a notification: enough for a
+/// person or a machine to tell a duplicate (same `incident`, another
+/// `watcher`) for what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmView {
+    /// The sender's rank for this incident: 0 is the watcher meant to send it.
+    pub rank: u32,
+    /// Sent by a lower rank because the higher ones were dead, silent or
+    /// failed to deliver.
+    pub took_over: bool,
+    /// Watchers the sender could reach, itself included.
+    pub reachable: u32,
+    /// Watchers configured, itself included.
+    pub configured: u32,
+    /// Some watcher was unreachable: another may have sent this too.
+    pub partition_suspected: bool,
 }
 
 impl Notification {
     /// One line for logs and subjects: `DOWN nightly-etl`.
     pub fn headline(&self) -> String {
         match (self.resolves, self.repeat) {
-            (Some(resolved), _) => format!("RECOVERED {} (was {resolved})", self.job),
+            (Some(resolved), _) => format!(
+                "{} {} (was {resolved})",
+                self.event.name().to_uppercase(),
+                self.job
+            ),
             (None, 0) => format!("{} {}", self.event.name().to_uppercase(), self.job),
             (None, n) => format!(
                 "{} {} (reminder {n})",

@@ -153,6 +153,12 @@ struct Seen {
     seq: u64,
     /// Shared with every other job the host reports (interned).
     host: Arc<str>,
+    /// Since when the job has been heard without a break (unix ms): the
+    /// first message after it was last down or unheard. A farm peer reads
+    /// it to tell a false alarm (heard all along) from a recovery.
+    up_since_ms: u64,
+    /// Learnt from a farm peer, not heard here.
+    by_peer: bool,
 }
 
 impl Seen {
@@ -325,6 +331,57 @@ pub struct Registry {
     dirty: HashSet<usize>,
     /// Whether to keep `dirty` (only a state database reads it).
     track_dirty: bool,
+    /// In a farm: jobs heard here since the last [`Registry::take_heard`]
+    /// (what this watcher tells its peers).
+    heard: Option<HashSet<usize>>,
+}
+
+/// What a farm peer heard of a job: its last message, and since when it has
+/// heard the job without a break. Gossiped as `wall;up_since;pid;seq;kind;host`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeen {
+    /// When the peer heard the last message (unix ms, the peer's clock).
+    pub wall_ms: u64,
+    /// Since when the peer has heard the job without a break.
+    pub up_since_ms: u64,
+    /// The last message's pid, seq and host: the basis of incident ids, so
+    /// that every watcher names the same incident alike.
+    pub pid: u32,
+    /// See `pid`.
+    pub seq: u64,
+    /// The last message's kind.
+    pub kind: Kind,
+    /// See `pid`.
+    pub host: Arc<str>,
+}
+
+impl PeerSeen {
+    /// The gossip form.
+    pub fn encode(&self) -> String {
+        format!(
+            "{};{};{};{};{};{}",
+            self.wall_ms,
+            self.up_since_ms,
+            self.pid,
+            self.seq,
+            self.kind.code(),
+            self.host
+        )
+    }
+
+    /// From the gossip form; `None` if it is not one.
+    pub fn decode(text: &str) -> Option<PeerSeen> {
+        let mut parts = text.splitn(6, ';');
+        let mut next = || parts.next();
+        Some(PeerSeen {
+            wall_ms: next()?.parse().ok()?,
+            up_since_ms: next()?.parse().ok()?,
+            pid: next()?.parse().ok()?,
+            seq: next()?.parse().ok()?,
+            kind: Kind::from_code(next()?.parse().ok()?)?,
+            host: Arc::from(next()?),
+        })
+    }
 }
 
 /// What the state database keeps of a job (JSON in `jobs.state`; the store
@@ -439,6 +496,7 @@ impl Registry {
             stats,
             dirty: HashSet::new(),
             track_dirty: true,
+            heard: None,
         };
         let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {
@@ -450,6 +508,117 @@ impl Registry {
             registry.arm_late(j, now, wall_ms, wall_ms);
         }
         registry
+    }
+
+    /// How many jobs it watches.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Whether it watches no job.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Keeps the set of jobs heard here, for the farm's gossip.
+    pub fn with_heard_tracking(mut self) -> Registry {
+        self.heard = Some(HashSet::new());
+        self
+    }
+
+    /// Whether something was heard since the last [`Registry::take_heard`].
+    pub fn has_heard(&self) -> bool {
+        self.heard.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    /// What this watcher heard since the last call, for its peers: only
+    /// messages heard here (what peers told it, they know).
+    pub fn take_heard(&mut self) -> Vec<(Arc<str>, PeerSeen)> {
+        let Some(heard) = &mut self.heard else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(heard.len());
+        for j in heard.drain() {
+            let job = &self.jobs[j];
+            if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
+                out.push((
+                    Arc::clone(&job.name),
+                    PeerSeen {
+                        wall_ms: last.wall_ms,
+                        up_since_ms: last.up_since_ms,
+                        pid: last.pid,
+                        seq: last.seq,
+                        kind: last.kind,
+                        host: Arc::clone(&last.host),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Takes what farm peer `peer` heard of `job`. The job is down only if
+    /// no reachable watcher has heard from it: a newer message heard there
+    /// moves this watcher's `down` deadline, and ends a `down` incident
+    /// open here: `retracted` if the peer heard the job without a break
+    /// since before the alarm (it was never down), `recovered` otherwise.
+    pub fn on_peer_seen(
+        &mut self,
+        peer: &str,
+        job: &str,
+        seen: &PeerSeen,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Vec<Notification> {
+        let mut out = Vec::new();
+        let Some(&j) = self.index.get(job) else {
+            return out;
+        };
+        if self.jobs[j]
+            .last
+            .as_ref()
+            .is_some_and(|l| l.wall_ms >= seen.wall_ms)
+        {
+            return out;
+        }
+        let cfg = &self.jobs[j].cfg;
+        let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
+        let at = at_wall(now, wall_ms, down_ms);
+        self.touch(j);
+        let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
+        self.jobs[j].last = Some(Seen {
+            at: now.checked_sub(age).unwrap_or(now),
+            wall_ms: seen.wall_ms,
+            kind: seen.kind,
+            pid: seen.pid,
+            seq: seen.seq,
+            host: Arc::clone(&seen.host),
+            up_since_ms: seen.up_since_ms,
+            by_peer: true,
+        });
+        if self.jobs[j].down_at.is_none_or(|old| at > old) {
+            self.set_down(j, at);
+        }
+        // Still down in the farm's view too: the incident stays.
+        if down_ms <= wall_ms {
+            return out;
+        }
+        let Some(open) = self.jobs[j].open.get(&Slot::Down) else {
+            return out;
+        };
+        let (event, text) = if seen.up_since_ms <= open.first.detected_ms {
+            (
+                Event::Retracted,
+                format!("false alarm: watcher {peer} heard the job all along"),
+            )
+        } else {
+            (Event::Recovered, format!("heard again by watcher {peer}"))
+        };
+        self.close_as(j, Slot::Down, event, now, wall_ms, || text, &mut out);
+        for n in &out {
+            self.remember(j, wall_ms, format!("notified {}", n.headline()));
+        }
+        out
     }
 
     /// Stops keeping the set of changed jobs (no state database reads it).
@@ -546,6 +715,8 @@ impl Registry {
                     pid,
                     seq,
                     host: Arc::from(s.host),
+                    up_since_ms: s.wall_ms,
+                    by_peer: false,
                 }
             });
             job.bad_streak = record.bad_streak;
@@ -854,7 +1025,16 @@ impl Registry {
     ) -> Vec<Notification> {
         let mut out = Vec::new();
         self.arm_down(j, now, wall_ms);
+        if let Some(heard) = &mut self.heard {
+            heard.insert(j);
+        }
         let job = &mut self.jobs[j];
+        let up_since_ms = match &job.last {
+            Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
+                last.up_since_ms.min(wall_ms)
+            }
+            _ => wall_ms,
+        };
         job.last = Some(Seen {
             at: now,
             wall_ms,
@@ -862,6 +1042,8 @@ impl Registry {
             pid: msg.pid,
             seq: msg.seq,
             host,
+            up_since_ms,
+            by_peer: false,
         });
         let run_id = msg.run_id.unwrap_or(0);
         let good = matches!(msg.kind, Kind::Success | Kind::Heartbeat);
@@ -1070,6 +1252,21 @@ impl Registry {
         text: impl FnOnce() -> String,
         out: &mut Vec<Notification>,
     ) {
+        self.close_as(j, slot, Event::Recovered, now, wall_ms, text, out);
+    }
+
+    /// Closes the incident in `slot`, if open, with one follow-up `event`.
+    #[allow(clippy::too_many_arguments)]
+    fn close_as(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        event: Event,
+        now: Instant,
+        wall_ms: u64,
+        text: impl FnOnce() -> String,
+        out: &mut Vec<Notification>,
+    ) {
         // `text` is a closure: most messages close nothing, and should not
         // pay for formatting what no one reads.
         let Some(open) = self.jobs[j].open.remove(&slot) else {
@@ -1086,7 +1283,7 @@ impl Registry {
             );
             return;
         }
-        let mut note = self.note(j, Event::Recovered, &open.id, wall_ms);
+        let mut note = self.note(j, event, &open.id, wall_ms);
         note.resolves = Some(slot.event());
         note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
         note.run_id = open.run_id;
@@ -1488,6 +1685,7 @@ impl Registry {
             exit_code: None,
             text: None,
             repeat: 0,
+            farm: None,
         }
     }
 

@@ -70,6 +70,17 @@ pub struct Stats {
     /// Configuration reloads refused (the file had an error; the running
     /// configuration stayed).
     pub config_reload_failures: AtomicU64,
+    /// Farm: other watchers currently reachable (a gauge).
+    pub peers_live: AtomicU64,
+    /// Farm: other watchers configured (a gauge).
+    pub peers_configured: AtomicU64,
+    /// Farm: notifications this watcher skipped because a peer had sent them.
+    pub farm_suppressed: AtomicU64,
+    /// Farm: notifications this watcher sent in place of a higher rank.
+    pub farm_took_over: AtomicU64,
+    /// Farm: notifications known to have been sent by more than one watcher
+    /// (a partition or a failed delivery), counted once each.
+    pub farm_duplicate_sends: AtomicU64,
 }
 
 impl Stats {
@@ -112,6 +123,11 @@ impl Stats {
             ("inbound_queued", get(&self.inbound_queued)),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),
+            ("peers_live", get(&self.peers_live)),
+            ("peers_configured", get(&self.peers_configured)),
+            ("farm_suppressed", get(&self.farm_suppressed)),
+            ("farm_took_over", get(&self.farm_took_over)),
+            ("farm_duplicate_sends", get(&self.farm_duplicate_sends)),
         ]);
         v
     }
@@ -161,6 +177,9 @@ impl Stats {
             delivery_failed = get(&self.delivery_failed),
             config_reloads = get(&self.config_reloads),
             config_reload_failures = get(&self.config_reload_failures),
+            farm_suppressed = get(&self.farm_suppressed),
+            farm_took_over = get(&self.farm_took_over),
+            farm_duplicate_sends = get(&self.farm_duplicate_sends),
             "{what}"
         );
     }

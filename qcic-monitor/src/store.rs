@@ -29,6 +29,8 @@ pub struct Delivery {
     pub id: Option<i64>,
     /// What to deliver (shared by every channel it goes to).
     pub note: Arc<Notification>,
+    /// In a farm: where the channel reports how delivery went.
+    pub farm: Option<crate::peers::Reporter>,
 }
 
 enum Op {

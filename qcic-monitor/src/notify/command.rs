@@ -78,9 +78,12 @@ impl CommandChannel {
         stats: Arc<Stats>,
         store: Option<Store>,
     ) {
-        while let Some(Delivery { id, note }) = rx.recv().await {
+        while let Some(Delivery { id, note, farm }) = rx.recv().await {
             let json = serde_json::to_vec(&*note).unwrap_or_default();
-            retry::deliver(&self.name, &note, &stats, || self.run_once(&json)).await;
+            retry::deliver(&self.name, &note, &stats, farm.as_ref(), || {
+                self.run_once(&json)
+            })
+            .await;
             if let Some(store) = &store {
                 store.done(id);
             }

@@ -117,10 +117,10 @@ impl EmailChannel {
         stats: Arc<Stats>,
         store: Option<Store>,
     ) {
-        while let Some(Delivery { id, note }) = rx.recv().await {
+        while let Some(Delivery { id, note, farm }) = rx.recv().await {
             match self.build(&note) {
                 Ok(email) => {
-                    retry::deliver(&self.name, &note, &stats, || async {
+                    retry::deliver(&self.name, &note, &stats, farm.as_ref(), || async {
                         match self.transport.send(email.clone()).await {
                             Ok(_) => Ok(()),
                             // 5xx replies are permanent (a rejected address);
@@ -265,6 +265,7 @@ mod tests {
             exit_code: None,
             text: Some("heartbeat received".into()),
             repeat: 0,
+            farm: None,
         }
     }
 

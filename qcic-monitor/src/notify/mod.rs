@@ -230,6 +230,7 @@ pub async fn dispatch(
     stats: Arc<Stats>,
     log: Arc<std::sync::Mutex<NotificationLog>>,
     store: Option<Store>,
+    farm: Option<crate::peers::Reporter>,
 ) {
     while let Some(first) = rx.recv().await {
         // A burst (many jobs due at once) is taken as one batch: one
@@ -309,6 +310,7 @@ pub async fn dispatch(
                 let delivery = Delivery {
                     id,
                     note: Arc::clone(&note),
+                    farm: farm.clone(),
                 };
                 if let Err(err) = queue.try_send(delivery) {
                     // Still in the outbox (if on): it goes out after a restart.
@@ -339,6 +341,7 @@ mod tests {
             exit_code: None,
             text: None,
             repeat: 0,
+            farm: None,
         }
     }
 

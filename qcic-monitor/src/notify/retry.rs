@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::notification::Notification;
+use crate::peers::Reporter;
 use crate::stats::Stats;
 
 /// Waits between delivery attempts; the last one repeats until the give-up time.
@@ -34,8 +35,13 @@ pub enum Failure {
 
 /// Delivers `note` through `attempt`, retrying temporary failures with
 /// backoff for up to [`GIVE_UP_AFTER`]. Counts and logs the outcome.
-pub async fn deliver<F, Fut>(channel: &str, note: &Notification, stats: &Arc<Stats>, mut attempt: F)
-where
+pub async fn deliver<F, Fut>(
+    channel: &str,
+    note: &Notification,
+    stats: &Arc<Stats>,
+    farm: Option<&Reporter>,
+    mut attempt: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
@@ -44,12 +50,26 @@ where
     loop {
         match attempt().await {
             Ok(()) => {
+                if let Some(farm) = farm {
+                    farm.delivered(note);
+                }
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 stats.channel_result(channel, true);
                 info!(%channel, incident = %note.incident, event = %note.event, job = %note.job, attempt = tries + 1, "notification delivered");
                 return;
             }
             Err(Failure::Temporary(cause)) if started.elapsed() < GIVE_UP_AFTER => {
+                if let Some(farm) = farm {
+                    // Told at the first failure: a peer takes over now,
+                    // not after this channel's fifteen minutes of retries.
+                    if tries == 0 {
+                        farm.failed(note);
+                    }
+                    if farm.delivered_elsewhere(note) {
+                        info!(%channel, incident = %note.incident, event = %note.event, "a farm peer delivered this notification; not retried here");
+                        return;
+                    }
+                }
                 let wait = BACKOFF[tries.min(BACKOFF.len() - 1)];
                 stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
                 warn!(%channel, incident = %note.incident, %cause, retry_in = ?wait, "notification not delivered; will retry");
@@ -57,12 +77,18 @@ where
                 tries += 1;
             }
             Err(Failure::Temporary(cause)) => {
+                if let Some(farm) = farm {
+                    farm.failed(note);
+                }
                 stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
                 stats.channel_result(channel, false);
                 error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, "notification given up after retrying for 15 minutes");
                 return;
             }
             Err(Failure::Permanent(cause)) => {
+                if let Some(farm) = farm {
+                    farm.failed(note);
+                }
                 stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
                 stats.channel_result(channel, false);
                 error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, "notification refused permanently; not retried");

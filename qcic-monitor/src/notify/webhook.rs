@@ -81,8 +81,11 @@ impl WebhookChannel {
         stats: Arc<Stats>,
         store: Option<Store>,
     ) {
-        while let Some(Delivery { id, note }) = rx.recv().await {
-            retry::deliver(&self.name, &note, &stats, || self.post(&note)).await;
+        while let Some(Delivery { id, note, farm }) = rx.recv().await {
+            retry::deliver(&self.name, &note, &stats, farm.as_ref(), || {
+                self.post(&note)
+            })
+            .await;
             if let Some(store) = &store {
                 store.done(id);
             }

@@ -52,7 +52,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("qcic-publish".into())
         .spawn(move || {
-            while let Some(Delivery { id, note }) = rx.blocking_recv() {
+            while let Some(Delivery { id, note, farm }) = rx.blocking_recv() {
                 // PUB is fire-and-forget: handed to libzmq is as delivered as it gets.
                 if let Some(store) = &store {
                     store.done(id);
@@ -68,6 +68,9 @@ pub fn start(
                 let topic = topic(&note);
                 match socket.send_multipart([topic.as_bytes(), &body[..]], 0) {
                     Ok(()) => {
+                        if let Some(farm) = &farm {
+                            farm.delivered(&note);
+                        }
                         stats.delivered.fetch_add(1, Ordering::Relaxed);
                         stats.channel_result(&name, true);
                         debug!(channel = %name, %topic, "published");

@@ -1,0 +1,682 @@
+//! Watcher farms, end to end: real qcic-monitor processes gossiping over
+//! UDP, a real sender (qcic-sdk, libzmq PUSH to every watcher), and links
+//! cut by fault-injecting proxies between them (TCP for the job's messages,
+//! UDP for the gossip). Watchers are killed with SIGKILL and frozen with
+//! SIGSTOP. Every scenario counts the notifications each watcher's command
+//! channel received.
+//!
+//! Timings (the farm example's defaults are slower; see README): gossip
+//! every 100 ms, a peer dead after 1 s of silence, `peer_timeout` 2 s; job
+//! `p` heartbeats every 300 ms and is down 2 s (every 1 s + grace 1 s)
+//! after its last message.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, wait_until};
+use serde_json::Value;
+
+/// The scenarios share two cores: one at a time keeps their timing honest.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+// ---- fault-injecting proxies ----
+
+/// A TCP proxy; `cut` closes its connections and refuses new ones.
+struct TcpProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl TcpProxy {
+    fn start(target: u16) -> TcpProxy {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
+        thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { continue };
+                if c.load(Ordering::SeqCst) {
+                    let _ = inbound.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut list = k.lock().unwrap();
+                list.push(inbound.try_clone().unwrap());
+                list.push(outbound.try_clone().unwrap());
+                drop(list);
+                pump(inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                pump(outbound, inbound);
+            }
+        });
+        TcpProxy { port, cut, conns }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for s in self.conns.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// A UDP proxy in front of one watcher's gossip port: each source gets
+/// its own upstream socket, so replies find their way back. `cut` drops
+/// every datagram both ways.
+struct UdpProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl UdpProxy {
+    fn start(target: u16) -> UdpProxy {
+        let port = free_port();
+        let front = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let c = Arc::clone(&cut);
+        thread::spawn(move || {
+            let mut upstream: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+            let mut buf = [0u8; 65_536];
+            loop {
+                let Ok((n, src)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let up = upstream.entry(src).or_insert_with(|| {
+                    let up = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    up.connect(("127.0.0.1", target)).unwrap();
+                    let (back, front, c) = (
+                        up.try_clone().unwrap(),
+                        front.try_clone().unwrap(),
+                        Arc::clone(&c),
+                    );
+                    thread::spawn(move || {
+                        let mut buf = [0u8; 65_536];
+                        while let Ok(n) = back.recv(&mut buf) {
+                            if !c.load(Ordering::SeqCst) {
+                                let _ = front.send_to(&buf[..n], src);
+                            }
+                        }
+                    });
+                    up
+                });
+                let _ = up.send(&buf[..n]);
+            }
+        });
+        UdpProxy { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+// ---- watchers ----
+
+struct Watcher {
+    id: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    /// Where the job's messages come in (through `job_link`).
+    job_link: TcpProxy,
+    /// In front of its gossip port.
+    gossip_link: UdpProxy,
+    listen: u16,
+    gossip: u16,
+}
+
+impl Watcher {
+    fn new(id: &str, root: &std::path::Path) -> Watcher {
+        let listen = free_port();
+        let gossip = free_port();
+        let dir = root.join(id);
+        fs::create_dir_all(&dir).unwrap();
+        Watcher {
+            id: id.into(),
+            dir,
+            child: None,
+            job_link: TcpProxy::start(listen),
+            gossip_link: UdpProxy::start(gossip),
+            listen,
+            gossip,
+        }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.join("notifications.jsonl")
+    }
+
+    /// Writes the config and starts the binary. `channel_ok`: whether its
+    /// notification command succeeds.
+    fn start(&mut self, peers: &[(&str, u16)], jobs: &str, channel_ok: bool) {
+        let peer_list: String = peers
+            .iter()
+            .map(|(id, port)| format!("[[peer]]\nid = \"{id}\"\ngossip = \"127.0.0.1:{port}\"\n"))
+            .collect();
+        let command = if channel_ok {
+            format!("cat >> {}", self.out().display())
+        } else {
+            "cat > /dev/null; exit 1".to_owned()
+        };
+        let config = format!(
+            "[monitor]\nid = \"{id}\"\nlisten = [\"tcp://127.0.0.1:{listen}\"]\ncontrol = \"{dir}/control.sock\"\nstate = \"{dir}/state.db\"\n\n\
+             [farm]\ngossip = \"127.0.0.1:{gossip}\"\nadvertise = \"127.0.0.1:{adv}\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\n\n\
+             {peer_list}\n{jobs}\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"{command}\"]\n",
+            id = self.id,
+            listen = self.listen,
+            dir = self.dir.display(),
+            gossip = self.gossip,
+            adv = self.gossip_link.port,
+        );
+        let path = self.dir.join("monitor.toml");
+        fs::write(&path, config).unwrap();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stderr.log"))
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+                .arg("--config")
+                .arg(&path)
+                .env("QCIC_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        assert!(
+            wait_until(common::WAIT, || self.log().contains("qcic-monitor started")),
+            "{} did not start:\n{}",
+            self.id,
+            self.log()
+        );
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(Child::id).unwrap();
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every notification this watcher's channel received.
+    fn notes(&self) -> Vec<Value> {
+        fs::read_to_string(self.out())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Those of `job` with `event`.
+    fn count(&self, job: &str, event: &str) -> usize {
+        self.notes()
+            .iter()
+            .filter(|n| n["job"] == job && n["event"] == event)
+            .count()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill9();
+    }
+}
+
+/// A farm of watchers `ids`, every one listing the others.
+struct Farm {
+    _root: tempfile::TempDir,
+    w: Vec<Watcher>,
+}
+
+const JOB_P: &str = "[[job]]\nname = \"p\"\nevery = \"1s\"\ngrace = \"1s\"\n";
+
+impl Farm {
+    fn new(n: usize) -> Farm {
+        let root = tempfile::tempdir().unwrap();
+        let w = (0..n)
+            .map(|i| Watcher::new(&format!("w{}", (b'a' + i as u8) as char), root.path()))
+            .collect();
+        Farm { _root: root, w }
+    }
+
+    fn peers(&self, i: usize) -> Vec<(String, u16)> {
+        self.w
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != i)
+            .map(|(_, w)| (w.id.clone(), w.gossip_link.port))
+            .collect()
+    }
+
+    fn start(&mut self, i: usize, jobs: &str, channel_ok: bool) {
+        let peers = self.peers(i);
+        let peers: Vec<(&str, u16)> = peers.iter().map(|(id, p)| (id.as_str(), *p)).collect();
+        self.w[i].start(&peers, jobs, channel_ok);
+    }
+
+    fn start_all(&mut self, jobs: &str) {
+        for i in 0..self.w.len() {
+            self.start(i, jobs, true);
+        }
+        // Every watcher sees every other before the scenario begins.
+        let n = self.w.len() - 1;
+        for w in &self.w {
+            assert!(
+                wait_until(common::WAIT, || w
+                    .log()
+                    .matches("a farm peer is reachable")
+                    .count()
+                    >= n),
+                "{} never saw its peers:\n{}",
+                w.id,
+                w.log()
+            );
+        }
+    }
+
+    fn total(&self, job: &str, event: &str) -> usize {
+        self.w.iter().map(|w| w.count(job, event)).sum()
+    }
+
+    fn all_notes(&self) -> Vec<Value> {
+        self.w.iter().flat_map(Watcher::notes).collect()
+    }
+}
+
+/// A job sending heartbeats every 300 ms to every watcher of the farm
+/// (through their proxies) until stopped.
+struct Job {
+    run: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Job {
+    fn start(name: &str, farm: &Farm) -> Job {
+        let endpoints: Vec<String> = farm
+            .w
+            .iter()
+            .map(|w| format!("tcp://127.0.0.1:{}", w.job_link.port))
+            .collect();
+        let run = Arc::new(AtomicBool::new(true));
+        let r = Arc::clone(&run);
+        let name = name.to_owned();
+        let thread = thread::spawn(move || {
+            let client = qcic_sdk::Client::new(endpoints).unwrap();
+            while r.load(Ordering::SeqCst) {
+                let _ = client.heartbeat(&name);
+                thread::sleep(Duration::from_millis(300));
+            }
+            client.close(Duration::from_millis(200));
+        });
+        Job {
+            run,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.run.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits up to `within` for `cond`; returns how long it took.
+fn within(within: Duration, cond: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    wait_until(within, cond).then(|| t0.elapsed())
+}
+
+fn settle() {
+    // Long enough for a rank-1 watcher's peer_timeout and a gossip round
+    // or two: anything that was going to be sent has been.
+    thread::sleep(Duration::from_secs(4));
+}
+
+fn downs(farm: &Farm) -> Vec<Value> {
+    farm.all_notes()
+        .into_iter()
+        .filter(|n| n["job"] == "p" && n["event"] == "down")
+        .collect()
+}
+
+// ---- the scenarios ----
+
+/// 1. P stops: exactly one `down`, from the watcher ranked first for its
+///    incident; one `recovered` when P resumes.
+#[test]
+fn one_down_one_recovered() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(2));
+    job.stop();
+    assert!(within(Duration::from_secs(8), || farm.total("p", "down") >= 1).is_some());
+    settle();
+    let d = downs(&farm);
+    assert_eq!(d.len(), 1, "exactly one down: {d:?}");
+    assert_eq!(d[0]["farm"]["rank"], 0, "sent by rank 0: {d:?}");
+    assert_eq!(d[0]["farm"]["took_over"], false);
+    assert_eq!(d[0]["farm"]["reachable"], 2);
+    assert_eq!(d[0]["farm"]["partition_suspected"], false);
+    let _job = Job::start("p", &farm);
+    assert!(within(Duration::from_secs(8), || farm.total("p", "recovered") >= 1).is_some());
+    settle();
+    assert_eq!(farm.total("p", "recovered"), 1);
+    assert_eq!(farm.total("p", "down"), 1);
+    assert_eq!(farm.total("p", "retracted"), 0);
+    let up: Vec<Value> = farm
+        .all_notes()
+        .into_iter()
+        .filter(|n| n["event"] == "recovered")
+        .collect();
+    assert_eq!(up[0]["incident"], d[0]["incident"]);
+    assert_eq!(
+        up[0]["watcher"], d[0]["watcher"],
+        "the sender of the alarm closes it"
+    );
+}
+
+/// 2. A killed, then P stops: B sends `peer_down`, then P's `down`.
+#[test]
+fn killed_peer_is_taken_over() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    farm.w[0].kill9();
+    let peer_down = within(Duration::from_secs(10), || {
+        farm.w[1].count("wa", "peer_down") == 1
+    });
+    assert!(peer_down.is_some(), "{}", farm.w[1].log());
+    job.stop();
+    let took = within(Duration::from_secs(10), || {
+        farm.w[1].count("p", "down") == 1
+    });
+    assert!(took.is_some(), "{}", farm.w[1].log());
+    settle();
+    assert_eq!(farm.w[1].count("p", "down"), 1);
+    assert_eq!(farm.w[1].count("wa", "peer_down"), 1);
+    let d = downs(&farm);
+    assert_eq!(d[0]["farm"]["reachable"], 1);
+    assert_eq!(d[0]["farm"]["partition_suspected"], true);
+    eprintln!("peer_down after {peer_down:?}, down {took:?} after P stopped");
+}
+
+/// 3. A frozen before P's deadline: B sends; A sends nothing once resumed.
+#[test]
+fn frozen_peer_sends_nothing_after_it_resumes() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    farm.w[0].signal("-STOP");
+    job.stop();
+    assert!(
+        within(Duration::from_secs(10), || farm.w[1].count("p", "down")
+            == 1)
+        .is_some(),
+        "{}",
+        farm.w[1].log()
+    );
+    farm.w[0].signal("-CONT");
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(farm.w[0].count("p", "down"), 0, "{}", farm.w[0].log());
+    assert_eq!(farm.total("p", "down"), 1);
+}
+
+/// 4. A's channel fails, B's works: B delivers.
+#[test]
+fn failed_delivery_is_taken_over() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start(0, JOB_P, false);
+    farm.start(1, JOB_P, true);
+    for w in &farm.w {
+        assert!(wait_until(common::WAIT, || w
+            .log()
+            .contains("a farm peer is reachable")));
+    }
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    job.stop();
+    assert!(
+        within(Duration::from_secs(10), || farm.w[1].count("p", "down")
+            == 1)
+        .is_some(),
+        "{}\n{}",
+        farm.w[0].log(),
+        farm.w[1].log()
+    );
+    settle();
+    assert_eq!(farm.w[1].count("p", "down"), 1);
+}
+
+/// 5. A↔B cut, then P dies: two `down`s, same incident, both
+///    `partition_suspected`; after healing, only one `recovered` when P resumes.
+#[test]
+fn partition_duplicates_are_labelled() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    for w in &farm.w {
+        w.gossip_link.set_cut(true);
+    }
+    thread::sleep(Duration::from_secs(2));
+    job.stop();
+    assert!(within(Duration::from_secs(10), || farm.total("p", "down") == 2).is_some());
+    let d = downs(&farm);
+    assert_eq!(d[0]["incident"], d[1]["incident"]);
+    assert_ne!(d[0]["watcher"], d[1]["watcher"]);
+    assert!(d.iter().all(|n| n["farm"]["partition_suspected"] == true));
+    for w in &farm.w {
+        w.gossip_link.set_cut(false);
+    }
+    settle();
+    assert_eq!(farm.total("p", "down"), 2);
+    assert_eq!(farm.total("p", "recovered"), 0);
+    let _job = Job::start("p", &farm);
+    assert!(within(Duration::from_secs(8), || farm.total("p", "recovered") >= 1).is_some());
+    settle();
+    assert_eq!(farm.total("p", "recovered"), 1);
+    assert_eq!(farm.total("p", "down"), 2);
+}
+
+/// 6. Only P→B cut: A still hears P, so nobody notifies.
+#[test]
+fn one_cut_link_is_no_alarm() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let _job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    farm.w[1].job_link.set_cut(true);
+    thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        farm.all_notes().iter().filter(|n| n["job"] == "p").count(),
+        0
+    );
+}
+
+/// 7. P→B and A↔B cut: B notifies; after healing, exactly one `retracted`.
+#[test]
+fn false_alarm_is_retracted_after_the_heal() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let _job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    farm.w[1].job_link.set_cut(true);
+    for w in &farm.w {
+        w.gossip_link.set_cut(true);
+    }
+    assert!(
+        within(Duration::from_secs(10), || farm.w[1].count("p", "down")
+            == 1)
+        .is_some()
+    );
+    for w in &farm.w {
+        w.gossip_link.set_cut(false);
+    }
+    assert!(
+        within(Duration::from_secs(10), || farm.total("p", "retracted")
+            == 1)
+        .is_some(),
+        "{}",
+        farm.w[1].log()
+    );
+    farm.w[1].job_link.set_cut(false);
+    settle();
+    assert_eq!(farm.total("p", "retracted"), 1);
+    assert_eq!(farm.total("p", "recovered"), 0);
+    assert_eq!(farm.total("p", "down"), 1);
+    assert_eq!(farm.w[0].count("p", "down"), 0);
+}
+
+/// 8. B fully isolated (no peer, no job): at most one `watcher_isolated`,
+///    no per-job alerts from B; A reports B as `peer_down`.
+#[test]
+fn isolated_watcher_says_so_once() {
+    let _serial = serial();
+    let jobs: String = ["p", "q", "r", "s"]
+        .iter()
+        .map(|j| format!("[[job]]\nname = \"{j}\"\nevery = \"1s\"\ngrace = \"1s\"\n"))
+        .collect();
+    let mut farm = Farm::new(2);
+    farm.start_all(&jobs);
+    let _jobs: Vec<Job> = ["p", "q", "r", "s"]
+        .iter()
+        .map(|j| Job::start(j, &farm))
+        .collect();
+    thread::sleep(Duration::from_secs(1));
+    farm.w[1].job_link.set_cut(true);
+    farm.w[1].gossip_link.set_cut(true);
+    farm.w[0].gossip_link.set_cut(true);
+    thread::sleep(Duration::from_secs(8));
+    let b = farm.w[1].notes();
+    let isolated = b
+        .iter()
+        .filter(|n| n["event"] == "watcher_isolated")
+        .count();
+    assert!(isolated <= 1, "{b:?}");
+    assert_eq!(
+        b.iter().filter(|n| n["event"] == "down").count(),
+        0,
+        "{b:?}"
+    );
+    assert_eq!(farm.w[0].count("wb", "peer_down"), 1);
+    assert_eq!(
+        farm.w[0]
+            .notes()
+            .iter()
+            .filter(|n| n["event"] == "down")
+            .count(),
+        0
+    );
+}
+
+/// 9. A restarted (state kept, then state wiped) after P was notified: no re-send.
+#[test]
+fn restarted_watcher_does_not_resend() {
+    let _serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(1));
+    job.stop();
+    assert!(within(Duration::from_secs(10), || farm.total("p", "down") == 1).is_some());
+    settle();
+    for wipe in [false, true] {
+        farm.w[0].kill9();
+        if wipe {
+            let _ = fs::remove_file(farm.w[0].dir.join("state.db"));
+        }
+        thread::sleep(Duration::from_millis(500));
+        farm.start(0, JOB_P, true);
+        // A full period and more: a wiped watcher learns P's last message
+        // from its peer and reaches the same incident.
+        thread::sleep(Duration::from_secs(6));
+        assert_eq!(
+            farm.total("p", "down"),
+            1,
+            "wiped: {wipe}\n{}",
+            farm.w[0].log()
+        );
+    }
+}
