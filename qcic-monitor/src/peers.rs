@@ -59,7 +59,7 @@ enum Report {
 #[derive(Debug, Clone)]
 pub struct Reporter {
     tx: mpsc::UnboundedSender<Report>,
-    delivered_elsewhere: Arc<Mutex<BTreeSet<(Arc<str>, Event, u32)>>>,
+    delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
 }
 
 impl Reporter {
@@ -314,6 +314,7 @@ pub async fn start(
         settle_until: now + cfg.dead_after + cfg.gossip_interval * 2,
         all_live_since: None,
         last_tick: now,
+        rescan_at: None,
         delivered_elsewhere,
         chitchat: handle.chitchat(),
         out,
@@ -371,6 +372,8 @@ struct Gate {
     /// Since when every configured peer has been alive (ends settling early).
     all_live_since: Option<Instant>,
     last_tick: Instant,
+    /// When to read the live peers' whole state again (after one came back).
+    rescan_at: Option<Instant>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     out: mpsc::Sender<Notification>,
@@ -427,6 +430,10 @@ impl Gate {
                 _ = tick.tick() => {
                     self.check_stall();
                     self.last_tick = Instant::now();
+                    if self.rescan_at.is_some_and(|t| t <= self.last_tick) {
+                        self.rescan_at = None;
+                        self.rescan().await;
+                    }
                 }
                 () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
             }
@@ -452,9 +459,8 @@ impl Gate {
             return false;
         }
         // Every peer alive and a few rounds exchanged: the log is learnt.
-        !self
-            .all_live_since
-            .is_some_and(|t| now >= t + self.gossip_interval * 3)
+        self.all_live_since
+            .is_none_or(|t| now < t + self.gossip_interval * 3)
     }
 
     fn view(&self, rank: u32) -> FarmView {
@@ -677,6 +683,7 @@ impl Gate {
     }
 
     async fn publish_heard(&mut self, batch: Vec<(Arc<str>, PeerSeen)>) {
+        tracing::debug!(jobs = batch.len(), "gossiping what was heard here");
         let mut chitchat = self.chitchat.lock().await;
         let state = chitchat.self_node_state();
         for (job, seen) in batch {
@@ -718,6 +725,7 @@ impl Gate {
             }
         }
         for (peer, seen) in seen {
+            tracing::debug!(peer = %peer, jobs = seen.len(), "evidence from a peer");
             let _ = self.queries.send(Query::PeerSeen { peer, seen }).await;
         }
     }
@@ -765,6 +773,13 @@ impl Gate {
                 parked: self.isolated.is_some(),
             });
         }
+        if !back.is_empty() {
+            // Key events carry changes; a peer met anew (this watcher or
+            // it restarted, a partition healed) is read whole, now and once
+            // its state has had a few rounds to arrive.
+            self.rescan().await;
+            self.rescan_at = Some(now + self.gossip_interval * 5);
+        }
         for peer in back {
             info!(peer = %peer, "a farm peer is reachable");
             if let Some(id) = self.peer_down.remove(&peer) {
@@ -780,6 +795,26 @@ impl Gate {
         }
         if !self.live.is_empty() {
             self.end_isolation().await;
+        }
+    }
+
+    /// Reads every live peer's whole gossip state as if each key had just changed.
+    async fn rescan(&mut self) {
+        let batch: Vec<KeyChange> = {
+            let chitchat = self.chitchat.lock().await;
+            chitchat
+                .node_states()
+                .iter()
+                .filter(|(id, _)| self.live.contains(&*id.node_id))
+                .flat_map(|(id, state)| {
+                    state
+                        .key_values()
+                        .map(move |(k, v)| (Arc::clone(&id.node_id), k.to_owned(), v.to_owned()))
+                })
+                .collect()
+        };
+        if !batch.is_empty() {
+            self.on_key_changes(batch).await;
         }
     }
 
