@@ -702,3 +702,27 @@ fn restart_after_notified(wipe: bool) {
         farm.w[0].log()
     );
 }
+
+/// The documented farm examples are valid configurations.
+#[test]
+fn farm_examples_check() {
+    let dir = common::workspace_root().join("examples/farm");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "two-a, two-b, three-a, three-b, three-c");
+}
