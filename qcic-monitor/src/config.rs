@@ -1096,6 +1096,60 @@ mod tests {
     }
 
     #[test]
+    fn farm_keys_are_checked() {
+        let base = "[monitor]\nid = \"a\"\nstate = \"off\"\n";
+        let ok = parse(&format!(
+            "{base}[farm]\ngossip = \"127.0.0.1:7790\"\n[[peer]]\nid = \"b\"\ngossip = \"10.0.0.6:7790\"\n"
+        ))
+        .unwrap();
+        let farm = ok.monitor.farm.unwrap();
+        assert_eq!(farm.advertise, farm.gossip);
+        assert_eq!(farm.dead_after, farm.gossip_interval * 8);
+        assert_eq!(farm.peers[0].id, "b");
+        for (text, key, reason) in [
+            (
+                "[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+                "peer",
+                "need a [farm]",
+            ),
+            ("[farm]\ngossip = \"127.0.0.1:1\"\n", "peer", "at least one"),
+            (
+                "[farm]\ngossip = \"nowhere\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+                "farm.gossip",
+                "not an address",
+            ),
+            (
+                "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"a\"\ngossip = \"h:1\"\n",
+                "peer[0].id",
+                "own id",
+            ),
+            (
+                "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h:2\"\n",
+                "peer[1].id",
+                "twice",
+            ),
+            (
+                "[farm]\ngossip = \"127.0.0.1:1\"\ngossip_interval = \"1s\"\ndead_after = \"2s\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+                "farm.dead_after",
+                "3 gossip intervals",
+            ),
+            (
+                "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h\"\n",
+                "peer[0].gossip",
+                "needs a port",
+            ),
+        ] {
+            let err = parse(&format!("{base}{text}")).unwrap_err();
+            assert_eq!(
+                (err.file.as_str(), err.key.as_str()),
+                ("test.toml", key),
+                "{err}"
+            );
+            assert!(err.reason.contains(reason), "{key}: {}", err.reason);
+        }
+    }
+
+    #[test]
     fn the_issue_example_parses() {
         let config = parse(
             r#"
