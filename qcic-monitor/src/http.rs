@@ -182,28 +182,21 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             host.skew_ms as f64 / 1000.0
         );
     }
-    head(
-        &mut out,
-        "qcic_peers_seen",
-        "gauge",
-        "Other watchers of the farm currently seen.",
-    );
-    let _ = writeln!(
-        out,
-        "qcic_peers_seen {}",
-        stats.peers_live.load(Ordering::Relaxed)
-    );
-    head(
-        &mut out,
-        "qcic_peers_configured",
-        "gauge",
-        "Other watchers of the farm configured.",
-    );
-    let _ = writeln!(
-        out,
-        "qcic_peers_configured {}",
-        stats.peers_configured.load(Ordering::Relaxed)
-    );
+    for (name, help, value) in [
+        (
+            "qcic_peers_seen",
+            "Other watchers of the farm currently seen.",
+            &stats.peers_live,
+        ),
+        (
+            "qcic_peers_configured",
+            "Other watchers of the farm configured.",
+            &stats.peers_configured,
+        ),
+    ] {
+        head(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     for (name, help, value) in [
         (
             "qcic_farm_suppressed_total",

@@ -36,6 +36,25 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event.
+    pub const ALL: [Event; 10] = [
+        Event::Down,
+        Event::Failed,
+        Event::Overrun,
+        Event::Late,
+        Event::Stalled,
+        Event::TooFast,
+        Event::Recovered,
+        Event::Retracted,
+        Event::PeerDown,
+        Event::WatcherIsolated,
+    ];
+
+    /// The event named `name` (as [`Event::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.name() == name)
+    }
+
     /// The lower-case name used in topics, subjects and logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -139,6 +158,33 @@ pub struct FarmView {
 }
 
 impl Notification {
+    /// A first notification of `event`: what it is about, who sends it and
+    /// when; every optional detail empty, for the caller to fill in.
+    pub fn new(
+        event: Event,
+        job: Arc<str>,
+        incident: Arc<str>,
+        watcher: Arc<str>,
+        detected_ms: u64,
+    ) -> Notification {
+        Notification {
+            event,
+            job,
+            incident,
+            watcher,
+            detected_ms,
+            last_seen_ms: None,
+            resolves: None,
+            duration_ms: None,
+            run_id: None,
+            host: None,
+            exit_code: None,
+            text: None,
+            repeat: 0,
+            farm: None,
+        }
+    }
+
     /// One line for logs and subjects: `DOWN nightly-etl`.
     pub fn headline(&self) -> String {
         match (self.resolves, self.repeat) {
@@ -160,6 +206,14 @@ impl Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_event_is_found_by_its_name() {
+        for event in Event::ALL {
+            assert_eq!(Event::from_name(event.name()), Some(event));
+        }
+        assert_eq!(Event::from_name("bogus"), None);
+    }
 
     #[test]
     fn incident_ids_depend_on_what_not_who() {

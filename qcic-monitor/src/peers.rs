@@ -171,23 +171,6 @@ impl Entry {
     }
 }
 
-fn event_by_name(name: &str) -> Option<Event> {
-    [
-        Event::Down,
-        Event::Failed,
-        Event::Overrun,
-        Event::Late,
-        Event::Stalled,
-        Event::TooFast,
-        Event::Recovered,
-        Event::Retracted,
-        Event::PeerDown,
-        Event::WatcherIsolated,
-    ]
-    .into_iter()
-    .find(|e| e.name() == name)
-}
-
 /// `n:<incident>:<event>:<repeat>:<sender>`.
 fn log_key(key: &Key, sender: &str) -> String {
     format!("n:{}:{}:{}:{sender}", key.0, key.1.name(), key.2)
@@ -197,7 +180,7 @@ fn parse_log_key(text: &str) -> Option<(Key, &str)> {
     let rest = text.strip_prefix("n:")?;
     let mut parts = rest.splitn(4, ':');
     let incident = parts.next()?;
-    let event = event_by_name(parts.next()?)?;
+    let event = Event::from_name(parts.next()?)?;
     let repeat = parts.next()?.parse().ok()?;
     let sender = parts.next()?;
     Some(((Arc::from(incident), event, repeat), sender))
@@ -615,12 +598,13 @@ impl Gate {
             ts_ms: wall_ms(),
         };
         let me = Arc::clone(&self.me);
-        self.record(key, me, entry, true).await;
+        self.record(key, me, entry).await;
         let _ = self.out.send(note).await;
     }
 
-    /// Records a log entry; `own` entries (and copies) go into our gossip state.
-    async fn record(&mut self, key: Key, sender: Arc<str>, entry: Entry, publish: bool) {
+    /// Records a log entry, ours or a copy of a peer's, in the log and in
+    /// our gossip state (every watcher keeps a copy of every entry).
+    async fn record(&mut self, key: Key, sender: Arc<str>, entry: Entry) {
         let by = self.log.entry(key.clone()).or_default();
         let before = by.values().filter(|e| e.state != State::Failed).count();
         let changed = by.get(&sender) != Some(&entry);
@@ -645,7 +629,7 @@ impl Gate {
         if fresh {
             self.order.push_back(key.clone());
         }
-        if publish {
+        {
             let mut chitchat = self.chitchat.lock().await;
             let state = chitchat.self_node_state();
             state.set(log_key(&key, &sender), entry.encode());
@@ -679,7 +663,7 @@ impl Gate {
             return;
         }
         entry.state = state;
-        self.record(key, me, entry, true).await;
+        self.record(key, me, entry).await;
     }
 
     async fn publish_heard(&mut self, batch: Vec<(Arc<str>, PeerSeen)>) {
@@ -705,7 +689,7 @@ impl Gate {
                 let sender: Arc<str> = Arc::from(sender);
                 if *sender == *self.me && !self.log.contains_key(&log_key) {
                     // Our own entry from before a restart: learnt back.
-                    self.record(log_key, sender, entry, true).await;
+                    self.record(log_key, sender, entry).await;
                     continue;
                 }
                 let known = self
@@ -720,7 +704,7 @@ impl Gate {
                     known.is_none()
                 };
                 if take && *sender != *self.me {
-                    self.record(log_key, sender, entry, true).await;
+                    self.record(log_key, sender, entry).await;
                 }
             }
         }
@@ -819,22 +803,13 @@ impl Gate {
     }
 
     fn notice(&self, event: Event, job: &Arc<str>, incident: &Arc<str>) -> Notification {
-        Notification {
+        Notification::new(
             event,
-            job: Arc::clone(job),
-            incident: Arc::clone(incident),
-            watcher: Arc::clone(&self.me),
-            detected_ms: wall_ms(),
-            last_seen_ms: None,
-            resolves: None,
-            duration_ms: None,
-            run_id: None,
-            host: None,
-            exit_code: None,
-            text: None,
-            repeat: 0,
-            farm: None,
-        }
+            Arc::clone(job),
+            Arc::clone(incident),
+            Arc::clone(&self.me),
+            wall_ms(),
+        )
     }
 
     /// No peer reachable and many jobs silent at once: this watcher is the

@@ -1671,22 +1671,16 @@ impl Registry {
 
     fn note(&self, j: usize, event: Event, incident: &str, wall_ms: u64) -> Notification {
         let job = &self.jobs[j];
-        Notification {
+        let mut note = Notification::new(
             event,
-            job: Arc::clone(&job.name),
-            incident: Arc::from(incident),
-            watcher: Arc::clone(&self.watcher),
-            detected_ms: wall_ms,
-            last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
-            resolves: None,
-            duration_ms: None,
-            run_id: None,
-            host: job.last.as_ref().map(|s| Arc::clone(&s.host)),
-            exit_code: None,
-            text: None,
-            repeat: 0,
-            farm: None,
-        }
+            Arc::clone(&job.name),
+            Arc::from(incident),
+            Arc::clone(&self.watcher),
+            wall_ms,
+        );
+        note.last_seen_ms = job.last.as_ref().map(|s| s.wall_ms);
+        note.host = job.last.as_ref().map(|s| Arc::clone(&s.host));
+        note
     }
 
     /// Deadlines never use the sender's clock; a clock far off is only

@@ -327,22 +327,7 @@ mod tests {
     use super::*;
 
     fn note(incident: &str, event: Event) -> Notification {
-        Notification {
-            event,
-            job: "j".into(),
-            incident: incident.into(),
-            watcher: "w".into(),
-            detected_ms: 0,
-            last_seen_ms: None,
-            resolves: None,
-            duration_ms: None,
-            run_id: None,
-            host: None,
-            exit_code: None,
-            text: None,
-            repeat: 0,
-            farm: None,
-        }
+        Notification::new(event, "j".into(), incident.into(), "w".into(), 0)
     }
 
     #[test]
