@@ -347,6 +347,13 @@ impl Farm {
         }
     }
 
+    /// Cuts (or heals) every gossip link.
+    fn cut_gossip(&self, cut: bool) {
+        for w in &self.w {
+            w.gossip_link.set_cut(cut);
+        }
+    }
+
     fn total(&self, job: &str, event: &str) -> usize {
         self.w.iter().map(|w| w.count(job, event)).sum()
     }
@@ -401,6 +408,17 @@ impl Drop for Job {
     }
 }
 
+/// The common start: two watchers that see each other, and job `p`
+/// heartbeating to both for `warm_up`.
+fn pair_with_p(warm_up: Duration) -> (std::sync::MutexGuard<'static, ()>, Farm, Job) {
+    let serial = serial();
+    let mut farm = Farm::new(2);
+    farm.start_all(JOB_P);
+    let job = Job::start("p", &farm);
+    thread::sleep(warm_up);
+    (serial, farm, job)
+}
+
 /// Waits up to `within` for `cond`; returns how long it took.
 fn within(within: Duration, cond: impl FnMut() -> bool) -> Option<Duration> {
     let t0 = Instant::now();
@@ -426,11 +444,7 @@ fn downs(farm: &Farm) -> Vec<Value> {
 ///    incident; one `recovered` when P resumes.
 #[test]
 fn one_down_one_recovered() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let mut job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(2));
+    let (_serial, farm, mut job) = pair_with_p(Duration::from_secs(2));
     job.stop();
     assert!(within(Duration::from_secs(8), || farm.total("p", "down") >= 1).is_some());
     settle();
@@ -461,11 +475,7 @@ fn one_down_one_recovered() {
 /// 2. A killed, then P stops: B sends `peer_down`, then P's `down`.
 #[test]
 fn killed_peer_is_taken_over() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let mut job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
+    let (_serial, mut farm, mut job) = pair_with_p(Duration::from_secs(1));
     farm.w[0].kill9();
     let peer_down = within(Duration::from_secs(10), || {
         farm.w[1].count("wa", "peer_down") == 1
@@ -488,11 +498,7 @@ fn killed_peer_is_taken_over() {
 /// 3. A frozen before P's deadline: B sends; A sends nothing once resumed.
 #[test]
 fn frozen_peer_sends_nothing_after_it_resumes() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let mut job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
+    let (_serial, farm, mut job) = pair_with_p(Duration::from_secs(1));
     farm.w[0].signal("-STOP");
     job.stop();
     assert!(
@@ -539,14 +545,8 @@ fn failed_delivery_is_taken_over() {
 ///    `partition_suspected`; after healing, only one `recovered` when P resumes.
 #[test]
 fn partition_duplicates_are_labelled() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let mut job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
-    for w in &farm.w {
-        w.gossip_link.set_cut(true);
-    }
+    let (_serial, farm, mut job) = pair_with_p(Duration::from_secs(1));
+    farm.cut_gossip(true);
     thread::sleep(Duration::from_secs(2));
     job.stop();
     assert!(within(Duration::from_secs(10), || farm.total("p", "down") == 2).is_some());
@@ -554,9 +554,7 @@ fn partition_duplicates_are_labelled() {
     assert_eq!(d[0]["incident"], d[1]["incident"]);
     assert_ne!(d[0]["watcher"], d[1]["watcher"]);
     assert!(d.iter().all(|n| n["farm"]["partition_suspected"] == true));
-    for w in &farm.w {
-        w.gossip_link.set_cut(false);
-    }
+    farm.cut_gossip(false);
     settle();
     assert_eq!(farm.total("p", "down"), 2);
     assert_eq!(farm.total("p", "recovered"), 0);
@@ -570,11 +568,7 @@ fn partition_duplicates_are_labelled() {
 /// 6. Only P→B cut: A still hears P, so nobody notifies.
 #[test]
 fn one_cut_link_is_no_alarm() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let _job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
+    let (_serial, farm, _job) = pair_with_p(Duration::from_secs(1));
     farm.w[1].job_link.set_cut(true);
     thread::sleep(Duration::from_secs(8));
     assert_eq!(
@@ -586,23 +580,15 @@ fn one_cut_link_is_no_alarm() {
 /// 7. P→B and A↔B cut: B notifies; after healing, exactly one `retracted`.
 #[test]
 fn false_alarm_is_retracted_after_the_heal() {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let _job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
+    let (_serial, farm, _job) = pair_with_p(Duration::from_secs(1));
     farm.w[1].job_link.set_cut(true);
-    for w in &farm.w {
-        w.gossip_link.set_cut(true);
-    }
+    farm.cut_gossip(true);
     assert!(
         within(Duration::from_secs(10), || farm.w[1].count("p", "down")
             == 1)
         .is_some()
     );
-    for w in &farm.w {
-        w.gossip_link.set_cut(false);
-    }
+    farm.cut_gossip(false);
     assert!(
         within(Duration::from_secs(10), || farm.total("p", "retracted")
             == 1)
@@ -677,11 +663,7 @@ fn wiped_watcher_does_not_resend() {
 }
 
 fn restart_after_notified(wipe: bool) {
-    let _serial = serial();
-    let mut farm = Farm::new(2);
-    farm.start_all(JOB_P);
-    let mut job = Job::start("p", &farm);
-    thread::sleep(Duration::from_secs(1));
+    let (_serial, mut farm, mut job) = pair_with_p(Duration::from_secs(1));
     job.stop();
     assert!(within(Duration::from_secs(10), || farm.total("p", "down") == 1).is_some());
     settle();
