@@ -297,6 +297,7 @@ pub async fn start(
         settle_until: now + cfg.dead_after + cfg.gossip_interval * 2,
         all_live_since: None,
         last_tick: now,
+        next_at: None,
         rescan_at: None,
         delivered_elsewhere,
         chitchat: handle.chitchat(),
@@ -322,6 +323,9 @@ pub async fn start(
 #[derive(Debug)]
 struct Pending {
     note: Notification,
+    /// The rendezvous order of the watchers for its incident, computed
+    /// once: the gate judges every pending notification at every wake-up.
+    order: Vec<Arc<str>>,
     since: Instant,
     /// Held while the watcher is isolated.
     parked: bool,
@@ -355,6 +359,8 @@ struct Gate {
     /// Since when every configured peer has been alive (ends settling early).
     all_live_since: Option<Instant>,
     last_tick: Instant,
+    /// When the earliest pending notification may go (set by `evaluate`).
+    next_at: Option<Instant>,
     /// When to read the live peers' whole state again (after one came back).
     rescan_at: Option<Instant>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
@@ -376,13 +382,13 @@ impl Gate {
         let mut tick = tokio::time::interval(self.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = self.next_due();
+            let next = self.next_at;
             tokio::select! {
                 note = notes.recv() => match note {
                     Some(note) => {
                         self.check_stall();
                         let event = note.event;
-                        self.pending.push(Pending { note, since: Instant::now(), parked: false });
+                        self.hold(note, false);
                         if matches!(event, Event::Down | Event::Late) {
                             self.check_isolation().await;
                         }
@@ -460,16 +466,25 @@ impl Gate {
 
     /// The ranking for `note`: follow-ups go first to the watchers that
     /// sent the alarm (they told people; they should close it).
-    fn ranking(&self, note: &Notification) -> Vec<Arc<str>> {
-        let order = rendezvous(&note.incident, &self.members);
+    fn ranking<'a>(&self, note: &Notification, order: &'a [Arc<str>]) -> Vec<&'a Arc<str>> {
         let Some(alarm) = alarm_key(note) else {
-            return order;
+            return order.iter().collect();
         };
         let senders = self.senders(&alarm);
-        let (mut first, rest): (Vec<_>, Vec<_>) =
-            order.into_iter().partition(|m| senders.contains(m));
+        let (mut first, rest): (Vec<_>, Vec<_>) = order.iter().partition(|m| senders.contains(*m));
         first.extend(rest);
         first
+    }
+
+    /// Holds `note` for the gate.
+    fn hold(&mut self, note: Notification, parked: bool) {
+        let order = rendezvous(&note.incident, &self.members);
+        self.pending.push(Pending {
+            note,
+            order,
+            since: Instant::now(),
+            parked,
+        });
     }
 
     /// Watchers that sent (or delivered) `key`.
@@ -507,8 +522,8 @@ impl Gate {
         if self.handled(&key) {
             return None;
         }
-        let order = self.ranking(&p.note);
-        let rank = order.iter().position(|m| *m == self.me).unwrap_or(0);
+        let order = self.ranking(&p.note, &p.order);
+        let rank = order.iter().position(|m| **m == self.me).unwrap_or(0);
         let failed = |m: &Arc<str>| {
             self.log
                 .get(&key)
@@ -534,16 +549,6 @@ impl Gate {
         Some(due)
     }
 
-    fn next_due(&self) -> Option<Instant> {
-        let now = Instant::now();
-        self.pending
-            .iter()
-            .filter(|p| !p.parked)
-            .filter_map(|p| self.due(p, now))
-            .min()
-            .map(|t| t.max(now))
-    }
-
     async fn evaluate(&mut self) {
         let now = Instant::now();
         // A follow-up for an alarm nobody sent is owed to nobody; if the
@@ -558,6 +563,7 @@ impl Gate {
         let pending = std::mem::take(&mut self.pending);
         let mut keep = Vec::with_capacity(pending.len());
         let mut send = Vec::new();
+        let mut next_at: Option<Instant> = None;
         for p in pending {
             if p.parked {
                 keep.push(p);
@@ -572,19 +578,23 @@ impl Gate {
                 None => {
                     self.stats.farm_suppressed.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(due) if due <= now => send.push(p.note),
-                Some(_) => keep.push(p),
+                Some(due) if due <= now => send.push(p),
+                Some(due) => {
+                    next_at = Some(next_at.map_or(due, |t| t.min(due)));
+                    keep.push(p);
+                }
             }
         }
         self.pending = keep;
-        for note in send {
-            self.send(note).await;
+        self.next_at = next_at;
+        for p in send {
+            self.send(p.note, &p.order).await;
         }
     }
 
-    async fn send(&mut self, mut note: Notification) {
-        let order = self.ranking(&note);
-        let rank = u32::try_from(order.iter().position(|m| *m == self.me).unwrap_or(0))
+    async fn send(&mut self, mut note: Notification, order: &[Arc<str>]) {
+        let order = self.ranking(&note, order);
+        let rank = u32::try_from(order.iter().position(|m| **m == self.me).unwrap_or(0))
             .unwrap_or(u32::MAX);
         note.farm = Some(self.view(rank));
         if rank > 0 {
@@ -751,11 +761,7 @@ impl Gate {
             note.text = Some(format!(
                 "watcher {peer} went silent; its duty is taken over"
             ));
-            self.pending.push(Pending {
-                note,
-                since: now,
-                parked: self.isolated.is_some(),
-            });
+            self.hold(note, self.isolated.is_some());
         }
         if !back.is_empty() {
             // Key events carry changes; a peer met anew (this watcher or
@@ -770,11 +776,7 @@ impl Gate {
                 let mut note = self.notice(Event::Recovered, &peer, &id);
                 note.resolves = Some(Event::PeerDown);
                 note.text = Some(format!("watcher {peer} is reachable again"));
-                self.pending.push(Pending {
-                    note,
-                    since: now,
-                    parked: false,
-                });
+                self.hold(note, false);
             }
         }
         if !self.live.is_empty() {
@@ -833,23 +835,20 @@ impl Gate {
                     "no peer reachable and most jobs silent: this watcher is isolated"
                 );
                 self.isolated = Some(Arc::clone(&id));
-                for p in &mut self.pending {
-                    if matches!(p.note.event, Event::Down | Event::Late | Event::PeerDown) {
-                        p.parked = true;
-                    }
-                }
                 let me = Arc::clone(&self.me);
                 let mut note = self.notice(Event::WatcherIsolated, &me, &id);
                 note.text = Some(format!(
                     "watcher {me} reaches no peer and {silent} of its {} jobs fell silent at once: most likely its own network is cut; per-job alerts are held",
                     self.jobs
                 ));
-                self.send(note).await;
+                let order = rendezvous(&note.incident, &self.members);
+                self.send(note, &order).await;
             }
         }
         if self.isolated.is_some() {
+            // A peer_down raised while isolated is parked when raised.
             for p in &mut self.pending {
-                if matches!(p.note.event, Event::Down | Event::Late) {
+                if matches!(p.note.event, Event::Down | Event::Late | Event::PeerDown) {
                     p.parked = true;
                 }
             }
@@ -868,14 +867,15 @@ impl Gate {
                 p.parked = false;
                 p.since = now;
             }
-            // Our own isolation showed as peer_down on this side only.
         }
+        // Our own isolation showed as peer_down on this side only.
         self.pending.retain(|p| p.note.event != Event::PeerDown);
         let me = Arc::clone(&self.me);
         let mut note = self.notice(Event::Recovered, &me, &id);
         note.resolves = Some(Event::WatcherIsolated);
         note.text = Some(format!("watcher {me} reaches its peers again"));
-        self.send(note).await;
+        let order = rendezvous(&note.incident, &self.members);
+        self.send(note, &order).await;
     }
 }
 
