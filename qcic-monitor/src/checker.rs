@@ -171,9 +171,13 @@ pub async fn run(
             () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
                 publish_at = None;
                 if let Some(link) = &farm {
-                    // Dropped if the farm task is behind: the next round
-                    // carries the newer state of the same jobs anyway.
-                    let _ = link.heard.try_send(registry.take_heard());
+                    // Taken only when the farm task has room: if it is
+                    // behind, the jobs stay marked heard and go next time
+                    // (a dropped batch would lose the evidence of a job
+                    // heard once and then silent).
+                    if let Ok(permit) = link.heard.try_reserve() {
+                        permit.send(registry.take_heard());
+                    }
                 }
                 Vec::new()
             }
