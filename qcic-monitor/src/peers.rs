@@ -298,7 +298,6 @@ pub async fn start(
         all_live_since: None,
         last_tick: now,
         next_at: None,
-        rescan_at: None,
         delivered_elsewhere,
         chitchat: handle.chitchat(),
         out,
@@ -361,8 +360,6 @@ struct Gate {
     last_tick: Instant,
     /// When the earliest pending notification may go (set by `evaluate`).
     next_at: Option<Instant>,
-    /// When to read the live peers' whole state again (after one came back).
-    rescan_at: Option<Instant>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     out: mpsc::Sender<Notification>,
@@ -419,10 +416,6 @@ impl Gate {
                 _ = tick.tick() => {
                     self.check_stall();
                     self.last_tick = Instant::now();
-                    if self.rescan_at.is_some_and(|t| t <= self.last_tick) {
-                        self.rescan_at = None;
-                        self.rescan().await;
-                    }
                 }
                 () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
             }
@@ -763,13 +756,6 @@ impl Gate {
             ));
             self.hold(note, self.isolated.is_some());
         }
-        if !back.is_empty() {
-            // Key events carry changes; a peer met anew (this watcher or
-            // it restarted, a partition healed) is read whole, now and once
-            // its state has had a few rounds to arrive.
-            self.rescan().await;
-            self.rescan_at = Some(now + self.gossip_interval * 5);
-        }
         for peer in back {
             info!(peer = %peer, "a farm peer is reachable");
             if let Some(id) = self.peer_down.remove(&peer) {
@@ -781,26 +767,6 @@ impl Gate {
         }
         if !self.live.is_empty() {
             self.end_isolation().await;
-        }
-    }
-
-    /// Reads every live peer's whole gossip state as if each key had just changed.
-    async fn rescan(&mut self) {
-        let batch: Vec<KeyChange> = {
-            let chitchat = self.chitchat.lock().await;
-            chitchat
-                .node_states()
-                .iter()
-                .filter(|(id, _)| self.live.contains(&*id.node_id))
-                .flat_map(|(id, state)| {
-                    state
-                        .key_values()
-                        .map(move |(k, v)| (Arc::clone(&id.node_id), k.to_owned(), v.to_owned()))
-                })
-                .collect()
-        };
-        if !batch.is_empty() {
-            self.on_key_changes(batch).await;
         }
     }
 
