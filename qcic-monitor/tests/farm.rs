@@ -688,6 +688,182 @@ fn restart_after_notified(wipe: bool) {
     );
 }
 
+/// 10. Three watchers under a seeded loop of random SIGKILLs and restarts
+///     (state kept), while jobs stop and resume: every real outage is
+///     notified at least once, and every notification sent more than once
+///     came from different watchers, each copy labelled with its farm view.
+#[test]
+fn three_watchers_under_random_kills() {
+    let _serial = serial();
+    let names = ["p", "q", "r"];
+    let jobs_cfg: String = names
+        .iter()
+        .map(|j| format!("[[job]]\nname = \"{j}\"\nevery = \"1s\"\ngrace = \"1s\"\n"))
+        .collect();
+    let mut farm = Farm::new(3);
+    farm.start_all(&jobs_cfg);
+    let mut running: Vec<Option<Job>> = names.iter().map(|j| Some(Job::start(j, &farm))).collect();
+    let mut up = [true; 3];
+    // (job, stopped at, resumed at) in unix ms.
+    let mut outages: Vec<(usize, u64, Option<u64>)> = Vec::new();
+    let mut stopped_at: [Option<Instant>; 3] = [None; 3];
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15; // the seed: a failure replays
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let mut log = Vec::new();
+    for round in 0..10 {
+        // A watcher dies or comes back every round (at least one stays up).
+        let live = up.iter().filter(|u| **u).count();
+        let kill = live == 3 || (live >= 2 && next() % 2 == 0);
+        let candidates: Vec<usize> = (0..3).filter(|i| up[*i] == kill).collect();
+        let i = candidates[(next() % candidates.len() as u64) as usize];
+        if kill {
+            farm.w[i].kill9();
+        } else {
+            farm.start(i, &jobs_cfg, true);
+        }
+        up[i] = !kill;
+        log.push(format!(
+            "round {round}: {} {}",
+            if kill { "kill" } else { "restart" },
+            farm.w[i].id
+        ));
+        // And a job stops (a real outage) or, stopped long enough to be
+        // down in any case, resumes.
+        let resumable =
+            (0..3).find(|j| stopped_at[*j].is_some_and(|t| t.elapsed() >= Duration::from_secs(10)));
+        if let (Some(j), true) = (resumable, next() % 2 == 0) {
+            running[j] = Some(Job::start(names[j], &farm));
+            stopped_at[j] = None;
+            if let Some(o) = outages.iter_mut().rev().find(|o| o.0 == j) {
+                o.2 = Some(wall());
+            }
+            log.push(format!("round {round}: resume job {}", names[j]));
+        } else if next() % 2 == 0 {
+            let on: Vec<usize> = (0..3).filter(|j| running[*j].is_some()).collect();
+            if !on.is_empty() {
+                let j = on[(next() % on.len() as u64) as usize];
+                if let Some(mut job) = running[j].take() {
+                    job.stop();
+                }
+                outages.push((j, wall(), None));
+                stopped_at[j] = Some(Instant::now());
+                log.push(format!("round {round}: stop job {}", names[j]));
+            }
+        }
+        thread::sleep(Duration::from_secs(4));
+    }
+    // Every outage at least 10 s long by the end, then everything back.
+    thread::sleep(Duration::from_secs(10));
+    let notes = farm.all_notes();
+    let log = log.join("\n");
+    assert!(!outages.is_empty(), "the seed made no outage:\n{log}");
+    for (j, from, to) in &outages {
+        let notified = notes.iter().any(|n| {
+            n["job"] == names[*j]
+                && n["event"] == "down"
+                && n["detected_ms"]
+                    .as_u64()
+                    .is_some_and(|t| t >= *from && to.is_none_or(|to| t <= to + 3000))
+        });
+        assert!(
+            notified,
+            "outage of {} from {from} to {to:?} not notified\n{log}\n{notes:?}",
+            names[*j]
+        );
+    }
+    let mut copies: HashMap<(String, String, u64), Vec<String>> = HashMap::new();
+    for n in &notes {
+        assert!(
+            n["farm"].is_object(),
+            "a farm notification without its farm view: {n}"
+        );
+        copies
+            .entry((
+                n["incident"].as_str().unwrap().to_owned(),
+                n["event"].as_str().unwrap().to_owned(),
+                n["repeat"].as_u64().unwrap_or(0),
+            ))
+            .or_default()
+            .push(n["watcher"].as_str().unwrap().to_owned());
+    }
+    for (key, watchers) in &copies {
+        let mut distinct = watchers.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            watchers.len(),
+            "{key:?} sent twice by one watcher: {watchers:?}\n{log}"
+        );
+    }
+    let duplicates = copies.values().filter(|w| w.len() > 1).count();
+    eprintln!(
+        "{} outages, {} notifications, {duplicates} sent by more than one watcher\n{log}",
+        outages.len(),
+        notes.len()
+    );
+    drop(running);
+}
+
+/// The two- and three-watcher examples run: every watcher finds its peers.
+#[test]
+fn farm_examples_run() {
+    let _serial = serial();
+    let dir = common::workspace_root().join("examples/farm");
+    for set in [
+        vec!["two-a", "two-b"],
+        vec!["three-a", "three-b", "three-c"],
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut children: Vec<(Child, PathBuf)> = set
+            .iter()
+            .map(|name| {
+                let log = tmp.path().join(format!("{name}.log"));
+                let child = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+                    .arg("--config")
+                    .arg(dir.join(format!("{name}.toml")))
+                    .env("QCIC_LOG", "info")
+                    .stdout(Stdio::null())
+                    .stderr(fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap();
+                (child, log)
+            })
+            .collect();
+        let peers = set.len() - 1;
+        for (_, log) in &children {
+            let found = wait_until(common::WAIT, || {
+                fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .matches("a farm peer is reachable")
+                    .count()
+                    >= peers
+            });
+            assert!(
+                found,
+                "{}:\n{}",
+                log.display(),
+                fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        for (child, _) in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The documented farm examples are valid configurations.
 #[test]
 fn farm_examples_check() {
