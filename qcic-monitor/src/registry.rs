@@ -157,6 +157,10 @@ struct Seen {
     /// first message after it was last down or unheard. A farm peer reads
     /// it to tell a false alarm (heard all along) from a recovery.
     up_since_ms: u64,
+    /// When the job's last `start` was heard (unix ms; 0: none since the
+    /// watcher started). A farm peer reads it to tell whether the run of a
+    /// scheduled slot started, when only the peer heard it.
+    start_ms: u64,
     /// Learnt from a farm peer, not heard here.
     by_peer: bool,
 }
@@ -337,13 +341,16 @@ pub struct Registry {
 }
 
 /// What a farm peer heard of a job: its last message, and since when it has
-/// heard the job without a break. Gossiped as `wall;up_since;pid;seq;kind;host`.
+/// heard the job without a break, and its last start. Gossiped as
+/// `wall;up_since;start;pid;seq;kind;host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSeen {
     /// When the peer heard the last message (unix ms, the peer's clock).
     pub wall_ms: u64,
     /// Since when the peer has heard the job without a break.
     pub up_since_ms: u64,
+    /// When the peer last heard a `start` (0: never).
+    pub start_ms: u64,
     /// The last message's pid, seq and host: the basis of incident ids, so
     /// that every watcher names the same incident alike.
     pub pid: u32,
@@ -359,9 +366,10 @@ impl PeerSeen {
     /// The gossip form.
     pub fn encode(&self) -> String {
         format!(
-            "{};{};{};{};{};{}",
+            "{};{};{};{};{};{};{}",
             self.wall_ms,
             self.up_since_ms,
+            self.start_ms,
             self.pid,
             self.seq,
             self.kind.code(),
@@ -371,11 +379,12 @@ impl PeerSeen {
 
     /// From the gossip form; `None` if it is not one.
     pub fn decode(text: &str) -> Option<PeerSeen> {
-        let mut parts = text.splitn(6, ';');
+        let mut parts = text.splitn(7, ';');
         let mut next = || parts.next();
         Some(PeerSeen {
             wall_ms: next()?.parse().ok()?,
             up_since_ms: next()?.parse().ok()?,
+            start_ms: next()?.parse().ok()?,
             pid: next()?.parse().ok()?,
             seq: next()?.parse().ok()?,
             kind: Kind::from_code(next()?.parse().ok()?)?,
@@ -546,6 +555,7 @@ impl Registry {
                     PeerSeen {
                         wall_ms: last.wall_ms,
                         up_since_ms: last.up_since_ms,
+                        start_ms: last.start_ms,
                         pid: last.pid,
                         seq: last.seq,
                         kind: last.kind,
@@ -562,6 +572,7 @@ impl Registry {
     /// moves this watcher's `down` deadline, and ends a `down` incident
     /// open here: `retracted` if the peer heard the job without a break
     /// since before the alarm (it was never down), `recovered` otherwise.
+    /// A newer `start` heard there counts for `late` alike.
     pub fn on_peer_seen(
         &mut self,
         peer: &str,
@@ -581,6 +592,7 @@ impl Registry {
         {
             return out;
         }
+        let known_start = self.jobs[j].last.as_ref().map_or(0, |l| l.start_ms);
         let cfg = &self.jobs[j].cfg;
         let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
         let at = at_wall(now, wall_ms, down_ms);
@@ -594,31 +606,75 @@ impl Registry {
             seq: seen.seq,
             host: Arc::clone(&seen.host),
             up_since_ms: seen.up_since_ms,
+            start_ms: seen.start_ms.max(known_start),
             by_peer: true,
         });
+        if seen.start_ms > known_start {
+            self.peer_started(j, peer, seen.start_ms, now, wall_ms, &mut out);
+        }
         if self.jobs[j].down_at.is_none_or(|old| at > old) {
             self.set_down(j, at);
         }
-        // Still down in the farm's view too: the incident stays.
-        if down_ms <= wall_ms {
-            return out;
+        // Still down in the farm's view too (down_ms passed): the incident stays.
+        let open = self.jobs[j].open.get(&Slot::Down);
+        if let (Some(open), true) = (open, down_ms > wall_ms) {
+            let (event, text) = if seen.up_since_ms <= open.first.detected_ms {
+                (
+                    Event::Retracted,
+                    format!("false alarm: watcher {peer} heard the job all along"),
+                )
+            } else {
+                (Event::Recovered, format!("heard again by watcher {peer}"))
+            };
+            self.close_as(j, Slot::Down, event, now, wall_ms, || text, &mut out);
         }
-        let Some(open) = self.jobs[j].open.get(&Slot::Down) else {
-            return out;
-        };
-        let (event, text) = if seen.up_since_ms <= open.first.detected_ms {
-            (
-                Event::Retracted,
-                format!("false alarm: watcher {peer} heard the job all along"),
-            )
-        } else {
-            (Event::Recovered, format!("heard again by watcher {peer}"))
-        };
-        self.close_as(j, Slot::Down, event, now, wall_ms, || text, &mut out);
         for n in &out {
             self.remember(j, wall_ms, format!("notified {}", n.headline()));
         }
         out
+    }
+
+    /// A start heard by a farm peer counts as heard here for the `late`
+    /// timer: a start for the awaited slot arms the next slot, as a start
+    /// heard here would, and a start for the slot of an open `late` closes
+    /// it — `retracted` if it came before the alarm (the alarm was false),
+    /// `recovered` if after.
+    fn peer_started(
+        &mut self,
+        j: usize,
+        peer: &str,
+        start_ms: u64,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(within) = self.jobs[j].cfg.start_within else {
+            return;
+        };
+        let within_ms = millis(within);
+        if let Some(open) = self.jobs[j].open.get(&Slot::Late) {
+            // The alarm was raised `start_within` after its slot; a start
+            // from `start_within` before that slot on belongs to it.
+            let detected = open.first.detected_ms;
+            if start_ms.saturating_add(within_ms.saturating_mul(2)) < detected {
+                return;
+            }
+            let (event, text) = if start_ms <= detected {
+                (
+                    Event::Retracted,
+                    format!("false alarm: watcher {peer} heard the start in time"),
+                )
+            } else {
+                (Event::Recovered, format!("start heard by watcher {peer}"))
+            };
+            self.close_as(j, Slot::Late, event, now, wall_ms, || text, out);
+        } else if self.jobs[j]
+            .expected_start_ms
+            .is_none_or(|expected| start_ms.saturating_add(within_ms) < expected)
+        {
+            return;
+        }
+        self.arm_late(j, now, wall_ms, start_ms);
     }
 
     /// Stops keeping the set of changed jobs (no state database reads it).
@@ -716,6 +772,7 @@ impl Registry {
                     seq,
                     host: Arc::from(s.host),
                     up_since_ms: s.wall_ms,
+                    start_ms: 0,
                     by_peer: false,
                 }
             });
@@ -1029,6 +1086,11 @@ impl Registry {
             heard.insert(j);
         }
         let job = &mut self.jobs[j];
+        let start_ms = match (&job.last, msg.kind) {
+            (_, Kind::Start) => wall_ms,
+            (Some(last), _) => last.start_ms,
+            (None, _) => 0,
+        };
         let up_since_ms = match &job.last {
             Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
                 last.up_since_ms.min(wall_ms)
@@ -1043,6 +1105,7 @@ impl Registry {
             seq: msg.seq,
             host,
             up_since_ms,
+            start_ms,
             by_peer: false,
         });
         let run_id = msg.run_id.unwrap_or(0);
@@ -2116,6 +2179,131 @@ mod timer_tests {
         );
         assert_eq!(events(&up), [(Event::Recovered, Some(Event::Late), 0)]);
         assert_eq!(up[0].incident, late[0].1.incident);
+    }
+
+    fn peer(wall_ms: u64, up_since_ms: u64, start_ms: u64, kind: Kind) -> PeerSeen {
+        PeerSeen {
+            wall_ms,
+            up_since_ms,
+            start_ms,
+            pid: 1,
+            seq: 9,
+            kind,
+            host: Arc::from("h"),
+        }
+    }
+
+    #[test]
+    fn peer_evidence_round_trips_its_gossip_form() {
+        let seen = peer(1_700_000_000_123, 1_700_000_000_000, 5, Kind::Progress);
+        let mut with_semicolon = seen.clone();
+        with_semicolon.host = Arc::from("odd;host");
+        for s in [seen, with_semicolon] {
+            assert_eq!(PeerSeen::decode(&s.encode()), Some(s));
+        }
+        assert_eq!(PeerSeen::decode("1;2;3"), None);
+    }
+
+    #[test]
+    fn what_a_peer_heard_moves_down_and_tells_a_false_alarm_from_a_recovery() {
+        let t0 = Instant::now();
+        let mut r = registry(every(10, 5), t0, 0);
+        r.on_message(&msg(Kind::Heartbeat, None, 1), t0, 0);
+        // A peer heard the job at 12 s: not down at 15 s any more, at 27 s.
+        assert!(
+            r.on_peer_seen(
+                "b",
+                "etl",
+                &peer(12_000, 0, 0, Kind::Heartbeat),
+                t0 + S * 13,
+                13_000
+            )
+            .is_empty()
+        );
+        assert!(r.on_deadlines(t0 + S * 26, 26_000).is_empty());
+        let down = r.on_deadlines(t0 + S * 27, 27_000);
+        assert_eq!(events(&down), [(Event::Down, None, 0)]);
+        // Its basis is the peer's last message: every watcher names it alike.
+        assert_eq!(*down[0].incident, *incident_id("etl", Event::Down, "h/1/9"));
+        // The peer has heard it without a break since 0 s: a false alarm.
+        let back = r.on_peer_seen(
+            "b",
+            "etl",
+            &peer(28_000, 0, 0, Kind::Heartbeat),
+            t0 + S * 28,
+            28_000,
+        );
+        assert_eq!(events(&back), [(Event::Retracted, Some(Event::Down), 0)]);
+        assert_eq!(back[0].incident, down[0].incident);
+        // Down again; this time the peer heard it come back after the alarm.
+        let down = r.on_deadlines(t0 + S * 43, 43_000);
+        assert_eq!(events(&down), [(Event::Down, None, 0)]);
+        let back = r.on_peer_seen(
+            "b",
+            "etl",
+            &peer(50_000, 50_000, 0, Kind::Heartbeat),
+            t0 + S * 50,
+            50_000,
+        );
+        assert_eq!(events(&back), [(Event::Recovered, Some(Event::Down), 0)]);
+        // Older news than what was heard here changes nothing.
+        assert!(
+            r.on_peer_seen(
+                "b",
+                "etl",
+                &peer(49_000, 0, 0, Kind::Heartbeat),
+                t0 + S * 51,
+                51_000
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_start_a_peer_heard_counts_for_late() {
+        let mut cfg = JobConfig::new("etl", Schedule::cron("0 2 * * *", "UTC").unwrap(), S * 3600);
+        cfg.start_within = Some(S * 900);
+        let wall0 = ms("2026-01-01T00:00:00Z");
+        let t0 = Instant::now();
+        let at = |iso: &str| {
+            let w = ms(iso);
+            (t0 + Duration::from_millis(w - wall0), w)
+        };
+        // Only the peer heard the 02:00 start: no `late` here at 02:15.
+        let mut r = registry(cfg.clone(), t0, wall0);
+        let (now, wall) = at("2026-01-01T02:00:30Z");
+        let start = ms("2026-01-01T02:00:10Z");
+        assert!(
+            r.on_peer_seen(
+                "b",
+                "etl",
+                &peer(start, start, start, Kind::Start),
+                now,
+                wall
+            )
+            .is_empty()
+        );
+        let (now, wall) = at("2026-01-01T02:16:00Z");
+        assert!(
+            r.on_deadlines(now, wall).is_empty(),
+            "the start was heard in the farm"
+        );
+        // Cut off from both, this watcher raised `late`; the peer's news of
+        // the on-time start makes it a false alarm.
+        let mut r = registry(cfg, t0, wall0);
+        let (now, wall) = at("2026-01-01T02:15:00Z");
+        let late = r.on_deadlines(now, wall);
+        assert_eq!(events(&late), [(Event::Late, None, 0)]);
+        let (now, wall) = at("2026-01-01T02:20:00Z");
+        let back = r.on_peer_seen(
+            "b",
+            "etl",
+            &peer(start, start, start, Kind::Start),
+            now,
+            wall,
+        );
+        assert_eq!(events(&back), [(Event::Retracted, Some(Event::Late), 0)]);
+        assert_eq!(back[0].incident, late[0].incident);
     }
 
     #[test]
