@@ -73,6 +73,32 @@ pub struct Status {
     /// Every sender host, with its clock offset.
     #[serde(default)]
     pub hosts: Vec<HostView>,
+    /// In a farm: each configured peer and whether it is reachable.
+    #[serde(default)]
+    pub peers: Vec<PeerView>,
+}
+
+/// A farm peer, as this watcher sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its `[monitor] id`.
+    pub id: String,
+    /// Reachable now (gossip heard within `dead_after`).
+    pub live: bool,
+}
+
+/// The farm's peers, as this watcher sees them (empty outside a farm).
+pub fn peers(stats: &Stats) -> Vec<PeerView> {
+    stats
+        .peers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(id, live)| PeerView {
+            id: id.clone(),
+            live: *live,
+        })
+        .collect()
 }
 
 /// Binds the socket (replacing a stale one left by a dead monitor; refusing
@@ -135,6 +161,7 @@ pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats)
         jobs,
         counters,
         hosts: hosts(queries).await,
+        peers: peers(stats),
     }
 }
 
@@ -319,6 +346,17 @@ pub fn render(status: &Status, now: u64) -> String {
             incident,
             silenced
         ));
+    }
+    if !status.peers.is_empty() {
+        out.push_str(&format!("\n{:<32} {}\n", "PEER", "STATE"));
+        for peer in &status.peers {
+            let state = if peer.live {
+                "reachable"
+            } else {
+                "unreachable"
+            };
+            out.push_str(&format!("{:<32} {state}\n", peer.id));
+        }
     }
     if !status.hosts.is_empty() {
         out.push_str(&format!(

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs", get(api_jobs))
         .route("/api/incidents", get(api_incidents))
         .route("/api/hosts", get(api_hosts))
+        .route("/api/peers", get(api_peers))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -48,6 +49,10 @@ async fn api_jobs(State(s): State<AppState>) -> Json<Vec<JobView>> {
 
 async fn api_hosts(State(s): State<AppState>) -> Json<Vec<HostView>> {
     Json(control::hosts(&s.queries).await)
+}
+
+async fn api_peers(State(s): State<AppState>) -> Json<Vec<control::PeerView>> {
+    Json(control::peers(&s.stats))
 }
 
 async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {

@@ -278,6 +278,8 @@ pub async fn start(
     stats
         .peers_configured
         .store(cfg.peers.len() as u64, Ordering::Relaxed);
+    *stats.peers.lock().unwrap_or_else(PoisonError::into_inner) =
+        cfg.peers.iter().map(|p| (p.id.clone(), false)).collect();
     let now = Instant::now();
     let gate = Gate {
         me: me_arc,
@@ -735,6 +737,15 @@ impl Gate {
         self.stats
             .peers_live
             .store(self.live.len() as u64, Ordering::Relaxed);
+        for (peer, live) in self
+            .stats
+            .peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter_mut()
+        {
+            *live = self.live.contains(peer.as_str());
+        }
         let everyone = self.live.len() + 1 == self.members.len();
         self.all_live_since = if everyone {
             self.all_live_since.or(Some(now))

@@ -70,6 +70,8 @@ pub struct Stats {
     /// Configuration reloads refused (the file had an error; the running
     /// configuration stayed).
     pub config_reload_failures: AtomicU64,
+    /// Farm: each configured peer and whether it is reachable now.
+    pub peers: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
     /// Farm: other watchers currently reachable (a gauge).
     pub peers_live: AtomicU64,
     /// Farm: other watchers configured (a gauge).

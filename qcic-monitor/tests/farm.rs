@@ -176,6 +176,8 @@ struct Watcher {
     gossip_link: UdpProxy,
     listen: u16,
     gossip: u16,
+    /// `[http] listen`: the farm's health is read there.
+    http: String,
 }
 
 impl Watcher {
@@ -192,7 +194,28 @@ impl Watcher {
             gossip_link: UdpProxy::start(gossip),
             listen,
             gossip,
+            http: format!("127.0.0.1:{}", free_port()),
         }
+    }
+
+    /// A metric from `/metrics`.
+    fn metric(&self, name: &str) -> u64 {
+        common::metric_sum(&common::http_get(&self.http, "/metrics").1, name)
+    }
+
+    /// `/api/peers`: (id, reachable).
+    fn peers_seen(&self) -> Vec<(String, bool)> {
+        let body = common::http_get(&self.http, "/api/peers").1;
+        let peers: Vec<Value> = serde_json::from_str(&body).unwrap();
+        peers
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["live"].as_bool().unwrap(),
+                )
+            })
+            .collect()
     }
 
     fn out(&self) -> PathBuf {
@@ -214,12 +237,13 @@ impl Watcher {
         let config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = [\"tcp://127.0.0.1:{listen}\"]\ncontrol = \"{dir}/control.sock\"\nstate = \"{dir}/state.db\"\n\n\
              [farm]\ngossip = \"127.0.0.1:{gossip}\"\nadvertise = \"127.0.0.1:{adv}\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\n\n\
-             {peer_list}\n{jobs}\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"{command}\"]\n",
+             [http]\nlisten = \"{http}\"\n\n{peer_list}\n{jobs}\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"{command}\"]\n",
             id = self.id,
             listen = self.listen,
             dir = self.dir.display(),
             gossip = self.gossip,
             adv = self.gossip_link.port,
+            http = self.http,
         );
         let path = self.dir.join("monitor.toml");
         fs::write(&path, config).unwrap();
@@ -476,6 +500,20 @@ fn one_down_one_recovered() {
         up[0]["watcher"], d[0]["watcher"],
         "the sender of the alarm closes it"
     );
+    let quiet = farm
+        .w
+        .iter()
+        .find(|w| d[0]["watcher"] != w.id.as_str())
+        .unwrap();
+    assert!(
+        quiet.metric("qcic_farm_suppressed_total") >= 2,
+        "the other watcher held down and recovered, then skipped both"
+    );
+    for w in &farm.w {
+        assert_eq!(w.metric("qcic_peers_seen"), 1);
+        assert_eq!(w.metric("qcic_peers_configured"), 1);
+        assert_eq!(w.metric("qcic_farm_duplicate_sends_total"), 0);
+    }
 }
 
 /// 2. A killed, then P stops: B sends `peer_down`, then P's `down`.
@@ -498,6 +536,20 @@ fn killed_peer_is_taken_over() {
     let d = downs(&farm);
     assert_eq!(d[0]["farm"]["reachable"], 1);
     assert_eq!(d[0]["farm"]["partition_suspected"], true);
+    assert_eq!(farm.w[1].peers_seen(), [("wa".to_owned(), false)]);
+    let status = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["status", "--control"])
+        .arg(farm.w[1].dir.join("control.sock"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("wa ") && l.trim_end().ends_with("unreachable")),
+        "{table}"
+    );
+    assert_eq!(farm.w[1].metric("qcic_peers_seen"), 0);
     eprintln!("peer_down after {peer_down:?}, down {took:?} after P stopped");
 }
 
@@ -560,10 +612,22 @@ fn partition_duplicates_are_labelled() {
     assert_eq!(d[0]["incident"], d[1]["incident"]);
     assert_ne!(d[0]["watcher"], d[1]["watcher"]);
     assert!(d.iter().all(|n| n["farm"]["partition_suspected"] == true));
+    for w in &farm.w {
+        assert_eq!(
+            w.metric("qcic_peers_seen"),
+            0,
+            "{} sees no peer in the cut",
+            w.id
+        );
+    }
     farm.cut_gossip(false);
     settle();
     assert_eq!(farm.total("p", "down"), 2);
     assert_eq!(farm.total("p", "recovered"), 0);
+    for w in &farm.w {
+        // After the heal each learns the other's copy: one duplicate, counted.
+        assert_eq!(w.metric("qcic_farm_duplicate_sends_total"), 1, "{}", w.id);
+    }
     let _job = Job::start("p", &farm);
     assert!(within(Duration::from_secs(8), || farm.total("p", "recovered") >= 1).is_some());
     settle();
