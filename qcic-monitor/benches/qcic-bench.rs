@@ -5,6 +5,7 @@
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full     # the published run (~10 min)
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --quick    # smoke test, < 1 min; asserts nothing about speed
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only ingest,memory
+//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only takeover  # the farm figure
 //! ```
 //!
 //! Prints a table and writes the same figures as JSON (`--json PATH`,
@@ -29,7 +30,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qcic_monitor::config::{
-    Config, CurveConfig, EmailConfig, JobConfig, MonitorConfig, NotifyConfig, Route, ZmqConfig,
+    Config, CurveConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig, NotifyConfig,
+    PeerConfig, Route, ZmqConfig,
 };
 use qcic_monitor::schedule::Schedule;
 use qcic_sdk::{Kind, Message};
@@ -152,10 +154,28 @@ fn workspace() -> PathBuf {
 /// The watcher, as the binary runs it, on a generated configuration.
 fn serve(o: &Opts) {
     let jobs = o.num("jobs");
-    let schedule = match o.get("cron") {
-        Some(pattern) => Schedule::cron(pattern, "UTC").unwrap(),
-        None => Schedule::Every(Duration::from_secs(3600)),
+    let schedule = match (o.get("cron"), o.get("every_ms")) {
+        (Some(pattern), _) => Schedule::cron(pattern, "UTC").unwrap(),
+        (None, Some(ms)) => Schedule::Every(Duration::from_millis(ms.parse().unwrap())),
+        (None, None) => Schedule::Every(Duration::from_secs(3600)),
     };
+    let ms = |key: &str| Duration::from_millis(o.num(key) as u64);
+    let farm = o.get("gossip").map(|gossip| {
+        let gossip = gossip.parse().unwrap();
+        FarmConfig {
+            gossip,
+            advertise: gossip,
+            peers: vec![PeerConfig {
+                id: o.get("peer_id").unwrap().to_owned(),
+                gossip: o.get("peer_gossip").unwrap().to_owned(),
+            }],
+            gossip_interval: ms("gossip_ms"),
+            peer_timeout: ms("peer_timeout_ms"),
+            dead_after: ms("dead_after_ms"),
+            isolation_jobs: 3,
+            cluster: "qcic-bench".into(),
+        }
+    });
     let mut list: Vec<JobConfig> = (0..jobs)
         .map(|i| JobConfig::new(&job_name(i), schedule.clone(), Duration::ZERO))
         .collect();
@@ -196,7 +216,7 @@ fn serve(o: &Opts) {
         source: "qcic-bench".into(),
         path: None,
         monitor: MonitorConfig {
-            id: "bench".into(),
+            id: o.get("id").unwrap_or("bench").into(),
             listen: vec![o.get("listen").unwrap().to_owned()],
             max_unknown_jobs: 1000,
             max_rate_per_sender: 0,
@@ -205,7 +225,7 @@ fn serve(o: &Opts) {
             control: o.get("control").unwrap().into(),
             http: None,
             state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
-            farm: None,
+            farm,
         },
         jobs: list,
         notify,
@@ -251,6 +271,8 @@ struct WatcherSpec {
     curve_secret: Option<String>,
     cron: Option<String>,
     smtp: Option<String>,
+    /// Extra `key=value` options for `serve` (the farm figure's).
+    extra: Vec<String>,
 }
 
 impl Watcher {
@@ -280,6 +302,7 @@ impl Watcher {
         if let Some(s) = &spec.smtp {
             args.push(format!("smtp={s}"));
         }
+        args.extend(spec.extra.iter().cloned());
         let log = std::fs::File::create(dir.path().join("watcher.log")).unwrap();
         let started = Instant::now();
         let child = Command::new(std::env::current_exe().unwrap())
@@ -1072,6 +1095,122 @@ fn startup(plan: &Plan, out: &mut Vec<Value>) {
     );
 }
 
+/// Farm takeover: two watchers A and B gossiping; A is SIGKILLed, then the
+/// job (heartbeats every 200 ms to both) stops. Measured on B's alert
+/// stream: kill -> `peer_down`, and the job's deadline -> `down`; both
+/// against what the configuration makes them wait (dead_after + the
+/// no-peer hold of peer_timeout; the hold alone).
+fn takeover(plan: &Plan, out: &mut Vec<Value>) {
+    // (gossip, dead_after, peer_timeout, every) in ms.
+    let (gossip, dead, timeout, every): (u32, u32, u32, u32) = if plan.quick {
+        (100, 1000, 1000, 1000)
+    } else {
+        (500, 4000, 5000, 2000)
+    };
+    println!(
+        "\n7. Farm takeover (gossip {gossip} ms, dead_after {dead} ms, peer_timeout {timeout} ms, job every {every} ms)"
+    );
+    let udp = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mut peer_down_ms = Vec::new();
+    let mut down_ms = Vec::new();
+    for _ in 0..plan.runs {
+        let (ga, gb) = (udp(), udp());
+        let spec = |id: &str, me: u16, peer: &str, other: u16| WatcherSpec {
+            jobs: 1,
+            extra: vec![
+                format!("id={id}"),
+                format!("every_ms={every}"),
+                format!("gossip=127.0.0.1:{me}"),
+                format!("peer_id={peer}"),
+                format!("peer_gossip=127.0.0.1:{other}"),
+                format!("gossip_ms={gossip}"),
+                format!("dead_after_ms={dead}"),
+                format!("peer_timeout_ms={timeout}"),
+            ],
+            ..WatcherSpec::default()
+        };
+        let a = Watcher::start(&spec("a", ga, "b", gb));
+        let b = Watcher::start(&spec("b", gb, "a", ga));
+        for w in [&a, &b] {
+            let t = Instant::now();
+            while !w.log().contains("a farm peer is reachable") {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "no peer: {}",
+                    w.log()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let (_ctx, alerts) = sub(&b.publish, "alert.");
+        // The job: heartbeats to both watchers until told to stop.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let endpoints = [a.listen.clone(), b.listen.clone()];
+        let flag = std::sync::Arc::clone(&stop);
+        let job = std::thread::spawn(move || {
+            let ctx = zmq::Context::new();
+            let pushes: Vec<zmq::Socket> = endpoints
+                .iter()
+                .map(|e| {
+                    let s = ctx.socket(zmq::PUSH).unwrap();
+                    s.set_linger(0).unwrap();
+                    s.connect(e).unwrap();
+                    s
+                })
+                .collect();
+            let mut last = 0u128;
+            let mut seq = 0;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                seq += 1;
+                let frame = message(Kind::Heartbeat, &job_name(0), seq, None).encode();
+                for p in &pushes {
+                    let _ = p.send(&frame, zmq::DONTWAIT);
+                }
+                last = wall_ns();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            last
+        });
+        std::thread::sleep(Duration::from_millis(u64::from(every) * 2));
+        let killed = wall_ns();
+        drop(a); // SIGKILL
+        let wait_for = |prefix: &str| loop {
+            let topic = alerts.recv_bytes(0).unwrap();
+            let _body = alerts.recv_bytes(0).unwrap();
+            if topic.starts_with(prefix.as_bytes()) {
+                return wall_ns();
+            }
+        };
+        let peer_down = wait_for("alert.peer_down.");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let last = job.join().unwrap();
+        let down = wait_for("alert.down.");
+        let deadline = last + u128::from(every) * 1_000_000;
+        peer_down_ms.push((peer_down - killed) as f64 / 1e6);
+        down_ms.push((down.saturating_sub(deadline)) as f64 / 1e6);
+        drop(b);
+    }
+    let (pd, pd_lo, pd_hi) = spread(peer_down_ms);
+    let (dn, dn_lo, dn_hi) = spread(down_ms);
+    println!(
+        "   kill -> peer_down on the survivor   median {pd:.0} ms ({pd_lo:.0}..{pd_hi:.0}); configured waits {} ms",
+        dead + timeout
+    );
+    println!(
+        "   deadline -> down from the survivor  median {dn:.0} ms ({dn_lo:.0}..{dn_hi:.0}); configured wait {timeout} ms"
+    );
+    out.push(json!({"figure": "takeover", "gossip_ms": gossip, "dead_after_ms": dead,
+        "peer_timeout_ms": timeout, "every_ms": every,
+        "kill_to_peer_down_ms": pd, "kill_to_peer_down_min_ms": pd_lo, "kill_to_peer_down_max_ms": pd_hi,
+        "deadline_to_down_ms": dn, "deadline_to_down_min_ms": dn_lo, "deadline_to_down_max_ms": dn_hi}));
+}
+
 fn orchestrate(args: &[String]) {
     let quick = !args.iter().any(|a| a == "--full");
     let json_path = args
@@ -1149,6 +1288,9 @@ fn orchestrate(args: &[String]) {
     }
     if wanted("startup") {
         startup(&plan, &mut out);
+    }
+    if wanted("takeover") {
+        takeover(&plan, &mut out);
     }
     let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
         "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,
