@@ -187,20 +187,21 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             host.skew_ms as f64 / 1000.0
         );
     }
+    let (live, configured) = stats.peer_counts();
     for (name, help, value) in [
         (
             "qcic_peers_seen",
             "Other watchers of the farm currently seen.",
-            &stats.peers_live,
+            live,
         ),
         (
             "qcic_peers_configured",
             "Other watchers of the farm configured.",
-            &stats.peers_configured,
+            configured,
         ),
     ] {
         head(&mut out, name, "gauge", help);
-        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name} {value}");
     }
     for (name, help, value) in [
         (

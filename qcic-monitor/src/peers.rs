@@ -275,9 +275,6 @@ pub async fn start(
     };
     let mut members: Vec<Arc<str>> = cfg.peers.iter().map(|p| Arc::from(p.id.as_str())).collect();
     members.push(Arc::clone(&me_arc));
-    stats
-        .peers_configured
-        .store(cfg.peers.len() as u64, Ordering::Relaxed);
     *stats.peers.lock().unwrap_or_else(PoisonError::into_inner) =
         cfg.peers.iter().map(|p| (p.id.clone(), false)).collect();
     let now = Instant::now();
@@ -734,9 +731,6 @@ impl Gate {
         let gone: Vec<Arc<str>> = self.live.difference(&live).cloned().collect();
         let back: Vec<Arc<str>> = live.difference(&self.live).cloned().collect();
         self.live = live;
-        self.stats
-            .peers_live
-            .store(self.live.len() as u64, Ordering::Relaxed);
         for (peer, live) in self
             .stats
             .peers

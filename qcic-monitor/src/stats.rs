@@ -72,10 +72,6 @@ pub struct Stats {
     pub config_reload_failures: AtomicU64,
     /// Farm: each configured peer and whether it is reachable now.
     pub peers: std::sync::Mutex<std::collections::BTreeMap<String, bool>>,
-    /// Farm: other watchers currently reachable (a gauge).
-    pub peers_live: AtomicU64,
-    /// Farm: other watchers configured (a gauge).
-    pub peers_configured: AtomicU64,
     /// Farm: notifications this watcher skipped because a peer had sent them.
     pub farm_suppressed: AtomicU64,
     /// Farm: notifications this watcher sent in place of a higher rank.
@@ -100,9 +96,20 @@ impl Stats {
         }
     }
 
+    /// Farm peers: (reachable now, configured).
+    pub fn peer_counts(&self) -> (u64, u64) {
+        let peers = self
+            .peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let live = peers.values().filter(|live| **live).count();
+        (live as u64, peers.len() as u64)
+    }
+
     /// Every counter by name.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (peers_live, peers_configured) = self.peer_counts();
         let mut v = vec![
             ("frames", get(&self.frames)),
             ("accepted", get(&self.accepted)),
@@ -125,8 +132,8 @@ impl Stats {
             ("inbound_queued", get(&self.inbound_queued)),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),
-            ("peers_live", get(&self.peers_live)),
-            ("peers_configured", get(&self.peers_configured)),
+            ("peers_live", peers_live),
+            ("peers_configured", peers_configured),
             ("farm_suppressed", get(&self.farm_suppressed)),
             ("farm_took_over", get(&self.farm_took_over)),
             ("farm_duplicate_sends", get(&self.farm_duplicate_sends)),

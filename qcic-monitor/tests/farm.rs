@@ -52,8 +52,11 @@ struct TcpProxy {
 
 impl TcpProxy {
     fn start(target: u16) -> TcpProxy {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        // Bound to a port the kernel picks, and kept: a port asked for
+        // and bound later can be taken meanwhile by some connection's
+        // ephemeral port (seen once: AddrInUse).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
@@ -115,8 +118,8 @@ struct UdpProxy {
 
 impl UdpProxy {
     fn start(target: u16) -> UdpProxy {
-        let port = free_port();
-        let front = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = front.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
         let c = Arc::clone(&cut);
         thread::spawn(move || {
@@ -183,7 +186,13 @@ struct Watcher {
 impl Watcher {
     fn new(id: &str, root: &std::path::Path) -> Watcher {
         let listen = free_port();
-        let gossip = free_port();
+        // Free for UDP too (proxies' upstream sockets take UDP ports).
+        let gossip = loop {
+            let port = free_port();
+            if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
         let dir = root.join(id);
         fs::create_dir_all(&dir).unwrap();
         Watcher {
