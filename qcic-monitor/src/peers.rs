@@ -812,7 +812,8 @@ impl Gate {
                     "watcher {me} reaches no peer and {silent} of its {} jobs fell silent at once: most likely its own network is cut; per-job alerts are held",
                     self.jobs
                 ));
-                let order = rendezvous(&note.incident, &self.members);
+                // About this watcher alone: nobody else can send it, so it is rank 0.
+                let order = [Arc::clone(&self.me)];
                 self.send(note, &order).await;
             }
         }
@@ -845,7 +846,8 @@ impl Gate {
         let mut note = self.notice(Event::Recovered, &me, &id);
         note.resolves = Some(Event::WatcherIsolated);
         note.text = Some(format!("watcher {me} reaches its peers again"));
-        let order = rendezvous(&note.incident, &self.members);
+        // About this watcher alone: nobody else can send it, so it is rank 0.
+        let order = [Arc::clone(&self.me)];
         self.send(note, &order).await;
     }
 }

@@ -709,6 +709,14 @@ fn isolated_watcher_says_so_once() {
         .filter(|n| n["event"] == "watcher_isolated")
         .count();
     assert!(isolated <= 1, "{b:?}");
+    for n in b.iter().filter(|n| n["event"] == "watcher_isolated") {
+        assert_eq!(
+            n["farm"]["rank"], 0,
+            "only the isolated watcher can send it: {n}"
+        );
+        assert_eq!(n["farm"]["took_over"], false, "{n}");
+        assert_eq!(n["job"], "wb", "it names the isolated watcher: {n}");
+    }
     assert_eq!(
         b.iter().filter(|n| n["event"] == "down").count(),
         0,
