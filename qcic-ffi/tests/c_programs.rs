@@ -213,10 +213,8 @@ fn receive_with(
     n: usize,
     curve_secret: Option<[u8; 32]>,
 ) -> (String, mpsc::Receiver<Vec<Vec<u8>>>) {
-    let endpoint = free_endpoint();
     let (ready_tx, ready_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
-    let ep = endpoint.clone();
     thread::spawn(move || {
         let ctx = zmq::Context::new();
         let pull = ctx.socket(zmq::PULL).unwrap();
@@ -226,8 +224,12 @@ fn receive_with(
             pull.set_curve_server(true).unwrap();
             pull.set_curve_secretkey(&secret).unwrap();
         }
-        pull.bind(&ep).unwrap();
-        ready_tx.send(()).unwrap();
+        // libzmq picks the port and keeps it: a port picked, released
+        // and bound later was taken meanwhile once in CI (AddrInUse).
+        pull.bind("tcp://127.0.0.1:*").unwrap();
+        ready_tx
+            .send(pull.get_last_endpoint().unwrap().unwrap())
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut frames = Vec::new();
         while frames.len() < n && Instant::now() < deadline {
@@ -237,7 +239,7 @@ fn receive_with(
         }
         let _ = tx.send(frames);
     });
-    ready_rx.recv().unwrap();
+    let endpoint = ready_rx.recv().unwrap();
     (endpoint, rx)
 }
 

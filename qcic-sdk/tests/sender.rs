@@ -33,8 +33,10 @@ impl Watcher {
         let pull = ctx.socket(zmq::PULL).unwrap();
         pull.set_linger(0).unwrap();
         pull.set_rcvtimeo(10_000).unwrap();
-        let endpoint = free_endpoint();
-        pull.bind(&endpoint).unwrap();
+        // libzmq picks the port and keeps it: a port picked, released
+        // and bound later can be taken meanwhile (seen: AddrInUse).
+        pull.bind("tcp://127.0.0.1:*").unwrap();
+        let endpoint = pull.get_last_endpoint().unwrap().unwrap();
         Watcher {
             _ctx: ctx,
             pull,
