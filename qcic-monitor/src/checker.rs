@@ -87,8 +87,22 @@ pub async fn run(
     // than the changes coalesces them (a job changed ten times is written
     // once) instead of queueing without bound.
     let mut saving: Option<oneshot::Receiver<()>> = None;
+    let mut clock = ClockWatch::new(Instant::now(), wall_ms());
     'serve: loop {
+        let (now, wall) = (Instant::now(), wall_ms());
+        if clock.stepped(now, wall) {
+            registry.on_clock_step(now, wall);
+        }
         let next = registry.next_deadline();
+        // A deadline that is a wall time is an instant only as long as the
+        // wall clock does not step: look at the clocks at least every
+        // CLOCK_CHECK then (a step forward would otherwise delay it by the
+        // step). With none, the loop sleeps until the next deadline.
+        let wake = match (next, registry.follows_wall_clock()) {
+            (Some(at), true) => Some(at.min(now + CLOCK_CHECK)),
+            (None, true) => Some(now + CLOCK_CHECK),
+            (next, false) => next,
+        };
         let notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
             // that fall due at the same time.
@@ -162,11 +176,19 @@ pub async fn run(
                     },
                 }
             }
-            () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                // In slices: when ten thousand jobs fall due at once, the
-                // first alerts leave while the rest are still worked out
-                // (the loop comes straight back: they are still due).
-                registry.on_deadlines_max(Instant::now(), wall_ms(), DEADLINE_SLICE)
+            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                let (now, wall) = (Instant::now(), wall_ms());
+                if clock.stepped(now, wall) {
+                    // Stepped while asleep: what fell due by the old reading
+                    // is judged by the new one first.
+                    registry.on_clock_step(now, wall);
+                    Vec::new()
+                } else {
+                    // In slices: when ten thousand jobs fall due at once, the
+                    // first alerts leave while the rest are still worked out
+                    // (the loop comes straight back: they are still due).
+                    registry.on_deadlines_max(now, wall, DEADLINE_SLICE)
+                }
             }
             () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
                 publish_at = None;
@@ -220,6 +242,53 @@ pub struct FarmLink {
     pub heard: mpsc::Sender<Vec<(Arc<str>, PeerSeen)>>,
     /// The gossip interval.
     pub every: std::time::Duration,
+}
+
+/// How often the loop looks at the clocks while a deadline is a wall time.
+pub const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A change of the wall clock against the monotonic one larger than this
+/// is a step (NTP slews far slower: at most 0.5 ms a second).
+const STEP_TOLERANCE_MS: i128 = 500;
+
+/// Sees the wall clock step: the offset between the wall clock and the
+/// monotonic one changes only when the wall clock is set.
+#[derive(Debug)]
+struct ClockWatch {
+    base: Instant,
+    offset_ms: i128,
+}
+
+impl ClockWatch {
+    fn new(now: Instant, wall_ms: u64) -> ClockWatch {
+        ClockWatch {
+            base: now,
+            offset_ms: 0,
+        }
+        .with_offset(now, wall_ms)
+    }
+
+    fn with_offset(mut self, now: Instant, wall_ms: u64) -> ClockWatch {
+        self.offset_ms = Self::offset(self.base, now, wall_ms);
+        self
+    }
+
+    fn offset(base: Instant, now: Instant, wall_ms: u64) -> i128 {
+        i128::from(wall_ms)
+            - i128::try_from(now.saturating_duration_since(base).as_millis()).unwrap_or(i128::MAX)
+    }
+
+    /// Whether the wall clock stepped since the last step seen; logs it.
+    fn stepped(&mut self, now: Instant, wall_ms: u64) -> bool {
+        let offset = Self::offset(self.base, now, wall_ms);
+        let step = offset - self.offset_ms;
+        if step.abs() <= STEP_TOLERANCE_MS {
+            return false;
+        }
+        self.offset_ms = offset;
+        tracing::warn!(step_ms = %step, "the wall clock stepped; cron, scheduled-start and silence deadlines follow it");
+        true
+    }
 }
 
 /// Deadlines handled per turn of the loop.
@@ -365,6 +434,20 @@ mod tests {
         let over = h.out.recv().await.unwrap();
         assert_eq!((over.event, over.run_id), (Event::Overrun, Some(1)));
         assert_eq!(Instant::now() - h.t0, 60 * S);
+    }
+
+    #[test]
+    fn a_clock_step_is_seen_and_slewing_is_not() {
+        let t0 = Instant::now();
+        let mut clock = ClockWatch::new(t0, 1_000_000);
+        assert!(!clock.stepped(t0 + 10 * S, 1_010_000));
+        assert!(!clock.stepped(t0 + 20 * S, 1_020_400), "0.4 s in 20 s");
+        assert!(clock.stepped(t0 + 21 * S, 1_006_000), "15 s back");
+        assert!(
+            !clock.stepped(t0 + 22 * S, 1_007_000),
+            "the step is taken once"
+        );
+        assert!(clock.stepped(t0 + 23 * S, 1_068_000), "60 s forward");
     }
 
     #[tokio::test(start_paused = true)]

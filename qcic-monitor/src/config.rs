@@ -217,6 +217,13 @@ impl JobConfig {
             && *notify == other.notify
     }
 
+    /// Whether one of its deadlines is a wall time (a cron slot, a
+    /// scheduled start) rather than a duration.
+    pub fn follows_wall_clock(&self) -> bool {
+        matches!(self.schedule, crate::schedule::Schedule::Cron { .. })
+            || self.start_within.is_some()
+    }
+
     /// A job with this schedule and every optional timer off (for tests and tools).
     pub fn new(name: &str, schedule: Schedule, grace: Duration) -> JobConfig {
         JobConfig {

@@ -151,6 +151,8 @@ struct Seen {
     kind: Kind,
     pid: u32,
     seq: u64,
+    /// The sender's clock when it sent the message (unix ms).
+    ts_ms: u64,
     /// Shared with every other job the host reports (interned).
     host: Arc<str>,
     /// Since when the job has been heard without a break (unix ms): the
@@ -166,12 +168,27 @@ struct Seen {
 }
 
 impl Seen {
-    /// Identifies the message, for incident ids: `host/pid/seq`. Built
-    /// when an incident needs it, not stored: one allocation less per
-    /// message and per job.
+    /// Identifies the message, for incident ids (see [`message_basis`]).
+    /// Built when an incident needs it, not stored: one allocation less
+    /// per message and per job.
     fn basis(&self) -> String {
-        format!("{}/{}/{}", self.host, self.pid, self.seq)
+        message_basis(&self.host, self.pid, self.seq, self.ts_ms)
     }
+}
+
+/// What names one message among every message ever sent, for incident ids:
+/// `host/pid/seq/ts`. Host, pid and seq alone repeat: a job restarted in a
+/// container is pid 1 again and counts its messages from 1 again, and its
+/// next outage would be taken for the last one (and never notified). The
+/// sender's timestamp tells them apart, and every watcher that heard the
+/// message reads the same one.
+fn message_basis(host: &str, pid: u32, seq: u64, ts_ms: u64) -> String {
+    format!("{host}/{pid}/{seq}/{ts_ms}")
+}
+
+/// [`message_basis`] of a message as received.
+fn msg_basis(msg: &Message) -> String {
+    message_basis(&msg.host, msg.pid, msg.seq, msg.ts_ms)
 }
 
 /// One line of a job's history. Most are a message kind: no allocation.
@@ -283,6 +300,12 @@ pub struct Reconfigured {
 struct RunState {
     started: Instant,
     host: String,
+    /// The `start` message's [`message_basis`]: with the run id, what
+    /// names the run's incidents (run ids come from senders and may repeat).
+    basis: String,
+    /// How often the run has stalled so far: each stall is an incident of
+    /// its own (a run that stalls, moves on and stalls again is notified twice).
+    stalls: u32,
 }
 
 #[derive(Debug)]
@@ -298,10 +321,24 @@ struct JobState {
     open: BTreeMap<Slot, Open>,
     /// Consecutive failures and misses (for `alert_after_failures`).
     bad_streak: u32,
-    /// Consecutive successes (for `recover_after_successes`).
-    good_streak: u32,
+    /// Successful runs since the last failure or miss: what ends a failed
+    /// run's incident (`recover_after_successes`). A heartbeat shows a
+    /// process alive, not that the failed work was redone: it counts only
+    /// in `alive_streak`.
+    success_streak: u32,
+    /// Heartbeats and successes since the last failure or miss: what ends
+    /// `down` and a failure reported outside a run.
+    alive_streak: u32,
     /// The scheduled start the `late` timer waits for (unix ms).
     expected_start_ms: Option<u64>,
+    /// Since when this watcher has watched the job (unix ms): names the
+    /// `down` of a job never heard from, so a job removed and added back
+    /// gets a new incident.
+    watching_since_ms: u64,
+    /// The wall time the `down` deadline was derived from (the last
+    /// message, or when watching began): a cron deadline is derived from it
+    /// again when the wall clock steps.
+    down_from_ms: u64,
     /// When the job is down without news: the deadline index holds this
     /// one untracked (every job has it; a lookup entry each would cost
     /// ~85 bytes per job).
@@ -338,11 +375,13 @@ pub struct Registry {
     /// In a farm: jobs heard here since the last [`Registry::take_heard`]
     /// (what this watcher tells its peers).
     heard: Option<HashSet<usize>>,
+    /// Whether some deadline is a wall time (see [`Registry::follows_wall_clock`]).
+    wall_timers: bool,
 }
 
 /// What a farm peer heard of a job: its last message, and since when it has
 /// heard the job without a break, and its last start. Gossiped as
-/// `wall;up_since;start;pid;seq;kind;host`.
+/// `wall;up_since;start;pid;seq;ts;kind;host`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSeen {
     /// When the peer heard the last message (unix ms, the peer's clock).
@@ -356,6 +395,8 @@ pub struct PeerSeen {
     pub pid: u32,
     /// See `pid`.
     pub seq: u64,
+    /// The last message's sender timestamp; see `pid`.
+    pub ts_ms: u64,
     /// The last message's kind.
     pub kind: Kind,
     /// See `pid`.
@@ -366,12 +407,13 @@ impl PeerSeen {
     /// The gossip form.
     pub fn encode(&self) -> String {
         format!(
-            "{};{};{};{};{};{};{}",
+            "{};{};{};{};{};{};{};{}",
             self.wall_ms,
             self.up_since_ms,
             self.start_ms,
             self.pid,
             self.seq,
+            self.ts_ms,
             self.kind.code(),
             self.host
         )
@@ -379,7 +421,7 @@ impl PeerSeen {
 
     /// From the gossip form; `None` if it is not one.
     pub fn decode(text: &str) -> Option<PeerSeen> {
-        let mut parts = text.splitn(7, ';');
+        let mut parts = text.splitn(8, ';');
         let mut next = || parts.next();
         Some(PeerSeen {
             wall_ms: next()?.parse().ok()?,
@@ -387,6 +429,7 @@ impl PeerSeen {
             start_ms: next()?.parse().ok()?,
             pid: next()?.parse().ok()?,
             seq: next()?.parse().ok()?,
+            ts_ms: next()?.parse().ok()?,
             kind: Kind::from_code(next()?.parse().ok()?)?,
             host: Arc::from(next()?),
         })
@@ -397,22 +440,52 @@ impl PeerSeen {
 /// thread writes it, off the checker's hot path). Times are
 /// the watcher's wall clock (unix ms): monotonic instants do not survive a
 /// restart.
+///
+/// Fields added since the first version default when absent, so a database
+/// written by an older watcher is still read.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct JobRecord {
     last: Option<SeenRecord>,
-    runs: Vec<(u64, u64, String)>,
+    runs: Vec<RunRecord>,
     open: Vec<OpenRecord>,
     bad_streak: u32,
-    good_streak: u32,
+    #[serde(alias = "good_streak")]
+    success_streak: u32,
+    alive_streak: u32,
     silence: Option<Silence>,
+    expected_start_ms: Option<u64>,
+    watching_since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct SeenRecord {
     wall_ms: u64,
     kind: String,
+    /// `host/pid/seq`.
     basis: String,
     host: String,
+    #[serde(default)]
+    ts_ms: u64,
+    #[serde(default)]
+    start_ms: u64,
+    #[serde(default)]
+    up_since_ms: Option<u64>,
+}
+
+/// A run in progress.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum RunRecord {
+    Full {
+        run_id: u64,
+        started_ms: u64,
+        host: String,
+        basis: String,
+        stalls: u32,
+    },
+    /// As the first version wrote it: (run id, started, host).
+    First(u64, u64, String),
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -459,7 +532,7 @@ fn share(previous: &mut Option<Arc<JobConfig>>, cfg: &JobConfig) -> Arc<JobConfi
 }
 
 impl JobState {
-    fn new(name: Arc<str>, cfg: Arc<JobConfig>) -> JobState {
+    fn new(name: Arc<str>, cfg: Arc<JobConfig>, watching_since_ms: u64) -> JobState {
         JobState {
             name,
             cfg,
@@ -467,8 +540,11 @@ impl JobState {
             runs: BTreeMap::new(),
             open: BTreeMap::new(),
             bad_streak: 0,
-            good_streak: 0,
+            success_streak: 0,
+            alive_streak: 0,
             expected_start_ms: None,
+            watching_since_ms,
+            down_from_ms: watching_since_ms,
             down_at: None,
             silence: None,
             history: VecDeque::new(),
@@ -506,15 +582,16 @@ impl Registry {
             dirty: HashSet::new(),
             track_dirty: true,
             heard: None,
+            wall_timers: jobs.iter().any(JobConfig::follows_wall_clock),
         };
         let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {
             let name: Arc<str> = Arc::from(cfg.name.as_str());
             let cfg = share(&mut shared, cfg);
             registry.index.insert(Arc::clone(&name), j);
-            registry.jobs.push(JobState::new(name, cfg));
+            registry.jobs.push(JobState::new(name, cfg, wall_ms));
             registry.arm_down(j, now, wall_ms);
-            registry.arm_late(j, now, wall_ms, wall_ms);
+            registry.arm_late_fresh(j, now, wall_ms);
         }
         registry
     }
@@ -558,6 +635,7 @@ impl Registry {
                         start_ms: last.start_ms,
                         pid: last.pid,
                         seq: last.seq,
+                        ts_ms: last.ts_ms,
                         kind: last.kind,
                         host: Arc::clone(&last.host),
                     },
@@ -604,6 +682,7 @@ impl Registry {
             kind: seen.kind,
             pid: seen.pid,
             seq: seen.seq,
+            ts_ms: seen.ts_ms,
             host: Arc::clone(&seen.host),
             up_since_ms: seen.up_since_ms,
             start_ms: seen.start_ms.max(known_start),
@@ -613,6 +692,7 @@ impl Registry {
             self.peer_started(j, peer, seen.start_ms, now, wall_ms, &mut out);
         }
         if self.jobs[j].down_at.is_none_or(|old| at > old) {
+            self.jobs[j].down_from_ms = seen.wall_ms;
             self.set_down(j, at);
         }
         // Still down in the farm's view too (down_ms passed): the incident stays.
@@ -709,13 +789,22 @@ impl Registry {
                     last: job.last.as_ref().map(|s| SeenRecord {
                         wall_ms: s.wall_ms,
                         kind: s.kind.name().to_owned(),
-                        basis: s.basis(),
+                        basis: format!("{}/{}/{}", s.host, s.pid, s.seq),
                         host: s.host.to_string(),
+                        ts_ms: s.ts_ms,
+                        start_ms: s.start_ms,
+                        up_since_ms: Some(s.up_since_ms),
                     }),
                     runs: job
                         .runs
                         .iter()
-                        .map(|(id, r)| (*id, wall_of(r.started), r.host.clone()))
+                        .map(|(id, r)| RunRecord::Full {
+                            run_id: *id,
+                            started_ms: wall_of(r.started),
+                            host: r.host.clone(),
+                            basis: r.basis.clone(),
+                            stalls: r.stalls,
+                        })
                         .collect(),
                     open: job
                         .open
@@ -731,8 +820,11 @@ impl Registry {
                         })
                         .collect(),
                     bad_streak: job.bad_streak,
-                    good_streak: job.good_streak,
+                    success_streak: job.success_streak,
+                    alive_streak: job.alive_streak,
                     silence: job.silence.as_deref().cloned(),
+                    expected_start_ms: job.expected_start_ms,
+                    watching_since_ms: Some(job.watching_since_ms),
                 };
                 (job.name.to_string(), record)
             })
@@ -770,21 +862,44 @@ impl Registry {
                     kind: Kind::from_name(&s.kind).unwrap_or(Kind::Heartbeat),
                     pid,
                     seq,
+                    ts_ms: s.ts_ms,
                     host: Arc::from(s.host),
-                    up_since_ms: s.wall_ms,
-                    start_ms: 0,
+                    up_since_ms: s.up_since_ms.unwrap_or(s.wall_ms),
+                    start_ms: s.start_ms,
                     by_peer: false,
                 }
             });
             job.bad_streak = record.bad_streak;
-            job.good_streak = record.good_streak;
+            job.success_streak = record.success_streak;
+            job.alive_streak = record.alive_streak;
             job.silence = record.silence.map(Box::new);
-            for (run_id, started_ms, host) in record.runs {
+            if let Some(since) = record.watching_since_ms {
+                job.watching_since_ms = since;
+            }
+            let keep_expected = record.expected_start_ms.is_some();
+            if keep_expected {
+                job.expected_start_ms = record.expected_start_ms;
+            }
+            for run in record.runs {
+                let (run_id, started_ms, host, basis, stalls) = match run {
+                    RunRecord::Full {
+                        run_id,
+                        started_ms,
+                        host,
+                        basis,
+                        stalls,
+                    } => (run_id, started_ms, host, basis, stalls),
+                    RunRecord::First(run_id, started_ms, host) => {
+                        (run_id, started_ms, host, String::new(), 0)
+                    }
+                };
                 job.runs.insert(
                     run_id,
                     RunState {
                         started: instant_of(started_ms),
                         host,
+                        basis,
+                        stalls,
                     },
                 );
             }
@@ -801,7 +916,9 @@ impl Registry {
                     },
                 );
             }
-            self.rearm(j, true, now, wall_ms);
+            // The slot `late` waited for before the restart is still
+            // awaited: a restart just before a daily run must not skip it.
+            self.rearm(j, keep_expected, now, wall_ms);
         }
         restored
     }
@@ -814,12 +931,8 @@ impl Registry {
     /// next one.
     fn rearm(&mut self, j: usize, keep_expected: bool, now: Instant, wall_ms: u64) {
         let job = &self.jobs[j];
-        let cfg = &job.cfg;
         match job.last.as_ref().map(|s| s.wall_ms) {
-            Some(last) => {
-                let at = cfg.schedule.down_at_ms(last, cfg.grace);
-                self.set_down(j, at_wall(now, wall_ms, at));
-            }
+            Some(last) => self.arm_down_from(j, last, now, wall_ms),
             None => self.arm_down(j, now, wall_ms),
         }
         let job = &self.jobs[j];
@@ -831,7 +944,7 @@ impl Registry {
             _ => {
                 self.jobs[j].expected_start_ms = None;
                 self.deadlines.clear(&Key::Late(j));
-                self.arm_late(j, now, wall_ms, wall_ms);
+                self.arm_late_fresh(j, now, wall_ms);
             }
         }
         let job = &self.jobs[j];
@@ -875,6 +988,8 @@ impl Registry {
     ) -> Reconfigured {
         self.max_unknown = max_unknown;
         self.max_skew = max_skew;
+        self.wall_timers = jobs.iter().any(JobConfig::follows_wall_clock)
+            || self.jobs.iter().any(|job| job.silence.is_some());
         let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
             .into_iter()
             .map(Some)
@@ -915,7 +1030,8 @@ impl Registry {
                     summary.added += 1;
                     let name: Arc<str> = Arc::from(cfg.name.as_str());
                     self.index.insert(Arc::clone(&name), j);
-                    self.jobs.push(JobState::new(name, share(&mut shared, cfg)));
+                    self.jobs
+                        .push(JobState::new(name, share(&mut shared, cfg), wall_ms));
                     rearm.push((j, None));
                     self.touch(j);
                 }
@@ -954,7 +1070,7 @@ impl Registry {
                 Some(keep_expected) => self.rearm(j, keep_expected, now, wall_ms),
                 None => {
                     self.arm_down(j, now, wall_ms);
-                    self.arm_late(j, now, wall_ms, wall_ms);
+                    self.arm_late_fresh(j, now, wall_ms);
                 }
             }
         }
@@ -966,9 +1082,17 @@ impl Registry {
         self.deadlines.next()
     }
 
+    /// Arms `down` one full period from now.
     fn arm_down(&mut self, j: usize, now: Instant, wall_ms: u64) {
+        self.arm_down_from(j, wall_ms, now, wall_ms);
+    }
+
+    /// Arms `down` as due one period after wall time `from_ms` (the last
+    /// message, or when watching began).
+    fn arm_down_from(&mut self, j: usize, from_ms: u64, now: Instant, wall_ms: u64) {
         let cfg = &self.jobs[j].cfg;
-        let at = cfg.schedule.down_at_ms(wall_ms, cfg.grace);
+        let at = cfg.schedule.down_at_ms(from_ms, cfg.grace);
+        self.jobs[j].down_from_ms = from_ms;
         self.set_down(j, at_wall(now, wall_ms, at));
     }
 
@@ -983,25 +1107,92 @@ impl Registry {
         self.deadlines.insert_untracked(Key::Down(j), at);
     }
 
-    /// Arms the `late` timer for the first scheduled start after `from_ms`.
+    /// Arms the `late` timer for the first scheduled start after a start
+    /// (heard, or awaited) at `from_ms`.
     fn arm_late(&mut self, j: usize, now: Instant, wall_ms: u64, from_ms: u64) {
         let cfg = &self.jobs[j].cfg;
         let Some(within) = cfg.start_within else {
             return;
         };
-        let within_ms = millis(within);
         // A start up to `start_within` early counts for the coming slot.
         let expected = match &cfg.schedule {
             Schedule::Every(every) => Some(from_ms.saturating_add(millis(*every))),
-            Schedule::Cron { .. } => cfg.schedule.next_fire_ms(from_ms.saturating_add(within_ms)),
+            Schedule::Cron { .. } => cfg
+                .schedule
+                .next_fire_ms(from_ms.saturating_add(millis(within))),
         };
+        self.expect_start(j, expected, now, wall_ms);
+    }
+
+    /// Arms the `late` timer with no start to go by (at start-up without
+    /// saved state, for a new job, or after its schedule changed): the next
+    /// slot still to come, unless the last start heard already counted for it.
+    /// (Searching from `now + start_within`, as after a start, skipped a
+    /// slot due within `start_within` of a restart or reload.)
+    fn arm_late_fresh(&mut self, j: usize, now: Instant, wall_ms: u64) {
+        let job = &self.jobs[j];
+        let Some(within) = job.cfg.start_within else {
+            return;
+        };
+        let expected = match &job.cfg.schedule {
+            Schedule::Every(every) => Some(wall_ms.saturating_add(millis(*every))),
+            Schedule::Cron { .. } => {
+                let started = job.last.as_ref().map_or(0, |l| l.start_ms);
+                let from = match started {
+                    0 => wall_ms,
+                    s => wall_ms.max(s.saturating_add(millis(within))),
+                };
+                job.cfg.schedule.next_fire_ms(from)
+            }
+        };
+        self.expect_start(j, expected, now, wall_ms);
+    }
+
+    /// Awaits a start for the slot at `expected` (unix ms): `late` falls
+    /// due `start_within` after it.
+    fn expect_start(&mut self, j: usize, expected: Option<u64>, now: Instant, wall_ms: u64) {
+        let within = self.jobs[j].cfg.start_within.map_or(0, millis);
         self.jobs[j].expected_start_ms = expected;
         match expected {
             Some(t) => self.deadlines.set(
                 Key::Late(j),
-                at_wall(now, wall_ms, t.saturating_add(within_ms)),
+                at_wall(now, wall_ms, t.saturating_add(within)),
             ),
             None => self.deadlines.clear(&Key::Late(j)),
+        }
+    }
+
+    /// Whether some deadline follows the wall clock (a cron schedule, a
+    /// scheduled start, a silence's end): the checker then looks at the
+    /// clocks often enough to see a step (see [`Registry::on_clock_step`]).
+    pub fn follows_wall_clock(&self) -> bool {
+        self.wall_timers
+    }
+
+    /// The wall clock moved against the monotonic one (an NTP step, a
+    /// clock set by hand, a VM resumed): every deadline that is a wall
+    /// time (a cron slot, a scheduled start, a silence's end) is derived
+    /// again from the wall times it came from, so it falls due by the wall
+    /// clock as it now reads. Deadlines that are durations (`every` +
+    /// `grace`, `max_runtime`, `stall_after`, `repeat`) stay as they are.
+    pub fn on_clock_step(&mut self, now: Instant, wall_ms: u64) {
+        for j in 0..self.jobs.len() {
+            let job = &self.jobs[j];
+            if matches!(job.cfg.schedule, Schedule::Cron { .. }) && job.down_at.is_some() {
+                let from = job.down_from_ms;
+                self.arm_down_from(j, from, now, wall_ms);
+            }
+            let job = &self.jobs[j];
+            if let (Some(expected), Some(within)) = (job.expected_start_ms, job.cfg.start_within) {
+                if self.deadlines.get(&Key::Late(j)).is_some() {
+                    let at = expected.saturating_add(millis(within));
+                    self.deadlines.set(Key::Late(j), at_wall(now, wall_ms, at));
+                }
+            }
+            if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
+                self.deadlines
+                    .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+            }
         }
     }
 
@@ -1103,6 +1294,7 @@ impl Registry {
             kind: msg.kind,
             pid: msg.pid,
             seq: msg.seq,
+            ts_ms: msg.ts_ms,
             host,
             up_since_ms,
             start_ms,
@@ -1111,13 +1303,16 @@ impl Registry {
         let run_id = msg.run_id.unwrap_or(0);
         let good = matches!(msg.kind, Kind::Success | Kind::Heartbeat);
         if good {
-            job.good_streak = job.good_streak.saturating_add(1);
+            job.alive_streak = job.alive_streak.saturating_add(1);
             job.bad_streak = 0;
+        }
+        if msg.kind == Kind::Success {
+            job.success_streak = job.success_streak.saturating_add(1);
         }
         // Any message ends a down incident (after recover_after_successes
         // good messages, if that is more than one).
         let down_recovers = self.jobs[j].cfg.recover_after_successes <= 1
-            || (good && self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes);
+            || (good && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes);
         if down_recovers {
             let kind = msg.kind;
             self.close(
@@ -1135,7 +1330,7 @@ impl Registry {
         }
         match msg.kind {
             Kind::Start => {
-                self.start_run(j, run_id, &msg.host, now, wall_ms, &mut out);
+                self.start_run(j, run_id, msg, now, wall_ms, &mut out);
                 self.close(
                     j,
                     Slot::Late,
@@ -1160,7 +1355,8 @@ impl Registry {
                             human(ran),
                             human(min)
                         );
-                        let id = incident_id(&msg.job, Event::TooFast, &format!("run:{run_id}"));
+                        let basis = format!("run:{run_id}/{}", msg_basis(msg));
+                        let id = incident_id(&msg.job, Event::TooFast, &basis);
                         self.open(
                             j,
                             Slot::TooFast,
@@ -1183,7 +1379,7 @@ impl Registry {
                         );
                     }
                 }
-                if self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes {
+                if self.jobs[j].success_streak >= self.jobs[j].cfg.recover_after_successes {
                     self.close(
                         j,
                         Slot::Failed,
@@ -1198,11 +1394,14 @@ impl Registry {
                 self.end_run(j, run_id, "run ended with fail", now, wall_ms, &mut out);
                 let job = &mut self.jobs[j];
                 job.bad_streak = job.bad_streak.saturating_add(1);
-                job.good_streak = 0;
+                job.success_streak = 0;
+                job.alive_streak = 0;
                 if job.bad_streak >= job.cfg.alert_after_failures {
+                    // The failing message itself names the incident: every
+                    // watcher heard the same one, and no other message is it.
                     let basis = match msg.run_id {
-                        Some(run_id) => format!("run:{run_id}"),
-                        None => format!("msg:{}/{}/{}", msg.host, msg.pid, msg.seq),
+                        Some(run_id) => format!("run:{run_id}/{}", msg_basis(msg)),
+                        None => format!("msg:{}", msg_basis(msg)),
                     };
                     let id = incident_id(&msg.job, Event::Failed, &basis);
                     self.open(
@@ -1227,7 +1426,8 @@ impl Registry {
                 // A heartbeat shows a process alive, not that a failed run
                 // was redone; it ends only a failure reported outside a run.
                 let runless = self.failed_run(j).is_none();
-                if runless && self.jobs[j].good_streak >= self.jobs[j].cfg.recover_after_successes {
+                if runless && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes
+                {
                     self.close(
                         j,
                         Slot::Failed,
@@ -1358,7 +1558,7 @@ impl Registry {
         &mut self,
         j: usize,
         run_id: u64,
-        host: &str,
+        msg: &Message,
         now: Instant,
         wall_ms: u64,
         out: &mut Vec<Notification>,
@@ -1379,7 +1579,9 @@ impl Registry {
             run_id,
             RunState {
                 started: now,
-                host: host.to_owned(),
+                host: msg.host.clone(),
+                basis: msg_basis(msg),
+                stalls: 0,
             },
         );
         if let Some(max) = self.jobs[j].cfg.max_runtime {
@@ -1492,7 +1694,8 @@ impl Registry {
         }
         let job = &mut self.jobs[j];
         job.bad_streak = job.bad_streak.saturating_add(1);
-        job.good_streak = 0;
+        job.success_streak = 0;
+        job.alive_streak = 0;
         if job.bad_streak < job.cfg.alert_after_failures {
             // Damped: count the miss, and watch the next period.
             let text = format!(
@@ -1504,10 +1707,12 @@ impl Registry {
             return;
         }
         let job = &self.jobs[j];
+        // Never heard: the occurrence is this watch of the job (a job
+        // removed and added back, or a new watcher, is a new one).
         let basis = job
             .last
             .as_ref()
-            .map_or_else(|| "never".to_owned(), Seen::basis);
+            .map_or_else(|| format!("never:{}", job.watching_since_ms), Seen::basis);
         let id = incident_id(&job.name, Event::Down, &basis);
         let since = job.last.as_ref().map_or(self.started, |s| s.at);
         let quiet = now.saturating_duration_since(since);
@@ -1552,16 +1757,25 @@ impl Registry {
         out: &mut Vec<Notification>,
     ) {
         let Some(run_id) = slot.run() else { return };
-        let Some(run) = self.jobs[j].runs.get(&run_id) else {
-            return;
-        };
         if self.jobs[j].open.contains_key(&slot) {
             return;
         }
+        let Some(run) = self.jobs[j].runs.get_mut(&run_id) else {
+            return;
+        };
+        // The run, named by its id and its start message, and for a stall
+        // which stall of the run it is.
+        let basis = match slot {
+            Slot::Stalled(_) => {
+                run.stalls = run.stalls.saturating_add(1);
+                format!("run:{run_id}/{}/stall:{}", run.basis, run.stalls)
+            }
+            _ => format!("run:{run_id}/{}", run.basis),
+        };
         let running = now.saturating_duration_since(run.started);
         let host = run.host.clone();
         let name = self.jobs[j].name.to_string();
-        let id = incident_id(&name, slot.event(), &format!("run:{run_id}"));
+        let id = incident_id(&name, slot.event(), &basis);
         let mut note = self.note(j, slot.event(), &id, wall_ms);
         note.run_id = Some(run_id);
         note.host = Some(Arc::from(host));
@@ -1624,6 +1838,7 @@ impl Registry {
             until_ms,
             reason: reason.to_owned(),
         }));
+        self.wall_timers |= until_ms.is_some();
         match until_ms {
             Some(until) => self
                 .deadlines
@@ -1908,7 +2123,11 @@ mod tests {
         let down = r.on_deadlines(t0 + 15 * S, 0);
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].last_seen_ms, None);
-        assert_eq!(*down[0].incident, *incident_id("etl", Event::Down, "never"));
+        assert_eq!(
+            *down[0].incident,
+            *incident_id("etl", Event::Down, "never:0"),
+            "named by when watching began"
+        );
     }
 
     #[test]
@@ -2188,6 +2407,7 @@ mod timer_tests {
             start_ms,
             pid: 1,
             seq: 9,
+            ts_ms: wall_ms,
             kind,
             host: Arc::from("h"),
         }
@@ -2224,7 +2444,10 @@ mod timer_tests {
         let down = r.on_deadlines(t0 + S * 27, 27_000);
         assert_eq!(events(&down), [(Event::Down, None, 0)]);
         // Its basis is the peer's last message: every watcher names it alike.
-        assert_eq!(*down[0].incident, *incident_id("etl", Event::Down, "h/1/9"));
+        assert_eq!(
+            *down[0].incident,
+            *incident_id("etl", Event::Down, "h/1/9/12000")
+        );
         // The peer has heard it without a break since 0 s: a false alarm.
         let back = r.on_peer_seen(
             "b",
