@@ -88,6 +88,9 @@ pub async fn run(
     // once) instead of queueing without bound.
     let mut saving: Option<oneshot::Receiver<()>> = None;
     let mut clock = ClockWatch::new(Instant::now(), wall_ms());
+    // Fault injection for the tests: a message for this job makes the
+    // checker panic, as a bug would (tests/trust.rs checks the process exits).
+    let panic_on_job = std::env::var("QCIC_TEST_PANIC_ON_JOB").ok();
     'serve: loop {
         let (now, wall) = (Instant::now(), wall_ms());
         if clock.stepped(now, wall) {
@@ -113,6 +116,9 @@ pub async fn run(
                     let (now, wall) = (Instant::now(), wall_ms());
                     let mut notes = Vec::new();
                     for inbound in batch {
+                        if panic_on_job.as_deref() == Some(inbound.message.job.as_str()) {
+                            panic!("QCIC_TEST_PANIC_ON_JOB: a message for {}", inbound.message.job);
+                        }
                         notes.extend(registry.on_message_from(
                             &inbound.message,
                             inbound.sender_key.as_deref(),

@@ -478,10 +478,26 @@ enum RawNotify {
     Command(CommandConfig),
 }
 
+/// The longest duration the watcher takes anywhere (a period, a timer, a
+/// silence): 100 years. Longer ones are refused with a clear error: a time
+/// that far ahead is a typo, and past the year 9999 no date can name it.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A duration as people write it (`90s`, `1h 30m`, `2d`), at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text)
+        .map_err(|err| format!("invalid duration {text:?}: {err}"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is longer than the longest allowed, 100 years"
+        ));
+    }
+    Ok(d)
+}
+
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
-    humantime::parse_duration(&text)
-        .map_err(|err| serde::de::Error::custom(format!("invalid duration {text:?}: {err}")))
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {

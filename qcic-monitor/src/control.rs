@@ -39,6 +39,10 @@ async fn silence_command(req: Request, queries: &mpsc::Sender<Query>) -> serde_j
         return serde_json::json!({"error": "a job is required"});
     };
     let (reply, rx) = oneshot::channel();
+    let max_ms = u64::try_from(crate::config::MAX_DURATION.as_millis()).unwrap_or(u64::MAX);
+    if req.for_ms.is_some_and(|d| d > max_ms) {
+        return serde_json::json!({"error": "a silence may last at most 100 years"});
+    }
     let query = if req.command == "silence_add" {
         Query::Silence {
             job,
@@ -165,56 +169,32 @@ pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats)
     }
 }
 
-/// Serves the socket until the task is dropped.
+/// How long a client has to send its request line.
+const REQUEST_WITHIN: Duration = Duration::from_secs(5);
+
+/// Serves the socket until the task is dropped: at most `limits.connections`
+/// clients at once, each cut off after `limits.per_connection` (and after
+/// [`REQUEST_WITHIN`] if it has not sent its request by then).
 pub async fn serve(
     listener: UnixListener,
     watcher: String,
     queries: mpsc::Sender<Query>,
     stats: Arc<Stats>,
+    limits: crate::accept::Limits,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let handle = move |stream: tokio::net::UnixStream| {
         let (watcher, queries, stats) = (watcher.clone(), queries.clone(), Arc::clone(&stats));
-        tokio::spawn(async move {
+        async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             // One bounded line: a client cannot make the monitor buffer much.
             let mut reader = tokio::io::BufReader::new(read).take(4096);
-            if reader.read_line(&mut line).await.is_err() {
-                return;
+            match tokio::time::timeout(REQUEST_WITHIN, reader.read_line(&mut line)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
-            let reply = match serde_json::from_str::<Request>(&line) {
-                Ok(req) if req.command == "status" => {
-                    serde_json::to_string(&status(&watcher, &queries, &stats).await)
-                }
-                Ok(req) if req.command == "silence_add" || req.command == "silence_remove" => {
-                    Ok(silence_command(req, &queries).await.to_string())
-                }
-                // A liveness probe through the checker's own loop, cheap
-                // whatever the number of jobs (status is not).
-                Ok(req) if req.command == "ping" => {
-                    let (tx, rx) = oneshot::channel();
-                    let alive = queries.send(Query::Ping(tx)).await.is_ok() && rx.await.is_ok();
-                    Ok(serde_json::json!({"watcher": watcher, "alive": alive}).to_string())
-                }
-                Ok(req) if req.command == "silence_list" => {
-                    let list: Vec<serde_json::Value> = jobs(&queries)
-                        .await
-                        .into_iter()
-                        .filter_map(|j| {
-                            Some(serde_json::json!({"job": j.name, "silence": j.silence?}))
-                        })
-                        .collect();
-                    Ok(serde_json::json!({"silences": list}).to_string())
-                }
-                Ok(req) => Ok(
-                    serde_json::json!({"error": format!("unknown command {:?}", req.command)})
-                        .to_string(),
-                ),
-                Err(e) => Ok(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
-            };
+            let reply = answer(&line, &watcher, &queries, &stats).await;
             match reply {
                 Ok(text) => {
                     let _ = write.write_all(text.as_bytes()).await;
@@ -222,7 +202,44 @@ pub async fn serve(
                 }
                 Err(e) => warn!(cause = %e, "cannot encode the control reply"),
             }
-        });
+        }
+    };
+    crate::accept::serve("control socket", limits, accept, handle).await;
+}
+
+/// The reply to one request line.
+async fn answer(
+    line: &str,
+    watcher: &str,
+    queries: &mpsc::Sender<Query>,
+    stats: &Stats,
+) -> Result<String, serde_json::Error> {
+    match serde_json::from_str::<Request>(line) {
+        Ok(req) if req.command == "status" => {
+            serde_json::to_string(&status(watcher, queries, stats).await)
+        }
+        Ok(req) if req.command == "silence_add" || req.command == "silence_remove" => {
+            Ok(silence_command(req, queries).await.to_string())
+        }
+        // A liveness probe through the checker's own loop, cheap
+        // whatever the number of jobs (status is not).
+        Ok(req) if req.command == "ping" => {
+            let (tx, rx) = oneshot::channel();
+            let alive = queries.send(Query::Ping(tx)).await.is_ok() && rx.await.is_ok();
+            Ok(serde_json::json!({"watcher": watcher, "alive": alive}).to_string())
+        }
+        Ok(req) if req.command == "silence_list" => {
+            let list: Vec<serde_json::Value> = jobs(queries)
+                .await
+                .into_iter()
+                .filter_map(|j| Some(serde_json::json!({"job": j.name, "silence": j.silence?})))
+                .collect();
+            Ok(serde_json::json!({"silences": list}).to_string())
+        }
+        Ok(req) => Ok(
+            serde_json::json!({"error": format!("unknown command {:?}", req.command)}).to_string(),
+        ),
+        Err(e) => Ok(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
     }
 }
 

@@ -29,6 +29,15 @@ pub enum MonitorError {
         /// What is wrong.
         reason: String,
     },
+    /// A task the watcher cannot work without ended while it ran (its
+    /// input closed): it would go on answering while alarming no more.
+    #[error(
+        "the {task} stopped while the watcher was running; exiting so that a supervisor restarts it"
+    )]
+    TaskEnded {
+        /// Which.
+        task: &'static str,
+    },
     /// The control socket could not be set up.
     #[error("control socket {}: {reason}", path.display())]
     Control {

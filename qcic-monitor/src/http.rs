@@ -31,6 +31,32 @@ pub struct AppState {
     pub log: Arc<Mutex<NotificationLog>>,
 }
 
+/// How long a client has to send a request's headers.
+const HEADERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `app` on `listener` until the task is dropped: at most
+/// `limits.connections` clients at once, each cut off after
+/// `limits.per_connection`, and one that does not send its headers within
+/// [`HEADERS_WITHIN`] sooner (axum's own `serve` bounds neither).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: crate::accept::Limits) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let handle = move |stream: tokio::net::TcpStream| {
+        let service = TowerToHyperService::new(app.clone());
+        async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADERS_WITHIN)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(err) = connection.await {
+                tracing::debug!(cause = %err, "HTTP connection ended with an error");
+            }
+        }
+    };
+    crate::accept::serve("http", limits, accept, handle).await;
+}
+
 /// The routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -276,15 +302,7 @@ fn esc(text: &str) -> String {
 }
 
 fn time(ms: Option<u64>) -> String {
-    ms.map_or_else(
-        || "never".to_owned(),
-        |ms| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-            )
-            .to_string()
-        },
-    )
+    ms.map_or_else(|| "never".to_owned(), crate::notification::rfc3339)
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\

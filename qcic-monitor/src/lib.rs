@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+pub mod accept;
 pub mod checker;
 pub mod config;
 pub mod control;
@@ -60,6 +61,37 @@ use crate::receive::{ReceiveConfig, Receiver};
 use crate::registry::Registry;
 use crate::stats::Stats;
 
+/// The exit status after a panic (EX_SOFTWARE, "internal software error").
+pub const EXIT_PANIC: i32 = 70;
+
+/// Makes a panic anywhere in the watcher end the process with status
+/// [`EXIT_PANIC`], after the usual panic message.
+///
+/// A task that panics inside tokio is only reported to whoever awaits it:
+/// the checker once panicked on an out-of-range date and the process went
+/// on, answering HTTP and `status`, with no job ever alarming again, where
+/// no supervisor could see it. A watcher that dies is restarted by systemd
+/// (`Restart=always`) with nothing lost: every notification is committed to
+/// the state database before any channel sees it, and job state is saved.
+pub fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "a part of the watcher panicked; exiting (status {EXIT_PANIC}) so that its supervisor restarts it");
+        // _exit, not exit: no atexit handlers or C++ destructors run while
+        // other threads still use libzmq and SQLite (a crash-stop, like
+        // kill -9, which the state database is built to survive).
+        #[expect(
+            unsafe_code,
+            reason = "_exit has no preconditions; std has no safe immediate exit"
+        )]
+        // SAFETY: _exit only ends the process.
+        unsafe {
+            libc::_exit(EXIT_PANIC)
+        }
+    }));
+}
+
 /// How long shutdown waits for channels to deliver what they still hold.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -71,6 +103,7 @@ pub async fn run(
     demo: bool,
 ) -> Result<(), MonitorError> {
     let stats = Arc::new(Stats::default());
+    let nofile = accept::raise_nofile();
     let ctx = zmq::Context::new();
     let (store, loaded, store_thread) = match &config.monitor.state {
         Some(path) => {
@@ -257,6 +290,7 @@ pub async fn run(
         config.monitor.id.clone(),
         query_tx.clone(),
         Arc::clone(&stats),
+        accept::Limits::control(nofile),
     ));
     let http_task = http_listener.map(|listener| {
         let app = http::router(http::AppState {
@@ -265,11 +299,7 @@ pub async fn run(
             stats: Arc::clone(&stats),
             log: Arc::clone(&log),
         });
-        tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::error!(cause = %err, "the HTTP endpoint stopped");
-            }
-        })
+        tokio::spawn(http::serve(listener, app, accept::Limits::http(nofile)))
     });
     let reload_task = hup.map(|hup| {
         let reloader = reload::Reloader::new(
@@ -288,7 +318,19 @@ pub async fn run(
         }
     }
 
-    shutdown.await;
+    // The checker and the dispatcher run until shutdown; one that ends
+    // before it (a panic ends the process first: see exit_on_panic) leaves
+    // a watcher that looks alive and alarms no more.
+    let (mut checker, mut dispatcher) = (checker, dispatcher);
+    let ended = tokio::select! {
+        () = shutdown => None,
+        _ = &mut checker => Some("deadline checker"),
+        _ = &mut dispatcher => Some("notification dispatcher"),
+    };
+    if let Some(task) = ended {
+        tracing::error!(task, "a task the watcher needs stopped; exiting");
+        return Err(MonitorError::TaskEnded { task });
+    }
     info!("shutting down");
     control_task.abort();
     if let Some(task) = reload_task {

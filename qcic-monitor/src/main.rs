@@ -37,7 +37,7 @@ enum SilenceOp {
         #[arg(long)]
         job: String,
         /// How long, e.g. 2h.
-        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        #[arg(long = "for", value_parser = qcic_monitor::config::parse_duration)]
         duration: std::time::Duration,
         /// Why (shown in status).
         #[arg(long, default_value = "")]
@@ -240,6 +240,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    qcic_monitor::exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -84,6 +84,19 @@ impl fmt::Display for Event {
     }
 }
 
+/// The last second an RFC 3339 date can name (9999-12-31T23:59:59Z), unix ms.
+const LAST_RFC3339_MS: u64 = 253_402_300_799_000;
+
+/// `ms` (unix) as an RFC 3339 date, to the second. Never panics: a time
+/// past the year 9999 (which humantime cannot format) reads "after 9999".
+pub fn rfc3339(ms: u64) -> String {
+    if ms > LAST_RFC3339_MS {
+        return "after 9999-12-31T23:59:59Z".to_owned();
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 /// A stable incident id: the same for every watcher that sees the same
 /// trouble, because it is derived only from what the trouble is (job, event,
 /// and the message or run it is about), never from the watcher or its clock.
@@ -206,6 +219,17 @@ impl Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_past_the_year_9999_are_written_not_panicked_on() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(LAST_RFC3339_MS), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339(LAST_RFC3339_MS + 1000),
+            "after 9999-12-31T23:59:59Z"
+        );
+        assert_eq!(rfc3339(u64::MAX), "after 9999-12-31T23:59:59Z");
+    }
 
     #[test]
     fn every_event_is_found_by_its_name() {

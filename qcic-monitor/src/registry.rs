@@ -1735,9 +1735,7 @@ impl Registry {
             let name = self.jobs[j].name.to_string();
             let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
             let mut note = self.note(j, Event::Late, &id, wall_ms);
-            let due = humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_millis(expected),
-            );
+            let due = crate::notification::rfc3339(expected);
             note.text = Some(format!(
                 "no start within {} of the scheduled {due}",
                 human(self.jobs[j].cfg.start_within.unwrap_or_default())
@@ -1848,9 +1846,7 @@ impl Registry {
         let what = match until_ms {
             Some(until) => format!(
                 "silenced until {}: {reason}",
-                humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + Duration::from_millis(until)
-                )
+                crate::notification::rfc3339(until)
             ),
             None => format!("paused: {reason}"),
         };
