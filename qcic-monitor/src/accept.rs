@@ -5,15 +5,19 @@
 //! connections used up the process's descriptors, so libzmq could no longer
 //! accept senders (and jobs that were alive went `down`); without a pause,
 //! the accept error that follows (EMFILE) was retried in a busy loop that
-//! took a whole core. At the cap the loop stops accepting: new clients wait
-//! in the kernel's backlog until a connection ends or times out.
+//! took a whole core. At the cap, the oldest connection that has not sent
+//! its request yet makes room for the new one.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 /// The longest pause after repeated accept errors.
@@ -68,39 +72,34 @@ pub fn raise_nofile() -> u64 {
     soft
 }
 
-/// Accepts connections one at a time, at most `limits.connections` open,
-/// and runs `handle` on each, cut off after `limits.per_connection`.
+/// Whether a connection's client has sent its request: until then it is
+/// idle, and the first to go when the cap is reached.
+pub type Asked = Arc<AtomicBool>;
+
+/// A connection being served.
+struct Open {
+    task: AbortHandle,
+    asked: Asked,
+}
+
+/// Accepts connections and runs `handle` on each, at most
+/// `limits.connections` at once, each cut off after `limits.per_connection`.
+///
+/// At the cap, the oldest connection whose client has not yet sent its
+/// request is closed to make room (idle clients cannot lock out `status`);
+/// when every one is at work, the next waits for one to end.
 pub async fn serve<S, A, AF, H, HF>(what: &'static str, limits: Limits, mut accept: A, handle: H)
 where
     A: FnMut() -> AF,
     AF: Future<Output = io::Result<S>>,
-    H: Fn(S) -> HF,
+    H: Fn(S, Asked) -> HF,
     HF: Future<Output = ()> + Send + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.connections));
+    let mut open: VecDeque<Open> = VecDeque::with_capacity(limits.connections);
     let mut backoff = Duration::ZERO;
-    let mut at_cap_logged = false;
+    let mut evicted: u64 = 0;
     loop {
-        let permit: OwnedSemaphorePermit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => {
-                at_cap_logged = false;
-                permit
-            }
-            Err(_) => {
-                if !at_cap_logged {
-                    warn!(
-                        server = what,
-                        connections = limits.connections,
-                        "connection cap reached; new clients wait until one ends (or times out)"
-                    );
-                    at_cap_logged = true;
-                }
-                match Arc::clone(&slots).acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                }
-            }
-        };
         let stream = match accept().await {
             Ok(stream) => {
                 backoff = Duration::ZERO;
@@ -109,18 +108,48 @@ where
             Err(err) => {
                 // EMFILE and friends do not clear by retrying at once.
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_BACKOFF);
-                warn!(server = what, cause = %err, pause_ms = backoff.as_millis() as u64, "cannot accept a connection; pausing");
+                warn!(server = what, cause = %err, pause_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX), "cannot accept a connection; pausing");
                 tokio::time::sleep(backoff).await;
                 continue;
             }
         };
-        let work = handle(stream);
+        let permit: OwnedSemaphorePermit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                open.retain(|c| !c.task.is_finished());
+                if let Some(i) = open.iter().position(|c| !c.asked.load(Ordering::Relaxed)) {
+                    if let Some(idle) = open.remove(i) {
+                        idle.task.abort();
+                    }
+                    evicted += 1;
+                    if evicted.is_power_of_two() {
+                        warn!(
+                            server = what,
+                            connections = limits.connections,
+                            evicted,
+                            "connection cap reached; idle connections are closed to make room"
+                        );
+                    }
+                }
+                match Arc::clone(&slots).acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                }
+            }
+        };
+        let asked = Asked::default();
+        let work = handle(stream, Arc::clone(&asked));
         let limit = limits.per_connection;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _permit = permit;
             if tokio::time::timeout(limit, work).await.is_err() {
                 tracing::debug!(server = what, "connection cut off at its time limit");
             }
+        });
+        open.retain(|c| !c.task.is_finished());
+        open.push_back(Open {
+            task: task.abort_handle(),
+            asked,
         });
     }
 }
@@ -139,11 +168,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn at_the_cap_it_stops_accepting_and_an_error_pauses_it() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let accepted = Arc::new(AtomicUsize::new(0));
+    async fn at_the_cap_idle_clients_make_room_and_an_error_pauses_the_loop() {
+        use std::sync::atomic::AtomicUsize;
         let calls = Arc::new(AtomicUsize::new(0));
-        let (a, c) = (Arc::clone(&accepted), Arc::clone(&calls));
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, done) = (Arc::clone(&calls), Arc::clone(&served));
         let limits = Limits {
             connections: 3,
             per_connection: Duration::from_secs(30),
@@ -154,26 +183,42 @@ mod tests {
             move || {
                 let n = c.fetch_add(1, Ordering::SeqCst);
                 async move {
-                    if n % 2 == 0 {
-                        Err(io::Error::other("EMFILE"))
-                    } else {
-                        Ok(n)
+                    match n {
+                        // An accept error, then six clients: 1-4 idle, 5 and 6 ask.
+                        0 => Err(io::Error::other("EMFILE")),
+                        1..=6 => Ok(n),
+                        _ => std::future::pending().await,
                     }
                 }
             },
-            move |_n: usize| {
-                a.fetch_add(1, Ordering::SeqCst);
-                // An idle client: holds its slot until cut off.
-                std::future::pending::<()>()
+            move |n: usize, asked: Asked| {
+                let done = Arc::clone(&done);
+                async move {
+                    if n >= 5 {
+                        asked.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        done.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(n);
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                }
             },
         ));
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(accepted.load(Ordering::SeqCst), 3, "the cap");
-        // Three errors, each followed by a pause: not a busy loop.
-        assert_eq!(calls.load(Ordering::SeqCst), 6);
-        // The idle ones are cut off at 30 s; three more are taken.
-        tokio::time::sleep(Duration::from_secs(25)).await;
-        assert_eq!(accepted.load(Ordering::SeqCst), 6);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            8,
+            "one pause after the error, then every client"
+        );
+        assert_eq!(
+            *served
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            [5, 6],
+            "idle clients 1 to 3 made room for the ones that asked"
+        );
         server.abort();
     }
 }

@@ -183,7 +183,7 @@ pub async fn serve(
     limits: crate::accept::Limits,
 ) {
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    let handle = move |stream: tokio::net::UnixStream| {
+    let handle = move |stream: tokio::net::UnixStream, asked: crate::accept::Asked| {
         let (watcher, queries, stats) = (watcher.clone(), queries.clone(), Arc::clone(&stats));
         async move {
             let (read, mut write) = stream.into_split();
@@ -191,7 +191,7 @@ pub async fn serve(
             // One bounded line: a client cannot make the monitor buffer much.
             let mut reader = tokio::io::BufReader::new(read).take(4096);
             match tokio::time::timeout(REQUEST_WITHIN, reader.read_line(&mut line)).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => asked.store(true, std::sync::atomic::Ordering::Relaxed),
                 Ok(Err(_)) | Err(_) => return,
             }
             let reply = answer(&line, &watcher, &queries, &stats).await;

@@ -40,14 +40,22 @@ const HEADERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// [`HEADERS_WITHIN`] sooner (axum's own `serve` bounds neither).
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: crate::accept::Limits) {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
-    let handle = move |stream: tokio::net::TcpStream| {
-        let service = TowerToHyperService::new(app.clone());
+    let handle = move |stream: tokio::net::TcpStream, asked: crate::accept::Asked| {
+        let app = app.clone();
+        // Marks the connection busy once its request is in (until then it
+        // is idle, and the first to go at the cap).
+        let service = hyper::service::service_fn(move |request| {
+            asked.store(true, std::sync::atomic::Ordering::Relaxed);
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
         async move {
+            // One request per connection: an idle kept-alive connection
+            // would hold a slot for nothing.
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADERS_WITHIN)
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(err) = connection.await {
                 tracing::debug!(cause = %err, "HTTP connection ended with an error");

@@ -103,6 +103,8 @@ impl From<KindArg> for Kind {
 const TAIL_LINES: usize = 5;
 /// Characters kept of each line.
 const TAIL_WIDTH: usize = 160;
+/// How long the command's output is still read after it exits.
+const DRAIN: Duration = Duration::from_millis(500);
 
 fn warn(text: &str) {
     eprintln!("qcic: {text}");
@@ -337,8 +339,23 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("lost the child"))),
     };
+    // The command has exited: the run is over. Its output is read on for a
+    // moment only, because a process it left running (a daemon, `sleep &`)
+    // holds the pipes open: waiting for them to close made qcic wait for
+    // that process too, and report the run late or never.
+    let drained = Instant::now() + DRAIN;
     for copier in copiers {
-        let _ = copier.join();
+        while !copier.is_finished() && Instant::now() < drained {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if copier.is_finished() {
+            let _ = copier.join();
+        } else {
+            warn(&format!(
+                "{job}: the command exited, but a process it started still holds its output open; no longer reading it"
+            ));
+            break;
+        }
     }
     let took = humantime::format_duration(Duration::from_millis(
         u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
