@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing qcic needs on a fresh Debian machine:
 #   - libzmq3-dev (Debian's libzmq, built with libsodium: it has CURVE; see
-#     .cargo/config.toml), pkg-config, gcc and chromium (the status page's
-#     browser test), through apt when missing;
+#     .cargo/config.toml), pkg-config, gcc, chromium (the status page's
+#     browser test), faketime (clock-step tests) and util-linux (unshare,
+#     prlimit), through apt when missing;
 #   - .venv/ with the Python packages the tests use (aiosmtpd: a real SMTP server).
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -12,6 +13,10 @@ need_apt=()
 dpkg -s libzmq3-dev >/dev/null 2>&1 || need_apt+=(libzmq3-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+# Wall-clock steps are tested under libfaketime; PID namespaces and small
+# descriptor limits with util-linux's unshare and prlimit.
+dpkg -s faketime >/dev/null 2>&1 || need_apt+=(faketime)
+command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 # The status page is tested in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then

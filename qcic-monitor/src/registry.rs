@@ -299,6 +299,8 @@ pub struct Reconfigured {
 #[derive(Debug)]
 struct RunState {
     started: Instant,
+    /// Its last message (`stall_after` counts from it).
+    active: Instant,
     host: String,
     /// The `start` message's [`message_basis`]: with the run id, what
     /// names the run's incidents (run ids come from senders and may repeat).
@@ -480,6 +482,8 @@ enum RunRecord {
     Full {
         run_id: u64,
         started_ms: u64,
+        #[serde(default)]
+        active_ms: Option<u64>,
         host: String,
         basis: String,
         stalls: u32,
@@ -801,6 +805,7 @@ impl Registry {
                         .map(|(id, r)| RunRecord::Full {
                             run_id: *id,
                             started_ms: wall_of(r.started),
+                            active_ms: Some(wall_of(r.active)),
                             host: r.host.clone(),
                             basis: r.basis.clone(),
                             stalls: r.stalls,
@@ -881,22 +886,25 @@ impl Registry {
                 job.expected_start_ms = record.expected_start_ms;
             }
             for run in record.runs {
-                let (run_id, started_ms, host, basis, stalls) = match run {
+                let (run_id, started_ms, active_ms, host, basis, stalls) = match run {
                     RunRecord::Full {
                         run_id,
                         started_ms,
+                        active_ms,
                         host,
                         basis,
                         stalls,
-                    } => (run_id, started_ms, host, basis, stalls),
+                    } => (run_id, started_ms, active_ms, host, basis, stalls),
                     RunRecord::First(run_id, started_ms, host) => {
-                        (run_id, started_ms, host, String::new(), 0)
+                        (run_id, started_ms, None, host, String::new(), 0)
                     }
                 };
                 job.runs.insert(
                     run_id,
                     RunState {
                         started: instant_of(started_ms),
+                        // Unknown (an older record): as if active now.
+                        active: active_ms.map_or(now, instant_of),
                         host,
                         basis,
                         stalls,
@@ -924,16 +932,19 @@ impl Registry {
     }
 
     /// Sets every timer of job `j` from its state, as after a restart:
-    /// `down` from its last message (one full period from now if never
+    /// `down` from its last message (from when watching began if never
     /// heard), each run's `max_runtime` from its start and `stall_after` from
-    /// now, silence ends, reminders one `repeat` from now. `late` keeps the
+    /// its last message, silence ends, reminders one `repeat` from now. `late` keeps the
     /// scheduled start it waited for if `keep_expected`, else watches the
     /// next one.
     fn rearm(&mut self, j: usize, keep_expected: bool, now: Instant, wall_ms: u64) {
         let job = &self.jobs[j];
         match job.last.as_ref().map(|s| s.wall_ms) {
             Some(last) => self.arm_down_from(j, last, now, wall_ms),
-            None => self.arm_down(j, now, wall_ms),
+            None => {
+                let since = job.watching_since_ms;
+                self.arm_down_from(j, since, now, wall_ms);
+            }
         }
         let job = &self.jobs[j];
         match (job.expected_start_ms, job.cfg.start_within) {
@@ -949,16 +960,21 @@ impl Registry {
         }
         let job = &self.jobs[j];
         let (max, stall, repeat) = (job.cfg.max_runtime, job.cfg.stall_after, job.cfg.repeat);
-        let runs: Vec<(u64, Instant)> = job.runs.iter().map(|(id, r)| (*id, r.started)).collect();
+        let runs: Vec<(u64, Instant, Instant)> = job
+            .runs
+            .iter()
+            .map(|(id, r)| (*id, r.started, r.active))
+            .collect();
         let slots: Vec<Slot> = job.open.keys().copied().collect();
         let until = job.silence.as_ref().and_then(|s| s.until_ms);
-        for (run_id, started) in runs {
+        for (run_id, started, active) in runs {
             if let Some(max) = max {
                 self.deadlines
                     .set(Key::Overrun(j, run_id), (started + max).max(now));
             }
             if let Some(stall) = stall {
-                self.deadlines.set(Key::Stall(j, run_id), now + stall);
+                self.deadlines
+                    .set(Key::Stall(j, run_id), (active + stall).max(now));
             }
         }
         if let Some(until) = until {
@@ -1579,6 +1595,7 @@ impl Registry {
             run_id,
             RunState {
                 started: now,
+                active: now,
                 host: msg.host.clone(),
                 basis: msg_basis(msg),
                 stalls: 0,
@@ -1601,6 +1618,9 @@ impl Registry {
         wall_ms: u64,
         out: &mut Vec<Notification>,
     ) {
+        if let Some(run) = self.jobs[j].runs.get_mut(&run_id) {
+            run.active = now;
+        }
         if let Some(stall) = self.jobs[j].cfg.stall_after {
             self.deadlines.set(Key::Stall(j, run_id), now + stall);
         }

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Monitor, Smtp, free_port, header, wait_until};
+use common::{Monitor, Smtp, free_port, header, notes, wait_until};
 use qcic_sdk::Client;
 
 #[test]
@@ -56,27 +56,8 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
     assert_eq!(smtp.emails().len(), 1);
 }
 
-fn notes(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn wait_note(path: &std::path::Path, event: &str, job: &str) -> serde_json::Value {
-    let mut found = None;
-    assert!(
-        wait_until(common::WAIT, || {
-            found = notes(path)
-                .into_iter()
-                .find(|n| n["event"] == event && n["job"] == job);
-            found.is_some()
-        }),
-        "no {event} for {job}: {:?}",
-        notes(path)
-    );
-    found.unwrap()
+    common::wait_notes(path, event, job, 1).remove(0)
 }
 
 /// Job state survives `kill -9`: a deadline that passed while the watcher

@@ -76,6 +76,17 @@ impl Monitor {
 
     /// Like `start`, with extra `[monitor]` keys and environment variables.
     pub fn start_with(id: &str, monitor_keys: &str, body: &str, env: &[(&str, &str)]) -> Monitor {
+        Monitor::start_wrapped(&[], id, monitor_keys, body, env)
+    }
+
+    /// Like `start_with`, run through `wrapper` (e.g. `["prlimit", "--nofile=256:256", "--"]`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        id: &str,
+        monitor_keys: &str,
+        body: &str,
+        env: &[(&str, &str)],
+    ) -> Monitor {
         let listen = format!("tcp://127.0.0.1:{}", free_port());
         let publish = format!("tcp://127.0.0.1:{}", free_port());
         let http = format!("127.0.0.1:{}", free_port());
@@ -97,7 +108,16 @@ impl Monitor {
         let path = dir.path().join("monitor.toml");
         fs::write(&path, config).unwrap();
         let log = fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        let bin = monitor_bin();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin);
+                command
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .arg("--config")
             .arg(&path)
             .env("QCIC_LOG", "info")
@@ -166,6 +186,19 @@ impl Monitor {
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// Waits up to `within` for the monitor to exit by itself; its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(within, || {
+            status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            status.is_some()
+        });
+        status
+    }
+
     fn exited(&mut self) -> bool {
         self.child
             .as_mut()
@@ -197,6 +230,79 @@ impl Drop for Monitor {
             let _ = child.wait();
         }
     }
+}
+
+/// A `[[notify]]` command channel that appends every notification to
+/// `path`, one JSON document a line (read back with [`notes`]).
+pub fn note_channel(path: &Path) -> String {
+    format!(
+        "\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+        path.display()
+    )
+}
+
+/// Every notification a [`note_channel`] wrote, oldest first.
+pub fn notes(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The notifications of `event` for `job` in `path`.
+pub fn notes_of(path: &Path, event: &str, job: &str) -> Vec<Value> {
+    notes(path)
+        .into_iter()
+        .filter(|n| n["event"] == event && n["job"] == job)
+        .collect()
+}
+
+/// Waits until `path` holds at least `count` notifications of `event`
+/// for `job`; returns them.
+pub fn wait_notes(path: &Path, event: &str, job: &str, count: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            found = notes_of(path, event, job);
+            found.len() >= count
+        }),
+        "expected {count} {event} for {job}, got {}: {:#?}",
+        found.len(),
+        notes(path)
+    );
+    found
+}
+
+/// The qcic-monitor binary: this build's, or `QCIC_TEST_MONITOR_BIN` (to
+/// run the tests against another build, e.g. to see a fixed defect fail
+/// on the build before the fix).
+pub fn monitor_bin() -> PathBuf {
+    std::env::var_os("QCIC_TEST_MONITOR_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_qcic-monitor").into(), PathBuf::from)
+}
+
+/// The `qcic` command (qcic-sdk's binary), built if it is not yet
+/// (`QCIC_TEST_QCIC_BIN` names another build).
+pub fn qcic_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("QCIC_TEST_QCIC_BIN") {
+        return bin.into();
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_qcic-monitor")).with_file_name("qcic");
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "qcic-sdk", "--bin", "qcic"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cannot run cargo to build qcic");
+        assert!(
+            status.success(),
+            "cargo build -p qcic-sdk --bin qcic failed"
+        );
+    });
+    bin
 }
 
 /// A counter from the monitor's "final counters" log line.
