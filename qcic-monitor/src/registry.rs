@@ -1395,7 +1395,14 @@ impl Registry {
                         );
                     }
                 }
-                if self.jobs[j].success_streak >= self.jobs[j].cfg.recover_after_successes {
+                // A failed run is redone only by successful runs; a failure
+                // outside a run ends after as many signs of life.
+                let job = &self.jobs[j];
+                let streak = match self.failed_run(j) {
+                    Some(_) => job.success_streak,
+                    None => job.alive_streak,
+                };
+                if streak >= job.cfg.recover_after_successes {
                     self.close(
                         j,
                         Slot::Failed,
@@ -1857,6 +1864,8 @@ impl Registry {
             reason: reason.to_owned(),
         }));
         self.wall_timers |= until_ms.is_some();
+        // Saved like any change: a pause must survive a restart.
+        self.touch(j);
         match until_ms {
             Some(until) => self
                 .deadlines
@@ -1899,6 +1908,7 @@ impl Registry {
         if self.jobs[j].silence.take().is_none() {
             return;
         }
+        self.touch(j);
         self.remember(j, wall_ms, Entry::Text("silence ended".into()));
         // Incidents still open were never notified: they are now.
         for open in self.jobs[j].open.values_mut() {
