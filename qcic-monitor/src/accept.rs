@@ -80,14 +80,21 @@ pub type Asked = Arc<AtomicBool>;
 struct Open {
     task: AbortHandle,
     asked: Asked,
+    since: tokio::time::Instant,
 }
+
+/// A connection this young is not closed to make room: its request may be
+/// in, not yet read (a flood of new connections must not evict the one
+/// real client among them). Short, since at the cap it also paces how fast
+/// the idle ones are cleared away.
+const YOUNG: Duration = Duration::from_millis(100);
 
 /// Accepts connections and runs `handle` on each, at most
 /// `limits.connections` at once, each cut off after `limits.per_connection`.
 ///
-/// At the cap, the oldest connection whose client has not yet sent its
-/// request is closed to make room (idle clients cannot lock out `status`);
-/// when every one is at work, the next waits for one to end.
+/// At the cap, the oldest connection whose client has not sent its request
+/// within [`YOUNG`] is closed to make room (idle clients cannot lock out
+/// `status`); when none is, the next waits for one to end.
 pub async fn serve<S, A, AF, H, HF>(what: &'static str, limits: Limits, mut accept: A, handle: H)
 where
     A: FnMut() -> AF,
@@ -113,28 +120,39 @@ where
                 continue;
             }
         };
-        let permit: OwnedSemaphorePermit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                open.retain(|c| !c.task.is_finished());
-                if let Some(i) = open.iter().position(|c| !c.asked.load(Ordering::Relaxed)) {
-                    if let Some(idle) = open.remove(i) {
-                        idle.task.abort();
-                    }
-                    evicted += 1;
-                    if evicted.is_power_of_two() {
-                        warn!(
-                            server = what,
-                            connections = limits.connections,
-                            evicted,
-                            "connection cap reached; idle connections are closed to make room"
-                        );
-                    }
+        let permit: OwnedSemaphorePermit = loop {
+            if let Ok(permit) = Arc::clone(&slots).try_acquire_owned() {
+                break permit;
+            }
+            open.retain(|c| !c.task.is_finished());
+            let now = tokio::time::Instant::now();
+            let unasked = |c: &&Open| !c.asked.load(Ordering::Relaxed);
+            if let Some(i) = open
+                .iter()
+                .position(|c| unasked(&c) && now >= c.since + YOUNG)
+            {
+                if let Some(idle) = open.remove(i) {
+                    idle.task.abort();
                 }
-                match Arc::clone(&slots).acquire_owned().await {
-                    Ok(permit) => permit,
+                evicted += 1;
+                if evicted.is_power_of_two() {
+                    warn!(
+                        server = what,
+                        connections = limits.connections,
+                        evicted,
+                        "connection cap reached; idle connections are closed to make room"
+                    );
+                }
+            }
+            // A slot frees when a connection ends (the one just closed, at
+            // once), or an idle one grows old enough to be closed.
+            let next_old = open.iter().filter(unasked).map(|c| c.since + YOUNG).min();
+            tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => break permit,
                     Err(_) => return,
-                }
+                },
+                () = tokio::time::sleep_until(next_old.unwrap_or(now)), if next_old.is_some_and(|t| t > now) => {}
             }
         };
         let asked = Asked::default();
@@ -150,6 +168,7 @@ where
         open.push_back(Open {
             task: task.abort_handle(),
             asked,
+            since: tokio::time::Instant::now(),
         });
     }
 }

@@ -174,7 +174,8 @@ const REQUEST_WITHIN: Duration = Duration::from_secs(5);
 
 /// Serves the socket until the task is dropped: at most `limits.connections`
 /// clients at once, each cut off after `limits.per_connection` (and after
-/// [`REQUEST_WITHIN`] if it has not sent its request by then).
+/// [`REQUEST_WITHIN`] if it has not sent its request, or not read its
+/// reply, by then).
 pub async fn serve(
     listener: UnixListener,
     watcher: String,
@@ -197,8 +198,13 @@ pub async fn serve(
             let reply = answer(&line, &watcher, &queries, &stats).await;
             match reply {
                 Ok(text) => {
-                    let _ = write.write_all(text.as_bytes()).await;
-                    let _ = write.write_all(b"\n").await;
+                    // A client that does not read its reply does not keep
+                    // its slot: it has REQUEST_WITHIN to take it.
+                    let _ = tokio::time::timeout(REQUEST_WITHIN, async {
+                        write.write_all(text.as_bytes()).await?;
+                        write.write_all(b"\n").await
+                    })
+                    .await;
                 }
                 Err(e) => warn!(cause = %e, "cannot encode the control reply"),
             }

@@ -71,6 +71,8 @@ pub struct JobView {
 /// Concurrent runs remembered per job. Older runs beyond it are forgotten, so
 /// a sender that starts runs and never ends them cannot grow memory.
 pub const MAX_RUNS_PER_JOB: usize = 64;
+/// Closed incident ids remembered per job (see `JobState::closed`).
+const CLOSED_KEPT: usize = 8;
 /// Events remembered per job for the status page.
 pub const HISTORY_LEN: usize = 10;
 /// Hosts whose clock state is remembered; past it, skew is still counted but
@@ -184,6 +186,11 @@ impl Seen {
 /// message reads the same one.
 fn message_basis(host: &str, pid: u32, seq: u64, ts_ms: u64) -> String {
     format!("{host}/{pid}/{seq}/{ts_ms}")
+}
+
+/// What an awaited start was derived from: the schedule and `start_within`.
+fn expected_for(cfg: &JobConfig) -> String {
+    format!("{} within {:?}", cfg.schedule, cfg.start_within)
 }
 
 /// [`message_basis`] of a message as received.
@@ -347,6 +354,15 @@ struct JobState {
     down_at: Option<Instant>,
     /// Notifications held back while set.
     silence: Option<Box<Silence>>,
+    /// The ids of the job's last few closed incidents: a new incident that
+    /// would take one of them (a sender that repeats host, pid, seq and
+    /// timestamp, e.g. one that sends no clock) is named anew instead of
+    /// being taken for the closed one and dropped by the notification log.
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes a job, not 32: most jobs never close an incident"
+    )]
+    closed: Option<Box<VecDeque<Arc<str>>>>,
     /// Recent events for people to read (status page), newest last.
     history: VecDeque<(u64, Entry)>,
 }
@@ -444,20 +460,32 @@ impl PeerSeen {
 /// restart.
 ///
 /// Fields added since the first version default when absent, so a database
-/// written by an older watcher is still read.
+/// written by an older watcher is still read; and the first version's
+/// fields are still written, in its form, so that it can read this one
+/// (a rollback keeps the job state).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct JobRecord {
     last: Option<SeenRecord>,
-    runs: Vec<RunRecord>,
+    /// (run id, started, host): the first version's form.
+    runs: Vec<(u64, u64, String)>,
+    /// What later versions keep of each run besides.
+    run_details: Vec<RunDetail>,
     open: Vec<OpenRecord>,
     bad_streak: u32,
-    #[serde(alias = "good_streak")]
-    success_streak: u32,
-    alive_streak: u32,
+    /// The first version's one streak (it counted heartbeats as successes):
+    /// written for it as the successful runs; read only from its records.
+    good_streak: u32,
+    success_streak: Option<u32>,
+    alive_streak: Option<u32>,
     silence: Option<Silence>,
     expected_start_ms: Option<u64>,
+    /// The schedule `expected_start_ms` was derived from: a slot awaited
+    /// under a schedule changed while the watcher was stopped is not kept.
+    expected_for: Option<String>,
     watching_since_ms: Option<u64>,
+    /// The job's recently closed incidents (see `JobState::closed`).
+    closed: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -475,21 +503,13 @@ struct SeenRecord {
     up_since_ms: Option<u64>,
 }
 
-/// A run in progress.
+/// What a run carries besides the first version's (id, started, host).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
-enum RunRecord {
-    Full {
-        run_id: u64,
-        started_ms: u64,
-        #[serde(default)]
-        active_ms: Option<u64>,
-        host: String,
-        basis: String,
-        stalls: u32,
-    },
-    /// As the first version wrote it: (run id, started, host).
-    First(u64, u64, String),
+struct RunDetail {
+    run_id: u64,
+    active_ms: u64,
+    basis: String,
+    stalls: u32,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -547,6 +567,7 @@ impl JobState {
             success_streak: 0,
             alive_streak: 0,
             expected_start_ms: None,
+            closed: None,
             watching_since_ms,
             down_from_ms: watching_since_ms,
             down_at: None,
@@ -802,11 +823,14 @@ impl Registry {
                     runs: job
                         .runs
                         .iter()
-                        .map(|(id, r)| RunRecord::Full {
+                        .map(|(id, r)| (*id, wall_of(r.started), r.host.clone()))
+                        .collect(),
+                    run_details: job
+                        .runs
+                        .iter()
+                        .map(|(id, r)| RunDetail {
                             run_id: *id,
-                            started_ms: wall_of(r.started),
-                            active_ms: Some(wall_of(r.active)),
-                            host: r.host.clone(),
+                            active_ms: wall_of(r.active),
                             basis: r.basis.clone(),
                             stalls: r.stalls,
                         })
@@ -825,11 +849,18 @@ impl Registry {
                         })
                         .collect(),
                     bad_streak: job.bad_streak,
-                    success_streak: job.success_streak,
-                    alive_streak: job.alive_streak,
+                    good_streak: job.success_streak,
+                    success_streak: Some(job.success_streak),
+                    alive_streak: Some(job.alive_streak),
                     silence: job.silence.as_deref().cloned(),
                     expected_start_ms: job.expected_start_ms,
+                    expected_for: job.expected_start_ms.map(|_| expected_for(&job.cfg)),
                     watching_since_ms: Some(job.watching_since_ms),
+                    closed: job
+                        .closed
+                        .iter()
+                        .flat_map(|c| c.iter().map(|id| id.to_string()))
+                        .collect(),
                 };
                 (job.name.to_string(), record)
             })
@@ -846,6 +877,7 @@ impl Registry {
                 .unwrap_or(now)
         };
         let mut restored = 0;
+        let mut seen = vec![false; self.jobs.len()];
         for (name, text) in records {
             let Some(&j) = self.index.get(name.as_str()) else {
                 continue;
@@ -875,39 +907,54 @@ impl Registry {
                 }
             });
             job.bad_streak = record.bad_streak;
-            job.success_streak = record.success_streak;
-            job.alive_streak = record.alive_streak;
+            // The first version kept one streak that counted heartbeats too:
+            // it may stand for signs of life, never for successful runs.
+            job.alive_streak = record.alive_streak.unwrap_or(record.good_streak);
+            job.success_streak = record.success_streak.unwrap_or(0);
+            if record
+                .silence
+                .as_ref()
+                .is_some_and(|s| s.until_ms.is_some())
+            {
+                self.wall_timers = true;
+            }
             job.silence = record.silence.map(Box::new);
             if let Some(since) = record.watching_since_ms {
                 job.watching_since_ms = since;
             }
-            let keep_expected = record.expected_start_ms.is_some();
+            // The slot `late` waited for before the restart is still
+            // awaited (a restart just before or after a daily run's time
+            // must not skip it), unless the schedule changed meanwhile.
+            let keep_expected = record.expected_start_ms.is_some()
+                && record.expected_for.as_deref() == Some(expected_for(&job.cfg).as_str());
             if keep_expected {
                 job.expected_start_ms = record.expected_start_ms;
             }
-            for run in record.runs {
-                let (run_id, started_ms, active_ms, host, basis, stalls) = match run {
-                    RunRecord::Full {
-                        run_id,
-                        started_ms,
-                        active_ms,
-                        host,
-                        basis,
-                        stalls,
-                    } => (run_id, started_ms, active_ms, host, basis, stalls),
-                    RunRecord::First(run_id, started_ms, host) => {
-                        (run_id, started_ms, None, host, String::new(), 0)
-                    }
-                };
+            if !record.closed.is_empty() {
+                job.closed = Some(Box::new(
+                    record
+                        .closed
+                        .iter()
+                        .map(|id| Arc::from(id.as_str()))
+                        .collect(),
+                ));
+            }
+            let mut details: HashMap<u64, RunDetail> = record
+                .run_details
+                .into_iter()
+                .map(|d| (d.run_id, d))
+                .collect();
+            for (run_id, started_ms, host) in record.runs {
+                let detail = details.remove(&run_id);
                 job.runs.insert(
                     run_id,
                     RunState {
                         started: instant_of(started_ms),
                         // Unknown (an older record): as if active now.
-                        active: active_ms.map_or(now, instant_of),
+                        active: detail.as_ref().map_or(now, |d| instant_of(d.active_ms)),
                         host,
-                        basis,
-                        stalls,
+                        basis: detail.as_ref().map(|d| d.basis.clone()).unwrap_or_default(),
+                        stalls: detail.map_or(0, |d| d.stalls),
                     },
                 );
             }
@@ -924,9 +971,16 @@ impl Registry {
                     },
                 );
             }
-            // The slot `late` waited for before the restart is still
-            // awaited: a restart just before a daily run must not skip it.
             self.rearm(j, keep_expected, now, wall_ms);
+            seen[j] = true;
+        }
+        // A job with nothing saved is saved now: when watching began must
+        // survive the next restart, or a watcher restarted more often than
+        // a never-heard job's period would never raise its `down`.
+        for (j, seen) in seen.into_iter().enumerate() {
+            if !seen {
+                self.touch(j);
+            }
         }
         restored
     }
@@ -939,9 +993,19 @@ impl Registry {
     /// next one.
     fn rearm(&mut self, j: usize, keep_expected: bool, now: Instant, wall_ms: u64) {
         let job = &self.jobs[j];
-        match job.last.as_ref().map(|s| s.wall_ms) {
-            Some(last) => self.arm_down_from(j, last, now, wall_ms),
-            None => {
+        match (&job.last, &job.cfg.schedule) {
+            // A duration from the last message, on the monotonic clock (its
+            // wall time may be from before a clock step).
+            (Some(last), Schedule::Every(every)) => {
+                let (at, from) = (last.at + *every + job.cfg.grace, last.wall_ms);
+                self.jobs[j].down_from_ms = from;
+                self.set_down(j, at.max(now));
+            }
+            (Some(last), Schedule::Cron { .. }) => {
+                let from = last.wall_ms;
+                self.arm_down_from(j, from, now, wall_ms);
+            }
+            (None, _) => {
                 let since = job.watching_since_ms;
                 self.arm_down_from(j, since, now, wall_ms);
             }
@@ -1198,8 +1262,13 @@ impl Registry {
                 let from = job.down_from_ms;
                 self.arm_down_from(j, from, now, wall_ms);
             }
+            // An `every` job's start is awaited a duration after the last
+            // one: only a cron slot is a wall time.
             let job = &self.jobs[j];
-            if let (Some(expected), Some(within)) = (job.expected_start_ms, job.cfg.start_within) {
+            let cron = matches!(job.cfg.schedule, Schedule::Cron { .. });
+            if let (Some(expected), Some(within), true) =
+                (job.expected_start_ms, job.cfg.start_within, cron)
+            {
                 if self.deadlines.get(&Key::Late(j)).is_some() {
                     let at = expected.saturating_add(millis(within));
                     self.deadlines.set(Key::Late(j), at_wall(now, wall_ms, at));
@@ -1501,12 +1570,21 @@ impl Registry {
         &mut self,
         j: usize,
         slot: Slot,
-        id: String,
+        mut id: String,
         since: Instant,
         now: Instant,
-        first: Notification,
+        mut first: Notification,
         out: &mut Vec<Notification>,
     ) {
+        // An id is never given to a second occurrence: derived again from
+        // itself until it is new (every watcher that saw the same history
+        // derives the same).
+        if let Some(closed) = &self.jobs[j].closed {
+            while closed.iter().any(|c| **c == *id) {
+                id = incident_id(&self.jobs[j].name, slot.event(), &format!("again:{id}"));
+            }
+            first.incident = Arc::from(id.as_str());
+        }
         let run_id = first.run_id;
         let notified = self.jobs[j].silence.is_none();
         if notified {
@@ -1559,6 +1637,11 @@ impl Registry {
             return;
         };
         self.deadlines.clear(&Key::Repeat(j, slot));
+        let closed = self.jobs[j].closed.get_or_insert_with(Box::default);
+        if closed.len() == CLOSED_KEPT {
+            closed.pop_front();
+        }
+        closed.push_back(Arc::from(open.id.as_str()));
         if !open.notified {
             // Never alarmed (it opened and closed during a silence): no
             // follow-up is owed.
@@ -2424,6 +2507,166 @@ mod timer_tests {
         );
         assert_eq!(events(&up), [(Event::Recovered, Some(Event::Late), 0)]);
         assert_eq!(up[0].incident, late[0].1.incident);
+    }
+
+    /// Saves every job's state and starts a new registry on it, as a
+    /// restart does (through the JSON the state database keeps).
+    fn restart(r: &mut Registry, cfg: JobConfig, now: Instant, wall: u64) -> Registry {
+        restart_saved(r, &mut BTreeMap::new(), cfg, now, wall)
+    }
+
+    /// `restart`, with `saved` the state database's rows kept across restarts.
+    fn restart_saved(
+        r: &mut Registry,
+        saved: &mut BTreeMap<String, String>,
+        cfg: JobConfig,
+        now: Instant,
+        wall: u64,
+    ) -> Registry {
+        for (name, rec) in r.take_dirty(now, wall) {
+            saved.insert(name, serde_json::to_string(&rec).unwrap());
+        }
+        let records: Vec<(String, String)> = saved.clone().into_iter().collect();
+        let mut fresh = registry(cfg, now, wall);
+        assert_eq!(fresh.restore(&records, now, wall), records.len());
+        fresh
+    }
+
+    fn daily_at_2() -> JobConfig {
+        let mut cfg = JobConfig::new("etl", Schedule::cron("0 2 * * *", "UTC").unwrap(), S * 3600);
+        cfg.start_within = Some(S * 900);
+        cfg
+    }
+
+    #[test]
+    fn the_slot_late_awaits_survives_a_restart_after_its_time() {
+        let wall0 = ms("2026-01-01T02:05:00Z");
+        let t0 = Instant::now();
+        let mut r = registry(daily_at_2(), t0, wall0);
+        // Started on time today: tomorrow's 02:00 is awaited.
+        r.on_message(&msg(Kind::Start, Some(1), 1), t0, wall0);
+        r.on_message(&msg(Kind::Success, Some(1), 2), t0 + S, wall0 + 1000);
+        // Stopped until 02:05 tomorrow, within start_within of the slot.
+        let back = ms("2026-01-02T02:05:00Z");
+        let t1 = t0 + Duration::from_millis(back - wall0);
+        let mut r = restart(&mut r, daily_at_2(), t1, back);
+        let due = ms("2026-01-02T02:15:00Z");
+        let late = r.on_deadlines(t1 + Duration::from_millis(due - back), due);
+        assert_eq!(events(&late), [(Event::Late, None, 0)]);
+        assert!(
+            late[0]
+                .text
+                .as_deref()
+                .unwrap()
+                .contains("2026-01-02T02:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_slot_awaited_under_a_schedule_changed_while_stopped_is_not_kept() {
+        let wall0 = ms("2026-06-01T01:00:00Z");
+        let t0 = Instant::now();
+        let mut r = registry(daily_at_2(), t0, wall0);
+        r.on_message(&msg(Kind::Heartbeat, None, 1), t0, wall0);
+        let mut at_3 = daily_at_2();
+        at_3.schedule = Schedule::cron("0 3 * * *", "UTC").unwrap();
+        let mut r = restart(&mut r, at_3, t0, wall0);
+        let quarter_past_2 = ms("2026-06-01T02:15:00Z");
+        let at = t0 + Duration::from_millis(quarter_past_2 - wall0);
+        assert!(
+            r.on_deadlines(at, quarter_past_2).is_empty(),
+            "no late for the old 02:00"
+        );
+        let quarter_past_3 = ms("2026-06-01T03:15:00Z");
+        let late = r.on_deadlines(
+            t0 + Duration::from_millis(quarter_past_3 - wall0),
+            quarter_past_3,
+        );
+        assert_eq!(events(&late), [(Event::Late, None, 0)]);
+    }
+
+    #[test]
+    fn a_wall_step_moves_cron_deadlines_not_an_every_jobs_late() {
+        let mut cfg = every(3600, 0);
+        cfg.start_within = Some(S * 300);
+        let t0 = Instant::now();
+        let mut r = registry(cfg, t0, 0);
+        r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
+        // 10 min on, the wall clock jumps 40 min ahead.
+        let t1 = t0 + S * 600;
+        r.on_clock_step(t1, 3_000_000);
+        // `late` stays 1 h + 5 min after the start, on the monotonic clock
+        // (the down at 1 h is this job's own, a duration too).
+        let early = r.on_deadlines(t0 + S * 3899, 5_000_000);
+        assert_eq!(events(&early), [(Event::Down, None, 0)]);
+        let late = r.on_deadlines(t0 + S * 3900, 5_000_000);
+        assert_eq!(events(&late), [(Event::Late, None, 0)]);
+    }
+
+    #[test]
+    fn a_sender_that_repeats_its_identity_still_gets_each_outage_notified() {
+        // pid 1, seq 1, no clock (ts 0) every time: only the watcher can tell
+        // the outages apart.
+        let t0 = Instant::now();
+        let mut r = registry(every(10, 0), t0, 0);
+        let mut ids = Vec::new();
+        for round in 0..3u32 {
+            let t = t0 + S * (20 * round);
+            let up = r.on_message(&msg(Kind::Heartbeat, None, 1), t, u64::from(round) * 20_000);
+            if round > 0 {
+                assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
+            }
+            let down = r.on_deadlines(t + S * 10, u64::from(round) * 20_000 + 10_000);
+            assert_eq!(events(&down), [(Event::Down, None, 0)]);
+            ids.push(down[0].incident.clone());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3, "three outages, three incidents");
+    }
+
+    #[test]
+    fn a_never_heard_jobs_start_is_saved_so_restarts_cannot_postpone_its_down() {
+        let t0 = Instant::now();
+        let mut r = registry(every(6, 0), t0, 0);
+        assert_eq!(r.restore(&[], t0, 0), 0);
+        // Restarted every 4 s: the down still comes 6 s after watching began.
+        let mut saved = BTreeMap::new();
+        let mut r = restart_saved(&mut r, &mut saved, every(6, 0), t0 + S * 4, 4000);
+        let mut r = restart_saved(&mut r, &mut saved, every(6, 0), t0 + S * 8, 8000);
+        let down = r.on_deadlines(t0 + S * 8, 8000);
+        assert_eq!(events(&down), [(Event::Down, None, 0)]);
+    }
+
+    #[test]
+    fn records_read_both_ways_across_the_upgrade() {
+        // As the previous version wrote it: one streak that counted a
+        // heartbeat after a failed run, runs as (id, started, host).
+        let old = r#"{"last":{"wall_ms":5000,"kind":"heartbeat","basis":"h/1/3","host":"h"},
+            "runs":[[9,4000,"h"]],"open":[],"bad_streak":0,"good_streak":1,"silence":null}"#;
+        let mut cfg = every(3600, 0);
+        cfg.recover_after_successes = 2;
+        let t0 = Instant::now();
+        let mut r = registry(cfg.clone(), t0, 6000);
+        assert_eq!(r.restore(&[("etl".into(), old.into())], t0, 6000), 1);
+        assert_eq!((r.jobs[0].success_streak, r.jobs[0].alive_streak), (0, 1));
+        assert_eq!(r.jobs[0].runs.len(), 1);
+        // The previous version's reader: what it knew, and nothing more.
+        #[derive(serde::Deserialize)]
+        #[expect(dead_code, reason = "only whether it parses matters")]
+        struct PreviousRecord {
+            last: Option<serde_json::Value>,
+            runs: Vec<(u64, u64, String)>,
+            open: Vec<serde_json::Value>,
+            bad_streak: u32,
+            good_streak: u32,
+            silence: Option<Silence>,
+        }
+        for (_, record) in r.take_dirty(t0, 6000) {
+            let text = serde_json::to_string(&record).unwrap();
+            let back: PreviousRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.runs.len(), 1);
+        }
     }
 
     fn peer(wall_ms: u64, up_since_ms: u64, start_ms: u64, kind: Kind) -> PeerSeen {

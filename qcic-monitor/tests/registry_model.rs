@@ -43,8 +43,9 @@ use tokio::time::Instant;
 /// a restart (a silence did not mark its job for saving) and a heartbeat
 /// counted as a successful run; 6 found an outage named like an earlier one
 /// after a sender restarted with the same pid (host/pid/seq without the
-/// sender's timestamp).
-const REGRESSION_SEEDS: &[u64] = &[1, 2, 6];
+/// sender's timestamp); 17 found a reload that changed a job re-deriving
+/// its `every` deadline from a wall time taken before a clock step.
+const REGRESSION_SEEDS: &[u64] = &[1, 2, 6, 17];
 
 /// Schedules run by default, and actions in each.
 const SCHEDULES: u64 = 600;
@@ -73,24 +74,34 @@ impl Rng {
     }
 }
 
-fn jobs(with_quiet: bool) -> Vec<JobConfig> {
+/// The configuration: `quiet` may be removed and added back, `hb`'s grace
+/// and `cron`'s pattern changed, by a reload.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    with_quiet: bool,
+    hb_grace: u32,
+    cron_every_20: bool,
+}
+
+fn jobs(v: Variant) -> Vec<JobConfig> {
     let s = Duration::from_secs(1);
-    let mut hb = JobConfig::new("hb", Schedule::Every(10 * s), 2 * s);
+    let mut hb = JobConfig::new("hb", Schedule::Every(10 * s), v.hb_grace * s);
     hb.recover_after_successes = 1;
     let mut runner = JobConfig::new("runner", Schedule::Every(60 * s), Duration::ZERO);
     runner.stall_after = Some(5 * s);
     runner.max_runtime = Some(20 * s);
-    let cron = JobConfig::new(
-        "cron",
-        Schedule::cron("*/30 * * * * *", "UTC").unwrap(),
-        3 * s,
-    );
+    let pattern = if v.cron_every_20 {
+        "*/20 * * * * *"
+    } else {
+        "*/30 * * * * *"
+    };
+    let cron = JobConfig::new("cron", Schedule::cron(pattern, "UTC").unwrap(), 3 * s);
     // Damped recovery: two signs of life end down and a failure outside a
     // run, two successful runs a failed run (a heartbeat is not one).
     let mut twice = JobConfig::new("twice", Schedule::Every(10 * s), s);
     twice.recover_after_successes = 2;
     let mut out = vec![hb, runner, cron, twice];
-    if with_quiet {
+    if v.with_quiet {
         out.push(JobConfig::new(
             "quiet",
             Schedule::Every(15 * s),
@@ -166,7 +177,7 @@ struct Sim {
     true_wall: u64,
     /// The watcher's wall clock minus the true one (steps).
     step: i64,
-    with_quiet: bool,
+    variant: Variant,
     reference: Registry,
     subject: Registry,
     /// The subject's saved job state, as the state database keeps it.
@@ -205,7 +216,11 @@ impl Sim {
         // Somewhere in 2026-2027, at a random millisecond.
         let true_wall = 1_767_225_600_000 + rng.below(365 * 86_400_000);
         let mode = rng.below(3);
-        let configs = jobs(true);
+        let configs = jobs(Variant {
+            with_quiet: true,
+            hb_grace: 2,
+            cron_every_20: false,
+        });
         let reference = Registry::new(
             "w",
             &configs,
@@ -236,7 +251,11 @@ impl Sim {
             mono: 0,
             true_wall,
             step: 0,
-            with_quiet: true,
+            variant: Variant {
+                with_quiet: true,
+                hb_grace: 2,
+                cron_every_20: false,
+            },
             reference,
             subject,
             saved: BTreeMap::new(),
@@ -315,7 +334,7 @@ impl Sim {
     fn troubles(&mut self) -> BTreeSet<Key> {
         let (mono, wall) = (self.mono, self.wall());
         let mut out = BTreeSet::new();
-        for cfg in jobs(self.with_quiet) {
+        for cfg in jobs(self.variant) {
             let t = self.truth.get_mut(&cfg.name).unwrap();
             let was_down = t.down;
             t.down |= match &cfg.schedule {
@@ -567,7 +586,7 @@ impl Sim {
         let (now, wall) = (self.now(), self.wall());
         let r = self.reference.on_message(&msg, now, wall);
         let s = self.subject.on_message(&msg, now, wall);
-        let need = jobs(self.with_quiet)
+        let need = jobs(self.variant)
             .iter()
             .find(|c| c.name == job)
             .map_or(1, |c| c.recover_after_successes);
@@ -759,7 +778,7 @@ impl Sim {
         let (now, wall) = (self.now(), self.wall());
         let mut fresh = Registry::new(
             "w",
-            &jobs(self.with_quiet),
+            &jobs(self.variant),
             8,
             Duration::from_secs(300),
             stats(),
@@ -772,20 +791,18 @@ impl Sim {
         self.settle_and_check(Vec::new(), Vec::new(), Vec::new());
     }
 
-    /// SIGHUP: `quiet` is removed, or added back.
+    /// SIGHUP: `quiet` is removed or added back, or `hb`'s grace or
+    /// `cron`'s pattern changes.
     fn reload(&mut self) {
         self.counts.reloads += 1;
-        self.with_quiet = !self.with_quiet;
-        self.note(format!(
-            "reload: quiet {}",
-            if self.with_quiet {
-                "added back"
-            } else {
-                "removed"
-            }
-        ));
+        match self.rng.below(3) {
+            0 => self.variant.with_quiet = !self.variant.with_quiet,
+            1 => self.variant.hb_grace = if self.variant.hb_grace == 2 { 6 } else { 2 },
+            _ => self.variant.cron_every_20 = !self.variant.cron_every_20,
+        }
+        self.note(format!("reload: {:?}", self.variant));
         let (now, wall) = (self.now(), self.wall());
-        let configs = jobs(self.with_quiet);
+        let configs = jobs(self.variant);
         let r = self
             .reference
             .reconfigure(&configs, 8, Duration::from_secs(300), now, wall);
@@ -795,11 +812,11 @@ impl Sim {
         for name in &s.removed_names {
             self.saved.remove(name);
         }
-        if self.with_quiet {
+        if !self.variant.with_quiet {
+            self.truth.remove("quiet");
+        } else if !self.truth.contains_key("quiet") {
             self.truth
                 .insert("quiet".into(), JobTruth::new(self.mono, wall));
-        } else {
-            self.truth.remove("quiet");
         }
         self.settle_and_check(r.closed, s.closed, Vec::new());
     }

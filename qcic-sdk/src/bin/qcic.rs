@@ -11,16 +11,17 @@
 //! the end, even with every watcher down, and says so on stderr.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use qcic_sdk::{Client, ClientBuilder, Kind, parse_endpoints};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -103,8 +104,12 @@ impl From<KindArg> for Kind {
 const TAIL_LINES: usize = 5;
 /// Characters kept of each line.
 const TAIL_WIDTH: usize = 160;
-/// How long the command's output is still read after it exits.
-const DRAIN: Duration = Duration::from_millis(500);
+/// After the command exits, its output is read until the pipes close, or
+/// until nothing has moved for this long (a process it left running holds
+/// them open) ...
+const DRAIN_IDLE: Duration = Duration::from_millis(500);
+/// ... or for this long at most (that process keeps writing).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 fn warn(text: &str) {
     eprintln!("qcic: {text}");
@@ -218,6 +223,7 @@ fn pass_through<R: Read + Send + 'static, W: Write + Send + 'static>(
     from: R,
     mut to: W,
     tail: Arc<Mutex<Tail>>,
+    progress: Arc<AtomicU64>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(from);
@@ -227,8 +233,10 @@ fn pass_through<R: Read + Send + 'static, W: Write + Send + 'static>(
             match reader.read_until(b'\n', &mut line) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {
+                    progress.fetch_add(1, Ordering::Relaxed);
                     let _ = to.write_all(&line);
                     let _ = to.flush();
+                    progress.fetch_add(1, Ordering::Relaxed);
                     tail.lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(&line);
@@ -268,13 +276,21 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         Some(split) => split,
         None => return ExitCode::from(2),
     };
-    let mut child = match Command::new(program)
+    // Its own process group, so that a timeout or a forwarded signal
+    // reaches what it started too (a shell's `sleep 25` went on after the
+    // run was reported stopped). Not when run from a terminal: a process
+    // outside the terminal's foreground group cannot read it.
+    let grouped = !io::stdin().is_terminal();
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+        .stderr(Stdio::piped());
+    if grouped {
+        command.process_group(0);
+    }
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(err) => {
             let text = format!("cannot start {program:?}: {err}");
@@ -289,13 +305,32 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         }
     };
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let signal = move |sig: Signal| {
+        let _ = if grouped {
+            killpg(pid, sig)
+        } else {
+            kill(pid, sig)
+        };
+    };
     let tail = Arc::new(Mutex::new(Tail::default()));
+    // Lines read and written by the copiers: whether the copy still moves.
+    let progress = Arc::new(AtomicU64::new(0));
     let mut copiers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        copiers.push(pass_through(out, io::stdout(), Arc::clone(&tail)));
+        copiers.push(pass_through(
+            out,
+            io::stdout(),
+            Arc::clone(&tail),
+            Arc::clone(&progress),
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        copiers.push(pass_through(err, io::stderr(), Arc::clone(&tail)));
+        copiers.push(pass_through(
+            err,
+            io::stderr(),
+            Arc::clone(&tail),
+            Arc::clone(&progress),
+        ));
     }
     // Forward SIGINT and SIGTERM to the command: stopping qcic stops the job,
     // and the run is then reported as failed with the signal. (Signals that
@@ -304,7 +339,7 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         thread::spawn(move || {
             for sig in signals.forever() {
                 if let Ok(sig) = Signal::try_from(sig) {
-                    let _ = kill(pid, sig);
+                    signal(sig);
                 }
             }
         });
@@ -323,11 +358,11 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
                     "{job}: timed out after {}; stopping the command",
                     humantime::format_duration(limit)
                 ));
-                let _ = kill(pid, Signal::SIGTERM);
+                signal(Signal::SIGTERM);
                 match done_rx.recv_timeout(Duration::from_secs(5)) {
                     Ok(status) => status,
                     Err(_) => {
-                        let _ = kill(pid, Signal::SIGKILL);
+                        signal(Signal::SIGKILL);
                         done_rx
                             .recv()
                             .unwrap_or_else(|_| Err(io::Error::other("lost the child")))
@@ -339,22 +374,32 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("lost the child"))),
     };
-    // The command has exited: the run is over. Its output is read on for a
-    // moment only, because a process it left running (a daemon, `sleep &`)
-    // holds the pipes open: waiting for them to close made qcic wait for
-    // that process too, and report the run late or never.
-    let drained = Instant::now() + DRAIN;
-    for copier in copiers {
-        while !copier.is_finished() && Instant::now() < drained {
-            thread::sleep(Duration::from_millis(10));
+    // The command has exited: the run is over. What it wrote is passed on
+    // whole (a slow reader downstream only slows the copy), but a process
+    // it left running (a daemon, `sleep &`) holds the pipes open, and
+    // waiting for them to close made qcic wait for that process too, and
+    // report the run late or never: the copy stops once nothing has moved
+    // for DRAIN_IDLE, or after DRAIN_MAX in all.
+    let exited = Instant::now();
+    let mut moved = progress.load(Ordering::Relaxed);
+    let mut idle_since = Instant::now();
+    while !copiers.iter().all(thread::JoinHandle::is_finished) {
+        thread::sleep(Duration::from_millis(10));
+        let now = progress.load(Ordering::Relaxed);
+        if now != moved {
+            moved = now;
+            idle_since = Instant::now();
         }
-        if copier.is_finished() {
-            let _ = copier.join();
-        } else {
+        if idle_since.elapsed() >= DRAIN_IDLE || exited.elapsed() >= DRAIN_MAX {
             warn(&format!(
                 "{job}: the command exited, but a process it started still holds its output open; no longer reading it"
             ));
             break;
+        }
+    }
+    for copier in copiers {
+        if copier.is_finished() {
+            let _ = copier.join();
         }
     }
     let took = humantime::format_duration(Duration::from_millis(
