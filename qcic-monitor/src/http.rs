@@ -279,6 +279,11 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             get(&stats.skewed_messages),
         ),
         (
+            "qcic_stale_messages_total",
+            "Messages delivered late and older than what was known of their job (not taken as life).",
+            get(&stats.stale_messages),
+        ),
+        (
             "qcic_config_reloads_total",
             "Configuration reloads taken (SIGHUP).",
             get(&stats.config_reloads),

@@ -13,8 +13,8 @@
 //! - [`checker`]: the loop that owns the registry and sleeps until the next deadline.
 //! - [`notification`]: events, incident ids and the notification record.
 //! - [`notify`]: the dispatcher, the notification log, and the email and ZeroMQ channels.
-//! - [`peers`]: watcher farms: gossip membership, shared evidence and
-//!   notification log, and the gate that ranks who sends.
+//! - [`farm`]: watcher farms: gossip membership, shared evidence and
+//!   notification log, and the gate that ranks who sends (pure).
 //! - [`reload`]: SIGHUP, the configuration read again without losing state.
 //! - [`stats`]: counters. [`demo`]: the built-in demo sender.
 //!
@@ -34,11 +34,11 @@ pub mod control;
 pub mod deadlines;
 pub mod demo;
 pub mod error;
+pub mod farm;
 pub mod http;
 pub mod keys;
 pub mod notification;
 pub mod notify;
-pub mod peers;
 pub mod receive;
 pub mod registry;
 pub mod reload;
@@ -207,7 +207,7 @@ pub async fn run(
     // decides which watcher sends each one.
     let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
         Some(cfg) => {
-            let started = peers::start(
+            let started = farm::start(
                 cfg,
                 &config.monitor.id,
                 job_count,

@@ -71,6 +71,9 @@ pub struct JobView {
 /// Concurrent runs remembered per job. Older runs beyond it are forgotten, so
 /// a sender that starts runs and never ends them cannot grow memory.
 pub const MAX_RUNS_PER_JOB: usize = 64;
+/// A message sent (by its corrected timestamp) less than this before it
+/// arrived is never stale: transit and scheduling take some time.
+const STALE_AFTER_MS: u64 = 2_000;
 /// Closed incident ids remembered per job (see `JobState::closed`).
 const CLOSED_KEPT: usize = 8;
 /// Events remembered per job for the status page.
@@ -170,6 +173,27 @@ struct Seen {
 }
 
 impl Seen {
+    /// The order of messages by the sender's clock: (ts, seq, pid, host).
+    /// Every watcher orders the same messages alike, whatever order or
+    /// subset of them it heard.
+    fn identity(&self) -> (u64, u64, u32, &str) {
+        (self.ts_ms, self.seq, self.pid, &self.host)
+    }
+
+    /// Takes the identity of `other` if it is later by the sender's clock:
+    /// the message that names the job's next outage is the latest one any
+    /// watcher heard, so every watcher of a farm names it alike.
+    fn name_by_latest(&mut self, pid: u32, seq: u64, ts_ms: u64, host: &Arc<str>) -> bool {
+        if (ts_ms, seq, pid, &**host) <= self.identity() {
+            return false;
+        }
+        self.pid = pid;
+        self.seq = seq;
+        self.ts_ms = ts_ms;
+        self.host = Arc::clone(host);
+        true
+    }
+
     /// Identifies the message, for incident ids (see [`message_basis`]).
     /// Built when an incident needs it, not stored: one allocation less
     /// per message and per job.
@@ -688,14 +712,20 @@ impl Registry {
         let Some(&j) = self.index.get(job) else {
             return out;
         };
-        if self.jobs[j]
+        if let Some(last) = self.jobs[j]
             .last
-            .as_ref()
-            .is_some_and(|l| l.wall_ms >= seen.wall_ms)
+            .as_mut()
+            .filter(|l| l.wall_ms >= seen.wall_ms)
         {
+            // Nothing new for the deadline; it may still be the later
+            // message by the sender's clock (one this watcher missed).
+            if last.name_by_latest(seen.pid, seen.seq, seen.ts_ms, &seen.host) {
+                self.touch(j);
+            }
             return out;
         }
-        let known_start = self.jobs[j].last.as_ref().map_or(0, |l| l.start_ms);
+        let known = self.jobs[j].last.take();
+        let known_start = known.as_ref().map_or(0, |l| l.start_ms);
         let cfg = &self.jobs[j].cfg;
         let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
         let at = at_wall(now, wall_ms, down_ms);
@@ -713,6 +743,10 @@ impl Registry {
             start_ms: seen.start_ms.max(known_start),
             by_peer: true,
         });
+        if let (Some(known), Some(last)) = (&known, self.jobs[j].last.as_mut()) {
+            // The later message by the sender's clock names the outage.
+            last.name_by_latest(known.pid, known.seq, known.ts_ms, &known.host);
+        }
         if seen.start_ms > known_start {
             self.peer_started(j, peer, seen.start_ms, now, wall_ms, &mut out);
         }
@@ -1256,6 +1290,10 @@ impl Registry {
     /// clock as it now reads. Deadlines that are durations (`every` +
     /// `grace`, `max_runtime`, `stall_after`, `repeat`) stay as they are.
     pub fn on_clock_step(&mut self, now: Instant, wall_ms: u64) {
+        // Offsets measured against the old reading are void.
+        for clock in self.hosts.values_mut() {
+            clock.samples.clear();
+        }
         for j in 0..self.jobs.len() {
             let job = &self.jobs[j];
             if matches!(job.cfg.schedule, Schedule::Cron { .. }) && job.down_at.is_some() {
@@ -1328,7 +1366,20 @@ impl Registry {
             };
             self.remember(j, wall_ms, entry);
         }
-        let out = self.apply(j, msg, host, now, wall_ms);
+        let stale = self.stale(j, msg, now, wall_ms);
+        if let Some(late) = stale {
+            let total = self.stats.stale_messages.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                warn!(job = %msg.job, host = %msg.host, sent_ms_ago = late, stale_messages = total, "a message delivered late (queued while a link was cut?) is older than what is known of its job: recorded, not taken as life");
+            }
+            let text = format!(
+                "{} sent {} ago, delivered late: not taken as life",
+                msg.kind,
+                human(Duration::from_millis(late))
+            );
+            self.remember(j, wall_ms, text);
+        }
+        let out = self.apply(j, msg, host, stale.is_some(), now, wall_ms);
         for n in &out {
             self.remember(j, wall_ms, format!("notified {}", n.headline()));
         }
@@ -1348,45 +1399,25 @@ impl Registry {
         history.push_back((wall_ms, entry.into()));
     }
 
+    /// Applies a message. A `stale` one (see [`Registry::stale`]) is what
+    /// it says (a failure, a run's end), but no sign of life now: it moves
+    /// no deadline and ends no `down`.
     fn apply(
         &mut self,
         j: usize,
         msg: &Message,
         host: Arc<str>,
+        stale: bool,
         now: Instant,
         wall_ms: u64,
     ) -> Vec<Notification> {
         let mut out = Vec::new();
-        self.arm_down(j, now, wall_ms);
-        if let Some(heard) = &mut self.heard {
-            heard.insert(j);
+        if !stale {
+            self.heard_alive(j, msg, host, now, wall_ms);
         }
         let job = &mut self.jobs[j];
-        let start_ms = match (&job.last, msg.kind) {
-            (_, Kind::Start) => wall_ms,
-            (Some(last), _) => last.start_ms,
-            (None, _) => 0,
-        };
-        let up_since_ms = match &job.last {
-            Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
-                last.up_since_ms.min(wall_ms)
-            }
-            _ => wall_ms,
-        };
-        job.last = Some(Seen {
-            at: now,
-            wall_ms,
-            kind: msg.kind,
-            pid: msg.pid,
-            seq: msg.seq,
-            ts_ms: msg.ts_ms,
-            host,
-            up_since_ms,
-            start_ms,
-            by_peer: false,
-        });
         let run_id = msg.run_id.unwrap_or(0);
-        let good = matches!(msg.kind, Kind::Success | Kind::Heartbeat);
+        let good = !stale && matches!(msg.kind, Kind::Success | Kind::Heartbeat);
         if good {
             job.alive_streak = job.alive_streak.saturating_add(1);
             job.bad_streak = 0;
@@ -1396,8 +1427,9 @@ impl Registry {
         }
         // Any message ends a down incident (after recover_after_successes
         // good messages, if that is more than one).
-        let down_recovers = self.jobs[j].cfg.recover_after_successes <= 1
-            || (good && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes);
+        let down_recovers = !stale
+            && (self.jobs[j].cfg.recover_after_successes <= 1
+                || (good && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes));
         if down_recovers {
             let kind = msg.kind;
             self.close(
@@ -1532,6 +1564,81 @@ impl Registry {
             }
         }
         out
+    }
+
+    /// A message that shows the job alive now: the `down` deadline moves,
+    /// and it is what the job was last heard from (named, for the next
+    /// outage, by the latest message by the sender's clock).
+    fn heard_alive(&mut self, j: usize, msg: &Message, host: Arc<str>, now: Instant, wall_ms: u64) {
+        self.arm_down(j, now, wall_ms);
+        if let Some(heard) = &mut self.heard {
+            heard.insert(j);
+        }
+        let job = &mut self.jobs[j];
+        let start_ms = match (&job.last, msg.kind) {
+            (_, Kind::Start) => wall_ms,
+            (Some(last), _) => last.start_ms,
+            (None, _) => 0,
+        };
+        let up_since_ms = match &job.last {
+            Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
+                last.up_since_ms.min(wall_ms)
+            }
+            _ => wall_ms,
+        };
+        let before = job.last.take();
+        let mut seen = Seen {
+            at: now,
+            wall_ms,
+            kind: msg.kind,
+            pid: msg.pid,
+            seq: msg.seq,
+            ts_ms: msg.ts_ms,
+            host,
+            up_since_ms,
+            start_ms,
+            by_peer: false,
+        };
+        if let Some(before) = before {
+            seen.name_by_latest(before.pid, before.seq, before.ts_ms, &before.host);
+        }
+        job.last = Some(seen);
+    }
+
+    /// Whether a message is older than what is known of its job: sent (by
+    /// its timestamp, corrected by its host's measured clock offset) so
+    /// long ago that the job would be overdue by it already, and arriving
+    /// while the job is overdue (down, or its deadline passed), as a message
+    /// queued at the sender while its link was cut and delivered when the
+    /// link healed; or, from the same process, an earlier one than the
+    /// last. Returns how long ago it was sent. (A job heard on time is never
+    /// judged stale: a sender whose clock stepped back looks late too.)
+    fn stale(&self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Option<u64> {
+        let job = &self.jobs[j];
+        if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
+            let same_process = *last.host == *msg.host && last.pid == msg.pid;
+            if same_process && msg.seq < last.seq && msg.ts_ms <= last.ts_ms {
+                return Some(wall_ms.saturating_sub(msg.ts_ms));
+            }
+            if same_process && msg.ts_ms <= last.ts_ms {
+                // A sender clock that does not advance says nothing of when
+                // it sent.
+                return None;
+            }
+        }
+        if msg.ts_ms == 0 {
+            return None; // no sender clock
+        }
+        let overdue = job.open.contains_key(&Slot::Down) || job.down_at.is_none_or(|at| at <= now);
+        if !overdue {
+            return None;
+        }
+        let offset = self.hosts.get(msg.host.as_str())?.estimate();
+        let sent = u64::try_from(i128::from(msg.ts_ms) + i128::from(offset)).ok()?;
+        let late = wall_ms.checked_sub(sent)?;
+        let cfg = &job.cfg;
+        (late >= STALE_AFTER_MS && cfg.schedule.down_at_ms(sent, cfg.grace) <= wall_ms)
+            .then_some(late)
     }
 
     /// The run of the open `failed` incident; `None` if it is run-less or closed.
@@ -2667,6 +2774,87 @@ mod timer_tests {
             let back: PreviousRecord = serde_json::from_str(&text).unwrap();
             assert_eq!(back.runs.len(), 1);
         }
+    }
+
+    fn from(pid: u32, seq: u64, ts_ms: u64) -> Message {
+        let mut m = msg(Kind::Heartbeat, None, seq);
+        m.pid = pid;
+        m.ts_ms = ts_ms;
+        m
+    }
+
+    fn evidence(r: &Registry) -> PeerSeen {
+        let last = r.jobs[0].last.as_ref().unwrap();
+        PeerSeen {
+            wall_ms: last.wall_ms,
+            up_since_ms: last.up_since_ms,
+            start_ms: last.start_ms,
+            pid: last.pid,
+            seq: last.seq,
+            ts_ms: last.ts_ms,
+            kind: last.kind,
+            host: Arc::clone(&last.host),
+        }
+    }
+
+    #[test]
+    fn two_watchers_that_heard_different_last_messages_name_the_outage_alike() {
+        // Two processes report one job; a heard process 1's last message
+        // (sent at 1000), b only process 2's (sent at 900, arriving later).
+        let t0 = Instant::now();
+        let (mut a, mut b) = (registry(every(10, 0), t0, 0), registry(every(10, 0), t0, 0));
+        a.on_message(&from(1, 5, 1000), t0 + S, 1000);
+        b.on_message(&from(2, 9, 900), t0 + S * 2, 2000);
+        // Each tells the other what it heard (gossip).
+        let (ea, eb) = (evidence(&a), evidence(&b));
+        a.on_peer_seen("b", "etl", &eb, t0 + S * 3, 3000);
+        b.on_peer_seen("a", "etl", &ea, t0 + S * 3, 3000);
+        let da = a.on_deadlines(t0 + S * 20, 20_000);
+        let db = b.on_deadlines(t0 + S * 20, 20_000);
+        assert_eq!(
+            (events(&da), events(&db)),
+            (vec![(Event::Down, None, 0)], vec![(Event::Down, None, 0)])
+        );
+        assert_eq!(da[0].incident, db[0].incident, "one outage, one name");
+        assert_eq!(
+            *da[0].incident,
+            *incident_id("etl", Event::Down, "h/1/5/1000"),
+            "the later message by the sender's clock"
+        );
+    }
+
+    #[test]
+    fn messages_queued_during_a_cut_are_not_taken_as_life() {
+        let t0 = Instant::now();
+        let mut r = registry(every(10, 0), t0, 0);
+        // On time: the host's clock offset is learnt (0).
+        for s in 0..3u32 {
+            let at = u64::from(s) * 1000;
+            assert!(
+                r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at)
+                    .is_empty()
+            );
+        }
+        // Cut at 2 s; the job sends at 4 s and 6 s, then stops; down at 12 s.
+        let down = r.on_deadlines(t0 + S * 12, 12_000);
+        assert_eq!(events(&down), [(Event::Down, None, 0)]);
+        // Healed at 30 s: the queued messages arrive, long overdue by themselves.
+        for (seq, sent) in [(4, 4000), (5, 6000)] {
+            let out = r.on_message(&from(1, seq, sent), t0 + S * 30, 30_000);
+            assert!(
+                out.is_empty(),
+                "a queued message recovered the job: {out:?}"
+            );
+        }
+        assert_eq!(r.stats.stale_messages.load(Ordering::Relaxed), 2);
+        assert!(r.jobs[0].open.contains_key(&Slot::Down), "still down");
+        // A fresh one is life.
+        let up = r.on_message(&from(1, 6, 31_000), t0 + S * 31, 31_000);
+        assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
+        // A sender whose clock steps back, heard on time, is not stale.
+        let ok = r.on_message(&from(1, 7, 1_000), t0 + S * 32, 32_000);
+        assert!(ok.is_empty());
+        assert_eq!(r.stats.stale_messages.load(Ordering::Relaxed), 2);
     }
 
     fn peer(wall_ms: u64, up_since_ms: u64, start_ms: u64, kind: Kind) -> PeerSeen {

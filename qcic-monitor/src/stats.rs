@@ -45,6 +45,10 @@ pub struct Stats {
     pub handshake_failed: AtomicU64,
     /// Messages whose sender's clock was off by more than `max_clock_skew`.
     pub skewed_messages: AtomicU64,
+    /// Messages delivered late (queued while a link was cut) that were
+    /// older than what was already known of their job: recorded, but not
+    /// taken as new life.
+    pub stale_messages: AtomicU64,
     /// Accepted messages by kind (code - 1).
     pub by_kind: [AtomicU64; 5],
     /// Messages decoded and waiting for the checker (a gauge).
@@ -129,6 +133,7 @@ impl Stats {
             ("curve_refused", get(&self.curve_refused)),
             ("handshake_failed", get(&self.handshake_failed)),
             ("skewed_messages", get(&self.skewed_messages)),
+            ("stale_messages", get(&self.stale_messages)),
             ("inbound_queued", get(&self.inbound_queued)),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),
@@ -177,6 +182,7 @@ impl Stats {
             curve_refused = get(&self.curve_refused),
             handshake_failed = get(&self.handshake_failed),
             skewed_messages = get(&self.skewed_messages),
+            stale_messages = get(&self.stale_messages),
             unknown_job_messages = get(&self.unknown_job_messages),
             unknown_job_names = get(&self.unknown_job_names),
             notifications = get(&self.notifications),

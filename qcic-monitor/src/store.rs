@@ -30,7 +30,7 @@ pub struct Delivery {
     /// What to deliver (shared by every channel it goes to).
     pub note: Arc<Notification>,
     /// In a farm: where the channel reports how delivery went.
-    pub farm: Option<crate::peers::Reporter>,
+    pub farm: Option<crate::farm::Reporter>,
 }
 
 enum Op {

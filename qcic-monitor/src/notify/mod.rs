@@ -230,7 +230,7 @@ pub async fn dispatch(
     stats: Arc<Stats>,
     log: Arc<std::sync::Mutex<NotificationLog>>,
     store: Option<Store>,
-    farm: Option<crate::peers::Reporter>,
+    farm: Option<crate::farm::Reporter>,
 ) {
     while let Some(first) = rx.recv().await {
         // A burst (many jobs due at once) is taken as one batch: one

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::farm::Reporter;
 use crate::notification::Notification;
-use crate::peers::Reporter;
 use crate::stats::Stats;
 
 /// Waits between delivery attempts; the last one repeats until the give-up time.

@@ -1,0 +1,750 @@
+//! The gate: which watcher of the farm sends each notification, and when.
+//!
+//! Pure: every input comes in as a call with the time (`now` for waits,
+//! `wall` for log entries), every effect goes out as an [`Output`]. No
+//! gossip, no tokio tasks, no channels: the farm task feeds it, and the
+//! tests and the simulation drive it directly.
+//!
+//! For each notification the watchers are ranked by a rendezvous hash of
+//! incident and watcher id (follow-ups: the watchers that sent the alarm
+//! first). Rank k waits k × `peer_timeout`, counting only the higher ranks
+//! that are alive and did not report a failed delivery (when all are dead
+//! it sends at once), and skips if the shared log shows it handled. No
+//! quorum, no leader: a lone watcher still alerts (fail open).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::isolation::Isolation;
+use super::log::{LOG_KEEP, SharedLog};
+use super::wire::{Entry, Key, State, log_key};
+use crate::notification::{Event, FarmView, Notification, incident_id};
+use crate::stats::Stats;
+
+/// What the gate asks of the farm task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Hand this to the channels.
+    Send(Notification),
+    /// Set this gossip key of ours.
+    Publish(String, String),
+    /// Delete this gossip key of ours.
+    Unpublish(String),
+    /// A peer delivered this (a channel still retrying it may stop).
+    DeliveredElsewhere(Key),
+    /// Forget that a peer delivered this (it left the log).
+    Forget(Key),
+}
+
+/// How a channel fared with a notification this watcher sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A channel delivered it.
+    Delivered(Key),
+    /// A channel's attempt failed (it may retry).
+    Failed(Key),
+}
+
+/// The gate's settings.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    /// This watcher.
+    pub me: Arc<str>,
+    /// Every configured watcher, this one included.
+    pub members: Vec<Arc<str>>,
+    /// `[farm] peer_timeout`.
+    pub peer_timeout: Duration,
+    /// `[farm] gossip_interval`.
+    pub gossip_interval: Duration,
+    /// `[farm] dead_after`.
+    pub dead_after: Duration,
+    /// `[farm] isolation_jobs`.
+    pub isolation_jobs: usize,
+    /// Jobs watched.
+    pub jobs: usize,
+}
+
+/// The notification log key of `note`.
+pub fn key_of(note: &Notification) -> Key {
+    (Arc::clone(&note.incident), note.event, note.repeat)
+}
+
+/// The alarm a follow-up is about.
+fn alarm_key(note: &Notification) -> Option<Key> {
+    if !note.event.is_follow_up() {
+        return None;
+    }
+    Some((Arc::clone(&note.incident), note.resolves?, 0))
+}
+
+/// The rendezvous order of `members` for `incident`: highest score first.
+/// Every watcher computes the same order; different incidents spread the
+/// first rank over the farm.
+pub fn rendezvous(incident: &str, members: &[Arc<str>]) -> Vec<Arc<str>> {
+    let score = |m: &str| {
+        let mut h = Sha256::new();
+        h.update(incident.as_bytes());
+        h.update([0u8]);
+        h.update(m.as_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        u64::from_be_bytes(b)
+    };
+    let mut ranked: Vec<(u64, Arc<str>)> =
+        members.iter().map(|m| (score(m), Arc::clone(m))).collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    ranked.into_iter().map(|(_, m)| m).collect()
+}
+
+/// A notification waiting for its turn.
+#[derive(Debug)]
+struct Pending {
+    note: Notification,
+    /// The rendezvous order for its incident, computed once: the gate
+    /// judges every pending notification at every wake-up.
+    order: Vec<Arc<str>>,
+    since: Instant,
+    /// Held while the watcher is isolated.
+    parked: bool,
+}
+
+/// The gate's state.
+#[derive(Debug)]
+pub struct Gate {
+    cfg: GateConfig,
+    /// Peers alive now.
+    live: BTreeSet<Arc<str>>,
+    /// The generation of each peer seen alive.
+    generations: BTreeMap<Arc<str>, u64>,
+    /// Open `peer_down` incidents, by peer.
+    peer_down: BTreeMap<Arc<str>, Arc<str>>,
+    log: SharedLog,
+    pending: Vec<Pending>,
+    isolation: Isolation,
+    /// The open `watcher_isolated` incident.
+    isolated: Option<Arc<str>>,
+    /// Nothing is sent before this: at start, after a stall and after an
+    /// isolation ends, the log, the peers' liveness and their evidence
+    /// must be learnt afresh first.
+    settle_until: Instant,
+    /// Since when every configured peer has been alive (ends settling early).
+    all_live_since: Option<Instant>,
+    last_tick: Instant,
+    /// When the earliest pending notification may go (set by `evaluate`).
+    next_at: Option<Instant>,
+    stats: Arc<Stats>,
+}
+
+impl Gate {
+    /// A gate starting at `now`: it settles before it sends anything.
+    pub fn new(cfg: GateConfig, stats: Arc<Stats>, now: Instant) -> Gate {
+        let settle_until = now + cfg.dead_after + cfg.gossip_interval * 2;
+        let isolation = Isolation::new(cfg.isolation_jobs, cfg.jobs, cfg.dead_after);
+        Gate {
+            cfg,
+            live: BTreeSet::new(),
+            generations: BTreeMap::new(),
+            peer_down: BTreeMap::new(),
+            log: SharedLog::new(LOG_KEEP),
+            pending: Vec::new(),
+            isolation,
+            isolated: None,
+            settle_until,
+            all_live_since: None,
+            last_tick: now,
+            next_at: None,
+            stats,
+        }
+    }
+
+    /// When the gate wants to be woken (with [`Gate::evaluate`]) next.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.next_at
+    }
+
+    /// The peers alive now.
+    pub fn live(&self) -> &BTreeSet<Arc<str>> {
+        &self.live
+    }
+
+    /// A notification from the checker.
+    pub fn on_notification(
+        &mut self,
+        note: Notification,
+        now: Instant,
+        wall: u64,
+        out: &mut Vec<Output>,
+    ) {
+        self.check_stall(now);
+        let event = note.event;
+        self.hold(note, false, now);
+        if matches!(event, Event::Down | Event::Late) {
+            self.check_isolation(now, wall, out);
+        }
+    }
+
+    /// The checker heard `jobs` jobs here lately (what it gossips).
+    pub fn on_heard(&mut self, jobs: usize, now: Instant) {
+        if jobs > 0 {
+            self.isolation.heard(now);
+        }
+    }
+
+    /// The gossip interval passed.
+    pub fn on_tick(&mut self, now: Instant) {
+        self.check_stall(now);
+        self.last_tick = now;
+    }
+
+    /// A watcher frozen (SIGSTOP, a VM pause) or starved wakes with stale
+    /// views: its peers may have taken over meanwhile. It settles again
+    /// before it sends anything.
+    fn check_stall(&mut self, now: Instant) {
+        let gap = now.saturating_duration_since(self.last_tick);
+        if gap > self.cfg.dead_after / 2 && gap > self.cfg.gossip_interval * 3 {
+            warn!(stalled = ?gap, "this watcher did not run for a while (frozen or starved); relearning the farm before notifying");
+            self.resettle(now);
+            self.last_tick = now;
+        }
+    }
+
+    fn resettle(&mut self, now: Instant) {
+        self.settle_until = now + self.cfg.dead_after + self.cfg.gossip_interval * 2;
+        self.all_live_since = None;
+    }
+
+    fn settling(&self, now: Instant) -> bool {
+        if now >= self.settle_until {
+            return false;
+        }
+        // Every peer alive and a few rounds exchanged: the log is learnt.
+        self.all_live_since
+            .is_none_or(|t| now < t + self.cfg.gossip_interval * 3)
+    }
+
+    fn view(&self, rank: u32) -> FarmView {
+        let configured = u32::try_from(self.cfg.members.len()).unwrap_or(u32::MAX);
+        let reachable = u32::try_from(self.live.len() + 1).unwrap_or(u32::MAX);
+        FarmView {
+            rank,
+            took_over: rank > 0,
+            reachable,
+            configured,
+            partition_suspected: reachable < configured,
+        }
+    }
+
+    /// The ranking for `note`: follow-ups go first to the watchers that
+    /// sent the alarm (they told people; they should close it).
+    fn ranking<'a>(&self, note: &Notification, order: &'a [Arc<str>]) -> Vec<&'a Arc<str>> {
+        let Some(alarm) = alarm_key(note) else {
+            return order.iter().collect();
+        };
+        let senders = self.log.senders(&alarm);
+        let (mut first, rest): (Vec<_>, Vec<_>) = order.iter().partition(|m| senders.contains(*m));
+        first.extend(rest);
+        first
+    }
+
+    fn hold(&mut self, note: Notification, parked: bool, now: Instant) {
+        let order = rendezvous(&note.incident, &self.cfg.members);
+        self.pending.push(Pending {
+            note,
+            order,
+            since: now,
+            parked,
+        });
+    }
+
+    fn is_live(&self, member: &Arc<str>) -> bool {
+        *member == self.cfg.me || self.live.contains(member)
+    }
+
+    /// When a pending notification may go, or `None` if it should be dropped.
+    fn due(&self, p: &Pending, now: Instant) -> Option<Instant> {
+        let key = key_of(&p.note);
+        if self.log.handled(&key, |w| self.is_live(w)) {
+            return None;
+        }
+        let order = self.ranking(&p.note, &p.order);
+        let rank = order.iter().position(|m| **m == self.cfg.me).unwrap_or(0);
+        let ahead = order[..rank]
+            .iter()
+            .filter(|m| self.is_live(m) && !self.log.failed(&key, m))
+            .count();
+        let mut due = p.since + self.cfg.peer_timeout * u32::try_from(ahead).unwrap_or(u32::MAX);
+        // With no peer reachable and no sender heard lately, absence alarms
+        // and peer_down wait a little: if many jobs fall silent with the
+        // peers, this watcher is the one cut off, and says so once instead.
+        // A watcher that still hears its senders sends at once.
+        if matches!(p.note.event, Event::Down | Event::Late | Event::PeerDown)
+            && self.isolation.hold_absence(self.live.len(), now)
+        {
+            due = due.max(p.since + self.cfg.peer_timeout);
+        }
+        if self.settling(now) {
+            due = due.max(self.settle_until);
+        }
+        Some(due)
+    }
+
+    /// Sends what is due, drops what is handled, and sets the next wake-up.
+    pub fn evaluate(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
+        // A follow-up for an alarm nobody sent is owed to nobody; if the
+        // alarm is still waiting here, both go.
+        let cancelled: BTreeSet<Key> = self
+            .pending
+            .iter()
+            .filter(|p| !p.parked)
+            .filter_map(|p| alarm_key(&p.note))
+            .filter(|alarm| self.log.senders(alarm).is_empty())
+            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        let mut keep = Vec::with_capacity(pending.len());
+        let mut send = Vec::new();
+        let mut next_at: Option<Instant> = None;
+        for p in pending {
+            if p.parked {
+                keep.push(p);
+                continue;
+            }
+            let own = key_of(&p.note);
+            let orphan = alarm_key(&p.note).is_some_and(|a| cancelled.contains(&a));
+            if orphan || cancelled.contains(&own) {
+                continue;
+            }
+            match self.due(&p, now) {
+                None => {
+                    self.stats.farm_suppressed.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(due) if due <= now => send.push(p),
+                Some(due) => {
+                    next_at = Some(next_at.map_or(due, |t| t.min(due)));
+                    keep.push(p);
+                }
+            }
+        }
+        self.pending = keep;
+        self.next_at = next_at;
+        for p in send {
+            self.send(p.note, &p.order, wall, out);
+        }
+    }
+
+    fn send(
+        &mut self,
+        mut note: Notification,
+        order: &[Arc<str>],
+        wall: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let order = self.ranking(&note, order);
+        let rank = u32::try_from(order.iter().position(|m| **m == self.cfg.me).unwrap_or(0))
+            .unwrap_or(u32::MAX);
+        note.farm = Some(self.view(rank));
+        if rank > 0 {
+            self.stats.farm_took_over.fetch_add(1, Ordering::Relaxed);
+        }
+        let entry = Entry {
+            state: State::Sent,
+            rank,
+            took_over: rank > 0,
+            ts_ms: wall,
+        };
+        let me = Arc::clone(&self.cfg.me);
+        self.record(&key_of(&note), &me, entry, out);
+        out.push(Output::Send(note));
+    }
+
+    /// Records a log entry, ours or a copy of a peer's, and publishes it
+    /// (every watcher keeps a copy of every entry).
+    fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry, out: &mut Vec<Output>) {
+        let recorded = self.log.record(key, sender, entry);
+        if !recorded.changed {
+            return;
+        }
+        if recorded.duplicate {
+            self.stats
+                .farm_duplicate_sends
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(incident = %key.0, event = %key.1, "sent by more than one watcher (partition or failed delivery); each copy names its watcher");
+        }
+        if entry.state == State::Delivered && **sender != *self.cfg.me {
+            out.push(Output::DeliveredElsewhere(key.clone()));
+        }
+        out.push(Output::Publish(log_key(key, sender), entry.encode()));
+        for (old, who) in recorded.evicted {
+            for w in who {
+                out.push(Output::Unpublish(log_key(&old, &w)));
+            }
+            out.push(Output::Forget(old));
+        }
+    }
+
+    /// How a channel fared with a notification this watcher sent.
+    pub fn on_report(&mut self, report: Report, out: &mut Vec<Output>) {
+        let (key, state) = match report {
+            Report::Delivered(key) => (key, State::Delivered),
+            Report::Failed(key) => (key, State::Failed),
+        };
+        let me = Arc::clone(&self.cfg.me);
+        let Some(mut entry) = self.log.get(&key, &me) else {
+            return;
+        };
+        // Delivered by one channel stays delivered.
+        if entry.state == State::Delivered {
+            return;
+        }
+        entry.state = state;
+        self.record(&key, &me, entry, out);
+    }
+
+    /// A log entry gossiped by `node`: its own, or its copy of `sender`'s.
+    pub fn on_log_entry(
+        &mut self,
+        node: &str,
+        key: Key,
+        sender: Arc<str>,
+        entry: Entry,
+        out: &mut Vec<Output>,
+    ) {
+        if *sender == *self.cfg.me {
+            if !self.log.contains(&key) {
+                // Our own entry from before a restart: learnt back.
+                self.record(&key, &sender, entry, out);
+            }
+            return;
+        }
+        let known = self.log.get(&key, &sender);
+        // The sender's own key is the truth; a copy only fills a gap.
+        let take = if *node == *sender {
+            known != Some(entry)
+        } else {
+            known.is_none()
+        };
+        if take {
+            self.record(&key, &sender, entry, out);
+        }
+    }
+
+    /// The peers alive now, with their generations. `heartbeat` tells the
+    /// last heartbeat known of a peer: with its generation it names one
+    /// outage of that peer (every survivor learns the same last heartbeat),
+    /// so a peer that goes silent a second time is a new incident.
+    pub fn on_live(
+        &mut self,
+        nodes: &[(Arc<str>, u64)],
+        heartbeat: &dyn Fn(&str) -> u64,
+        now: Instant,
+        wall: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let members: BTreeSet<&Arc<str>> = self.cfg.members.iter().collect();
+        let generations: BTreeMap<Arc<str>, u64> = nodes
+            .iter()
+            .filter(|(n, _)| *n != self.cfg.me && members.contains(n))
+            .map(|(n, g)| (Arc::clone(n), *g))
+            .collect();
+        let live: BTreeSet<Arc<str>> = generations.keys().cloned().collect();
+        let gone: Vec<Arc<str>> = self.live.difference(&live).cloned().collect();
+        let back: Vec<Arc<str>> = live.difference(&self.live).cloned().collect();
+        self.live = live;
+        let everyone = self.live.len() + 1 == self.cfg.members.len();
+        self.all_live_since = if everyone {
+            self.all_live_since.or(Some(now))
+        } else {
+            None
+        };
+        for peer in gone {
+            warn!(peer = %peer, "a farm peer went silent");
+            let generation = self.generations.get(&peer).copied().unwrap_or(0);
+            let basis = format!("generation:{generation}/heartbeat:{}", heartbeat(&peer));
+            let id: Arc<str> = Arc::from(incident_id(&peer, Event::PeerDown, &basis));
+            self.peer_down.insert(Arc::clone(&peer), Arc::clone(&id));
+            let mut note = self.notice(Event::PeerDown, &peer, &id, wall);
+            note.text = Some(format!(
+                "watcher {peer} went silent; its duty is taken over"
+            ));
+            let parked = self.isolated.is_some();
+            self.hold(note, parked, now);
+        }
+        for peer in back {
+            info!(peer = %peer, "a farm peer is reachable");
+            if let Some(id) = self.peer_down.remove(&peer) {
+                let mut note = self.notice(Event::Recovered, &peer, &id, wall);
+                note.resolves = Some(Event::PeerDown);
+                note.text = Some(format!("watcher {peer} is reachable again"));
+                self.hold(note, false, now);
+            }
+        }
+        for (peer, g) in generations {
+            self.generations.insert(peer, g);
+        }
+        if !self.live.is_empty() {
+            self.end_isolation(now, wall, out);
+        }
+    }
+
+    fn notice(&self, event: Event, job: &Arc<str>, incident: &Arc<str>, wall: u64) -> Notification {
+        Notification::new(
+            event,
+            Arc::clone(job),
+            Arc::clone(incident),
+            Arc::clone(&self.cfg.me),
+            wall,
+        )
+    }
+
+    /// No peer reachable and many jobs silent at once, with no sender
+    /// heard lately: this watcher is the one cut off. One
+    /// `watcher_isolated` instead of an alert per job; the per-job alarms
+    /// wait until a peer is reachable again.
+    fn check_isolation(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
+        if self.isolated.is_none() {
+            let silent = self
+                .pending
+                .iter()
+                .filter(|p| matches!(p.note.event, Event::Down | Event::Late))
+                .count();
+            if self.isolation.looks_isolated(self.live.len(), silent, now) {
+                let me = Arc::clone(&self.cfg.me);
+                let id: Arc<str> =
+                    Arc::from(incident_id(&me, Event::WatcherIsolated, &wall.to_string()));
+                warn!(
+                    silent_jobs = silent,
+                    "no peer reachable, no sender heard and most jobs silent: this watcher is isolated"
+                );
+                self.isolated = Some(Arc::clone(&id));
+                let mut note = self.notice(Event::WatcherIsolated, &me, &id, wall);
+                note.text = Some(format!(
+                    "watcher {me} reaches no peer and {silent} of its {} jobs fell silent at once: most likely its own network is cut; per-job alerts are held",
+                    self.cfg.jobs
+                ));
+                // About this watcher alone: nobody else can send it, so it is rank 0.
+                let order = [Arc::clone(&self.cfg.me)];
+                self.send(note, &order, wall, out);
+            }
+        }
+        if self.isolated.is_some() {
+            // A peer_down raised while isolated is parked when raised.
+            for p in &mut self.pending {
+                if matches!(p.note.event, Event::Down | Event::Late | Event::PeerDown) {
+                    p.parked = true;
+                }
+            }
+        }
+    }
+
+    /// A peer is reachable again: the alarms held while isolated are judged
+    /// again, once the peers' evidence has been learnt (the gate settles
+    /// first: released at once, they went out as genuine alarms for jobs
+    /// the peers heard all along).
+    fn end_isolation(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
+        let Some(id) = self.isolated.take() else {
+            return;
+        };
+        for p in &mut self.pending {
+            if p.parked {
+                p.parked = false;
+                p.since = now;
+            }
+        }
+        self.resettle(now);
+        // Our own isolation showed as peer_down on this side only.
+        self.pending.retain(|p| p.note.event != Event::PeerDown);
+        let me = Arc::clone(&self.cfg.me);
+        let mut note = self.notice(Event::Recovered, &me, &id, wall);
+        note.resolves = Some(Event::WatcherIsolated);
+        note.text = Some(format!("watcher {me} reaches its peers again"));
+        // About this watcher alone: nobody else can send it, so it is rank 0.
+        let order = [Arc::clone(&self.cfg.me)];
+        self.send(note, &order, wall, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn gate(me: &str, t0: Instant) -> Gate {
+        Gate::new(
+            GateConfig {
+                me: Arc::from(me),
+                members: ["a", "b", "c"].iter().map(|m| Arc::from(*m)).collect(),
+                peer_timeout: 5 * S,
+                gossip_interval: S / 2,
+                dead_after: 4 * S,
+                isolation_jobs: 2,
+                jobs: 4,
+            },
+            Arc::new(Stats::default()),
+            t0,
+        )
+    }
+
+    fn live(peers: &[&str]) -> Vec<(Arc<str>, u64)> {
+        peers.iter().map(|p| (Arc::from(*p), 7)).collect()
+    }
+
+    fn sent(out: &[Output]) -> Vec<(Event, String)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(n) => Some((n.event, n.job.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn incidents(out: &[Output]) -> Vec<Arc<str>> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(n) => Some(Arc::clone(&n.incident)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Drives the gate to `at`, ticking every gossip interval (as the farm
+    /// task does; a longer gap is a stall) and evaluating at each tick.
+    fn run_to(g: &mut Gate, at: Instant, wall: u64, out: &mut Vec<Output>) {
+        let mut t = g.last_tick;
+        while t < at {
+            t = (t + S / 2).min(at);
+            g.on_tick(t);
+            g.evaluate(t, wall, out);
+        }
+    }
+
+    #[test]
+    fn a_peer_that_goes_silent_twice_is_two_incidents() {
+        let t0 = Instant::now();
+        let mut g = gate("a", t0);
+        let mut out = Vec::new();
+        let mut beat = 100;
+        for round in 0..2u32 {
+            let t = t0 + 20 * S * round;
+            g.on_live(&live(&["b", "c"]), &|_| beat, t, 0, &mut out);
+            beat += 50;
+            // c goes silent; its last heartbeat is what every survivor learnt.
+            g.on_live(&live(&["b"]), &|_| beat, t + S, 0, &mut out);
+            run_to(&mut g, t + 19 * S, 0, &mut out);
+        }
+        let downs: Vec<Arc<str>> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send(n) if n.event == Event::PeerDown => Some(Arc::clone(&n.incident)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(downs.len(), 2, "{:?}", sent(&out));
+        assert_ne!(downs[0], downs[1]);
+    }
+
+    fn down(job: &str, incident: &str) -> Notification {
+        Notification::new(
+            Event::Down,
+            Arc::from(job),
+            Arc::from(incident),
+            Arc::from("a"),
+            0,
+        )
+    }
+
+    #[test]
+    fn a_watcher_that_still_hears_senders_sends_at_once_with_no_peer() {
+        let t0 = Instant::now();
+        let mut g = gate("a", t0);
+        let mut out = Vec::new();
+        run_to(&mut g, t0 + 10 * S, 0, &mut out); // settled, nobody reachable
+        g.on_heard(3, t0 + 10 * S);
+        g.on_notification(down("j1", "i1"), t0 + 10 * S, 0, &mut out);
+        g.evaluate(t0 + 10 * S, 0, &mut out);
+        assert_eq!(
+            sent(&out),
+            [(Event::Down, "j1".to_owned())],
+            "at D, not D + peer_timeout"
+        );
+        // Hearing nobody, it holds the next one peer_timeout.
+        let later = t0 + 30 * S;
+        g.on_notification(down("j2", "i2"), later, 0, &mut out);
+        g.evaluate(later, 0, &mut out);
+        assert_eq!(
+            out.iter().filter(|o| matches!(o, Output::Send(_))).count(),
+            1
+        );
+        run_to(&mut g, later + 5 * S, 0, &mut out);
+        assert_eq!(sent(&out).len(), 2);
+    }
+
+    #[test]
+    fn an_isolated_watcher_that_rejoins_learns_before_it_releases_held_alarms() {
+        let t0 = Instant::now();
+        let mut g = gate("a", t0);
+        let mut out = Vec::new();
+        g.on_live(&live(&["b", "c"]), &|_| 1, t0, 0, &mut out);
+        run_to(&mut g, t0 + 10 * S, 0, &mut out);
+        // Cut from everything: peers gone, and two jobs silent.
+        let t1 = t0 + 20 * S;
+        g.on_live(&live(&[]), &|_| 1, t1, 0, &mut out);
+        g.on_notification(down("j1", "i1"), t1, 0, &mut out);
+        g.on_notification(down("j2", "i2"), t1, 0, &mut out);
+        run_to(&mut g, t1 + 30 * S, 0, &mut out);
+        assert_eq!(sent(&out), [(Event::WatcherIsolated, "a".to_owned())]);
+        // Healed: the held downs wait while the peers' evidence arrives ...
+        let t2 = t1 + 31 * S;
+        g.on_live(&live(&["b", "c"]), &|_| 2, t2, 0, &mut out);
+        g.evaluate(t2, 0, &mut out);
+        assert_eq!(
+            sent(&out).iter().filter(|(e, _)| *e == Event::Down).count(),
+            0,
+            "released at once: {:?}",
+            sent(&out)
+        );
+        // ... which shows j1 was heard all along: the checker retracts it,
+        // and an alarm nobody sent needs no follow-up: both go.
+        let mut retracted = down("j1", "i1");
+        retracted.event = Event::Retracted;
+        retracted.resolves = Some(Event::Down);
+        g.on_notification(retracted, t2 + S, 0, &mut out);
+        run_to(&mut g, t2 + 30 * S, 0, &mut out);
+        let downs: Vec<String> = sent(&out)
+            .into_iter()
+            .filter(|(e, _)| *e == Event::Down || *e == Event::Retracted)
+            .map(|(e, j)| format!("{e} {j}"))
+            .collect();
+        assert_eq!(
+            downs,
+            ["down j2"],
+            "j2 was really silent: {:?}",
+            incidents(&out)
+        );
+    }
+
+    #[test]
+    fn rendezvous_is_stable_and_spreads() {
+        let members: Vec<Arc<str>> = ["a", "b", "c"].iter().map(|m| Arc::from(*m)).collect();
+        let first = rendezvous("inc-1", &members);
+        assert_eq!(first, rendezvous("inc-1", &members));
+        let mut reversed = members.clone();
+        reversed.reverse();
+        assert_eq!(
+            first,
+            rendezvous("inc-1", &reversed),
+            "order of the config does not matter"
+        );
+        let mut firsts = BTreeSet::new();
+        for i in 0..60 {
+            firsts.insert(rendezvous(&format!("inc-{i}"), &members)[0].clone());
+        }
+        assert_eq!(firsts.len(), 3, "every watcher is first for some incidents");
+    }
+}

@@ -1,0 +1,157 @@
+//! The farm's shared notification log: which watcher sent, delivered or
+//! failed to deliver which notification. It knows nothing of gossip: the
+//! gate records what it sends and what peers say, and publishes what
+//! changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::wire::{Entry, Key, State};
+
+/// Notifications the log remembers; past it the oldest go.
+pub const LOG_KEEP: usize = 10_000;
+
+/// Who did what with each notification. Bounded.
+#[derive(Debug)]
+pub struct SharedLog {
+    by_key: HashMap<Key, BTreeMap<Arc<str>, Entry>>,
+    /// Keys, oldest first.
+    order: VecDeque<Key>,
+    keep: usize,
+}
+
+/// What [`SharedLog::record`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Whether the entry was new or different.
+    pub changed: bool,
+    /// A second watcher now sent this notification too.
+    pub duplicate: bool,
+    /// Notifications dropped to stay bounded, with the watchers that had
+    /// entries for them (their gossip keys go too).
+    pub evicted: Vec<(Key, Vec<Arc<str>>)>,
+}
+
+impl SharedLog {
+    /// An empty log of at most `keep` notifications.
+    pub fn new(keep: usize) -> SharedLog {
+        SharedLog {
+            by_key: HashMap::new(),
+            order: VecDeque::new(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// `sender`'s entry for `key`.
+    pub fn get(&self, key: &Key, sender: &str) -> Option<Entry> {
+        self.by_key.get(key)?.get(sender).copied()
+    }
+
+    /// Whether anything is known of `key`.
+    pub fn contains(&self, key: &Key) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Records `sender`'s entry for `key`.
+    pub fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry) -> Recorded {
+        let by = self.by_key.entry(key.clone()).or_default();
+        if by.get(sender) == Some(&entry) {
+            return Recorded::default();
+        }
+        let counted = |by: &BTreeMap<Arc<str>, Entry>| {
+            by.values().filter(|e| e.state != State::Failed).count()
+        };
+        let before = counted(by);
+        let fresh = by.is_empty();
+        by.insert(Arc::clone(sender), entry);
+        let duplicate = before == 1 && counted(by) == 2;
+        if fresh {
+            self.order.push_back(key.clone());
+        }
+        let mut evicted = Vec::new();
+        while self.order.len() > self.keep {
+            if let Some(old) = self.order.pop_front() {
+                let who = self
+                    .by_key
+                    .remove(&old)
+                    .map(|by| by.into_keys().collect())
+                    .unwrap_or_default();
+                evicted.push((old, who));
+            }
+        }
+        Recorded {
+            changed: true,
+            duplicate,
+            evicted,
+        }
+    }
+
+    /// The watchers that sent (or delivered) `key`.
+    pub fn senders(&self, key: &Key) -> BTreeSet<Arc<str>> {
+        self.by_key
+            .get(key)
+            .map(|by| {
+                by.iter()
+                    .filter(|(_, e)| e.state != State::Failed)
+                    .map(|(s, _)| Arc::clone(s))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `member` failed to deliver `key`.
+    pub fn failed(&self, key: &Key, member: &str) -> bool {
+        self.get(key, member)
+            .is_some_and(|e| e.state == State::Failed)
+    }
+
+    /// Whether someone's send of `key` makes another unneeded: a delivery
+    /// by anyone, or a send by a watcher still alive.
+    pub fn handled(&self, key: &Key, is_live: impl Fn(&Arc<str>) -> bool) -> bool {
+        self.by_key.get(key).is_some_and(|by| {
+            by.iter().any(|(who, e)| match e.state {
+                State::Delivered => true,
+                State::Sent => is_live(who),
+                State::Failed => false,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Event;
+
+    fn entry(state: State) -> Entry {
+        Entry {
+            state,
+            rank: 0,
+            took_over: false,
+            ts_ms: 1,
+        }
+    }
+
+    #[test]
+    fn counts_duplicates_tells_who_handled_and_stays_bounded() {
+        let mut log = SharedLog::new(2);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let k1: Key = (Arc::from("i1"), Event::Down, 0);
+        assert!(log.record(&k1, &a, entry(State::Sent)).changed);
+        assert!(!log.record(&k1, &a, entry(State::Sent)).changed);
+        assert!(log.handled(&k1, |w| **w == *"a"));
+        assert!(!log.handled(&k1, |_| false), "sent by a dead watcher");
+        assert!(log.record(&k1, &b, entry(State::Sent)).duplicate);
+        log.record(&k1, &b, entry(State::Failed));
+        assert!(log.failed(&k1, "b"));
+        assert_eq!(log.senders(&k1), BTreeSet::from([Arc::clone(&a)]));
+        log.record(&k1, &b, entry(State::Delivered));
+        assert!(log.handled(&k1, |_| false), "delivered by anyone");
+        let k2: Key = (Arc::from("i2"), Event::Down, 0);
+        let k3: Key = (Arc::from("i3"), Event::Down, 0);
+        log.record(&k2, &a, entry(State::Sent));
+        let out = log.record(&k3, &a, entry(State::Sent));
+        assert_eq!(out.evicted, vec![(k1.clone(), vec![a, b])]);
+        assert!(!log.contains(&k1));
+    }
+}

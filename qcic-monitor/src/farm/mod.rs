@@ -1,0 +1,283 @@
+//! Watcher farms: every watcher hears and judges every job; they gossip
+//! what they heard and what they sent, and a gate decides which of them
+//! sends each notification.
+//!
+//! # Layout
+//! - [`membership`]: chitchat (the only file that knows it): who is alive,
+//!   keys peers set, keys we set.
+//! - [`wire`]: the gossip keys and values.
+//! - [`log`]: the shared notification log (who sent, delivered or failed
+//!   what), knowing nothing of gossip.
+//! - [`gate`]: who sends each notification and when; pure (inputs with
+//!   the time, outputs as values), so tests and the simulation drive it.
+//! - [`isolation`]: telling a watcher cut off from everything apart.
+//! - this file: the task that feeds the gate and carries out what it says.
+
+pub mod gate;
+pub mod isolation;
+pub mod log;
+pub mod membership;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+use tracing::info;
+
+use crate::checker::{Query, wall_ms};
+use crate::config::FarmConfig;
+use crate::error::MonitorError;
+use crate::notification::Notification;
+use crate::registry::PeerSeen;
+use crate::stats::Stats;
+use gate::{Gate, GateConfig, Output, Report, key_of};
+use membership::{Events, Membership};
+use wire::{Key, Said};
+
+/// The channels' line to the farm: they report how delivery went, and a
+/// channel retrying a failed delivery asks whether a peer delivered it
+/// meanwhile (then it stops: the peer's copy is the one people got).
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<Report>,
+    delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
+}
+
+impl Reporter {
+    /// A channel delivered `note`.
+    pub fn delivered(&self, note: &Notification) {
+        let _ = self.tx.send(Report::Delivered(key_of(note)));
+    }
+
+    /// A channel's attempt to deliver `note` failed (it may retry).
+    pub fn failed(&self, note: &Notification) {
+        let _ = self.tx.send(Report::Failed(key_of(note)));
+    }
+
+    /// Whether a peer has delivered `note`.
+    pub fn delivered_elsewhere(&self, note: &Notification) -> bool {
+        self.delivered_elsewhere
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key_of(note))
+    }
+}
+
+/// A running farm membership: stop it with [`Farm::stop`].
+#[derive(Debug)]
+pub struct Farm {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Farm {
+    /// Leaves the farm (notifications the gate still holds are left to the peers).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// What [`start`] hands back for wiring.
+#[derive(Debug)]
+pub struct Started {
+    /// The running farm.
+    pub farm: Farm,
+    /// The checker's notifications go here (the gate), not to the dispatcher.
+    pub gate: mpsc::Sender<Notification>,
+    /// What the checker heard, to gossip.
+    pub heard: mpsc::Sender<Vec<(Arc<str>, PeerSeen)>>,
+    /// For the channels.
+    pub reporter: Reporter,
+}
+
+/// Joins the farm and starts the gate. `out` is the dispatcher's queue;
+/// `queries` the checker's (peer evidence goes there).
+pub async fn start(
+    cfg: &FarmConfig,
+    me: &str,
+    jobs: usize,
+    out: mpsc::Sender<Notification>,
+    queries: mpsc::Sender<Query>,
+    stats: Arc<Stats>,
+) -> Result<Started, MonitorError> {
+    let (membership, events) = Membership::join(cfg, me).await?;
+    let me: Arc<str> = Arc::from(me);
+    let mut members: Vec<Arc<str>> = cfg.peers.iter().map(|p| Arc::from(p.id.as_str())).collect();
+    members.push(Arc::clone(&me));
+    *stats.peers.lock().unwrap_or_else(PoisonError::into_inner) =
+        cfg.peers.iter().map(|p| (p.id.clone(), false)).collect();
+    let gate = Gate::new(
+        GateConfig {
+            me,
+            members,
+            peer_timeout: cfg.peer_timeout,
+            gossip_interval: cfg.gossip_interval,
+            dead_after: cfg.dead_after,
+            isolation_jobs: cfg.isolation_jobs,
+            jobs,
+        },
+        Arc::clone(&stats),
+        Instant::now(),
+    );
+    let (gate_tx, gate_rx) = mpsc::channel(1024);
+    let (heard_tx, heard_rx) = mpsc::channel(16);
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let delivered_elsewhere = Arc::new(Mutex::new(BTreeSet::new()));
+    let reporter = Reporter {
+        tx: report_tx,
+        delivered_elsewhere: Arc::clone(&delivered_elsewhere),
+    };
+    let task = Task {
+        gate,
+        membership,
+        out,
+        queries,
+        stats,
+        delivered_elsewhere,
+        gossip_interval: cfg.gossip_interval,
+    };
+    let task = tokio::spawn(task.run(events, gate_rx, heard_rx, report_rx, stop_rx));
+    info!(gossip = %cfg.gossip, advertise = %cfg.advertise, peers = cfg.peers.len(), peer_timeout = ?cfg.peer_timeout, dead_after = ?cfg.dead_after, "joined the watcher farm");
+    Ok(Started {
+        farm: Farm {
+            stop: stop_tx,
+            task,
+        },
+        gate: gate_tx,
+        heard: heard_tx,
+        reporter,
+    })
+}
+
+/// The farm task: feeds the gate and carries out its outputs.
+struct Task {
+    gate: Gate,
+    membership: Membership,
+    out: mpsc::Sender<Notification>,
+    queries: mpsc::Sender<Query>,
+    stats: Arc<Stats>,
+    delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
+    gossip_interval: std::time::Duration,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut events: Events,
+        mut notes: mpsc::Receiver<Notification>,
+        mut heard: mpsc::Receiver<Vec<(Arc<str>, PeerSeen)>>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut tick = tokio::time::interval(self.gossip_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self.gate.next_wake();
+            let mut out = Vec::new();
+            tokio::select! {
+                _ = &mut stop => break,
+                note = notes.recv() => match note {
+                    Some(note) => self.gate.on_notification(note, Instant::now(), wall_ms(), &mut out),
+                    // The checker stopped: shutdown.
+                    None => break,
+                },
+                Some(batch) = heard.recv() => {
+                    self.gate.on_heard(batch.len(), Instant::now());
+                    tracing::debug!(jobs = batch.len(), "gossiping what was heard here");
+                    let set = batch
+                        .into_iter()
+                        .map(|(job, seen)| (wire::seen_key(&job), seen.encode()))
+                        .collect();
+                    self.membership.update(set, Vec::new()).await;
+                }
+                Some(first) = events.keys.recv() => {
+                    let mut batch = vec![first];
+                    while let Ok(more) = events.keys.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 4096 {
+                            break;
+                        }
+                    }
+                    self.on_key_changes(batch, &mut out).await;
+                }
+                Some(report) = reports.recv() => self.gate.on_report(report, &mut out),
+                Ok(()) = events.live.changed() => {
+                    let nodes = membership::live_nodes(&events.live.borrow_and_update());
+                    let beats = self.membership.heartbeats().await;
+                    let heartbeat = |peer: &str| beats.get(peer).copied().unwrap_or(0);
+                    self.gate.on_live(&nodes, &heartbeat, Instant::now(), wall_ms(), &mut out);
+                    let live = self.gate.live();
+                    for (peer, up) in self
+                        .stats
+                        .peers
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .iter_mut()
+                    {
+                        *up = live.contains(peer.as_str());
+                    }
+                }
+                _ = tick.tick() => self.gate.on_tick(Instant::now()),
+                () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
+            }
+            self.gate.evaluate(Instant::now(), wall_ms(), &mut out);
+            self.carry_out(out).await;
+        }
+        self.membership.leave().await;
+    }
+
+    async fn on_key_changes(&mut self, batch: Vec<membership::KeyChange>, out: &mut Vec<Output>) {
+        let mut seen: BTreeMap<Arc<str>, Vec<(String, PeerSeen)>> = BTreeMap::new();
+        for (node, key, value) in batch {
+            match wire::read(&key, &value) {
+                Some(Said::Seen { job, seen: s }) => {
+                    seen.entry(node).or_default().push((job, s));
+                }
+                Some(Said::Logged { key, sender, entry }) => {
+                    self.gate.on_log_entry(&node, key, sender, entry, out);
+                }
+                None => {}
+            }
+        }
+        for (peer, seen) in seen {
+            tracing::debug!(peer = %peer, jobs = seen.len(), "evidence from a peer");
+            let _ = self.queries.send(Query::PeerSeen { peer, seen }).await;
+        }
+    }
+
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        let (mut set, mut delete) = (Vec::new(), Vec::new());
+        for output in outputs {
+            match output {
+                Output::Send(note) => {
+                    // Published before it is handed on: a peer learns it
+                    // was sent even if this watcher dies in the middle.
+                    self.membership
+                        .update(std::mem::take(&mut set), std::mem::take(&mut delete))
+                        .await;
+                    let _ = self.out.send(note).await;
+                }
+                Output::Publish(key, value) => set.push((key, value)),
+                Output::Unpublish(key) => delete.push(key),
+                Output::DeliveredElsewhere(key) => {
+                    self.delivered_elsewhere
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key);
+                }
+                Output::Forget(key) => {
+                    self.delivered_elsewhere
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key);
+                }
+            }
+        }
+        self.membership.update(set, delete).await;
+    }
+}

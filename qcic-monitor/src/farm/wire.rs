@@ -1,0 +1,171 @@
+//! What watchers of a farm say to each other, as gossip keys and values.
+//! Each watcher writes only its own keys (scuttlebutt):
+//! - `s:<job>` = [`PeerSeen`]: what it last heard of the job.
+//! - `n:<incident>:<event>:<repeat>:<sender>` = [`Entry`]: one line of the
+//!   shared notification log. Every watcher keeps a copy of every entry it
+//!   learns, so a watcher restarted with its state wiped learns it back.
+
+use std::sync::Arc;
+
+use crate::notification::Event;
+use crate::registry::PeerSeen;
+
+/// A notification in the shared log: incident, event, repeat.
+pub type Key = (Arc<str>, Event, u32);
+
+/// The gossip key of what this watcher heard of `job`.
+pub fn seen_key(job: &str) -> String {
+    format!("s:{job}")
+}
+
+/// The job a [`seen_key`] names.
+pub fn parse_seen_key(key: &str) -> Option<&str> {
+    key.strip_prefix("s:")
+}
+
+/// How a sent notification fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Handed to the channels.
+    Sent,
+    /// A channel delivered it.
+    Delivered,
+    /// A channel failed to deliver it (others may take over).
+    Failed,
+}
+
+impl State {
+    /// Every state.
+    pub const ALL: [State; 3] = [State::Sent, State::Delivered, State::Failed];
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// One entry of the shared log, as gossiped: `state;rank;took_over;ts_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// How it fared.
+    pub state: State,
+    /// The sender's rank for it.
+    pub rank: u32,
+    /// Sent in place of a higher rank.
+    pub took_over: bool,
+    /// When (unix ms, the sender's clock).
+    pub ts_ms: u64,
+}
+
+impl Entry {
+    /// The gossip form.
+    pub fn encode(&self) -> String {
+        format!(
+            "{};{};{};{}",
+            self.state.name(),
+            self.rank,
+            u8::from(self.took_over),
+            self.ts_ms
+        )
+    }
+
+    /// From the gossip form; `None` if it is not one.
+    pub fn decode(text: &str) -> Option<Entry> {
+        let mut parts = text.split(';');
+        let name = parts.next()?;
+        let state = State::ALL.into_iter().find(|s| s.name() == name)?;
+        Some(Entry {
+            state,
+            rank: parts.next()?.parse().ok()?,
+            took_over: parts.next()? == "1",
+            ts_ms: parts.next()?.parse().ok()?,
+        })
+    }
+}
+
+/// `n:<incident>:<event>:<repeat>:<sender>`.
+pub fn log_key(key: &Key, sender: &str) -> String {
+    format!("n:{}:{}:{}:{sender}", key.0, key.1.name(), key.2)
+}
+
+/// The notification and sender a [`log_key`] names.
+pub fn parse_log_key(text: &str) -> Option<(Key, &str)> {
+    let rest = text.strip_prefix("n:")?;
+    let mut parts = rest.splitn(4, ':');
+    let incident = parts.next()?;
+    let event = Event::from_name(parts.next()?)?;
+    let repeat = parts.next()?.parse().ok()?;
+    let sender = parts.next()?;
+    Some(((Arc::from(incident), event, repeat), sender))
+}
+
+/// A gossip key and value, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// What the peer heard of a job.
+    Seen {
+        /// The job.
+        job: String,
+        /// What it heard.
+        seen: PeerSeen,
+    },
+    /// A line of the shared log (the peer's own, or its copy of another's).
+    Logged {
+        /// The notification.
+        key: Key,
+        /// The watcher that sent it.
+        sender: Arc<str>,
+        /// How it fared.
+        entry: Entry,
+    },
+}
+
+/// Reads one key and value; `None` for anything else (unknown or malformed).
+pub fn read(key: &str, value: &str) -> Option<Said> {
+    if let Some(job) = parse_seen_key(key) {
+        return Some(Said::Seen {
+            job: job.to_owned(),
+            seen: PeerSeen::decode(value)?,
+        });
+    }
+    let (key, sender) = parse_log_key(key)?;
+    Some(Said::Logged {
+        key,
+        sender: Arc::from(sender),
+        entry: Entry::decode(value)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_entries_round_trip() {
+        let e = Entry {
+            state: State::Delivered,
+            rank: 2,
+            took_over: true,
+            ts_ms: 1_700_000_000_000,
+        };
+        assert_eq!(Entry::decode(&e.encode()), Some(e));
+        let key: Key = (Arc::from("0123abcd"), Event::Down, 0);
+        let text = log_key(&key, "watcher:b");
+        let (back, sender) = parse_log_key(&text).expect("parses");
+        assert_eq!((back, sender), (key.clone(), "watcher:b"));
+        assert_eq!(Entry::decode("bogus;1;0;5"), None);
+        assert_eq!(
+            read(&text, &e.encode()),
+            Some(Said::Logged {
+                key,
+                sender: Arc::from("watcher:b"),
+                entry: e
+            })
+        );
+        assert_eq!(read("x:other", "1"), None);
+        assert_eq!(read("s:etl", "not evidence"), None);
+    }
+}
