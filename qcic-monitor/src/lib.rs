@@ -207,10 +207,13 @@ pub async fn run(
     // decides which watcher sends each one.
     let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
         Some(cfg) => {
+            let open = registry.open_incidents();
             let started = farm::start(
                 cfg,
                 &config.monitor.id,
                 job_count,
+                &loaded.sent,
+                &open,
                 out_tx,
                 query_tx.clone(),
                 Arc::clone(&stats),

@@ -655,6 +655,14 @@ impl Registry {
         self.jobs.is_empty()
     }
 
+    /// The ids of every incident open now.
+    pub fn open_incidents(&self) -> std::collections::BTreeSet<Arc<str>> {
+        self.jobs
+            .iter()
+            .flat_map(|job| job.open.values().map(|o| Arc::from(o.id.as_str())))
+            .collect()
+    }
+
     /// Keeps the set of jobs heard here, for the farm's gossip.
     pub fn with_heard_tracking(mut self) -> Registry {
         self.heard = Some(HashSet::new());
@@ -1007,6 +1015,11 @@ impl Registry {
             }
             self.rearm(j, keep_expected, now, wall_ms);
             seen[j] = true;
+            // In a farm, what this watcher knew is told to its peers again:
+            // its gossip state did not survive the restart.
+            if let (Some(heard), true) = (&mut self.heard, self.jobs[j].last.is_some()) {
+                heard.insert(j);
+            }
         }
         // A job with nothing saved is saved now: when watching began must
         // survive the next restart, or a watcher restarted more often than

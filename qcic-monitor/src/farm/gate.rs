@@ -123,8 +123,17 @@ pub struct Gate {
     live: BTreeSet<Arc<str>>,
     /// The generation of each peer seen alive.
     generations: BTreeMap<Arc<str>, u64>,
-    /// Open `peer_down` incidents, by peer.
-    peer_down: BTreeMap<Arc<str>, Arc<str>>,
+    /// Open `peer_down` incidents, by peer (this watcher's or learnt
+    /// from the shared log).
+    peer_down: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// Peers whose open `peer_down` needs its follow-up once they are back.
+    owed: BTreeSet<Arc<str>>,
+    /// Job alarms the shared log shows sent and not followed up, by job
+    /// and event: when one incident of a job's trouble is followed up, so
+    /// are the others (a watcher whose state was lost named the same
+    /// outage anew, and the alarm it had sent would stay open forever).
+    open_alarms: BTreeMap<(Arc<str>, Event), BTreeSet<Arc<str>>>,
+
     log: SharedLog,
     pending: Vec<Pending>,
     isolation: Isolation,
@@ -134,6 +143,10 @@ pub struct Gate {
     /// isolation ends, the log, the peers' liveness and their evidence
     /// must be learnt afresh first.
     settle_until: Instant,
+    /// Alarms held while isolated are judged from this on (the peers'
+    /// evidence arrives first). Follow-ups do not wait for it: the peers
+    /// rank behind the alarm's sender and would send them meanwhile.
+    rejoined_until: Option<Instant>,
     /// Since when every configured peer has been alive (ends settling early).
     all_live_since: Option<Instant>,
     last_tick: Instant,
@@ -152,15 +165,89 @@ impl Gate {
             live: BTreeSet::new(),
             generations: BTreeMap::new(),
             peer_down: BTreeMap::new(),
+            owed: BTreeSet::new(),
+            open_alarms: BTreeMap::new(),
+
             log: SharedLog::new(LOG_KEEP),
             pending: Vec::new(),
             isolation,
             isolated: None,
             settle_until,
+            rejoined_until: None,
             all_live_since: None,
             last_tick: now,
             next_at: None,
             stats,
+        }
+    }
+
+    /// What this watcher sent before it (re)started, from its durable
+    /// notification log: entered in the shared log as its own and
+    /// published, so peers learn it even if they never heard it then, and
+    /// an alarm still open gets its follow-up. `open` holds the incidents
+    /// the restored job state still has open: an alarm of a job whose
+    /// trouble ended while its follow-up waited here (the watcher died
+    /// with it held) is owed that follow-up now.
+    pub fn remember_sent(
+        &mut self,
+        sent: &[Notification],
+        open: &BTreeSet<Arc<str>>,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let me = Arc::clone(&self.cfg.me);
+        let followed: BTreeSet<(Arc<str>, Option<Event>)> = sent
+            .iter()
+            .filter(|n| n.event.is_follow_up())
+            .map(|n| (Arc::clone(&n.incident), n.resolves))
+            .collect();
+        for alarm in sent {
+            let job_alarm = matches!(
+                alarm.event,
+                Event::Down
+                    | Event::Failed
+                    | Event::Late
+                    | Event::Overrun
+                    | Event::Stalled
+                    | Event::TooFast
+            );
+            if !job_alarm
+                || alarm.repeat != 0
+                || open.contains(&alarm.incident)
+                || followed.contains(&(Arc::clone(&alarm.incident), Some(alarm.event)))
+            {
+                continue;
+            }
+            let mut note = self.notice(
+                Event::Recovered,
+                &alarm.job,
+                &alarm.incident,
+                alarm.detected_ms,
+            );
+            note.resolves = Some(alarm.event);
+            note.run_id = alarm.run_id;
+            note.text = Some(format!("the trouble ended while watcher {me} was stopped"));
+            self.hold(note, false, now);
+        }
+        for note in sent {
+            let farm = note.farm.unwrap_or(FarmView {
+                rank: 0,
+                took_over: false,
+                reachable: 1,
+                configured: 1,
+                partition_suspected: false,
+            });
+            let entry = Entry {
+                state: State::Sent,
+                rank: farm.rank,
+                took_over: farm.took_over,
+                ts_ms: note.detected_ms,
+                job: Arc::clone(&note.job),
+            };
+            let key = key_of(note);
+            if self.log.get(&key, &me).is_none() {
+                self.record(&key, &me, entry, out);
+            }
         }
     }
 
@@ -184,6 +271,27 @@ impl Gate {
     ) {
         self.check_stall(now);
         let event = note.event;
+        if let (true, Some(resolves)) = (event.is_follow_up(), note.resolves) {
+            let siblings: Vec<Arc<str>> = self
+                .open_alarms
+                .get(&(Arc::clone(&note.job), resolves))
+                .map(|open| {
+                    open.iter()
+                        .filter(|i| ***i != *note.incident)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in siblings {
+                let mut sibling = note.clone();
+                sibling.incident = id;
+                sibling.text = Some(format!(
+                    "{} (another watcher's name for the same trouble)",
+                    note.text.as_deref().unwrap_or("")
+                ));
+                self.hold(sibling, false, now);
+            }
+        }
         self.hold(note, false, now);
         if matches!(event, Event::Down | Event::Late) {
             self.check_isolation(now, wall, out);
@@ -279,7 +387,16 @@ impl Gate {
             .iter()
             .filter(|m| self.is_live(m) && !self.log.failed(&key, m))
             .count();
-        let mut due = p.since + self.cfg.peer_timeout * u32::try_from(ahead).unwrap_or(u32::MAX);
+        // Two gossip rounds more behind a live higher rank: the time its
+        // log entry takes to arrive once it has sent (it may send late
+        // itself, settling after a freeze).
+        let margin = if ahead > 0 {
+            self.cfg.gossip_interval * 2
+        } else {
+            Duration::ZERO
+        };
+        let mut due =
+            p.since + self.cfg.peer_timeout * u32::try_from(ahead).unwrap_or(u32::MAX) + margin;
         // With no peer reachable and no sender heard lately, absence alarms
         // and peer_down wait a little: if many jobs fall silent with the
         // peers, this watcher is the one cut off, and says so once instead.
@@ -292,16 +409,27 @@ impl Gate {
         if self.settling(now) {
             due = due.max(self.settle_until);
         }
+        if let Some(until) = self.rejoined_until.filter(|_| !p.note.event.is_follow_up()) {
+            due = due.max(until);
+        }
         Some(due)
     }
 
     /// Sends what is due, drops what is handled, and sets the next wake-up.
     pub fn evaluate(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
+        // A watcher that wakes from a freeze must not act on its stale view
+        // (whichever of its wake-ups comes first).
+        self.check_stall(now);
+        self.close_returned(now, wall);
+
         // A follow-up for an alarm nobody sent is owed to nobody; if the
-        // alarm is still waiting here, both go.
+        // alarm is still waiting here, both go. Not while settling: the
+        // log is not learnt yet, and "nobody" may be a peer not heard yet.
+        let settling = self.settling(now);
         let cancelled: BTreeSet<Key> = self
             .pending
             .iter()
+            .filter(|_| !settling)
             .filter(|p| !p.parked)
             .filter_map(|p| alarm_key(&p.note))
             .filter(|alarm| self.log.senders(alarm).is_empty())
@@ -311,13 +439,14 @@ impl Gate {
         let mut send = Vec::new();
         let mut next_at: Option<Instant> = None;
         for p in pending {
-            if p.parked {
-                keep.push(p);
-                continue;
-            }
+            // A parked alarm retracted meanwhile goes too.
             let own = key_of(&p.note);
             let orphan = alarm_key(&p.note).is_some_and(|a| cancelled.contains(&a));
             if orphan || cancelled.contains(&own) {
+                continue;
+            }
+            if p.parked {
+                keep.push(p);
                 continue;
             }
             match self.due(&p, now) {
@@ -357,6 +486,7 @@ impl Gate {
             rank,
             took_over: rank > 0,
             ts_ms: wall,
+            job: Arc::clone(&note.job),
         };
         let me = Arc::clone(&self.cfg.me);
         self.record(&key_of(&note), &me, entry, out);
@@ -366,10 +496,11 @@ impl Gate {
     /// Records a log entry, ours or a copy of a peer's, and publishes it
     /// (every watcher keeps a copy of every entry).
     fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry, out: &mut Vec<Output>) {
-        let recorded = self.log.record(key, sender, entry);
+        let recorded = self.log.record(key, sender, entry.clone());
         if !recorded.changed {
             return;
         }
+        self.learn_peer_down(key, &entry);
         if recorded.duplicate {
             self.stats
                 .farm_duplicate_sends
@@ -388,6 +519,85 @@ impl Gate {
         }
     }
 
+    /// Keeps track of every open `peer_down` the farm sent, whoever sent
+    /// it, and of this watcher's own open `watcher_isolated`: a watcher
+    /// that sent one and then died or restarted forgets it, and the end of
+    /// the trouble must still be told. When that peer is back,
+    /// the follow-up is held here too (ranked, the alarm's senders first).
+    fn learn_peer_down(&mut self, key: &Key, entry: &Entry) {
+        let (incident, event, _) = key;
+        match event {
+            Event::PeerDown if *entry.job != *self.cfg.me && entry.state != State::Failed => {
+                let closed = [Event::Recovered, Event::Retracted]
+                    .iter()
+                    .any(|e| self.log.contains(&(Arc::clone(incident), *e, 0)));
+                if !closed {
+                    self.peer_down
+                        .entry(Arc::clone(&entry.job))
+                        .or_default()
+                        .insert(Arc::clone(incident));
+                    self.owed.insert(Arc::clone(&entry.job));
+                }
+            }
+            // Our own isolation, from before a restart: still to be closed
+            // once a peer is reachable.
+            Event::WatcherIsolated if *entry.job == *self.cfg.me && self.isolated.is_none() => {
+                let closed = self
+                    .log
+                    .contains(&(Arc::clone(incident), Event::Recovered, 0));
+                if !closed {
+                    self.isolated = Some(Arc::clone(incident));
+                }
+            }
+            Event::Down | Event::Failed | Event::Late | Event::TooFast
+                if entry.state != State::Failed =>
+            {
+                let closed = [Event::Recovered, Event::Retracted]
+                    .iter()
+                    .any(|e| self.log.contains(&(Arc::clone(incident), *e, 0)));
+                if !closed {
+                    self.open_alarms
+                        .entry((Arc::clone(&entry.job), *event))
+                        .or_default()
+                        .insert(Arc::clone(incident));
+                }
+            }
+            Event::Recovered | Event::Retracted => {
+                for open in self.open_alarms.values_mut() {
+                    open.remove(incident);
+                }
+                self.open_alarms.retain(|_, open| !open.is_empty());
+                for open in self.peer_down.values_mut() {
+                    open.remove(incident);
+                }
+                self.peer_down.retain(|_, open| !open.is_empty());
+                if self.isolated.as_deref() == Some(&**incident) {
+                    self.isolated = None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Holds the follow-up of every open `peer_down` whose peer is back.
+    fn close_returned(&mut self, now: Instant, wall: u64) {
+        let owed: Vec<Arc<str>> = self
+            .owed
+            .iter()
+            .filter(|p| self.live.contains(*p))
+            .cloned()
+            .collect();
+        for peer in owed {
+            self.owed.remove(&peer);
+            for id in self.peer_down.remove(&peer).unwrap_or_default() {
+                let mut note = self.notice(Event::Recovered, &peer, &id, wall);
+                note.resolves = Some(Event::PeerDown);
+                note.text = Some(format!("watcher {peer} is reachable again"));
+                self.hold(note, false, now);
+            }
+        }
+    }
+
     /// How a channel fared with a notification this watcher sent.
     pub fn on_report(&mut self, report: Report, out: &mut Vec<Output>) {
         let (key, state) = match report {
@@ -395,7 +605,7 @@ impl Gate {
             Report::Failed(key) => (key, State::Failed),
         };
         let me = Arc::clone(&self.cfg.me);
-        let Some(mut entry) = self.log.get(&key, &me) else {
+        let Some(mut entry) = self.log.get(&key, &me).cloned() else {
             return;
         };
         // Delivered by one channel stays delivered.
@@ -425,7 +635,7 @@ impl Gate {
         let known = self.log.get(&key, &sender);
         // The sender's own key is the truth; a copy only fills a gap.
         let take = if *node == *sender {
-            known != Some(entry)
+            known != Some(&entry)
         } else {
             known.is_none()
         };
@@ -466,30 +676,34 @@ impl Gate {
             warn!(peer = %peer, "a farm peer went silent");
             let generation = self.generations.get(&peer).copied().unwrap_or(0);
             let basis = format!("generation:{generation}/heartbeat:{}", heartbeat(&peer));
-            let id: Arc<str> = Arc::from(incident_id(&peer, Event::PeerDown, &basis));
-            self.peer_down.insert(Arc::clone(&peer), Arc::clone(&id));
-            let mut note = self.notice(Event::PeerDown, &peer, &id, wall);
-            note.text = Some(format!(
-                "watcher {peer} went silent; its duty is taken over"
-            ));
-            let parked = self.isolated.is_some();
-            self.hold(note, parked, now);
+            self.raise_peer_down(&peer, &basis, now, wall);
         }
         for peer in back {
             info!(peer = %peer, "a farm peer is reachable");
-            if let Some(id) = self.peer_down.remove(&peer) {
-                let mut note = self.notice(Event::Recovered, &peer, &id, wall);
-                note.resolves = Some(Event::PeerDown);
-                note.text = Some(format!("watcher {peer} is reachable again"));
-                self.hold(note, false, now);
-            }
         }
+        self.close_returned(now, wall);
         for (peer, g) in generations {
             self.generations.insert(peer, g);
         }
         if !self.live.is_empty() {
             self.end_isolation(now, wall, out);
         }
+    }
+
+    /// Holds a `peer_down` for `peer`, named by `basis`.
+    fn raise_peer_down(&mut self, peer: &Arc<str>, basis: &str, now: Instant, wall: u64) {
+        let id: Arc<str> = Arc::from(incident_id(peer, Event::PeerDown, basis));
+        self.peer_down
+            .entry(Arc::clone(peer))
+            .or_default()
+            .insert(Arc::clone(&id));
+        self.owed.insert(Arc::clone(peer));
+        let mut note = self.notice(Event::PeerDown, peer, &id, wall);
+        note.text = Some(format!(
+            "watcher {peer} went silent; its duty is taken over"
+        ));
+        let parked = self.isolated.is_some();
+        self.hold(note, parked, now);
     }
 
     fn notice(&self, event: Event, job: &Arc<str>, incident: &Arc<str>, wall: u64) -> Notification {
@@ -507,7 +721,9 @@ impl Gate {
     /// `watcher_isolated` instead of an alert per job; the per-job alarms
     /// wait until a peer is reachable again.
     fn check_isolation(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
-        if self.isolated.is_none() {
+        // While settling (just started, or woken from a freeze), reaching no
+        // peer only means not having heard from them yet.
+        if self.isolated.is_none() && !self.settling(now) {
             let silent = self
                 .pending
                 .iter()
@@ -556,7 +772,7 @@ impl Gate {
                 p.since = now;
             }
         }
-        self.resettle(now);
+        self.rejoined_until = Some(now + self.cfg.dead_after + self.cfg.gossip_interval * 2);
         // Our own isolation showed as peer_down on this side only.
         self.pending.retain(|p| p.note.event != Event::PeerDown);
         let me = Arc::clone(&self.cfg.me);
@@ -694,6 +910,7 @@ mod tests {
         run_to(&mut g, t0 + 10 * S, 0, &mut out);
         // Cut from everything: peers gone, and two jobs silent.
         let t1 = t0 + 20 * S;
+        run_to(&mut g, t1, 0, &mut out);
         g.on_live(&live(&[]), &|_| 1, t1, 0, &mut out);
         g.on_notification(down("j1", "i1"), t1, 0, &mut out);
         g.on_notification(down("j2", "i2"), t1, 0, &mut out);
@@ -727,6 +944,22 @@ mod tests {
             "j2 was really silent: {:?}",
             incidents(&out)
         );
+    }
+
+    #[test]
+    fn an_alarm_retracted_while_it_waits_is_never_sent() {
+        let t0 = Instant::now();
+        let mut g = gate("a", t0);
+        let mut out = Vec::new();
+        g.on_notification(down("j1", "i1"), t0 + S / 10, 0, &mut out);
+        g.evaluate(t0 + S / 10, 0, &mut out);
+        let mut retracted = down("j1", "i1");
+        retracted.event = Event::Retracted;
+        retracted.resolves = Some(Event::Down);
+        g.on_notification(retracted, t0 + S / 5, 0, &mut out);
+        g.evaluate(t0 + S / 5, 0, &mut out);
+        run_to(&mut g, t0 + 30 * S, 0, &mut out);
+        assert_eq!(sent(&out), [], "{out:?}");
     }
 
     #[test]

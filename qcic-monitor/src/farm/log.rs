@@ -43,8 +43,8 @@ impl SharedLog {
     }
 
     /// `sender`'s entry for `key`.
-    pub fn get(&self, key: &Key, sender: &str) -> Option<Entry> {
-        self.by_key.get(key)?.get(sender).copied()
+    pub fn get(&self, key: &Key, sender: &str) -> Option<&Entry> {
+        self.by_key.get(key)?.get(sender)
     }
 
     /// Whether anything is known of `key`.
@@ -129,6 +129,7 @@ mod tests {
             rank: 0,
             took_over: false,
             ts_ms: 1,
+            job: Arc::from("j"),
         }
     }
 

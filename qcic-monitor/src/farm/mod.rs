@@ -96,10 +96,15 @@ pub struct Started {
 
 /// Joins the farm and starts the gate. `out` is the dispatcher's queue;
 /// `queries` the checker's (peer evidence goes there).
+/// `sent` is this watcher's durable notification log and `open` the
+/// incidents its restored job state holds open (see [`Gate::remember_sent`]).
+#[expect(clippy::too_many_arguments, reason = "what the farm is wired to")]
 pub async fn start(
     cfg: &FarmConfig,
     me: &str,
     jobs: usize,
+    sent: &[Notification],
+    open: &BTreeSet<Arc<str>>,
     out: mpsc::Sender<Notification>,
     queries: mpsc::Sender<Query>,
     stats: Arc<Stats>,
@@ -110,7 +115,7 @@ pub async fn start(
     members.push(Arc::clone(&me));
     *stats.peers.lock().unwrap_or_else(PoisonError::into_inner) =
         cfg.peers.iter().map(|p| (p.id.clone(), false)).collect();
-    let gate = Gate::new(
+    let mut gate = Gate::new(
         GateConfig {
             me,
             members,
@@ -123,6 +128,8 @@ pub async fn start(
         Arc::clone(&stats),
         Instant::now(),
     );
+    let mut remembered = Vec::new();
+    gate.remember_sent(sent, open, Instant::now(), &mut remembered);
     let (gate_tx, gate_rx) = mpsc::channel(1024);
     let (heard_tx, heard_rx) = mpsc::channel(16);
     let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -132,7 +139,7 @@ pub async fn start(
         tx: report_tx,
         delivered_elsewhere: Arc::clone(&delivered_elsewhere),
     };
-    let task = Task {
+    let mut task = Task {
         gate,
         membership,
         out,
@@ -141,6 +148,7 @@ pub async fn start(
         delivered_elsewhere,
         gossip_interval: cfg.gossip_interval,
     };
+    task.carry_out(remembered).await;
     let task = tokio::spawn(task.run(events, gate_rx, heard_rx, report_rx, stop_rx));
     info!(gossip = %cfg.gossip, advertise = %cfg.advertise, peers = cfg.peers.len(), peer_timeout = ?cfg.peer_timeout, dead_after = ?cfg.dead_after, "joined the watcher farm");
     Ok(Started {

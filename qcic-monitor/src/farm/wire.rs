@@ -47,8 +47,8 @@ impl State {
     }
 }
 
-/// One entry of the shared log, as gossiped: `state;rank;took_over;ts_ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One entry of the shared log, as gossiped: `state;rank;took_over;ts_ms;job`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// How it fared.
     pub state: State,
@@ -58,23 +58,27 @@ pub struct Entry {
     pub took_over: bool,
     /// When (unix ms, the sender's clock).
     pub ts_ms: u64,
+    /// What it is about: the job (for `peer_down`, the silent watcher), so
+    /// that any watcher can close an alarm whose sender is gone.
+    pub job: Arc<str>,
 }
 
 impl Entry {
     /// The gossip form.
     pub fn encode(&self) -> String {
         format!(
-            "{};{};{};{}",
+            "{};{};{};{};{}",
             self.state.name(),
             self.rank,
             u8::from(self.took_over),
-            self.ts_ms
+            self.ts_ms,
+            self.job
         )
     }
 
     /// From the gossip form; `None` if it is not one.
     pub fn decode(text: &str) -> Option<Entry> {
-        let mut parts = text.split(';');
+        let mut parts = text.splitn(5, ';');
         let name = parts.next()?;
         let state = State::ALL.into_iter().find(|s| s.name() == name)?;
         Some(Entry {
@@ -82,6 +86,7 @@ impl Entry {
             rank: parts.next()?.parse().ok()?,
             took_over: parts.next()? == "1",
             ts_ms: parts.next()?.parse().ok()?,
+            job: Arc::from(parts.next()?),
         })
     }
 }
@@ -150,13 +155,15 @@ mod tests {
             rank: 2,
             took_over: true,
             ts_ms: 1_700_000_000_000,
+            job: Arc::from("nightly-etl"),
         };
-        assert_eq!(Entry::decode(&e.encode()), Some(e));
+        assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
         let key: Key = (Arc::from("0123abcd"), Event::Down, 0);
         let text = log_key(&key, "watcher:b");
         let (back, sender) = parse_log_key(&text).expect("parses");
         assert_eq!((back, sender), (key.clone(), "watcher:b"));
-        assert_eq!(Entry::decode("bogus;1;0;5"), None);
+        assert_eq!(Entry::decode("bogus;1;0;5;j"), None);
+        assert_eq!(Entry::decode("sent;1;0;5"), None, "no job");
         assert_eq!(
             read(&text, &e.encode()),
             Some(Said::Logged {
