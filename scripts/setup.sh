@@ -17,6 +17,8 @@ command -v gcc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 # descriptor limits with util-linux's unshare and prlimit.
 dpkg -s faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
+# The farm's real-network tests make network namespaces with iproute2.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # The status page is tested in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then

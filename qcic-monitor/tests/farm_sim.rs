@@ -1028,10 +1028,12 @@ impl Sim {
             // By a down, or by the watcher_isolated a lone watcher sends
             // instead of per-job alerts when it hears nothing at all.
             let notified = self.sent.iter().any(|s| {
-                s.at >= from
-                    && s.at <= until
-                    && ((s.note.event == Event::Down && *s.note.job == *job_name(j))
-                        || s.note.event == Event::WatcherIsolated)
+                s.at <= until
+                    && ((s.note.event == Event::Down
+                        && *s.note.job == *job_name(j)
+                        && s.at >= from)
+                        || (s.note.event == Event::WatcherIsolated
+                            && !closed_before_any(&self.sent, &s.note.incident, from)))
             });
             if !notified {
                 self.fail(&format!(
