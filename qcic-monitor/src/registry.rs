@@ -194,6 +194,20 @@ impl Seen {
         true
     }
 
+    /// What a farm peer is told of it.
+    fn as_peer_seen(&self) -> PeerSeen {
+        PeerSeen {
+            wall_ms: self.wall_ms,
+            up_since_ms: self.up_since_ms,
+            start_ms: self.start_ms,
+            pid: self.pid,
+            seq: self.seq,
+            ts_ms: self.ts_ms,
+            kind: self.kind,
+            host: Arc::clone(&self.host),
+        }
+    }
+
     /// Identifies the message, for incident ids (see [`message_basis`]).
     /// Built when an incident needs it, not stored: one allocation less
     /// per message and per job.
@@ -684,19 +698,7 @@ impl Registry {
         for j in heard.drain() {
             let job = &self.jobs[j];
             if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
-                out.push((
-                    Arc::clone(&job.name),
-                    PeerSeen {
-                        wall_ms: last.wall_ms,
-                        up_since_ms: last.up_since_ms,
-                        start_ms: last.start_ms,
-                        pid: last.pid,
-                        seq: last.seq,
-                        ts_ms: last.ts_ms,
-                        kind: last.kind,
-                        host: Arc::clone(&last.host),
-                    },
-                ));
+                out.push((Arc::clone(&job.name), last.as_peer_seen()));
             }
         }
         out
@@ -2797,17 +2799,7 @@ mod timer_tests {
     }
 
     fn evidence(r: &Registry) -> PeerSeen {
-        let last = r.jobs[0].last.as_ref().unwrap();
-        PeerSeen {
-            wall_ms: last.wall_ms,
-            up_since_ms: last.up_since_ms,
-            start_ms: last.start_ms,
-            pid: last.pid,
-            seq: last.seq,
-            ts_ms: last.ts_ms,
-            kind: last.kind,
-            host: Arc::clone(&last.host),
-        }
+        r.jobs[0].last.as_ref().unwrap().as_peer_seen()
     }
 
     #[test]

@@ -102,37 +102,17 @@ impl Net {
         format!("10.231.0.{}", 10 + i)
     }
 
-    /// Packets from `from` to `to` are dropped (one way).
-    fn cut(&self, from: &str, to: &str) {
-        ip(&[
-            "-n",
-            &self.ns(from),
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", self.addr(to)),
-        ]);
+    /// Packets from `from` to `to` are dropped (`cut`), or pass again.
+    fn route(&self, from: &str, to: &str, cut: bool) {
+        let op = if cut { "add" } else { "del" };
+        let target = format!("{}/32", self.addr(to));
+        ip(&["-n", &self.ns(from), "route", op, "blackhole", &target]);
     }
 
-    fn heal(&self, from: &str, to: &str) {
-        ip(&[
-            "-n",
-            &self.ns(from),
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", self.addr(to)),
-        ]);
-    }
-
+    /// Both ways between `a` and `b`.
     fn both(&self, a: &str, b: &str, cut: bool) {
-        for (x, y) in [(a, b), (b, a)] {
-            if cut {
-                self.cut(x, y);
-            } else {
-                self.heal(x, y);
-            }
-        }
+        self.route(a, b, cut);
+        self.route(b, a, cut);
     }
 }
 

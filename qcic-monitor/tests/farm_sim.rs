@@ -37,6 +37,9 @@
     reason = "tests: a panic is the failure report"
 )]
 
+mod common;
+
+use common::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,24 +79,6 @@ const HEAL_FOR: u64 = 60_000;
 
 /// (watcher, incident, event, resolves, repeat).
 type SentKey = (Arc<str>, String, Event, Option<Event>, u32);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn job_name(j: usize) -> String {
     format!("job{j}")
@@ -1116,16 +1101,7 @@ fn closed_before_any(sent: &[Sent], incident: &str, t: u64) -> bool {
 #[test]
 fn a_farm_keeps_its_promises_under_seeded_faults() {
     let started = std::time::Instant::now();
-    let seeds: Vec<u64> = match std::env::var("QCIC_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("QCIC_SIM_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("QCIC_SIM_SCHEDULES")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(SCHEDULES);
-            REGRESSION_SEEDS.iter().copied().chain(1..=n).collect()
-        }
-    };
+    let seeds = common::seeds("QCIC_SIM", REGRESSION_SEEDS, SCHEDULES);
     let (mut sends, mut outages) = (0, 0);
     // QCIC_SIM_SURVEY=1: run every seed and list the failures, instead of
     // stopping at the first.

@@ -24,6 +24,9 @@
     reason = "tests: a panic is the failure report"
 )]
 
+mod common;
+
+use common::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,27 +55,6 @@ const SCHEDULES: u64 = 600;
 const ACTIONS: usize = 250;
 
 const SECOND: u64 = 1000;
-
-/// splitmix64: small, seedable, good enough to pick actions.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// The configuration: `quiet` may be removed and added back, `hb`'s grace
 /// and `cron`'s pattern changed, by a reload.
@@ -903,16 +885,7 @@ fn millis(d: Duration) -> u64 {
 #[test]
 fn the_registry_keeps_its_promises_under_seeded_random_schedules() {
     let started = std::time::Instant::now();
-    let seeds: Vec<u64> = match std::env::var("QCIC_MODEL_SEED") {
-        Ok(seed) => vec![seed.parse().expect("QCIC_MODEL_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("QCIC_MODEL_SCHEDULES")
-                .ok()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(SCHEDULES);
-            REGRESSION_SEEDS.iter().copied().chain(1..=n).collect()
-        }
-    };
+    let seeds = common::seeds("QCIC_MODEL", REGRESSION_SEEDS, SCHEDULES);
     let mut total = Counts::default();
     for &seed in &seeds {
         let c = Sim::new(seed).run();

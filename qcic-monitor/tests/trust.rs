@@ -32,6 +32,15 @@ use common::{
 use qcic_sdk::Client;
 use serde_json::Value;
 
+/// A watcher whose every notification is written to a file: (the temp
+/// dir that holds it, the file, the watcher).
+fn watching(jobs: &str) -> (tempfile::TempDir, std::path::PathBuf, Monitor) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = Monitor::start("watcher-a", &format!("{jobs}{}", note_channel(&out)));
+    (dir, out, monitor)
+}
+
 fn incidents(notes: &[Value]) -> Vec<String> {
     notes
         .iter()
@@ -76,15 +85,7 @@ fn sleep_until_ms(at_ms: u64) {
 #[test]
 fn a_process_restarted_as_pid_1_gets_every_outage_notified() {
     let qcic = qcic_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let monitor = Monitor::start(
-        "watcher-a",
-        &format!(
-            "[[job]]\nname = \"crashy\"\nevery = \"3s\"\n{}",
-            note_channel(&out)
-        ),
-    );
+    let (_dir, out, monitor) = watching("[[job]]\nname = \"crashy\"\nevery = \"3s\"\n");
     for round in 1..=3 {
         let sent = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
@@ -135,15 +136,8 @@ fn wait_until_heard_downs(out: &Path, n: usize) -> Vec<Value> {
 /// twice, each stall with its own incident and its own follow-up.
 #[test]
 fn a_run_that_stalls_twice_is_notified_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let monitor = Monitor::start(
-        "watcher-a",
-        &format!(
-            "[[job]]\nname = \"st\"\nevery = \"1h\"\nstall_after = \"2s\"\n{}",
-            note_channel(&out)
-        ),
-    );
+    let (_dir, out, monitor) =
+        watching("[[job]]\nname = \"st\"\nevery = \"1h\"\nstall_after = \"2s\"\n");
     let client = Client::new([monitor.listen.clone()]).unwrap();
     let run = client.start("st").unwrap();
     let first = wait_notes(&out, "stalled", "st", 1);
@@ -217,15 +211,8 @@ fn late_is_raised_for_a_slot_that_passed_during_a_restart() {
 /// runs does not stand in for a successful run.
 #[test]
 fn a_heartbeat_does_not_count_as_a_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let monitor = Monitor::start(
-        "watcher-a",
-        &format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\nrecover_after_successes = 2\n{}",
-            note_channel(&out)
-        ),
-    );
+    let (_dir, out, monitor) =
+        watching("[[job]]\nname = \"etl\"\nevery = \"1h\"\nrecover_after_successes = 2\n");
     let client = Client::new([monitor.listen.clone()]).unwrap();
     client.start("etl").unwrap().fail("broken").unwrap();
     wait_notes(&out, "failed", "etl", 1);
@@ -502,15 +489,8 @@ fn an_odd_request_is_refused_and_a_panic_ends_the_process() {
 #[test]
 fn qcic_run_does_not_wait_for_what_the_command_left_running() {
     let qcic = qcic_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let monitor = Monitor::start(
-        "watcher-a",
-        &format!(
-            "[[job]]\nname = \"r\"\nevery = \"1h\"\nmax_runtime = \"5s\"\n{}",
-            note_channel(&out)
-        ),
-    );
+    let (_dir, out, monitor) =
+        watching("[[job]]\nname = \"r\"\nevery = \"1h\"\nmax_runtime = \"5s\"\n");
     for timeout in [None, Some("2s")] {
         let started = Instant::now();
         let mut cmd = Command::new(&qcic);
