@@ -170,7 +170,7 @@ impl Watcher {
         let dir = tempfile::tempdir().unwrap();
         let mut config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = [\"tcp://0.0.0.0:7700\"]\ncontrol = \"{}\"\nstate = \"{}\"\n\n\
-             [farm]\ngossip = \"{}:7790\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\n\n",
+             [farm]\ngossip = \"{}:7790\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\nisolation_jobs = 2\n\n",
             dir.path().join("control.sock").display(),
             dir.path().join("state.db").display(),
             net.addr(id),
@@ -216,6 +216,14 @@ impl Watcher {
 
     fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// kill -9.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -384,4 +392,177 @@ fn messages_queued_during_a_cut_are_not_new_life() {
         "queued messages taken as life: {all:#?}"
     );
     assert_eq!(downs(&out, "down", &job).len(), 1, "{all:#?}");
+}
+
+/// The notifications `watcher` sent of `event` for `job`.
+fn sent_by(out: &Path, event: &str, job: &str, watcher: &str) -> Vec<Value> {
+    notes_of(out, event, job)
+        .into_iter()
+        .filter(|n| n["watcher"] == watcher)
+        .collect()
+}
+
+fn farm_view(n: &Value, key: &str) -> Value {
+    n["farm"][key].clone()
+}
+
+/// A job whose link to one watcher is cut is still heard by the other:
+/// nothing is raised.
+#[test]
+fn a_job_link_cut_to_one_watcher_raises_nothing() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let net = Net::new(&["a", "b", "sender"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let job = format!("l{}", std::process::id());
+    let _ = fs::remove_file(stop_file(&job));
+    let body = format!(
+        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
+        note_channel(&out)
+    );
+    let _a = Watcher::start(&net, "a", &["b"], &body);
+    let _b = Watcher::start(&net, "b", &["a"], &body);
+    let _s = Sender::start(&net, &["a", "b"], &job);
+    sleep(Duration::from_secs(3));
+    net.both("sender", "b", true);
+    sleep(Duration::from_secs(8));
+    net.both("sender", "b", false);
+    sleep(Duration::from_secs(2));
+    assert!(
+        notes(&out).iter().all(|n| n["job"] != job.as_str()),
+        "{:#?}",
+        notes(&out)
+    );
+}
+
+/// kill -9 of one watcher: the other reports it, then takes over the
+/// job's alarm, labelled as sent with a peer unreachable.
+#[test]
+fn a_killed_watchers_duty_is_taken_over() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let net = Net::new(&["a", "b", "sender"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let job = format!("k{}", std::process::id());
+    let _ = fs::remove_file(stop_file(&job));
+    let body = format!(
+        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
+        note_channel(&out)
+    );
+    let mut a = Watcher::start(&net, "a", &["b"], &body);
+    let _b = Watcher::start(&net, "b", &["a"], &body);
+    let _s = Sender::start(&net, &["a", "b"], &job);
+    sleep(Duration::from_secs(3));
+    a.kill();
+    assert!(
+        wait_until(WAIT, || !sent_by(&out, "peer_down", "a", "b").is_empty()),
+        "{:#?}",
+        notes(&out)
+    );
+    fs::write(stop_file(&job), "").unwrap();
+    assert!(
+        wait_until(WAIT, || !sent_by(&out, "down", &job, "b").is_empty()),
+        "{:#?}",
+        notes(&out)
+    );
+    let _ = fs::remove_file(stop_file(&job));
+    let down = &sent_by(&out, "down", &job, "b")[0];
+    assert_eq!(farm_view(down, "reachable"), 1);
+    assert_eq!(farm_view(down, "partition_suspected"), true);
+}
+
+/// Defect 2: a watcher cut from every sender and from its peer says so
+/// once, holds its per-job alarms, and when the network heals sends none of
+/// them: its peer heard every job all along.
+#[test]
+fn an_isolated_watcher_that_rejoins_sends_no_false_down() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let net = Net::new(&["a", "b", "sender"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let jobs: Vec<String> = (0..3)
+        .map(|i| format!("i{}x{i}", std::process::id()))
+        .collect();
+    let mut body = String::new();
+    for j in &jobs {
+        let _ = fs::remove_file(stop_file(j));
+        body.push_str(&format!(
+            "[[job]]\nname = \"{j}\"\nevery = \"1s\"\ngrace = \"1s\"\n\n"
+        ));
+    }
+    body.push_str(&note_channel(&out));
+    let _a = Watcher::start(&net, "a", &["b"], &body);
+    let _b = Watcher::start(&net, "b", &["a"], &body);
+    let _senders: Vec<Sender> = jobs
+        .iter()
+        .map(|j| Sender::start(&net, &["a", "b"], j))
+        .collect();
+    sleep(Duration::from_secs(3));
+    for other in ["a", "sender"] {
+        net.both("b", other, true);
+    }
+    assert!(
+        wait_until(WAIT, || !sent_by(&out, "watcher_isolated", "b", "b")
+            .is_empty()),
+        "{:#?}",
+        notes(&out)
+    );
+    sleep(Duration::from_secs(2));
+    for other in ["a", "sender"] {
+        net.both("b", other, false);
+    }
+    sleep(Duration::from_secs(10));
+    let all = notes(&out);
+    for j in &jobs {
+        assert!(
+            notes_of(&out, "down", j).is_empty(),
+            "a false down for {j}: {all:#?}"
+        );
+    }
+    assert_eq!(
+        sent_by(&out, "watcher_isolated", "b", "b").len(),
+        1,
+        "{all:#?}"
+    );
+    assert_eq!(sent_by(&out, "recovered", "b", "b").len(), 1, "{all:#?}");
+}
+
+/// Defect 3: two processes report one job; one reaches both watchers, the
+/// other only b. When both stop, the watchers name the outage alike: one
+/// down goes out, not one per watcher.
+#[test]
+fn watchers_that_heard_different_last_messages_send_one_down() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let net = Net::new(&["a", "b", "sender"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let job = format!("d{}", std::process::id());
+    let _ = fs::remove_file(stop_file(&job));
+    let body = format!(
+        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
+        note_channel(&out)
+    );
+    let _a = Watcher::start(&net, "a", &["b"], &body);
+    let _b = Watcher::start(&net, "b", &["a"], &body);
+    let _both = Sender::start(&net, &["a", "b"], &job);
+    let _only_b = Sender::start(&net, &["b"], &job);
+    sleep(Duration::from_secs(4));
+    fs::write(stop_file(&job), "").unwrap();
+    assert!(
+        wait_until(WAIT, || !notes_of(&out, "down", &job).is_empty()),
+        "{:#?}",
+        notes(&out)
+    );
+    sleep(Duration::from_secs(8));
+    let _ = fs::remove_file(stop_file(&job));
+    let downs = notes_of(&out, "down", &job);
+    assert_eq!(downs.len(), 1, "one outage, one down: {downs:#?}");
 }
