@@ -178,6 +178,17 @@ struct Sim {
     good_since: Vec<Vec<Option<u64>>>,
     /// connected_since[a][b]: since when a and b reach each other both ways.
     connected_since: Vec<Vec<Option<u64>>>,
+    gaps: Gaps,
+}
+
+/// Known gaps, counted and printed rather than failed (issue 14 is open on
+/// them): a `recovered` after messages queued during a cut reached a
+/// watcher that had restarted meanwhile, and one outage given more than one
+/// unlabelled name when watchers restarted or lost job links as it began.
+#[derive(Debug, Default, Clone, Copy)]
+struct Gaps {
+    false_recoveries: u64,
+    many_names: u64,
 }
 
 fn gate_for(id: &Arc<str>, members: &[Arc<str>], t: Instant, stats: &Arc<Stats>) -> Gate {
@@ -266,6 +277,7 @@ impl Sim {
             silences: Vec::new(),
             good_since: vec![vec![Some(0); n]; JOBS],
             connected_since: vec![vec![Some(0); n]; n],
+            gaps: Gaps::default(),
         }
     }
 
@@ -666,15 +678,44 @@ impl Sim {
             // The job was heard, within its deadline, by a watcher the sender
             // reached and the sending watcher reached, all that time.
             let window = self.now.saturating_sub(EVERY + GRACE - 3_000);
-            let heard = (0..n).any(|v| {
-                self.good_since[j][v].is_some_and(|t| t <= window)
-                    && self.connected_since[s.by][v].is_some_and(|t| t <= window)
-            });
+            let heard = (0..n).any(|v| self.good_since[j][v].is_some_and(|t| t <= window));
             if heard {
                 self.fail(&format!(
-                    "{} sent an unlabelled down for {} while a watcher it reached heard the job all along",
+                    "{} sent an unlabelled down for {} while a watcher the sender reached heard the job all along",
                     self.watchers[s.by].id, s.note.job
                 ));
+            }
+        }
+        // Invariant: no recovery of a job that has not sent since before
+        // its deadline (messages queued during a cut are no life).
+        let recovered: Vec<Sent> = self
+            .sent
+            .iter()
+            .filter(|s| {
+                s.at == self.now
+                    && s.note.event == Event::Recovered
+                    && s.note.resolves == Some(Event::Down)
+            })
+            .cloned()
+            .collect();
+        for s in recovered {
+            let Some(j) = s
+                .note
+                .job
+                .strip_prefix("job")
+                .and_then(|j| j.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let stopped_long = !self.senders[j].running
+                && self.outages.iter().any(|o| {
+                    o.0 == j
+                        && o.2.is_none()
+                        && self.now.saturating_sub(o.1) > EVERY + GRACE + 2 * ROUND
+                });
+            if stopped_long {
+                // Counted, not failed: see `Gaps`.
+                self.gaps.false_recoveries += 1;
             }
         }
     }
@@ -901,7 +942,7 @@ impl Sim {
         self.note("heal every link".into());
     }
 
-    fn run(mut self) -> (usize, usize, usize, usize) {
+    fn run(mut self) -> (usize, usize, usize, usize, Gaps) {
         // Everyone meets first.
         for _ in 0..(10_000 / TICK) {
             self.tick();
@@ -935,10 +976,12 @@ impl Sim {
             self.sent.len(),
             self.outages.len(),
             self.unlabelled_follow_up_duplicates(),
+            self.gaps,
         )
     }
 
-    fn check(&self) {
+    fn check(&mut self) {
+        let mut many_names = 0;
         // No watcher sends one thing twice.
         let mut by_watcher: HashMap<SentKey, usize> = HashMap::new();
         for s in &self.sent {
@@ -1002,6 +1045,29 @@ impl Sim {
                 ));
             }
         }
+        // One outage, one name: the unlabelled downs sent during an outage
+        // all carry one incident id (watchers that heard different last
+        // messages must still agree).
+        for &(j, from, until) in &self.outages {
+            let until = until.unwrap_or(self.now);
+            let ids: HashSet<&str> = self
+                .sent
+                .iter()
+                .filter(|s| {
+                    s.note.event == Event::Down
+                        && *s.note.job == *job_name(j)
+                        && s.at >= from
+                        && s.at <= until
+                        && !s.note.farm.is_some_and(|f| f.partition_suspected)
+                })
+                .map(|s| &*s.note.incident)
+                .collect();
+            if ids.len() > 1 {
+                // Counted, not failed: see `Gaps`.
+                many_names += 1;
+            }
+        }
+        self.gaps.many_names += many_names;
         // Every long enough outage of a job is notified by someone.
         let bound =
             EVERY + GRACE + PEER_TIMEOUT * self.watchers.len() as u64 + 2 * DEAD_AFTER + 4 * ROUND;
@@ -1119,14 +1185,17 @@ fn a_farm_keeps_its_promises_under_seeded_faults() {
         );
     }
     let mut dup_follow_ups = 0;
+    let mut gaps = Gaps::default();
     for &seed in &seeds {
-        let (_, s, o, d) = Sim::new(seed).run();
+        let (_, s, o, d, g) = Sim::new(seed).run();
         sends += s;
         outages += o;
         dup_follow_ups += d;
+        gaps.false_recoveries += g.false_recoveries;
+        gaps.many_names += g.many_names;
     }
     eprintln!(
-        "farm simulation: {} schedules, {sends} notifications, {outages} job outages, {dup_follow_ups} follow-ups sent twice unlabelled, in {:?}",
+        "farm simulation: {} schedules, {sends} notifications, {outages} job outages, {dup_follow_ups} follow-ups sent twice unlabelled, known gaps {gaps:?}, in {:?}",
         seeds.len(),
         started.elapsed()
     );
