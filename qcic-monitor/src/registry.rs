@@ -1361,18 +1361,7 @@ impl Registry {
                 return Vec::new();
             }
         }
-        // Judged before its clock sample is taken: a long queue delivered at
-        // once would otherwise fill the window with late samples and pass
-        // for a clock offset.
-        let stale = self.stale(j, msg, now, wall_ms);
-        // A stale message's sample is kept only while the host has none:
-        // then it is all there is (and a sender whose clock is far off is
-        // judged by its own offset from its next message on).
-        let measured = self
-            .hosts
-            .get(msg.host.as_str())
-            .is_some_and(|c| !c.samples.is_empty());
-        let host = self.check_skew(msg, wall_ms, stale.is_none() || !measured);
+        let host = self.check_skew(msg, wall_ms);
         self.touch(j);
         // The history is for people: a run of identical heartbeats or
         // progress notes without text is one line (and costs no allocation).
@@ -1392,6 +1381,7 @@ impl Registry {
             };
             self.remember(j, wall_ms, entry);
         }
+        let stale = self.stale(j, msg, now, wall_ms);
         if let Some(late) = stale {
             let total = self.stats.stale_messages.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
@@ -1658,13 +1648,7 @@ impl Registry {
         if !overdue {
             return None;
         }
-        // A host not measured yet (since the watcher started, or since its
-        // clock stepped) is taken as in step: NTP keeps them within ms.
-        let offset = self
-            .hosts
-            .get(msg.host.as_str())
-            .filter(|c| !c.samples.is_empty())
-            .map_or(0, HostClock::estimate);
+        let offset = self.hosts.get(msg.host.as_str())?.estimate();
         let sent = u64::try_from(i128::from(msg.ts_ms) + i128::from(offset)).ok()?;
         let late = wall_ms.checked_sub(sent)?;
         let cfg = &job.cfg;
@@ -2211,7 +2195,7 @@ impl Registry {
     /// Deadlines never use the sender's clock; a clock far off is only
     /// reported (and shown per host), once each time a host goes out of (or
     /// back into) bounds.
-    fn check_skew(&mut self, msg: &Message, wall_ms: u64, sample_it: bool) -> Arc<str> {
+    fn check_skew(&mut self, msg: &Message, wall_ms: u64) -> Arc<str> {
         let sample = i64::try_from(i128::from(wall_ms) - i128::from(msg.ts_ms)).unwrap_or(i64::MAX);
         if sample.unsigned_abs() > u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX) {
             self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
@@ -2238,12 +2222,10 @@ impl Registry {
             return Arc::from(msg.host.as_str());
         };
         let host = Arc::clone(&clock.name);
-        if sample_it {
-            if clock.samples.len() == SKEW_WINDOW {
-                clock.samples.pop_front();
-            }
-            clock.samples.push_back(sample);
+        if clock.samples.len() == SKEW_WINDOW {
+            clock.samples.pop_front();
         }
+        clock.samples.push_back(sample);
         clock.last_seen_ms = wall_ms;
         clock.messages += 1;
         let skew_ms = clock.estimate();
