@@ -293,6 +293,43 @@ fn sender_in_a_namespace() {
     }
 }
 
+/// Watchers `a` and `b` in their namespaces, watching one job heartbeating
+/// every 1 s (grace 1 s), with every notification written to `out`.
+struct Pair {
+    // Dropped in this order: the watchers, then their namespaces.
+    a: Watcher,
+    _b: Watcher,
+    net: Net,
+    _dir: tempfile::TempDir,
+    out: PathBuf,
+    job: String,
+}
+
+impl Pair {
+    /// `tag` tells the scenario's job (and its sender's stop file) apart.
+    fn start(tag: char) -> Pair {
+        let net = Net::new(&["a", "b", "sender"]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("notes.jsonl");
+        let job = format!("{tag}{}", std::process::id());
+        let _ = fs::remove_file(stop_file(&job));
+        let body = format!(
+            "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
+            note_channel(&out)
+        );
+        let a = Watcher::start(&net, "a", &["b"], &body);
+        let b = Watcher::start(&net, "b", &["a"], &body);
+        Pair {
+            a,
+            _b: b,
+            net,
+            _dir: dir,
+            out,
+            job,
+        }
+    }
+}
+
 fn stop_file(job: &str) -> PathBuf {
     std::env::temp_dir().join(format!("qcic-netns-stop-{job}"))
 }
@@ -355,18 +392,9 @@ fn messages_queued_during_a_cut_are_not_new_life() {
     let _one = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let net = Net::new(&["a", "b", "sender"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let job = format!("q{}", std::process::id());
-    let _ = fs::remove_file(stop_file(&job));
-    let body = format!(
-        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
-        note_channel(&out)
-    );
-    let _a = Watcher::start(&net, "a", &["b"], &body);
-    let _b = Watcher::start(&net, "b", &["a"], &body);
-    let _s = Sender::start(&net, &["a", "b"], &job);
+    let farm = Pair::start('q');
+    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
+    let _s = Sender::start(net, &["a", "b"], &job);
     sleep(Duration::from_secs(3));
     // Cut the sender off from both watchers; it keeps sending (queued) for 2 s, then stops.
     for w in ["a", "b"] {
@@ -413,18 +441,9 @@ fn a_job_link_cut_to_one_watcher_raises_nothing() {
     let _one = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let net = Net::new(&["a", "b", "sender"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let job = format!("l{}", std::process::id());
-    let _ = fs::remove_file(stop_file(&job));
-    let body = format!(
-        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
-        note_channel(&out)
-    );
-    let _a = Watcher::start(&net, "a", &["b"], &body);
-    let _b = Watcher::start(&net, "b", &["a"], &body);
-    let _s = Sender::start(&net, &["a", "b"], &job);
+    let farm = Pair::start('l');
+    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
+    let _s = Sender::start(net, &["a", "b"], &job);
     sleep(Duration::from_secs(3));
     net.both("sender", "b", true);
     sleep(Duration::from_secs(8));
@@ -444,20 +463,11 @@ fn a_killed_watchers_duty_is_taken_over() {
     let _one = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let net = Net::new(&["a", "b", "sender"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let job = format!("k{}", std::process::id());
-    let _ = fs::remove_file(stop_file(&job));
-    let body = format!(
-        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
-        note_channel(&out)
-    );
-    let mut a = Watcher::start(&net, "a", &["b"], &body);
-    let _b = Watcher::start(&net, "b", &["a"], &body);
-    let _s = Sender::start(&net, &["a", "b"], &job);
+    let mut farm = Pair::start('k');
+    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
+    let _s = Sender::start(net, &["a", "b"], &job);
     sleep(Duration::from_secs(3));
-    a.kill();
+    farm.a.kill();
     assert!(
         wait_until(WAIT, || !sent_by(&out, "peer_down", "a", "b").is_empty()),
         "{:#?}",
@@ -541,19 +551,10 @@ fn watchers_that_heard_different_last_messages_send_one_down() {
     let _one = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let net = Net::new(&["a", "b", "sender"]);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("notes.jsonl");
-    let job = format!("d{}", std::process::id());
-    let _ = fs::remove_file(stop_file(&job));
-    let body = format!(
-        "[[job]]\nname = \"{job}\"\nevery = \"1s\"\ngrace = \"1s\"\n{}",
-        note_channel(&out)
-    );
-    let _a = Watcher::start(&net, "a", &["b"], &body);
-    let _b = Watcher::start(&net, "b", &["a"], &body);
-    let _both = Sender::start(&net, &["a", "b"], &job);
-    let _only_b = Sender::start(&net, &["b"], &job);
+    let farm = Pair::start('d');
+    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
+    let _both = Sender::start(net, &["a", "b"], &job);
+    let _only_b = Sender::start(net, &["b"], &job);
     sleep(Duration::from_secs(4));
     fs::write(stop_file(&job), "").unwrap();
     assert!(
