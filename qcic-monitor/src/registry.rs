@@ -299,26 +299,64 @@ pub struct HostView {
     pub messages: u64,
 }
 
-/// Samples per host for the skew estimate.
+/// Buckets per host for the offset estimate, and the watcher time each
+/// covers: the estimate remembers at least `SKEW_WINDOW` × `SKEW_BUCKET_MS`
+/// of a host's traffic, however many messages arrive at once. A backlog
+/// queued while a link was cut arrives in one burst and fills one bucket,
+/// so it cannot push out the offsets measured before the cut (with a
+/// window counted in messages, a long enough backlog would measure itself
+/// and pass for fresh).
 const SKEW_WINDOW: usize = 8;
+const SKEW_BUCKET_MS: u64 = 30_000;
 
 #[derive(Debug)]
 struct HostClock {
     /// The interned name (the map's key too).
     name: Arc<str>,
-    /// The last `SKEW_WINDOW` offsets (watcher minus sender, ms).
-    samples: VecDeque<i64>,
+    /// The last `SKEW_WINDOW` buckets: (first arrival in it, watcher clock
+    /// unix ms; the smallest offset in it, watcher minus sender, ms).
+    samples: VecDeque<(u64, i64)>,
     skewed: bool,
     last_seen_ms: u64,
     messages: u64,
 }
 
 impl HostClock {
+    fn new(name: Arc<str>, wall_ms: u64) -> HostClock {
+        HostClock {
+            name,
+            samples: VecDeque::with_capacity(SKEW_WINDOW),
+            skewed: false,
+            last_seen_ms: wall_ms,
+            messages: 0,
+        }
+    }
+
     /// The offset with the least transit delay in it: delay (and a message
-    /// queued at the sender while the watcher was down) only adds to
+    /// queued at the sender while the link was cut) only adds to
     /// watcher-minus-sender, so the smallest recent sample is the best.
+    /// `None` until the host is measured (or since the watcher's clock
+    /// stepped).
+    fn measured(&self) -> Option<i64> {
+        self.samples.iter().map(|(_, s)| *s).min()
+    }
+
     fn estimate(&self) -> i64 {
-        self.samples.iter().copied().min().unwrap_or(0)
+        self.measured().unwrap_or(0)
+    }
+
+    fn sample(&mut self, wall_ms: u64, sample: i64) {
+        match self.samples.back_mut() {
+            Some((from, least)) if wall_ms.saturating_sub(*from) < SKEW_BUCKET_MS => {
+                *least = (*least).min(sample);
+            }
+            _ => {
+                if self.samples.len() == SKEW_WINDOW {
+                    self.samples.pop_front();
+                }
+                self.samples.push_back((wall_ms, sample));
+            }
+        }
     }
 }
 
@@ -539,6 +577,11 @@ struct SeenRecord {
     start_ms: u64,
     #[serde(default)]
     up_since_ms: Option<u64>,
+    /// Its host's measured clock offset (watcher minus sender, ms): a
+    /// restarted watcher still tells a backlog delivered late (the first
+    /// thing its senders send it on reconnecting) from fresh news.
+    #[serde(default)]
+    host_offset_ms: Option<i64>,
 }
 
 /// What a run carries besides the first version's (id, started, host).
@@ -722,15 +765,59 @@ impl Registry {
         let Some(&j) = self.index.get(job) else {
             return out;
         };
+        // What the peer heard late (a backlog it was sent after a cut, or
+        // after it restarted without this host's clock offset) was alive
+        // when it was sent, not when it arrived there.
+        let late = self.sent_late(j, &seen.host, seen.ts_ms, seen.wall_ms, now, wall_ms);
+        let corrected;
+        let seen = match late {
+            Some(late) => {
+                self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
+                let text = format!(
+                    "watcher {peer} heard a message sent {} before it arrived there: not taken as life",
+                    human(Duration::from_millis(late))
+                );
+                self.remember(j, wall_ms, text);
+                corrected = PeerSeen {
+                    wall_ms: seen.wall_ms - late,
+                    up_since_ms: seen.up_since_ms.min(seen.wall_ms - late),
+                    host: Arc::clone(&seen.host),
+                    ..*seen
+                };
+                &corrected
+            }
+            None => seen,
+        };
         if let Some(last) = self.jobs[j]
             .last
             .as_mut()
             .filter(|l| l.wall_ms >= seen.wall_ms)
         {
+            // The very message this watcher heard last reached the peer
+            // long before: it was queued on the way here (a watcher that
+            // restarted without its state cannot tell by the clock). The
+            // job was alive when the peer heard it, not since.
+            let same = last.seq == seen.seq && last.pid == seen.pid && *last.host == *seen.host;
+            if same && !last.by_peer && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS {
+                let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
+                last.at = now.checked_sub(age).unwrap_or(now);
+                last.wall_ms = seen.wall_ms;
+                last.up_since_ms = last.up_since_ms.min(seen.wall_ms);
+                self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
+                let cfg = &self.jobs[j].cfg;
+                let at = at_wall(now, wall_ms, cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace));
+                self.jobs[j].down_from_ms = seen.wall_ms;
+                self.set_down(j, at);
+                self.touch(j);
+                let text = format!("watcher {peer} heard the last message long before it arrived here: delivered late, not taken as life");
+                self.remember(j, wall_ms, text);
+                return out;
+            }
             // Nothing new for the deadline; it may still be the later
             // message by the sender's clock (one this watcher missed).
             if last.name_by_latest(seen.pid, seen.seq, seen.ts_ms, &seen.host) {
                 self.touch(j);
+                self.rename_down(j, peer, now, wall_ms, &mut out);
             }
             return out;
         }
@@ -764,9 +851,15 @@ impl Registry {
             self.jobs[j].down_from_ms = seen.wall_ms;
             self.set_down(j, at);
         }
-        // Still down in the farm's view too (down_ms passed): the incident stays.
+        // Still down in the farm's view too (down_ms passed): the incident
+        // stays, unless the peer heard the job after it was raised: then
+        // it named a silence the farm did not see (this watcher was cut
+        // off), and the outage the farm sees began later. It is closed,
+        // and the deadline (passed) raises that outage under the name every
+        // watcher gives it, from the last message the farm heard.
         let open = self.jobs[j].open.get(&Slot::Down);
-        if let (Some(open), true) = (open, down_ms > wall_ms) {
+        let superseded = open.is_some_and(|o| seen.wall_ms > o.first.detected_ms);
+        if let (Some(open), true) = (open, down_ms > wall_ms || superseded) {
             let (event, text) = if seen.up_since_ms <= open.first.detected_ms {
                 (
                     Event::Retracted,
@@ -776,11 +869,41 @@ impl Registry {
                 (Event::Recovered, format!("heard again by watcher {peer}"))
             };
             self.close_as(j, Slot::Down, event, now, wall_ms, || text, &mut out);
+        } else {
+            self.rename_down(j, peer, now, wall_ms, &mut out);
         }
         for n in &out {
             self.remember(j, wall_ms, format!("notified {}", n.headline()));
         }
         out
+    }
+
+    /// An open `down` named by an earlier message than the latest one the
+    /// farm heard is named again: retracted as "the same outage as" the
+    /// name every watcher gives it, and raised under that name. (Held at
+    /// the gate and never sent, both go; sent, the retraction tells people
+    /// the two are one outage.)
+    fn rename_down(
+        &mut self,
+        j: usize,
+        peer: &str,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let job = &self.jobs[j];
+        let (Some(open), Some(last)) = (job.open.get(&Slot::Down), &job.last) else {
+            return;
+        };
+        let id = incident_id(&job.name, Event::Down, &last.basis());
+        if open.id == *id {
+            return;
+        }
+        let text = format!(
+            "the same outage as incident {id}, named by the later message watcher {peer} heard"
+        );
+        self.close_as(j, Slot::Down, Event::Retracted, now, wall_ms, || text, out);
+        self.fire_down(j, now, wall_ms, out);
     }
 
     /// A start heard by a farm peer counts as heard here for the `late`
@@ -863,6 +986,7 @@ impl Registry {
                         ts_ms: s.ts_ms,
                         start_ms: s.start_ms,
                         up_since_ms: Some(s.up_since_ms),
+                        host_offset_ms: self.hosts.get(&*s.host).and_then(HostClock::measured),
                     }),
                     runs: job
                         .runs
@@ -931,6 +1055,16 @@ impl Registry {
                 continue;
             };
             restored += 1;
+            if let Some((host, offset, at)) = record.last.as_ref().and_then(|s| {
+                s.host_offset_ms
+                    .map(|o| (Arc::<str>::from(s.host.as_str()), o, s.wall_ms))
+            }) {
+                if !self.hosts.contains_key(&host) && self.hosts.len() < MAX_SKEW_HOSTS {
+                    let mut clock = HostClock::new(Arc::clone(&host), at);
+                    clock.sample(at, offset);
+                    self.hosts.insert(host, clock);
+                }
+            }
             let job = &mut self.jobs[j];
             job.last = record.last.map(|s| {
                 // basis is `host/pid/seq`; the host may hold a '/'.
@@ -1641,16 +1775,34 @@ impl Registry {
                 return None;
             }
         }
-        if msg.ts_ms == 0 {
+        self.sent_late(j, &msg.host, msg.ts_ms, wall_ms, now, wall_ms)
+    }
+
+    /// How late a message of job `j` from `host`, stamped `ts_ms` by the
+    /// sender, arrived at `arrived_ms` (here or at a peer), if it was so
+    /// late that the job would be overdue by it now (`wall_ms`), and the
+    /// job is overdue here; `None` if it was not, or if it cannot be told
+    /// (no sender clock, the host not measured here).
+    fn sent_late(
+        &self,
+        j: usize,
+        host: &str,
+        ts_ms: u64,
+        arrived_ms: u64,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Option<u64> {
+        if ts_ms == 0 {
             return None; // no sender clock
         }
+        let job = &self.jobs[j];
         let overdue = job.open.contains_key(&Slot::Down) || job.down_at.is_none_or(|at| at <= now);
         if !overdue {
             return None;
         }
-        let offset = self.hosts.get(msg.host.as_str())?.estimate();
-        let sent = u64::try_from(i128::from(msg.ts_ms) + i128::from(offset)).ok()?;
-        let late = wall_ms.checked_sub(sent)?;
+        let offset = self.hosts.get(host)?.measured()?;
+        let sent = u64::try_from(i128::from(ts_ms) + i128::from(offset)).ok()?;
+        let late = arrived_ms.checked_sub(sent)?;
         let cfg = &job.cfg;
         (late >= STALE_AFTER_MS && cfg.schedule.down_at_ms(sent, cfg.grace) <= wall_ms)
             .then_some(late)
@@ -2206,13 +2358,7 @@ impl Registry {
                 return Arc::from(msg.host.as_str());
             }
             let name: Arc<str> = Arc::from(msg.host.as_str());
-            let clock = HostClock {
-                name: Arc::clone(&name),
-                samples: VecDeque::with_capacity(SKEW_WINDOW),
-                skewed: false,
-                last_seen_ms: wall_ms,
-                messages: 0,
-            };
+            let clock = HostClock::new(Arc::clone(&name), wall_ms);
             self.hosts.insert(name, clock);
         }
         // Looked up again rather than with `entry`, which would allocate
@@ -2222,10 +2368,7 @@ impl Registry {
             return Arc::from(msg.host.as_str());
         };
         let host = Arc::clone(&clock.name);
-        if clock.samples.len() == SKEW_WINDOW {
-            clock.samples.pop_front();
-        }
-        clock.samples.push_back(sample);
+        clock.sample(wall_ms, sample);
         clock.last_seen_ms = wall_ms;
         clock.messages += 1;
         let skew_ms = clock.estimate();
@@ -2860,6 +3003,47 @@ mod timer_tests {
         let ok = r.on_message(&from(1, 7, 1_000), t0 + S * 32, 32_000);
         assert!(ok.is_empty());
         assert_eq!(r.stats.stale_messages.load(Ordering::Relaxed), 2);
+    }
+
+    /// A backlog longer than the offset window, delivered at once after a
+    /// two-minute cut, and the same backlog delivered to a watcher that
+    /// restarted meanwhile (its offsets come back with its saved state):
+    /// no message of it is life.
+    #[test]
+    fn a_long_backlog_is_no_life_even_after_a_restart() {
+        let t0 = Instant::now();
+        for restart in [false, true] {
+            let mut r = registry(every(10, 0), t0, 0);
+            for s in 0..3u32 {
+                let at = u64::from(s) * 1000;
+                r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at);
+            }
+            // Cut at 2 s: the job beats every second until 100 s, then stops.
+            let down = r.on_deadlines(t0 + S * 12, 12_000);
+            assert_eq!(events(&down), [(Event::Down, None, 0)]);
+            if restart {
+                let saved: Vec<(String, String)> = r
+                    .take_dirty(t0 + S * 50, 50_000)
+                    .into_iter()
+                    .map(|(n, rec)| (n, serde_json::to_string(&rec).unwrap()))
+                    .collect();
+                r = registry(every(10, 0), t0 + S * 60, 60_000);
+                r.restore(&saved, t0 + S * 60, 60_000);
+            }
+            for seq in 4..=100u64 {
+                let out = r.on_message(&from(1, seq, (seq - 1) * 1000), t0 + S * 130, 130_000);
+                assert!(
+                    out.is_empty(),
+                    "restart {restart}: queued message {seq} taken as life: {out:?}"
+                );
+            }
+            assert_eq!(
+                r.stats.stale_messages.load(Ordering::Relaxed),
+                97,
+                "restart {restart}"
+            );
+            assert!(r.jobs[0].open.contains_key(&Slot::Down), "still down");
+        }
     }
 
     fn peer(wall_ms: u64, up_since_ms: u64, start_ms: u64, kind: Kind) -> PeerSeen {

@@ -272,12 +272,23 @@ impl Gate {
         self.check_stall(now);
         let event = note.event;
         if let (true, Some(resolves)) = (event.is_follow_up(), note.resolves) {
+            // Only names given before this one: a later alarm of the job
+            // is a later outage (this watcher may be closing an alarm it
+            // raised while cut off, which the farm saw end before the job
+            // went quiet again).
+            let named_at = self
+                .log
+                .first_sent(&(Arc::clone(&note.incident), resolves, 0));
             let siblings: Vec<Arc<str>> = self
                 .open_alarms
                 .get(&(Arc::clone(&note.job), resolves))
                 .map(|open| {
                     open.iter()
                         .filter(|i| ***i != *note.incident)
+                        .filter(|i| {
+                            let at = self.log.first_sent(&(Arc::clone(i), resolves, 0));
+                            named_at.is_some_and(|named| at.is_some_and(|at| at <= named))
+                        })
                         .cloned()
                         .collect()
                 })

@@ -47,6 +47,16 @@ impl SharedLog {
         self.by_key.get(key)?.get(sender)
     }
 
+    /// When `key` was first sent by any watcher (wall ms), if it was.
+    pub fn first_sent(&self, key: &Key) -> Option<u64> {
+        self.by_key
+            .get(key)?
+            .values()
+            .filter(|e| e.state != State::Failed)
+            .map(|e| e.ts_ms)
+            .min()
+    }
+
     /// Whether anything is known of `key`.
     pub fn contains(&self, key: &Key) -> bool {
         self.by_key.contains_key(key)
