@@ -805,11 +805,17 @@ impl Registry {
                 last.up_since_ms = last.up_since_ms.min(seen.wall_ms);
                 self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
                 let cfg = &self.jobs[j].cfg;
-                let at = at_wall(now, wall_ms, cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace));
+                let at = at_wall(
+                    now,
+                    wall_ms,
+                    cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace),
+                );
                 self.jobs[j].down_from_ms = seen.wall_ms;
                 self.set_down(j, at);
                 self.touch(j);
-                let text = format!("watcher {peer} heard the last message long before it arrived here: delivered late, not taken as life");
+                let text = format!(
+                    "watcher {peer} heard the last message long before it arrived here: delivered late, not taken as life"
+                );
                 self.remember(j, wall_ms, text);
                 return out;
             }

@@ -123,11 +123,19 @@ pub struct Gate {
     live: BTreeSet<Arc<str>>,
     /// The generation of each peer seen alive.
     generations: BTreeMap<Arc<str>, u64>,
+    /// Since when each live peer has been alive without a break.
+    live_since: BTreeMap<Arc<str>, Instant>,
     /// Open `peer_down` incidents, by peer (this watcher's or learnt
     /// from the shared log).
     peer_down: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// Peers whose open `peer_down` needs its follow-up once they are back.
     owed: BTreeSet<Arc<str>>,
+    /// `peer_down` incidents the log shows closed while their peer is
+    /// still silent here, by peer: news of a return this watcher never saw
+    /// (it was frozen, or cut off, while the peer came back and went
+    /// silent again, and the last heartbeat it knows names the earlier
+    /// outage). The silence it sees is another outage.
+    closed_while_silent: BTreeMap<Arc<str>, Arc<str>>,
     /// Job alarms the shared log shows sent and not followed up, by job
     /// and event: when one incident of a job's trouble is followed up, so
     /// are the others (a watcher whose state was lost named the same
@@ -164,8 +172,10 @@ impl Gate {
             cfg,
             live: BTreeSet::new(),
             generations: BTreeMap::new(),
+            live_since: BTreeMap::new(),
             peer_down: BTreeMap::new(),
             owed: BTreeSet::new(),
+            closed_while_silent: BTreeMap::new(),
             open_alarms: BTreeMap::new(),
 
             log: SharedLog::new(LOG_KEEP),
@@ -423,6 +433,15 @@ impl Gate {
         if let Some(until) = self.rejoined_until.filter(|_| !p.note.event.is_follow_up()) {
             due = due.max(until);
         }
+        // A follow-up waits until the log of every peer that just became
+        // reachable is learnt: when a partition heals, each side's senders
+        // of the alarm would otherwise close it at once, each unaware of
+        // the other's copy (and so both first in the follow-up's ranking).
+        if p.note.event.is_follow_up() {
+            if let Some(newest) = self.live_since.values().max() {
+                due = due.max(*newest + self.cfg.gossip_interval * 3);
+            }
+        }
         Some(due)
     }
 
@@ -432,6 +451,11 @@ impl Gate {
         // (whichever of its wake-ups comes first).
         self.check_stall(now);
         self.close_returned(now, wall);
+        for (peer, closed) in std::mem::take(&mut self.closed_while_silent) {
+            if !self.live.contains(&peer) {
+                self.raise_peer_down(&peer, &format!("again:{closed}"), now, wall);
+            }
+        }
 
         // A follow-up for an alarm nobody sent is owed to nobody; if the
         // alarm is still waiting here, both go. Not while settling: the
@@ -578,8 +602,11 @@ impl Gate {
                     open.remove(incident);
                 }
                 self.open_alarms.retain(|_, open| !open.is_empty());
-                for open in self.peer_down.values_mut() {
-                    open.remove(incident);
+                for (peer, open) in &mut self.peer_down {
+                    if open.remove(incident) && !self.live.contains(peer) {
+                        self.closed_while_silent
+                            .insert(Arc::clone(peer), Arc::clone(incident));
+                    }
                 }
                 self.peer_down.retain(|_, open| !open.is_empty());
                 if self.isolated.as_deref() == Some(&**incident) {
@@ -674,6 +701,10 @@ impl Gate {
             .map(|(n, g)| (Arc::clone(n), *g))
             .collect();
         let live: BTreeSet<Arc<str>> = generations.keys().cloned().collect();
+        self.live_since.retain(|p, _| live.contains(p));
+        for p in &live {
+            self.live_since.entry(Arc::clone(p)).or_insert(now);
+        }
         let gone: Vec<Arc<str>> = self.live.difference(&live).cloned().collect();
         let back: Vec<Arc<str>> = live.difference(&self.live).cloned().collect();
         self.live = live;
@@ -685,6 +716,29 @@ impl Gate {
         };
         for peer in gone {
             warn!(peer = %peer, "a farm peer went silent");
+            // A return whose follow-up has not gone out yet is judged
+            // again at the next one, timed from then: news of an old
+            // heartbeat relayed late looks like a return, and a follow-up
+            // held since would go out the moment the peer really returns,
+            // beside the one its alarm's sender sends then. The silence is
+            // still named anew below (this watcher may not know that the
+            // outage was closed elsewhere meanwhile).
+            let mut unconfirmed = Vec::new();
+            self.pending.retain(|p| {
+                let back = p.note.event == Event::Recovered
+                    && p.note.resolves == Some(Event::PeerDown)
+                    && p.note.job == peer;
+                if back {
+                    unconfirmed.push(Arc::clone(&p.note.incident));
+                }
+                !back
+            });
+            if !unconfirmed.is_empty() {
+                self.peer_down
+                    .entry(Arc::clone(&peer))
+                    .or_default()
+                    .extend(unconfirmed);
+            }
             let generation = self.generations.get(&peer).copied().unwrap_or(0);
             let basis = format!("generation:{generation}/heartbeat:{}", heartbeat(&peer));
             self.raise_peer_down(&peer, &basis, now, wall);
@@ -874,6 +928,36 @@ mod tests {
             .collect();
         assert_eq!(downs.len(), 2, "{:?}", sent(&out));
         assert_ne!(downs[0], downs[1]);
+    }
+
+    /// A watcher that missed a peer's brief return (a peer closed the
+    /// outage it knows) while the peer stays silent to it names the
+    /// silence anew: the name it has is the closed outage's.
+    #[test]
+    fn a_peer_down_closed_elsewhere_while_the_peer_is_silent_here_is_raised_anew() {
+        let t0 = Instant::now();
+        let mut g = gate("a", t0);
+        let mut out = Vec::new();
+        g.on_live(&live(&["b", "c"]), &|_| 100, t0, 0, &mut out);
+        g.on_live(&live(&["b"]), &|_| 100, t0 + S, 0, &mut out);
+        run_to(&mut g, t0 + 19 * S, 0, &mut out);
+        let first = incidents(&out);
+        assert_eq!(sent(&out), [(Event::PeerDown, "c".to_owned())]);
+        // b saw c come back and closed it; c is silent again before a hears it.
+        let entry = Entry {
+            state: State::Sent,
+            rank: 0,
+            took_over: false,
+            ts_ms: 20_000,
+            job: Arc::from("c"),
+        };
+        let key = (Arc::clone(&first[0]), Event::Recovered, 0);
+        g.on_log_entry("b", key, Arc::from("b"), entry, &mut out);
+        out.clear();
+        run_to(&mut g, t0 + 40 * S, 0, &mut out);
+        let again = incidents(&out);
+        assert_eq!(sent(&out), [(Event::PeerDown, "c".to_owned())]);
+        assert_ne!(again[0], first[0], "the silence named anew");
     }
 
     fn down(job: &str, incident: &str) -> Notification {
