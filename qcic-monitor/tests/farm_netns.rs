@@ -567,3 +567,82 @@ fn watchers_that_heard_different_last_messages_send_one_down() {
     let downs = notes_of(&out, "down", &job);
     assert_eq!(downs.len(), 1, "one outage, one down: {downs:#?}");
 }
+
+/// A full partition between the watchers, the job heard by both, then
+/// stopped: each side can only speak for itself, so each copy of the
+/// `down` says `partition_suspected`. When the partition heals and the job
+/// is back, every alarm gets exactly one follow-up (the two sides' senders
+/// of it do not both close it), and nothing else is raised for the job.
+#[test]
+fn a_full_partition_and_heal_labels_every_copy_and_closes_each_alarm_once() {
+    let _one = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let farm = Pair::start('f');
+    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
+    let _s = Sender::start(net, &["a", "b"], &job);
+    sleep(Duration::from_secs(3));
+    net.both("a", "b", true);
+    assert!(
+        wait_until(WAIT, || !sent_by(&out, "peer_down", "b", "a").is_empty()
+            && !sent_by(&out, "peer_down", "a", "b").is_empty()),
+        "both sides report the other: {:#?}",
+        notes(&out)
+    );
+    fs::write(stop_file(&job), "").unwrap();
+    assert!(
+        wait_until(WAIT, || notes_of(&out, "down", &job).len() >= 2),
+        "both sides raise the job's down: {:#?}",
+        notes(&out)
+    );
+    net.both("a", "b", false);
+    let _ = fs::remove_file(stop_file(&job));
+    let closed = |event: &str, subject: &str| {
+        notes_of(&out, event, subject)
+            .iter()
+            .map(|n| n["incident"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(WAIT, || !closed("recovered", &job).is_empty()
+            && closed("recovered", "a").len() + closed("recovered", "b").len()
+                >= 2),
+        "the job's and the peers' alarms are closed: {:#?}",
+        notes(&out)
+    );
+    // Time for a second copy of any follow-up to show.
+    sleep(Duration::from_secs(6));
+    let all = notes(&out);
+    for n in notes_of(&out, "down", &job) {
+        assert_eq!(
+            farm_view(&n, "partition_suspected"),
+            true,
+            "a copy sent during the partition is labelled: {all:#?}"
+        );
+    }
+    for (event, subject) in [
+        ("down", job.as_str()),
+        ("peer_down", "a"),
+        ("peer_down", "b"),
+    ] {
+        for n in notes_of(&out, event, subject) {
+            let id = n["incident"].as_str().unwrap();
+            let follow_ups = all
+                .iter()
+                .filter(|f| {
+                    f["incident"] == id && (f["event"] == "recovered" || f["event"] == "retracted")
+                })
+                .count();
+            assert_eq!(follow_ups, 1, "{event} {id}: one follow-up: {all:#?}");
+        }
+    }
+    assert_eq!(
+        notes_of(&out, "down", &job)
+            .iter()
+            .map(|n| n["incident"].clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        1,
+        "one outage, one name on both sides: {all:#?}"
+    );
+}
