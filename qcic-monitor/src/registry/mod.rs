@@ -515,6 +515,9 @@ struct SeenRecord {
     /// thing its senders send it on reconnecting) from fresh news.
     #[serde(default)]
     host_offset_ms: Option<i64>,
+    /// Learnt from a farm peer, not heard here.
+    #[serde(default)]
+    by_peer: bool,
 }
 
 /// What a run carries besides the first version's (id, started, host).
@@ -691,6 +694,7 @@ impl Registry {
                         start_ms: s.start_ms,
                         up_since_ms: Some(s.up_since_ms),
                         host_offset_ms: self.hosts.get(&*s.host).and_then(HostClock::measured),
+                        by_peer: s.by_peer,
                     }),
                     runs: job
                         .runs
@@ -785,7 +789,7 @@ impl Registry {
                     host: Arc::from(s.host),
                     up_since_ms: s.up_since_ms.unwrap_or(s.wall_ms),
                     start_ms: s.start_ms,
-                    by_peer: false,
+                    by_peer: s.by_peer,
                 }
             });
             job.bad_streak = record.bad_streak;
@@ -1470,7 +1474,9 @@ impl Registry {
         let job = &self.jobs[j];
         if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
             let same_process = *last.host == *msg.host && last.pid == msg.pid;
-            if same_process && msg.seq < last.seq && msg.ts_ms <= last.ts_ms {
+            // The last message again, or an earlier one: a copy delivered
+            // late (the last one may have been learnt from a peer).
+            if same_process && msg.seq <= last.seq && msg.ts_ms <= last.ts_ms {
                 return Some(wall_ms.saturating_sub(msg.ts_ms));
             }
             if same_process && msg.ts_ms <= last.ts_ms {
