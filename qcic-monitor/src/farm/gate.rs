@@ -281,6 +281,14 @@ impl Gate {
     ) {
         self.check_stall(now);
         let event = note.event;
+        if !event.is_follow_up() {
+            // The trouble is not over: a follow-up still waiting for this
+            // alarm (held at a restart whose saved job state had lost the
+            // incident, raised again now) goes.
+            self.pending.retain(|p| {
+                alarm_key(&p.note).is_none_or(|(id, e, _)| id != note.incident || e != event)
+            });
+        }
         if let (true, Some(resolves)) = (event.is_follow_up(), note.resolves) {
             // Only names given before this one: a later alarm of the job
             // is a later outage (this watcher may be closing an alarm it
@@ -404,10 +412,26 @@ impl Gate {
         }
         let order = self.ranking(&p.note, &p.order);
         let rank = order.iter().position(|m| **m == self.cfg.me).unwrap_or(0);
-        let ahead = order[..rank]
+        let ahead_peers: Vec<&Arc<str>> = order[..rank]
             .iter()
+            .copied()
             .filter(|m| self.is_live(m) && !self.log.failed(&key, m))
-            .count();
+            .collect();
+        let ahead = ahead_peers.len();
+        // A higher rank that just became reachable may still be settling
+        // (after its start, a freeze or a rejoin: `dead_after` + 2 rounds)
+        // before it sends anything: its turn runs from when it became
+        // reachable, and is at least that settle and a round long. Waiting
+        // less, both would send unlabelled.
+        let start = ahead_peers
+            .iter()
+            .filter_map(|m| self.live_since.get(*m))
+            .max()
+            .map_or(p.since, |t| p.since.max(*t));
+        let turn = self
+            .cfg
+            .peer_timeout
+            .max(self.cfg.dead_after + self.cfg.gossip_interval * 3);
         // Two gossip rounds more behind a live higher rank: the time its
         // log entry takes to arrive once it has sent (it may send late
         // itself, settling after a freeze).
@@ -416,8 +440,7 @@ impl Gate {
         } else {
             Duration::ZERO
         };
-        let mut due =
-            p.since + self.cfg.peer_timeout * u32::try_from(ahead).unwrap_or(u32::MAX) + margin;
+        let mut due = start + turn * u32::try_from(ahead).unwrap_or(u32::MAX) + margin;
         // With no peer reachable and no sender heard lately, absence alarms
         // and peer_down wait a little: if many jobs fall silent with the
         // peers, this watcher is the one cut off, and says so once instead.

@@ -1474,9 +1474,7 @@ impl Registry {
         let job = &self.jobs[j];
         if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
             let same_process = *last.host == *msg.host && last.pid == msg.pid;
-            // The last message again, or an earlier one: a copy delivered
-            // late (the last one may have been learnt from a peer).
-            if same_process && msg.seq <= last.seq && msg.ts_ms <= last.ts_ms {
+            if same_process && msg.seq < last.seq && msg.ts_ms <= last.ts_ms {
                 return Some(wall_ms.saturating_sub(msg.ts_ms));
             }
             if same_process && msg.ts_ms <= last.ts_ms {
