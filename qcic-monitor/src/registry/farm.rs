@@ -159,6 +159,8 @@ impl Registry {
             }
             None => seen,
         };
+        let cfg = &self.jobs[j].cfg;
+        let overdue = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace) <= wall_ms;
         if let Some(last) = self.jobs[j]
             .last
             .as_mut()
@@ -168,8 +170,11 @@ impl Registry {
             // long before: it was queued on the way here (a watcher that
             // restarted without its state cannot tell by the clock). The
             // job was alive when the peer heard it, not since.
+            // Only if the peer's time makes the job overdue already: the
+            // watchers' clocks may differ by a few seconds, never by a
+            // whole period.
             let same = last.seq == seen.seq && last.pid == seen.pid && *last.host == *seen.host;
-            if same && !last.by_peer && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS {
+            if same && overdue && !last.by_peer && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS {
                 let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
                 last.at = now.checked_sub(age).unwrap_or(now);
                 last.wall_ms = seen.wall_ms;

@@ -298,6 +298,11 @@ pub struct HostView {
 /// and pass for fresh).
 const SKEW_WINDOW: usize = 8;
 const SKEW_BUCKET_MS: u64 = 30_000;
+/// Two messages at least this far apart in arrival, equally late within
+/// `STEP_TOLERANCE_MS`, show a sender clock that stepped (see
+/// `HostClock::stepped`).
+const STEP_SPACING_MS: u64 = 1_000;
+const STEP_TOLERANCE_MS: u64 = 1_000;
 
 #[derive(Debug)]
 struct HostClock {
@@ -309,6 +314,9 @@ struct HostClock {
     skewed: bool,
     last_seen_ms: u64,
     messages: u64,
+    /// The previous message's (arrival, offset), to tell a sender whose
+    /// clock stepped from a backlog.
+    previous: Option<(u64, i64)>,
 }
 
 impl HostClock {
@@ -319,7 +327,27 @@ impl HostClock {
             skewed: false,
             last_seen_ms: wall_ms,
             messages: 0,
+            previous: None,
         }
+    }
+
+    /// Whether the host's clock stepped back: this message and the one
+    /// before it both look late, by the same amount, yet arrived well
+    /// apart. A backlog arrives in a burst, each message less late than the
+    /// one before; messages sent live by a clock set back arrive spaced as
+    /// they were sent, all late alike. The offsets measured before the step
+    /// are then void.
+    fn stepped(&self, wall_ms: u64, sample: i64) -> bool {
+        let (Some(estimate), Some((at, before))) = (self.measured(), self.previous) else {
+            return false;
+        };
+        let late = |s: i64| {
+            s.saturating_sub(estimate) >= i64::try_from(STALE_AFTER_MS).unwrap_or(i64::MAX)
+        };
+        late(sample)
+            && late(before)
+            && sample.abs_diff(before) <= STEP_TOLERANCE_MS
+            && wall_ms.saturating_sub(at) >= STEP_SPACING_MS
     }
 
     /// The offset with the least transit delay in it: delay (and a message
@@ -763,8 +791,14 @@ impl Registry {
                 continue;
             };
             restored += 1;
+            // An older watcher's record has no offset: the last message
+            // heard here gives one (an upper bound, transit included).
             if let Some((host, offset, at)) = record.last.as_ref().and_then(|s| {
+                let heard = (!s.by_peer && s.ts_ms > 0)
+                    .then(|| i64::try_from(i128::from(s.wall_ms) - i128::from(s.ts_ms)).ok())
+                    .flatten();
                 s.host_offset_ms
+                    .or(heard)
                     .map(|o| (Arc::<str>::from(s.host.as_str()), o, s.wall_ms))
             }) {
                 if !self.hosts.contains_key(&host) && self.hosts.len() < MAX_SKEW_HOSTS {
@@ -1471,18 +1505,10 @@ impl Registry {
     /// last. Returns how long ago it was sent. (A job heard on time is never
     /// judged stale: a sender whose clock stepped back looks late too.)
     fn stale(&self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Option<u64> {
-        let job = &self.jobs[j];
-        if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
-            let same_process = *last.host == *msg.host && last.pid == msg.pid;
-            if same_process && msg.seq < last.seq && msg.ts_ms <= last.ts_ms {
-                return Some(wall_ms.saturating_sub(msg.ts_ms));
-            }
-            if same_process && msg.ts_ms <= last.ts_ms {
-                // A sender clock that does not advance says nothing of when
-                // it sent.
-                return None;
-            }
-        }
+        // Judged by the clock alone, never by seq: a process restarted
+        // under the same pid counts from 1 again, and a seq (or a
+        // timestamp) from a hostile or broken sender would otherwise make
+        // every later message look old.
         self.sent_late(j, &msg.host, msg.ts_ms, wall_ms, now, wall_ms)
     }
 
@@ -2076,6 +2102,11 @@ impl Registry {
             return Arc::from(msg.host.as_str());
         };
         let host = Arc::clone(&clock.name);
+        if clock.stepped(wall_ms, sample) {
+            tracing::info!(host = %msg.host, offset_ms = sample, "sender clock stepped back (messages arrive live, all late alike): its offset is measured afresh");
+            clock.samples.clear();
+        }
+        clock.previous = Some((wall_ms, sample));
         clock.sample(wall_ms, sample);
         clock.last_seen_ms = wall_ms;
         clock.messages += 1;
@@ -3112,6 +3143,168 @@ mod timer_tests {
             ("h", 2_000, 4)
         );
         assert!(!hosts[0].skewed, "2 s is within the 300 s allowed");
+    }
+
+    // Found by an outside review of the farm's trust fixes (issue 14).
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Beats every second from `from` to `to` s, `mk(s)` the message, collecting notes.
+    fn beat(
+        r: &mut Registry,
+        t0: Instant,
+        wall: impl Fn(u64) -> u64,
+        range: std::ops::RangeInclusive<u64>,
+        mk: impl Fn(u64) -> Message,
+    ) -> Vec<(u64, Event)> {
+        let mut got = Vec::new();
+        for s in range {
+            let now = t0 + S * u32::try_from(s).unwrap();
+            got.extend(r.on_deadlines(now, wall(s)).iter().map(|n| (s, n.event)));
+            got.extend(
+                r.on_message(&mk(s), now, wall(s))
+                    .iter()
+                    .map(|n| (s, n.event)),
+            );
+        }
+        got
+    }
+
+    /// A container job (pid 1) restarted with its clock set back, or a
+    /// sender with no clock, counts from seq 1 again: still life.
+    #[test]
+    fn a_process_restarted_under_its_pid_with_an_earlier_clock_is_life() {
+        let t0 = Instant::now();
+        let w = |s: u64| 100_000 + s * 1000;
+        // (a) sender clock stepped back 60 s across a container restart (pid 1 again);
+        // (b) a sender without a clock (ts 0) whose container restarts.
+        let mut all = Vec::new();
+        for clockless in [false, true] {
+            let mut r = registry(every(10, 2), t0, w(0));
+            let ts = |s: u64, back: u64| if clockless { 0 } else { w(s) - back };
+            let mut got = beat(&mut r, t0, w, 1..=50, |s| from(1, s, ts(s, 0)));
+            got.extend(beat(&mut r, t0, w, 51..=200, |s| {
+                from(1, s - 50, ts(s, 60_000))
+            }));
+            all.push((clockless, got));
+        }
+        assert_eq!(
+            all,
+            [(false, vec![]), (true, vec![])],
+            "a job beating every second"
+        );
+    }
+
+    /// Two watchers 6 s apart by their clocks, both hearing every beat of a
+    /// 60 s job: no watcher dates the other's evidence as a late delivery.
+    #[test]
+    fn watchers_whose_clocks_differ_by_seconds_raise_no_false_down() {
+        // a's wall clock is 6 s ahead of b's; the sender's agrees with b.
+        let t0 = Instant::now();
+        let (wa, wb) = (|r: u64| 106_000 + r, |r: u64| 100_000 + r);
+        let mut a = registry(every(60, 5), t0, wa(0));
+        let mut b = registry(every(60, 5), t0, wb(0));
+        let mut got = Vec::new();
+        for r in (0..=300_000u64).step_by(100) {
+            let now = t0 + MS * u32::try_from(r).unwrap();
+            for n in a.on_deadlines(now, wa(r)) {
+                got.push((r, "a", n.event));
+            }
+            for n in b.on_deadlines(now, wb(r)) {
+                got.push((r, "b", n.event));
+            }
+            if r % 60_000 == 0 {
+                let m = from(1, r / 1000 + 1, wb(r));
+                for n in a.on_message(&m, now, wa(r)) {
+                    got.push((r, "a", n.event));
+                }
+                for n in b.on_message(&m, now, wb(r)) {
+                    got.push((r, "b", n.event));
+                }
+            }
+            if r % 60_000 == 100 {
+                // gossip, 100 ms after the beat, both ways
+                let (ea, eb) = (evidence(&a), evidence(&b));
+                for n in a.on_peer_seen("b", "etl", &eb, now, wa(r)) {
+                    got.push((r, "a", n.event));
+                }
+                for n in b.on_peer_seen("a", "etl", &ea, now, wb(r)) {
+                    got.push((r, "b", n.event));
+                }
+            }
+        }
+        assert_eq!(got, [], "a job heard on time by both watchers");
+    }
+
+    /// A host back from an outage with its clock a minute behind: its live
+    /// messages are life again from the second one, not after the offset
+    /// window rolls over.
+    #[test]
+    fn a_sender_clock_stepped_back_during_an_outage_recovers_at_its_second_message() {
+        let t0 = Instant::now();
+        let w = |s: u64| 100_000 + s * 1000;
+        let mut r = registry(every(10, 2), t0, w(0));
+        // Host reboots at 20 s (job down); back at 100 s with its clock 60 s behind.
+        let mut got = beat(&mut r, t0, w, 1..=20, |s| from(1, s, w(s)));
+        for s in 21..=99u64 {
+            let n = r.on_deadlines(t0 + S * u32::try_from(s).unwrap(), w(s));
+            got.extend(n.iter().map(|n| (s, n.event)));
+        }
+        got.extend(beat(&mut r, t0, w, 100..=600, |s| {
+            from(2, s - 99, w(s) - 60_000)
+        }));
+        // The first message after the step cannot be told from a backlog;
+        // the second, a second later and late alike, shows the step.
+        assert_eq!(got, [(32, Event::Down), (101, Event::Recovered)]);
+    }
+
+    /// A record written before offsets were saved still dates a backlog
+    /// (by the last message heard).
+    #[test]
+    fn a_backlog_after_a_restore_from_an_older_record_is_no_life() {
+        let t0 = Instant::now();
+        let mut r = registry(every(10, 0), t0, 0);
+        for s in 0..3u32 {
+            let at = u64::from(s) * 1000;
+            r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at);
+        }
+        assert_eq!(
+            events(&r.on_deadlines(t0 + S * 12, 12_000)),
+            [(Event::Down, None, 0)]
+        );
+        // Saved by the previous version: no host_offset_ms.
+        let saved: Vec<(String, String)> = r
+            .take_dirty(t0 + S * 50, 50_000)
+            .into_iter()
+            .map(|(n, rec)| {
+                let mut v = serde_json::to_value(&rec).unwrap();
+                v["last"].as_object_mut().unwrap().remove("host_offset_ms");
+                (n, v.to_string())
+            })
+            .collect();
+        let mut r = registry(every(10, 0), t0 + S * 60, 60_000);
+        r.restore(&saved, t0 + S * 60, 60_000);
+        let mut got = Vec::new();
+        for seq in 4..=100u64 {
+            got.extend(events(&r.on_message(
+                &from(1, seq, (seq - 1) * 1000),
+                t0 + S * 130,
+                130_000,
+            )));
+        }
+        assert_eq!(got, [], "queued messages taken as life");
+    }
+
+    /// A message stamped seq = ts = u64::MAX (broken or hostile) does not
+    /// make every later message look old.
+    #[test]
+    fn one_message_stamped_u64_max_does_not_kill_the_job() {
+        let t0 = Instant::now();
+        let w = |s: u64| 100_000 + s * 1000;
+        let mut r = registry(every(10, 2), t0, w(0));
+        let mut got = beat(&mut r, t0, w, 1..=5, |s| from(1, s, w(s)));
+        got.extend(beat(&mut r, t0, w, 6..=6, |_| from(1, u64::MAX, u64::MAX)));
+        got.extend(beat(&mut r, t0, w, 7..=100, |s| from(1, s, w(s))));
+        assert_eq!(got, [], "a job beating every second");
     }
 }
 
