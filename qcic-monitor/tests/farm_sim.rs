@@ -114,6 +114,9 @@ struct Known {
 
 struct Watcher {
     id: Arc<str>,
+    /// Its wall clock minus the true time (watchers keep NTP time: within
+    /// half a second of each other).
+    clock: i64,
     up: bool,
     frozen_until: u64,
     generation: u64,
@@ -146,6 +149,8 @@ struct Sent {
 
 struct Sender {
     running: bool,
+    /// Its clock minus the true time (ms); it steps now and then.
+    clock: i64,
     host: String,
     pid: u32,
     seq: u64,
@@ -216,6 +221,7 @@ impl Sim {
                 let stats = Arc::new(Stats::default());
                 Watcher {
                     id: Arc::clone(id),
+                    clock: 0,
                     up: true,
                     frozen_until: 0,
                     generation: 1,
@@ -248,6 +254,7 @@ impl Sim {
         let senders = (0..JOBS)
             .map(|j| Sender {
                 running: true,
+                clock: 0,
                 host: format!("host{j}"),
                 pid: 100 + j as u32,
                 seq: 0,
@@ -256,6 +263,14 @@ impl Sim {
                 running_since: 0,
             })
             .collect();
+        let mut watchers: Vec<Watcher> = watchers;
+        for w in &mut watchers {
+            w.clock = rng.below(1_000) as i64 - 500;
+        }
+        let mut senders: Vec<Sender> = senders;
+        for s in &mut senders {
+            s.clock = rng.below(10_000) as i64 - 5_000;
+        }
         Sim {
             seed,
             rng,
@@ -330,6 +345,11 @@ impl Sim {
         self.wall0 + self.now
     }
 
+    /// Watcher `w`'s wall clock.
+    fn wall_of(&self, w: usize) -> u64 {
+        self.wall().saturating_add_signed(self.watchers[w].clock)
+    }
+
     fn running(&self, w: usize) -> bool {
         self.watchers[w].up && self.watchers[w].frozen_until <= self.now
     }
@@ -364,7 +384,7 @@ impl Sim {
                 job: job_name(j),
                 run_id: None,
                 seq: s.seq,
-                ts_ms: wall,
+                ts_ms: wall.saturating_add_signed(s.clock),
                 host: s.host.clone(),
                 pid: s.pid,
                 exit_code: None,
@@ -397,7 +417,7 @@ impl Sim {
     }
 
     fn watcher_work(&mut self, w: usize) {
-        let (now, wall) = (self.instant(), self.wall());
+        let (now, wall) = (self.instant(), self.wall_of(w));
         let watcher = &mut self.watchers[w];
         let mut notes = Vec::new();
         for m in std::mem::take(&mut watcher.inbox) {
@@ -424,7 +444,7 @@ impl Sim {
     }
 
     fn carry_out(&mut self, w: usize, out: Vec<Output>) {
-        let (now, wall) = (self.instant(), self.wall());
+        let (now, wall) = (self.instant(), self.wall_of(w));
         let mut reports = Vec::new();
         for o in out {
             let watcher = &mut self.watchers[w];
@@ -477,6 +497,7 @@ impl Sim {
             if !self.running(w) {
                 continue;
             }
+            let wall = self.wall_of(w);
             let watcher = &mut self.watchers[w];
             watcher.own.heartbeat += 1;
             let heard = watcher.registry.take_heard();
@@ -507,6 +528,12 @@ impl Sim {
         }
         for w in 0..n {
             if self.running(w) {
+                let beats: BTreeMap<Arc<str>, u64> = self.watchers[w]
+                    .view
+                    .iter()
+                    .map(|(o, k)| (Arc::clone(&self.watchers[*o].id), k.heartbeat))
+                    .collect();
+                self.watchers[w].gate.on_heartbeats(&beats, now);
                 self.liveness(w);
             }
         }
@@ -541,7 +568,7 @@ impl Sim {
 
     /// What `from` knows reaches `to`.
     fn exchange(&mut self, from: usize, to: usize) {
-        let (now, wall) = (self.instant(), self.wall());
+        let (now, wall) = (self.instant(), self.wall_of(to));
         let mut learnt: Vec<(usize, String, String)> = Vec::new();
         let origins: Vec<(usize, Known)> = {
             let f = &self.watchers[from];
@@ -610,7 +637,7 @@ impl Sim {
     }
 
     fn liveness(&mut self, w: usize) {
-        let (now, wall) = (self.instant(), self.wall());
+        let (now, wall) = (self.instant(), self.wall_of(w));
         let watcher = &self.watchers[w];
         let live: BTreeSet<usize> = watcher
             .view
@@ -745,7 +772,7 @@ impl Sim {
 
     fn fault(&mut self) {
         let n = self.watchers.len();
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0 => {
                 // Kill a watcher, if another stays up.
                 let up: Vec<usize> = (0..n).filter(|w| self.watchers[*w].up).collect();
@@ -848,6 +875,12 @@ impl Sim {
                 self.lose[j][w] += k;
                 self.note(format!("job{j}'s next {k} messages to w{w} are lost"));
             }
+            11 => {
+                let j = self.rng.below(JOBS as u64) as usize;
+                let step = self.rng.below(180_000) as i64 - 90_000;
+                self.senders[j].clock += step;
+                self.note(format!("job{j}'s clock steps by {step}ms"));
+            }
             10 => {
                 // One watcher cut off from every sender and every peer.
                 let w = self.rng.below(n as u64) as usize;
@@ -892,7 +925,7 @@ impl Sim {
     }
 
     fn restart(&mut self, w: usize, wiped: bool) {
-        let (now, wall) = (self.instant(), self.wall());
+        let (now, wall) = (self.instant(), self.wall_of(w));
         let members: Vec<Arc<str>> = self.watchers.iter().map(|x| Arc::clone(&x.id)).collect();
         let watcher = &mut self.watchers[w];
         let stats = Arc::new(Stats::default());

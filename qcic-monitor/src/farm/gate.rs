@@ -125,6 +125,8 @@ pub struct Gate {
     generations: BTreeMap<Arc<str>, u64>,
     /// Since when each live peer has been alive without a break.
     live_since: BTreeMap<Arc<str>, Instant>,
+    /// Each peer's last heartbeat known, and when it last moved.
+    news: BTreeMap<Arc<str>, (u64, Instant)>,
     /// Open `peer_down` incidents, by peer (this watcher's or learnt
     /// from the shared log).
     peer_down: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
@@ -173,6 +175,7 @@ impl Gate {
             live: BTreeSet::new(),
             generations: BTreeMap::new(),
             live_since: BTreeMap::new(),
+            news: BTreeMap::new(),
             peer_down: BTreeMap::new(),
             owed: BTreeSet::new(),
             closed_while_silent: BTreeMap::new(),
@@ -366,9 +369,40 @@ impl Gate {
             .is_none_or(|t| now < t + self.cfg.gossip_interval * 3)
     }
 
-    fn view(&self, rank: u32) -> FarmView {
+    /// The peers' heartbeats as known now (each gossip round).
+    pub fn on_heartbeats(&mut self, beats: &BTreeMap<Arc<str>, u64>, now: Instant) {
+        for (peer, beat) in beats {
+            if *peer == self.cfg.me {
+                continue;
+            }
+            let moved = self.news.get(peer).is_none_or(|(known, _)| known != beat);
+            if moved {
+                self.news.insert(Arc::clone(peer), (*beat, now));
+            }
+        }
+    }
+
+    /// How many watchers this one reaches as it sends: itself, and the live
+    /// peers whose heartbeat moved within the last 4 gossip rounds. A peer
+    /// is declared dead only after `dead_after`; a notification sent in
+    /// between, while a partition begins, is labelled already (a copy sent
+    /// on the far side then is not the only one).
+    fn reachable(&self, now: Instant) -> usize {
+        let fresh = self.cfg.gossip_interval * 4;
+        1 + self
+            .live
+            .iter()
+            .filter(|p| {
+                self.news
+                    .get(*p)
+                    .is_none_or(|(_, at)| now.saturating_duration_since(*at) <= fresh)
+            })
+            .count()
+    }
+
+    fn view(&self, rank: u32, now: Instant) -> FarmView {
         let configured = u32::try_from(self.cfg.members.len()).unwrap_or(u32::MAX);
-        let reachable = u32::try_from(self.live.len() + 1).unwrap_or(u32::MAX);
+        let reachable = u32::try_from(self.reachable(now)).unwrap_or(u32::MAX);
         FarmView {
             rank,
             took_over: rank > 0,
@@ -521,7 +555,7 @@ impl Gate {
         self.pending = keep;
         self.next_at = next_at;
         for p in send {
-            self.send(p.note, &p.order, wall, out);
+            self.send(p.note, &p.order, now, wall, out);
         }
     }
 
@@ -529,13 +563,14 @@ impl Gate {
         &mut self,
         mut note: Notification,
         order: &[Arc<str>],
+        now: Instant,
         wall: u64,
         out: &mut Vec<Output>,
     ) {
         let order = self.ranking(&note, order);
         let rank = u32::try_from(order.iter().position(|m| **m == self.cfg.me).unwrap_or(0))
             .unwrap_or(u32::MAX);
-        note.farm = Some(self.view(rank));
+        note.farm = Some(self.view(rank, now));
         if rank > 0 {
             self.stats.farm_took_over.fetch_add(1, Ordering::Relaxed);
         }
@@ -833,7 +868,7 @@ impl Gate {
                 ));
                 // About this watcher alone: nobody else can send it, so it is rank 0.
                 let order = [Arc::clone(&self.cfg.me)];
-                self.send(note, &order, wall, out);
+                self.send(note, &order, now, wall, out);
             }
         }
         if self.isolated.is_some() {
@@ -869,7 +904,7 @@ impl Gate {
         note.text = Some(format!("watcher {me} reaches its peers again"));
         // About this watcher alone: nobody else can send it, so it is rank 0.
         let order = [Arc::clone(&self.cfg.me)];
-        self.send(note, &order, wall, out);
+        self.send(note, &order, now, wall, out);
     }
 }
 

@@ -230,7 +230,11 @@ impl Task {
                         *up = live.contains(peer.as_str());
                     }
                 }
-                _ = tick.tick() => self.gate.on_tick(Instant::now()),
+                _ = tick.tick() => {
+                    let beats = self.membership.heartbeats().await;
+                    self.gate.on_heartbeats(&beats, Instant::now());
+                    self.gate.on_tick(Instant::now());
+                }
                 () = sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
             }
             self.gate.evaluate(Instant::now(), wall_ms(), &mut out);

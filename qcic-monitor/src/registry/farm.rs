@@ -139,7 +139,14 @@ impl Registry {
         // What the peer heard late (a backlog it was sent after a cut, or
         // after it restarted without this host's clock offset) was alive
         // when it was sent, not when it arrived there.
-        let late = self.sent_late(j, &seen.host, seen.ts_ms, seen.wall_ms, now, wall_ms);
+        // Only evidence of a burst: a peer that has heard the job without a
+        // break for a while heard it live (and judged its clock itself, with
+        // offsets fresher than this watcher's if the sender's clock stepped
+        // while only the peer heard it).
+        let burst = seen.wall_ms.saturating_sub(seen.up_since_ms) < STALE_AFTER_MS;
+        let late = self
+            .sent_late(j, &seen.host, seen.ts_ms, seen.wall_ms, now, wall_ms)
+            .filter(|_| burst);
         let corrected;
         let seen = match late {
             Some(late) => {
