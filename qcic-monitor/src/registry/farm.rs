@@ -181,7 +181,12 @@ impl Registry {
             // watchers' clocks may differ by a few seconds, never by a
             // whole period.
             let same = last.seq == seen.seq && last.pid == seen.pid && *last.host == *seen.host;
-            if same && overdue && !last.by_peer && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS {
+            if same
+                && overdue
+                && !last.by_peer
+                && !last.renamed
+                && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS
+            {
                 let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
                 last.at = now.checked_sub(age).unwrap_or(now);
                 last.wall_ms = seen.wall_ms;
@@ -228,6 +233,7 @@ impl Registry {
             up_since_ms: seen.up_since_ms,
             start_ms: seen.start_ms.max(known_start),
             by_peer: true,
+            renamed: false,
         });
         if let (Some(known), Some(last)) = (&known, self.jobs[j].last.as_mut()) {
             // The later message by the sender's clock names the outage.

@@ -174,6 +174,10 @@ struct Seen {
     start_ms: u64,
     /// Learnt from a farm peer, not heard here.
     by_peer: bool,
+    /// Its identity (pid, seq, ts, host) is another message's, later by
+    /// the sender's clock, that names the job's next outage (see
+    /// [`Seen::name_by_latest`]): not the message heard last.
+    renamed: bool,
 }
 
 impl Seen {
@@ -195,6 +199,7 @@ impl Seen {
         self.seq = seq;
         self.ts_ms = ts_ms;
         self.host = Arc::clone(host);
+        self.renamed = true;
         true
     }
 
@@ -546,6 +551,9 @@ struct SeenRecord {
     /// Learnt from a farm peer, not heard here.
     #[serde(default)]
     by_peer: bool,
+    /// Its identity is a later message's (see `Seen::renamed`).
+    #[serde(default)]
+    renamed: Option<bool>,
 }
 
 /// What a run carries besides the first version's (id, started, host).
@@ -723,6 +731,7 @@ impl Registry {
                         up_since_ms: Some(s.up_since_ms),
                         host_offset_ms: self.hosts.get(&*s.host).and_then(HostClock::measured),
                         by_peer: s.by_peer,
+                        renamed: Some(s.renamed),
                     }),
                     runs: job
                         .runs
@@ -824,6 +833,10 @@ impl Registry {
                     up_since_ms: s.up_since_ms.unwrap_or(s.wall_ms),
                     start_ms: s.start_ms,
                     by_peer: s.by_peer,
+                    // Unknown in an older record: taken as renamed (the
+                    // safe side: it is then never taken for the message
+                    // heard last).
+                    renamed: s.renamed.unwrap_or(true),
                 }
             });
             job.bad_streak = record.bad_streak;
@@ -1489,6 +1502,7 @@ impl Registry {
             up_since_ms,
             start_ms,
             by_peer: false,
+            renamed: false,
         };
         if let Some(before) = before {
             seen.name_by_latest(before.pid, before.seq, before.ts_ms, &before.host);
