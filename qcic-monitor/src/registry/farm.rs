@@ -275,9 +275,9 @@ impl Registry {
 
     /// An open `down` named by an earlier message than the latest one the
     /// farm heard is named again: retracted as "the same outage as" the
-    /// name every watcher gives it, and raised under that name. (Held at
-    /// the gate and never sent, both go; sent, the retraction tells people
-    /// the two are one outage.)
+    /// name every watcher gives it, and raised again (under that name) by
+    /// the deadline loop. (Held at the gate and never sent, both go; sent,
+    /// the retraction tells people the two are one outage.)
     fn rename_down(
         &mut self,
         j: usize,
@@ -298,7 +298,11 @@ impl Registry {
             "the same outage as incident {id}, named by the later message watcher {peer} heard"
         );
         self.close_as(j, Slot::Down, Event::Retracted, now, wall_ms, || text, out);
-        self.fire_down(j, now, wall_ms, out);
+        // Raised by the deadline loop, due now, not here: other peers'
+        // evidence learnt in the same round may still show the job heard
+        // later (raised and retracted at once, the name would count as
+        // closed here, and this watcher alone would name the outage anew).
+        self.set_down(j, now);
     }
 
     /// A start heard by a farm peer counts as heard here for the `late`

@@ -181,18 +181,24 @@ struct Seen {
 }
 
 impl Seen {
-    /// The order of messages by the sender's clock: (ts, seq, pid, host).
-    /// Every watcher orders the same messages alike, whatever order or
-    /// subset of them it heard.
-    fn identity(&self) -> (u64, u64, u32, &str) {
-        (self.ts_ms, self.seq, self.pid, &self.host)
+    /// Whether the message (pid, seq, ts, host) comes after this one's
+    /// identity: by seq within one process (its clock may be set back, its
+    /// seq never goes back), by the sender's clock between processes
+    /// (ts, then seq, pid, host). Every watcher orders the same messages
+    /// alike, whatever order or subset of them it heard.
+    fn is_later(&self, pid: u32, seq: u64, ts_ms: u64, host: &str) -> bool {
+        if pid == self.pid && *host == *self.host {
+            return (seq, ts_ms) > (self.seq, self.ts_ms);
+        }
+        (ts_ms, seq, pid, host) > (self.ts_ms, self.seq, self.pid, &*self.host)
     }
 
-    /// Takes the identity of `other` if it is later by the sender's clock:
-    /// the message that names the job's next outage is the latest one any
-    /// watcher heard, so every watcher of a farm names it alike.
+    /// Takes the identity of `other` if it is later (see
+    /// [`Seen::is_later`]): the message that names the job's next outage
+    /// is the latest one any watcher heard, so every watcher of a farm
+    /// names it alike.
     fn name_by_latest(&mut self, pid: u32, seq: u64, ts_ms: u64, host: &Arc<str>) -> bool {
-        if (ts_ms, seq, pid, &**host) <= self.identity() {
+        if !self.is_later(pid, seq, ts_ms, host) {
             return false;
         }
         self.pid = pid;
