@@ -217,6 +217,7 @@ pub async fn run(
                 out_tx,
                 query_tx.clone(),
                 Arc::clone(&stats),
+                store.clone(),
             )
             .await?;
             let link = checker::FarmLink {

@@ -151,6 +151,15 @@ impl Store {
         }
     }
 
+    /// Records a notification as sent, delivered to no channel: the
+    /// notification log learns it at the next start (its own log entry
+    /// learnt back from the farm after this watcher's state was lost).
+    pub fn remember(&self, note: Notification) {
+        let (ack, _) = oneshot::channel();
+        let items = vec![(Vec::new(), Arc::new(note))];
+        let _ = self.tx.send(Op::Enqueue { items, ack });
+    }
+
     /// Marks a delivery done (delivered, or given up for good).
     pub fn done(&self, id: Option<i64>) {
         if let Some(id) = id {

@@ -474,6 +474,18 @@ impl Sim {
                     watcher.version += 1;
                     watcher.own.kv.insert(k, (watcher.version, None));
                 }
+                Output::Remember(note) => {
+                    // Into its durable notification log.
+                    let key = (
+                        note.incident.to_string(),
+                        note.event,
+                        note.resolves,
+                        note.repeat,
+                    );
+                    if watcher.dispatched.insert(key) {
+                        watcher.dispatched_notes.push(note);
+                    }
+                }
                 Output::DeliveredElsewhere(_) | Output::Forget(_) => {}
             }
         }

@@ -40,6 +40,10 @@ pub enum Output {
     DeliveredElsewhere(Key),
     /// Forget that a peer delivered this (it left the log).
     Forget(Key),
+    /// Write this to the durable notification log as sent by this watcher:
+    /// its own entry, learnt back from a peer after its state was lost (a
+    /// second crash before it is written would send it again).
+    Remember(Notification),
 }
 
 /// How a channel fared with a notification this watcher sent.
@@ -724,7 +728,16 @@ impl Gate {
         if *sender == *self.cfg.me {
             if !self.log.contains(&key) {
                 // Our own entry from before a restart: learnt back.
+                let mut note = self.notice(key.1, &entry.job, &key.0, entry.ts_ms);
+                note.repeat = key.2;
+                if key.1.is_follow_up() {
+                    note.resolves = self.log.alarm_of(&key.0);
+                }
+                let mut view = self.view(entry.rank, self.last_tick);
+                view.took_over = entry.took_over;
+                note.farm = Some(view);
                 self.record(&key, &sender, entry, out);
+                out.push(Output::Remember(note));
             }
             return;
         }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::wire::{Entry, Key, State};
+use crate::notification::Event;
 
 /// Notifications the log remembers; past it the oldest go.
 pub const LOG_KEEP: usize = 10_000;
@@ -55,6 +56,15 @@ impl SharedLog {
             .filter(|e| e.state != State::Failed)
             .map(|e| e.ts_ms)
             .min()
+    }
+
+    /// The alarm event the log holds for `incident` (what a follow-up of
+    /// it resolves), if any.
+    pub fn alarm_of(&self, incident: &str) -> Option<Event> {
+        self.by_key
+            .keys()
+            .find(|(id, event, _)| **id == *incident && !event.is_follow_up())
+            .map(|(_, event, _)| *event)
     }
 
     /// Whether anything is known of `key`.

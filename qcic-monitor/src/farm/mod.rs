@@ -33,6 +33,7 @@ use crate::error::MonitorError;
 use crate::notification::Notification;
 use crate::registry::PeerSeen;
 use crate::stats::Stats;
+use crate::store::Store;
 use gate::{Gate, GateConfig, Output, Report, key_of};
 use membership::{Events, Membership};
 use wire::{Key, Said};
@@ -108,6 +109,7 @@ pub async fn start(
     out: mpsc::Sender<Notification>,
     queries: mpsc::Sender<Query>,
     stats: Arc<Stats>,
+    store: Option<Store>,
 ) -> Result<Started, MonitorError> {
     let (membership, events) = Membership::join(cfg, me).await?;
     let me: Arc<str> = Arc::from(me);
@@ -147,6 +149,7 @@ pub async fn start(
         stats,
         delivered_elsewhere,
         gossip_interval: cfg.gossip_interval,
+        store,
     };
     task.carry_out(remembered).await;
     let task = tokio::spawn(task.run(events, gate_rx, heard_rx, report_rx, stop_rx));
@@ -171,6 +174,8 @@ struct Task {
     stats: Arc<Stats>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
     gossip_interval: std::time::Duration,
+    /// Where this watcher's own log entries learnt back are written.
+    store: Option<Store>,
 }
 
 impl Task {
@@ -281,6 +286,11 @@ impl Task {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .insert(key);
+                }
+                Output::Remember(note) => {
+                    if let Some(store) = &self.store {
+                        store.remember(note);
+                    }
                 }
                 Output::Forget(key) => {
                     self.delivered_elsewhere
