@@ -22,9 +22,9 @@
 //!   peer did not reach it);
 //! - no unlabelled `down` goes out while a watcher the sender reached, and
 //!   the sending watcher reached, heard the job within its deadline;
-//! - no `recovered` closes the alarm of a job stopped for longer than its
-//!   deadline (messages queued during a cut and delivered late are no
-//!   life);
+//! - no unlabelled `recovered` closes the alarm of a job stopped for
+//!   longer than its deadline (messages queued during a cut and delivered
+//!   late are no life);
 //! - the unlabelled `down`s sent during one outage of a job all carry one
 //!   incident id, whatever messages each watcher heard;
 //! - every alarm sent gets a follow-up once the trouble ends;
@@ -764,7 +764,12 @@ impl Sim {
                 .map(|a| a.at)
                 .min()
                 .unwrap_or(0);
-            let stopped_long = !self.senders[j].running
+            // Labelled ones are not passed off as genuine: a watcher cut
+            // from its peers, that lost its state and its senders' clock
+            // offsets, cannot date the head of a backlog (a known limit).
+            let labelled = s.note.farm.is_some_and(|f| f.partition_suspected);
+            let stopped_long = !labelled
+                && !self.senders[j].running
                 && self.outages.iter().any(|o| {
                     o.0 == j
                         && o.2.is_none()

@@ -1203,6 +1203,7 @@ impl Registry {
         // Offsets measured against the old reading are void.
         for clock in self.hosts.values_mut() {
             clock.samples.clear();
+            clock.previous = None;
         }
         for j in 0..self.jobs.len() {
             let job = &self.jobs[j];
