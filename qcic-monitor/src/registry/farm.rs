@@ -102,8 +102,11 @@ impl Registry {
         self.heard.as_ref().is_some_and(|h| !h.is_empty())
     }
 
-    /// What this watcher heard since the last call, for its peers: only
-    /// messages heard here (what peers told it, they know).
+    /// What this watcher heard since the last call, for its peers: the
+    /// messages heard here, and after a restart what it knew of every job,
+    /// peers' evidence included (the peer that told it may have lost its
+    /// state since, and a watcher that restarted wiped learns the farm's
+    /// last message of each job from whoever still holds it).
     pub fn take_heard(&mut self) -> Vec<(Arc<str>, PeerSeen)> {
         let Some(heard) = &mut self.heard else {
             return Vec::new();
@@ -111,7 +114,7 @@ impl Registry {
         let mut out = Vec::with_capacity(heard.len());
         for j in heard.drain() {
             let job = &self.jobs[j];
-            if let Some(last) = job.last.as_ref().filter(|l| !l.by_peer) {
+            if let Some(last) = job.last.as_ref() {
                 out.push((Arc::clone(&job.name), last.as_peer_seen()));
             }
         }
