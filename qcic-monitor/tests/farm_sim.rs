@@ -406,6 +406,12 @@ impl Sim {
                 msgs.push(m);
             }
             for w in 0..self.watchers.len() {
+                // Two processes reach each watcher on their own
+                // connections: in either order.
+                let mut msgs = msgs.clone();
+                if msgs.len() > 1 && self.rng.chance(50) {
+                    msgs.reverse();
+                }
                 for m in &msgs {
                     if self.lose[j][w] > 0 {
                         // Lost on the way (a reconnect that drops what was
@@ -590,6 +596,17 @@ impl Sim {
     fn exchange(&mut self, from: usize, to: usize) {
         let (now, wall) = (self.instant(), self.wall_of(to));
         let mut learnt: Vec<(usize, String, String)> = Vec::new();
+        // Heartbeats travel in every digest; the keys' deltas come after
+        // them and are bounded (chitchat's MTU): the first exchange after
+        // two watchers reconnect may carry heartbeats only, so a watcher
+        // can learn that a peer is alive a round before it learns what the
+        // peer knows.
+        let reconnected = self.connected_since[from][to].is_none();
+        let mut budget = if reconnected && self.rng.chance(50) {
+            0
+        } else {
+            usize::MAX
+        };
         let origins: Vec<(usize, Known)> = {
             let f = &self.watchers[from];
             let mut v: Vec<(usize, Known)> = f.view.iter().map(|(o, k)| (*o, k.clone())).collect();
@@ -614,9 +631,12 @@ impl Sim {
                 mine.heartbeat = theirs.heartbeat;
                 mine.beat_seen_at = self.now;
             }
-            for (k, (ver, val)) in &theirs.kv {
+            let mut keys: Vec<(&String, &(u64, Option<String>))> = theirs.kv.iter().collect();
+            keys.sort_by_key(|(_, (ver, _))| *ver);
+            for (k, (ver, val)) in keys {
                 let newer = mine.kv.get(k).is_none_or(|(v, _)| v < ver);
-                if newer {
+                if newer && budget > 0 {
+                    budget -= 1;
                     mine.kv.insert(k.clone(), (*ver, val.clone()));
                     if let Some(val) = val {
                         learnt.push((origin, k.clone(), val.clone()));
@@ -1224,10 +1244,13 @@ impl Sim {
             // silence began (a watcher that missed the peer's brief return
             // may send the earlier outage's name first, but must then name
             // this one anew).
+            // (Sent by the end of the rejoin settle after its return at the
+            // latest: a watcher that took the silence for its own isolation
+            // learns otherwise only when the peer is back, restarted.)
             let covered = self.sent.iter().any(|s| {
                 s.note.event == Event::PeerDown
                     && s.note.job == *peer
-                    && s.at <= until
+                    && s.at <= until + DEAD_AFTER + 4 * ROUND
                     && !closed_before(&s.note.incident, from.saturating_sub(DEAD_AFTER))
             });
             if !covered {

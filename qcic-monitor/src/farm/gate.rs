@@ -117,6 +117,10 @@ struct Pending {
     since: Instant,
     /// Held while the watcher is isolated.
     parked: bool,
+    /// An outage that happened, told even if it ended before it went out
+    /// (a peer back restarted from a silence this watcher took for its
+    /// own isolation): its follow-up does not cancel it.
+    happened: bool,
 }
 
 /// The gate's state.
@@ -435,6 +439,7 @@ impl Gate {
             order,
             since: now,
             parked,
+            happened: false,
         });
     }
 
@@ -522,13 +527,19 @@ impl Gate {
         // alarm is still waiting here, both go. Not while settling: the
         // log is not learnt yet, and "nobody" may be a peer not heard yet.
         let settling = self.settling(now);
+        let happened: BTreeSet<Key> = self
+            .pending
+            .iter()
+            .filter(|p| p.happened)
+            .map(|p| key_of(&p.note))
+            .collect();
         let cancelled: BTreeSet<Key> = self
             .pending
             .iter()
             .filter(|_| !settling)
             .filter(|p| !p.parked)
             .filter_map(|p| alarm_key(&p.note))
-            .filter(|alarm| self.log.senders(alarm).is_empty())
+            .filter(|alarm| self.log.senders(alarm).is_empty() && !happened.contains(alarm))
             .collect();
         let pending = std::mem::take(&mut self.pending);
         let mut keep = Vec::with_capacity(pending.len());
@@ -726,8 +737,9 @@ impl Gate {
         out: &mut Vec<Output>,
     ) {
         if *sender == *self.cfg.me {
-            if !self.log.contains(&key) {
-                // Our own entry from before a restart: learnt back.
+            if self.log.get(&key, &sender).is_none() {
+                // Our own entry from before a restart: learnt back (the
+                // log may already hold a peer's entry for the same key).
                 let mut note = self.notice(key.1, &entry.job, &key.0, entry.ts_ms);
                 note.repeat = key.2;
                 if key.1.is_follow_up() {
@@ -818,11 +830,18 @@ impl Gate {
             info!(peer = %peer, "a farm peer is reachable");
         }
         self.close_returned(now, wall);
+        // Peers back under a new generation restarted: their silence was
+        // an outage of theirs, whatever this watcher made of it.
+        let restarted: BTreeSet<Arc<str>> = generations
+            .iter()
+            .filter(|(p, g)| self.generations.get(*p).is_some_and(|old| old != *g))
+            .map(|(p, _)| Arc::clone(p))
+            .collect();
         for (peer, g) in generations {
             self.generations.insert(peer, g);
         }
         if !self.live.is_empty() {
-            self.end_isolation(now, wall, out);
+            self.end_isolation(&restarted, now, wall, out);
         }
     }
 
@@ -898,7 +917,13 @@ impl Gate {
     /// again, once the peers' evidence has been learnt (the gate settles
     /// first: released at once, they went out as genuine alarms for jobs
     /// the peers heard all along).
-    fn end_isolation(&mut self, now: Instant, wall: u64, out: &mut Vec<Output>) {
+    fn end_isolation(
+        &mut self,
+        restarted: &BTreeSet<Arc<str>>,
+        now: Instant,
+        wall: u64,
+        out: &mut Vec<Output>,
+    ) {
         let Some(id) = self.isolated.take() else {
             return;
         };
@@ -909,8 +934,16 @@ impl Gate {
             }
         }
         self.rejoined_until = Some(now + self.cfg.dead_after + self.cfg.gossip_interval * 2);
-        // Our own isolation showed as peer_down on this side only.
-        self.pending.retain(|p| p.note.event != Event::PeerDown);
+        // Our own isolation showed as peer_down on this side only, unless
+        // the peer is back restarted: then it was down too, and that is
+        // told (ranked as any alarm; its follow-up comes as for any return).
+        self.pending.retain_mut(|p| {
+            if p.note.event != Event::PeerDown {
+                return true;
+            }
+            p.happened = restarted.contains(&p.note.job);
+            p.happened
+        });
         let me = Arc::clone(&self.cfg.me);
         let mut note = self.notice(Event::Recovered, &me, &id, wall);
         note.resolves = Some(Event::WatcherIsolated);
