@@ -198,6 +198,9 @@ struct Sim {
     connected_since: Vec<Vec<Option<u64>>>,
     /// lose[j][w]: how many of job j's next messages to w are lost.
     lose: Vec<Vec<u32>>,
+    /// Percent chance of a fault per tick: stormy schedules, and calm ones
+    /// where every watcher reaches every other when a job stops.
+    fault_rate: u64,
 }
 
 fn gate_for(id: &Arc<str>, members: &[Arc<str>], t: Instant, stats: &Arc<Stats>) -> Gate {
@@ -276,9 +279,13 @@ impl Sim {
             w.clock = rng.below(1_000) as i64 - 500;
         }
         let mut senders: Vec<Sender> = senders;
-        for s in &mut senders {
+        for (j, s) in senders.iter_mut().enumerate() {
             s.clock = rng.below(10_000) as i64 - 5_000;
+            if rng.chance(30) {
+                s.twin = Some((900 + j as u32, 0));
+            }
         }
+        let fault_rate = [1, 2, 4][rng.below(3) as usize];
         Sim {
             seed,
             rng,
@@ -297,6 +304,7 @@ impl Sim {
             good_since: vec![vec![Some(0); n]; JOBS],
             connected_since: vec![vec![Some(0); n]; n],
             lose: vec![vec![0; n]; JOBS],
+            fault_rate,
         }
     }
 
@@ -1076,7 +1084,7 @@ impl Sim {
         }
         let faults_until = self.now + FAULTS_FOR;
         while self.now < faults_until {
-            if self.rng.chance(4) {
+            if self.rng.chance(self.fault_rate) {
                 self.fault();
             }
             self.tick();

@@ -461,11 +461,12 @@ impl Gate {
             .filter(|m| self.is_live(m) && !self.log.failed(&key, m))
             .collect();
         let ahead = ahead_peers.len();
-        // A higher rank that just became reachable may still be settling
-        // (after its start, a freeze or a rejoin: `dead_after` + 2 rounds)
-        // before it sends anything: its turn runs from when it became
-        // reachable, and is at least that settle and a round long. Waiting
-        // less, both would send unlabelled.
+        // A higher rank may be settling (after its start, a freeze or a
+        // rejoin: `dead_after` + 2 rounds) before it sends anything, and a
+        // freeze shorter than `dead_after` does not show here at all: its
+        // turn runs from when it became reachable, and lasts at least such
+        // a freeze, that settle and a round. Waiting less, both would send
+        // unlabelled.
         let start = ahead_peers
             .iter()
             .filter_map(|m| self.live_since.get(*m))
@@ -474,7 +475,7 @@ impl Gate {
         let turn = self
             .cfg
             .peer_timeout
-            .max(self.cfg.dead_after + self.cfg.gossip_interval * 3);
+            .max(self.cfg.dead_after * 2 + self.cfg.gossip_interval * 3);
         // Two gossip rounds more behind a live higher rank: the time its
         // log entry takes to arrive once it has sent (it may send late
         // itself, settling after a freeze).
