@@ -472,13 +472,7 @@ impl Sim {
             let watcher = &mut self.watchers[w];
             match o {
                 Output::Send(note) => {
-                    let key = (
-                        note.incident.to_string(),
-                        note.event,
-                        note.resolves,
-                        note.repeat,
-                    );
-                    if watcher.dispatched.insert(key) {
+                    if watcher.dispatched.insert(dispatch_key(&note)) {
                         reports.push(key_of(&note));
                         watcher.dispatched_notes.push(note.clone());
                         self.sent.push(Sent {
@@ -498,13 +492,7 @@ impl Sim {
                 }
                 Output::Remember(note) => {
                     // Into its durable notification log.
-                    let key = (
-                        note.incident.to_string(),
-                        note.event,
-                        note.resolves,
-                        note.repeat,
-                    );
-                    if watcher.dispatched.insert(key) {
+                    if watcher.dispatched.insert(dispatch_key(&note)) {
                         watcher.dispatched_notes.push(note);
                     }
                 }
@@ -1268,6 +1256,16 @@ impl Sim {
             }
         }
     }
+}
+
+/// What the dispatcher's log knows a notification by.
+fn dispatch_key(note: &Notification) -> (String, Event, Option<Event>, u32) {
+    (
+        note.incident.to_string(),
+        note.event,
+        note.resolves,
+        note.repeat,
+    )
 }
 
 /// What one schedule sent.
