@@ -196,6 +196,8 @@ struct Sim {
     good_since: Vec<Vec<Option<u64>>>,
     /// connected_since[a][b]: since when a and b reach each other both ways.
     connected_since: Vec<Vec<Option<u64>>>,
+    /// (a, b, t): watchers a and b reached each other again at t.
+    reconnects: Vec<(usize, usize, u64)>,
     /// lose[j][w]: how many of job j's next messages to w are lost.
     lose: Vec<Vec<u32>>,
     /// Percent chance of a fault per tick: stormy schedules, and calm ones
@@ -303,6 +305,7 @@ impl Sim {
             silences: Vec::new(),
             good_since: vec![vec![Some(0); n]; JOBS],
             connected_since: vec![vec![Some(0); n]; n],
+            reconnects: Vec::new(),
             lose: vec![vec![0; n]; JOBS],
             fault_rate,
         }
@@ -731,6 +734,9 @@ impl Sim {
                         && self.gossip[a][b]
                         && self.gossip[b][a]);
                 let c = &mut self.connected_since[a][b];
+                if ok && c.is_none() {
+                    self.reconnects.push((a, b, self.now));
+                }
                 *c = if ok { c.or(Some(self.now)) } else { None };
             }
         }
@@ -742,13 +748,36 @@ impl Sim {
             .cloned()
             .collect();
         for s in fresh {
+            let j: usize = s.note.job.trim_start_matches("job").parse().unwrap();
+            let window = self.now.saturating_sub(EVERY + GRACE - 3_000);
+            // Invariant: a watcher whose isolation just ended sends none of
+            // the alarms it held, labelled or not, for a job a peer it
+            // reaches again heard all along: it learns the peers' evidence
+            // first (defect 2 of issue 14).
+            let me = &self.watchers[s.by].id;
+            let rejoined = self.sent.iter().any(|r| {
+                r.by == s.by
+                    && r.note.event == Event::Recovered
+                    && r.note.resolves == Some(Event::WatcherIsolated)
+                    && r.note.job == *me
+                    && r.at + DEAD_AFTER + 4 * ROUND >= self.now
+            });
+            let peer_heard = (0..n).any(|v| {
+                v != s.by
+                    && self.connected_since[s.by][v].is_some_and(|t| t + 2 * ROUND <= self.now)
+                    && self.good_since[j][v].is_some_and(|t| t <= window)
+            });
+            if rejoined && peer_heard {
+                self.fail(&format!(
+                    "{me} sent a down for {} it held while isolated, though a peer it reaches heard the job all along",
+                    s.note.job
+                ));
+            }
             if s.note.farm.is_some_and(|f| f.partition_suspected) {
                 continue;
             }
-            let j: usize = s.note.job.trim_start_matches("job").parse().unwrap();
             // The job was heard, within its deadline, by a watcher the sender
             // reached and the sending watcher reached, all that time.
-            let window = self.now.saturating_sub(EVERY + GRACE - 3_000);
             let heard = (0..n).any(|v| self.good_since[j][v].is_some_and(|t| t <= window));
             if heard {
                 self.fail(&format!(
@@ -1240,13 +1269,21 @@ impl Sim {
             // silence began (a watcher that missed the peer's brief return
             // may send the earlier outage's name first, but must then name
             // this one anew).
-            // (Sent by the end of the rejoin settle after its return at the
-            // latest: a watcher that took the silence for its own isolation
-            // learns otherwise only when the peer is back, restarted.)
+            // (Sent by the end of the rejoin settle after another watcher
+            // first reached it again at the latest: a watcher that took the
+            // silence for its own isolation learns otherwise only when it
+            // sees the peer back, restarted.)
+            let back = self
+                .reconnects
+                .iter()
+                .filter(|(a, b, t)| *b == w && *a != w && *t >= until)
+                .map(|(_, _, t)| *t)
+                .min()
+                .unwrap_or(until);
             let covered = self.sent.iter().any(|s| {
                 s.note.event == Event::PeerDown
                     && s.note.job == *peer
-                    && s.at <= until + DEAD_AFTER + 4 * ROUND
+                    && s.at <= back + DEAD_AFTER + 4 * ROUND
                     && !closed_before(&s.note.incident, from.saturating_sub(DEAD_AFTER))
             });
             if !covered {

@@ -391,7 +391,8 @@ impl Gate {
     }
 
     /// How many watchers this one reaches as it sends: itself, and the live
-    /// peers whose heartbeat moved within the last 4 gossip rounds. A peer
+    /// peers heard for 4 gossip rounds at least, whose heartbeat moved
+    /// within the last 4. A peer
     /// is declared dead only after `dead_after`; a notification sent in
     /// between, while a partition begins, is labelled already (a copy sent
     /// on the far side then is not the only one).
@@ -401,9 +402,18 @@ impl Gate {
             .live
             .iter()
             .filter(|p| {
-                self.news
+                // Heard for a few rounds already: one heartbeat relayed
+                // right after this watcher (re)joined says nothing of what
+                // the peer knows, or whether it is still reachable.
+                let settled = self
+                    .live_since
                     .get(*p)
-                    .is_none_or(|(_, at)| now.saturating_duration_since(*at) <= fresh)
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= fresh);
+                let recent = self
+                    .news
+                    .get(*p)
+                    .is_none_or(|(_, at)| now.saturating_duration_since(*at) <= fresh);
+                settled && recent
             })
             .count()
     }
@@ -497,7 +507,11 @@ impl Gate {
         if self.settling(now) {
             due = due.max(self.settle_until);
         }
-        if let Some(until) = self.rejoined_until.filter(|_| !p.note.event.is_follow_up()) {
+        // (An outage known to have happened needs no evidence relearnt.)
+        if let Some(until) = self
+            .rejoined_until
+            .filter(|_| !p.note.event.is_follow_up() && !p.happened)
+        {
             due = due.max(until);
         }
         // A follow-up waits until the log of every peer that just became
@@ -546,6 +560,12 @@ impl Gate {
         let mut keep = Vec::with_capacity(pending.len());
         let mut send = Vec::new();
         let mut next_at: Option<Instant> = None;
+        // A follow-up never goes before its alarm.
+        let unsent: BTreeSet<Key> = pending
+            .iter()
+            .filter(|p| !p.note.event.is_follow_up())
+            .map(|p| key_of(&p.note))
+            .collect();
         for p in pending {
             // A parked alarm retracted meanwhile goes too.
             let own = key_of(&p.note);
@@ -553,7 +573,8 @@ impl Gate {
             if orphan || cancelled.contains(&own) {
                 continue;
             }
-            if p.parked {
+            let before_alarm = alarm_key(&p.note).is_some_and(|a| unsent.contains(&a));
+            if p.parked || before_alarm {
                 keep.push(p);
                 continue;
             }
