@@ -200,6 +200,10 @@ struct Sim {
     reconnects: Vec<(usize, usize, u64)>,
     /// lose[j][w]: how many of job j's next messages to w are lost.
     lose: Vec<Vec<u32>>,
+    /// reconnect_at[j][w]: when job j's sender, whose link to w is back,
+    /// has reconnected (ZeroMQ retries with a backoff; gossip is back
+    /// sooner). What it queued arrives then, before anything newer.
+    reconnect_at: Vec<Vec<Option<u64>>>,
     /// Percent chance of a fault per tick: stormy schedules, and calm ones
     /// where every watcher reaches every other when a job stops.
     fault_rate: u64,
@@ -307,6 +311,7 @@ impl Sim {
             connected_since: vec![vec![Some(0); n]; n],
             reconnects: Vec::new(),
             lose: vec![vec![0; n]; JOBS],
+            reconnect_at: vec![vec![None; n]; JOBS],
             fault_rate,
         }
     }
@@ -377,6 +382,18 @@ impl Sim {
 
     fn tick(&mut self) {
         self.now += TICK;
+        for j in 0..JOBS {
+            for w in 0..self.watchers.len() {
+                if self.reconnect_at[j][w].is_some_and(|t| t <= self.now) {
+                    self.reconnect_at[j][w] = None;
+                    self.link[j][w] = true;
+                    if self.watchers[w].up {
+                        let q = std::mem::take(&mut self.queued[j][w]);
+                        self.watchers[w].inbox.extend(q);
+                    }
+                }
+            }
+        }
         self.senders_send();
         for w in 0..self.watchers.len() {
             if self.running(w) {
@@ -764,7 +781,7 @@ impl Sim {
             });
             let peer_heard = (0..n).any(|v| {
                 v != s.by
-                    && self.connected_since[s.by][v].is_some_and(|t| t + 2 * ROUND <= self.now)
+                    && self.connected_since[s.by][v].is_some()
                     && self.good_since[j][v].is_some_and(|t| t <= window)
             });
             if rejoined && peer_heard {
@@ -916,6 +933,7 @@ impl Sim {
                     self.rng.below(n as u64) as usize,
                 );
                 self.link[j][w] = false;
+                self.reconnect_at[j][w] = None;
                 self.note(format!("job{j} cannot reach w{w}"));
             }
             6 => self.heal(),
@@ -967,6 +985,7 @@ impl Sim {
                 }
                 for j in 0..JOBS {
                     self.link[j][w] = false;
+                    self.reconnect_at[j][w] = None;
                 }
                 self.note(format!("isolate w{w}"));
             }
@@ -1034,11 +1053,12 @@ impl Sim {
         watcher.live.clear();
         watcher.up = true;
         watcher.frozen_until = 0;
-        // Its senders reconnect: what they queued arrives.
+        // Its senders reconnect (after their backoff): what they queued
+        // arrives then.
         for j in 0..JOBS {
-            if self.link[j][w] {
-                let q = std::mem::take(&mut self.queued[j][w]);
-                self.watchers[w].inbox.extend(q);
+            if self.link[j][w] && !self.queued[j][w].is_empty() {
+                self.link[j][w] = false;
+                self.reconnect_at[j][w] = Some(self.now + 500 + self.rng.below(2_500));
             }
         }
         // What it sent before, from its notification log.
@@ -1081,13 +1101,14 @@ impl Sim {
     fn heal(&mut self) {
         let n = self.watchers.len();
         self.gossip = vec![vec![true; n]; n];
-        self.link = vec![vec![true; n]; JOBS];
         for j in 0..JOBS {
             for w in 0..n {
-                // What was queued arrives now.
-                if self.watchers[w].up {
-                    let q = std::mem::take(&mut self.queued[j][w]);
-                    self.watchers[w].inbox.extend(q);
+                // A sender that was cut off reconnects after its backoff;
+                // what it queued arrives then.
+                let cut = !self.link[j][w] || !self.queued[j][w].is_empty();
+                if cut && self.reconnect_at[j][w].is_none() {
+                    self.link[j][w] = false;
+                    self.reconnect_at[j][w] = Some(self.now + 500 + self.rng.below(2_500));
                 }
             }
         }
