@@ -63,8 +63,9 @@ typedef uint32_t qcic_kind;
 
 /**
  * One protocol message, field by field (`docs/PROTOCOL.md`). Strings are
- * NUL-terminated UTF-8; `text` NULL means absent; `has_run_id` and
- * `has_exit_code` say whether those fields are present.
+ * NUL-terminated UTF-8 (in `text`, bytes that are not UTF-8 are replaced
+ * with U+FFFD); `text` NULL means absent; `has_run_id` and `has_exit_code`
+ * say whether those fields are present.
  */
 typedef struct {
   /**
@@ -337,7 +338,8 @@ qcic_status qcic_client_heartbeat(qcic_client *client, const char *job);
 
 /**
  * Reports a failure of the job outside any run, with an optional reason
- * (NULL: none; cut to 1024 bytes). NULL `client` or `job` returns
+ * (NULL: none; cut to 1024 bytes; bytes that are not UTF-8 are replaced
+ * with U+FFFD, the failure is still sent). NULL `client` or `job` returns
  * `QCIC_STATUS_NULL_ARGUMENT`.
  *
  * # Safety
@@ -461,8 +463,9 @@ const qcic_message *qcic_decoded_message(const qcic_decoded *decoded);
 void qcic_decoded_free(qcic_decoded *decoded);
 
 /**
- * Reports that the run is alive, with a short note (cut to 1024 bytes).
- * NULL `run` or `text` returns `QCIC_STATUS_NULL_ARGUMENT`.
+ * Reports that the run is alive, with a short note (cut to 1024 bytes;
+ * bytes that are not UTF-8 are replaced with U+FFFD). NULL `run` or `text`
+ * returns `QCIC_STATUS_NULL_ARGUMENT`.
  *
  * # Safety
  * `run` is NULL or a live run; `text` is NULL or a NUL-terminated string.
@@ -487,8 +490,9 @@ uint64_t qcic_run_id(const qcic_run *run);
 qcic_status qcic_run_success(qcic_run *run);
 
 /**
- * Ends the run as failed with a reason (NULL: none; cut to 1024 bytes),
- * sends `fail` and frees the run. NULL `run` returns
+ * Ends the run as failed with a reason (NULL: none; cut to 1024 bytes;
+ * bytes that are not UTF-8 are replaced with U+FFFD, the failure is still
+ * sent), sends `fail` and frees the run. NULL `run` returns
  * `QCIC_STATUS_NULL_ARGUMENT`. The run is freed whatever the status.
  *
  * # Safety

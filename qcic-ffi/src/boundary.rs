@@ -1,5 +1,6 @@
 //! The panic boundary and argument helpers every exported function uses.
 
+use std::borrow::Cow;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -35,6 +36,36 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char) -> Result<Option<&'a str>
     } else {
         // SAFETY: forwarded contract.
         unsafe { str_arg(p) }.map(Some)
+    }
+}
+
+/// Borrows a free-text C string argument (a progress note, a failure
+/// reason): bytes that are not UTF-8 are replaced with U+FFFD. A failure is
+/// never dropped over its reason (a C caller rarely checks the status, and
+/// a file name in the local encoding is common); names stay strict.
+///
+/// # Safety
+/// As for [`str_arg`].
+pub(crate) unsafe fn text_arg<'a>(p: *const c_char) -> Result<Cow<'a, str>, qcic_status> {
+    if p.is_null() {
+        return Err(QCIC_STATUS_NULL_ARGUMENT);
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    Ok(unsafe { CStr::from_ptr(p) }.to_string_lossy())
+}
+
+/// Like [`text_arg`], with NULL meaning "none".
+///
+/// # Safety
+/// As for [`str_arg`].
+pub(crate) unsafe fn opt_text_arg<'a>(
+    p: *const c_char,
+) -> Result<Option<Cow<'a, str>>, qcic_status> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { text_arg(p) }.map(Some)
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use qcic_sdk::{Client, DEFAULT_CLOSE_TIMEOUT, parse_endpoints};
 
-use crate::boundary::{guard, opt_str_arg, str_arg, try_status};
+use crate::boundary::{guard, opt_str_arg, opt_text_arg, str_arg, try_status};
 use crate::message::{message_from_c, qcic_message};
 use crate::run::qcic_run;
 use crate::status::{
@@ -184,7 +184,8 @@ pub unsafe extern "C" fn qcic_client_heartbeat(
 }
 
 /// Reports a failure of the job outside any run, with an optional reason
-/// (NULL: none; cut to 1024 bytes). NULL `client` or `job` returns
+/// (NULL: none; cut to 1024 bytes; bytes that are not UTF-8 are replaced
+/// with U+FFFD, the failure is still sent). NULL `client` or `job` returns
 /// `QCIC_STATUS_NULL_ARGUMENT`.
 ///
 /// # Safety
@@ -201,8 +202,8 @@ pub unsafe extern "C" fn qcic_client_fail(
         // SAFETY: per this function's contract.
         let job = try_status!(unsafe { str_arg(job) });
         // SAFETY: per this function's contract.
-        let text = try_status!(unsafe { opt_str_arg(text) });
-        status::result(client.fail(job, None, text.unwrap_or("")))
+        let text = try_status!(unsafe { opt_text_arg(text) });
+        status::result(client.fail(job, None, text.as_deref().unwrap_or("")))
     })
 }
 

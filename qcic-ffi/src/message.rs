@@ -5,7 +5,7 @@ use std::ptr;
 
 use qcic_sdk::{Kind, Message};
 
-use crate::boundary::{guard, opt_str_arg, str_arg, try_status};
+use crate::boundary::{guard, opt_text_arg, str_arg, try_status};
 use crate::status::{
     self, QCIC_STATUS_BUFFER_TOO_SMALL, QCIC_STATUS_DECODE_INVALID_FIELD,
     QCIC_STATUS_INVALID_MESSAGE, QCIC_STATUS_NULL_ARGUMENT, QCIC_STATUS_OK, QCIC_STATUS_PANIC,
@@ -29,8 +29,9 @@ pub const QCIC_KIND_HEARTBEAT: qcic_kind = 5;
 pub const QCIC_MAX_FRAME_LEN: usize = 2048;
 
 /// One protocol message, field by field (`docs/PROTOCOL.md`). Strings are
-/// NUL-terminated UTF-8; `text` NULL means absent; `has_run_id` and
-/// `has_exit_code` say whether those fields are present.
+/// NUL-terminated UTF-8 (in `text`, bytes that are not UTF-8 are replaced
+/// with U+FFFD); `text` NULL means absent; `has_run_id` and `has_exit_code`
+/// say whether those fields are present.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct qcic_message {
@@ -81,7 +82,7 @@ pub(crate) unsafe fn message_from_c(m: *const qcic_message) -> Result<Message, q
         pid: m.pid,
         exit_code: m.has_exit_code.then_some(m.exit_code),
         // SAFETY: per this function's contract.
-        text: unsafe { opt_str_arg(m.text) }?.map(str::to_owned),
+        text: unsafe { opt_text_arg(m.text) }?.map(std::borrow::Cow::into_owned),
     };
     msg.validate().map_err(|_| QCIC_STATUS_INVALID_MESSAGE)?;
     Ok(msg)

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use qcic_sdk::Run;
 
-use crate::boundary::{guard, opt_str_arg, str_arg, try_status};
+use crate::boundary::{guard, opt_text_arg, text_arg, try_status};
 use crate::status::{self, QCIC_STATUS_NULL_ARGUMENT, QCIC_STATUS_PANIC, qcic_status};
 
 /// One run of a job (opaque), from `qcic_client_start()`.
@@ -18,8 +18,9 @@ pub struct qcic_run {
     pub(crate) run: Option<Run>,
 }
 
-/// Reports that the run is alive, with a short note (cut to 1024 bytes).
-/// NULL `run` or `text` returns `QCIC_STATUS_NULL_ARGUMENT`.
+/// Reports that the run is alive, with a short note (cut to 1024 bytes;
+/// bytes that are not UTF-8 are replaced with U+FFFD). NULL `run` or `text`
+/// returns `QCIC_STATUS_NULL_ARGUMENT`.
 ///
 /// # Safety
 /// `run` is NULL or a live run; `text` is NULL or a NUL-terminated string.
@@ -31,9 +32,9 @@ pub unsafe extern "C" fn qcic_run_progress(run: *mut qcic_run, text: *const c_ch
             return QCIC_STATUS_NULL_ARGUMENT;
         };
         // SAFETY: per this function's contract.
-        let text = try_status!(unsafe { str_arg(text) });
+        let text = try_status!(unsafe { text_arg(text) });
         match &handle.run {
-            Some(r) => status::result(r.progress(text)),
+            Some(r) => status::result(r.progress(&text)),
             None => QCIC_STATUS_NULL_ARGUMENT,
         }
     })
@@ -81,8 +82,9 @@ pub unsafe extern "C" fn qcic_run_success(run: *mut qcic_run) -> qcic_status {
     })
 }
 
-/// Ends the run as failed with a reason (NULL: none; cut to 1024 bytes),
-/// sends `fail` and frees the run. NULL `run` returns
+/// Ends the run as failed with a reason (NULL: none; cut to 1024 bytes;
+/// bytes that are not UTF-8 are replaced with U+FFFD, the failure is still
+/// sent), sends `fail` and frees the run. NULL `run` returns
 /// `QCIC_STATUS_NULL_ARGUMENT`. The run is freed whatever the status.
 ///
 /// # Safety
@@ -116,13 +118,13 @@ unsafe fn fail(run: *mut qcic_run, exit_code: Option<i32>, text: *const c_char) 
     // Read the text before taking the run, so a bad text still frees it
     // (the run's drop then sends fail without a reason).
     // SAFETY: per the caller's contract.
-    let text = unsafe { opt_str_arg(text) };
+    let text = unsafe { opt_text_arg(text) };
     // SAFETY: per the caller's contract.
     let Some(r) = (unsafe { take(run) }) else {
         return QCIC_STATUS_NULL_ARGUMENT;
     };
     let text = try_status!(text);
-    status::result(r.fail_with_code(exit_code, text.unwrap_or("")))
+    status::result(r.fail_with_code(exit_code, text.as_deref().unwrap_or("")))
 }
 
 /// Frees the run; if it was not ended, sends `fail` ("run dropped without

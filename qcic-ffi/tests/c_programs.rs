@@ -292,6 +292,24 @@ fn check_kinds(link: Link) {
     assert_eq!(msgs[10].run_id, msgs[9].run_id);
 }
 
+fn check_lossy(link: Link) {
+    let exe = build(link);
+    let (ep, rx) = receive(4);
+    run_mode(&exe, "lossy", &ep);
+    let msgs = decode_all(&rx.recv().unwrap());
+    let got: Vec<(Kind, Option<&str>)> = msgs.iter().map(|m| (m.kind, m.text.as_deref())).collect();
+    assert_eq!(
+        got,
+        [
+            (Kind::Fail, Some("caf\u{fffd}.csv missing")),
+            (Kind::Start, None),
+            (Kind::Progress, Some("read \u{fffd}\u{fffd}")),
+            (Kind::Fail, Some("caf\u{fffd}")),
+        ]
+    );
+    assert_eq!(msgs[3].exit_code, Some(2));
+}
+
 fn check_vectors(link: Link) {
     let exe = build(link);
     let text = std::fs::read_to_string(root().join("docs/protocol-vectors.json")).unwrap();
@@ -370,6 +388,7 @@ fn check_curve(link: Link) {
 #[test]
 fn shared_library() {
     check_kinds(Link::Shared);
+    check_lossy(Link::Shared);
     check_vectors(Link::Shared);
     check_threads(Link::Shared);
     check_fork(Link::Shared);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
 use crate::errors::{queued, to_py};
 use crate::message::Message;
@@ -23,6 +23,22 @@ fn duration(what: &str, seconds: f64) -> PyResult<Duration> {
 #[derive(Debug)]
 pub struct Client {
     inner: qcic_sdk::Client,
+}
+
+/// A text argument as UTF-8, whatever it holds: a string decoded with
+/// `surrogateescape` (a file name from `os.listdir`) gets its original bytes
+/// back, each byte that is not UTF-8 replaced with U+FFFD, as the C sender
+/// and `qcic send` do; any other lone surrogate is replaced too.
+fn lossy(text: &Bound<'_, PyString>) -> String {
+    if let Ok(s) = text.extract::<String>() {
+        return s;
+    }
+    text.call_method1("encode", ("utf-8", "surrogateescape"))
+        .and_then(|b| b.extract::<Vec<u8>>())
+        .map_or_else(
+            |_| text.to_string_lossy().into_owned(),
+            |bytes| String::from_utf8_lossy(&bytes).into_owned(),
+        )
 }
 
 #[pymethods]
@@ -79,16 +95,23 @@ impl Client {
         queued(py, self.inner.heartbeat(job))
     }
 
-    /// Reports a failure of the job outside any run.
+    /// Reports a failure of the job outside any run. A reason that cannot
+    /// be encoded (a file name decoded with `surrogateescape`) has those
+    /// characters replaced: a failure is never dropped over its text.
     #[pyo3(signature = (job, text = None, exit_code = None))]
     fn fail(
         &self,
         py: Python<'_>,
         job: &str,
-        text: Option<&str>,
+        text: Option<Bound<'_, PyString>>,
         exit_code: Option<i32>,
     ) -> PyResult<bool> {
-        queued(py, self.inner.fail(job, exit_code, text.unwrap_or("")))
+        let text = text.as_ref().map(lossy);
+        queued(
+            py,
+            self.inner
+                .fail(job, exit_code, text.as_deref().unwrap_or("")),
+        )
     }
 
     /// Begins a run and sends `start`.
@@ -196,11 +219,13 @@ impl Run {
             .is_none()
     }
 
-    /// Reports that the run is alive, with a short note (cut to 1024 bytes).
-    fn progress(&self, py: Python<'_>, text: &str) -> PyResult<bool> {
+    /// Reports that the run is alive, with a short note (cut to 1024 bytes;
+    /// characters that cannot be encoded are replaced).
+    fn progress(&self, py: Python<'_>, text: Bound<'_, PyString>) -> PyResult<bool> {
+        let text = lossy(&text);
         let guard = self.run.lock().unwrap_or_else(PoisonError::into_inner);
         match guard.as_ref() {
-            Some(run) => queued(py, run.progress(text)),
+            Some(run) => queued(py, run.progress(&text)),
             None => Err(ended(py, &self.job)),
         }
     }
@@ -211,10 +236,20 @@ impl Run {
         queued(py, run.success())
     }
 
-    /// Ends the run as failed.
+    /// Ends the run as failed (characters of the reason that cannot be
+    /// encoded are replaced).
     #[pyo3(signature = (text = None, exit_code = None))]
-    fn fail(&self, py: Python<'_>, text: Option<&str>, exit_code: Option<i32>) -> PyResult<bool> {
+    fn fail(
+        &self,
+        py: Python<'_>,
+        text: Option<Bound<'_, PyString>>,
+        exit_code: Option<i32>,
+    ) -> PyResult<bool> {
+        let text = text.as_ref().map(lossy);
         let run = self.take(py)?;
-        queued(py, run.fail_with_code(exit_code, text.unwrap_or("")))
+        queued(
+            py,
+            run.fail_with_code(exit_code, text.as_deref().unwrap_or("")),
+        )
     }
 }

@@ -40,6 +40,24 @@ def test_every_kind_arrives(receiver) -> None:
     assert [m.seq for m in got] == list(range(1, 8))
 
 
+def test_a_reason_that_cannot_be_encoded_is_replaced_and_the_failure_sent(receiver) -> None:
+    # A file name decoded with surrogateescape (os.listdir on a Latin-1 name).
+    name = os.fsdecode(b"caf\xe9.csv")
+    client = qcic.Client(receiver.endpoint)
+    assert client.fail("py-job", f"{name} missing")
+    run = client.start("py-job")
+    assert run.progress(name)
+    run.fail(name, exit_code=2)
+    assert client.close(5.0)
+    got = decode_all(receiver.frames(4))
+    assert [(m.kind, m.text) for m in got] == [
+        ("fail", "caf\ufffd.csv missing"),
+        ("start", None),
+        ("progress", "caf\ufffd.csv"),
+        ("fail", "caf\ufffd.csv"),
+    ]
+
+
 def test_an_exception_inside_with_sends_fail_and_is_reraised(receiver) -> None:
     client = qcic.Client([receiver.endpoint])
     with pytest.raises(ValueError, match="boom"):

@@ -215,3 +215,42 @@ fn with_every_watcher_down_the_job_is_delayed_only_by_the_bound() {
         .unwrap();
     assert_eq!(out.status.code(), Some(5));
 }
+
+/// A failure reason that is not UTF-8 (a file name in Latin-1) is sent, its
+/// bad bytes replaced; the job name stays strict.
+#[test]
+fn send_replaces_a_reason_that_is_not_utf8_and_still_sends_the_failure() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let w = Watcher::bind();
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic"))
+        .args(["send", "--job", "latin", "fail", "--text"])
+        .arg(OsStr::from_bytes(b"caf\xe9.csv missing"))
+        .env("QCIC_ENDPOINTS", &w.endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fail = w.recv();
+    assert_eq!(
+        (fail.kind, fail.text.as_deref()),
+        (Kind::Fail, Some("caf\u{fffd}.csv missing"))
+    );
+}
+
+/// A command that exists but cannot be run (a directory) exits 126, one that
+/// does not exist 127, as a shell does; both report the failed run.
+#[test]
+fn run_of_a_directory_exits_126_and_of_nothing_127() {
+    for (program, code) in [("/tmp", 126), ("/no/such/program", 127)] {
+        let w = Watcher::bind();
+        let out = qcic(&w.endpoint, &["run", "--job", "exec-job", "--", program]);
+        assert_eq!(out.status.code(), Some(code), "{program}");
+        let (start, fail) = (w.recv(), w.recv());
+        assert_eq!((start.kind, fail.kind), (Kind::Start, Kind::Fail));
+        assert_eq!(fail.exit_code, Some(code), "{program}");
+    }
+}

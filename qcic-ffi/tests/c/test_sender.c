@@ -85,6 +85,22 @@ static int mode_kinds(const char *ep) {
     return 0;
 }
 
+/* A reason that is not UTF-8 (a file name in Latin-1) is sent, its bad
+ * bytes replaced: a failure is never dropped over its text. */
+static int mode_lossy(const char *ep) {
+    qcic_client *client = new_client(ep);
+    qcic_run *run = NULL;
+
+    CHECK_OK(qcic_client_fail(client, "c-job", "caf\xe9.csv missing"));
+    CHECK_OK(qcic_client_start(client, "c-job", &run));
+    CHECK_OK(qcic_run_progress(run, "read \xff\xfe"));
+    CHECK_OK(qcic_run_fail_with_code(run, 2, "caf\xe9"));
+    CHECK(qcic_client_heartbeat(client, "caf\xe9") == QCIC_STATUS_INVALID_UTF8);
+    CHECK(qcic_client_close(client, 5000));
+    qcic_client_free(client);
+    return 0;
+}
+
 static int mode_vectors(const char *ep) {
     qcic_client *client = new_client(ep);
     size_t i;
@@ -319,6 +335,8 @@ int main(int argc, char **argv) {
     int rc;
     if (strcmp(mode, "kinds") == 0) {
         rc = mode_kinds(ep);
+    } else if (strcmp(mode, "lossy") == 0) {
+        return mode_lossy(ep);
     } else if (strcmp(mode, "vectors") == 0) {
         rc = mode_vectors(ep);
     } else if (strcmp(mode, "nulls") == 0) {

@@ -53,9 +53,10 @@ enum Cmd {
         job: String,
         /// What to say.
         kind: KindArg,
-        /// A short note or failure reason.
+        /// A short note or failure reason (bytes that are not UTF-8 are
+        /// replaced with U+FFFD: a failure is never dropped over its text).
         #[arg(long)]
-        text: Option<String>,
+        text: Option<std::ffi::OsString>,
         /// An exit code (with fail).
         #[arg(long, allow_negative_numbers = true)]
         exit_code: Option<i32>,
@@ -151,7 +152,7 @@ fn main() -> ExitCode {
             &cli,
             job,
             (*kind).into(),
-            text.as_deref(),
+            text.as_ref().map(|t| t.to_string_lossy()).as_deref(),
             *exit_code,
             *run_id,
         ),
@@ -295,13 +296,20 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
         Err(err) => {
             let text = format!("cannot start {program:?}: {err}");
             warn(&text);
+            // The shell's convention: 127 not found, 126 found but not
+            // executable (a directory, no permission).
+            let code: u8 = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
             if let Some(run) = run {
-                let _ = run.fail_with_code(Some(127), &text);
+                let _ = run.fail_with_code(Some(i32::from(code)), &text);
             }
             if let Some(c) = &client {
                 close(c, cli.close_timeout);
             }
-            return ExitCode::from(127);
+            return ExitCode::from(code);
         }
     };
     let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
