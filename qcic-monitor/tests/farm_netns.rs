@@ -29,6 +29,13 @@ use serde_json::Value;
 /// One scenario at a time: they share two cores and the namespaces' names.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Waits for this scenario's turn (see `SERIAL`).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
@@ -328,6 +335,13 @@ impl Pair {
             job,
         }
     }
+
+    /// The job's sender, reaching both watchers, heard by both (3 s).
+    fn sender(&self) -> Sender {
+        let s = Sender::start(&self.net, &["a", "b"], &self.job);
+        sleep(Duration::from_secs(3));
+        s
+    }
 }
 
 fn stop_file(job: &str) -> PathBuf {
@@ -342,9 +356,7 @@ fn downs(out: &Path, event: &str, job: &str) -> Vec<Value> {
 /// peer twice is reported twice, each outage its own incident, each closed.
 #[test]
 fn a_peer_partitioned_twice_is_reported_twice() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let net = Net::new(&["a", "b", "sender"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("notes.jsonl");
@@ -389,13 +401,10 @@ fn a_peer_partitioned_twice_is_reported_twice() {
 /// arrive: no false `recovered`, no second `down`.
 #[test]
 fn messages_queued_during_a_cut_are_not_new_life() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let farm = Pair::start('q');
     let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
-    let _s = Sender::start(net, &["a", "b"], &job);
-    sleep(Duration::from_secs(3));
+    let _s = farm.sender();
     // Cut the sender off from both watchers; it keeps sending (queued) for 2 s, then stops.
     for w in ["a", "b"] {
         net.both("sender", w, true);
@@ -438,13 +447,10 @@ fn farm_view(n: &Value, key: &str) -> Value {
 /// nothing is raised.
 #[test]
 fn a_job_link_cut_to_one_watcher_raises_nothing() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let farm = Pair::start('l');
     let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
-    let _s = Sender::start(net, &["a", "b"], &job);
-    sleep(Duration::from_secs(3));
+    let _s = farm.sender();
     net.both("sender", "b", true);
     sleep(Duration::from_secs(8));
     net.both("sender", "b", false);
@@ -460,13 +466,10 @@ fn a_job_link_cut_to_one_watcher_raises_nothing() {
 /// job's alarm, labelled as sent with a peer unreachable.
 #[test]
 fn a_killed_watchers_duty_is_taken_over() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let mut farm = Pair::start('k');
-    let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
-    let _s = Sender::start(net, &["a", "b"], &job);
-    sleep(Duration::from_secs(3));
+    let (out, job) = (farm.out.clone(), farm.job.clone());
+    let _s = farm.sender();
     farm.a.kill();
     assert!(
         wait_until(WAIT, || !sent_by(&out, "peer_down", "a", "b").is_empty()),
@@ -490,9 +493,7 @@ fn a_killed_watchers_duty_is_taken_over() {
 /// them: its peer heard every job all along.
 #[test]
 fn an_isolated_watcher_that_rejoins_sends_no_false_down() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let net = Net::new(&["a", "b", "sender"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("notes.jsonl");
@@ -548,9 +549,7 @@ fn an_isolated_watcher_that_rejoins_sends_no_false_down() {
 /// down goes out, not one per watcher.
 #[test]
 fn watchers_that_heard_different_last_messages_send_one_down() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let farm = Pair::start('d');
     let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
     let _both = Sender::start(net, &["a", "b"], &job);
@@ -575,13 +574,10 @@ fn watchers_that_heard_different_last_messages_send_one_down() {
 /// of it do not both close it), and nothing else is raised for the job.
 #[test]
 fn a_full_partition_and_heal_labels_every_copy_and_closes_each_alarm_once() {
-    let _one = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let farm = Pair::start('f');
     let (net, out, job) = (&farm.net, farm.out.clone(), farm.job.clone());
-    let _s = Sender::start(net, &["a", "b"], &job);
-    sleep(Duration::from_secs(3));
+    let _s = farm.sender();
     net.both("a", "b", true);
     assert!(
         wait_until(WAIT, || !sent_by(&out, "peer_down", "b", "a").is_empty()

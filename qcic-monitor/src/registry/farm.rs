@@ -14,7 +14,7 @@ use std::time::Duration;
 use qcic_sdk::Kind;
 use tokio::time::Instant;
 
-use super::{Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis};
+use super::{Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis, past_at_wall};
 use crate::notification::{Event, Notification, incident_id};
 
 /// What a farm peer heard of a job: its last message, and since when it has
@@ -141,8 +141,8 @@ impl Registry {
         };
         // What the peer heard late (a backlog it was sent after a cut, or
         // after it restarted without this host's clock offset) was alive
-        // when it was sent, not when it arrived there.
-        // Only evidence of a burst: a peer that has heard the job without a
+        // when it was sent, not when it arrived there. Only evidence of a
+        // burst is judged so: a peer that has heard the job without a
         // break for a while heard it live (and judged its clock itself, with
         // offsets fresher than this watcher's if the sender's clock stepped
         // while only the peer heard it).
@@ -170,7 +170,8 @@ impl Registry {
             None => seen,
         };
         let cfg = &self.jobs[j].cfg;
-        let overdue = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace) <= wall_ms;
+        let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
+        let overdue = down_ms <= wall_ms;
         if let Some(last) = self.jobs[j]
             .last
             .as_mut()
@@ -190,19 +191,12 @@ impl Registry {
                 && !last.renamed
                 && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS
             {
-                let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
-                last.at = now.checked_sub(age).unwrap_or(now);
+                last.at = past_at_wall(now, wall_ms, seen.wall_ms);
                 last.wall_ms = seen.wall_ms;
                 last.up_since_ms = last.up_since_ms.min(seen.wall_ms);
                 self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
-                let cfg = &self.jobs[j].cfg;
-                let at = at_wall(
-                    now,
-                    wall_ms,
-                    cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace),
-                );
                 self.jobs[j].down_from_ms = seen.wall_ms;
-                self.set_down(j, at);
+                self.set_down(j, at_wall(now, wall_ms, down_ms));
                 self.touch(j);
                 let text = format!(
                     "watcher {peer} heard the last message long before it arrived here: delivered late, not taken as life"
@@ -220,13 +214,10 @@ impl Registry {
         }
         let known = self.jobs[j].last.take();
         let known_start = known.as_ref().map_or(0, |l| l.start_ms);
-        let cfg = &self.jobs[j].cfg;
-        let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
         let at = at_wall(now, wall_ms, down_ms);
         self.touch(j);
-        let age = Duration::from_millis(wall_ms.saturating_sub(seen.wall_ms));
         self.jobs[j].last = Some(Seen {
-            at: now.checked_sub(age).unwrap_or(now),
+            at: past_at_wall(now, wall_ms, seen.wall_ms),
             wall_ms: seen.wall_ms,
             kind: seen.kind,
             pid: seen.pid,

@@ -589,6 +589,14 @@ fn at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
     now + Duration::from_millis(at_ms.saturating_sub(wall_ms)).min(CAP)
 }
 
+/// The instant at a past wall time `at_ms`, given that `now` is `wall_ms`
+/// (`now` for a time not in the past, or before the monotonic clock's
+/// start).
+fn past_at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
+    now.checked_sub(Duration::from_millis(wall_ms.saturating_sub(at_ms)))
+        .unwrap_or(now)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -791,10 +799,7 @@ impl Registry {
     /// recorded wall times, so one that passed while the watcher was down
     /// fires at once.
     pub fn restore(&mut self, records: &[(String, String)], now: Instant, wall_ms: u64) -> usize {
-        let instant_of = |at_ms: u64| {
-            now.checked_sub(Duration::from_millis(wall_ms.saturating_sub(at_ms)))
-                .unwrap_or(now)
-        };
+        let instant_of = |at_ms: u64| past_at_wall(now, wall_ms, at_ms);
         let mut restored = 0;
         let mut seen = vec![false; self.jobs.len()];
         for (name, text) in records {
@@ -2772,7 +2777,7 @@ mod timer_tests {
     #[test]
     fn a_long_backlog_is_no_life_even_after_a_restart() {
         let t0 = Instant::now();
-        for restart in [false, true] {
+        for restarted in [false, true] {
             let mut r = registry(every(10, 0), t0, 0);
             for s in 0..3u32 {
                 let at = u64::from(s) * 1000;
@@ -2781,26 +2786,20 @@ mod timer_tests {
             // Cut at 2 s: the job beats every second until 100 s, then stops.
             let down = r.on_deadlines(t0 + S * 12, 12_000);
             assert_eq!(events(&down), [(Event::Down, None, 0)]);
-            if restart {
-                let saved: Vec<(String, String)> = r
-                    .take_dirty(t0 + S * 50, 50_000)
-                    .into_iter()
-                    .map(|(n, rec)| (n, serde_json::to_string(&rec).unwrap()))
-                    .collect();
-                r = registry(every(10, 0), t0 + S * 60, 60_000);
-                r.restore(&saved, t0 + S * 60, 60_000);
+            if restarted {
+                r = restart(&mut r, every(10, 0), t0 + S * 60, 60_000);
             }
             for seq in 4..=100u64 {
                 let out = r.on_message(&from(1, seq, (seq - 1) * 1000), t0 + S * 130, 130_000);
                 assert!(
                     out.is_empty(),
-                    "restart {restart}: queued message {seq} taken as life: {out:?}"
+                    "restarted {restarted}: queued message {seq} taken as life: {out:?}"
                 );
             }
             assert_eq!(
                 r.stats.stale_messages.load(Ordering::Relaxed),
                 97,
-                "restart {restart}"
+                "restarted {restarted}"
             );
             assert!(r.jobs[0].open.contains_key(&Slot::Down), "still down");
         }
