@@ -107,7 +107,7 @@ pub async fn run(
     let ctx = zmq::Context::new();
     let (store, loaded, store_thread) = match &config.monitor.state {
         Some(path) => {
-            let (store, loaded, thread) = store::Store::open(path)?;
+            let (store, loaded, thread) = store::Store::open(path, &stats)?;
             (Some(store), loaded, Some(thread))
         }
         None => (

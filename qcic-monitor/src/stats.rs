@@ -69,6 +69,9 @@ pub struct Stats {
     pub delivery_retries: AtomicU64,
     /// Notifications a channel gave up on or could not queue.
     pub delivery_failed: AtomicU64,
+    /// State database transactions that failed (disk full, I/O error);
+    /// what they carried is kept and written again.
+    pub state_write_failures: AtomicU64,
     /// Configuration reloads taken (SIGHUP).
     pub config_reloads: AtomicU64,
     /// Configuration reloads refused (the file had an error; the running
@@ -135,6 +138,7 @@ impl Stats {
             ("skewed_messages", get(&self.skewed_messages)),
             ("stale_messages", get(&self.stale_messages)),
             ("inbound_queued", get(&self.inbound_queued)),
+            ("state_write_failures", get(&self.state_write_failures)),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),
             ("peers_live", peers_live),
@@ -190,6 +194,7 @@ impl Stats {
             delivered = get(&self.delivered),
             delivery_retries = get(&self.delivery_retries),
             delivery_failed = get(&self.delivery_failed),
+            state_write_failures = get(&self.state_write_failures),
             config_reloads = get(&self.config_reloads),
             config_reload_failures = get(&self.config_reload_failures),
             farm_suppressed = get(&self.farm_suppressed),

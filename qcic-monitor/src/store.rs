@@ -11,6 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
@@ -21,6 +22,7 @@ use tracing::{error, warn};
 use crate::error::MonitorError;
 use crate::notification::Notification;
 use crate::registry::JobRecord;
+use crate::stats::Stats;
 
 /// One notification waiting for one channel.
 #[derive(Debug, Clone)]
@@ -36,11 +38,21 @@ pub struct Delivery {
 enum Op {
     Enqueue {
         items: Vec<(Vec<String>, Arc<Notification>)>,
-        ack: oneshot::Sender<Vec<Vec<i64>>>,
+        ack: oneshot::Sender<Enqueued>,
     },
     Done(i64),
     SaveJobs(Vec<(String, JobRecord)>, oneshot::Sender<()>),
     ForgetJobs(Vec<String>),
+}
+
+/// The outbox rows written for a batch of notifications.
+#[derive(Debug, Default)]
+pub struct Enqueued {
+    /// Per notification, its row id for each channel (in order).
+    pub ids: Vec<Vec<i64>>,
+    /// Committed; false when the database refused the write (it is kept
+    /// and tried again, and the ids stay valid).
+    pub durable: bool,
 }
 
 /// A handle to the store thread; cheap to clone.
@@ -75,7 +87,10 @@ pub struct Loaded {
 impl Store {
     /// Opens (or creates) the database and starts its thread. Returns the
     /// deliveries that were pending when the monitor last stopped.
-    pub fn open(path: &Path) -> Result<(Store, Loaded, JoinHandle<()>), MonitorError> {
+    pub fn open(
+        path: &Path,
+        stats: &Arc<Stats>,
+    ) -> Result<(Store, Loaded, JoinHandle<()>), MonitorError> {
         let err = |reason: String| MonitorError::State {
             path: path.to_path_buf(),
             reason,
@@ -106,9 +121,10 @@ impl Store {
         let sent = load_sent(&conn).map_err(|e| err(e.to_string()))?;
         let jobs = load_jobs(&conn).map_err(|e| err(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
+        let stats = Arc::clone(stats);
         let thread = std::thread::Builder::new()
             .name("qcic-store".into())
-            .spawn(move || store_loop(&conn, &rx))
+            .spawn(move || store_loop(&conn, &rx, &stats.state_write_failures))
             .map_err(|e| err(e.to_string()))?;
         Ok((
             Store { tx },
@@ -125,10 +141,10 @@ impl Store {
     /// transaction, and returns the row ids (per notification) after the
     /// commit (empty if the store is gone). One commit for a burst, not one
     /// per notification.
-    pub async fn enqueue(&self, items: Vec<(Vec<String>, Arc<Notification>)>) -> Vec<Vec<i64>> {
+    pub async fn enqueue(&self, items: Vec<(Vec<String>, Arc<Notification>)>) -> Enqueued {
         let (ack, rx) = oneshot::channel();
         if self.tx.send(Op::Enqueue { items, ack }).is_err() {
-            return Vec::new();
+            return Enqueued::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -226,97 +242,246 @@ fn load_pending(conn: &Connection) -> rusqlite::Result<Pending> {
     Ok(pending)
 }
 
-fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
-        // Take whatever else is waiting too: one transaction for the batch.
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-            if batch.len() >= 1000 {
-                break;
+/// One row write, kept until it is committed: a transaction that fails
+/// (disk full, I/O error) is rolled back whole, so everything it carried is
+/// written again with the next batch, in the same order.
+#[derive(Debug)]
+enum Write {
+    /// An outbox row, with the id already handed to its channel.
+    Insert {
+        id: i64,
+        channel: String,
+        text: Arc<str>,
+        created: i64,
+    },
+    /// A notification recorded as sent to no channel (the log learns it).
+    Remembered {
+        text: Arc<str>,
+        created: i64,
+    },
+    /// A delivery done.
+    Done {
+        id: i64,
+        at: i64,
+    },
+    SaveJob {
+        name: String,
+        state: String,
+    },
+    ForgetJob(String),
+}
+
+/// Writes kept for a retry while the database refuses them; beyond this
+/// the oldest are dropped (and counted): memory stays bounded through a
+/// disk that stays full.
+pub const RETRY_KEPT: usize = 100_000;
+/// How soon a failed write is tried again when nothing new arrives.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next outbox id: after every id ever used, so an id handed out for a
+/// write that failed is never given to another row (SQLite's AUTOINCREMENT
+/// would reuse it once the transaction that took it rolled back).
+fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    let used: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+                    COALESCE((SELECT MAX(id) FROM outbox), 0))",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(used + 1)
+}
+
+fn write_all(conn: &Connection, writes: &[Write]) -> rusqlite::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let mut marked_done = false;
+    for write in writes {
+        match write {
+            Write::Insert {
+                id,
+                channel,
+                text,
+                created,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO outbox (id, channel, note, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id, channel, &**text, created])?;
+            }
+            Write::Remembered { text, created } => {
+                tx.prepare_cached(
+                    "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
+                )?
+                .execute(params![&**text, created])?;
+            }
+            Write::Done { id, at } => {
+                tx.prepare_cached("UPDATE outbox SET done_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, at])?;
+                marked_done = true;
+            }
+            Write::SaveJob { name, state } => {
+                tx.prepare_cached(
+                    "INSERT INTO jobs (name, state) VALUES (?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET state = excluded.state",
+                )?
+                .execute(params![name, state])?;
+            }
+            Write::ForgetJob(name) => {
+                tx.prepare_cached("DELETE FROM jobs WHERE name = ?1")?
+                    .execute(params![name])?;
             }
         }
-        let mut acks = Vec::new();
-        let mut saved = Vec::new();
-        let mut marked_done = false;
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.unchecked_transaction()?;
-            for op in batch {
-                match op {
-                    Op::Enqueue { items, ack } => {
-                        let mut all = Vec::with_capacity(items.len());
-                        for (channels, note) in items {
-                            let text = serde_json::to_string(&*note).unwrap_or_default();
-                            let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
-                            if channels.is_empty() {
-                                // Only the log line notified: recorded as
-                                // done at once, so the log still learns it
-                                // on restart.
-                                tx.prepare_cached(
-                                    "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
-                                )?
-                                .execute(params![text, created])?;
-                            }
-                            let mut ids = Vec::with_capacity(channels.len());
-                            for channel in channels {
-                                tx.prepare_cached(
-                                    "INSERT INTO outbox (channel, note, created_ms) VALUES (?1, ?2, ?3)",
-                                )?
-                                .execute(params![channel, text, created])?;
-                                ids.push(tx.last_insert_rowid());
-                            }
-                            all.push(ids);
-                        }
-                        acks.push((ack, all));
-                    }
-                    Op::Done(id) => {
-                        tx.execute(
-                            "UPDATE outbox SET done_ms = ?2 WHERE id = ?1",
-                            params![
-                                id,
-                                i64::try_from(crate::checker::wall_ms()).unwrap_or(i64::MAX)
-                            ],
-                        )?;
-                        marked_done = true;
-                    }
-                    Op::ForgetJobs(names) => {
-                        for name in names {
-                            tx.execute("DELETE FROM jobs WHERE name = ?1", params![name])?;
-                        }
-                    }
-                    Op::SaveJobs(records, ack) => {
-                        for (name, record) in records {
-                            let state = serde_json::to_string(&record).unwrap_or_default();
-                            tx.prepare_cached(
-                                "INSERT INTO jobs (name, state) VALUES (?1, ?2)
-                                 ON CONFLICT(name) DO UPDATE SET state = excluded.state",
-                            )?
-                            .execute(params![name, state])?;
-                        }
-                        saved.push(ack);
-                    }
+    }
+    if marked_done {
+        // Bounded: done rows beyond the newest SENT_KEPT go (by id, the
+        // primary key: no scan).
+        tx.execute(
+            "DELETE FROM outbox WHERE done_ms IS NOT NULL AND id <= (SELECT MAX(id) FROM outbox) - ?1",
+            params![SENT_KEPT],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Turns an operation into its writes; ids come from `next`, never reused.
+fn writes_of(op: Op, next: &mut i64, writes: &mut Vec<Write>, acks: &mut Vec<Ack>) {
+    match op {
+        Op::Enqueue { items, ack } => {
+            let mut all = Vec::with_capacity(items.len());
+            for (channels, note) in items {
+                let text: Arc<str> = serde_json::to_string(&*note).unwrap_or_default().into();
+                let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
+                if channels.is_empty() {
+                    writes.push(Write::Remembered {
+                        text: Arc::clone(&text),
+                        created,
+                    });
+                }
+                let mut ids = Vec::with_capacity(channels.len());
+                for channel in channels {
+                    let id = *next;
+                    *next += 1;
+                    writes.push(Write::Insert {
+                        id,
+                        channel,
+                        text: Arc::clone(&text),
+                        created,
+                    });
+                    ids.push(id);
+                }
+                all.push(ids);
+            }
+            acks.push(Ack::Enqueued(ack, all));
+        }
+        Op::Done(id) => writes.push(Write::Done {
+            id,
+            at: i64::try_from(crate::checker::wall_ms()).unwrap_or(i64::MAX),
+        }),
+        Op::ForgetJobs(names) => writes.extend(names.into_iter().map(Write::ForgetJob)),
+        Op::SaveJobs(records, ack) => {
+            for (name, record) in records {
+                let state = serde_json::to_string(&record).unwrap_or_default();
+                writes.push(Write::SaveJob { name, state });
+            }
+            acks.push(Ack::Saved(ack));
+        }
+    }
+}
+
+enum Ack {
+    Enqueued(oneshot::Sender<Enqueued>, Vec<Vec<i64>>),
+    Saved(oneshot::Sender<()>),
+}
+
+fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU64) {
+    let mut next = match next_id(conn) {
+        Ok(next) => next,
+        Err(e) => {
+            error!(cause = %e, "cannot read the outbox's last id; the state database is not written");
+            return;
+        }
+    };
+    // Writes a failed transaction carried, oldest first.
+    let mut unwritten: Vec<Write> = Vec::new();
+    let mut closed = false;
+    while !closed || !unwritten.is_empty() {
+        let mut batch = Vec::new();
+        if unwritten.is_empty() {
+            match rx.recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        } else if !closed {
+            match rx.recv_timeout(RETRY_EVERY) {
+                Ok(op) => batch.push(op),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => closed = true,
+            }
+        }
+        // Take whatever else is waiting too: one transaction for the batch.
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(std_mpsc::TryRecvError::Empty) => break,
+                Err(std_mpsc::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
                 }
             }
-            if marked_done {
-                // Bounded: done rows beyond the newest SENT_KEPT go (by id,
-                // the primary key: no scan).
-                tx.execute(
-                    "DELETE FROM outbox WHERE done_ms IS NOT NULL AND id <= (SELECT MAX(id) FROM outbox) - ?1",
-                    params![SENT_KEPT],
-                )?;
+        }
+        let mut writes = std::mem::take(&mut unwritten);
+        let retried = writes.len();
+        let mut acks = Vec::new();
+        for op in batch {
+            writes_of(op, &mut next, &mut writes, &mut acks);
+        }
+        let durable = match write_all(conn, &writes) {
+            Ok(()) => {
+                if retried > 0 {
+                    warn!(
+                        writes = retried,
+                        "state database writable again: the writes it refused are in it now"
+                    );
+                }
+                true
             }
-            tx.commit()
-        })();
-        if let Err(e) = result {
-            error!(cause = %e, "state database write failed; notifications go out without the outbox");
-        }
-        // Acknowledge only after the commit: the dispatcher sends nothing
-        // that is not on disk.
-        for (ack, ids) in acks {
-            let _ = ack.send(ids);
-        }
-        for ack in saved {
-            let _ = ack.send(());
+            Err(e) => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                if retried == 0 {
+                    error!(cause = %e, "state database write failed; kept in memory and tried again every second (notifications still go out; a crash before the write succeeds would lose them)");
+                }
+                if writes.len() > RETRY_KEPT {
+                    let dropped = writes.len() - RETRY_KEPT;
+                    writes.drain(..dropped);
+                    error!(
+                        writes = dropped,
+                        "state database still refusing writes; the oldest kept writes dropped"
+                    );
+                }
+                unwritten = writes;
+                if closed {
+                    // Shutting down: one more try after the pause, then give up.
+                    std::thread::sleep(RETRY_EVERY);
+                    if let Err(e) = write_all(conn, &unwritten) {
+                        error!(cause = %e, writes = unwritten.len(), "state database still refusing writes at shutdown; these are lost");
+                    }
+                    unwritten.clear();
+                }
+                false
+            }
+        };
+        // Acknowledged after the attempt: on success the dispatcher knows
+        // its notifications are on disk; on failure it is told so (the
+        // alarm is not held back for a full disk) and the ids it got stay
+        // its own.
+        for ack in acks {
+            match ack {
+                Ack::Enqueued(ack, ids) => {
+                    let _ = ack.send(Enqueued { ids, durable });
+                }
+                Ack::Saved(ack) => {
+                    let _ = ack.send(());
+                }
+            }
         }
     }
 }

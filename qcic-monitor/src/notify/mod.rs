@@ -299,7 +299,14 @@ pub async fn dispatch(
                         (names, Arc::clone(note))
                     })
                     .collect();
-                store.enqueue(items).await
+                let stored = store.enqueue(items).await;
+                if !stored.durable && !stored.ids.is_empty() {
+                    warn!(
+                        notifications = fresh.len(),
+                        "notifications going out before the state database has them (it refused the write; it is tried again)"
+                    );
+                }
+                stored.ids
             }
             None => Vec::new(),
         };

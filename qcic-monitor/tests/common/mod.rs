@@ -569,3 +569,51 @@ pub fn seeds(prefix: &str, regression: &[u64], schedules: u64) -> Vec<u64> {
         .unwrap_or(schedules);
     regression.iter().copied().chain(1..=n).collect()
 }
+
+/// A misbehaving server from `tests/bad_servers.py` (see its usage), killed
+/// on drop.
+pub struct BadServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl BadServer {
+    /// Starts `mode` on a fresh port with `args` after the port; waits for
+    /// its "ready".
+    pub fn start(mode: &str, args: &[&str]) -> BadServer {
+        use std::io::BufRead;
+        let port = free_port();
+        let script = workspace_root().join("qcic-monitor/tests/bad_servers.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(mode)
+            .arg(port.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot run python for tests/bad_servers.py");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        assert_eq!(line.trim(), "ready", "bad_servers.py {mode} did not start");
+        BadServer { child, port }
+    }
+}
+
+impl Drop for BadServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of a JSON-lines file, parsed (a missing file is empty).
+pub fn json_lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

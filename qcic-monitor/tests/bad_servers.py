@@ -1,0 +1,99 @@
+"""Servers that misbehave the way real ones do, for the delivery tests.
+
+  webhook PORT OUT [JOB=SECONDS:STATUS ...]
+      An HTTP server that takes many requests at once. Each POST is logged
+      to OUT as one JSON line when it arrives ({"job", "event", "incident"}),
+      then answered after SECONDS with STATUS for a job named in the
+      arguments (200 at once for any other job).
+  smtp-silent PORT
+      Accepts TCP connections and never says a word (no greeting).
+  smtp-stall PORT
+      Greets and takes the envelope and the message, then never answers
+      the end of DATA.
+
+Each server prints "ready" once it listens, and runs until killed.
+"""
+
+import asyncio
+import json
+import sys
+
+
+async def webhook(port: int, out: str, rules: dict[str, tuple[float, int]]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.decode("latin-1").split("\r\n"):
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                note = json.loads(await reader.readexactly(length))
+                with open(out, "a") as f:
+                    f.write(json.dumps({k: note.get(k) for k in ("job", "event", "incident")}) + "\n")
+                delay, status = rules.get(note.get("job", ""), (0.0, 200))
+                await asyncio.sleep(delay)
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+async def smtp(port: int, stall_data: bool) -> None:
+    held = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        if not stall_data:
+            await asyncio.Event().wait()
+        writer.write(b"220 stall.test ESMTP\r\n")
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250 stall.test\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                while (await reader.readline()) not in (b".\r\n", b""):
+                    pass
+                await asyncio.Event().wait()
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+def main() -> None:
+    mode, port = sys.argv[1], int(sys.argv[2])
+    if mode == "webhook":
+        rules = {}
+        for rule in sys.argv[4:]:
+            job, _, how = rule.partition("=")
+            seconds, _, status = how.partition(":")
+            rules[job] = (float(seconds), int(status or 200))
+        asyncio.run(webhook(port, sys.argv[3], rules))
+    elif mode in ("smtp-silent", "smtp-stall"):
+        asyncio.run(smtp(port, mode == "smtp-stall"))
+    else:
+        sys.exit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+//! Delivery against real faults: a state database on a full disk (a small
+//! tmpfs), SMTP and HTTP servers that stop answering or answer slowly
+//! (`tests/bad_servers.py`), and a notification that keeps failing while
+//! others wait behind it. The tmpfs needs root (CI runs as root); without
+//! it that test fails and says so.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BadServer, Monitor, Smtp, free_port, json_lines, wait_until};
+use qcic_sdk::Client;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        assert!(
+            is_root(),
+            "tests/delivery.rs needs root to mount a small tmpfs (CI runs as root)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs failed");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk refuses another byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.filler()).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+        let _ = f.write_all(&[0u8; 1]);
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.dir.path().join("filler")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn hook_count(out: &Path, job: &str) -> usize {
+    json_lines(out).iter().filter(|l| l["job"] == job).count()
+}
+
+/// A transaction that fails on a full disk must not hand out its row ids:
+/// before the fix the next notification's row got the same id, the first
+/// one's delivery marked the second one's row done, and the second (an
+/// email waiting for its server) was lost at `kill -9`. A delivery marked
+/// done while the disk was full must not be sent again after the restart.
+#[test]
+fn a_full_disk_loses_no_notification_and_repeats_none() {
+    let disk = SmallDisk::mount("400k");
+    let state = disk.path().join("state.db");
+    let work = tempfile::tempdir().unwrap();
+    let hook_out = work.path().join("hook.jsonl");
+    // Every webhook call takes 3 s, so deliveries end while the disk is full.
+    let hook = BadServer::start(
+        "webhook",
+        &[hook_out.to_str().unwrap(), "job-a=3", "job-c=3"],
+    );
+    let smtp_port = free_port();
+    let body = format!(
+        "[[job]]\nname = \"job-a\"\nevery = \"1h\"\nnotify = [\"hook\"]\n\
+         [[job]]\nname = \"job-b\"\nevery = \"1h\"\nnotify = [\"mail\"]\n\
+         [[job]]\nname = \"job-c\"\nevery = \"1h\"\nnotify = [\"hook\"]\n\n\
+         [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\ndefault = false\n\n\
+         [[notify]]\nname = \"mail\"\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\n\
+         from = \"qcic@example.com\"\nto = [\"ops@example.com\"]\ndefault = false\n",
+        hook.port
+    );
+    let keys = format!("state = \"{}\"", state.display());
+    let first = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let sender = Client::new([first.listen.clone()]).unwrap();
+
+    // C is written, then its delivery ends while the disk is full.
+    sender.fail("job-c", Some(1), "c broke").unwrap();
+    assert!(wait_until(common::WAIT, || hook_count(&hook_out, "job-c") == 1));
+    disk.fill();
+    // A's outbox write fails.
+    sender.fail("job-a", Some(1), "a broke").unwrap();
+    assert!(
+        wait_until(common::WAIT, || first
+            .log()
+            .contains("state database write failed")),
+        "{}",
+        first.log()
+    );
+    // C's delivery ends (its done mark is refused too), then room again.
+    assert!(wait_until(common::WAIT, || first
+        .log()
+        .contains("notification delivered")));
+    disk.free();
+    // B (an email to a server not there yet) is written once there is room.
+    sender.fail("job-b", Some(1), "b broke").unwrap();
+    assert!(wait_until(common::WAIT, || first
+        .log()
+        .contains("will retry")));
+    assert!(
+        wait_until(common::WAIT, || first
+            .log()
+            .matches("notification delivered")
+            .count()
+            >= 2),
+        "{}",
+        first.log()
+    );
+    // Time for the writes refused earlier to be tried again.
+    std::thread::sleep(Duration::from_secs(3));
+    drop(sender);
+    drop(first); // kill -9
+
+    let smtp = Smtp::start_on(smtp_port);
+    let second = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].contains("b broke"), "{mails:?}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(hook_count(&hook_out, "job-c"), 1, "C delivered once");
+    assert_eq!(hook_count(&hook_out, "job-a"), 1, "A delivered once");
+    let log = second.stop();
+    assert_eq!(smtp.emails().len(), 1, "{log}");
+}
