@@ -6,6 +6,7 @@
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --quick    # smoke test, < 1 min; asserts nothing about speed
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only ingest,memory
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only takeover  # the farm figure
+//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only poisoned  # a failing notification beside a fresh one
 //! ```
 //!
 //! Prints a table and writes the same figures as JSON (`--json PATH`,
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use qcic_monitor::config::{
     Config, CurveConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig, NotifyConfig,
-    PeerConfig, Route, ZmqConfig,
+    PeerConfig, Route, WebhookConfig, ZmqConfig,
 };
 use qcic_monitor::schedule::Schedule;
 use qcic_sdk::{Kind, Message};
@@ -202,8 +203,20 @@ fn serve(o: &Opts) {
             password_env: None,
             password_file: None,
             subject_prefix: "[qcic]".into(),
+            timeout: Duration::from_secs(30),
             route: Route {
                 name: Some("mail".into()),
+                default: true,
+            },
+        }));
+    }
+    if let Some(url) = o.get("webhook") {
+        notify.push(NotifyConfig::Webhook(WebhookConfig {
+            url: url.to_owned(),
+            headers: std::collections::BTreeMap::new(),
+            timeout: Duration::from_secs(2),
+            route: Route {
+                name: Some("hook".into()),
                 default: true,
             },
         }));
@@ -271,6 +284,7 @@ struct WatcherSpec {
     curve_secret: Option<String>,
     cron: Option<String>,
     smtp: Option<String>,
+    webhook: Option<String>,
     /// Extra `key=value` options for `serve` (the farm figure's).
     extra: Vec<String>,
 }
@@ -301,6 +315,9 @@ impl Watcher {
         }
         if let Some(s) = &spec.smtp {
             args.push(format!("smtp={s}"));
+        }
+        if let Some(w) = &spec.webhook {
+            args.push(format!("webhook={w}"));
         }
         args.extend(spec.extra.iter().cloned());
         let log = std::fs::File::create(dir.path().join("watcher.log")).unwrap();
@@ -1245,6 +1262,114 @@ fn takeover(plan: &Plan, out: &mut Vec<Value>) {
         "deadline_to_down_hearing_others_max_ms": dh_hi}));
 }
 
+/// A webhook notification that keeps failing (HTTP 500 at once) and one
+/// whose server never answers are retried for 15 minutes; meanwhile other
+/// jobs' alarms on the same channel must go out as fast as with no
+/// poisoned notification at all. Latency: `fail` sent -> the webhook server
+/// has the request (tests/bad_servers.py stamps its arrival).
+fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
+    println!(
+        "\n8. A poisoned notification on a webhook channel: another job's alarm, sent -> received (ms)"
+    );
+    let python = std::env::var("QCIC_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("hook.jsonl");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(&python)
+        .arg(workspace().join("qcic-monitor/tests/bad_servers.py"))
+        .args(["webhook", &port.to_string()])
+        .arg(&seen)
+        .args([
+            format!("{}=0:500", job_name(0)),
+            format!("{}=3600", job_name(1)),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let rounds = if plan.quick { 3 } else { 30 };
+    let w = Watcher::start(&WatcherSpec {
+        jobs: 2 + 2 * rounds,
+        webhook: Some(format!("http://127.0.0.1:{port}/")),
+        ..Default::default()
+    });
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(1000).unwrap();
+    push.connect(&w.listen).unwrap();
+    let arrivals = |job: &str| -> Vec<f64> {
+        std::fs::read_to_string(&seen)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["job"] == job)
+            .filter_map(|v| v["t"].as_f64())
+            .collect()
+    };
+    let measure = |first_job: usize| -> Vec<f64> {
+        let mut ms = Vec::new();
+        for r in 0..rounds {
+            let job = job_name(first_job + r);
+            let sent = wall_ns() as f64 / 1e9;
+            push.send(message(Kind::Fail, &job, 1, Some("bench")).encode(), 0)
+                .unwrap();
+            let until = Instant::now() + Duration::from_secs(60);
+            let got = loop {
+                if let Some(t) = arrivals(&job).first() {
+                    break *t;
+                }
+                assert!(Instant::now() < until, "{job} never arrived: {}", w.log());
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            ms.push((got - sent) * 1000.0);
+        }
+        ms
+    };
+    let fresh = measure(2);
+    for poison in [0, 1] {
+        push.send(
+            message(Kind::Fail, &job_name(poison), 1, Some("poison")).encode(),
+            0,
+        )
+        .unwrap();
+    }
+    // Both in their retries: the failing one refused twice, the hung one
+    // abandoned at its deadline once.
+    let until = Instant::now() + Duration::from_secs(60);
+    while arrivals(&job_name(0)).len() < 2 || arrivals(&job_name(1)).len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "the poison was not retried: {}",
+            w.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let poisoned = measure(2 + rounds);
+    let tries = (arrivals(&job_name(0)).len(), arrivals(&job_name(1)).len());
+    w.stop();
+    let _ = server.kill();
+    let _ = server.wait();
+    for (case, v) in [("fresh", fresh), ("poisoned", poisoned)] {
+        let (median, lo, hi) = spread(v);
+        println!("   {case:<9} median {median:>6.1}  ({lo:.1}..{hi:.1}) over {rounds} alarms");
+        out.push(json!({"figure": "poisoned", "case": case, "rounds": rounds,
+            "median_ms": median, "min_ms": lo, "max_ms": hi}));
+    }
+    println!(
+        "   the poisoned notifications were tried {} and {} times meanwhile (500 at once; no answer, 2 s deadline)",
+        tries.0, tries.1
+    );
+}
+
 fn orchestrate(args: &[String]) {
     let quick = !args.iter().any(|a| a == "--full");
     let json_path = args
@@ -1325,6 +1450,9 @@ fn orchestrate(args: &[String]) {
     }
     if wanted("takeover") {
         takeover(&plan, &mut out);
+    }
+    if wanted("poisoned") {
+        poisoned(&plan, &mut out);
     }
     let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
         "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,

@@ -322,6 +322,10 @@ pub struct CommandConfig {
     pub route: Route,
 }
 
+fn email_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn webhook_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -352,6 +356,10 @@ pub struct EmailConfig {
     /// Text put before every subject.
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// The longest one delivery attempt (connect, greeting, the whole
+    /// exchange) may take before it is abandoned and retried.
+    #[serde(default = "email_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,

@@ -2,7 +2,8 @@
 
   webhook PORT OUT [JOB=SECONDS:STATUS ...]
       An HTTP server that takes many requests at once. Each POST is logged
-      to OUT as one JSON line when it arrives ({"job", "event", "incident"}),
+      to OUT as one JSON line when it arrives ({"job", "event", "incident",
+      "t": unix seconds}),
       then answered after SECONDS with STATUS for a job named in the
       arguments (200 at once for any other job).
   smtp-silent PORT
@@ -17,6 +18,7 @@ Each server prints "ready" once it listens, and runs until killed.
 import asyncio
 import json
 import sys
+import time
 
 
 async def webhook(port: int, out: str, rules: dict[str, tuple[float, int]]) -> None:
@@ -31,7 +33,8 @@ async def webhook(port: int, out: str, rules: dict[str, tuple[float, int]]) -> N
                         length = int(value.strip())
                 note = json.loads(await reader.readexactly(length))
                 with open(out, "a") as f:
-                    f.write(json.dumps({k: note.get(k) for k in ("job", "event", "incident")}) + "\n")
+                    seen = {k: note.get(k) for k in ("job", "event", "incident")}
+                    f.write(json.dumps({**seen, "t": time.time()}) + "\n")
                 delay, status = rules.get(note.get("job", ""), (0.0, 200))
                 await asyncio.sleep(delay)
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())

@@ -162,3 +162,122 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
     let log = second.stop();
     assert_eq!(smtp.emails().len(), 1, "{log}");
 }
+
+/// An SMTP server that stops answering (`mode`: no greeting at all, or no
+/// reply to the end of DATA) costs each attempt its deadline, then a
+/// retry; before the fix the lane waited on it for good and the alarm and
+/// the `recovered` behind it never left, even once a working server was
+/// back on the port.
+fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
+    let hung = BadServer::start(mode, &[]);
+    let port = hung.port;
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\n\
+         smtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n\
+         timeout = \"2s\"\n"
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(3), "broken").unwrap();
+    assert!(
+        wait_until(common::WAIT, || monitor
+            .log()
+            .contains("no answer within 2s")),
+        "{}",
+        monitor.log()
+    );
+    assert!(wait_until(common::WAIT, || monitor
+        .log()
+        .contains("will retry")));
+    drop(hung);
+    let smtp = Smtp::start_on(port);
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].contains("FAILED etl"), "{mails:?}");
+    sender.start("etl").unwrap().success().unwrap();
+    let mails = smtp.wait_for(2);
+    assert!(mails[1].contains("RECOVERED etl"), "{mails:?}");
+    let log = monitor.stop();
+    assert!(
+        common::counter(&log, "delivery_retries").unwrap() >= 1,
+        "{log}"
+    );
+}
+
+#[test]
+fn an_smtp_server_that_never_greets_is_given_up_on_and_retried() {
+    a_hung_smtp_server_costs_one_attempt("smtp-silent");
+}
+
+#[test]
+fn an_smtp_server_that_never_answers_data_is_given_up_on_and_retried() {
+    a_hung_smtp_server_costs_one_attempt("smtp-stall");
+}
+
+/// A notification that keeps failing (500 at once) and one whose server
+/// never answers both retry for up to 15 minutes; a fresh alarm on the
+/// same webhook goes out meanwhile, and the failing ones keep being tried.
+#[test]
+fn a_failing_webhook_notification_does_not_hold_up_another() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("hook.jsonl");
+    let hook = BadServer::start(
+        "webhook",
+        &[out.to_str().unwrap(), "poison=0:500", "hang=3600"],
+    );
+    let body = format!(
+        "[[job]]\nname = \"poison\"\nevery = \"1h\"\n[[job]]\nname = \"hang\"\nevery = \"1h\"\n\
+         [[job]]\nname = \"critical\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\ntimeout = \"1s\"\n",
+        hook.port
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("poison", Some(1), "always refused").unwrap();
+    sender.fail("hang", Some(1), "never answered").unwrap();
+    assert!(wait_until(common::WAIT, || hook_count(&out, "poison") >= 1
+        && hook_count(&out, "hang") >= 1));
+    sender
+        .fail("critical", Some(1), "must get through")
+        .unwrap();
+    assert!(
+        wait_until(common::WAIT, || hook_count(&out, "critical") == 1),
+        "{}",
+        monitor.log()
+    );
+    assert!(wait_until(common::WAIT, || hook_count(&out, "poison") >= 3
+        && hook_count(&out, "hang") >= 3));
+    assert_eq!(hook_count(&out, "critical"), 1);
+    monitor.stop();
+}
+
+/// The same on a command channel: a command that fails for one job
+/// does not hold up another job's alarm.
+#[test]
+fn a_failing_command_notification_does_not_hold_up_another() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("notes.jsonl");
+    let script = format!(
+        "l=$(cat); case \"$l\" in *'\"job\":\"poison\"'*) exit 1;; esac; printf '%s\\n' \"$l\" >> {}",
+        out.display()
+    );
+    let body = format!(
+        "[[job]]\nname = \"poison\"\nevery = \"1h\"\n[[job]]\nname = \"critical\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {script:?}]\n"
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("poison", Some(1), "always refused").unwrap();
+    assert!(wait_until(common::WAIT, || monitor
+        .log()
+        .contains("will retry")));
+    sender
+        .fail("critical", Some(1), "must get through")
+        .unwrap();
+    assert!(
+        wait_until(common::WAIT, || hook_count(&out, "critical") == 1),
+        "{}",
+        monitor.log()
+    );
+    assert_eq!(hook_count(&out, "poison"), 0);
+    monitor.stop();
+}

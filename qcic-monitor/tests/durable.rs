@@ -119,7 +119,9 @@ fn job_state_carries_over_a_kill_9() {
 
 /// `kill -9` in the middle of a burst of 300 notifications, then a restart:
 /// every incident is delivered, and only a notification whose delivery was
-/// under way at the kill may come twice (at-least-once; same incident id).
+/// under way at the kill (a channel runs up to 4 at once) or whose done
+/// mark was not committed yet may come twice (at-least-once; same incident
+/// id).
 /// The burst is of `down`s, which the restarted watcher raises again if its
 /// batched job state missed the crash: the notification log in the state
 /// database is what keeps them from going out a second time.
@@ -174,8 +176,8 @@ fn kill_9_during_a_burst_loses_nothing_and_repeats_nothing_delivered() {
     let distinct: std::collections::HashSet<_> = ids.iter().collect();
     let repeats = ids.len() - distinct.len();
     assert!(
-        repeats <= 2,
-        "{repeats} repeats; only a delivery under way at the kill may repeat"
+        repeats <= 2 * qcic_monitor::notify::lanes::CONCURRENCY,
+        "{repeats} repeats; only deliveries under way at the kill may repeat"
     );
     let log = second.stop();
     assert!(log.contains("notification_log="), "{log}");

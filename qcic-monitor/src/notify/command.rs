@@ -2,17 +2,12 @@
 //! standard input (the road to SMS and anything else), with a timeout.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::retry::Failure;
+use crate::config::CommandConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::sync::mpsc;
-
-use super::retry::{self, Failure};
-use crate::config::CommandConfig;
-use crate::stats::Stats;
-use crate::store::{Delivery, Store};
 
 /// A ready command channel.
 #[derive(Debug)]
@@ -70,23 +65,21 @@ impl CommandChannel {
             }
         }
     }
+}
 
-    /// Runs the command for every notification, in order, with retries.
-    pub async fn run(
-        self,
-        mut rx: mpsc::Receiver<Delivery>,
-        stats: Arc<Stats>,
-        store: Option<Store>,
-    ) {
-        while let Some(Delivery { id, note, farm }) = rx.recv().await {
-            let json = serde_json::to_vec(&*note).unwrap_or_default();
-            retry::deliver(&self.name, &note, &stats, farm.as_ref(), || {
-                self.run_once(&json)
-            })
-            .await;
-            if let Some(store) = &store {
-                store.done(id);
-            }
-        }
+impl super::lanes::Attempt for CommandChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    // Past the command's own timeout (which kills it): this one also
+    // covers a program that never reads its input.
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(5)
+    }
+
+    async fn attempt(&self, note: &crate::notification::Notification) -> Result<(), Failure> {
+        let json = serde_json::to_vec(note).unwrap_or_default();
+        self.run_once(&json).await
     }
 }

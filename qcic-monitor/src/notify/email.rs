@@ -1,36 +1,17 @@
 //! The email channel: one message per notification, threaded by incident.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::retry::Failure;
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use tokio::sync::mpsc;
-use tracing::error;
-
-use super::retry::{self, Failure};
-use crate::store::{Delivery, Store};
 
 use crate::config::EmailConfig;
 use crate::notification::Notification;
-use crate::stats::Stats;
 
 /// A ready SMTP channel.
-/// SMTP connections one email channel uses at once (lettre's pool keeps
-/// them open between emails).
-pub const LANES: usize = 4;
-
-/// The lane of an incident: the same for all its notifications.
-fn lane_of(incident: &str) -> usize {
-    let hash = incident
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    usize::try_from(hash).unwrap_or(0) % LANES
-}
-
 #[derive(Debug)]
 pub struct EmailChannel {
     name: String,
@@ -38,6 +19,7 @@ pub struct EmailChannel {
     from: Mailbox,
     to: Vec<Mailbox>,
     prefix: String,
+    timeout: Duration,
 }
 
 impl EmailChannel {
@@ -46,7 +28,9 @@ impl EmailChannel {
     pub fn new(name: String, cfg: &EmailConfig) -> Result<EmailChannel, String> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&cfg.smtp)
             .map_err(|e| format!("smtp {:?}: {e}", cfg.smtp))?
-            .timeout(Some(Duration::from_secs(20)));
+            // lettre applies this to the TCP connect only; the whole
+            // exchange is bounded by `timeout` around each attempt.
+            .timeout(Some(cfg.timeout));
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password_file, &cfg.password_env) {
                 (Some(path), _) => std::fs::read_to_string(path)
@@ -76,73 +60,11 @@ impl EmailChannel {
             from,
             to,
             prefix: cfg.subject_prefix.clone(),
+            timeout: cfg.timeout,
         })
     }
 
-    /// Sends every notification it is given, retrying each with backoff
-    /// while the SMTP server is unreachable, over [`LANES`] connections at
-    /// once: each SMTP exchange waits on several round trips, so one at a
-    /// time caps a burst at a few dozen emails a second. Notifications of
-    /// one incident share a lane, so its `recovered` never overtakes its
-    /// alarm. Ends when the sender side closes and the queues are empty.
-    pub async fn run(
-        self,
-        mut rx: mpsc::Receiver<Delivery>,
-        stats: Arc<Stats>,
-        store: Option<Store>,
-    ) {
-        let this = Arc::new(self);
-        // A JoinSet: if this task is aborted (shutdown past its grace), the
-        // lanes go with it, and with them their handles on the store.
-        let mut workers = tokio::task::JoinSet::new();
-        let mut lanes = Vec::with_capacity(LANES);
-        for _ in 0..LANES {
-            let (tx, lane_rx) = mpsc::channel(super::CHANNEL_QUEUE / LANES);
-            lanes.push(tx);
-            workers.spawn(Arc::clone(&this).lane(lane_rx, Arc::clone(&stats), store.clone()));
-        }
-        while let Some(delivery) = rx.recv().await {
-            let lane = lane_of(&delivery.note.incident);
-            if lanes[lane].send(delivery).await.is_err() {
-                break;
-            }
-        }
-        drop(lanes);
-        while workers.join_next().await.is_some() {}
-    }
-
-    async fn lane(
-        self: Arc<Self>,
-        mut rx: mpsc::Receiver<Delivery>,
-        stats: Arc<Stats>,
-        store: Option<Store>,
-    ) {
-        while let Some(Delivery { id, note, farm }) = rx.recv().await {
-            match self.build(&note) {
-                Ok(email) => {
-                    retry::deliver(&self.name, &note, &stats, farm.as_ref(), || async {
-                        match self.transport.send(email.clone()).await {
-                            Ok(_) => Ok(()),
-                            // 5xx replies are permanent (a rejected address);
-                            // everything else may pass on a later try.
-                            Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
-                            Err(e) => Err(Failure::Temporary(e.to_string())),
-                        }
-                    })
-                    .await;
-                }
-                Err(err) => {
-                    stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
-                    stats.channel_result(&self.name, false);
-                    error!(channel = %self.name, incident = %note.incident, cause = %err, "cannot build the email");
-                }
-            }
-            if let Some(store) = &store {
-                store.done(id);
-            }
-        }
-    }
-
+    /// The email of a notification.
     pub fn build(&self, note: &Notification) -> Result<lettre::Message, lettre::error::Error> {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -174,6 +96,30 @@ impl EmailChannel {
             }
         }
         builder.body(body(note))
+    }
+}
+
+impl super::lanes::Attempt for EmailChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        // A notification that cannot become an email never will.
+        let email = self
+            .build(note)
+            .map_err(|e| Failure::Permanent(format!("cannot build the email: {e}")))?;
+        match self.transport.send(email).await {
+            Ok(_) => Ok(()),
+            // 5xx replies are permanent (a rejected address); everything
+            // else may pass on a later try.
+            Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+            Err(e) => Err(Failure::Temporary(e.to_string())),
+        }
     }
 }
 
@@ -278,6 +224,7 @@ mod tests {
             password_env: None,
             password_file: None,
             subject_prefix: "[qcic]".into(),
+            timeout: Duration::from_secs(30),
             route: crate::config::Route {
                 name: None,
                 default: true,

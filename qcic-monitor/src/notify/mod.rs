@@ -7,6 +7,7 @@
 
 pub mod command;
 pub mod email;
+pub mod lanes;
 pub mod retry;
 pub mod webhook;
 pub mod zmq_pub;
@@ -71,17 +72,17 @@ impl Channels {
                     let name = format!("notify[{index}] email {}", email.to.join(","));
                     let channel =
                         email::EmailChannel::new(name, email).map_err(refused("email"))?;
-                    Box::pin(channel.run(rx, stats, store))
+                    Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
-                    Box::pin(channel.run(rx, stats, store))
+                    Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Command(cmd) => {
                     let channel = command::CommandChannel::new(cfg.name(index), cmd)
                         .map_err(refused("command"))?;
-                    Box::pin(channel.run(rx, stats, store))
+                    Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Zmq(zmq) => {
                     channels

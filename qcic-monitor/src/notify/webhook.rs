@@ -1,16 +1,11 @@
 //! The webhook channel: an HTTP POST of the notification as JSON, with
 //! configured headers (SMS gateways, Slack, PagerDuty, ...).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
-use super::retry::{self, Failure};
+use super::retry::Failure;
 use crate::config::WebhookConfig;
 use crate::notification::Notification;
-use crate::stats::Stats;
-use crate::store::{Delivery, Store};
 
 /// A ready webhook channel.
 #[derive(Debug)]
@@ -19,6 +14,7 @@ pub struct WebhookChannel {
     url: String,
     headers: Vec<(String, String)>,
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl WebhookChannel {
@@ -50,6 +46,7 @@ impl WebhookChannel {
             url: cfg.url.clone(),
             headers,
             client,
+            timeout: cfg.timeout,
         })
     }
 
@@ -73,23 +70,21 @@ impl WebhookChannel {
             Err(err) => Err(Failure::Temporary(err.to_string())),
         }
     }
+}
 
-    /// Posts every notification it is given, in order, with retries.
-    pub async fn run(
-        self,
-        mut rx: mpsc::Receiver<Delivery>,
-        stats: Arc<Stats>,
-        store: Option<Store>,
-    ) {
-        while let Some(Delivery { id, note, farm }) = rx.recv().await {
-            retry::deliver(&self.name, &note, &stats, farm.as_ref(), || {
-                self.post(&note)
-            })
-            .await;
-            if let Some(store) = &store {
-                store.done(id);
-            }
-        }
+impl super::lanes::Attempt for WebhookChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    // A little past the HTTP client's own timeout, which usually ends it
+    // first with a clearer reason.
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        self.post(note).await
     }
 }
 

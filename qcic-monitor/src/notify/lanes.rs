@@ -1,0 +1,239 @@
+//! How a channel works through its queue: one lane per incident, so a
+//! notification that keeps failing delays only the later notifications of
+//! its own incident (its `recovered` must not overtake its alarm), never
+//! another incident's; and a bound on the attempts in flight at once, so a
+//! burst or a storm of retries does not open a thousand connections.
+//!
+//! Only an attempt holds a place: a notification waiting out its retry
+//! backoff holds none, so retries never starve fresh notifications.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::error;
+
+use super::retry::{self, Failure};
+use crate::notification::Notification;
+use crate::stats::Stats;
+use crate::store::{Delivery, Store};
+
+/// Attempts one channel makes at once (SMTP connections, HTTP requests,
+/// commands running).
+pub const CONCURRENCY: usize = 4;
+
+/// A channel that can try to deliver one notification.
+pub trait Attempt: Send + Sync + 'static {
+    /// Its name in logs and metrics.
+    fn name(&self) -> &str;
+    /// The longest one attempt may take; past it the attempt is abandoned
+    /// and counted as a temporary failure (a server that stops answering).
+    fn deadline(&self) -> Duration;
+    /// One try.
+    fn attempt(&self, note: &Notification) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// What every attempt of a channel shares.
+struct Attempts<C> {
+    channel: Arc<C>,
+    places: Semaphore,
+}
+
+impl<C: Attempt> Attempts<C> {
+    /// One attempt: waits for a place, then tries within the deadline.
+    async fn once(&self, note: &Notification) -> Result<(), Failure> {
+        let Ok(_place) = self.places.acquire().await else {
+            return Err(Failure::Temporary("channel closed".into()));
+        };
+        let deadline = self.channel.deadline();
+        match tokio::time::timeout(deadline, self.channel.attempt(note)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Temporary(format!(
+                "no answer within {} (the attempt was abandoned)",
+                humantime::format_duration(deadline)
+            ))),
+        }
+    }
+}
+
+/// Delivers everything `rx` brings through `channel` until it closes and
+/// every lane is empty.
+pub async fn run<C: Attempt>(
+    channel: C,
+    mut rx: mpsc::Receiver<Delivery>,
+    stats: Arc<Stats>,
+    store: Option<Store>,
+) {
+    let attempts = Arc::new(Attempts {
+        channel: Arc::new(channel),
+        places: Semaphore::new(CONCURRENCY),
+    });
+    // Incidents with a delivery under way, and what waits behind it.
+    let mut lanes: HashMap<Arc<str>, VecDeque<Delivery>> = HashMap::new();
+    let mut by_task = HashMap::new();
+    // A JoinSet: if this task is aborted (shutdown past its grace), the
+    // deliveries go with it, and with them their handles on the store.
+    let mut running = JoinSet::new();
+    let mut held = 0usize;
+    let mut open = true;
+    let start = |running: &mut JoinSet<()>, delivery: Delivery| {
+        let (attempts, stats, store) = (Arc::clone(&attempts), Arc::clone(&stats), store.clone());
+        running.spawn(async move {
+            let Delivery { id, note, farm } = delivery;
+            let name = attempts.channel.name();
+            retry::deliver(name, &note, &stats, farm.as_ref(), || attempts.once(&note)).await;
+            if let Some(store) = &store {
+                store.done(id);
+            }
+        })
+    };
+    loop {
+        tokio::select! {
+            next = rx.recv(), if open && held < super::CHANNEL_QUEUE => {
+                let Some(delivery) = next else {
+                    open = false;
+                    continue;
+                };
+                held += 1;
+                let incident = Arc::clone(&delivery.note.incident);
+                if let Some(lane) = lanes.get_mut(&incident) {
+                    lane.push_back(delivery);
+                } else {
+                    lanes.insert(Arc::clone(&incident), VecDeque::new());
+                    by_task.insert(start(&mut running, delivery).id(), incident);
+                }
+            }
+            Some(finished) = running.join_next_with_id() => {
+                held = held.saturating_sub(1);
+                let task = match finished {
+                    Ok((task, ())) => task,
+                    Err(e) => {
+                        if !e.is_cancelled() {
+                            error!(channel = attempts.channel.name(), cause = %e, "a delivery task failed");
+                        }
+                        e.id()
+                    }
+                };
+                let Some(incident) = by_task.remove(&task) else { continue };
+                match lanes.get_mut(&incident).and_then(VecDeque::pop_front) {
+                    Some(delivery) => {
+                        by_task.insert(start(&mut running, delivery).id(), incident);
+                    }
+                    None => {
+                        lanes.remove(&incident);
+                    }
+                }
+            }
+            else => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Event;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails the first `fail` attempts of incident "a", hangs incident
+    /// "hang" forever, delivers everything else; records what it saw.
+    #[derive(Default)]
+    struct Fake {
+        fail: AtomicUsize,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+        delivered: Mutex<Vec<(String, Event)>>,
+    }
+
+    impl Attempt for Arc<Fake> {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn deadline(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+            // Counted down on drop: the deadline drops a hung attempt.
+            struct Flying<'a>(&'a AtomicUsize);
+            impl Drop for Flying<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            let _flying = Flying(&self.in_flight);
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if &*note.incident == "hang" {
+                std::future::pending::<()>().await;
+                Ok(())
+            } else if &*note.incident == "a"
+                && self
+                    .fail
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                Err(Failure::Temporary("refused".into()))
+            } else {
+                let mut seen = self.delivered.lock().unwrap();
+                seen.push((note.incident.to_string(), note.event));
+                Ok(())
+            }
+        }
+    }
+
+    fn delivery(incident: &str, event: Event) -> Delivery {
+        Delivery {
+            id: None,
+            note: Arc::new(Notification::new(
+                event,
+                "j".into(),
+                incident.into(),
+                "w".into(),
+                0,
+            )),
+            farm: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retrying_incident_keeps_its_order_and_holds_up_no_other() {
+        let fake = Arc::new(Fake::default());
+        fake.fail.store(3, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel(100);
+        let worker = tokio::spawn(run(Arc::clone(&fake), rx, Arc::new(Stats::default()), None));
+        // Eight attempts that never end: the deadline frees their places.
+        for i in 0..8 {
+            tx.send(delivery(if i == 0 { "hang" } else { "h" }, Event::Down))
+                .await
+                .unwrap();
+        }
+        tx.send(delivery("a", Event::Failed)).await.unwrap();
+        tx.send(delivery("a", Event::Recovered)).await.unwrap();
+        for i in 0..20 {
+            tx.send(delivery(&format!("b{i}"), Event::Down))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let seen = fake.delivered.lock().unwrap().clone();
+        let position =
+            |incident: &str, event| seen.iter().position(|s| *s == (incident.into(), event));
+        let failed = position("a", Event::Failed).expect("a's alarm delivered after its retries");
+        let recovered = position("a", Event::Recovered).expect("a's follow-up delivered");
+        assert!(failed < recovered, "{seen:?}");
+        // Every b went out while a waited for its retries (1 + 2 + 5 s).
+        let last_b = (0..20)
+            .map(|i| position(&format!("b{i}"), Event::Down).unwrap())
+            .max()
+            .unwrap();
+        assert!(last_b < failed, "{seen:?}");
+        assert!(fake.most_in_flight.load(Ordering::SeqCst) <= CONCURRENCY);
+        drop(tx);
+        worker.abort();
+    }
+}
