@@ -16,6 +16,8 @@ use std::time::Duration;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::sync::atomic::AtomicU64;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
@@ -72,6 +74,50 @@ pub fn raise_nofile() -> u64 {
     soft
 }
 
+/// Where a server counts the connections it closes before answering them
+/// (idle at the cap, too slow to send its request, past its time limit).
+#[derive(Clone)]
+pub struct Closed {
+    server: &'static str,
+    stats: Arc<crate::stats::Stats>,
+    counter: fn(&crate::stats::Stats) -> &AtomicU64,
+}
+
+impl std::fmt::Debug for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closed")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Closed {
+    /// Counts into `counter` of `stats`, logging as `server`.
+    pub fn new(
+        server: &'static str,
+        stats: &Arc<crate::stats::Stats>,
+        counter: fn(&crate::stats::Stats) -> &AtomicU64,
+    ) -> Closed {
+        Closed {
+            server,
+            stats: Arc::clone(stats),
+            counter,
+        }
+    }
+
+    /// Counts one connection closed, and logs the 1st, 2nd, 4th, 8th...:
+    /// a flood shows in the log without filling it.
+    pub fn count(&self, why: &'static str) {
+        let closed = (self.counter)(&self.stats).fetch_add(1, Ordering::Relaxed) + 1;
+        if closed.is_power_of_two() {
+            warn!(
+                server = self.server,
+                closed, why, "connections closed before they were answered (counted)"
+            );
+        }
+    }
+}
+
 /// Whether a connection's client has sent its request: until then it is
 /// idle, and the first to go when the cap is reached.
 pub type Asked = Arc<AtomicBool>;
@@ -95,7 +141,7 @@ const YOUNG: Duration = Duration::from_millis(100);
 /// At the cap, the oldest connection whose client has not sent its request
 /// within [`YOUNG`] is closed to make room (idle clients cannot lock out
 /// `status`); when none is, the next waits for one to end.
-pub async fn serve<S, A, AF, H, HF>(what: &'static str, limits: Limits, mut accept: A, handle: H)
+pub async fn serve<S, A, AF, H, HF>(closed: Closed, limits: Limits, mut accept: A, handle: H)
 where
     A: FnMut() -> AF,
     AF: Future<Output = io::Result<S>>,
@@ -104,8 +150,8 @@ where
 {
     let slots = Arc::new(Semaphore::new(limits.connections));
     let mut open: VecDeque<Open> = VecDeque::with_capacity(limits.connections);
+    let what = closed.server;
     let mut backoff = Duration::ZERO;
-    let mut evicted: u64 = 0;
     loop {
         let stream = match accept().await {
             Ok(stream) => {
@@ -134,15 +180,7 @@ where
                 if let Some(idle) = open.remove(i) {
                     idle.task.abort();
                 }
-                evicted += 1;
-                if evicted.is_power_of_two() {
-                    warn!(
-                        server = what,
-                        connections = limits.connections,
-                        evicted,
-                        "connection cap reached; idle connections are closed to make room"
-                    );
-                }
+                closed.count("the connection cap was reached; an idle connection made room");
             }
             // A slot frees when a connection ends (the one just closed, at
             // once), or an idle one grows old enough to be closed.
@@ -158,10 +196,11 @@ where
         let asked = Asked::default();
         let work = handle(stream, Arc::clone(&asked));
         let limit = limits.per_connection;
+        let cut = closed.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
             if tokio::time::timeout(limit, work).await.is_err() {
-                tracing::debug!(server = what, "connection cut off at its time limit");
+                cut.count("a connection reached its time limit");
             }
         });
         open.retain(|c| !c.task.is_finished());
@@ -196,8 +235,10 @@ mod tests {
             connections: 3,
             per_connection: Duration::from_secs(30),
         };
+        let stats = Arc::new(crate::stats::Stats::default());
+        let closed = Closed::new("test", &stats, |s| &s.http_connections_closed);
         let server = tokio::spawn(serve(
-            "test",
+            closed,
             limits,
             move || {
                 let n = c.fetch_add(1, Ordering::SeqCst);
@@ -238,6 +279,7 @@ mod tests {
             [5, 6],
             "idle clients 1 to 3 made room for the ones that asked"
         );
+        assert_eq!(stats.http_connections_closed.load(Ordering::Relaxed), 3);
         server.abort();
     }
 }

@@ -184,6 +184,8 @@ pub async fn serve(
     limits: crate::accept::Limits,
 ) {
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let closed =
+        crate::accept::Closed::new("control socket", &stats, |s| &s.control_connections_closed);
     let handle = move |stream: tokio::net::UnixStream, asked: crate::accept::Asked| {
         let (watcher, queries, stats) = (watcher.clone(), queries.clone(), Arc::clone(&stats));
         async move {
@@ -210,7 +212,7 @@ pub async fn serve(
             }
         }
     };
-    crate::accept::serve("control socket", limits, accept, handle).await;
+    crate::accept::serve(closed, limits, accept, handle).await;
 }
 
 /// The reply to one request line.

@@ -38,11 +38,19 @@ const HEADERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// `limits.connections` clients at once, each cut off after
 /// `limits.per_connection`, and one that does not send its headers within
 /// [`HEADERS_WITHIN`] sooner (axum's own `serve` bounds neither).
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: crate::accept::Limits) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: crate::accept::Limits,
+    stats: &Arc<Stats>,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let accept = || async { listener.accept().await.map(|(stream, _)| stream) };
+    let closed = crate::accept::Closed::new("http", stats, |s| &s.http_connections_closed);
+    let slow = closed.clone();
     let handle = move |stream: tokio::net::TcpStream, asked: crate::accept::Asked| {
         let app = app.clone();
+        let slow = slow.clone();
         // Marks the connection busy once its request is in (until then it
         // is idle, and the first to go at the cap).
         let service = hyper::service::service_fn(move |request| {
@@ -57,12 +65,16 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, limits: crate
                 .header_read_timeout(HEADERS_WITHIN)
                 .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(err) = connection.await {
-                tracing::debug!(cause = %err, "HTTP connection ended with an error");
+            match connection.await {
+                Err(err) if err.is_timeout() => {
+                    slow.count("no complete request headers within 5 s");
+                }
+                Err(err) => tracing::debug!(cause = %err, "HTTP connection ended with an error"),
+                Ok(()) => {}
             }
         }
     };
-    crate::accept::serve("http", limits, accept, handle).await;
+    crate::accept::serve(closed, limits, accept, handle).await;
 }
 
 /// The routes.
@@ -206,6 +218,33 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         out,
         "qcic_ingest_queue_depth {}",
         get(&stats.inbound_queued)
+    );
+    head(
+        &mut out,
+        "qcic_local_connections_closed_total",
+        "counter",
+        "Connections to the HTTP port or the control socket closed before they were answered (idle at the cap, too slow, past the time limit).",
+    );
+    for (server, counter) in [
+        ("http", &stats.http_connections_closed),
+        ("control", &stats.control_connections_closed),
+    ] {
+        let _ = writeln!(
+            out,
+            "qcic_local_connections_closed_total{{server=\"{server}\"}} {}",
+            get(counter)
+        );
+    }
+    head(
+        &mut out,
+        "qcic_state_write_failures_total",
+        "counter",
+        "State database transactions refused (disk full); their writes are kept and retried.",
+    );
+    let _ = writeln!(
+        out,
+        "qcic_state_write_failures_total {}",
+        get(&stats.state_write_failures)
     );
     head(
         &mut out,

@@ -303,7 +303,10 @@ pub async fn run(
             stats: Arc::clone(&stats),
             log: Arc::clone(&log),
         });
-        tokio::spawn(http::serve(listener, app, accept::Limits::http(nofile)))
+        let stats = Arc::clone(&stats);
+        tokio::spawn(async move {
+            http::serve(listener, app, accept::Limits::http(nofile), &stats).await;
+        })
     });
     let reload_task = hup.map(|hup| {
         let reloader = reload::Reloader::new(

@@ -72,6 +72,12 @@ pub struct Stats {
     /// State database transactions that failed (disk full, I/O error);
     /// what they carried is kept and written again.
     pub state_write_failures: AtomicU64,
+    /// HTTP connections closed before they were answered: idle at the
+    /// connection cap, request headers not in within 5 s, or past the
+    /// time limit.
+    pub http_connections_closed: AtomicU64,
+    /// The same for the control socket.
+    pub control_connections_closed: AtomicU64,
     /// Configuration reloads taken (SIGHUP).
     pub config_reloads: AtomicU64,
     /// Configuration reloads refused (the file had an error; the running
@@ -139,6 +145,14 @@ impl Stats {
             ("stale_messages", get(&self.stale_messages)),
             ("inbound_queued", get(&self.inbound_queued)),
             ("state_write_failures", get(&self.state_write_failures)),
+            (
+                "http_connections_closed",
+                get(&self.http_connections_closed),
+            ),
+            (
+                "control_connections_closed",
+                get(&self.control_connections_closed),
+            ),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),
             ("peers_live", peers_live),
@@ -195,6 +209,8 @@ impl Stats {
             delivery_retries = get(&self.delivery_retries),
             delivery_failed = get(&self.delivery_failed),
             state_write_failures = get(&self.state_write_failures),
+            http_connections_closed = get(&self.http_connections_closed),
+            control_connections_closed = get(&self.control_connections_closed),
             config_reloads = get(&self.config_reloads),
             config_reload_failures = get(&self.config_reload_failures),
             farm_suppressed = get(&self.farm_suppressed),

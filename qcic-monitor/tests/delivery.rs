@@ -281,3 +281,107 @@ fn a_failing_command_notification_does_not_hold_up_another() {
     assert_eq!(hook_count(&out, "poison"), 0);
     monitor.stop();
 }
+
+/// A slowloris on the HTTP port: 1 100 connections that each send part of
+/// a request header and then a header line now and then, reopened as soon
+/// as the watcher closes them, against a watcher limited to 1 024
+/// descriptors. A sender connecting meanwhile is heard, its `fail` reaches
+/// the webhook, a real client still gets its page, and the watcher counts
+/// and logs what it closed.
+#[test]
+fn a_slowloris_on_the_http_port_blinds_nothing() {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const FLOOD: usize = 1100;
+    // This test holds the flood's descriptors itself.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    assert!(
+        hard > 2 * FLOOD as u64,
+        "the test needs {} descriptors",
+        2 * FLOOD
+    );
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("hook.jsonl");
+    let hook = BadServer::start("webhook", &[out.to_str().unwrap()]);
+    let body = format!(
+        "[http]\nlisten = \"{{http}}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\n",
+        hook.port
+    );
+    let monitor = Monitor::start_wrapped(
+        &["prlimit", "--nofile=1024:1024", "--"],
+        "watcher-a",
+        "",
+        &body,
+        &[],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (http, stop, reopened) = (
+            monitor.http.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&reopened),
+        );
+        std::thread::spawn(move || {
+            let open = || {
+                let mut s = std::net::TcpStream::connect(&http).ok()?;
+                s.set_write_timeout(Some(Duration::from_millis(200))).ok()?;
+                s.write_all(b"GET /api/jobs HTTP/1.1\r\nHost: qcic\r\n")
+                    .ok()?;
+                Some(s)
+            };
+            let mut conns: Vec<Option<std::net::TcpStream>> = (0..FLOOD).map(|_| open()).collect();
+            while !stop.load(Ordering::SeqCst) {
+                for slot in &mut conns {
+                    let alive = slot
+                        .as_mut()
+                        .is_some_and(|s| s.write_all(b"X-Slow: 1\r\n").is_ok());
+                    if !alive {
+                        *slot = open();
+                        reopened.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            conns.iter().filter(|c| c.is_some()).count()
+        })
+    };
+    std::thread::sleep(Duration::from_secs(8));
+    let descriptors = std::fs::read_dir(format!("/proc/{}/fd", monitor.pid()))
+        .unwrap()
+        .count();
+    // A sender that connects only now, with the flood in place.
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "during the flood").unwrap();
+    assert!(
+        wait_until(common::WAIT, || json_lines(&out)
+            .iter()
+            .any(|n| n["job"] == "etl" && n["event"] == "failed")),
+        "the alarm did not reach the webhook during the flood: {}",
+        monitor.log()
+    );
+    let (line, page) = common::http_get(&monitor.http, "/api/jobs");
+    assert!(line.contains("200"), "{line}");
+    assert!(page.contains("\"etl\""), "{page}");
+    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
+    stop.store(true, Ordering::SeqCst);
+    let held = flood.join().unwrap();
+    let closed = common::metric_sum(&metrics, "qcic_local_connections_closed_total");
+    eprintln!(
+        "slowloris: {held} connections held at the end, {} reopened, the watcher had {descriptors} descriptors open, closed {closed}",
+        reopened.load(Ordering::Relaxed)
+    );
+    assert!(closed > 0, "{metrics}");
+    assert!(descriptors < 1024 / 2, "{descriptors} descriptors open");
+    let log = monitor.stop();
+    assert!(
+        log.contains("connections closed before they were answered"),
+        "{log}"
+    );
+    assert!(!log.contains("Too many open files"), "{log}");
+}
