@@ -1,7 +1,7 @@
 //! `Client`: the caller's side of the sender. Every call only validates and
 //! enqueues; the sockets live in the background thread (see `worker`).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -261,27 +261,49 @@ impl ClientBuilder {
             .host
             .clone()
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let slot = Box::new(Slot::new(pid(), sender));
         Ok(Client {
             inner: Arc::new(Inner {
                 settings: self,
-                sender: Mutex::new(sender),
+                slot: AtomicPtr::new(Box::into_raw(slot)),
                 seq: AtomicU64::new(1),
                 host: cut(host, MAX_HOST_LEN),
                 closed: AtomicBool::new(false),
-                close_result: Mutex::new(None),
             }),
         })
     }
 }
 
-/// The per-process half of a client: the sender thread and its queue. A
-/// forked child gets a new one on first use (see [`Client`]).
+/// The per-process half of a client: the sender thread and its queue.
 #[derive(Debug)]
 struct Sender {
-    pid: u32,
     tx: Option<SyncSender<Message>>,
     shared: Arc<Shared>,
     done: Option<Receiver<bool>>,
+    /// False until this process's sender thread is started.
+    started: bool,
+}
+
+/// One process's sender and its locks. A forked child makes its own slot
+/// on first use and never touches its parent's: a lock another thread of
+/// the parent held at the moment of `fork` stays held for good in the
+/// child (that thread does not exist there), so the child must not need
+/// any of them.
+#[derive(Debug)]
+struct Slot {
+    pid: u32,
+    sender: Mutex<Sender>,
+    close_result: Mutex<Option<bool>>,
+}
+
+impl Slot {
+    fn new(pid: u32, sender: Sender) -> Slot {
+        Slot {
+            pid,
+            sender: Mutex::new(sender),
+            close_result: Mutex::new(None),
+        }
+    }
 }
 
 impl Sender {
@@ -314,11 +336,21 @@ impl Sender {
         let shared = Arc::new(Shared::new());
         worker::spawn(ctx, sockets, rx, Arc::clone(&shared), done_tx)?;
         Ok(Sender {
-            pid: std::process::id(),
             tx: Some(tx),
             shared,
             done: Some(done_rx),
+            started: true,
         })
+    }
+
+    /// A sender whose thread starts on first use (in a forked child).
+    fn not_started() -> Sender {
+        Sender {
+            tx: None,
+            shared: Arc::new(Shared::new()),
+            done: None,
+            started: false,
+        }
     }
 }
 
@@ -338,11 +370,13 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     settings: ClientBuilder,
-    sender: Mutex<Sender>,
+    /// This process's slot (a leaked `Box`, freed in `Drop`). After a
+    /// fork it still points at the parent's until the child's first call
+    /// swaps in the child's own.
+    slot: AtomicPtr<Slot>,
     seq: AtomicU64,
     host: String,
     closed: AtomicBool,
-    close_result: Mutex<Option<bool>>,
 }
 
 impl Client {
@@ -461,19 +495,49 @@ impl Client {
 }
 
 impl Inner {
-    /// This process's sender, started afresh if the process was forked
-    /// since it was made: a child has the parent's memory but not its
-    /// sender thread. The parent's queue and context are leaked in the
-    /// child on purpose: dropping them there could wait on locks or libzmq
-    /// threads that exist only in the parent.
+    /// This process's slot, made if the process was forked since the
+    /// current one was.
+    #[allow(unsafe_code, reason = "the slot is a pointer swapped without a lock")]
+    fn slot(&self) -> &Slot {
+        let me = pid();
+        let current = self.slot.load(Ordering::Acquire);
+        // SAFETY: a slot is freed only in `Drop`, which has `&mut self`;
+        // until then every pointer ever stored stays valid (a parent's slot
+        // is leaked in the child, never freed).
+        let slot = unsafe { &*current };
+        if slot.pid == me {
+            return slot;
+        }
+        let own = Box::into_raw(Box::new(Slot::new(me, Sender::not_started())));
+        match self
+            .slot
+            .compare_exchange(current, own, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: just stored, and valid until `Drop` as above.
+            Ok(_) => unsafe { &*own },
+            Err(other) => {
+                // Another thread of this process swapped its slot in first
+                // (only this process writes this memory, so it is ours).
+                // SAFETY: `own` was never shared.
+                drop(unsafe { Box::from_raw(own) });
+                // SAFETY: as for `current`.
+                unsafe { &*other }
+            }
+        }
+    }
+
+    /// This process's sender, its thread started on first use in a child.
     fn sender(&self) -> Result<MutexGuard<'_, Sender>, Error> {
-        let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        if sender.pid != pid() {
+        let mut sender = self
+            .slot()
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !sender.started {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::Closed);
             }
-            let fresh = Sender::start(&self.settings)?;
-            std::mem::forget(std::mem::replace(&mut *sender, fresh));
+            *sender = Sender::start(&self.settings)?;
         }
         Ok(sender)
     }
@@ -488,7 +552,11 @@ impl Inner {
 
     fn enqueue(&self, msg: Message) -> Result<(), Error> {
         if self.closed.load(Ordering::SeqCst) {
-            let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            let sender = self
+                .slot()
+                .sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             sender
                 .shared
                 .counters
@@ -521,9 +589,10 @@ impl Inner {
     fn close(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         self.closed.store(true, Ordering::SeqCst);
+        let slot = self.slot();
         let done = {
-            let mut sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-            if sender.pid != std::process::id() {
+            let mut sender = slot.sender.lock().unwrap_or_else(PoisonError::into_inner);
+            if !sender.started {
                 // A forked child that never sent has no thread to stop.
                 return true;
             }
@@ -532,7 +601,7 @@ impl Inner {
             drop(sender.tx.take());
             sender.done.take()
         };
-        let mut result = self
+        let mut result = slot
             .close_result
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -553,10 +622,19 @@ impl Inner {
 }
 
 impl Drop for Inner {
+    #[allow(unsafe_code, reason = "frees the slot made in `build` or `slot`")]
     fn drop(&mut self) {
         if !self.closed.load(Ordering::SeqCst) {
             self.close(self.settings.close_timeout);
         }
+        let slot = *self.slot.get_mut();
+        // SAFETY: `&mut self`: nobody else holds the slot now.
+        if unsafe { &*slot }.pid == pid() {
+            // SAFETY: made by `Box::into_raw` in this process, freed once.
+            drop(unsafe { Box::from_raw(slot) });
+        }
+        // Otherwise it is a parent's, left as it is: dropping its queue
+        // here could wait on locks held by threads that exist only there.
     }
 }
 

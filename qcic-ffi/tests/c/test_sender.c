@@ -11,11 +11,16 @@
  *   unreachable EP queue messages to dead watchers, then free and exit
  *   threads EP     8 threads share one client
  *   fork EP        parent and forked child both send
+ *   forkloop EP    4 threads send without pause while the main thread forks
+ *                  100 times; each child sends and closes, within 10 s
  *   curve EP KEY   CURVE with an explicit server key, then from QCIC_SERVER_KEY
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +314,77 @@ static int mode_fork(const char *ep) {
     return 0;
 }
 
+#define FORKS 100
+#define BUSY_THREADS 4
+
+static atomic_int busy_stop;
+
+static void *busy_main(void *p) {
+    qcic_client *client = p;
+    while (!atomic_load(&busy_stop)) {
+        /* A full queue is fine: the point is to be inside the library. */
+        (void)qcic_client_heartbeat(client, "busy");
+    }
+    return NULL;
+}
+
+/* A fork can land while another thread is anywhere in the library: the
+ * child must still send and close, never wait on a lock the fork left
+ * held by a thread that does not exist in the child. */
+static int mode_forkloop(const char *ep) {
+    qcic_client *client = new_client(ep);
+    pthread_t threads[BUSY_THREADS];
+    int i, hung = 0, failed = 0;
+    for (i = 0; i < BUSY_THREADS; i++) {
+        CHECK(pthread_create(&threads[i], NULL, busy_main, client) == 0);
+    }
+    for (i = 0; i < FORKS; i++) {
+        int status = 0, tries;
+        pid_t done = 0;
+        pid_t child = fork();
+        if (child == 0) {
+            qcic_status s = qcic_client_heartbeat(client, "forked");
+            bool closed = qcic_client_close(client, 8000);
+            qcic_client_free(client);
+            if (s != QCIC_STATUS_OK || !closed) {
+                fprintf(stderr, "forked child: heartbeat status %u, close %s\n", (unsigned)s,
+                        closed ? "delivered" : "not confirmed");
+            }
+            _exit(s == QCIC_STATUS_OK && closed ? 0 : 1);
+        }
+        CHECK(child > 0);
+        for (tries = 0; tries < 1000 && done != child; tries++) {
+            struct timespec pause = {0, 10 * 1000 * 1000};
+            done = waitpid(child, &status, WNOHANG);
+            if (done != child) {
+                nanosleep(&pause, NULL);
+            }
+        }
+        if (done != child) {
+            hung++;
+            kill(child, SIGKILL);
+            waitpid(child, &status, 0);
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "forked child %d: %s %d\n", i, WIFEXITED(status) ? "exit" : "signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            failed++;
+        }
+    }
+    atomic_store(&busy_stop, 1);
+    for (i = 0; i < BUSY_THREADS; i++) {
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    }
+    /* The receiver stops reading once every child's message is in: the
+     * busy threads' backlog may not be delivered, and need not be. */
+    (void)qcic_client_close(client, 1000);
+    qcic_client_free(client);
+    fprintf(stderr, "forkloop: %d forks, %d children hung (killed after 10 s), %d failed\n", FORKS,
+            hung, failed);
+    CHECK(hung == 0);
+    CHECK(failed == 0);
+    return 0;
+}
+
 static int mode_curve(const char *ep, const char *server_key) {
     qcic_client *client = NULL;
     CHECK(qcic_client_new_with_keys(ep, "too short", NULL, NULL, &client) == QCIC_STATUS_BAD_KEY);
@@ -347,10 +423,12 @@ int main(int argc, char **argv) {
         rc = mode_threads(ep);
     } else if (strcmp(mode, "fork") == 0) {
         rc = mode_fork(ep);
+    } else if (strcmp(mode, "forkloop") == 0) {
+        rc = mode_forkloop(ep);
     } else if (strcmp(mode, "curve") == 0 && argc > 3) {
         rc = mode_curve(ep, argv[3]);
     } else {
-        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork|curve [ENDPOINTS [KEY]]\n",
+        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork|forkloop|curve [ENDPOINTS [KEY]]\n",
                 argv[0]);
         return 2;
     }
