@@ -387,7 +387,11 @@ fn check_fork_loop(link: Link) {
     let ep = ready_rx.recv().unwrap();
     let out = run_mode(&exe, "forkloop", &ep);
     eprintln!("{link:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    assert_eq!(counter.join().unwrap(), 100, "every child's heartbeat arrived");
+    assert_eq!(
+        counter.join().unwrap(),
+        100,
+        "every child's heartbeat arrived"
+    );
 }
 
 fn check_unreachable(link: Link) {
