@@ -28,3 +28,57 @@ def test_an_exception_in_a_python_job_reaches_the_watcher_as_failed(monitor_fact
     assert recovered["incident"] == alert["incident"]
     assert recovered["resolves"] == "failed"
     client.close(2.0)
+
+
+@pytest.mark.parametrize("ending", ["normal", "uncaught"])
+def test_a_run_left_unfinished_at_exit_reports_fail(monitor_factory, ending: str) -> None:
+    """A script that starts a run and ends (or dies of an exception) without
+    ending it: the run sends ``fail`` at interpreter exit, before the client
+    closes, and the job does not stay ``running`` for ever."""
+    import subprocess
+    import sys
+
+    mon = monitor_factory('[[job]]\nname = "py-left"\nevery = "1h"\nmax_runtime = "1h"\n')
+    script = (
+        "import qcic\n"
+        f"client = qcic.Client([{mon.listen!r}])\n"
+        "run = client.start('py-left')\n"
+        "run.progress('half way')\n"
+        "print(run.id)\n"
+        + ("raise ValueError('boom')\n" if ending == "uncaught" else "")
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == (1 if ending == "uncaught" else 0), done.stderr
+    alert = mon.alert("alert.failed.py-left")
+    assert alert["run_id"] == int(done.stdout.split()[0])
+    if ending == "uncaught":
+        assert alert["text"] == "ValueError: boom (uncaught); the program exited before the run ended"
+        assert alert["exit_code"] == 1
+    else:
+        assert alert["text"] == "the program exited before the run ended"
+        assert alert.get("exit_code") is None
+
+
+def test_the_readme_sigterm_handler_turns_a_kill_into_fail(monitor_factory) -> None:
+    """qcic installs no signal handler; the README's two lines make SIGTERM
+    end the run with ``fail`` (exit code 143)."""
+    import signal
+    import subprocess
+    import sys
+
+    mon = monitor_factory('[[job]]\nname = "py-term"\nevery = "1h"\nmax_runtime = "1h"\n')
+    script = (
+        "import signal, sys, time, qcic\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))\n"
+        f"client = qcic.Client([{mon.listen!r}])\n"
+        "with client.run('py-term'):\n"
+        "    print('running', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 143
+    alert = mon.alert("alert.failed.py-term")
+    assert alert["text"] == "SystemExit: 143"
+    assert alert["exit_code"] == 143

@@ -29,6 +29,7 @@ import functools
 import inspect
 import multiprocessing.util
 import os
+import sys
 import threading
 import weakref
 from types import TracebackType
@@ -104,6 +105,10 @@ def _describe(exc_type: Type[BaseException], exc: Optional[BaseException]) -> st
 
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+# Runs started in this interpreter, so those still unfinished when it exits
+# send `fail` before their clients close (a run kept in a global is never
+# collected in time for its own `fail`).
+_live_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
 
 
 class Client:
@@ -210,6 +215,9 @@ class Run:
         self._client = client
         self._job = job
         self._native = native
+        self._pid = os.getpid()
+        if native is not None:
+            _live_runs.add(self)
 
     @property
     def job(self) -> str:
@@ -244,6 +252,8 @@ class Run:
     def __enter__(self) -> "Run":
         if self._native is None:
             self._native = self._client._native.start(self._job)
+            self._pid = os.getpid()
+            _live_runs.add(self)
         return self
 
     def __exit__(
@@ -353,7 +363,28 @@ def close(timeout: float = 2.0) -> bool:
     return _default.close(timeout) if _default is not None else True
 
 
+def _fail_unfinished_runs() -> None:
+    """Ends every run this process started and did not end with ``fail``:
+    the program is exiting, so the run will never finish. Runs a forked
+    child inherited are its parent's to end, not the child's."""
+    uncaught = getattr(sys, "last_value", None) if hasattr(sys, "last_type") else None
+    why, code = "the program exited before the run ended", None
+    if isinstance(uncaught, BaseException):
+        # The interpreter exits with status 1 after an uncaught exception.
+        why, code = f"{_describe(type(uncaught), uncaught)} (uncaught); {why}", 1
+    me = os.getpid()
+    for run in list(_live_runs):
+        native = run._native
+        if native is None or native.ended or run._pid != me:
+            continue
+        try:
+            native.fail(why, code)
+        except Exception:  # noqa: BLE001 - nothing may stop the exit
+            pass
+
+
 def _close_all_at_exit() -> None:
+    _fail_unfinished_runs()
     # Each close is bounded by its client's close_timeout, so a job whose
     # watchers are unreachable still exits promptly; delivered otherwise.
     for client in list(_live_clients):
