@@ -121,23 +121,13 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
     disk.fill();
     // A's outbox write fails.
     sender.fail("job-a", Some(1), "a broke").unwrap();
-    assert!(
-        wait_until(common::WAIT, || first
-            .log()
-            .contains("state database write failed")),
-        "{}",
-        first.log()
-    );
+    first.wait_log("state database write failed");
     // C's delivery ends (its done mark is refused too), then room again.
-    assert!(wait_until(common::WAIT, || first
-        .log()
-        .contains("notification delivered")));
+    first.wait_log("notification delivered");
     disk.free();
     // B (an email to a server not there yet) is written once there is room.
     sender.fail("job-b", Some(1), "b broke").unwrap();
-    assert!(wait_until(common::WAIT, || first
-        .log()
-        .contains("will retry")));
+    first.wait_log("will retry");
     assert!(
         wait_until(common::WAIT, || first
             .log()
@@ -179,16 +169,8 @@ fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
     let monitor = Monitor::start("watcher-a", &body);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(3), "broken").unwrap();
-    assert!(
-        wait_until(common::WAIT, || monitor
-            .log()
-            .contains("no answer within 2s")),
-        "{}",
-        monitor.log()
-    );
-    assert!(wait_until(common::WAIT, || monitor
-        .log()
-        .contains("will retry")));
+    monitor.wait_log("no answer within 2s");
+    monitor.wait_log("will retry");
     drop(hung);
     let smtp = Smtp::start_on(port);
     let mails = smtp.wait_for(1);
@@ -267,9 +249,7 @@ fn a_failing_command_notification_does_not_hold_up_another() {
     let monitor = Monitor::start("watcher-a", &body);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("poison", Some(1), "always refused").unwrap();
-    assert!(wait_until(common::WAIT, || monitor
-        .log()
-        .contains("will retry")));
+    monitor.wait_log("will retry");
     sender
         .fail("critical", Some(1), "must get through")
         .unwrap();

@@ -186,6 +186,15 @@ impl Monitor {
         fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// Waits for `text` to appear in the log; fails with the log if it does not.
+    pub fn wait_log(&self, text: &str) {
+        assert!(
+            wait_until(WAIT, || self.log().contains(text)),
+            "no {text:?} in the log:\n{}",
+            self.log()
+        );
+    }
+
     /// Waits up to `within` for the monitor to exit by itself; its status.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let mut status = None;
