@@ -256,6 +256,7 @@ enum Write {
     },
     /// A notification recorded as sent to no channel (the log learns it).
     Remembered {
+        id: i64,
         text: Arc<str>,
         created: i64,
     },
@@ -307,11 +308,11 @@ fn write_all(conn: &Connection, writes: &[Write]) -> rusqlite::Result<()> {
                 )?
                 .execute(params![id, channel, &**text, created])?;
             }
-            Write::Remembered { text, created } => {
+            Write::Remembered { id, text, created } => {
                 tx.prepare_cached(
-                    "INSERT INTO outbox (channel, note, created_ms, done_ms) VALUES ('', ?1, ?2, ?2)",
+                    "INSERT INTO outbox (id, channel, note, created_ms, done_ms) VALUES (?1, '', ?2, ?3, ?3)",
                 )?
-                .execute(params![&**text, created])?;
+                .execute(params![id, &**text, created])?;
             }
             Write::Done { id, at } => {
                 tx.prepare_cached("UPDATE outbox SET done_ms = ?2 WHERE id = ?1")?
@@ -352,9 +353,11 @@ fn writes_of(op: Op, next: &mut i64, writes: &mut Vec<Write>, acks: &mut Vec<Ack
                 let created = i64::try_from(note.detected_ms).unwrap_or(i64::MAX);
                 if channels.is_empty() {
                     writes.push(Write::Remembered {
+                        id: *next,
                         text: Arc::clone(&text),
                         created,
                     });
+                    *next += 1;
                 }
                 let mut ids = Vec::with_capacity(channels.len());
                 for channel in channels {
@@ -392,6 +395,95 @@ enum Ack {
     Saved(oneshot::Sender<()>),
 }
 
+/// Whether a failed write may pass later (the disk fills and empties, a
+/// lock clears); anything else (a constraint, a corrupt row) never will.
+fn may_pass_later(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, OutOfMemory, ReadOnly, SystemIoFailure,
+    };
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseBusy
+                | DatabaseLocked
+                | CannotOpen
+                | OutOfMemory
+                | ReadOnly
+        )
+    )
+}
+
+/// Writes `writes` in one transaction. If that fails for a reason that may
+/// pass, returns them all to try again; if it fails for one that never
+/// will, writes each alone, drops (and logs) those that can never be
+/// written, and returns the rest. Ok(()) when nothing is left.
+fn write_or_keep(
+    conn: &Connection,
+    writes: Vec<Write>,
+) -> Result<(), (rusqlite::Error, Vec<Write>)> {
+    let Err(e) = write_all(conn, &writes) else {
+        return Ok(());
+    };
+    if may_pass_later(&e) {
+        return Err((e, writes));
+    }
+    let mut kept = Vec::new();
+    let mut last = e;
+    for write in writes {
+        if !kept.is_empty() {
+            // Order matters (a done mark after its row): once one is kept,
+            // the rest wait behind it.
+            kept.push(write);
+            continue;
+        }
+        match write_all(conn, std::slice::from_ref(&write)) {
+            Ok(()) => {}
+            Err(e) if may_pass_later(&e) => {
+                last = e;
+                kept.push(write);
+            }
+            Err(e) => {
+                error!(cause = %e, write = ?write.describe(), "a state database write can never succeed; dropped")
+            }
+        }
+    }
+    if kept.is_empty() {
+        Ok(())
+    } else {
+        Err((last, kept))
+    }
+}
+
+impl Write {
+    /// What a log line says of it.
+    fn describe(&self) -> String {
+        match self {
+            Write::Insert {
+                id, channel, text, ..
+            } => {
+                let note: Option<Notification> = serde_json::from_str(text).ok();
+                match note {
+                    Some(n) => format!(
+                        "outbox row {id} for channel {channel}: {} {} incident {}",
+                        n.event, n.job, n.incident
+                    ),
+                    None => format!("outbox row {id} for channel {channel}"),
+                }
+            }
+            Write::Remembered { id, .. } => format!("notification log row {id}"),
+            Write::Done { id, .. } => format!("done mark of outbox row {id}"),
+            Write::SaveJob { name, .. } => format!("state of job {name}"),
+            Write::ForgetJob(name) => format!("removal of job {name}"),
+        }
+    }
+}
+
+/// How long, after the last handle is gone, the store keeps trying writes
+/// the database refuses: within the watcher's shutdown grace.
+const SHUTDOWN_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(8);
+
 fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU64) {
     let mut next = match next_id(conn) {
         Ok(next) => next,
@@ -400,73 +492,75 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
             return;
         }
     };
-    // Writes a failed transaction carried, oldest first.
+    // Writes the database refused, oldest first, and when it last refused.
     let mut unwritten: Vec<Write> = Vec::new();
-    let mut closed = false;
-    while !closed || !unwritten.is_empty() {
+    let mut refused_at: Option<std::time::Instant> = None;
+    let mut closed_at: Option<std::time::Instant> = None;
+    loop {
         let mut batch = Vec::new();
-        if unwritten.is_empty() {
-            match rx.recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        } else if !closed {
-            match rx.recv_timeout(RETRY_EVERY) {
+        if closed_at.is_none() {
+            let first = if unwritten.is_empty() {
+                rx.recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(RETRY_EVERY)
+            };
+            match first {
                 Ok(op) => batch.push(op),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => closed = true,
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    closed_at = Some(std::time::Instant::now());
+                }
             }
         }
         // Take whatever else is waiting too: one transaction for the batch.
-        while batch.len() < 1000 {
+        while batch.len() < 1000 && closed_at.is_none() {
             match rx.try_recv() {
                 Ok(more) => batch.push(more),
                 Err(std_mpsc::TryRecvError::Empty) => break,
                 Err(std_mpsc::TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
+                    closed_at = Some(std::time::Instant::now());
                 }
             }
         }
-        let mut writes = std::mem::take(&mut unwritten);
-        let retried = writes.len();
         let mut acks = Vec::new();
         for op in batch {
-            writes_of(op, &mut next, &mut writes, &mut acks);
+            writes_of(op, &mut next, &mut unwritten, &mut acks);
         }
-        let durable = match write_all(conn, &writes) {
-            Ok(()) => {
-                if retried > 0 {
-                    warn!(
-                        writes = retried,
-                        "state database writable again: the writes it refused are in it now"
-                    );
-                }
-                true
-            }
-            Err(e) => {
-                failures.fetch_add(1, Ordering::Relaxed);
-                if retried == 0 {
-                    error!(cause = %e, "state database write failed; kept in memory and tried again every second (notifications still go out; a crash before the write succeeds would lose them)");
-                }
-                if writes.len() > RETRY_KEPT {
-                    let dropped = writes.len() - RETRY_KEPT;
-                    writes.drain(..dropped);
-                    error!(
-                        writes = dropped,
-                        "state database still refusing writes; the oldest kept writes dropped"
-                    );
-                }
-                unwritten = writes;
-                if closed {
-                    // Shutting down: one more try after the pause, then give up.
-                    std::thread::sleep(RETRY_EVERY);
-                    if let Err(e) = write_all(conn, &unwritten) {
-                        error!(cause = %e, writes = unwritten.len(), "state database still refusing writes at shutdown; these are lost");
+        // While the database refuses, it is asked again once a second, not
+        // at every new operation (each try carries every kept write).
+        let due = refused_at.is_none_or(|t| t.elapsed() >= RETRY_EVERY);
+        let durable = if unwritten.is_empty() {
+            true
+        } else if !due {
+            false
+        } else {
+            let retried = refused_at.is_some();
+            match write_or_keep(conn, std::mem::take(&mut unwritten)) {
+                Ok(()) => {
+                    if retried {
+                        warn!("state database writable again: the writes it refused are in it now");
                     }
-                    unwritten.clear();
+                    refused_at = None;
+                    true
                 }
-                false
+                Err((e, kept)) => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    if !retried {
+                        error!(cause = %e, "state database write failed; kept in memory and tried again every second (notifications still go out; a crash or a shutdown before the write succeeds would lose them)");
+                    }
+                    unwritten = kept;
+                    if unwritten.len() > RETRY_KEPT {
+                        let dropped = unwritten.len() - RETRY_KEPT;
+                        for write in unwritten.drain(..dropped) {
+                            if matches!(write, Write::Insert { .. }) {
+                                error!(write = %write.describe(), "state database still refusing writes; the oldest kept ones dropped");
+                            }
+                        }
+                    }
+                    refused_at = Some(std::time::Instant::now());
+                    false
+                }
             }
         };
         // Acknowledged after the attempt: on success the dispatcher knows
@@ -483,5 +577,66 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
                 }
             }
         }
+        if let Some(closed) = closed_at {
+            if unwritten.is_empty() {
+                return;
+            }
+            if closed.elapsed() >= SHUTDOWN_TRIES_FOR {
+                // Named one by one: what an operator must resend by hand.
+                for write in &unwritten {
+                    if matches!(write, Write::Insert { .. }) {
+                        error!(write = %write.describe(), "state database refused writes until shutdown: a notification not delivered yet is lost");
+                    }
+                }
+                error!(
+                    writes = unwritten.len(),
+                    "state database refused writes until shutdown; these are lost"
+                );
+                return;
+            }
+            std::thread::sleep(RETRY_EVERY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Event;
+
+    fn note(incident: &str) -> Arc<Notification> {
+        Arc::new(Notification::new(
+            Event::Failed,
+            "j".into(),
+            incident.into(),
+            "w".into(),
+            1,
+        ))
+    }
+
+    /// A notification recorded for no channel, then one for a channel: the
+    /// two rows must not get the same id (the second write failed for good
+    /// when the first took its id from SQLite and the second from the
+    /// store's counter).
+    #[tokio::test]
+    async fn a_remembered_notification_and_a_queued_one_both_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let stats = Arc::new(Stats::default());
+        let (store, _, thread) = Store::open(&path, &stats).unwrap();
+        store.remember((*note("a")).clone());
+        let stored = store.enqueue(vec![(vec!["mail".into()], note("b"))]).await;
+        assert!(stored.durable);
+        store.done(stored.ids[0].first().copied());
+        let again = store.enqueue(vec![(vec!["mail".into()], note("c"))]).await;
+        assert!(again.durable);
+        drop(store);
+        thread.join().unwrap();
+        assert_eq!(stats.state_write_failures.load(Ordering::Relaxed), 0);
+        let (_store, loaded, _thread) = Store::open(&path, &stats).unwrap();
+        let pending: Vec<&str> = loaded.pending.iter().map(|p| &*p.2.incident).collect();
+        assert_eq!(pending, ["c"]);
+        let sent: Vec<&str> = loaded.sent.iter().map(|n| &*n.incident).collect();
+        assert_eq!(sent, ["a", "b"]);
     }
 }

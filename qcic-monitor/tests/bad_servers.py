@@ -11,6 +11,12 @@
   smtp-stall PORT
       Greets and takes the envelope and the message, then never answers
       the end of DATA.
+  smtp-late PORT OUT
+      A working SMTP server with two quirks: the first message whose
+      subject names job "slow" gets its reply 4 s late (past a 2 s
+      deadline), and the first whose subject names job "grey" is
+      greylisted (451). Every reply given to a message is logged to OUT
+      as a JSON line {"job", "reply"}.
 
 Each server prints "ready" once it listens, and runs until killed.
 """
@@ -83,6 +89,51 @@ async def smtp(port: int, stall_data: bool) -> None:
     await server.serve_forever()
 
 
+async def smtp_late(port: int, out: str) -> None:
+    seen: dict[str, int] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 late.test ESMTP\r\n")
+        await writer.drain()
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250 late.test\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                body = b""
+                while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                    body += chunk
+                job = "slow" if b"FAILED slow" in body else "grey" if b"FAILED grey" in body else "other"
+                seen[job] = seen.get(job, 0) + 1
+                reply = b"250 ok\r\n"
+                if job == "slow" and seen[job] == 1:
+                    await asyncio.sleep(4)
+                if job == "grey" and seen[job] == 1:
+                    reply = b"451 greylisted, try again later\r\n"
+                with open(out, "a") as f:
+                    f.write(json.dumps({"job": job, "reply": reply.decode().strip()}) + "\n")
+                writer.write(reply)
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"250 ok\r\n")
+            try:
+                await writer.drain()
+            except ConnectionError:
+                return
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
 def main() -> None:
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "webhook":
@@ -92,6 +143,8 @@ def main() -> None:
             seconds, _, status = how.partition(":")
             rules[job] = (float(seconds), int(status or 200))
         asyncio.run(webhook(port, sys.argv[3], rules))
+    elif mode == "smtp-late":
+        asyncio.run(smtp_late(port, sys.argv[3]))
     elif mode in ("smtp-silent", "smtp-stall"):
         asyncio.run(smtp(port, mode == "smtp-stall"))
     else:

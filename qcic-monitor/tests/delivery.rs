@@ -195,6 +195,51 @@ fn an_smtp_server_that_never_answers_data_is_given_up_on_and_retried() {
     a_hung_smtp_server_costs_one_attempt("smtp-stall");
 }
 
+/// An attempt cut off at its deadline must not leave its SMTP connection
+/// mid-exchange for the next email: with lettre's pool, the late "250" of
+/// the first email was read as the answer to the next one, so an email the
+/// server greylisted (451) counted as delivered and was never retried.
+#[test]
+fn an_email_cut_off_at_its_deadline_does_not_answer_for_the_next() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("replies.jsonl");
+    let server = BadServer::start("smtp-late", &[out.to_str().unwrap()]);
+    let body = format!(
+        "[[job]]\nname = \"slow\"\nevery = \"1h\"\n[[job]]\nname = \"grey\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
+         to = [\"ops@example.com\"]\ntimeout = \"2s\"\n",
+        server.port
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("slow", Some(1), "late reply").unwrap();
+    monitor.wait_log("no answer within 2s");
+    sender.fail("grey", Some(1), "greylisted").unwrap();
+    let replies = |job: &str| -> Vec<String> {
+        json_lines(&out)
+            .iter()
+            .filter(|l| l["job"] == job)
+            .map(|l| l["reply"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        wait_until(common::WAIT, || replies("grey")
+            .iter()
+            .any(|r| r.starts_with("250"))),
+        "the greylisted email was never accepted: {:?}\n{}",
+        replies("grey"),
+        monitor.log()
+    );
+    assert_eq!(replies("grey")[0], "451 greylisted, try again later");
+    let log = monitor.stop();
+    let grey_delivered: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("notification delivered") && l.contains("job=grey"))
+        .collect();
+    assert_eq!(grey_delivered.len(), 1, "{log}");
+    assert!(grey_delivered[0].contains("attempt=2"), "{log}");
+}
+
 /// A notification that keeps failing (500 at once) and one whose server
 /// never answers both retry for up to 15 minutes; a fresh alarm on the
 /// same webhook goes out meanwhile, and the failing ones keep being tried.

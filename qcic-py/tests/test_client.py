@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -167,6 +168,45 @@ def test_os_fork_child_sends_and_parent_keeps_working(receiver) -> None:
     got = decode_all(receiver.frames(3))
     assert sorted(m.job for m in got) == ["child", "parent-after", "parent-before"]
     assert {m.pid for m in got if m.job == "child"} != {os.getpid()}
+
+
+@pytest.mark.parametrize("child_ends", ["sys.exit", "exception", "dropped"])
+def test_a_forked_child_never_ends_its_parents_run(receiver, child_ends: str) -> None:
+    """A child forked inside a run leaves it (sys.exit in the `with` block,
+    an exception, or a `start()` run it lets go): the run goes on in the
+    parent, so the child sends nothing for it, and the parent ends it."""
+    client = qcic.Client([receiver.endpoint])
+    pid = -1
+    try:
+        with client.run("py-fork") as run:
+            held = client.start("py-held")
+            assert client.flush(5.0)
+            pid = os.fork()
+            if pid == 0:  # the child leaves the `with` block
+                if child_ends == "dropped":
+                    del held
+                    gc.collect()
+                if child_ends == "exception":
+                    raise RuntimeError("child-side error")
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            run.progress("the parent goes on")
+            held.success()
+    finally:
+        if pid == 0:
+            client.close(5.0)
+            os._exit(0)
+    assert client.close(5.0)
+    got = decode_all(receiver.frames(5, timeout=3.0))
+    assert [(m.job, m.kind) for m in got] == [
+        ("py-fork", "start"),
+        ("py-held", "start"),
+        ("py-fork", "progress"),
+        ("py-held", "success"),
+        ("py-fork", "success"),
+    ]
+    assert receiver.quiet()
 
 
 def _child_job(endpoint: str) -> None:

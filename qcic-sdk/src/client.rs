@@ -661,7 +661,7 @@ static PID: AtomicU32 = AtomicU32::new(0);
 /// Set if the fork handler could not be registered: then no caching.
 static NO_CACHE: AtomicBool = AtomicBool::new(false);
 
-fn pid() -> u32 {
+pub(crate) fn pid() -> u32 {
     let cached = PID.load(Ordering::Relaxed);
     if cached != 0 {
         return cached;

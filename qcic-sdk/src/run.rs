@@ -8,13 +8,16 @@ use crate::message::Kind;
 ///
 /// End it with [`Run::success`] or [`Run::fail`]. A `Run` dropped without
 /// either (an early return, a `?`, a panic) sends `fail`, so a run that went
-/// wrong is never mistaken for one still going.
+/// wrong is never mistaken for one still going; but not in a forked child
+/// that inherited it: the run goes on in the parent, which ends it.
 #[derive(Debug)]
 pub struct Run {
     client: Client,
     job: String,
     id: u64,
     ended: bool,
+    /// The process that started it.
+    pid: u32,
 }
 
 impl Run {
@@ -24,6 +27,7 @@ impl Run {
             job,
             id,
             ended: false,
+            pid: crate::client::pid(),
         }
     }
 
@@ -72,7 +76,7 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if self.ended {
+        if self.ended || self.pid != crate::client::pid() {
             return;
         }
         let text = if std::thread::panicking() {

@@ -1,11 +1,14 @@
-//! How a channel works through its queue: one lane per incident, so a
+//! How a channel works through its queue: one lane per job, so a
 //! notification that keeps failing delays only the later notifications of
-//! its own incident (its `recovered` must not overtake its alarm), never
-//! another incident's; and a bound on the attempts in flight at once, so a
-//! burst or a storm of retries does not open a thousand connections.
+//! its own job (its `recovered` must not overtake its alarm, nor a new
+//! incident the old one's follow-up), never another job's; and a bound on
+//! the attempts in flight at once, so a burst or a storm of retries does
+//! not open a thousand connections.
 //!
-//! Only an attempt holds a place: a notification waiting out its retry
-//! backoff holds none, so retries never starve fresh notifications.
+//! Only an attempt holds a place, and first attempts and retries have
+//! places of their own: a notification waiting out its backoff holds
+//! none, and retries that hang until their deadline never hold up a fresh
+//! notification's first try.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -21,8 +24,8 @@ use crate::notification::Notification;
 use crate::stats::Stats;
 use crate::store::{Delivery, Store};
 
-/// Attempts one channel makes at once (SMTP connections, HTTP requests,
-/// commands running).
+/// First attempts one channel makes at once (SMTP connections, HTTP
+/// requests, commands running); retries have as many places again.
 pub const CONCURRENCY: usize = 4;
 
 /// A channel that can try to deliver one notification.
@@ -39,13 +42,15 @@ pub trait Attempt: Send + Sync + 'static {
 /// What every attempt of a channel shares.
 struct Attempts<C> {
     channel: Arc<C>,
-    places: Semaphore,
+    first: Semaphore,
+    retries: Semaphore,
 }
 
 impl<C: Attempt> Attempts<C> {
     /// One attempt: waits for a place, then tries within the deadline.
-    async fn once(&self, note: &Notification) -> Result<(), Failure> {
-        let Ok(_place) = self.places.acquire().await else {
+    async fn once(&self, note: &Notification, first: bool) -> Result<(), Failure> {
+        let places = if first { &self.first } else { &self.retries };
+        let Ok(_place) = places.acquire().await else {
             return Err(Failure::Temporary("channel closed".into()));
         };
         let deadline = self.channel.deadline();
@@ -69,9 +74,10 @@ pub async fn run<C: Attempt>(
 ) {
     let attempts = Arc::new(Attempts {
         channel: Arc::new(channel),
-        places: Semaphore::new(CONCURRENCY),
+        first: Semaphore::new(CONCURRENCY),
+        retries: Semaphore::new(CONCURRENCY),
     });
-    // Incidents with a delivery under way, and what waits behind it.
+    // Jobs with a delivery under way, and what waits behind it.
     let mut lanes: HashMap<Arc<str>, VecDeque<Delivery>> = HashMap::new();
     let mut by_task = HashMap::new();
     // A JoinSet: if this task is aborted (shutdown past its grace), the
@@ -84,7 +90,10 @@ pub async fn run<C: Attempt>(
         running.spawn(async move {
             let Delivery { id, note, farm } = delivery;
             let name = attempts.channel.name();
-            retry::deliver(name, &note, &stats, farm.as_ref(), || attempts.once(&note)).await;
+            retry::deliver(name, &note, &stats, farm.as_ref(), |first| {
+                attempts.once(&note, first)
+            })
+            .await;
             if let Some(store) = &store {
                 store.done(id);
             }
@@ -98,12 +107,12 @@ pub async fn run<C: Attempt>(
                     continue;
                 };
                 held += 1;
-                let incident = Arc::clone(&delivery.note.incident);
-                if let Some(lane) = lanes.get_mut(&incident) {
+                let job = Arc::clone(&delivery.note.job);
+                if let Some(lane) = lanes.get_mut(&job) {
                     lane.push_back(delivery);
                 } else {
-                    lanes.insert(Arc::clone(&incident), VecDeque::new());
-                    by_task.insert(start(&mut running, delivery).id(), incident);
+                    lanes.insert(Arc::clone(&job), VecDeque::new());
+                    by_task.insert(start(&mut running, delivery).id(), job);
                 }
             }
             Some(finished) = running.join_next_with_id() => {
@@ -117,13 +126,13 @@ pub async fn run<C: Attempt>(
                         e.id()
                     }
                 };
-                let Some(incident) = by_task.remove(&task) else { continue };
-                match lanes.get_mut(&incident).and_then(VecDeque::pop_front) {
+                let Some(job) = by_task.remove(&task) else { continue };
+                match lanes.get_mut(&job).and_then(VecDeque::pop_front) {
                     Some(delivery) => {
-                        by_task.insert(start(&mut running, delivery).id(), incident);
+                        by_task.insert(start(&mut running, delivery).id(), job);
                     }
                     None => {
-                        lanes.remove(&incident);
+                        lanes.remove(&job);
                     }
                 }
             }
@@ -186,13 +195,14 @@ mod tests {
         }
     }
 
-    fn delivery(incident: &str, event: Event) -> Delivery {
+    /// A notification of job `name`, whose incident has the same name.
+    fn delivery(name: &str, event: Event) -> Delivery {
         Delivery {
             id: None,
             note: Arc::new(Notification::new(
                 event,
-                "j".into(),
-                incident.into(),
+                name.into(),
+                name.into(),
                 "w".into(),
                 0,
             )),
@@ -201,7 +211,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_retrying_incident_keeps_its_order_and_holds_up_no_other() {
+    async fn a_retrying_job_keeps_its_order_and_holds_up_no_other() {
         let fake = Arc::new(Fake::default());
         fake.fail.store(3, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel(100);
@@ -232,7 +242,7 @@ mod tests {
             .max()
             .unwrap();
         assert!(last_b < failed, "{seen:?}");
-        assert!(fake.most_in_flight.load(Ordering::SeqCst) <= CONCURRENCY);
+        assert!(fake.most_in_flight.load(Ordering::SeqCst) <= 2 * CONCURRENCY);
         drop(tx);
         worker.abort();
     }

@@ -115,7 +115,7 @@ impl Channels {
         };
         if tokio::time::timeout(within, tasks).await.is_err() {
             warn!(
-                "notification channels still busy at shutdown; with the state database on, what they hold is sent after the restart"
+                "notification channels still busy at shutdown; with the state database on, what they hold is sent after the restart (unless the database refused to write it: see its own lines)"
             );
             // Stopped, not left running detached: their handles on the
             // state database must go for its last writes to finish.

@@ -33,8 +33,9 @@ pub enum Failure {
     Permanent(String),
 }
 
-/// Delivers `note` through `attempt`, retrying temporary failures with
-/// backoff for up to [`GIVE_UP_AFTER`]. Counts and logs the outcome.
+/// Delivers `note` through `attempt` (told whether it is the first try),
+/// retrying temporary failures with backoff for up to [`GIVE_UP_AFTER`].
+/// Counts and logs the outcome.
 pub async fn deliver<F, Fut>(
     channel: &str,
     note: &Notification,
@@ -42,13 +43,13 @@ pub async fn deliver<F, Fut>(
     farm: Option<&Reporter>,
     mut attempt: F,
 ) where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
     let started = tokio::time::Instant::now();
     let mut tries = 0usize;
     loop {
-        match attempt().await {
+        match attempt(tries == 0).await {
             Ok(()) => {
                 if let Some(farm) = farm {
                     farm.delivered(note);

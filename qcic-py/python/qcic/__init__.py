@@ -263,7 +263,9 @@ class Run:
         tb: Optional[TracebackType],
     ) -> Literal[False]:
         native = self._native
-        if native is None or native.ended:
+        # A forked child leaving the parent's `with` block: the run goes on
+        # in the parent, which ends it.
+        if native is None or self._pid != os.getpid() or native.ended:
             return False
         if exc_type is None:
             native.success()
@@ -375,7 +377,9 @@ def _fail_unfinished_runs() -> None:
     me = os.getpid()
     for run in list(_live_runs):
         native = run._native
-        if native is None or native.ended or run._pid != me:
+        # The pid first: `ended` asks the native run, whose lock a forked
+        # child may have inherited held.
+        if native is None or run._pid != me or native.ended:
             continue
         try:
             native.fail(why, code)
