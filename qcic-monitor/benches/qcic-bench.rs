@@ -7,6 +7,7 @@
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only ingest,memory
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only takeover  # the farm figure
 //! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only poisoned  # a failing notification beside a fresh one
+//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only idle_connections  # memory per idle ingest connection
 //! ```
 //!
 //! Prints a table and writes the same figures as JSON (`--json PATH`,
@@ -233,6 +234,8 @@ fn serve(o: &Opts) {
             listen: vec![o.get("listen").unwrap().to_owned()],
             max_unknown_jobs: 1000,
             max_rate_per_sender: 0,
+            max_connections: None,
+            max_connections_per_address: 256,
             max_clock_skew: Duration::from_secs(300),
             curve,
             control: o.get("control").unwrap().into(),
@@ -1040,6 +1043,74 @@ fn memory(plan: &Plan, out: &mut Vec<Value>) {
     );
 }
 
+/// Memory per idle connection on the ingest port: watcher RSS with `n`
+/// connections that completed the ZMTP handshake and send nothing, minus
+/// RSS with none; NULL and CURVE (no allow-list: any key gets in).
+fn idle_connections(plan: &Plan, out: &mut Vec<Value>) {
+    let n: usize = if plan.quick { 100 } else { 2000 };
+    // This process holds the connections' descriptors (two per socket).
+    if let Ok((_, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        let _ =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    println!(
+        "\n9. Memory per idle ingest connection: watcher RSS with {n} idle connections minus RSS with none"
+    );
+    for curve in [false, true] {
+        let keys = curve.then(|| qcic_sdk::new_curve_pair().unwrap());
+        let w = Watcher::start(&WatcherSpec {
+            jobs: 10,
+            curve_secret: keys.map(|(_, secret)| z85::encode(secret)),
+            ..WatcherSpec::default()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let empty = w.rss_kib();
+        let fds = |w: &Watcher| {
+            std::fs::read_dir(format!("/proc/{}/fd", w.child.id())).map_or(0, Iterator::count)
+        };
+        let before = fds(&w);
+        // One context holds at most 1 023 sockets.
+        let mut held = Vec::new();
+        for chunk in 0..n.div_ceil(500) {
+            let ctx = zmq::Context::new();
+            let mut sockets = Vec::new();
+            for _ in chunk * 500..n.min((chunk + 1) * 500) {
+                let push = ctx.socket(zmq::PUSH).unwrap();
+                push.set_linger(0).unwrap();
+                if let Some((public, _)) = keys {
+                    let (mine, secret) = qcic_sdk::new_curve_pair().unwrap();
+                    push.set_curve_serverkey(&public).unwrap();
+                    push.set_curve_publickey(&mine).unwrap();
+                    push.set_curve_secretkey(&secret).unwrap();
+                }
+                // From ten loopback addresses: one address may hold only 256.
+                let port = w.listen.rsplit(':').next().unwrap();
+                let source = 2 + sockets.len() % 10;
+                push.connect(&format!("tcp://127.0.0.{source}:0;127.0.0.1:{port}"))
+                    .unwrap();
+                sockets.push(push);
+            }
+            held.push((ctx, sockets));
+        }
+        // Handshakes done (well within the 5 s handshake limit), nothing sent.
+        std::thread::sleep(Duration::from_secs(3));
+        let full = w.rss_kib();
+        // Each connection is one descriptor in the watcher.
+        let open = fds(&w).saturating_sub(before);
+        drop(held);
+        w.stop();
+        let per = (full.saturating_sub(empty)) as f64 * 1024.0 / open.max(1) as f64;
+        let mechanism = if curve { "CURVE" } else { "NULL" };
+        println!(
+            "   {mechanism:<6} {per:>8.0} bytes per connection  ({open} of {n} held; RSS {empty} -> {full} KiB)"
+        );
+        out.push(json!({"figure": "idle_connections", "mechanism": mechanism, "connections": n,
+            "held": open, "bytes_per_connection": per, "rss_kib_empty": empty, "rss_kib_full": full}));
+    }
+}
+
 fn wire(out: &mut Vec<Value>) {
     println!("\n5. Wire size (12-character job, 13-character host, current timestamps)");
     let text: String = "x".repeat(200);
@@ -1453,6 +1524,9 @@ fn orchestrate(args: &[String]) {
     }
     if wanted("poisoned") {
         poisoned(&plan, &mut out);
+    }
+    if wanted("idle_connections") {
+        idle_connections(&plan, &mut out);
     }
     let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
         "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,

@@ -57,6 +57,11 @@ pub struct MonitorConfig {
     pub max_unknown_jobs: usize,
     /// Messages per second one sender may send (burst the same); 0: no limit.
     pub max_rate_per_sender: u32,
+    /// Connections to the ingest port at once; None: what the descriptor
+    /// limit leaves after the reserve, at most 4 096.
+    pub max_connections: Option<usize>,
+    /// Connections from one address at once.
+    pub max_connections_per_address: usize,
     /// A sender whose clock is off by more than this is reported.
     pub max_clock_skew: Duration,
     /// CURVE encryption and authentication, if configured.
@@ -430,6 +435,8 @@ struct RawMonitor {
     listen: Option<Vec<String>>,
     max_unknown_jobs: Option<usize>,
     max_rate_per_sender: Option<u32>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
     #[serde(default, deserialize_with = "opt_duration")]
     max_clock_skew: Option<Duration>,
     control: Option<PathBuf>,
@@ -580,6 +587,11 @@ impl Config {
             "monitor.max_rate_per_sender",
             a.max_rate_per_sender == b.max_rate_per_sender,
         );
+        differs(
+            "monitor.max_connections",
+            a.max_connections == b.max_connections
+                && a.max_connections_per_address == b.max_connections_per_address,
+        );
         differs("monitor.control", a.control == b.control);
         differs("monitor.state", a.state == b.state);
         differs("curve", a.curve == b.curve);
@@ -720,6 +732,17 @@ impl RawConfig {
         for (i, endpoint) in listen.iter().enumerate() {
             check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
         }
+        for (key, value) in [
+            ("monitor.max_connections", self.monitor.max_connections),
+            (
+                "monitor.max_connections_per_address",
+                self.monitor.max_connections_per_address,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
         let curve = self.curve.map(RawCurve::check).transpose()?;
         let farm = check_farm(self.farm, self.peer, &id)?;
         let http = match self.http {
@@ -749,6 +772,8 @@ impl RawConfig {
             listen,
             max_unknown_jobs: self.monitor.max_unknown_jobs.unwrap_or(1000),
             max_rate_per_sender: self.monitor.max_rate_per_sender.unwrap_or(1000),
+            max_connections: self.monitor.max_connections,
+            max_connections_per_address: self.monitor.max_connections_per_address.unwrap_or(256),
             max_clock_skew: self
                 .monitor
                 .max_clock_skew

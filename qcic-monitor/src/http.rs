@@ -237,6 +237,28 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
     head(
         &mut out,
+        "qcic_ingest_connections",
+        "gauge",
+        "Connections to the ingest port now.",
+    );
+    let _ = writeln!(
+        out,
+        "qcic_ingest_connections {}",
+        get(&stats.ingest_connections)
+    );
+    head(
+        &mut out,
+        "qcic_ingest_connections_closed_total",
+        "counter",
+        "Ingest connections the connection guard closed (over a limit, or nothing valid sent in time).",
+    );
+    let _ = writeln!(
+        out,
+        "qcic_ingest_connections_closed_total {}",
+        get(&stats.ingest_connections_closed)
+    );
+    head(
+        &mut out,
         "qcic_state_write_failures_total",
         "counter",
         "State database transactions refused (disk full); their writes are kept and retried.",

@@ -6,7 +6,8 @@
 //! # Layout
 //! - `main.rs`: the command line; parses, starts tracing, calls [`run`].
 //! - [`config`]: the TOML configuration, with errors naming file, key and reason.
-//! - [`receive`]: the PULL socket on its own thread, decoding and counting.
+//! - [`receive`]: the PULL socket on its own thread, decoding and counting;
+//!   [`ingest_guard`]: the limits on its connections.
 //! - [`registry`]: per-job state and the rules that turn messages and passed
 //!   deadlines into notifications.
 //! - [`deadlines`]: the ordered deadline index.
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod error;
 pub mod farm;
 pub mod http;
+pub mod ingest_guard;
 pub mod keys;
 pub mod notification;
 pub mod notify;
@@ -128,6 +130,11 @@ pub async fn run(
         listen: config.monitor.listen.clone(),
         curve: config.monitor.curve.clone(),
         max_rate_per_sender: config.monitor.max_rate_per_sender,
+        connections: ingest_guard::Limits::configured(
+            nofile,
+            config.monitor.max_connections,
+            config.monitor.max_connections_per_address,
+        ),
     };
     let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
     let control_listener = control::bind(&config.monitor.control)?;

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::config::CurveConfig;
 use crate::error::MonitorError;
+use crate::ingest_guard::Guard;
 use crate::stats::Stats;
 
 /// A decoded message and who sent it.
@@ -38,6 +39,8 @@ pub struct ReceiveConfig {
     pub curve: Option<CurveConfig>,
     /// Messages per second per sender; 0: unlimited.
     pub max_rate_per_sender: u32,
+    /// Connection limits on the PULL socket.
+    pub connections: crate::ingest_guard::Limits,
 }
 
 /// A running receiver; [`Receiver::stop`] ends it.
@@ -85,6 +88,7 @@ impl Receiver {
         // libzmq drops a connection that sends a larger frame before any of
         // it is buffered here.
         pull.set_maxmsgsize(i64::try_from(MAX_FRAME_LEN).unwrap_or(i64::MAX))?;
+        pull.set_handshake_ivl(crate::ingest_guard::HANDSHAKE_IVL_MS)?;
         // With CURVE: the ZAP thread, and the stop signal to forward to it.
         let mut zap_stop = None;
         if let Some(curve) = &config.curve {
@@ -112,16 +116,27 @@ impl Receiver {
                 source,
             })?;
         }
-        let events = match config.curve {
-            Some(_) => Some(watch_handshakes(ctx, &pull)?),
-            None => None,
-        };
+        let events = watch_connections(ctx, &pull, config.curve.is_some())?;
+        let ports = config
+            .listen
+            .iter()
+            .filter_map(|e| e.rsplit(':').next()?.parse().ok())
+            .collect();
+        let guard = Guard::new(config.connections, ports);
+        let curve = config.curve.is_some();
         let rate = config.max_rate_per_sender;
         threads.push(
             std::thread::Builder::new()
                 .name("qcic-receive".into())
                 .spawn(move || {
-                    receive_loop(&pull, &stop_rx, events.as_ref(), rate, &tx, &stats);
+                    let mut ingest = Ingest {
+                        events: &events,
+                        guard,
+                        curve,
+                        stats: &stats,
+                        handshakes: LogLimit::new(),
+                    };
+                    receive_loop(&pull, &stop_rx, &mut ingest, rate, &tx);
                     // The receive thread forwards its stop signal to the ZAP thread.
                     if let Some(zap_stop) = zap_stop {
                         let _ = zap_stop.send("stop", 0);
@@ -145,21 +160,108 @@ impl Receiver {
     }
 }
 
-/// Subscribes to the PULL socket's failed handshakes: a plaintext sender,
-/// a sender with the wrong server key, a refused key.
-fn watch_handshakes(ctx: &zmq::Context, pull: &zmq::Socket) -> Result<zmq::Socket, MonitorError> {
+/// Subscribes to the PULL socket's connections (for the guard) and, with
+/// CURVE, its failed handshakes (a plaintext sender, a sender with the
+/// wrong server key, a refused key).
+fn watch_connections(
+    ctx: &zmq::Context,
+    pull: &zmq::Socket,
+    curve: bool,
+) -> Result<zmq::Socket, MonitorError> {
     let address = format!(
-        "inproc://qcic-handshakes-{}",
+        "inproc://qcic-connections-{}",
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let events = zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
-        | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+    let mut events = zmq::SocketEvent::ACCEPTED as i32 | zmq::SocketEvent::DISCONNECTED as i32;
+    if curve {
+        events |= zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+            | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
+    }
     pull.monitor(&address, events)?;
     let sub = ctx.socket(zmq::PAIR)?;
     sub.set_linger(0)?;
     sub.connect(&address)?;
     Ok(sub)
+}
+
+/// The receive thread's view of its connections.
+struct Ingest<'a> {
+    events: &'a zmq::Socket,
+    guard: Guard,
+    curve: bool,
+    stats: &'a Stats,
+    handshakes: LogLimit,
+}
+
+impl Ingest<'_> {
+    /// Takes every pending socket event.
+    fn on_events(&mut self) {
+        let now = Instant::now();
+        while let Ok(frames) = self.events.recv_multipart(zmq::DONTWAIT) {
+            let Some(head) = frames.first().filter(|f| f.len() >= 6) else {
+                continue;
+            };
+            let event = zmq::SocketEvent::from_raw(u16::from_le_bytes([head[0], head[1]]));
+            let value = u32::from_le_bytes([head[2], head[3], head[4], head[5]]);
+            let fd = i32::try_from(value).unwrap_or(-1);
+            match event {
+                zmq::SocketEvent::ACCEPTED => {
+                    let closing = self.guard.accepted(fd, now);
+                    self.close(closing);
+                }
+                zmq::SocketEvent::DISCONNECTED => self.guard.disconnected(fd),
+                _ => {
+                    self.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                    let endpoint = frames
+                        .get(1)
+                        .map(|f| String::from_utf8_lossy(f).into_owned());
+                    self.handshakes.note(|suppressed| {
+                        warn!(event = ?event, endpoint = ?endpoint, suppressed, "a sender failed the CURVE handshake (plaintext, wrong server key, or refused key)");
+                    });
+                }
+            }
+        }
+        self.stats
+            .ingest_connections
+            .store(self.guard.len() as u64, Ordering::Relaxed);
+    }
+
+    fn close(&mut self, closing: Vec<(i32, std::net::SocketAddr, crate::ingest_guard::Closed)>) {
+        for (fd, peer, why) in closing {
+            if crate::ingest_guard::close(fd, peer) {
+                self.stats
+                    .ingest_connections_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                self.guard.note_closed(peer, why);
+            }
+        }
+    }
+
+    /// Closes connections idle past their time; how long `poll` may sleep.
+    fn sweep(&mut self) -> i64 {
+        let now = Instant::now();
+        if self.guard.next_sweep().is_some_and(|at| at <= now) {
+            let closing = self.guard.sweep(now);
+            self.close(closing);
+        }
+        match self.guard.next_sweep() {
+            // Rounded up: waking a millisecond early would only poll again.
+            Some(at) => {
+                i64::try_from(at.saturating_duration_since(now).as_millis() + 1).unwrap_or(i64::MAX)
+            }
+            None => -1,
+        }
+    }
+
+    /// A valid message arrived in `frame`: its address's connections are proven.
+    fn proven(&mut self, frame: &mut zmq::Message) {
+        if self.guard.wants_proof() {
+            if let Some(ip) = frame.gets("Peer-Address").and_then(|a| a.parse().ok()) {
+                self.guard.valid_from(ip);
+            }
+        }
+    }
 }
 
 /// The ZAP handler (RFC 27): answers libzmq's authentication requests for
@@ -327,23 +429,21 @@ pub const INBOUND_BATCH: usize = 256;
 fn receive_loop(
     pull: &zmq::Socket,
     stop: &zmq::Socket,
-    events: Option<&zmq::Socket>,
+    ingest: &mut Ingest<'_>,
     rate: u32,
     tx: &mpsc::Sender<Vec<Inbound>>,
-    stats: &Stats,
 ) {
+    let stats = ingest.stats;
     let mut drops = LogLimit::new();
-    let mut handshakes = LogLimit::new();
     let mut limits = RateLimits::new(rate);
     loop {
-        let mut items = vec![
+        let sleep = ingest.sweep();
+        let mut items = [
             pull.as_poll_item(zmq::POLLIN),
             stop.as_poll_item(zmq::POLLIN),
+            ingest.events.as_poll_item(zmq::POLLIN),
         ];
-        if let Some(events) = events {
-            items.push(events.as_poll_item(zmq::POLLIN));
-        }
-        if let Err(err) = zmq::poll(&mut items, -1) {
+        if let Err(err) = zmq::poll(&mut items, sleep) {
             if err == zmq::Error::EINTR {
                 continue;
             }
@@ -354,22 +454,8 @@ fn receive_loop(
             debug!("receive thread stopping");
             return;
         }
-        if let Some(events) =
-            events.filter(|_| items.get(2).is_some_and(zmq::PollItem::is_readable))
-        {
-            while let Ok(frames) = events.recv_multipart(zmq::DONTWAIT) {
-                stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
-                let event = frames
-                    .first()
-                    .filter(|f| f.len() >= 2)
-                    .map(|f| zmq::SocketEvent::from_raw(u16::from_le_bytes([f[0], f[1]])));
-                let endpoint = frames
-                    .get(1)
-                    .map(|f| String::from_utf8_lossy(f).into_owned());
-                handshakes.note(|suppressed| {
-                    warn!(event = ?event, endpoint = ?endpoint, suppressed, "a sender failed the CURVE handshake (plaintext, wrong server key, or refused key)");
-                });
-            }
+        if items[2].is_readable() {
+            ingest.on_events();
         }
         if !items[0].is_readable() {
             continue;
@@ -419,8 +505,8 @@ fn receive_loop(
                 drops.note(|suppressed| warn!(reason = "multipart", suppressed, "dropped a frame"));
                 continue;
             }
-            // With CURVE (handshake events watched), the key is the identity.
-            let sender_key = if events.is_some() {
+            // With CURVE, the key is the identity.
+            let sender_key = if ingest.curve {
                 frame.gets("User-Id").map(str::to_owned)
             } else {
                 None
@@ -438,6 +524,7 @@ fn receive_loop(
             }
             match Message::decode(&frame) {
                 Ok(message) => {
+                    ingest.proven(&mut frame);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let kind = usize::from(message.kind.code()) - 1;
                     if let Some(c) = stats.by_kind.get(kind) {

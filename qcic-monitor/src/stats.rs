@@ -78,6 +78,11 @@ pub struct Stats {
     pub http_connections_closed: AtomicU64,
     /// The same for the control socket.
     pub control_connections_closed: AtomicU64,
+    /// Connections to the ingest port now (a gauge).
+    pub ingest_connections: AtomicU64,
+    /// Ingest connections the connection guard closed (over a limit, or
+    /// nothing valid sent in time).
+    pub ingest_connections_closed: AtomicU64,
     /// Configuration reloads taken (SIGHUP).
     pub config_reloads: AtomicU64,
     /// Configuration reloads refused (the file had an error; the running
@@ -211,6 +216,7 @@ impl Stats {
             state_write_failures = get(&self.state_write_failures),
             http_connections_closed = get(&self.http_connections_closed),
             control_connections_closed = get(&self.control_connections_closed),
+            ingest_connections_closed = get(&self.ingest_connections_closed),
             config_reloads = get(&self.config_reloads),
             config_reload_failures = get(&self.config_reload_failures),
             farm_suppressed = get(&self.farm_suppressed),

@@ -1,0 +1,108 @@
+//! A watcher on a hostile network: what a peer that can reach the ingest
+//! port can do to it, tried with real libzmq connections against the real
+//! binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a panic is the failure report"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Monitor, Smtp};
+use qcic_sdk::Client;
+
+/// Raises this test process's descriptor limit: the flood's sockets are
+/// held here.
+fn raise_own_nofile(need: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert!(hard >= need, "the test needs {need} descriptors");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+/// `count` real libzmq PUSH sockets connected to `endpoint` from the
+/// loopback addresses `sources` in turn, that complete the ZMTP handshake
+/// and never send; libzmq reconnects each one as soon as it is closed (an
+/// attacker reopening). Several contexts: one holds at most 1 023 sockets.
+fn idle_flood(
+    endpoint: &str,
+    sources: &[&str],
+    count: usize,
+) -> Vec<(zmq::Context, Vec<zmq::Socket>)> {
+    let port = endpoint.rsplit(':').next().unwrap();
+    let mut held = Vec::new();
+    for chunk in 0..count.div_ceil(500) {
+        let ctx = zmq::Context::new();
+        let mut sockets = Vec::new();
+        for i in chunk * 500..count.min((chunk + 1) * 500) {
+            let socket = ctx.socket(zmq::PUSH).unwrap();
+            socket.set_linger(0).unwrap();
+            let source = sources[i % sources.len()];
+            socket
+                .connect(&format!("tcp://{source}:0;127.0.0.1:{port}"))
+                .unwrap();
+            sockets.push(socket);
+        }
+        held.push((ctx, sockets));
+    }
+    held
+}
+
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// 1 100 idle ZMTP connections from five addresses against a watcher
+/// limited to 1 024 descriptors: before the guard they took every
+/// descriptor, a job went `down` and no email left (`Too many open
+/// files`). Now the watcher keeps its reserve, a sender that connects
+/// during the flood is heard, and both alarms reach a real SMTP server.
+#[test]
+fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
+    raise_own_nofile(4096);
+    let smtp = Smtp::start();
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n[[job]]\nname = \"beat\"\nevery = \"6s\"\ngrace = \"0s\"\n\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
+        smtp.url()
+    );
+    let monitor = Monitor::start_wrapped(
+        &["prlimit", "--nofile=1024:1024", "--"],
+        "watcher-a",
+        "",
+        &body,
+        &[],
+    );
+    let sources = [
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.5",
+        "127.0.0.6",
+    ];
+    let flood = idle_flood(&monitor.listen, &sources, 1100);
+    std::thread::sleep(Duration::from_secs(3));
+    let during = descriptors(monitor.pid());
+    // A sender that connects only now, with the flood in place.
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "during the flood").unwrap();
+    let mails = smtp.wait_for(1);
+    assert!(mails[0].contains("FAILED etl"), "{mails:?}");
+    // `beat` was never heard: `down` at its deadline, 6 s after the start.
+    let mails = smtp.wait_for(2);
+    assert!(mails.iter().any(|m| m.contains("DOWN beat")), "{mails:?}");
+    let log = monitor.stop();
+    drop(flood);
+    let closed = common::counter(&log, "ingest_connections_closed").unwrap();
+    eprintln!(
+        "idle flood: the watcher held {during} descriptors; the guard closed {closed} connections"
+    );
+    assert!(during < 1024 - 96, "{during} descriptors open");
+    assert!(closed > 0, "{log}");
+    assert!(log.contains("closed by the connection guard"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
