@@ -300,7 +300,8 @@ impl NotifyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Where to POST.
+    /// Where to POST; `env:VAR` or `file:PATH` reads it from there (a URL
+    /// that holds its credential). Never logged whole.
     pub url: String,
     /// Extra headers; a value `env:VAR` or `file:PATH` is read from there (secrets).
     #[serde(default)]
@@ -895,10 +896,17 @@ impl RawConfig {
                     notify.push(NotifyConfig::Zmq(zmq));
                 }
                 RawNotify::Webhook(hook) => {
-                    if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                    let indirect = hook.url.starts_with("env:") || hook.url.starts_with("file:");
+                    if !(indirect
+                        || hook.url.starts_with("http://")
+                        || hook.url.starts_with("https://"))
+                    {
                         return Err((
                             format!("notify[{i}].url"),
-                            format!("{:?} must start with http:// or https://", hook.url),
+                            format!(
+                                "{} must start with http:// or https:// (or be env:VAR or file:PATH)",
+                                redacted_url(&hook.url)
+                            ),
                         ));
                     }
                     notify.push(NotifyConfig::Webhook(hook));
@@ -1144,8 +1152,37 @@ impl fmt::Display for JobConfig {
     }
 }
 
+/// A URL as an error message may show it: scheme, host and port only.
+/// A webhook's path or query (and any user name or password) is often its
+/// credential.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "the value (not shown: it may hold a secret)".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let hidden = if rest.len() > authority.len() || authority.contains('@') {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{hidden}")
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_url_in_an_error_shows_no_path_query_or_user() {
+        assert_eq!(
+            redacted_url("https://hooks.slack.com/services/T0/B0/SECRET?token=x"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(redacted_url("ftp://user:pw@host:21"), "ftp://host:21/…");
+        assert_eq!(redacted_url("https://host"), "https://host");
+        assert!(!redacted_url("hooks.example.com/SECRET").contains("SECRET"));
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -349,18 +349,38 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     assert_eq!(code, Some(2));
     assert!(err.contains("job[0].senders"), "{err}");
 
-    // A running monitor with a CURVE secret and an SMTP password logs neither.
+    // A webhook URL that is not http(s): the error names the key and shows
+    // no path or query (where Slack and SMS gateways keep the credential).
+    let (code, err) = check(
+        "[[notify]]\nkind = \"webhook\"\nurl = \"htps://hooks.example.com/T0/B0/URLSECRET?sig=QUERYSECRET\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("notify[0].url"), "{err}");
+    assert!(err.contains("htps://hooks.example.com/…"), "{err}");
+    assert!(
+        !err.contains("URLSECRET") && !err.contains("QUERYSECRET"),
+        "{err}"
+    );
+
+    // A running monitor with a CURVE secret, an SMTP password and a webhook
+    // URL with its credential in the path and query (read from the
+    // environment) logs none of them, even at trace.
     let smtp_password = "smtp-pass-that-must-not-leak";
+    let dead = common::free_port();
+    let hook_url = format!("http://127.0.0.1:{dead}/services/URLSECRET/x?sig=QUERYSECRET");
     let monitor = Monitor::start_with(
         "watcher-a",
         "",
         "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\n\n\
          [[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
          [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"q@example.com\"\n\
-         to = [\"ops@example.com\"]\nusername = \"qcic\"\npassword_env = \"QCIC_TEST_SMTP\"\n",
+         to = [\"ops@example.com\"]\nusername = \"qcic\"\npassword_env = \"QCIC_TEST_SMTP\"\n\n\
+         [[notify]]\nkind = \"webhook\"\nurl = \"env:QCIC_TEST_HOOK\"\n",
         &[
             ("QCIC_TEST_SECRET", &watcher.secret),
             ("QCIC_TEST_SMTP", smtp_password),
+            ("QCIC_TEST_HOOK", &hook_url),
             ("QCIC_LOG", "trace"),
         ],
     );
@@ -370,10 +390,16 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
         .unwrap();
     assert!(common::wait_until(common::WAIT, || monitor
         .log()
-        .contains("will retry")));
+        .matches("will retry")
+        .count()
+        >= 2));
     let log = monitor.stop();
     assert!(!log.contains(&watcher.secret), "CURVE secret in the log");
     assert!(!log.contains(smtp_password), "SMTP password in the log");
+    assert!(
+        !log.contains("URLSECRET") && !log.contains("QUERYSECRET"),
+        "webhook URL secret in the log:\n{log}"
+    );
 }
 
 /// The README's "Securing qcic" steps, as written: keygen for the watcher

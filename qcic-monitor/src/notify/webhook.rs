@@ -23,19 +23,18 @@ impl WebhookChannel {
     pub fn new(name: String, cfg: &WebhookConfig) -> Result<WebhookChannel, String> {
         let mut headers = Vec::new();
         for (key, value) in &cfg.headers {
-            let value = if let Some(var) = value.strip_prefix("env:") {
-                std::env::var(var).map_err(|_| {
-                    format!("header {key}: the environment variable {var} is not set")
-                })?
-            } else if let Some(path) = value.strip_prefix("file:") {
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("header {key}: cannot read {path}: {e}"))?
-                    .trim_end()
-                    .to_owned()
-            } else {
-                value.clone()
-            };
+            let value = secret(value).map_err(|e| format!("header {key}: {e}"))?;
             headers.push((key.clone(), value));
+        }
+        // Slack, Discord, Teams and many SMS gateways put the credential in
+        // the URL: it may come from the environment or a file, and is never
+        // logged (errors are logged without it).
+        let url = secret(&cfg.url).map_err(|e| format!("url: {e}"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "url: {} must start with http:// or https://",
+                crate::config::redacted_url(&url)
+            ));
         }
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -43,7 +42,7 @@ impl WebhookChannel {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(WebhookChannel {
             name,
-            url: cfg.url.clone(),
+            url,
             headers,
             client,
             timeout: cfg.timeout,
@@ -67,7 +66,8 @@ impl WebhookChannel {
                     Err(Failure::Temporary(format!("HTTP {status}")))
                 }
             }
-            Err(err) => Err(Failure::Temporary(err.to_string())),
+            // Without the URL: its path or query may be the secret.
+            Err(err) => Err(Failure::Temporary(err.without_url().to_string())),
         }
     }
 }
@@ -85,6 +85,21 @@ impl super::lanes::Attempt for WebhookChannel {
 
     async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
         self.post(note).await
+    }
+}
+
+/// A value as written, or read from `env:VAR` or `file:PATH` (first line,
+/// trailing blanks trimmed). Errors never include the value.
+fn secret(value: &str) -> Result<String, String> {
+    if let Some(var) = value.strip_prefix("env:") {
+        std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        Ok(std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .trim_end()
+            .to_owned())
+    } else {
+        Ok(value.to_owned())
     }
 }
 
