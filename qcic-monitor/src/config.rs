@@ -55,7 +55,7 @@ pub struct MonitorConfig {
     pub listen: Vec<String>,
     /// Distinct unknown job names remembered for the log; beyond it they are only counted.
     pub max_unknown_jobs: usize,
-    /// Messages per second one sender may send (burst the same); 0: no limit.
+    /// Messages per second of one job from one sender (burst the same); 0: no limit.
     pub max_rate_per_sender: u32,
     /// Connections to the ingest port at once; None: what the descriptor
     /// limit leaves after the reserve, at most 4 096.

@@ -357,45 +357,52 @@ impl LogLimit {
     }
 }
 
-/// Token buckets, one per sender (CURVE key, or peer address without CURVE).
-/// Bounded: past `MAX_SENDERS` idle buckets are evicted, and if all are busy
-/// new senders share one overflow bucket.
+/// Token buckets, one per sender and job (the sender being the CURVE key,
+/// or the peer address without CURVE): a runaway job spends its own budget,
+/// never that of another job on the same host or key. Keyed by a hash with
+/// this process's random keys (no allocation per message, and no
+/// collisions an attacker can aim for). Bounded: past `MAX_BUCKETS` idle
+/// buckets are evicted, and if all are busy new ones share one overflow
+/// bucket.
 struct RateLimits {
     per_second: f64,
-    buckets: HashMap<String, (f64, Instant)>,
+    keys: std::collections::hash_map::RandomState,
+    buckets: HashMap<u64, (f64, Instant)>,
     overflow: (f64, Instant),
 }
 
 impl RateLimits {
-    const MAX_SENDERS: usize = 10_000;
+    const MAX_BUCKETS: usize = 100_000;
 
     fn new(per_second: u32) -> RateLimits {
         let now = Instant::now();
         RateLimits {
             per_second: f64::from(per_second),
+            keys: std::collections::hash_map::RandomState::new(),
             buckets: HashMap::new(),
             overflow: (f64::from(per_second), now),
         }
     }
 
-    /// Whether one more message from `sender` may pass now.
-    fn allow(&mut self, sender: &str) -> bool {
+    /// Whether one more message of `job` from `sender` may pass now.
+    fn allow(&mut self, sender: &str, job: &str) -> bool {
+        use std::hash::BuildHasher;
         if !self.enabled() {
             return true;
         }
         let now = Instant::now();
         let rate = self.per_second;
-        // Look up without allocating; only a new sender costs a key.
-        if !self.buckets.contains_key(sender) {
-            if self.buckets.len() >= Self::MAX_SENDERS {
+        let key = self.keys.hash_one((sender, job));
+        if !self.buckets.contains_key(&key) {
+            if self.buckets.len() >= Self::MAX_BUCKETS {
                 self.buckets
                     .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
             }
-            if self.buckets.len() < Self::MAX_SENDERS {
-                self.buckets.insert(sender.to_owned(), (rate, now));
+            if self.buckets.len() < Self::MAX_BUCKETS {
+                self.buckets.insert(key, (rate, now));
             }
         }
-        let bucket = match self.buckets.get_mut(sender) {
+        let bucket = match self.buckets.get_mut(&key) {
             Some(bucket) => bucket,
             None => &mut self.overflow,
         };
@@ -511,19 +518,22 @@ fn receive_loop(
             } else {
                 None
             };
-            // The sender's name costs an allocation: only when a limit needs it.
-            if limits.enabled() {
-                let sender = sender_of(&mut frame, sender_key.as_deref());
-                if !limits.allow(&sender) {
-                    stats.drop_frame("rate_limited");
-                    drops.note(|suppressed| {
-                        warn!(reason = "rate_limited", %sender, suppressed, "dropped a frame: sender over its rate limit");
-                    });
-                    continue;
-                }
-            }
             match Message::decode(&frame) {
                 Ok(message) => {
+                    if limits.enabled() {
+                        let sender = match sender_key.as_deref() {
+                            Some(key) => key,
+                            None => frame.gets("Peer-Address").unwrap_or("unknown"),
+                        };
+                        if !limits.allow(sender, &message.job) {
+                            stats.drop_frame("rate_limited");
+                            let sender = sender.to_owned();
+                            drops.note(|suppressed| {
+                                warn!(reason = "rate_limited", %sender, job = %message.job, suppressed, "dropped a frame: this job from this sender is over its rate limit");
+                            });
+                            continue;
+                        }
+                    }
                     ingest.proven(&mut frame);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let kind = usize::from(message.kind.code()) - 1;

@@ -106,3 +106,58 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
     assert!(log.contains("closed by the connection guard"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
 }
+
+/// One job sending far over the rate limit from a host must not use up
+/// another job's budget on the same host: before, the bucket was per peer
+/// address, the quiet job's heartbeats were dropped as `rate_limited` and
+/// it went `down` though it never stopped.
+#[test]
+fn a_chatty_job_does_not_silence_its_neighbour() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "max_rate_per_sender = 50",
+        &format!(
+            "[[job]]\nname = \"chatty\"\nevery = \"1h\"\n[[job]]\nname = \"quiet\"\nevery = \"2s\"\ngrace = \"0s\"\n{}",
+            common::note_channel(&out)
+        ),
+        &[],
+    );
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let (listen, flooding) = (monitor.listen.clone(), Arc::clone(&flooding));
+        std::thread::spawn(move || {
+            let client = Client::builder()
+                .endpoints([listen])
+                .queue_capacity(100_000)
+                .build()
+                .unwrap();
+            let mut sent = 0u64;
+            while flooding.load(Ordering::SeqCst) {
+                if client.heartbeat("chatty").is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    let quiet = Client::new([monitor.listen.clone()]).unwrap();
+    for _ in 0..16 {
+        quiet.heartbeat("quiet").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    flooding.store(false, Ordering::SeqCst);
+    let sent = flood.join().unwrap();
+    let log = monitor.stop();
+    let limited = common::counter(&log, "dropped_rate_limited").unwrap();
+    eprintln!("chatty neighbour: {sent} chatty heartbeats sent, {limited} rate-limited");
+    assert!(limited > 1000, "the flood was not over the limit: {log}");
+    assert!(
+        common::notes_of(&out, "down", "quiet").is_empty(),
+        "quiet went down: {:#?}",
+        common::notes(&out)
+    );
+}
