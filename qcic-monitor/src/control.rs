@@ -357,9 +357,12 @@ pub fn render(status: &Status, now: u64) -> String {
                 Some(until) => format!(
                     "until {}: {}",
                     ago(now, Some(until)),
-                    sil["reason"].as_str().unwrap_or("")
+                    crate::printable::one_line(sil["reason"].as_str().unwrap_or(""))
                 ),
-                None => format!("paused: {}", sil["reason"].as_str().unwrap_or("")),
+                None => format!(
+                    "paused: {}",
+                    crate::printable::one_line(sil["reason"].as_str().unwrap_or(""))
+                ),
             },
         };
         out.push_str(&format!(
@@ -394,9 +397,10 @@ pub fn render(status: &Status, now: u64) -> String {
                 host.skew_ms as f64 / 1000.0,
                 if host.skewed { " !" } else { "" }
             );
+            // Refused at decode, but a state database from before may hold one.
             out.push_str(&format!(
                 "{:<32} {:<14} {:<22} {}\n",
-                host.host,
+                crate::printable::one_line(&host.host),
                 skew,
                 ago(now, Some(host.last_seen_ms)),
                 host.messages

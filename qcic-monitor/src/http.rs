@@ -367,8 +367,11 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// HTML-escaped, control characters written as escapes (they are
+/// invisible on a page, and copied from it into a terminal they act).
 fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
+    crate::printable::one_line(text)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")

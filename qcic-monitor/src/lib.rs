@@ -41,6 +41,7 @@ pub mod ingest_guard;
 pub mod keys;
 pub mod notification;
 pub mod notify;
+pub mod printable;
 pub mod receive;
 pub mod registry;
 pub mod reload;

@@ -549,7 +549,7 @@ fn receive_loop(
                     stats.drop_decode(&err);
                     drops.note(|suppressed| {
                         let sender = sender_of(&mut frame, sender_key.as_deref());
-                        warn!(reason = err.reason(), detail = %err, %sender, suppressed, "dropped a frame");
+                        warn!(reason = err.reason(), detail = %crate::printable::one_line(&err.to_string()), %sender, suppressed, "dropped a frame");
                     });
                 }
             }

@@ -161,3 +161,74 @@ fn a_chatty_job_does_not_silence_its_neighbour() {
         common::notes(&out)
     );
 }
+
+/// Hostile sender fields: a host name with a line break, a terminal escape
+/// or a bidi override is refused at decode (counted); a failure text with
+/// the same reaches the log, the email, `status` and the page only escaped,
+/// and cannot add a field line to the email.
+#[test]
+fn hostile_sender_fields_forge_nothing() {
+    let smtp = Smtp::start();
+    let body = format!(
+        "[http]\nlisten = \"{{http}}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
+        smtp.url()
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_linger(2000).unwrap();
+    push.connect(&monitor.listen).unwrap();
+    let forged = "FORGED WARN qcic_monitor: job recovered";
+    for host in [
+        format!("h\r\n{forged}"),
+        "h\u{1b}]0;pwned\u{7}\u{1b}[2J".to_owned(),
+        "h\u{202e}gnp.exe".to_owned(),
+    ] {
+        let msg = qcic_sdk::Message {
+            kind: qcic_sdk::Kind::Heartbeat,
+            job: "etl".into(),
+            run_id: None,
+            seq: 1,
+            ts_ms: 1,
+            host,
+            pid: 1,
+            exit_code: None,
+            text: None,
+        };
+        // Encoded by hand: the sender API refuses such a host itself.
+        push.send(msg.encode(), 0).unwrap();
+    }
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    let text = format!("line one\r\nevent:     recovered\n{forged}\u{1b}]0;pwned\u{7}\u{1b}[2J");
+    sender.fail("etl", Some(1), &text).unwrap();
+    let mails = smtp.wait_for(1);
+    let mail = &mails[0];
+    assert!(!mail.contains('\u{1b}'), "{mail:?}");
+    assert!(
+        !mail.lines().any(|l| l.starts_with("event:     recovered")),
+        "a forged field line: {mail}"
+    );
+    assert!(mail.contains("text:      line one\\r"), "{mail}");
+    let status = std::process::Command::new(common::monitor_bin())
+        .args(["status", "--control"])
+        .arg(&monitor.control)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert!(!status.stdout.contains(&0x1b), "escape in status output");
+    let (_, page) = common::http_get(&monitor.http, "/");
+    assert!(!page.contains('\u{1b}'), "escape in the page");
+    let log = monitor.stop();
+    assert_eq!(
+        common::counter(&log, "dropped_invalid_field"),
+        Some(3),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "escape in the log");
+    assert!(!log.contains('\r'), "carriage return in the log");
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a forged log line:\n{log}"
+    );
+}

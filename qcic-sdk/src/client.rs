@@ -267,7 +267,7 @@ impl ClientBuilder {
                 settings: self,
                 slot: AtomicPtr::new(Box::into_raw(slot)),
                 seq: AtomicU64::new(1),
-                host: cut(host, MAX_HOST_LEN),
+                host: cut(message::sendable_host(&host), MAX_HOST_LEN),
                 closed: AtomicBool::new(false),
             }),
         })

@@ -163,6 +163,23 @@ pub fn check_job_name(job: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A character a host name may not hold: a control character (C0, DEL,
+/// C1: line breaks and terminal escapes forge log lines and repaint
+/// terminals) or a bidirectional-formatting one (it reorders what is shown
+/// around it).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A host name as senders send it: unprintable characters (see
+/// [`is_unprintable`]) become `?`, so a strange host name still reports.
+pub fn sendable_host(host: &str) -> String {
+    host.chars()
+        .map(|c| if is_unprintable(c) { '?' } else { c })
+        .collect()
+}
+
 /// Cuts `text` to at most [`MAX_TEXT_LEN`] bytes on a character boundary.
 /// Senders truncate rather than refuse: a failure reason that is too long must
 /// still report the failure.
@@ -226,6 +243,12 @@ impl Message {
             return Err(DecodeError::InvalidField {
                 field: "host",
                 reason: "is longer than 255 bytes",
+            });
+        }
+        if self.host.chars().any(is_unprintable) {
+            return Err(DecodeError::InvalidField {
+                field: "host",
+                reason: "holds a control or bidirectional-formatting character",
             });
         }
         if self.text.as_ref().is_some_and(|t| t.len() > MAX_TEXT_LEN) {

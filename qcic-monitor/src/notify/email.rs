@@ -168,12 +168,16 @@ pub fn body(note: &Notification) -> String {
         lines.push(format!("run:       {run:016x}"));
     }
     if let Some(host) = &note.host {
-        lines.push(format!("host:      {host}"));
+        lines.push(format!("host:      {}", printable::one_line(host)));
     }
     if let Some(code) = note.exit_code {
         lines.push(format!("exit code: {code}"));
     }
     if let Some(text) = &note.text {
+        // A sender's text may have lines (an output tail): each is
+        // indented under the field, so none can pass for a field of its
+        // own, and control characters are written as escapes.
+        let text = printable::lines(text).replace('\n', "\n           ");
         lines.push(format!("text:      {text}"));
     }
     lines.push(String::new());
@@ -182,6 +186,7 @@ pub fn body(note: &Notification) -> String {
 }
 
 use crate::notification::rfc3339;
+use crate::printable;
 
 fn id_safe(s: &str) -> String {
     s.chars()
