@@ -406,6 +406,17 @@ pub fn render(status: &Status, now: u64) -> String {
                 host.messages
             ));
         }
+        let known = status
+            .counters
+            .get("hosts_known")
+            .and_then(serde_json::Value::as_u64);
+        if let Some(rest) = known.and_then(|k| k.checked_sub(status.hosts.len() as u64)) {
+            if rest > 0 {
+                out.push_str(&format!(
+                    "... and {rest} more hosts (the largest skews are shown)\n"
+                ));
+            }
+        }
     }
     out
 }

@@ -237,6 +237,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     }
     head(
         &mut out,
+        "qcic_hosts_known",
+        "gauge",
+        "Sender hosts in the clock-skew table (qcic_host_clock_skew_seconds shows the 100 largest skews).",
+    );
+    let _ = writeln!(out, "qcic_hosts_known {}", get(&stats.hosts_known));
+    head(
+        &mut out,
         "qcic_ingest_connections",
         "gauge",
         "Connections to the ingest port now.",
@@ -452,7 +459,16 @@ async fn page(State(s): State<AppState>) -> Html<String> {
          <table><thead><tr><th>job</th><th>state</th><th>last message</th><th>next deadline</th><th>incident</th><th>history</th></tr></thead>\
          <tbody>{rows}</tbody></table>\
          <h2>sender hosts</h2><table><thead><tr><th>host</th><th>clock skew (watcher minus host)</th><th>last message</th><th>messages</th></tr></thead>\
-         <tbody>{host_rows}</tbody></table><script>{SCRIPT}</script></body></html>",
+         <tbody>{host_rows}</tbody></table>{more_hosts}<script>{SCRIPT}</script></body></html>",
+        more_hosts = match s
+            .stats
+            .hosts_known
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(hosts.len() as u64)
+        {
+            0 => String::new(),
+            rest => format!("<p>and {rest} more hosts (the largest skews are shown)</p>"),
+        },
         watcher = esc(&s.watcher),
         count = jobs.len(),
         now = time(Some(now)),

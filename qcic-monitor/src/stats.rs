@@ -78,6 +78,9 @@ pub struct Stats {
     pub http_connections_closed: AtomicU64,
     /// The same for the control socket.
     pub control_connections_closed: AtomicU64,
+    /// Sender hosts in the clock-skew table (a gauge; the views show the
+    /// largest skews, `registry::HOSTS_SHOWN` at most).
+    pub hosts_known: AtomicU64,
     /// Connections to the ingest port now (a gauge).
     pub ingest_connections: AtomicU64,
     /// Ingest connections the connection guard closed (over a limit, or
@@ -157,6 +160,12 @@ impl Stats {
             (
                 "control_connections_closed",
                 get(&self.control_connections_closed),
+            ),
+            ("hosts_known", get(&self.hosts_known)),
+            ("ingest_connections", get(&self.ingest_connections)),
+            (
+                "ingest_connections_closed",
+                get(&self.ingest_connections_closed),
             ),
             ("config_reloads", get(&self.config_reloads)),
             ("config_reload_failures", get(&self.config_reload_failures)),

@@ -82,9 +82,13 @@ const STALE_AFTER_MS: u64 = 2_000;
 const CLOSED_KEPT: usize = 8;
 /// Events remembered per job for the status page.
 pub const HISTORY_LEN: usize = 10;
-/// Hosts whose clock state is remembered; past it, skew is still counted but
-/// reported only for the hosts already known.
+/// Hosts whose clock state is remembered. Host names are not
+/// authenticated (any sender may claim any), so the table is kept by
+/// recency: when full, the eighth heard from longest ago make room.
 const MAX_SKEW_HOSTS: usize = 10_000;
+/// Hosts `hosts()` gives (status, page, API, metrics): the largest skews
+/// first; the rest are only counted (`Stats::hosts_known`).
+pub const HOSTS_SHOWN: usize = 100;
 
 /// Where an incident lives: one per job, or one per run.
 #[derive(
@@ -319,6 +323,10 @@ const STEP_TOLERANCE_MS: u64 = 1_000;
 struct HostClock {
     /// The interned name (the map's key too).
     name: Arc<str>,
+    /// With CURVE, the key of the sender that first claimed the name:
+    /// another key claiming it is measured apart, under a name of its own,
+    /// so it cannot move this host's estimate.
+    key: Option<Arc<str>>,
     /// The last `SKEW_WINDOW` buckets: (first arrival in it, watcher clock
     /// unix ms; the smallest offset in it, watcher minus sender, ms).
     samples: VecDeque<(u64, i64)>,
@@ -334,6 +342,7 @@ impl HostClock {
     fn new(name: Arc<str>, wall_ms: u64) -> HostClock {
         HostClock {
             name,
+            key: None,
             samples: VecDeque::with_capacity(SKEW_WINDOW),
             skewed: false,
             last_seen_ms: wall_ms,
@@ -825,6 +834,9 @@ impl Registry {
                     let mut clock = HostClock::new(Arc::clone(&host), at);
                     clock.sample(at, offset);
                     self.hosts.insert(host, clock);
+                    self.stats
+                        .hosts_known
+                        .store(self.hosts.len() as u64, Ordering::Relaxed);
                 }
             }
             let job = &mut self.jobs[j];
@@ -1262,7 +1274,7 @@ impl Registry {
                 return Vec::new();
             }
         }
-        let host = self.check_skew(msg, wall_ms);
+        let host = self.check_skew(msg, sender_key, wall_ms);
         self.touch(j);
         // The history is for people: a run of identical heartbeats or
         // progress notes without text is one line (and costs no allocation).
@@ -2107,29 +2119,47 @@ impl Registry {
     /// Deadlines never use the sender's clock; a clock far off is only
     /// reported (and shown per host), once each time a host goes out of (or
     /// back into) bounds.
-    fn check_skew(&mut self, msg: &Message, wall_ms: u64) -> Arc<str> {
+    fn check_skew(&mut self, msg: &Message, sender_key: Option<&str>, wall_ms: u64) -> Arc<str> {
         let sample = i64::try_from(i128::from(wall_ms) - i128::from(msg.ts_ms)).unwrap_or(i64::MAX);
         if sample.unsigned_abs() > u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX) {
             self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.hosts.contains_key(msg.host.as_str()) {
-            // Past the cap, skew is still counted, but only known hosts are shown.
-            if self.hosts.len() >= MAX_SKEW_HOSTS {
-                return Arc::from(msg.host.as_str());
+        // With CURVE, a name first claimed by another key is measured
+        // under a name of its own.
+        let claimed = msg.host.as_str();
+        let table_name: std::borrow::Cow<'_, str> = match (self.hosts.get(claimed), sender_key) {
+            (Some(clock), Some(key)) if clock.key.as_deref() != Some(key) => {
+                std::borrow::Cow::Owned(format!("{claimed} [key {}]", key.get(..8).unwrap_or(key)))
             }
-            let name: Arc<str> = Arc::from(msg.host.as_str());
-            let clock = HostClock::new(Arc::clone(&name), wall_ms);
+            _ => std::borrow::Cow::Borrowed(claimed),
+        };
+        if !self.hosts.contains_key(&*table_name) {
+            if self.hosts.len() >= MAX_SKEW_HOSTS {
+                self.forget_oldest_hosts();
+            }
+            let name: Arc<str> = Arc::from(&*table_name);
+            let mut clock = HostClock::new(Arc::clone(&name), wall_ms);
+            clock.key = sender_key.map(Arc::from);
             self.hosts.insert(name, clock);
+            self.stats
+                .hosts_known
+                .store(self.hosts.len() as u64, Ordering::Relaxed);
         }
         // Looked up again rather than with `entry`, which would allocate
         // the host name for every message; the key is the interned name
         // every job's last message shares.
-        let Some(clock) = self.hosts.get_mut(msg.host.as_str()) else {
+        let Some(clock) = self.hosts.get_mut(&*table_name) else {
             return Arc::from(msg.host.as_str());
         };
-        let host = Arc::clone(&clock.name);
+        // A job's last message keeps the name the sender claimed.
+        let host = if clock.name.as_ref() == claimed {
+            Arc::clone(&clock.name)
+        } else {
+            Arc::from(claimed)
+        };
+        let shown = Arc::clone(&clock.name);
         if clock.stepped(wall_ms, sample) {
-            tracing::info!(host = %msg.host, offset_ms = sample, "sender clock stepped back (messages arrive live, all late alike): its offset is measured afresh");
+            tracing::info!(host = %shown, offset_ms = sample, "sender clock stepped back (messages arrive live, all late alike): its offset is measured afresh");
             clock.samples.clear();
         }
         clock.previous = Some((wall_ms, sample));
@@ -2141,15 +2171,17 @@ impl Registry {
         if skewed != clock.skewed {
             clock.skewed = skewed;
             if skewed {
-                warn!(host = %msg.host, skew_ms, max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
+                warn!(host = %shown, skew_ms, max_clock_skew = ?self.max_skew, "sender clock is off (positive: behind the watcher); deadlines use the watcher's clock, the sender's timestamps are only recorded");
             } else {
-                tracing::info!(host = %msg.host, skew_ms, "sender clock back within bounds");
+                tracing::info!(host = %shown, skew_ms, "sender clock back within bounds");
             }
         }
         host
     }
 
-    /// Every sender host seen, with its measured clock offset.
+    /// The sender hosts with the largest clock offsets, at most
+    /// [`HOSTS_SHOWN`], largest first (then by name): what people look
+    /// for, in a size that stays readable however many hosts there are.
     pub fn hosts(&self) -> Vec<HostView> {
         let mut hosts: Vec<HostView> = self
             .hosts
@@ -2162,8 +2194,28 @@ impl Registry {
                 messages: c.messages,
             })
             .collect();
-        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        hosts.sort_by(|a, b| {
+            b.skew_ms
+                .unsigned_abs()
+                .cmp(&a.skew_ms.unsigned_abs())
+                .then_with(|| a.host.cmp(&b.host))
+        });
+        hosts.truncate(HOSTS_SHOWN);
         hosts
+    }
+
+    /// Makes room in the full host table: the eighth heard from longest
+    /// ago go (one sort per 1 250 new names, not a scan per message).
+    fn forget_oldest_hosts(&mut self) {
+        let mut by_age: Vec<(u64, Arc<str>)> = self
+            .hosts
+            .values()
+            .map(|c| (c.last_seen_ms, Arc::clone(&c.name)))
+            .collect();
+        by_age.sort_unstable();
+        for (_, name) in by_age.into_iter().take(MAX_SKEW_HOSTS / 8) {
+            self.hosts.remove(&name);
+        }
     }
 
     fn unknown_job(&mut self, msg: &Message) {
@@ -3163,6 +3215,24 @@ mod timer_tests {
             ("h", 2_000, 4)
         );
         assert!(!hosts[0].skewed, "2 s is within the 300 s allowed");
+    }
+
+    /// With CURVE, a host name first claimed by one key and then by
+    /// another is measured apart: the second cannot move the first's
+    /// estimate, and the job still records the name it was sent with.
+    #[test]
+    fn a_host_name_claimed_by_another_key_is_measured_apart() {
+        let (t0, wall0) = (Instant::now(), 1_700_000_000_000);
+        let mut r = registry(every(10, 5), t0, wall0);
+        let mut honest = msg(Kind::Heartbeat, None, 1);
+        honest.ts_ms = wall0 - 1_000;
+        r.on_message_from(&honest, Some("KEYAAAAAAAAAAAAA"), t0, wall0);
+        let mut liar = msg(Kind::Heartbeat, None, 2);
+        liar.ts_ms = wall0 - 3_600_000;
+        r.on_message_from(&liar, Some("KEYBBBBBBBBBBBBB"), t0, wall0);
+        let hosts = r.hosts();
+        let skews: Vec<(&str, i64)> = hosts.iter().map(|h| (h.host.as_str(), h.skew_ms)).collect();
+        assert_eq!(skews, [("h [key KEYBBBBB]", 3_600_000), ("h", 1_000)]);
     }
 
     // Found by an outside review of the farm's trust fixes (issue 14).
