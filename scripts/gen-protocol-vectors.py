@@ -52,6 +52,20 @@ VALID = [
 ]
 
 
+def nest_list(depth):
+    value = None
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def nest_map(depth):
+    value = None
+    for _ in range(depth):
+        value = {0: value}
+    return value
+
+
 def hexof(obj):
     return msgpack.packb(obj, use_bin_type=True).hex()
 
@@ -68,6 +82,8 @@ INVALID = [
     ("job-too-long", hexof([1, 5, "x" * 129, None, 1, TS, "h", 1]), "invalid_field"),
     ("text-too-long", hexof([1, 4, "job", None, 1, TS, "h", 1, None, "x" * 1025]), "invalid_field"),
     ("host-too-long", hexof([1, 5, "job", None, 1, TS, "h" * 256, 1]), "invalid_field"),
+    ("trailing-arrays-17-deep", hexof([1, 5, "job", None, 1, TS, "h", 1, None, None, nest_list(16)]), "malformed"),
+    ("trailing-maps-17-deep", hexof([1, 5, "job", None, 1, TS, "h", 1, None, None, nest_map(16)]), "malformed"),
     ("host-with-line-break", hexof([1, 5, "job", None, 1, TS, "h\r\nFORGED log line", 1]), "invalid_field"),
     ("host-with-terminal-escape", hexof([1, 5, "job", None, 1, TS, "h\x1b]0;title\x07", 1]), "invalid_field"),
     ("host-with-bidi-override", hexof([1, 5, "job", None, 1, TS, "h\u202egnp.exe", 1]), "invalid_field"),

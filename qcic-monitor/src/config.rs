@@ -135,10 +135,18 @@ pub fn default_state_path(id: &str) -> PathBuf {
 }
 
 /// The default control socket for a watcher id: in `$XDG_RUNTIME_DIR` if
-/// set, else in the temporary directory.
+/// set, else in [`private_tmp_dir`] (never straight in `/tmp`, where
+/// another local user could make the socket first and answer `status`).
 pub fn default_control_path(id: &str) -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(private_tmp_dir, PathBuf::from);
     dir.join(format!("qcic-monitor-{}.sock", file_safe(id)))
+}
+
+/// `qcic-<uid>` in the temporary directory: made mode 0700 by the monitor,
+/// and trusted by the monitor and by `status` only while it belongs to
+/// this user and nobody else may enter it (`control::check_private`).
+pub fn private_tmp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("qcic-{}", nix::unistd::geteuid()))
 }
 
 /// The `[curve]` table, checked: the watcher's secret key and the senders it allows.

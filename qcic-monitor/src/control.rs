@@ -120,7 +120,17 @@ pub fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
             .map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        if dir == crate::config::private_tmp_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(err(e.to_string())),
+            }
+            check_private(dir).map_err(err)?;
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
     }
     let std_listener =
         std::os::unix::net::UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
@@ -128,6 +138,25 @@ pub fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
         .set_nonblocking(true)
         .map_err(|e| err(e.to_string()))?;
     UnixListener::from_std(std_listener).map_err(|e| err(e.to_string()))
+}
+
+/// Whether `dir` is this user's alone: owned by the effective user, and
+/// neither group nor others may read, write or enter it. A directory in
+/// `/tmp` another user made first would let them put a socket there that
+/// answers `status` with anything they like.
+pub fn check_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is not private to this user (owner uid {}, mode {:o}; wanted a directory of uid {me}, mode 700): another user may have made it; remove it, or set [monitor] control (and --control) to a path of your own",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// The current view of every job, from the checker.
@@ -253,6 +282,12 @@ async fn answer(
 
 /// Sends one request to a running monitor and returns its JSON reply.
 pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| *d == crate::config::private_tmp_dir())
+    {
+        check_private(dir)?;
+    }
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("cannot reach the monitor at {}: {e}", path.display()))?;
     stream

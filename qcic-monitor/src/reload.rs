@@ -120,6 +120,13 @@ impl Reloader {
         if !restart.is_empty() {
             warn!(keys = ?restart, "these settings changed in the file and take effect only after a restart");
         }
+        if restart.contains(&"curve") {
+            // Said on its own: a revoked key is the change an operator most
+            // needs to know is not in force yet.
+            warn!(
+                "the CURVE settings changed (a sender key added to or revoked from allowed_senders or allowed_senders_file, or the watcher's key): they apply only after a restart, and until then a revoked key can still connect and send"
+            );
+        }
         self.current = applied;
         Ok(summary)
     }

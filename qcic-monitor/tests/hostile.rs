@@ -323,3 +323,73 @@ fn a_flood_of_host_names_hides_no_real_skew() {
     assert!(status.contains("real-db"), "{status}");
     assert!(status.contains("more hosts"), "{status}");
 }
+
+/// Without `$XDG_RUNTIME_DIR` the default control socket lives in a 0700
+/// directory of this user's under the temporary directory, not straight
+/// in `/tmp`; a directory of that name someone else could enter is refused
+/// by the monitor and by `status`, naming it.
+#[test]
+fn the_default_control_socket_cannot_be_squatted() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = nix::unistd::geteuid();
+    let run = |tmp: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(common::monitor_bin())
+            .args(args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", tmp)
+            .output()
+            .unwrap()
+    };
+    let config = |tmp: &std::path::Path| {
+        let path = tmp.join("monitor.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[monitor]\nid = \"w\"\nlisten = [\"tcp://127.0.0.1:{}\"]\nstate = \"off\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
+                common::free_port()
+            ),
+        )
+        .unwrap();
+        path
+    };
+
+    // Private: made 0700, and `status` reaches the monitor through it.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = config(tmp.path());
+    let mut child = std::process::Command::new(common::monitor_bin())
+        .arg("--config")
+        .arg(&path)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env("TMPDIR", tmp.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = tmp.path().join(format!("qcic-{uid}"));
+    let socket = dir.join("qcic-monitor-w.sock");
+    assert!(common::wait_until(common::WAIT, || socket.exists()));
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let status = run(tmp.path(), &["status", "--config", path.to_str().unwrap()]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status.status.success(), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("watcher w"));
+
+    // Squatted: the directory was there first, open to everyone.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = config(tmp.path());
+    let dir = tmp.path().join(format!("qcic-{uid}"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(tmp.path(), &["--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("is not private to this user"), "{err}");
+    assert!(err.contains(&format!("qcic-{uid}")), "{err}");
+    let out = run(tmp.path(), &["status", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not private to this user"),
+        "{out:?}"
+    );
+}

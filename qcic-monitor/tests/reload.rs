@@ -166,6 +166,39 @@ fn changes_that_need_a_restart_are_named_and_jobs_still_reload() {
     monitor.stop();
 }
 
+/// Revoking a sender key needs a restart (the CURVE socket is set up
+/// once); a SIGHUP says so in a line of its own, so nobody believes the
+/// key is locked out when it is not.
+#[test]
+fn a_revoked_sender_key_is_said_to_wait_for_a_restart() {
+    let key = |p: &zmq::CurveKeyPair| {
+        (
+            zmq::z85_encode(&p.public_key).unwrap(),
+            zmq::z85_encode(&p.secret_key).unwrap(),
+        )
+    };
+    let (_, watcher_secret) = key(&zmq::CurveKeyPair::new().unwrap());
+    let (sender_public, _) = key(&zmq::CurveKeyPair::new().unwrap());
+    let body = |allowed: &str| {
+        format!(
+            "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\nallowed_senders = [{allowed}]\n\n\
+             [[job]]\nname = \"etl\"\nevery = \"1h\"\n{PUB}"
+        )
+    };
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &body(&format!("\"{sender_public}\"")),
+        &[("QCIC_TEST_SECRET", &watcher_secret)],
+    );
+    monitor.rewrite(&body(""));
+    monitor.hup();
+    assert!(wait_until(WAIT, || monitor
+        .log()
+        .contains("a revoked key can still connect and send")));
+    monitor.stop();
+}
+
 /// A message stamped by a host whose clock is ten minutes behind.
 fn stamped(job: &str, host: &str, behind: Duration) -> Vec<u8> {
     let now = u64::try_from(

@@ -180,6 +180,11 @@ pub fn sendable_host(host: &str) -> String {
         .collect()
 }
 
+/// How deep a frame's values may nest, the frame's own array included:
+/// room for a newer sender's structured additions, none for a parser
+/// stress test.
+pub const MAX_DEPTH: usize = 16;
+
 /// Cuts `text` to at most [`MAX_TEXT_LEN`] bytes on a character boundary.
 /// Senders truncate rather than refuse: a failure reason that is too long must
 /// still report the failure.
@@ -223,6 +228,9 @@ impl Message {
         // rmp-serde reads strings with `take(len)`, so a hostile length
         // prefix cannot make it allocate more than the frame holds.
         let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(frame));
+        // One rule for every kind of nesting (arrays, maps, ext): the frame
+        // and a newer sender's trailing values at most MAX_DEPTH deep.
+        de.set_max_depth(MAX_DEPTH);
         let raw = RawFrame::deserialize(&mut de)
             .map_err(|err| DecodeError::Malformed(err.to_string()))?;
         if usize::try_from(de.position()).ok() != Some(frame.len()) {
@@ -441,6 +449,51 @@ mod tests {
             "array of 9 when only exit_code is set"
         );
         assert_eq!(Message::decode(&msg.encode()).unwrap(), msg);
+    }
+
+    #[test]
+    fn nesting_has_one_limit_for_arrays_and_maps() {
+        let base = Message {
+            kind: Kind::Heartbeat,
+            job: "j".into(),
+            run_id: None,
+            seq: 1,
+            ts_ms: 1,
+            host: "h".into(),
+            pid: 1,
+            exit_code: None,
+            text: None,
+        };
+        // The v1 array with nil exit_code and text, then one trailing value.
+        let frame = |trailing: &[u8]| {
+            let mut f = base.encode();
+            f[0] = 0x9b; // an array of 11 elements
+            f.extend([0xc0, 0xc0]);
+            f.extend_from_slice(trailing);
+            f
+        };
+        let nested = |open: &[u8], depth: usize| {
+            let mut v = Vec::new();
+            for _ in 0..depth {
+                v.extend_from_slice(open);
+            }
+            v.push(0xc0);
+            v
+        };
+        // The frame is one level: trailing values may nest 15 more.
+        for (what, open) in [("arrays", &[0x91u8][..]), ("maps", &[0x81u8, 0x00][..])] {
+            assert!(
+                Message::decode(&frame(&nested(open, 14))).is_ok(),
+                "{what} 14 deep"
+            );
+            assert!(
+                matches!(
+                    Message::decode(&frame(&nested(open, 16))),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "{what} 16 deep"
+            );
+        }
     }
 
     #[test]

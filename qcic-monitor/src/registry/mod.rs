@@ -82,6 +82,11 @@ const STALE_AFTER_MS: u64 = 2_000;
 const CLOSED_KEPT: usize = 8;
 /// Events remembered per job for the status page.
 pub const HISTORY_LEN: usize = 10;
+/// `v` within `i64`, saturating at either end.
+fn clamp_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
 /// Hosts whose clock state is remembered. Host names are not
 /// authenticated (any sender may claim any), so the table is kept by
 /// recency: when full, the eighth heard from longest ago make room.
@@ -2120,7 +2125,9 @@ impl Registry {
     /// reported (and shown per host), once each time a host goes out of (or
     /// back into) bounds.
     fn check_skew(&mut self, msg: &Message, sender_key: Option<&str>, wall_ms: u64) -> Arc<str> {
-        let sample = i64::try_from(i128::from(wall_ms) - i128::from(msg.ts_ms)).unwrap_or(i64::MAX);
+        // Saturated, sign kept: a timestamp of u64::MAX is a host far
+        // ahead (negative), never the most behind there is.
+        let sample = clamp_i64(i128::from(wall_ms) - i128::from(msg.ts_ms));
         if sample.unsigned_abs() > u64::try_from(self.max_skew.as_millis()).unwrap_or(u64::MAX) {
             self.stats.skewed_messages.fetch_add(1, Ordering::Relaxed);
         }
@@ -3215,6 +3222,18 @@ mod timer_tests {
             ("h", 2_000, 4)
         );
         assert!(!hosts[0].skewed, "2 s is within the 300 s allowed");
+    }
+
+    /// A timestamp of u64::MAX is a host as far ahead as can be told
+    /// (before, the overflow flipped it to the most behind).
+    #[test]
+    fn an_absurd_timestamp_saturates_with_its_sign() {
+        let (t0, wall0) = (Instant::now(), 1_700_000_000_000);
+        let mut r = registry(every(10, 5), t0, wall0);
+        let mut m = msg(Kind::Heartbeat, None, 1);
+        m.ts_ms = u64::MAX;
+        r.on_message(&m, t0, wall0);
+        assert_eq!(r.hosts()[0].skew_ms, i64::MIN);
     }
 
     /// With CURVE, a host name first claimed by one key and then by
