@@ -239,20 +239,21 @@ fn each_hosts_clock_skew_is_shown() {
     assert!(wait_until(WAIT, || {
         status(&monitor)["hosts"].as_array().map_or(0, Vec::len) == 2
     }));
+    // The largest skew first.
     let hosts = status(&monitor)["hosts"].clone();
-    let slow = &hosts[1];
+    let slow = &hosts[0];
     assert_eq!(slow["host"], "slow-box");
     let skew = slow["skew_ms"].as_i64().unwrap();
     assert!((600_000..610_000).contains(&skew), "{hosts}");
     assert_eq!(slow["skewed"], true, "beyond the default max_clock_skew");
-    assert_eq!(hosts[0]["host"], "good-box");
-    assert!(hosts[0]["skew_ms"].as_i64().unwrap().abs() < 10_000);
-    assert_eq!(hosts[0]["skewed"], false);
+    assert_eq!(hosts[1]["host"], "good-box");
+    assert!(hosts[1]["skew_ms"].as_i64().unwrap().abs() < 10_000);
+    assert_eq!(hosts[1]["skewed"], false);
 
     // The same on the HTTP API, in the metrics, on the page and in `status`.
     let (_, api) = http_get(&monitor.http, "/api/hosts");
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
-    assert_eq!(api[1]["host"], "slow-box");
+    assert_eq!(api[0]["host"], "slow-box");
     let (_, metrics) = http_get(&monitor.http, "/metrics");
     assert!(
         metrics.contains("qcic_host_clock_skew_seconds{host=\"slow-box\"} 60"),
