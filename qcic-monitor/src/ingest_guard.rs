@@ -204,6 +204,11 @@ impl Guard {
                 .filter(|(_, c)| !c.proven && within.is_none_or(|ip| c.peer.ip() == ip))
                 .min_by_key(|(_, c)| c.since)
                 .map(|(fd, c)| (*fd, c.peer));
+            // Every one proven: at the global cap, the address holding the
+            // most connections gives up its oldest, unless the newcomer's
+            // own address holds as many (a sender valid once per address
+            // must not keep every other address out for good).
+            let oldest = oldest.or_else(|| within.is_none().then(|| self.most_held(ip)).flatten());
             let Some((victim, victim_peer)) = oldest else {
                 out.push((fd, peer, refused));
                 return out;
@@ -280,6 +285,21 @@ impl Guard {
         if self.closed.is_power_of_two() {
             warn!(%peer, why = why.why(), closed = self.closed, "ingest connections closed by the connection guard (counted)");
         }
+    }
+
+    /// The oldest connection of the address holding the most, if it
+    /// holds more than `newcomer`'s address would with one more.
+    fn most_held(&self, newcomer: IpAddr) -> Option<(RawFd, SocketAddr)> {
+        let (&top, &count) = self.per_ip.iter().max_by_key(|(_, n)| **n)?;
+        let mine = self.per_ip.get(&newcomer).copied().unwrap_or(0);
+        if top == newcomer || count <= mine + 1 {
+            return None;
+        }
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.peer.ip() == top)
+            .min_by_key(|(_, c)| c.since)
+            .map(|(fd, c)| (*fd, c.peer))
     }
 
     fn forget(&mut self, conn: &Conn) {
@@ -425,6 +445,70 @@ mod tests {
         let (_other, _c, theirs) = connections(1);
         assert!(guard.accepted(theirs[0].as_raw_fd(), t0).is_empty());
         assert!(guard.is_empty());
+    }
+
+    /// A connection to `to` from the loopback address `from`.
+    fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, socket,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let source: std::net::SocketAddrV4 = format!("{from}:0").parse().unwrap();
+        bind(fd.as_raw_fd(), &SockaddrIn::from(source)).unwrap();
+        let SocketAddr::V4(to) = to else { panic!("v4") };
+        connect(fd.as_raw_fd(), &SockaddrIn::from(to)).unwrap();
+        TcpStream::from(fd)
+    }
+
+    /// Every connection has sent something valid (an attacker can send one
+    /// valid message per address): at the cap, the address holding the
+    /// most connections gives up its oldest for a newcomer from another
+    /// address, instead of every newcomer being refused for good.
+    #[test]
+    fn at_the_cap_the_busiest_address_makes_room_for_another() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            max: 3,
+            per_ip: 10,
+            idle_after: Duration::from_secs(60),
+        };
+        let mut guard = Guard::new(limits, vec![addr.port()]);
+        let t0 = Instant::now();
+        let mut held = Vec::new();
+        for (i, from) in ["127.0.0.2", "127.0.0.2", "127.0.0.3"].iter().enumerate() {
+            held.push(connect_from(from, addr));
+            let (theirs, _) = listener.accept().unwrap();
+            assert!(
+                guard
+                    .accepted(theirs.as_raw_fd(), t0 + Duration::from_secs(i as u64))
+                    .is_empty()
+            );
+            held.push(theirs);
+        }
+        guard.valid_from("127.0.0.2".parse().unwrap());
+        guard.valid_from("127.0.0.3".parse().unwrap());
+        // A newcomer from a third address: 127.0.0.2 (two) gives up its oldest.
+        held.push(connect_from("127.0.0.4", addr));
+        let (newcomer, _) = listener.accept().unwrap();
+        let out = guard.accepted(newcomer.as_raw_fd(), t0 + Duration::from_secs(5));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, out[0].2), (held[1].as_raw_fd(), Closed::Evicted));
+        assert_eq!(out[0].1.ip().to_string(), "127.0.0.2");
+        assert_eq!(guard.len(), 3);
+        // Once the newcomer has sent something valid too, every address
+        // holds one: another from 127.0.0.3 is refused.
+        guard.valid_from("127.0.0.4".parse().unwrap());
+        held.push(connect_from("127.0.0.3", addr));
+        let (again, _) = listener.accept().unwrap();
+        let out = guard.accepted(again.as_raw_fd(), t0 + Duration::from_secs(6));
+        assert_eq!((out[0].0, out[0].2), (again.as_raw_fd(), Closed::Full));
     }
 
     #[test]

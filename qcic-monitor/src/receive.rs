@@ -110,18 +110,22 @@ impl Receiver {
             pull.set_zap_domain("qcic")?;
             zap_stop = Some(zap_stop_tx);
         }
+        // The guard knows its connections by their local port: the port
+        // each bind got (a wildcard `*` or 0 in the config gets one only
+        // now), never the config's text.
+        let mut ports = Vec::new();
         for endpoint in &config.listen {
             pull.bind(endpoint).map_err(|source| MonitorError::Bind {
                 endpoint: endpoint.clone(),
                 source,
             })?;
+            if let Ok(Ok(bound)) = pull.get_last_endpoint() {
+                if let Some(port) = bound.rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    ports.push(port);
+                }
+            }
         }
         let events = watch_connections(ctx, &pull, config.curve.is_some())?;
-        let ports = config
-            .listen
-            .iter()
-            .filter_map(|e| e.rsplit(':').next()?.parse().ok())
-            .collect();
         let guard = Guard::new(config.connections, ports);
         let curve = config.curve.is_some();
         let rate = config.max_rate_per_sender;

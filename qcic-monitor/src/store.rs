@@ -480,6 +480,46 @@ impl Write {
     }
 }
 
+/// Keeps only the last of the kept writes that concern one job's state (a
+/// later save or removal of a job makes the earlier ones moot), so a
+/// refusing database holds one write per job however often the checker
+/// saves; the outbox's rows and done marks stay as they are, in order.
+fn compact(writes: Vec<Write>) -> Vec<Write> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<Write> = writes
+        .into_iter()
+        .rev()
+        .filter(|w| match w {
+            Write::SaveJob { name, .. } | Write::ForgetJob(name) => seen.insert(name.clone()),
+            _ => true,
+        })
+        .collect();
+    kept.reverse();
+    kept
+}
+
+/// Brings the kept writes down to [`RETRY_KEPT`]: job state first (the
+/// checker saves it again when it next changes), then the oldest outbox
+/// writes, each lost notification named.
+fn shed(writes: &mut Vec<Write>) {
+    let mut over = writes.len().saturating_sub(RETRY_KEPT);
+    writes.retain(|w| {
+        let state = matches!(w, Write::SaveJob { .. } | Write::ForgetJob(_));
+        if state && over > 0 {
+            over -= 1;
+            return false;
+        }
+        true
+    });
+    if over > 0 {
+        for write in writes.drain(..over) {
+            if matches!(write, Write::Insert { .. }) {
+                error!(write = %write.describe(), "state database still refusing writes; the oldest kept ones dropped");
+            }
+        }
+    }
+}
+
 /// How long, after the last handle is gone, the store keeps trying writes
 /// the database refuses: within the watcher's shutdown grace.
 const SHUTDOWN_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(8);
@@ -549,14 +589,9 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
                     if !retried {
                         error!(cause = %e, "state database write failed; kept in memory and tried again every second (notifications still go out; a crash or a shutdown before the write succeeds would lose them)");
                     }
-                    unwritten = kept;
+                    unwritten = compact(kept);
                     if unwritten.len() > RETRY_KEPT {
-                        let dropped = unwritten.len() - RETRY_KEPT;
-                        for write in unwritten.drain(..dropped) {
-                            if matches!(write, Write::Insert { .. }) {
-                                error!(write = %write.describe(), "state database still refusing writes; the oldest kept ones dropped");
-                            }
-                        }
+                        shed(&mut unwritten);
                     }
                     refused_at = Some(std::time::Instant::now());
                     false
@@ -582,10 +617,22 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
                 return;
             }
             if closed.elapsed() >= SHUTDOWN_TRIES_FOR {
-                // Named one by one: what an operator must resend by hand.
+                // Named one by one: what an operator must resend by hand
+                // (a row whose done mark is waiting too was delivered).
+                let done: std::collections::HashSet<i64> = unwritten
+                    .iter()
+                    .filter_map(|w| match w {
+                        Write::Done { id, .. } => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
                 for write in &unwritten {
-                    if matches!(write, Write::Insert { .. }) {
-                        error!(write = %write.describe(), "state database refused writes until shutdown: a notification not delivered yet is lost");
+                    if let Write::Insert { id, .. } = write {
+                        if done.contains(id) {
+                            warn!(write = %write.describe(), "state database refused writes until shutdown: a delivered notification is not recorded");
+                        } else {
+                            error!(write = %write.describe(), "state database refused writes until shutdown: a notification not delivered yet is lost");
+                        }
                     }
                 }
                 error!(
@@ -612,6 +659,45 @@ mod tests {
             "w".into(),
             1,
         ))
+    }
+
+    #[test]
+    fn kept_writes_hold_one_state_per_job_and_shed_state_first() {
+        let save = |name: &str, state: &str| Write::SaveJob {
+            name: name.into(),
+            state: state.into(),
+        };
+        let row = |id| Write::Insert {
+            id,
+            channel: "mail".into(),
+            text: "{}".into(),
+            created: 0,
+        };
+        let kept = compact(vec![
+            save("a", "1"),
+            row(1),
+            save("b", "1"),
+            save("a", "2"),
+            Write::Done { id: 1, at: 5 },
+            Write::ForgetJob("b".into()),
+        ]);
+        let shown: Vec<String> = kept.iter().map(Write::describe).collect();
+        assert_eq!(
+            shown,
+            [
+                "outbox row 1 for channel mail",
+                "state of job a",
+                "done mark of outbox row 1",
+                "removal of job b"
+            ]
+        );
+        let mut many: Vec<Write> = (0..RETRY_KEPT).map(|i| row(i as i64)).collect();
+        many.push(save("a", "3"));
+        many.push(row(-1));
+        shed(&mut many);
+        assert_eq!(many.len(), RETRY_KEPT);
+        assert!(!many.iter().any(|w| matches!(w, Write::SaveJob { .. })));
+        assert!(matches!(many.last(), Some(Write::Insert { id: -1, .. })));
     }
 
     /// A notification recorded for no channel, then one for a channel: the

@@ -185,6 +185,41 @@ fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
     );
 }
 
+/// An attempt abandoned at its deadline must not leave its SMTP
+/// connection open: with lettre's pool at size 0, each one stayed open
+/// for good (a QUIT waiting on a server that never answers), one more per
+/// retry, until the descriptor reserve was gone.
+#[test]
+fn abandoned_email_attempts_leave_no_connection_open() {
+    let hung = BadServer::start("smtp-stall", &[]);
+    let body = format!(
+        "[[job]]\nname = \"a\"\nevery = \"1h\"\n[[job]]\nname = \"b\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
+         to = [\"ops@example.com\"]\ntimeout = \"1s\"\n",
+        hung.port
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("a", Some(1), "x").unwrap();
+    sender.fail("b", Some(1), "x").unwrap();
+    let open =
+        || std::fs::read_dir(format!("/proc/{}/fd", monitor.pid())).map_or(0, Iterator::count);
+    monitor.wait_log("no answer within 1s");
+    let early = open();
+    // 1 + 2 + 5 s of backoff: three more abandoned attempts each.
+    assert!(wait_until(Duration::from_secs(30), || monitor
+        .log()
+        .matches("no answer within 1s")
+        .count()
+        >= 8));
+    let late = open();
+    monitor.stop();
+    assert!(
+        late <= early + 2,
+        "descriptors {early} -> {late}: connections left open"
+    );
+}
+
 #[test]
 fn an_smtp_server_that_never_greets_is_given_up_on_and_retried() {
     a_hung_smtp_server_costs_one_attempt("smtp-silent");

@@ -30,13 +30,15 @@ impl EmailChannel {
             .map_err(|e| format!("smtp {:?}: {e}", cfg.smtp))?
             // lettre applies this to the TCP connect only; the whole
             // exchange is bounded by `timeout` around each attempt.
-            .timeout(Some(cfg.timeout))
-            // No pooled connections: an attempt cut off at its deadline
-            // would put its connection back mid-exchange, and the next
-            // email would read the old reply as its own (a 451 taken for a
-            // 250: an alarm lost). A connection per email costs a few
-            // round trips; the lanes keep several going at once.
-            .pool_config(lettre::transport::smtp::PoolConfig::new().max_size(0));
+            // A connection per email (lettre built without its pool): an
+            // attempt cut off at its deadline drops its connection with
+            // it. Pooled, it went back mid-exchange and the next email
+            // read the old reply as its own (a 451 taken for a 250: an
+            // alarm lost); with a pool of size 0, lettre sent QUIT on it
+            // in a task of its own with no timeout, and a hung server kept
+            // every such connection open. A connection per email costs a
+            // few round trips; the lanes keep several going at once.
+            .timeout(Some(cfg.timeout));
         if let Some(user) = &cfg.username {
             let password = match (&cfg.password_file, &cfg.password_env) {
                 (Some(path), _) => std::fs::read_to_string(path)
