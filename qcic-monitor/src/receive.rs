@@ -129,19 +129,42 @@ impl Receiver {
         let guard = Guard::new(config.connections, ports);
         let curve = config.curve.is_some();
         let rate = config.max_rate_per_sender;
+        // The guard has a thread of its own that never blocks but in
+        // `poll`: libzmq sends socket events blocking, from its I/O
+        // thread, so events left unread while the receive thread waits on
+        // a checker that is behind would stall all of libzmq's I/O.
+        let (guard_stop_rx, guard_stop_tx) = pair(ctx, "guard-stop")?;
+        // Proofs are sent without waiting: dropped when the guard is
+        // behind, they come again with the address's next valid message.
+        let (proofs_rx, proofs_tx) = pair(ctx, "guard-proofs")?;
+        let wants_proof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard_stats = Arc::clone(&stats);
+        let wants = Arc::clone(&wants_proof);
         threads.push(
             std::thread::Builder::new()
-                .name("qcic-receive".into())
+                .name("qcic-guard".into())
                 .spawn(move || {
                     let mut ingest = Ingest {
                         events: &events,
                         guard,
-                        curve,
-                        stats: &stats,
+                        stats: &guard_stats,
                         handshakes: LogLimit::new(),
                     };
-                    receive_loop(&pull, &stop_rx, &mut ingest, rate, &tx);
-                    // The receive thread forwards its stop signal to the ZAP thread.
+                    guard_loop(&mut ingest, &guard_stop_rx, &proofs_rx, &wants);
+                })?,
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name("qcic-receive".into())
+                .spawn(move || {
+                    let proofs = Proofs {
+                        socket: proofs_tx,
+                        wanted: wants_proof,
+                    };
+                    receive_loop(&pull, &stop_rx, &proofs, curve, rate, &tx, &stats);
+                    // The receive thread forwards its stop signal to the
+                    // guard and ZAP threads.
+                    let _ = guard_stop_tx.send("stop", 0);
                     if let Some(zap_stop) = zap_stop {
                         let _ = zap_stop.send("stop", 0);
                     }
@@ -189,13 +212,71 @@ fn watch_connections(
     Ok(sub)
 }
 
-/// The receive thread's view of its connections.
+/// The guard thread's view of the ingest connections.
 struct Ingest<'a> {
     events: &'a zmq::Socket,
     guard: Guard,
-    curve: bool,
     stats: &'a Stats,
     handshakes: LogLimit,
+}
+
+/// The guard thread: socket events, proofs from the receive thread, and
+/// idle connections to close, until the stop signal.
+fn guard_loop(
+    ingest: &mut Ingest<'_>,
+    stop: &zmq::Socket,
+    proofs: &zmq::Socket,
+    wanted: &std::sync::atomic::AtomicBool,
+) {
+    loop {
+        wanted.store(ingest.guard.wants_proof(), Ordering::Relaxed);
+        let sleep = ingest.sweep();
+        let mut items = [
+            ingest.events.as_poll_item(zmq::POLLIN),
+            stop.as_poll_item(zmq::POLLIN),
+            proofs.as_poll_item(zmq::POLLIN),
+        ];
+        if let Err(err) = zmq::poll(&mut items, sleep) {
+            if err == zmq::Error::EINTR {
+                continue;
+            }
+            warn!(cause = %err, "zmq poll failed; connection guard stops");
+            return;
+        }
+        if items[1].is_readable() {
+            return;
+        }
+        if items[0].is_readable() {
+            ingest.on_events();
+        }
+        while let Ok(address) = proofs.recv_bytes(zmq::DONTWAIT) {
+            if let Some(ip) = std::str::from_utf8(&address)
+                .ok()
+                .and_then(|a| a.parse().ok())
+            {
+                ingest.guard.valid_from(ip);
+            }
+        }
+    }
+}
+
+/// How the receive thread tells the guard a valid message came from an
+/// address, when the guard wants to know.
+struct Proofs {
+    socket: zmq::Socket,
+    wanted: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proofs {
+    /// A valid message arrived in `frame`: its address's connections are
+    /// proven. Never waits: dropped if the guard is behind.
+    fn send(&self, frame: &mut zmq::Message) {
+        if self.wanted.load(Ordering::Relaxed) {
+            if let Some(address) = frame.gets("Peer-Address") {
+                let _ = self.socket.send(address.as_bytes(), zmq::DONTWAIT);
+            }
+        }
+    }
 }
 
 impl Ingest<'_> {
@@ -255,15 +336,6 @@ impl Ingest<'_> {
                 i64::try_from(at.saturating_duration_since(now).as_millis() + 1).unwrap_or(i64::MAX)
             }
             None => -1,
-        }
-    }
-
-    /// A valid message arrived in `frame`: its address's connections are proven.
-    fn proven(&mut self, frame: &mut zmq::Message) {
-        if self.guard.wants_proof() {
-            if let Some(ip) = frame.gets("Peer-Address").and_then(|a| a.parse().ok()) {
-                self.guard.valid_from(ip);
-            }
         }
     }
 }
@@ -440,21 +512,20 @@ pub const INBOUND_BATCH: usize = 256;
 fn receive_loop(
     pull: &zmq::Socket,
     stop: &zmq::Socket,
-    ingest: &mut Ingest<'_>,
+    proofs: &Proofs,
+    curve: bool,
     rate: u32,
     tx: &mpsc::Sender<Vec<Inbound>>,
+    stats: &Stats,
 ) {
-    let stats = ingest.stats;
     let mut drops = LogLimit::new();
     let mut limits = RateLimits::new(rate);
     loop {
-        let sleep = ingest.sweep();
         let mut items = [
             pull.as_poll_item(zmq::POLLIN),
             stop.as_poll_item(zmq::POLLIN),
-            ingest.events.as_poll_item(zmq::POLLIN),
         ];
-        if let Err(err) = zmq::poll(&mut items, sleep) {
+        if let Err(err) = zmq::poll(&mut items, -1) {
             if err == zmq::Error::EINTR {
                 continue;
             }
@@ -464,9 +535,6 @@ fn receive_loop(
         if items[1].is_readable() {
             debug!("receive thread stopping");
             return;
-        }
-        if items[2].is_readable() {
-            ingest.on_events();
         }
         if !items[0].is_readable() {
             continue;
@@ -517,7 +585,7 @@ fn receive_loop(
                 continue;
             }
             // With CURVE, the key is the identity.
-            let sender_key = if ingest.curve {
+            let sender_key = if curve {
                 frame.gets("User-Id").map(str::to_owned)
             } else {
                 None
@@ -538,7 +606,7 @@ fn receive_loop(
                             continue;
                         }
                     }
-                    ingest.proven(&mut frame);
+                    proofs.send(&mut frame);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let kind = usize::from(message.kind.code()) - 1;
                     if let Some(c) = stats.by_kind.get(kind) {

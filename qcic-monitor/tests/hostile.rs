@@ -393,3 +393,61 @@ fn the_default_control_socket_cannot_be_squatted() {
         "{out:?}"
     );
 }
+
+/// libzmq sends socket events blocking, from its I/O thread: while the
+/// thread that reads them is held up (here: the receive thread stopped
+/// with ptrace, as a checker far behind would hold it), a churn of 3 000
+/// connections must not stall libzmq's I/O. The guard reads them on a
+/// thread of its own; before, the alert stream stopped answering.
+#[test]
+fn a_held_up_receive_thread_does_not_stall_the_alert_stream() {
+    use nix::sys::ptrace;
+    use nix::unistd::Pid;
+    use std::io::Read;
+    let _turn = one_at_a_time();
+    let monitor = Monitor::start(
+        "watcher-a",
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n",
+    );
+    let task = std::fs::read_dir(format!("/proc/{}/task", monitor.pid()))
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "qcic-receive")
+        })
+        .expect("the receive thread");
+    let tid = Pid::from_raw(task.file_name().to_str().unwrap().parse().unwrap());
+    ptrace::seize(tid, ptrace::Options::empty()).unwrap();
+    ptrace::interrupt(tid).unwrap();
+    let _ = nix::sys::wait::waitpid(tid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+    // 3 000 connections made and dropped (6 000 events), each given 1 s
+    // to connect: a stalled libzmq accepts none, and the kernel's backlog
+    // fills.
+    let ingest: std::net::SocketAddr = monitor.listen.trim_start_matches("tcp://").parse().unwrap();
+    for _ in 0..3000 {
+        if std::net::TcpStream::connect_timeout(&ingest, Duration::from_secs(1)).is_err() {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // A new subscriber to the alert stream still gets the ZMTP greeting.
+    let publish: std::net::SocketAddr = monitor
+        .publish
+        .trim_start_matches("tcp://")
+        .parse()
+        .unwrap();
+    let stream = std::net::TcpStream::connect_timeout(&publish, Duration::from_secs(5));
+    let Ok(mut stream) = stream else {
+        ptrace::detach(tid, None).unwrap();
+        panic!("cannot connect to the alert stream: {stream:?}");
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut greeting = [0u8; 10];
+    let got = stream.read_exact(&mut greeting);
+    ptrace::detach(tid, None).unwrap();
+    assert!(got.is_ok(), "no ZMTP greeting on the alert stream: {got:?}");
+    assert_eq!(greeting[0], 0xff, "{greeting:?}");
+    monitor.stop();
+}
