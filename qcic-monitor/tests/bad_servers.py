@@ -25,6 +25,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Awaitable, Callable, Optional
 
 
 async def webhook(port: int, out: str, rules: dict[str, tuple[float, int]]) -> None:
@@ -50,88 +51,84 @@ async def webhook(port: int, out: str, rules: dict[str, tuple[float, int]]) -> N
         finally:
             writer.close()
 
+    await serve(handle, port)
+
+
+async def smtp_dialog(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: bytes,
+                      on_message: "Callable[[bytes], Awaitable[Optional[bytes]]]") -> None:
+    """One SMTP conversation: greets, takes the envelope, and after each
+    message's end of DATA sends what `on_message(body)` returns (None: never
+    answers)."""
+    writer.write(b"220 " + name + b" ESMTP\r\n")
+    await writer.drain()
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        verb = line[:4].upper()
+        if verb in (b"EHLO", b"HELO"):
+            writer.write(b"250 " + name + b"\r\n")
+        elif verb == b"DATA":
+            writer.write(b"354 go on\r\n")
+            await writer.drain()
+            body = b""
+            while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                body += chunk
+            reply = await on_message(body)
+            if reply is None:
+                await asyncio.Event().wait()
+                return
+            writer.write(reply)
+        elif verb == b"QUIT":
+            writer.write(b"221 bye\r\n")
+            await writer.drain()
+            return
+        else:
+            writer.write(b"250 ok\r\n")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return
+
+
+async def serve(handle: "Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]",
+                port: int) -> None:
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     print("ready", flush=True)
     await server.serve_forever()
 
 
 async def smtp(port: int, stall_data: bool) -> None:
-    held = []
+    async def never(_body: bytes) -> Optional[bytes]:
+        return None
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
         if not stall_data:
             await asyncio.Event().wait()
-        writer.write(b"220 stall.test ESMTP\r\n")
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250 stall.test\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go on\r\n")
-                await writer.drain()
-                while (await reader.readline()) not in (b".\r\n", b""):
-                    pass
-                await asyncio.Event().wait()
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"250 ok\r\n")
-            await writer.drain()
+        await smtp_dialog(reader, writer, b"stall.test", never)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    print("ready", flush=True)
-    await server.serve_forever()
+    await serve(handle, port)
 
 
 async def smtp_late(port: int, out: str) -> None:
     seen: dict[str, int] = {}
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 late.test ESMTP\r\n")
-        await writer.drain()
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            verb = line[:4].upper()
-            if verb in (b"EHLO", b"HELO"):
-                writer.write(b"250 late.test\r\n")
-            elif verb == b"DATA":
-                writer.write(b"354 go on\r\n")
-                await writer.drain()
-                body = b""
-                while (chunk := await reader.readline()) not in (b".\r\n", b""):
-                    body += chunk
-                job = "slow" if b"FAILED slow" in body else "grey" if b"FAILED grey" in body else "other"
-                seen[job] = seen.get(job, 0) + 1
-                reply = b"250 ok\r\n"
-                if job == "slow" and seen[job] == 1:
-                    await asyncio.sleep(4)
-                if job == "grey" and seen[job] == 1:
-                    reply = b"451 greylisted, try again later\r\n"
-                with open(out, "a") as f:
-                    f.write(json.dumps({"job": job, "reply": reply.decode().strip()}) + "\n")
-                writer.write(reply)
-            elif verb == b"QUIT":
-                writer.write(b"221 bye\r\n")
-                await writer.drain()
-                return
-            else:
-                writer.write(b"250 ok\r\n")
-            try:
-                await writer.drain()
-            except ConnectionError:
-                return
+    async def reply(body: bytes) -> Optional[bytes]:
+        job = "slow" if b"FAILED slow" in body else "grey" if b"FAILED grey" in body else "other"
+        seen[job] = seen.get(job, 0) + 1
+        answer = b"250 ok\r\n"
+        if job == "slow" and seen[job] == 1:
+            await asyncio.sleep(4)
+        if job == "grey" and seen[job] == 1:
+            answer = b"451 greylisted, try again later\r\n"
+        with open(out, "a") as f:
+            f.write(json.dumps({"job": job, "reply": answer.decode().strip()}) + "\n")
+        return answer
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port)
-    print("ready", flush=True)
-    await server.serve_forever()
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await smtp_dialog(reader, writer, b"late.test", reply)
+
+    await serve(handle, port)
 
 
 def main() -> None:
