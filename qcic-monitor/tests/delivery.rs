@@ -202,8 +202,7 @@ fn abandoned_email_attempts_leave_no_connection_open() {
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("a", Some(1), "x").unwrap();
     sender.fail("b", Some(1), "x").unwrap();
-    let open =
-        || std::fs::read_dir(format!("/proc/{}/fd", monitor.pid())).map_or(0, Iterator::count);
+    let open = || monitor.descriptors();
     monitor.wait_log("no answer within 1s");
     let early = open();
     // 1 + 2 + 5 s of backoff: three more abandoned attempts each.
@@ -412,9 +411,7 @@ fn a_slowloris_on_the_http_port_blinds_nothing() {
         })
     };
     std::thread::sleep(Duration::from_secs(8));
-    let descriptors = std::fs::read_dir(format!("/proc/{}/fd", monitor.pid()))
-        .unwrap()
-        .count();
+    let descriptors = monitor.descriptors();
     // A sender that connects only now, with the flood in place.
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "during the flood").unwrap();

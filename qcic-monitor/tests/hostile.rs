@@ -60,10 +60,6 @@ fn idle_flood(
     held
 }
 
-fn descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
-}
-
 /// 1 100 idle ZMTP connections from five addresses against a watcher
 /// limited to 1 024 descriptors: before the guard they took every
 /// descriptor, a job went `down` and no email left (`Too many open
@@ -95,7 +91,7 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
     ];
     let flood = idle_flood(&monitor.listen, &sources, 1100);
     std::thread::sleep(Duration::from_secs(3));
-    let during = descriptors(monitor.pid());
+    let during = monitor.descriptors();
     // A sender that connects only now, with the flood in place.
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "during the flood").unwrap();

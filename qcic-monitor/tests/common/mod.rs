@@ -172,6 +172,11 @@ impl Monitor {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Descriptors the monitor process has open.
+    pub fn descriptors(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, Iterator::count)
+    }
+
     /// Resident memory of the monitor process, in KiB (VmRSS).
     pub fn rss_kib(&self) -> u64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
