@@ -236,6 +236,7 @@ fn serve(o: &Opts) {
             max_rate_per_sender: 0,
             max_connections: None,
             max_connections_per_address: 256,
+            sender_ping: Duration::from_secs(60),
             max_clock_skew: Duration::from_secs(300),
             curve,
             control: o.get("control").unwrap().into(),

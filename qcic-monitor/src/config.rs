@@ -62,6 +62,9 @@ pub struct MonitorConfig {
     pub max_connections: Option<usize>,
     /// Connections from one address at once.
     pub max_connections_per_address: usize,
+    /// How often each ingest connection is pinged (ZMTP PING); one that
+    /// does not answer within the same time is closed. Zero: never.
+    pub sender_ping: Duration,
     /// A sender whose clock is off by more than this is reported.
     pub max_clock_skew: Duration,
     /// CURVE encryption and authentication, if configured.
@@ -447,6 +450,8 @@ struct RawMonitor {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     #[serde(default, deserialize_with = "opt_duration")]
+    sender_ping: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
     max_clock_skew: Option<Duration>,
     control: Option<PathBuf>,
     state: Option<String>,
@@ -601,6 +606,7 @@ impl Config {
             a.max_connections == b.max_connections
                 && a.max_connections_per_address == b.max_connections_per_address,
         );
+        differs("monitor.sender_ping", a.sender_ping == b.sender_ping);
         differs("monitor.control", a.control == b.control);
         differs("monitor.state", a.state == b.state);
         differs("curve", a.curve == b.curve);
@@ -752,6 +758,15 @@ impl RawConfig {
                 return Err((key.into(), "must be at least 1".into()));
             }
         }
+        let sender_ping = self.monitor.sender_ping.unwrap_or(Duration::from_secs(60));
+        if !sender_ping.is_zero()
+            && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&sender_ping)
+        {
+            return Err((
+                "monitor.sender_ping".into(),
+                "must be between 1s and 1h, or 0s to turn pings off".into(),
+            ));
+        }
         let curve = self.curve.map(RawCurve::check).transpose()?;
         let farm = check_farm(self.farm, self.peer, &id)?;
         let http = match self.http {
@@ -783,6 +798,7 @@ impl RawConfig {
             max_rate_per_sender: self.monitor.max_rate_per_sender.unwrap_or(1000),
             max_connections: self.monitor.max_connections,
             max_connections_per_address: self.monitor.max_connections_per_address.unwrap_or(256),
+            sender_ping,
             max_clock_skew: self
                 .monitor
                 .max_clock_skew

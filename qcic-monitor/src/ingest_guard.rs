@@ -240,6 +240,7 @@ impl Guard {
 
     /// A valid message came from `ip`: its connections are proven.
     pub fn valid_from(&mut self, ip: IpAddr) {
+        let ip = ip.to_canonical();
         if self.unproven.remove(&ip).is_none() {
             return;
         }
@@ -331,12 +332,14 @@ impl Guard {
     }
 }
 
+/// An IPv4 peer of a dual-stack (`[::]`) listen comes as `::ffff:a.b.c.d`:
+/// the same address as on a plain IPv4 listen, so the same per-address count.
 fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(SocketAddr::from((v4.ip(), v4.port())));
     }
     addr.as_sockaddr_in6()
-        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+        .map(|v6| SocketAddr::new(IpAddr::V6(v6.ip()).to_canonical(), v6.port()))
 }
 
 /// Ends the connection on `fd` if it is still the one to `peer`: libzmq

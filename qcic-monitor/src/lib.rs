@@ -136,6 +136,7 @@ pub async fn run(
             config.monitor.max_connections,
             config.monitor.max_connections_per_address,
         ),
+        ping: config.monitor.sender_ping,
     };
     let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
     let control_listener = control::bind(&config.monitor.control)?;

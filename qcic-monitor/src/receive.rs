@@ -41,6 +41,8 @@ pub struct ReceiveConfig {
     pub max_rate_per_sender: u32,
     /// Connection limits on the PULL socket.
     pub connections: crate::ingest_guard::Limits,
+    /// How often each connection is pinged; zero: never.
+    pub ping: Duration,
 }
 
 /// A running receiver; [`Receiver::stop`] ends it.
@@ -89,6 +91,20 @@ impl Receiver {
         // it is buffered here.
         pull.set_maxmsgsize(i64::try_from(MAX_FRAME_LEN).unwrap_or(i64::MAX))?;
         pull.set_handshake_ivl(crate::ingest_guard::HANDSHAKE_IVL_MS)?;
+        // A PULL socket never writes, so without pings a connection whose
+        // host vanished (powered off, cut off, its process stopped) would
+        // hold its place under the guard's caps for good. libzmq 4.2 and
+        // later answer a PING by themselves, whatever their own settings.
+        let ping = i32::try_from(config.ping.as_millis()).unwrap_or(i32::MAX);
+        if ping > 0 {
+            pull.set_heartbeat_ivl(ping)?;
+            pull.set_heartbeat_timeout(ping)?;
+        }
+        // An IPv6 address in `listen` needs this to bind (`[::]` then
+        // takes IPv4 too); without one, `*` stays IPv4 only, as before.
+        if config.listen.iter().any(|e| e.contains('[')) {
+            pull.set_ipv6(true)?;
+        }
         // With CURVE: the ZAP thread, and the stop signal to forward to it.
         let mut zap_stop = None;
         if let Some(curve) = &config.curve {
@@ -149,6 +165,8 @@ impl Receiver {
                         guard,
                         stats: &guard_stats,
                         handshakes: LogLimit::new(),
+                        shut: HashSet::new(),
+                        failed: None,
                     };
                     guard_loop(&mut ingest, &guard_stop_rx, &proofs_rx, &wants);
                 })?,
@@ -218,6 +236,12 @@ struct Ingest<'a> {
     guard: Guard,
     stats: &'a Stats,
     handshakes: LogLimit,
+    /// Connections the guard shut down whose end libzmq has not reported.
+    shut: HashSet<i32>,
+    /// A failed handshake waiting for its connection's end: libzmq reports
+    /// the failure and then, at once, the connection's end with its
+    /// descriptor, and only that tells whether the guard ended it.
+    failed: Option<(zmq::SocketEvent, Option<String>)>,
 }
 
 /// The guard thread: socket events, proofs from the receive thread, and
@@ -292,18 +316,24 @@ impl Ingest<'_> {
             let fd = i32::try_from(value).unwrap_or(-1);
             match event {
                 zmq::SocketEvent::ACCEPTED => {
+                    self.handshake_failed(None);
+                    self.shut.remove(&fd);
                     let closing = self.guard.accepted(fd, now);
                     self.close(closing);
                 }
-                zmq::SocketEvent::DISCONNECTED => self.guard.disconnected(fd),
+                zmq::SocketEvent::DISCONNECTED => {
+                    // A handshake the guard cut short is its closing,
+                    // counted as that, not as a sender's failure.
+                    self.handshake_failed(Some(fd));
+                    self.shut.remove(&fd);
+                    self.guard.disconnected(fd);
+                }
                 _ => {
-                    self.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+                    self.handshake_failed(None);
                     let endpoint = frames
                         .get(1)
                         .map(|f| String::from_utf8_lossy(f).into_owned());
-                    self.handshakes.note(|suppressed| {
-                        warn!(event = ?event, endpoint = ?endpoint, suppressed, "a sender failed the CURVE handshake (plaintext, wrong server key, or refused key)");
-                    });
+                    self.failed = Some((event, endpoint));
                 }
             }
         }
@@ -312,9 +342,25 @@ impl Ingest<'_> {
             .store(self.guard.len() as u64, Ordering::Relaxed);
     }
 
+    /// Settles the failed handshake waiting, if any: counted and logged,
+    /// unless `ended` is a connection the guard shut down.
+    fn handshake_failed(&mut self, ended: Option<i32>) {
+        let Some((event, endpoint)) = self.failed.take() else {
+            return;
+        };
+        if ended.is_some_and(|fd| self.shut.contains(&fd)) {
+            return;
+        }
+        self.stats.handshake_failed.fetch_add(1, Ordering::Relaxed);
+        self.handshakes.note(|suppressed| {
+            warn!(event = ?event, endpoint = ?endpoint, suppressed, "a sender failed the CURVE handshake (plaintext, wrong server key, or refused key)");
+        });
+    }
+
     fn close(&mut self, closing: Vec<(i32, std::net::SocketAddr, crate::ingest_guard::Closed)>) {
         for (fd, peer, why) in closing {
             if crate::ingest_guard::close(fd, peer) {
+                self.shut.insert(fd);
                 self.stats
                     .ingest_connections_closed
                     .fetch_add(1, Ordering::Relaxed);

@@ -320,6 +320,12 @@ impl Sender {
             socket.set_reconnect_ivl(100)?;
             socket.set_reconnect_ivl_max(2000)?;
             socket.set_tcp_keepalive(1)?;
+            // libzmq cannot connect to an IPv6 address without it; only
+            // then, as with it a host name may resolve to an IPv6 address
+            // the watcher does not listen on.
+            if endpoint.contains('[') {
+                socket.set_ipv6(true)?;
+            }
             if let Some(curve) = &settings.curve {
                 socket.set_curve_serverkey(&curve.server)?;
                 socket.set_curve_publickey(&curve.public)?;

@@ -97,8 +97,14 @@ impl Monitor {
         } else {
             format!("state = \"{}\"\n", dir.path().join("state.db").display())
         };
+        // `listen = ` in `monitor_keys` replaces the fresh one.
+        let listen_key = if monitor_keys.contains("listen =") {
+            String::new()
+        } else {
+            format!("listen = [\"{listen}\"]\n")
+        };
         let header = format!(
-            "[monitor]\nid = \"{id}\"\nlisten = [\"{listen}\"]\ncontrol = \"{}\"\n{state}{monitor_keys}\n\n",
+            "[monitor]\nid = \"{id}\"\n{listen_key}control = \"{}\"\n{state}{monitor_keys}\n\n",
             control.display(),
         );
         let config = format!(
