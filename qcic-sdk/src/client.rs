@@ -1,15 +1,17 @@
 //! `Client`: the caller's side of the sender. Every call only validates and
 //! enqueues; the sockets live in the background thread (see `worker`).
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::curve::{self, Curve};
 use crate::error::Error;
 use crate::message::{self, Kind, MAX_HOST_LEN, Message};
+use crate::process::{ProcessSlot, Slot, pid};
 use crate::run::Run;
-use crate::worker::{self, Shared};
+use crate::worker::{self, Shared, Stats, duration_ms_i32};
 
 /// How long dropping the last handle of a client waits for queued messages to
 /// reach the watchers before giving up on them.
@@ -19,31 +21,6 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Messages libzmq may hold per watcher while that watcher is unreachable.
 pub const DEFAULT_SEND_HWM: i32 = 1000;
 
-/// What the sender has done so far. Every counter only grows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Messages accepted into the queue.
-    pub queued: u64,
-    /// Message copies handed to libzmq (one per watcher per message).
-    pub sent: u64,
-    /// Messages dropped because the queue was full.
-    pub dropped_queue_full: u64,
-    /// Message copies dropped because a watcher's libzmq queue was full
-    /// (that watcher was unreachable for a long time).
-    pub dropped_hwm: u64,
-    /// Messages dropped because the client was closed.
-    pub dropped_closed: u64,
-    /// Message copies libzmq refused for another reason.
-    pub send_errors: u64,
-}
-
-impl Stats {
-    /// Every message or copy that did not make it to libzmq.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full + self.dropped_hwm + self.dropped_closed + self.send_errors
-    }
-}
-
 /// Splits a comma-separated endpoint list (`"tcp://a:7700, tcp://b:7700"`).
 pub fn parse_endpoints(list: &str) -> Vec<String> {
     list.split(',')
@@ -51,64 +28,6 @@ pub fn parse_endpoints(list: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// Environment variable: the watchers' CURVE public key (Z85). Setting it
-/// turns CURVE on for clients made by [`Client::new`] or
-/// [`ClientBuilder::keys_from_env`].
-pub const ENV_SERVER_KEY: &str = "QCIC_SERVER_KEY";
-/// Environment variable: this sender's CURVE public key (Z85).
-pub const ENV_CLIENT_PUBLIC_KEY: &str = "QCIC_CLIENT_PUBLIC_KEY";
-/// Environment variable: this sender's CURVE secret key (Z85).
-pub const ENV_CLIENT_SECRET_KEY: &str = "QCIC_CLIENT_SECRET_KEY";
-
-/// The Z85 alphabet (ZeroMQ RFC 32).
-const Z85: &[u8; 85] =
-    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
-
-/// A 32-byte CURVE key from its 40 Z85 characters (surrounding blanks
-/// ignored); `None` if it is anything else. libzmq's decoder does not check
-/// the alphabet, so this does.
-pub fn decode_curve_key(z85: &str) -> Option<[u8; 32]> {
-    let z85 = z85.trim();
-    if z85.len() != 40 || !z85.bytes().all(|b| Z85.contains(&b)) {
-        return None;
-    }
-    // The z85 crate, not zmq::z85_decode: that one leaks its input copy.
-    z85::decode(z85).ok()?.try_into().ok()
-}
-
-/// A fresh CURVE key pair (X25519, as libsodium's `crypto_box_keypair`).
-/// Not `zmq::CurveKeyPair::new`: the zmq crate leaks its two key buffers.
-pub fn new_curve_pair() -> Result<([u8; 32], [u8; 32]), Error> {
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret)
-        .map_err(|e| Error::Key(format!("no randomness for a key pair: {e}")))?;
-    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
-    Ok((*public.as_bytes(), secret))
-}
-
-fn curve_key(what: &str, z85: &str) -> Result<[u8; 32], Error> {
-    decode_curve_key(z85)
-        .ok_or_else(|| Error::Key(format!("{what} is not a CURVE key (40 Z85 characters)")))
-}
-
-/// CURVE settings: the watchers' public key and this sender's key pair.
-#[derive(Clone)]
-struct Curve {
-    server: [u8; 32],
-    public: [u8; 32],
-    secret: [u8; 32],
-}
-
-impl std::fmt::Debug for Curve {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the secret key.
-        f.debug_struct("Curve")
-            .field("server", &z85::encode(self.server))
-            .field("public", &z85::encode(self.public))
-            .finish_non_exhaustive()
-    }
 }
 
 /// Settings for a [`Client`].
@@ -198,52 +117,26 @@ impl ClientBuilder {
     /// Takes [`ENV_SERVER_KEY`], [`ENV_CLIENT_PUBLIC_KEY`] and
     /// [`ENV_CLIENT_SECRET_KEY`] from the environment, where set and not
     /// already given.
+    ///
+    /// [`ENV_SERVER_KEY`]: crate::ENV_SERVER_KEY
+    /// [`ENV_CLIENT_PUBLIC_KEY`]: crate::ENV_CLIENT_PUBLIC_KEY
+    /// [`ENV_CLIENT_SECRET_KEY`]: crate::ENV_CLIENT_SECRET_KEY
     pub fn keys_from_env(mut self) -> Self {
-        let var = |name| {
-            std::env::var(name)
-                .ok()
-                .filter(|v: &String| !v.trim().is_empty())
-        };
         if self.server_key.is_none() {
-            self.server_key = var(ENV_SERVER_KEY);
+            self.server_key = curve::server_key_from_env();
         }
         if self.client_keys.is_none() {
-            if let (Some(public), Some(secret)) =
-                (var(ENV_CLIENT_PUBLIC_KEY), var(ENV_CLIENT_SECRET_KEY))
-            {
-                self.client_keys = Some((public, secret));
-            }
+            self.client_keys = curve::client_keys_from_env();
         }
         self
     }
 
     fn resolve_curve(&mut self) -> Result<(), Error> {
-        let Some(server_key) = &self.server_key else {
-            if self.client_keys.is_some() {
-                return Err(Error::Key(
-                    "client keys were given without the server key".into(),
-                ));
-            }
-            return Ok(());
-        };
-        if zmq::has("curve") != Some(true) {
-            return Err(Error::Key(
-                "this libzmq has no CURVE support; link one built with libsodium".into(),
-            ));
-        }
-        let server = curve_key("the server key", server_key)?;
-        let (public, secret) = match &self.client_keys {
-            Some((public, secret)) => (
-                curve_key("the client public key", public)?,
-                curve_key("the client secret key", secret)?,
-            ),
-            None => new_curve_pair()?,
-        };
-        self.curve = Some(Curve {
-            server,
-            public,
-            secret,
-        });
+        let client_keys = self
+            .client_keys
+            .as_ref()
+            .map(|(public, secret)| (public.as_str(), secret.as_str()));
+        self.curve = Curve::resolve(self.server_key.as_deref(), client_keys)?;
         Ok(())
     }
 
@@ -261,11 +154,10 @@ impl ClientBuilder {
             .host
             .clone()
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-        let slot = Box::new(Slot::new(pid(), sender));
         Ok(Client {
             inner: Arc::new(Inner {
                 settings: self,
-                slot: AtomicPtr::new(Box::into_raw(slot)),
+                slot: ProcessSlot::new(sender),
                 seq: AtomicU64::new(1),
                 host: cut(message::sendable_host(&host), MAX_HOST_LEN),
                 closed: AtomicBool::new(false),
@@ -282,28 +174,6 @@ struct Sender {
     done: Option<Receiver<bool>>,
     /// False until this process's sender thread is started.
     started: bool,
-}
-
-/// One process's sender and its locks. A forked child makes its own slot
-/// on first use and never touches its parent's: a lock another thread of
-/// the parent held at the moment of `fork` stays held for good in the
-/// child (that thread does not exist there), so the child must not need
-/// any of them.
-#[derive(Debug)]
-struct Slot {
-    pid: u32,
-    sender: Mutex<Sender>,
-    close_result: Mutex<Option<bool>>,
-}
-
-impl Slot {
-    fn new(pid: u32, sender: Sender) -> Slot {
-        Slot {
-            pid,
-            sender: Mutex::new(sender),
-            close_result: Mutex::new(None),
-        }
-    }
 }
 
 impl Sender {
@@ -327,9 +197,7 @@ impl Sender {
                 socket.set_ipv6(true)?;
             }
             if let Some(curve) = &settings.curve {
-                socket.set_curve_serverkey(&curve.server)?;
-                socket.set_curve_publickey(&curve.public)?;
-                socket.set_curve_secretkey(&curve.secret)?;
+                curve.apply(&socket)?;
             }
             socket.connect(endpoint).map_err(|source| Error::Endpoint {
                 endpoint: endpoint.clone(),
@@ -376,10 +244,9 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     settings: ClientBuilder,
-    /// This process's slot (a leaked `Box`, freed in `Drop`). After a
-    /// fork it still points at the parent's until the child's first call
-    /// swaps in the child's own.
-    slot: AtomicPtr<Slot>,
+    /// This process's sender: after a fork, the child's first call makes
+    /// its own (see `process`).
+    slot: ProcessSlot<Sender>,
     seq: AtomicU64,
     host: String,
     closed: AtomicBool,
@@ -503,33 +370,8 @@ impl Client {
 impl Inner {
     /// This process's slot, made if the process was forked since the
     /// current one was.
-    #[allow(unsafe_code, reason = "the slot is a pointer swapped without a lock")]
-    fn slot(&self) -> &Slot {
-        let me = pid();
-        let current = self.slot.load(Ordering::Acquire);
-        // SAFETY: a slot is freed only in `Drop`, which has `&mut self`;
-        // until then every pointer ever stored stays valid (a parent's slot
-        // is leaked in the child, never freed).
-        let slot = unsafe { &*current };
-        if slot.pid == me {
-            return slot;
-        }
-        let own = Box::into_raw(Box::new(Slot::new(me, Sender::not_started())));
-        match self
-            .slot
-            .compare_exchange(current, own, Ordering::AcqRel, Ordering::Acquire)
-        {
-            // SAFETY: just stored, and valid until `Drop` as above.
-            Ok(_) => unsafe { &*own },
-            Err(other) => {
-                // Another thread of this process swapped its slot in first
-                // (only this process writes this memory, so it is ours).
-                // SAFETY: `own` was never shared.
-                drop(unsafe { Box::from_raw(own) });
-                // SAFETY: as for `current`.
-                unsafe { &*other }
-            }
-        }
+    fn slot(&self) -> &Slot<Sender> {
+        self.slot.get(Sender::not_started)
     }
 
     /// This process's sender, its thread started on first use in a child.
@@ -628,19 +470,11 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    #[allow(unsafe_code, reason = "frees the slot made in `build` or `slot`")]
     fn drop(&mut self) {
         if !self.closed.load(Ordering::SeqCst) {
             self.close(self.settings.close_timeout);
         }
-        let slot = *self.slot.get_mut();
-        // SAFETY: `&mut self`: nobody else holds the slot now.
-        if unsafe { &*slot }.pid == pid() {
-            // SAFETY: made by `Box::into_raw` in this process, freed once.
-            drop(unsafe { Box::from_raw(slot) });
-        }
-        // Otherwise it is a parent's, left as it is: dropping its queue
-        // here could wait on locks held by threads that exist only there.
+        // Then `slot` frees this process's slot, never a parent's.
     }
 }
 
@@ -653,49 +487,6 @@ fn cut(mut s: String, max: usize) -> String {
         s.truncate(end);
     }
     s
-}
-
-pub(crate) fn duration_ms_i32(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
-}
-
-/// This process's id, cached. `getpid` is a system call, and a heartbeat
-/// asked twice (the message's pid, the fork check): about a third of its
-/// cost. A fork handler empties the cache in the child, so the fork check
-/// still sees the new pid.
-static PID: AtomicU32 = AtomicU32::new(0);
-/// Set if the fork handler could not be registered: then no caching.
-static NO_CACHE: AtomicBool = AtomicBool::new(false);
-
-pub(crate) fn pid() -> u32 {
-    let cached = PID.load(Ordering::Relaxed);
-    if cached != 0 {
-        return cached;
-    }
-    static HANDLER: std::sync::Once = std::sync::Once::new();
-    HANDLER.call_once(register_fork_handler);
-    let pid = std::process::id();
-    if !NO_CACHE.load(Ordering::Relaxed) {
-        PID.store(pid, Ordering::Relaxed);
-    }
-    pid
-}
-
-extern "C" fn forked_child() {
-    // Async-signal-safe: one atomic store.
-    PID.store(0, Ordering::Relaxed);
-}
-
-#[allow(unsafe_code, reason = "pthread_atfork has no safe wrapper in std")]
-fn register_fork_handler() {
-    // SAFETY: `forked_child` is a plain `extern "C" fn` that only stores to
-    // an atomic, which is allowed in a child between fork and exec; the
-    // handler stays valid for the life of the process (a static function).
-    let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-    if rc != 0 {
-        // Without the handler the cache would be wrong after a fork.
-        NO_CACHE.store(true, Ordering::Relaxed);
-    }
 }
 
 fn unix_ms() -> u64 {

@@ -9,9 +9,11 @@
 //!
 //! # Layout
 //! - [`message`]: wire protocol v1 (`docs/PROTOCOL.md`): [`Message`], [`Kind`], encode and decode.
-//! - `client`: [`Client`], [`ClientBuilder`] and [`Stats`]: validate, enqueue, flush, close.
+//! - `client`: [`Client`] and [`ClientBuilder`]: validate, enqueue, flush, close.
 //! - `run`: the [`Run`] guard; a run dropped unfinished reports `fail`.
-//! - `worker`: the background thread that owns the sockets.
+//! - `curve`: CURVE keys ([`decode_curve_key`], [`new_curve_pair`], the `QCIC_*` key variables).
+//! - `process`: fork safety: the cached pid and each process's own sender slot.
+//! - `worker`: the background thread that owns the sockets, and its [`Stats`].
 //! - `error`: [`Error`], the one error type.
 //!
 //! # Quick start
@@ -32,19 +34,24 @@
 //! ```
 
 mod client;
+mod curve;
 mod error;
 pub mod message;
+mod process;
 mod run;
 mod worker;
 
 pub use client::{
     Client, ClientBuilder, DEFAULT_CLOSE_TIMEOUT, DEFAULT_QUEUE_CAPACITY, DEFAULT_SEND_HWM,
-    ENV_CLIENT_PUBLIC_KEY, ENV_CLIENT_SECRET_KEY, ENV_SERVER_KEY, Stats, decode_curve_key,
-    new_curve_pair, new_run_id, parse_endpoints,
+    new_run_id, parse_endpoints,
+};
+pub use curve::{
+    ENV_CLIENT_PUBLIC_KEY, ENV_CLIENT_SECRET_KEY, ENV_SERVER_KEY, decode_curve_key, new_curve_pair,
 };
 pub use error::Error;
 pub use message::{DecodeError, Kind, Message, PROTOCOL_VERSION};
 pub use run::Run;
+pub use worker::Stats;
 
 /// This crate's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

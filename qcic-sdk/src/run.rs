@@ -27,7 +27,7 @@ impl Run {
             job,
             id,
             ended: false,
-            pid: crate::client::pid(),
+            pid: crate::process::pid(),
         }
     }
 
@@ -76,7 +76,7 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if self.ended || self.pid != crate::client::pid() {
+        if self.ended || self.pid != crate::process::pid() {
             return;
         }
         let text = if std::thread::panicking() {

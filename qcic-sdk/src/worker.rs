@@ -10,8 +10,37 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::client::{Stats, duration_ms_i32};
 use crate::message::Message;
+
+/// What the sender has done so far. Every counter only grows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages accepted into the queue.
+    pub queued: u64,
+    /// Message copies handed to libzmq (one per watcher per message).
+    pub sent: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Message copies dropped because a watcher's libzmq queue was full
+    /// (that watcher was unreachable for a long time).
+    pub dropped_hwm: u64,
+    /// Messages dropped because the client was closed.
+    pub dropped_closed: u64,
+    /// Message copies libzmq refused for another reason.
+    pub send_errors: u64,
+}
+
+impl Stats {
+    /// Every message or copy that did not make it to libzmq.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_hwm + self.dropped_closed + self.send_errors
+    }
+}
+
+/// A duration in whole milliseconds for a libzmq option, saturating.
+pub(crate) fn duration_ms_i32(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
