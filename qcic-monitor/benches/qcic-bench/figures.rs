@@ -1,501 +1,29 @@
-//! qcic-bench: every figure of docs/BENCHMARKS.md in one run, each set
-//! against the machine's own limit measured in the same run.
-//!
-//! ```text
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --full     # the published run (~10 min)
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --quick    # smoke test, < 1 min; asserts nothing about speed
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only ingest,memory
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only takeover  # the farm figure
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only poisoned  # a failing notification beside a fresh one
-//! cargo bench -p qcic-monitor --bench qcic-bench -- --full --only idle_connections  # memory per idle ingest connection
-//! ```
-//!
-//! Prints a table and writes the same figures as JSON (`--json PATH`,
-//! default `target/qcic-bench.json`). The watcher runs as a child process
-//! (this program re-run as `serve`), on a generated configuration, so a
-//! million jobs need no million-line TOML file; senders are child processes
-//! too (`send`). Everything talks over tcp loopback.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    reason = "a benchmark: a panic is the report, and figures are floats"
-)]
+//! The figures of docs/BENCHMARKS.md, one function each.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use qcic_monitor::config::{
-    Config, CurveConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig, NotifyConfig,
-    PeerConfig, Route, WebhookConfig, ZmqConfig,
-};
-use qcic_monitor::schedule::Schedule;
-use qcic_sdk::{Kind, Message};
+use qcic_sdk::Kind;
 use serde_json::{Value, json};
 
-/// Sentinel jobs: sender k ends with a `fail` for `sentinel-k`, whose alert
-/// says everything it sent before was applied (one connection is in order).
-const SENTINELS: usize = 8;
-const HOST: &str = "bench-host-01";
+use crate::harness::{
+    endpoint, job_name, message, percentile, rss_kib, spread, target_dir, wall_ns, workspace,
+};
+use crate::send::{Senders, sub};
+use crate::serve::{Watcher, WatcherSpec};
 
-fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    match args.first().map(String::as_str) {
-        Some("serve") => serve(&Opts::parse(&args[1..])),
-        Some("send") => send(&Opts::parse(&args[1..])),
-        _ => orchestrate(&args),
-    }
-}
-
-// ---------------------------------------------------------------- helpers
-
-/// `key=value` arguments of the child modes.
-struct Opts(Vec<(String, String)>);
-
-impl Opts {
-    fn parse(args: &[String]) -> Opts {
-        Opts(
-            args.iter()
-                .filter_map(|a| a.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
-        )
-    }
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-    fn num(&self, key: &str) -> usize {
-        self.get(key).map_or(0, |v| v.parse().unwrap())
-    }
-}
-
-fn endpoint() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
-}
-
-fn wall_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-fn job_name(i: usize) -> String {
-    format!("job-{i:07}")
-}
-
-fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Message {
-    Message {
-        kind,
-        job: job.into(),
-        // A real run id (random u64, as the SDK makes them): its size counts.
-        run_id: (kind != Kind::Heartbeat).then(qcic_sdk::new_run_id),
-        seq,
-        ts_ms: u64::try_from(wall_ns() / 1_000_000).unwrap(),
-        host: HOST.into(),
-        pid: 4242,
-        exit_code: (kind == Kind::Fail).then_some(1),
-        text: text.map(str::to_owned),
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Median, minimum and maximum.
-fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn target_dir() -> PathBuf {
-    // target/release/deps/qcic_bench-HASH
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn workspace() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::canonicalize(&root).unwrap_or(root)
-}
-
-// ---------------------------------------------------------------- serve
-
-/// The watcher, as the binary runs it, on a generated configuration.
-fn serve(o: &Opts) {
-    let jobs = o.num("jobs");
-    let schedule = match (o.get("cron"), o.get("every_ms")) {
-        (Some(pattern), _) => Schedule::cron(pattern, "UTC").unwrap(),
-        (None, Some(ms)) => Schedule::Every(Duration::from_millis(ms.parse().unwrap())),
-        (None, None) => Schedule::Every(Duration::from_secs(3600)),
-    };
-    let ms = |key: &str| Duration::from_millis(o.num(key) as u64);
-    let farm = o.get("gossip").map(|gossip| {
-        let gossip = gossip.parse().unwrap();
-        FarmConfig {
-            gossip,
-            advertise: gossip,
-            peers: vec![PeerConfig {
-                id: o.get("peer_id").unwrap().to_owned(),
-                gossip: o.get("peer_gossip").unwrap().to_owned(),
-            }],
-            gossip_interval: ms("gossip_ms"),
-            peer_timeout: ms("peer_timeout_ms"),
-            dead_after: ms("dead_after_ms"),
-            isolation_jobs: 3,
-            cluster: "qcic-bench".into(),
-        }
-    });
-    let mut list: Vec<JobConfig> = (0..jobs)
-        .map(|i| JobConfig::new(&job_name(i), schedule.clone(), Duration::ZERO))
-        .collect();
-    for k in 0..SENTINELS {
-        list.push(JobConfig::new(
-            &format!("sentinel-{k}"),
-            Schedule::Every(Duration::from_secs(3600)),
-            Duration::ZERO,
-        ));
-    }
-    let mut notify = vec![NotifyConfig::Zmq(ZmqConfig {
-        publish: o.get("publish").unwrap().to_owned(),
-        route: Route {
-            name: Some("pub".into()),
-            default: true,
-        },
-    })];
-    if let Some(smtp) = o.get("smtp") {
-        notify.push(NotifyConfig::Email(EmailConfig {
-            smtp: smtp.to_owned(),
-            from: "qcic@example.com".into(),
-            to: vec!["ops@example.com".into()],
-            username: None,
-            password_env: None,
-            password_file: None,
-            subject_prefix: "[qcic]".into(),
-            timeout: Duration::from_secs(30),
-            route: Route {
-                name: Some("mail".into()),
-                default: true,
-            },
-        }));
-    }
-    if let Some(url) = o.get("webhook") {
-        notify.push(NotifyConfig::Webhook(WebhookConfig {
-            url: url.to_owned(),
-            headers: std::collections::BTreeMap::new(),
-            timeout: Duration::from_secs(2),
-            route: Route {
-                name: Some("hook".into()),
-                default: true,
-            },
-        }));
-    }
-    let curve = o.get("curve_secret").map(|z| CurveConfig {
-        secret_key: z85::decode(z).unwrap().try_into().unwrap(),
-        allowed_senders: None,
-    });
-    let config = Config {
-        source: "qcic-bench".into(),
-        path: None,
-        monitor: MonitorConfig {
-            id: o.get("id").unwrap_or("bench").into(),
-            listen: vec![o.get("listen").unwrap().to_owned()],
-            max_unknown_jobs: 1000,
-            max_rate_per_sender: 0,
-            max_connections: None,
-            max_connections_per_address: 256,
-            sender_ping: Duration::from_secs(60),
-            max_clock_skew: Duration::from_secs(300),
-            curve,
-            control: o.get("control").unwrap().into(),
-            http: None,
-            state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
-            farm,
-        },
-        jobs: list,
-        notify,
-    };
-    // As the binary logs (QCIC_LOG, default info; text, to stderr: a file here).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QCIC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-        term.recv().await;
-    };
-    runtime
-        .block_on(qcic_monitor::run(config, shutdown, false))
-        .unwrap();
-}
-
-/// A `serve` child and what it needs.
-struct Watcher {
-    child: Child,
-    dir: tempfile::TempDir,
-    listen: String,
-    publish: String,
-    control: PathBuf,
-    ready_after: Duration,
-}
-
-#[derive(Default, Clone)]
-struct WatcherSpec {
-    jobs: usize,
-    state: Option<PathBuf>,
-    curve_secret: Option<String>,
-    cron: Option<String>,
-    smtp: Option<String>,
-    webhook: Option<String>,
-    /// Extra `key=value` options for `serve` (the farm figure's).
-    extra: Vec<String>,
-}
-
-impl Watcher {
-    fn start(spec: &WatcherSpec) -> Watcher {
-        let dir = tempfile::tempdir().unwrap();
-        let (listen, publish) = (endpoint(), endpoint());
-        let control = dir.path().join("control.sock");
-        let mut args = vec![
-            "serve".to_owned(),
-            format!("jobs={}", spec.jobs),
-            format!("listen={listen}"),
-            format!("publish={publish}"),
-            format!("control={}", control.display()),
-            format!(
-                "state={}",
-                spec.state
-                    .as_ref()
-                    .map_or("off".into(), |p| p.display().to_string())
-            ),
-        ];
-        if let Some(k) = &spec.curve_secret {
-            args.push(format!("curve_secret={k}"));
-        }
-        if let Some(c) = &spec.cron {
-            args.push(format!("cron={c}"));
-        }
-        if let Some(s) = &spec.smtp {
-            args.push(format!("smtp={s}"));
-        }
-        if let Some(w) = &spec.webhook {
-            args.push(format!("webhook={w}"));
-        }
-        args.extend(spec.extra.iter().cloned());
-        let log = std::fs::File::create(dir.path().join("watcher.log")).unwrap();
-        let started = Instant::now();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut w = Watcher {
-            child,
-            dir,
-            listen,
-            publish,
-            control,
-            ready_after: Duration::ZERO,
-        };
-        w.ready_after = w.wait_ready(started);
-        w
-    }
-
-    /// Ready = the checker answers on the control socket: configuration
-    /// built, state restored, sockets bound, deadlines armed.
-    fn wait_ready(&mut self, started: Instant) -> Duration {
-        let req = qcic_monitor::control::Request {
-            command: "ping".into(),
-            ..Default::default()
-        };
-        loop {
-            // `ping`, not `status`: its reply for a million jobs would be
-            // large, and its memory would show in the memory figure.
-            if std::os::unix::net::UnixStream::connect(&self.control).is_ok()
-                && qcic_monitor::control::request(&self.control, &req)
-                    .is_ok_and(|r| r.contains("\"alive\":true"))
-            {
-                return started.elapsed();
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("watcher exited with {status}: {}", self.log());
-            }
-            assert!(started.elapsed() < Duration::from_secs(600), "never ready");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("watcher.log")).unwrap_or_default()
-    }
-
-    fn rss_kib(&self) -> u64 {
-        rss_kib(self.child.id())
-    }
-
-    /// SIGTERM and wait: the clean shutdown that saves everything.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------- send
-
-/// A sender process: pre-encoded heartbeats for `jobs` jobs from `offset`,
-/// `count` of them as fast as libzmq takes them, then a `fail` for its
-/// sentinel. Prints `start <wall ns>` just before the first heartbeat.
-fn send(o: &Opts) {
-    let (jobs, offset, count, k) = (o.num("jobs"), o.num("offset"), o.num("count"), o.num("k"));
-    let frames: Vec<Vec<u8>> = (0..jobs.min(count).max(1))
-        .map(|i| message(Kind::Heartbeat, &job_name(offset + i), 1, None).encode())
-        .collect();
-    let sentinel = format!("sentinel-{k}");
-    let ctx = zmq::Context::new();
-    let push = ctx.socket(zmq::PUSH).unwrap();
-    push.set_linger(120_000).unwrap();
-    if let Some(server) = o.get("curve_server") {
-        let (public, secret) = qcic_sdk::new_curve_pair().unwrap();
-        push.set_curve_serverkey(&z85::decode(server).unwrap())
-            .unwrap();
-        push.set_curve_publickey(&public).unwrap();
-        push.set_curve_secretkey(&secret).unwrap();
-    }
-    push.connect(o.get("endpoint").unwrap()).unwrap();
-    // Connection (and CURVE handshake) out of the timing.
-    push.send(message(Kind::Heartbeat, &sentinel, 1, None).encode(), 0)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    println!("start {}", wall_ns());
-    for i in 0..count {
-        push.send(&frames[i % frames.len()][..], 0).unwrap();
-    }
-    push.send(message(Kind::Fail, &sentinel, 2, None).encode(), 0)
-        .unwrap();
-}
-
-struct Senders(Vec<Child>);
-
-impl Senders {
-    /// `n` sender processes sharing `total` messages over `jobs` jobs (each
-    /// its own slice).
-    fn spawn(
-        n: usize,
-        endpoint: &str,
-        jobs: usize,
-        total: usize,
-        curve_server: Option<&str>,
-    ) -> Senders {
-        Senders(
-            (0..n)
-                .map(|k| {
-                    let mut cmd = Command::new(std::env::current_exe().unwrap());
-                    cmd.args([
-                        "send".to_owned(),
-                        format!("endpoint={endpoint}"),
-                        format!("jobs={}", jobs / n),
-                        format!("offset={}", k * (jobs / n)),
-                        format!("count={}", total / n),
-                        format!("k={k}"),
-                    ]);
-                    if let Some(s) = curve_server {
-                        cmd.arg(format!("curve_server={s}"));
-                    }
-                    cmd.stdout(Stdio::piped()).spawn().unwrap()
-                })
-                .collect(),
-        )
-    }
-
-    /// Waits for every sender; the earliest `start` stamp.
-    fn finish(self) -> u128 {
-        let mut start = u128::MAX;
-        for mut child in self.0 {
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            start = start.min(line.trim().strip_prefix("start ").unwrap().parse().unwrap());
-            assert!(child.wait().unwrap().success());
-        }
-        start
-    }
-}
-
-fn sub(publish: &str, prefix: &str) -> (zmq::Context, zmq::Socket) {
-    let ctx = zmq::Context::new();
-    let s = ctx.socket(zmq::SUB).unwrap();
-    s.set_rcvhwm(1_000_000).unwrap();
-    s.set_subscribe(prefix.as_bytes()).unwrap();
-    s.set_rcvtimeo(300_000).unwrap();
-    s.connect(publish).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    (ctx, s)
-}
-
-// ---------------------------------------------------------------- figures
-
-struct Plan {
-    quick: bool,
-    runs: usize,
-    messages: usize,
-    big_jobs: usize,
-    detect_jobs: usize,
-    detect_rounds: usize,
-    email_jobs: usize,
-    calls: usize,
+pub(crate) struct Plan {
+    pub(crate) quick: bool,
+    pub(crate) runs: usize,
+    pub(crate) messages: usize,
+    pub(crate) big_jobs: usize,
+    pub(crate) detect_jobs: usize,
+    pub(crate) detect_rounds: usize,
+    pub(crate) email_jobs: usize,
+    pub(crate) calls: usize,
 }
 
 /// Messages per second through a bare PUSH -> PULL loop (the ceiling).
@@ -544,7 +72,7 @@ fn monitor_rate(senders: usize, jobs: usize, total: usize, state: bool, curve: b
     (senders * (total / senders)) as f64 / ((end - start) as f64 / 1e9)
 }
 
-fn ingest(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn ingest(plan: &Plan, out: &mut Vec<Value>) {
     let total = plan.messages;
     println!(
         "\n1. Ingest: heartbeats decoded and applied per second ({total} per run, median of {} (min..max))",
@@ -759,7 +287,7 @@ fn python_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
     })
 }
 
-fn sender_cost(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn sender_cost(plan: &Plan, out: &mut Vec<Value>) {
     println!(
         "\n2. Sender cost: one heartbeat call, each call timed alone (ns; the clock's own cost shown apart)"
     );
@@ -826,7 +354,7 @@ fn sender_cost(plan: &Plan, out: &mut Vec<Value>) {
 /// grace) are all heard, so all fall due at the same 5-second boundary;
 /// each alert's arrival at a subscriber (or each email's arrival in the
 /// SMTP server's Maildir) minus that boundary.
-fn detection(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn detection(plan: &Plan, out: &mut Vec<Value>) {
     println!("\n3. Detection: deadline -> alert, all jobs due in the same instant (ms)");
     let w = Watcher::start(&WatcherSpec {
         jobs: plan.detect_jobs,
@@ -1018,7 +546,7 @@ fn heartbeat_every_job(w: &Watcher, jobs: usize) {
     s.finish();
 }
 
-fn memory(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn memory(plan: &Plan, out: &mut Vec<Value>) {
     let n = plan.big_jobs;
     println!(
         "\n4. Memory per job: watcher RSS with {n} jobs, each heard once, minus RSS with none"
@@ -1047,7 +575,7 @@ fn memory(plan: &Plan, out: &mut Vec<Value>) {
 /// Memory per idle connection on the ingest port: watcher RSS with `n`
 /// connections that completed the ZMTP handshake and send nothing, minus
 /// RSS with none; NULL and CURVE (no allow-list: any key gets in).
-fn idle_connections(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn idle_connections(plan: &Plan, out: &mut Vec<Value>) {
     let n: usize = if plan.quick { 100 } else { 2000 };
     // This process holds the connections' descriptors (two per socket).
     if let Ok((_, hard)) =
@@ -1112,7 +640,7 @@ fn idle_connections(plan: &Plan, out: &mut Vec<Value>) {
     }
 }
 
-fn wire(out: &mut Vec<Value>) {
+pub(crate) fn wire(out: &mut Vec<Value>) {
     println!("\n5. Wire size (12-character job, 13-character host, current timestamps)");
     let text: String = "x".repeat(200);
     let cases = [
@@ -1143,7 +671,7 @@ fn wire(out: &mut Vec<Value>) {
     }
 }
 
-fn startup(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn startup(plan: &Plan, out: &mut Vec<Value>) {
     let n = plan.big_jobs;
     println!("\n6. Start-up: {n} jobs with state in the database, from exec to answering");
     let dir = tempfile::tempdir().unwrap();
@@ -1193,7 +721,7 @@ fn startup(plan: &Plan, out: &mut Vec<Value>) {
 /// alarm only when it has heard no sender for `dead_after` (then it may be
 /// the one cut off); here it heard the job until it stopped, so it sends
 /// at the deadline either way.
-fn takeover(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn takeover(plan: &Plan, out: &mut Vec<Value>) {
     // (gossip, dead_after, peer_timeout, every) in ms.
     let (gossip, dead, timeout, every): (u32, u32, u32, u32) = if plan.quick {
         (100, 1000, 1000, 1000)
@@ -1339,7 +867,7 @@ fn takeover(plan: &Plan, out: &mut Vec<Value>) {
 /// jobs' alarms on the same channel must go out as fast as with no
 /// poisoned notification at all. Latency: `fail` sent -> the webhook server
 /// has the request (tests/bad_servers.py stamps its arrival).
-fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
+pub(crate) fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
     println!(
         "\n8. A poisoned notification on a webhook channel: another job's alarm, sent -> received (ms)"
     );
@@ -1440,109 +968,4 @@ fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
         "   the poisoned notifications were tried {} and {} times meanwhile (500 at once; no answer, 2 s deadline)",
         tries.0, tries.1
     );
-}
-
-fn orchestrate(args: &[String]) {
-    let quick = !args.iter().any(|a| a == "--full");
-    let json_path = args
-        .iter()
-        .position(|a| a == "--json")
-        .and_then(|i| args.get(i + 1))
-        // Relative to the workspace root: cargo runs benches in the
-        // package's directory, which is not where the command was typed.
-        .map_or_else(
-            || workspace().join("target/qcic-bench.json"),
-            |p| workspace().join(p),
-        );
-    let plan = if quick {
-        Plan {
-            quick,
-            runs: 1,
-            messages: 40_000,
-            big_jobs: 10_000,
-            detect_jobs: 500,
-            detect_rounds: 1,
-            email_jobs: 20,
-            calls: 20_000,
-        }
-    } else {
-        Plan {
-            quick,
-            runs: 3,
-            messages: 2_000_000,
-            big_jobs: 1_000_000,
-            detect_jobs: 10_000,
-            detect_rounds: 3,
-            email_jobs: 1000,
-            calls: 1_000_000,
-        }
-    };
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
-        "qcic-bench {} on {cpus} CPUs, Linux {}{}",
-        if quick {
-            "--quick (smoke test: figures are not meaningful)"
-        } else {
-            "--full"
-        },
-        kernel.trim(),
-        if cfg!(debug_assertions) {
-            ", DEBUG BUILD"
-        } else {
-            ""
-        }
-    );
-    // `--only ingest,memory` runs a subset (for working on one figure).
-    let only: Option<Vec<&str>> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .map(|list| list.split(',').collect());
-    let wanted = |name: &str| only.as_ref().is_none_or(|l| l.contains(&name));
-    let started = Instant::now();
-    let mut out = Vec::new();
-    if wanted("ingest") {
-        ingest(&plan, &mut out);
-    }
-    if wanted("sender") {
-        sender_cost(&plan, &mut out);
-    }
-    if wanted("detection") {
-        detection(&plan, &mut out);
-    }
-    if wanted("memory") {
-        memory(&plan, &mut out);
-    }
-    if wanted("wire") {
-        wire(&mut out);
-    }
-    if wanted("startup") {
-        startup(&plan, &mut out);
-    }
-    if wanted("takeover") {
-        takeover(&plan, &mut out);
-    }
-    if wanted("poisoned") {
-        poisoned(&plan, &mut out);
-    }
-    if wanted("idle_connections") {
-        idle_connections(&plan, &mut out);
-    }
-    let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
-        "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,
-        "seconds": started.elapsed().as_secs_f64(), "figures": out});
-    if let Some(dir) = json_path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(&json_path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-    println!(
-        "\n{:.0} s; figures written to {}",
-        started.elapsed().as_secs_f64(),
-        display(&json_path)
-    );
-}
-
-fn display(p: &Path) -> String {
-    p.display().to_string()
 }

@@ -1,0 +1,106 @@
+//! Helpers shared by every part: child-mode options, endpoints, clocks,
+//! messages, statistics, paths.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use qcic_sdk::{Kind, Message};
+
+/// Sentinel jobs: sender k ends with a `fail` for `sentinel-k`, whose alert
+/// says everything it sent before was applied (one connection is in order).
+pub(crate) const SENTINELS: usize = 8;
+pub(crate) const HOST: &str = "bench-host-01";
+
+/// `key=value` arguments of the child modes.
+pub(crate) struct Opts(Vec<(String, String)>);
+
+impl Opts {
+    pub(crate) fn parse(args: &[String]) -> Opts {
+        Opts(
+            args.iter()
+                .filter_map(|a| a.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    pub(crate) fn num(&self, key: &str) -> usize {
+        self.get(key).map_or(0, |v| v.parse().unwrap())
+    }
+}
+
+pub(crate) fn endpoint() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("tcp://127.0.0.1:{port}")
+}
+
+pub(crate) fn wall_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+pub(crate) fn job_name(i: usize) -> String {
+    format!("job-{i:07}")
+}
+
+pub(crate) fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Message {
+    Message {
+        kind,
+        job: job.into(),
+        // A real run id (random u64, as the SDK makes them): its size counts.
+        run_id: (kind != Kind::Heartbeat).then(qcic_sdk::new_run_id),
+        seq,
+        ts_ms: u64::try_from(wall_ns() / 1_000_000).unwrap(),
+        host: HOST.into(),
+        pid: 4242,
+        exit_code: (kind == Kind::Fail).then_some(1),
+        text: text.map(str::to_owned),
+    }
+}
+
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Median, minimum and maximum.
+pub(crate) fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub(crate) fn target_dir() -> PathBuf {
+    // target/release/deps/qcic_bench-HASH
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub(crate) fn workspace() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::canonicalize(&root).unwrap_or(root)
+}
