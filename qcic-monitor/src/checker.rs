@@ -6,8 +6,6 @@
 //! no separate wake-up signal are needed (mini-redis needs a `Notify` only
 //! because its purge task is apart from the writers).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -303,13 +301,7 @@ pub const DEADLINE_SLICE: usize = 64;
 /// How often changed job state is written to the state database, at most.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The watcher's wall clock, unix ms.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::wall_ms;
 
 #[cfg(test)]
 mod tests {

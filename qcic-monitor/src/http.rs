@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::checker::{Query, wall_ms};
 use crate::control;
 use crate::notify::NotificationLog;
-use crate::registry::{HostView, JobView};
+use crate::registry::{HostView, JobStatus, JobView};
 use crate::stats::{DROP_REASONS, Stats};
 
 /// What the handlers share.
@@ -171,7 +171,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         );
     }
     head(&mut out, "qcic_jobs", "gauge", "Jobs by state.");
-    for state in ["waiting", "up", "running", "down", "failed", "overrun"] {
+    for state in JobStatus::ALL {
         let n = jobs.iter().filter(|j| j.state == state).count();
         let _ = writeln!(out, "qcic_jobs{{state=\"{state}\"}} {n}");
     }
@@ -393,7 +393,8 @@ const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
 .state{font-weight:600;border-radius:3px;padding:.1em .5em;color:#fff}\
 .state-up,.state-running{background:#2e7d32}.state-waiting{background:#757575}\
-.state-down,.state-failed{background:#c62828}.state-overrun{background:#ef6c00}\
+.state-down,.state-failed{background:#c62828}\
+.state-overrun,.state-late,.state-stalled,.state-too_fast{background:#ef6c00}\
 details{font-size:12px;color:#555}input{padding:.3em;width:20em;margin-bottom:1em}";
 
 const SCRIPT: &str = "(function(){var f=document.getElementById('filter');\

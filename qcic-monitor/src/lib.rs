@@ -30,6 +30,7 @@
 
 pub mod accept;
 pub mod checker;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod deadlines;

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::clock::millis;
+
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -147,10 +149,6 @@ impl Schedule {
             },
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -352,3 +352,69 @@ fn a_silence_hides_an_incident_then_releases_it() {
     assert_ne!(again["incident"], down["incident"]);
     monitor.stop();
 }
+
+/// Every state a job can be in is counted by `qcic_jobs`: before, the
+/// gauge named six states, so `late`, `stalled` and `too_fast` jobs
+/// vanished from it.
+#[test]
+fn the_jobs_gauge_counts_every_job_in_every_state() {
+    let jobs = [
+        ("waiting", "every = \"1h\""),
+        ("up", "every = \"1h\""),
+        ("running", "every = \"1h\""),
+        ("down", "every = \"2s\"\ngrace = \"0s\""),
+        ("failed", "every = \"1h\""),
+        (
+            "late",
+            "every = \"2s\"\ngrace = \"1h\"\nstart_within = \"1s\"",
+        ),
+        ("overrun", "every = \"1h\"\nmax_runtime = \"1s\""),
+        ("stalled", "every = \"1h\"\nstall_after = \"1s\""),
+        ("too_fast", "every = \"1h\"\nmin_runtime = \"1h\""),
+    ];
+    let body: String = jobs
+        .iter()
+        .map(|(name, keys)| format!("[[job]]\nname = \"{name}\"\n{keys}\n\n"))
+        .collect();
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!("[http]\nlisten = \"{{http}}\"\n\n{body}"),
+    );
+    let client = Client::new([monitor.listen.clone()]).unwrap();
+    client.heartbeat("up").unwrap();
+    let _running = client.start("running").unwrap();
+    client.fail("failed", Some(1), "broken").unwrap();
+    let _overrun = client.start("overrun").unwrap();
+    let _stalled = client.start("stalled").unwrap();
+    client.start("too_fast").unwrap().success().unwrap();
+    let state_of = |jobs: &serde_json::Value, name: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .map(|j| j["state"].as_str().unwrap_or("").to_owned())
+    };
+    let settled = wait_until(Duration::from_secs(30), || {
+        let (_, body) = get(&monitor.http, "/api/jobs");
+        let now: serde_json::Value = serde_json::from_str(&body).unwrap();
+        jobs.iter()
+            .all(|(name, _)| state_of(&now, name).as_deref() == Some(*name))
+    });
+    let (_, body) = get(&monitor.http, "/api/jobs");
+    let (_, metrics) = get(&monitor.http, "/metrics");
+    monitor.stop();
+    assert!(settled, "not every job reached its state: {body}");
+    let total: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("qcic_jobs{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(total, jobs.len() as u64, "{metrics}");
+    for (name, _) in jobs {
+        let line = format!("qcic_jobs{{state=\"{name}\"}} 1");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+}

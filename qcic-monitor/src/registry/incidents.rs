@@ -1,0 +1,147 @@
+//! Incidents: opened once per slot (no storm), named by a stable id,
+//! closed with one follow-up carrying the same id.
+
+use super::*;
+
+impl Registry {
+    /// Opens the incident in `slot` unless one is open there, and notifies.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one notification")]
+    pub(super) fn open(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        id: String,
+        now: Instant,
+        wall_ms: u64,
+        text: Option<String>,
+        msg: &Message,
+        out: &mut Vec<Notification>,
+    ) {
+        if self.jobs[j].open.contains_key(&slot) {
+            return;
+        }
+        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        note.run_id = msg.run_id.or(slot.run());
+        note.host = Some(Arc::from(msg.host.as_str()));
+        note.exit_code = msg.exit_code;
+        note.text = text;
+        self.insert_open(j, slot, id, now, now, note, out);
+    }
+
+    /// Opens an incident and notifies, unless the job is silenced: then the
+    /// incident is recorded and notified when the silence ends (if still open).
+    #[expect(clippy::too_many_arguments, reason = "the parts of one incident")]
+    pub(super) fn insert_open(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        mut id: String,
+        since: Instant,
+        now: Instant,
+        mut first: Notification,
+        out: &mut Vec<Notification>,
+    ) {
+        // An id is never given to a second occurrence: derived again from
+        // itself until it is new (every watcher that saw the same history
+        // derives the same).
+        if let Some(closed) = &self.jobs[j].closed {
+            while closed.iter().any(|c| **c == *id) {
+                id = incident_id(&self.jobs[j].name, slot.event(), &format!("again:{id}"));
+            }
+            first.incident = Arc::from(id.as_str());
+        }
+        let run_id = first.run_id;
+        let notified = self.jobs[j].silence.is_none();
+        if notified {
+            out.push(first.clone());
+        }
+        self.jobs[j].open.insert(
+            slot,
+            Open {
+                id,
+                since,
+                run_id,
+                repeats: 0,
+                notified,
+                first,
+            },
+        );
+        if let Some(every) = self.jobs[j].cfg.repeat {
+            self.deadlines.set(Key::Repeat(j, slot), now + every);
+        }
+    }
+
+    /// Closes the incident in `slot`, if open, with one `recovered`.
+    pub(super) fn close(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        text: impl FnOnce() -> String,
+        out: &mut Vec<Notification>,
+    ) {
+        self.close_as(j, slot, Event::Recovered, now, wall_ms, text, out);
+    }
+
+    /// Closes the incident in `slot`, if open, with one follow-up `event`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn close_as(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        event: Event,
+        now: Instant,
+        wall_ms: u64,
+        text: impl FnOnce() -> String,
+        out: &mut Vec<Notification>,
+    ) {
+        // `text` is a closure: most messages close nothing, and should not
+        // pay for formatting what no one reads.
+        let Some(open) = self.jobs[j].open.remove(&slot) else {
+            return;
+        };
+        self.deadlines.clear(&Key::Repeat(j, slot));
+        let closed = self.jobs[j].closed.get_or_insert_with(Box::default);
+        if closed.len() == CLOSED_KEPT {
+            closed.pop_front();
+        }
+        closed.push_back(Arc::from(open.id.as_str()));
+        if !open.notified {
+            // Never alarmed (it opened and closed during a silence): no
+            // follow-up is owed.
+            self.remember(
+                j,
+                wall_ms,
+                format!("{} incident closed while silenced", slot.event()),
+            );
+            return;
+        }
+        let mut note = self.note(j, event, &open.id, wall_ms);
+        note.resolves = Some(slot.event());
+        note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+        note.run_id = open.run_id;
+        note.text = Some(text());
+        out.push(note);
+    }
+
+    pub(super) fn note(
+        &self,
+        j: usize,
+        event: Event,
+        incident: &str,
+        wall_ms: u64,
+    ) -> Notification {
+        let job = &self.jobs[j];
+        let mut note = Notification::new(
+            event,
+            Arc::clone(&job.name),
+            Arc::from(incident),
+            Arc::clone(&self.watcher),
+            wall_ms,
+        );
+        note.last_seen_ms = job.last.as_ref().map(|s| s.wall_ms);
+        note.host = job.last.as_ref().map(|s| Arc::clone(&s.host));
+        note
+    }
+}

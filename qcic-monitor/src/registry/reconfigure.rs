@@ -1,0 +1,130 @@
+//! A configuration reload: jobs added, removed or changed, state and
+//! open incidents kept where the job stays.
+
+use super::*;
+
+/// What a configuration reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reconfigured {
+    /// Jobs new in the configuration.
+    pub added: usize,
+    /// Jobs no longer in it (their state is dropped).
+    pub removed: usize,
+    /// Jobs whose settings changed (state kept, timers recomputed).
+    pub changed: usize,
+    /// Jobs exactly as before (state and timers untouched).
+    pub unchanged: usize,
+    /// The names of the removed jobs (their saved state goes too).
+    pub removed_names: Vec<String>,
+    /// The follow-ups owed for incidents of removed jobs that were notified:
+    /// every alarm gets one, even when its job goes away.
+    #[serde(skip)]
+    pub closed: Vec<Notification>,
+}
+
+impl Registry {
+    /// Takes a new job list (SIGHUP) without losing state: a job whose
+    /// settings are unchanged keeps its state and its timers exactly; a job
+    /// whose settings changed keeps its state (last message, runs, open
+    /// incidents, streaks, silence, history) and has its timers recomputed;
+    /// a new job is watched as at start-up (one full period before it can be
+    /// down); a removed job is forgotten.
+    pub fn reconfigure(
+        &mut self,
+        jobs: &[JobConfig],
+        max_unknown: usize,
+        max_skew: Duration,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Reconfigured {
+        self.max_unknown = max_unknown;
+        self.max_skew = max_skew;
+        self.wall_timers = jobs.iter().any(JobConfig::follows_wall_clock)
+            || self.jobs.iter().any(|job| job.silence.is_some());
+        let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let old_index = std::mem::take(&mut self.index);
+        let old_deadlines = std::mem::take(&mut self.deadlines);
+        let old_dirty = std::mem::take(&mut self.dirty);
+        let mut summary = Reconfigured::default();
+        // Old index -> new index, for jobs whose timers carry over as they are.
+        let mut kept: HashMap<usize, usize> = HashMap::new();
+        let mut rearm = Vec::new();
+        let mut shared: Option<Arc<JobConfig>> = None;
+        for (j, cfg) in jobs.iter().enumerate() {
+            let before = old_index
+                .get(cfg.name.as_str())
+                .and_then(|&o| Some((o, old.get_mut(o)?.take()?)));
+            match before {
+                Some((o, mut state)) if state.cfg.same_settings(cfg) => {
+                    summary.unchanged += 1;
+                    kept.insert(o, j);
+                    if old_dirty.contains(&o) {
+                        self.touch(j);
+                    }
+                    state.cfg = share(&mut shared, cfg);
+                    self.index.insert(Arc::clone(&state.name), j);
+                    self.jobs.push(state);
+                }
+                Some((_, mut state)) => {
+                    summary.changed += 1;
+                    let same_schedule = state.cfg.schedule == cfg.schedule;
+                    state.cfg = share(&mut shared, cfg);
+                    self.index.insert(Arc::clone(&state.name), j);
+                    self.jobs.push(state);
+                    rearm.push((j, Some(same_schedule)));
+                    self.touch(j);
+                }
+                None => {
+                    summary.added += 1;
+                    let name: Arc<str> = Arc::from(cfg.name.as_str());
+                    self.index.insert(Arc::clone(&name), j);
+                    self.jobs
+                        .push(JobState::new(name, share(&mut shared, cfg), wall_ms));
+                    rearm.push((j, None));
+                    self.touch(j);
+                }
+            }
+        }
+        for state in old.into_iter().flatten() {
+            for (slot, open) in &state.open {
+                if !open.notified {
+                    continue; // never alarmed (silenced): no follow-up owed
+                }
+                let mut note = open.first.clone();
+                note.event = Event::Recovered;
+                note.resolves = Some(slot.event());
+                note.detected_ms = wall_ms;
+                note.last_seen_ms = state.last.as_ref().map(|s| s.wall_ms);
+                note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+                note.exit_code = None;
+                note.repeat = 0;
+                note.text = Some("the job was removed from the configuration".into());
+                summary.closed.push(note);
+            }
+            summary.removed_names.push(state.name.to_string());
+        }
+        summary.removed = summary.removed_names.len();
+        for (key, at) in old_deadlines.iter() {
+            if let Some(&j) = kept.get(&key.job()) {
+                match key {
+                    // The job's own `down_at` came along with its state.
+                    Key::Down(_) => self.deadlines.insert_untracked(Key::Down(j), at),
+                    _ => self.deadlines.set(key.with_job(j), at),
+                }
+            }
+        }
+        for (j, same_schedule) in rearm {
+            match same_schedule {
+                Some(keep_expected) => self.rearm(j, keep_expected, now, wall_ms),
+                None => {
+                    self.arm_down(j, now, wall_ms);
+                    self.arm_late_fresh(j, now, wall_ms);
+                }
+            }
+        }
+        summary
+    }
+}

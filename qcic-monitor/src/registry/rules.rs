@@ -1,0 +1,540 @@
+//! The rules: what each message kind does to a job, and what each passed
+//! deadline raises.
+
+use super::*;
+
+impl Registry {
+    pub(super) fn remember(&mut self, j: usize, wall_ms: u64, entry: impl Into<Entry>) {
+        let history = &mut self.jobs[j].history;
+        if history.len() == HISTORY_LEN {
+            history.pop_front();
+        }
+        if history.capacity() == 0 {
+            // Most jobs only ever hold one line ("heartbeat", repeated):
+            // room for one, not the four a first push would reserve.
+            history.reserve_exact(1);
+        }
+        history.push_back((wall_ms, entry.into()));
+    }
+
+    /// Applies a message. A `stale` one (see [`Registry::stale`]) is what
+    /// it says (a failure, a run's end), but no sign of life now: it moves
+    /// no deadline and ends no `down`.
+    pub(super) fn apply(
+        &mut self,
+        j: usize,
+        msg: &Message,
+        host: Arc<str>,
+        stale: bool,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Vec<Notification> {
+        let mut out = Vec::new();
+        if !stale {
+            self.heard_alive(j, msg, host, now, wall_ms);
+        }
+        let job = &mut self.jobs[j];
+        let run_id = msg.run_id.unwrap_or(0);
+        let good = !stale && matches!(msg.kind, Kind::Success | Kind::Heartbeat);
+        if good {
+            job.alive_streak = job.alive_streak.saturating_add(1);
+            job.bad_streak = 0;
+        }
+        if msg.kind == Kind::Success {
+            job.success_streak = job.success_streak.saturating_add(1);
+        }
+        // Any message ends a down incident (after recover_after_successes
+        // good messages, if that is more than one).
+        let down_recovers = !stale
+            && (self.jobs[j].cfg.recover_after_successes <= 1
+                || (good && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes));
+        if down_recovers {
+            let kind = msg.kind;
+            self.close(
+                j,
+                Slot::Down,
+                now,
+                wall_ms,
+                || format!("{kind} received"),
+                &mut out,
+            );
+        }
+        // A message of a run shows it is not stalled.
+        if msg.run_id.is_some() && self.jobs[j].runs.contains_key(&run_id) {
+            self.touch_run(j, run_id, now, wall_ms, &mut out);
+        }
+        match msg.kind {
+            Kind::Start => {
+                self.start_run(j, run_id, msg, now, wall_ms, &mut out);
+                self.close(
+                    j,
+                    Slot::Late,
+                    now,
+                    wall_ms,
+                    || "start received".into(),
+                    &mut out,
+                );
+                self.arm_late(j, now, wall_ms, wall_ms);
+            }
+            Kind::Progress => {}
+            Kind::Success => {
+                let ran = self.jobs[j]
+                    .runs
+                    .get(&run_id)
+                    .map(|r| now.saturating_duration_since(r.started));
+                self.end_run(j, run_id, "run ended with success", now, wall_ms, &mut out);
+                match (ran, self.jobs[j].cfg.min_runtime) {
+                    (Some(ran), Some(min)) if ran < min => {
+                        let text = format!(
+                            "succeeded after {}, sooner than min_runtime {}",
+                            human(ran),
+                            human(min)
+                        );
+                        let basis = format!("run:{run_id}/{}", msg_basis(msg));
+                        let id = incident_id(&msg.job, Event::TooFast, &basis);
+                        self.open(
+                            j,
+                            Slot::TooFast,
+                            id,
+                            now,
+                            wall_ms,
+                            Some(text),
+                            msg,
+                            &mut out,
+                        );
+                    }
+                    _ => {
+                        self.close(
+                            j,
+                            Slot::TooFast,
+                            now,
+                            wall_ms,
+                            || "a run of normal length succeeded".into(),
+                            &mut out,
+                        );
+                    }
+                }
+                // A failed run is redone only by successful runs; a failure
+                // outside a run ends after as many signs of life.
+                let job = &self.jobs[j];
+                let streak = match self.failed_run(j) {
+                    Some(_) => job.success_streak,
+                    None => job.alive_streak,
+                };
+                if streak >= job.cfg.recover_after_successes {
+                    self.close(
+                        j,
+                        Slot::Failed,
+                        now,
+                        wall_ms,
+                        || "success received".into(),
+                        &mut out,
+                    );
+                }
+            }
+            Kind::Fail => {
+                self.end_run(j, run_id, "run ended with fail", now, wall_ms, &mut out);
+                let job = &mut self.jobs[j];
+                job.bad_streak = job.bad_streak.saturating_add(1);
+                job.success_streak = 0;
+                job.alive_streak = 0;
+                if job.bad_streak >= job.cfg.alert_after_failures {
+                    // The failing message itself names the incident: every
+                    // watcher heard the same one, and no other message is it.
+                    let basis = match msg.run_id {
+                        Some(run_id) => format!("run:{run_id}/{}", msg_basis(msg)),
+                        None => format!("msg:{}", msg_basis(msg)),
+                    };
+                    let id = incident_id(&msg.job, Event::Failed, &basis);
+                    self.open(
+                        j,
+                        Slot::Failed,
+                        id,
+                        now,
+                        wall_ms,
+                        msg.text.clone(),
+                        msg,
+                        &mut out,
+                    );
+                } else {
+                    let text = format!(
+                        "failure {} of {} before alerting",
+                        job.bad_streak, job.cfg.alert_after_failures
+                    );
+                    self.remember(j, wall_ms, text);
+                }
+            }
+            Kind::Heartbeat => {
+                // A heartbeat shows a process alive, not that a failed run
+                // was redone; it ends only a failure reported outside a run.
+                let runless = self.failed_run(j).is_none();
+                if runless && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes
+                {
+                    self.close(
+                        j,
+                        Slot::Failed,
+                        now,
+                        wall_ms,
+                        || "heartbeat received".into(),
+                        &mut out,
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// A message that shows the job alive now: the `down` deadline moves,
+    /// and it is what the job was last heard from (named, for the next
+    /// outage, by the latest message by the sender's clock).
+    pub(super) fn heard_alive(
+        &mut self,
+        j: usize,
+        msg: &Message,
+        host: Arc<str>,
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        self.arm_down(j, now, wall_ms);
+        if let Some(heard) = &mut self.heard {
+            heard.insert(j);
+        }
+        let job = &mut self.jobs[j];
+        let start_ms = match (&job.last, msg.kind) {
+            (_, Kind::Start) => wall_ms,
+            (Some(last), _) => last.start_ms,
+            (None, _) => 0,
+        };
+        let up_since_ms = match &job.last {
+            Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
+                last.up_since_ms.min(wall_ms)
+            }
+            _ => wall_ms,
+        };
+        let before = job.last.take();
+        let mut seen = Seen {
+            at: now,
+            wall_ms,
+            kind: msg.kind,
+            pid: msg.pid,
+            seq: msg.seq,
+            ts_ms: msg.ts_ms,
+            host,
+            up_since_ms,
+            start_ms,
+            by_peer: false,
+            renamed: false,
+        };
+        if let Some(before) = before {
+            seen.name_by_latest(before.pid, before.seq, before.ts_ms, &before.host);
+        }
+        job.last = Some(seen);
+    }
+
+    /// Whether a message is older than what is known of its job: sent (by
+    /// its timestamp, corrected by its host's measured clock offset) so
+    /// long ago that the job would be overdue by it already, and arriving
+    /// while the job is overdue (down, or its deadline passed), as a message
+    /// queued at the sender while its link was cut and delivered when the
+    /// link healed; or, from the same process, an earlier one than the
+    /// last. Returns how long ago it was sent. (A job heard on time is never
+    /// judged stale: a sender whose clock stepped back looks late too.)
+    pub(super) fn stale(&self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Option<u64> {
+        // Judged by the clock alone, never by seq: a process restarted
+        // under the same pid counts from 1 again, and a seq (or a
+        // timestamp) from a hostile or broken sender would otherwise make
+        // every later message look old.
+        self.sent_late(j, &msg.host, msg.ts_ms, wall_ms, now, wall_ms)
+    }
+
+    /// How late a message of job `j` from `host`, stamped `ts_ms` by the
+    /// sender, arrived at `arrived_ms` (here or at a peer), if it was so
+    /// late that the job would be overdue by it now (`wall_ms`), and the
+    /// job is overdue here; `None` if it was not, or if it cannot be told
+    /// (no sender clock, the host not measured here).
+    pub(super) fn sent_late(
+        &self,
+        j: usize,
+        host: &str,
+        ts_ms: u64,
+        arrived_ms: u64,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Option<u64> {
+        if ts_ms == 0 {
+            return None; // no sender clock
+        }
+        let job = &self.jobs[j];
+        let overdue = job.open.contains_key(&Slot::Down) || job.down_at.is_none_or(|at| at <= now);
+        if !overdue {
+            return None;
+        }
+        let offset = self.hosts.get(host)?.measured()?;
+        let sent = u64::try_from(i128::from(ts_ms) + i128::from(offset)).ok()?;
+        let late = arrived_ms.checked_sub(sent)?;
+        let cfg = &job.cfg;
+        (late >= STALE_AFTER_MS && cfg.schedule.down_at_ms(sent, cfg.grace) <= wall_ms)
+            .then_some(late)
+    }
+
+    /// The run of the open `failed` incident; `None` if it is run-less or closed.
+    pub(super) fn failed_run(&self, j: usize) -> Option<u64> {
+        self.jobs[j].open.get(&Slot::Failed).and_then(|o| o.run_id)
+    }
+
+    pub(super) fn start_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        msg: &Message,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        if !self.jobs[j].runs.contains_key(&run_id) && self.jobs[j].runs.len() >= MAX_RUNS_PER_JOB {
+            let oldest = self.jobs[j]
+                .runs
+                .iter()
+                .min_by_key(|(_, r)| r.started)
+                .map(|(id, _)| *id);
+            if let Some(oldest) = oldest {
+                let text =
+                    format!("run no longer tracked: more than {MAX_RUNS_PER_JOB} runs at once");
+                self.end_run(j, oldest, &text, now, wall_ms, out);
+            }
+        }
+        self.jobs[j].runs.insert(
+            run_id,
+            RunState {
+                started: now,
+                active: now,
+                host: msg.host.clone(),
+                basis: msg_basis(msg),
+                stalls: 0,
+            },
+        );
+        if let Some(max) = self.jobs[j].cfg.max_runtime {
+            self.deadlines.set(Key::Overrun(j, run_id), now + max);
+        }
+        if let Some(stall) = self.jobs[j].cfg.stall_after {
+            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+        }
+    }
+
+    /// A message of a live run: it is not stalled.
+    pub(super) fn touch_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        if let Some(run) = self.jobs[j].runs.get_mut(&run_id) {
+            run.active = now;
+        }
+        if let Some(stall) = self.jobs[j].cfg.stall_after {
+            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+        }
+        self.close(
+            j,
+            Slot::Stalled(run_id),
+            now,
+            wall_ms,
+            || "the run sent a message again".into(),
+            out,
+        );
+    }
+
+    pub(super) fn end_run(
+        &mut self,
+        j: usize,
+        run_id: u64,
+        text: &str,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        self.deadlines.clear(&Key::Overrun(j, run_id));
+        self.deadlines.clear(&Key::Stall(j, run_id));
+        self.jobs[j].runs.remove(&run_id);
+        self.close(
+            j,
+            Slot::Overrun(run_id),
+            now,
+            wall_ms,
+            || text.to_owned(),
+            out,
+        );
+        self.close(
+            j,
+            Slot::Stalled(run_id),
+            now,
+            wall_ms,
+            || text.to_owned(),
+            out,
+        );
+    }
+
+    pub(super) fn fire_down(
+        &mut self,
+        j: usize,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        if self.jobs[j].open.contains_key(&Slot::Down) {
+            return;
+        }
+        let job = &mut self.jobs[j];
+        job.bad_streak = job.bad_streak.saturating_add(1);
+        job.success_streak = 0;
+        job.alive_streak = 0;
+        if job.bad_streak < job.cfg.alert_after_failures {
+            // Damped: count the miss, and watch the next period.
+            let text = format!(
+                "missed ({} of {} before alerting)",
+                job.bad_streak, job.cfg.alert_after_failures
+            );
+            self.remember(j, wall_ms, text);
+            self.arm_down(j, now, wall_ms);
+            return;
+        }
+        let job = &self.jobs[j];
+        // Never heard: the occurrence is this watch of the job (a job
+        // removed and added back, or a new watcher, is a new one).
+        let basis = job
+            .last
+            .as_ref()
+            .map_or_else(|| format!("never:{}", job.watching_since_ms), Seen::basis);
+        let id = incident_id(&job.name, Event::Down, &basis);
+        let since = job.last.as_ref().map_or(self.started, |s| s.at);
+        let quiet = now.saturating_duration_since(since);
+        let mut note = self.note(j, Event::Down, &id, wall_ms);
+        note.text = Some(match &job.last {
+            Some(_) => format!("no message for {}", human(quiet)),
+            None => format!(
+                "never heard from since the watcher started {} ago",
+                human(quiet)
+            ),
+        });
+        self.insert_open(j, Slot::Down, id, since, now, note, out);
+    }
+
+    pub(super) fn fire_late(
+        &mut self,
+        j: usize,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(expected) = self.jobs[j].expected_start_ms else {
+            return;
+        };
+        if !self.jobs[j].open.contains_key(&Slot::Late) {
+            let name = self.jobs[j].name.to_string();
+            let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
+            let mut note = self.note(j, Event::Late, &id, wall_ms);
+            let due = crate::notification::rfc3339(expected);
+            note.text = Some(format!(
+                "no start within {} of the scheduled {due}",
+                human(self.jobs[j].cfg.start_within.unwrap_or_default())
+            ));
+            self.insert_open(j, Slot::Late, id, now, now, note, out);
+        }
+        // Watch the next scheduled start too (the incident stays one).
+        self.arm_late(j, now, wall_ms, expected);
+    }
+
+    pub(super) fn fire_run(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(run_id) = slot.run() else { return };
+        if self.jobs[j].open.contains_key(&slot) {
+            return;
+        }
+        let Some(run) = self.jobs[j].runs.get_mut(&run_id) else {
+            return;
+        };
+        // The run, named by its id and its start message, and for a stall
+        // which stall of the run it is.
+        let basis = match slot {
+            Slot::Stalled(_) => {
+                run.stalls = run.stalls.saturating_add(1);
+                format!("run:{run_id}/{}/stall:{}", run.basis, run.stalls)
+            }
+            _ => format!("run:{run_id}/{}", run.basis),
+        };
+        let running = now.saturating_duration_since(run.started);
+        let host = run.host.clone();
+        let name = self.jobs[j].name.to_string();
+        let id = incident_id(&name, slot.event(), &basis);
+        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        note.run_id = Some(run_id);
+        note.host = Some(Arc::from(host));
+        note.text = Some(match slot {
+            Slot::Stalled(_) => format!(
+                "run started {} ago sent nothing for {}",
+                human(running),
+                human(self.jobs[j].cfg.stall_after.unwrap_or_default())
+            ),
+            _ => format!("run started {} ago has not ended", human(running)),
+        });
+        self.insert_open(j, slot, id, now, now, note, out);
+    }
+
+    pub(super) fn fire_repeat(
+        &mut self,
+        j: usize,
+        slot: Slot,
+        now: Instant,
+        wall_ms: u64,
+        out: &mut Vec<Notification>,
+    ) {
+        let every = self.jobs[j].cfg.repeat;
+        let silenced = self.jobs[j].silence.is_some();
+        let Some(open) = self.jobs[j].open.get_mut(&slot) else {
+            return;
+        };
+        if silenced || !open.notified {
+            if let Some(every) = every {
+                self.deadlines.set(Key::Repeat(j, slot), now + every);
+            }
+            return;
+        }
+        open.repeats += 1;
+        let mut note = open.first.clone();
+        note.repeat = open.repeats;
+        note.detected_ms = wall_ms;
+        note.last_seen_ms = self.jobs[j].last.as_ref().map(|s| s.wall_ms);
+        out.push(note);
+        if let Some(every) = every {
+            self.deadlines.set(Key::Repeat(j, slot), now + every);
+        }
+    }
+
+    pub(super) fn unknown_job(&mut self, msg: &Message) {
+        let total = self
+            .stats
+            .unknown_job_messages
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if self.unknown.contains(&msg.job) {
+            return;
+        }
+        if self.unknown.len() < self.max_unknown {
+            self.unknown.insert(msg.job.clone());
+            self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
+            warn!(job = %msg.job, host = %msg.host, kind = %msg.kind, "message for a job not in the config; counted and ignored");
+        } else if total.is_power_of_two() {
+            // Past the cap names are no longer remembered; log at 1, 2, 4, ...
+            // messages so a flood costs a few lines, not one per message.
+            warn!(job = %msg.job, unknown_job_messages = total, "messages for unknown jobs keep arriving; names past the cap are not remembered");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Silences and pauses: notifications held back while one is set.
+
+use super::*;
+
+/// A silence (or, without an end, a pause) on a job.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Silence {
+    /// When it ends (unix ms); `None`: paused until resumed.
+    pub until_ms: Option<u64>,
+    /// Why.
+    pub reason: String,
+}
+
+impl Registry {
+    /// Silences a job until `until_ms` (unix ms), or pauses it (`None`)
+    /// until [`Registry::unsilence`]. Returns an error text for an unknown job.
+    pub fn silence(
+        &mut self,
+        job: &str,
+        until_ms: Option<u64>,
+        reason: &str,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Result<(), String> {
+        let &j = self
+            .index
+            .get(job)
+            .ok_or_else(|| format!("no job named {job:?}"))?;
+        self.jobs[j].silence = Some(Box::new(Silence {
+            until_ms,
+            reason: reason.to_owned(),
+        }));
+        self.wall_timers |= until_ms.is_some();
+        // Saved like any change: a pause must survive a restart.
+        self.touch(j);
+        match until_ms {
+            Some(until) => self
+                .deadlines
+                .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until)),
+            None => self.deadlines.clear(&Key::SilenceEnd(j)),
+        }
+        let what = match until_ms {
+            Some(until) => format!(
+                "silenced until {}: {reason}",
+                crate::notification::rfc3339(until)
+            ),
+            None => format!("paused: {reason}"),
+        };
+        self.remember(j, wall_ms, what);
+        Ok(())
+    }
+
+    /// Ends a job's silence or pause now; returns the notifications held
+    /// back for incidents still open.
+    pub fn unsilence(&mut self, job: &str, wall_ms: u64) -> Result<Vec<Notification>, String> {
+        let &j = self
+            .index
+            .get(job)
+            .ok_or_else(|| format!("no job named {job:?}"))?;
+        self.deadlines.clear(&Key::SilenceEnd(j));
+        let mut out = Vec::new();
+        self.end_silence(j, wall_ms, &mut out);
+        Ok(out)
+    }
+
+    /// Every silence: (job, silence).
+    pub fn silences(&self) -> Vec<(String, Silence)> {
+        self.jobs
+            .iter()
+            .filter_map(|job| Some((job.name.to_string(), job.silence.as_deref()?.clone())))
+            .collect()
+    }
+
+    pub(super) fn end_silence(&mut self, j: usize, wall_ms: u64, out: &mut Vec<Notification>) {
+        if self.jobs[j].silence.take().is_none() {
+            return;
+        }
+        self.touch(j);
+        self.remember(j, wall_ms, Entry::Text("silence ended".into()));
+        // Incidents still open were never notified: they are now.
+        for open in self.jobs[j].open.values_mut() {
+            if !open.notified {
+                open.notified = true;
+                let mut note = open.first.clone();
+                note.text = Some(format!(
+                    "{} (held back by a silence)",
+                    note.text.as_deref().unwrap_or("")
+                ));
+                note.detected_ms = wall_ms;
+                out.push(note);
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Down, failed, overrun and recovery; bounded tables.
+
+use super::*;
+
+fn registry(jobs: &[JobConfig], t0: Instant) -> Registry {
+    registry_of("w1", jobs, t0, 0)
+}
+
+fn job(name: &str, every: u64, grace: u64, max_runtime: Option<u64>) -> JobConfig {
+    let mut cfg = JobConfig::new(
+        name,
+        crate::schedule::Schedule::Every(S * every as u32),
+        S * grace as u32,
+    );
+    cfg.max_runtime = max_runtime.map(|m| S * m as u32);
+    cfg
+}
+
+#[test]
+fn silent_job_goes_down_then_recovers_with_the_same_incident() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 10, 5, None)], t0);
+    assert_eq!(r.next_deadline(), Some(t0 + 15 * S));
+    assert!(
+        r.on_message(&msg(Kind::Heartbeat, "etl", None, 1), t0 + S, 1)
+            .is_empty()
+    );
+    assert_eq!(r.next_deadline(), Some(t0 + 16 * S));
+    assert!(r.on_deadlines(t0 + 15 * S, 2).is_empty());
+    let down = r.on_deadlines(t0 + 16 * S, 3);
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].event, Event::Down);
+    assert_eq!(&*down[0].watcher, "w1");
+    assert_eq!(down[0].last_seen_ms, Some(1));
+    assert_eq!(r.next_deadline(), None, "no repeat without a message");
+    assert!(r.on_deadlines(t0 + 100 * S, 4).is_empty());
+    let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0 + 20 * S, 5);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].event, Event::Recovered);
+    assert_eq!(up[0].resolves, Some(Event::Down));
+    assert_eq!(up[0].incident, down[0].incident);
+    assert_eq!(
+        up[0].duration_ms,
+        Some(19_000),
+        "from the last message to this one"
+    );
+}
+
+#[test]
+fn a_job_never_heard_from_gets_one_full_period() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 10, 5, None)], t0);
+    assert!(
+        r.on_deadlines(t0 + 15 * S - Duration::from_millis(1), 0)
+            .is_empty()
+    );
+    let down = r.on_deadlines(t0 + 15 * S, 0);
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].last_seen_ms, None);
+    assert_eq!(
+        *down[0].incident,
+        *incident_id("etl", Event::Down, "never:0"),
+        "named by when watching began"
+    );
+}
+
+#[test]
+fn fail_is_notified_at_once_and_success_resolves_it() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 3600, 0, None)], t0);
+    let mut fail = msg(Kind::Fail, "etl", Some(7), 2);
+    fail.exit_code = Some(3);
+    fail.text = Some("disk full".into());
+    let out = r.on_message(&fail, t0, 0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].event, Event::Failed);
+    assert_eq!(out[0].exit_code, Some(3));
+    assert_eq!(out[0].text.as_deref(), Some("disk full"));
+    assert_eq!(out[0].run_id, Some(7));
+    // A further fail while the incident is open is not a new incident.
+    assert!(
+        r.on_message(&msg(Kind::Fail, "etl", Some(8), 3), t0, 0)
+            .is_empty()
+    );
+    // A heartbeat does not undo a failed run; a success does.
+    assert!(
+        r.on_message(&msg(Kind::Heartbeat, "etl", None, 4), t0, 0)
+            .is_empty()
+    );
+    assert!(
+        r.on_message(&msg(Kind::Start, "etl", Some(9), 5), t0, 0)
+            .is_empty()
+    );
+    let ok = r.on_message(&msg(Kind::Success, "etl", Some(9), 6), t0 + 2 * S, 0);
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].resolves, Some(Event::Failed));
+    assert_eq!(ok[0].incident, out[0].incident);
+    assert_eq!(ok[0].duration_ms, Some(2000));
+}
+
+#[test]
+fn runless_fail_is_resolved_by_a_heartbeat() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 3600, 0, None)], t0);
+    assert_eq!(
+        r.on_message(&msg(Kind::Fail, "etl", None, 1), t0, 0).len(),
+        1
+    );
+    let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0, 0);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].resolves, Some(Event::Failed));
+}
+
+#[test]
+fn overrun_is_per_run_and_resolved_when_that_run_ends() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 3600, 0, Some(60))], t0);
+    r.on_message(&msg(Kind::Start, "etl", Some(1), 1), t0, 0);
+    r.on_message(&msg(Kind::Start, "etl", Some(2), 2), t0 + 30 * S, 0);
+    assert_eq!(r.next_deadline(), Some(t0 + 60 * S));
+    let over = r.on_deadlines(t0 + 60 * S, 0);
+    assert_eq!(over.len(), 1);
+    assert_eq!(over[0].event, Event::Overrun);
+    assert_eq!(over[0].run_id, Some(1));
+    // Run 2 ends in time: no notification, its deadline is gone.
+    assert!(
+        r.on_message(&msg(Kind::Success, "etl", Some(2), 3), t0 + 61 * S, 0)
+            .is_empty()
+    );
+    assert!(r.on_deadlines(t0 + 95 * S, 0).is_empty());
+    let done = r.on_message(&msg(Kind::Success, "etl", Some(1), 4), t0 + 100 * S, 0);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].resolves, Some(Event::Overrun));
+    assert_eq!(done[0].incident, over[0].incident);
+}
+
+#[test]
+fn unknown_jobs_are_counted_with_bounded_memory() {
+    let t0 = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let mut r = Registry::new(
+        "w1",
+        &[job("etl", 10, 0, None)],
+        4,
+        S * 300,
+        Arc::clone(&stats),
+        t0,
+        0,
+    );
+    for i in 0..100 {
+        assert!(
+            r.on_message(&msg(Kind::Heartbeat, &format!("x{i}"), None, i), t0, 0)
+                .is_empty()
+        );
+    }
+    assert_eq!(stats.unknown_job_messages.load(Ordering::Relaxed), 100);
+    assert_eq!(stats.unknown_job_names.load(Ordering::Relaxed), 4);
+    assert_eq!(r.unknown.len(), 4);
+}
+
+#[test]
+fn runs_per_job_are_bounded() {
+    let t0 = Instant::now();
+    let mut r = registry(&[job("etl", 10, 0, Some(5))], t0);
+    for i in 0..(MAX_RUNS_PER_JOB as u64 + 10) {
+        r.on_message(&msg(Kind::Start, "etl", Some(i), i), t0, 0);
+    }
+    assert_eq!(r.jobs[0].runs.len(), MAX_RUNS_PER_JOB);
+    // One down deadline plus one overrun deadline per remembered run.
+    assert_eq!(r.deadlines.len(), MAX_RUNS_PER_JOB + 1);
+}

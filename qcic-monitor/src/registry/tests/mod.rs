@@ -1,0 +1,39 @@
+//! The registry's tests: the real state machine, driven on a fake clock
+//! (an `Instant` and a wall time passed in), one file per area.
+
+use super::*;
+
+mod basics;
+mod silence;
+mod timers;
+
+const S: Duration = Duration::from_secs(1);
+
+/// A message of `kind` for `job`, from host `h`, pid 1, with no timestamp.
+fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
+    Message {
+        kind,
+        job: job.into(),
+        run_id,
+        seq,
+        ts_ms: 0,
+        host: "h".into(),
+        pid: 1,
+        exit_code: None,
+        text: None,
+    }
+}
+
+/// A registry as the checker makes one: 4 unknown job names remembered,
+/// clock skew reported past 300 s.
+fn registry_of(watcher: &str, jobs: &[JobConfig], t0: Instant, wall: u64) -> Registry {
+    Registry::new(
+        watcher,
+        jobs,
+        4,
+        S * 300,
+        Arc::new(Stats::default()),
+        t0,
+        wall,
+    )
+}

@@ -1,0 +1,170 @@
+//! What people and tools see of the jobs (`status`, the page, the API,
+//! `/metrics`).
+
+use super::*;
+
+/// A job's state as people see it: its worst open incident, else whether
+/// it was ever heard from and whether a run is going. Written in JSON,
+/// `/metrics` and the page by [`JobStatus::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Never heard from.
+    Waiting,
+    /// Heard from in time, no run going.
+    Up,
+    /// A run started and has not ended.
+    Running,
+    /// Not heard from in time.
+    Down,
+    /// Its last run (or report) failed.
+    Failed,
+    /// A scheduled start did not come.
+    Late,
+    /// A run went quiet.
+    Stalled,
+    /// A run took longer than `max_runtime`.
+    Overrun,
+    /// A run ended sooner than `min_runtime`.
+    TooFast,
+}
+
+impl JobStatus {
+    /// Every state, so that what counts jobs by state misses none.
+    pub const ALL: [JobStatus; 9] = [
+        JobStatus::Waiting,
+        JobStatus::Up,
+        JobStatus::Running,
+        JobStatus::Down,
+        JobStatus::Failed,
+        JobStatus::Late,
+        JobStatus::Stalled,
+        JobStatus::Overrun,
+        JobStatus::TooFast,
+    ];
+
+    /// The lower-case name (as in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Waiting => "waiting",
+            JobStatus::Up => "up",
+            JobStatus::Running => "running",
+            JobStatus::Down => "down",
+            JobStatus::Failed => "failed",
+            JobStatus::Late => "late",
+            JobStatus::Stalled => "stalled",
+            JobStatus::Overrun => "overrun",
+            JobStatus::TooFast => "too_fast",
+        }
+    }
+
+    /// The state an open incident in `slot` gives its job.
+    fn of_incident(slot: Slot) -> JobStatus {
+        match slot {
+            Slot::Down => JobStatus::Down,
+            Slot::Failed => JobStatus::Failed,
+            Slot::Late => JobStatus::Late,
+            Slot::TooFast => JobStatus::TooFast,
+            Slot::Overrun(_) => JobStatus::Overrun,
+            Slot::Stalled(_) => JobStatus::Stalled,
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An open incident, as shown to people and tools.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IncidentView {
+    /// The incident id.
+    pub id: String,
+    /// What it is.
+    pub event: Event,
+    /// The run concerned, if any.
+    pub run_id: Option<u64>,
+}
+
+/// One job as the watcher sees it now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobView {
+    /// The job.
+    pub name: String,
+    /// Its state now.
+    pub state: JobStatus,
+    /// The schedule, as configured ("every 10s", "cron \"30 2 * * 1-5\" Europe/London").
+    pub schedule: String,
+    /// The time between expected messages, ms (for cron: between the next two fires).
+    pub period_ms: u64,
+    /// `grace`, ms.
+    pub grace_ms: u64,
+    /// When its last message arrived (watcher clock, unix ms).
+    pub last_seen_ms: Option<u64>,
+    /// The kind of its last message.
+    pub last_kind: Option<&'static str>,
+    /// The host of its last message.
+    pub last_host: Option<String>,
+    /// When it will be declared down without news (unix ms).
+    pub next_deadline_ms: Option<u64>,
+    /// Runs started and not ended.
+    pub runs_in_progress: usize,
+    /// Open incidents.
+    pub incidents: Vec<IncidentView>,
+    /// The job's silence or pause, if any.
+    pub silence: Option<Silence>,
+    /// Recent events, oldest first: (unix ms, what).
+    pub history: Vec<(u64, String)>,
+}
+
+impl Registry {
+    /// A view of every job for people and tools (status, HTTP API).
+    pub fn views(&self, now: Instant, wall_ms: u64) -> Vec<JobView> {
+        let wall_at = |at: Instant| {
+            let ahead = at.saturating_duration_since(now);
+            wall_ms.saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
+        };
+        self.jobs
+            .iter()
+            .map(|job| {
+                let incidents: Vec<IncidentView> = job
+                    .open
+                    .iter()
+                    .map(|(slot, open)| IncidentView {
+                        id: open.id.clone(),
+                        event: slot.event(),
+                        run_id: open.run_id,
+                    })
+                    .collect();
+                // The worst open incident names the state.
+                let state = match job.open.keys().next() {
+                    Some(slot) => JobStatus::of_incident(*slot),
+                    None if job.last.is_none() => JobStatus::Waiting,
+                    None if !job.runs.is_empty() => JobStatus::Running,
+                    None => JobStatus::Up,
+                };
+                JobView {
+                    name: job.name.to_string(),
+                    state,
+                    schedule: job.cfg.schedule.to_string(),
+                    period_ms: job.cfg.schedule.period_ms(wall_ms),
+                    grace_ms: millis(job.cfg.grace),
+                    last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
+                    last_kind: job.last.as_ref().map(|s| s.kind.name()),
+                    last_host: job.last.as_ref().map(|s| s.host.to_string()),
+                    next_deadline_ms: job.down_at.map(wall_at),
+                    runs_in_progress: job.runs.len(),
+                    incidents,
+                    silence: job.silence.as_deref().cloned(),
+                    history: job
+                        .history
+                        .iter()
+                        .map(|(ms, entry)| (*ms, entry.text().to_owned()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
