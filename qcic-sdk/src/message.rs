@@ -200,6 +200,25 @@ pub fn truncate_text(text: &str) -> &str {
 }
 
 impl Message {
+    /// A message of `kind` for `job` with every other field at its
+    /// plainest: no run, sequence number 1, timestamp 0, no host, pid 0, no
+    /// exit code, no text. For tests and tools that build messages by hand;
+    /// set the rest with struct update syntax:
+    /// `Message { seq: 7, ..Message::new(Kind::Heartbeat, "etl") }`.
+    pub fn new(kind: Kind, job: impl Into<String>) -> Message {
+        Message {
+            kind,
+            job: job.into(),
+            run_id: None,
+            seq: 1,
+            ts_ms: 0,
+            host: String::new(),
+            pid: 0,
+            exit_code: None,
+            text: None,
+        }
+    }
+
     /// Appends the v1 frame for this message to `buf`.
     pub fn encode_into(&self, buf: &mut Vec<u8>) {
         // Writing MessagePack into a Vec cannot fail: every value here is a

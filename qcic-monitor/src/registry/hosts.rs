@@ -131,11 +131,58 @@ impl HostClock {
     }
 }
 
-impl Registry {
+/// Every sender host's clock, kept by recency (host names are not
+/// authenticated, so the table is bounded, not by name).
+#[derive(Debug)]
+pub(super) struct HostClocks {
+    /// foldhash, seeded per process: hosts come from senders, but at most
+    /// MAX_SKEW_HOSTS are inserted.
+    table: HashMap<Arc<str>, HostClock, foldhash::fast::RandomState>,
+    /// A host off by more than this is reported.
+    pub(super) max_skew: Duration,
+    stats: Arc<Stats>,
+}
+
+impl HostClocks {
+    pub(super) fn new(max_skew: Duration, stats: Arc<Stats>) -> HostClocks {
+        HostClocks {
+            table: HashMap::default(),
+            max_skew,
+            stats,
+        }
+    }
+
+    /// The measured offset of `host` (watcher minus sender, ms), if any.
+    pub(super) fn offset_of(&self, host: &str) -> Option<i64> {
+        self.table.get(host)?.measured()
+    }
+
+    /// A restarted watcher's offset for `host` from its saved state, unless
+    /// the host is known already or the table is full.
+    pub(super) fn restore(&mut self, host: Arc<str>, offset: i64, at_ms: u64) {
+        if !self.table.contains_key(&host) && self.table.len() < MAX_SKEW_HOSTS {
+            let mut clock = HostClock::new(Arc::clone(&host), at_ms);
+            clock.sample(at_ms, offset);
+            self.table.insert(host, clock);
+            self.stats
+                .hosts_known
+                .store(self.table.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The watcher's own clock stepped: offsets measured against its old
+    /// reading are void.
+    pub(super) fn forget_offsets(&mut self) {
+        for clock in self.table.values_mut() {
+            clock.samples.clear();
+            clock.previous = None;
+        }
+    }
+
     /// Deadlines never use the sender's clock; a clock far off is only
     /// reported (and shown per host), once each time a host goes out of (or
     /// back into) bounds.
-    pub(super) fn check_skew(
+    pub(super) fn observe(
         &mut self,
         msg: &Message,
         sender_key: Option<&str>,
@@ -150,28 +197,28 @@ impl Registry {
         // With CURVE, a name first claimed by another key is measured
         // under a name of its own.
         let claimed = msg.host.as_str();
-        let table_name: std::borrow::Cow<'_, str> = match (self.hosts.get(claimed), sender_key) {
+        let table_name: std::borrow::Cow<'_, str> = match (self.table.get(claimed), sender_key) {
             (Some(clock), Some(key)) if clock.key.as_deref() != Some(key) => {
                 std::borrow::Cow::Owned(format!("{claimed} [key {}]", key.get(..8).unwrap_or(key)))
             }
             _ => std::borrow::Cow::Borrowed(claimed),
         };
-        if !self.hosts.contains_key(&*table_name) {
-            if self.hosts.len() >= MAX_SKEW_HOSTS {
-                self.forget_oldest_hosts();
+        if !self.table.contains_key(&*table_name) {
+            if self.table.len() >= MAX_SKEW_HOSTS {
+                self.forget_oldest();
             }
             let name: Arc<str> = Arc::from(&*table_name);
             let mut clock = HostClock::new(Arc::clone(&name), wall_ms);
             clock.key = sender_key.map(Arc::from);
-            self.hosts.insert(name, clock);
+            self.table.insert(name, clock);
             self.stats
                 .hosts_known
-                .store(self.hosts.len() as u64, Ordering::Relaxed);
+                .store(self.table.len() as u64, Ordering::Relaxed);
         }
         // Looked up again rather than with `entry`, which would allocate
         // the host name for every message; the key is the interned name
         // every job's last message shares.
-        let Some(clock) = self.hosts.get_mut(&*table_name) else {
+        let Some(clock) = self.table.get_mut(&*table_name) else {
             return Arc::from(msg.host.as_str());
         };
         // A job's last message keeps the name the sender claimed.
@@ -205,9 +252,9 @@ impl Registry {
     /// The sender hosts with the largest clock offsets, at most
     /// [`HOSTS_SHOWN`], largest first (then by name): what people look
     /// for, in a size that stays readable however many hosts there are.
-    pub fn hosts(&self) -> Vec<HostView> {
+    pub(super) fn views(&self) -> Vec<HostView> {
         let mut hosts: Vec<HostView> = self
-            .hosts
+            .table
             .iter()
             .map(|(host, c)| HostView {
                 host: host.to_string(),
@@ -229,15 +276,15 @@ impl Registry {
 
     /// Makes room in the full host table: the eighth heard from longest
     /// ago go (one sort per 1 250 new names, not a scan per message).
-    pub(super) fn forget_oldest_hosts(&mut self) {
+    fn forget_oldest(&mut self) {
         let mut by_age: Vec<(u64, Arc<str>)> = self
-            .hosts
+            .table
             .values()
             .map(|c| (c.last_seen_ms, Arc::clone(&c.name)))
             .collect();
         by_age.sort_unstable();
         for (_, name) in by_age.into_iter().take(MAX_SKEW_HOSTS / 8) {
-            self.hosts.remove(&name);
+            self.table.remove(&name);
         }
     }
 }

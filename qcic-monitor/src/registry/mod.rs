@@ -52,7 +52,7 @@ mod silence;
 mod timers;
 mod view;
 
-use hosts::{HostClock, MAX_SKEW_HOSTS};
+use hosts::HostClocks;
 use job::*;
 use timers::{at_wall, past_at_wall};
 
@@ -76,12 +76,8 @@ pub struct Registry {
     deadlines: Deadlines<Key>,
     unknown: HashSet<String>,
     max_unknown: usize,
-    /// Per host: its clock offset as measured, and whether it is off by
-    /// more than `max_skew`.
-    /// foldhash, seeded per process: hosts come from senders, but at most
-    /// MAX_SKEW_HOSTS are inserted.
-    hosts: HashMap<Arc<str>, HostClock, foldhash::fast::RandomState>,
-    max_skew: Duration,
+    /// Sender hosts' clocks.
+    hosts: HostClocks,
     stats: Arc<Stats>,
     /// Jobs changed since the last [`Registry::take_dirty`].
     dirty: HashSet<usize>,
@@ -118,8 +114,7 @@ impl Registry {
             deadlines: Deadlines::default(),
             unknown: HashSet::new(),
             max_unknown,
-            hosts: HashMap::default(),
-            max_skew,
+            hosts: HostClocks::new(max_skew, Arc::clone(&stats)),
             stats,
             dirty: HashSet::new(),
             track_dirty: true,
@@ -136,6 +131,11 @@ impl Registry {
             registry.arm_late_fresh(j, now, wall_ms);
         }
         registry
+    }
+
+    /// The sender hosts with the largest clock offsets (see [`HostView`]).
+    pub fn hosts(&self) -> Vec<HostView> {
+        self.hosts.views()
     }
 
     /// How many jobs it watches.
@@ -188,7 +188,7 @@ impl Registry {
                 return Vec::new();
             }
         }
-        let host = self.check_skew(msg, sender_key, wall_ms);
+        let host = self.hosts.observe(msg, sender_key, wall_ms);
         self.touch(j);
         // The history is for people: a run of identical heartbeats or
         // progress notes without text is one line (and costs no allocation).

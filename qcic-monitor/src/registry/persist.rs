@@ -126,7 +126,7 @@ impl Registry {
                         ts_ms: s.ts_ms,
                         start_ms: s.start_ms,
                         up_since_ms: Some(s.up_since_ms),
-                        host_offset_ms: self.hosts.get(&*s.host).and_then(HostClock::measured),
+                        host_offset_ms: self.hosts.offset_of(&s.host),
                         by_peer: s.by_peer,
                         renamed: Some(s.renamed),
                     }),
@@ -204,14 +204,7 @@ impl Registry {
                     .or(heard)
                     .map(|o| (Arc::<str>::from(s.host.as_str()), o, s.wall_ms))
             }) {
-                if !self.hosts.contains_key(&host) && self.hosts.len() < MAX_SKEW_HOSTS {
-                    let mut clock = HostClock::new(Arc::clone(&host), at);
-                    clock.sample(at, offset);
-                    self.hosts.insert(host, clock);
-                    self.stats
-                        .hosts_known
-                        .store(self.hosts.len() as u64, Ordering::Relaxed);
-                }
+                self.hosts.restore(host, offset, at);
             }
             let job = &mut self.jobs[j];
             job.last = record.last.map(|s| {

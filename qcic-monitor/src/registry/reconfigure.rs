@@ -38,7 +38,7 @@ impl Registry {
         wall_ms: u64,
     ) -> Reconfigured {
         self.max_unknown = max_unknown;
-        self.max_skew = max_skew;
+        self.hosts.max_skew = max_skew;
         self.wall_timers = jobs.iter().any(JobConfig::follows_wall_clock)
             || self.jobs.iter().any(|job| job.silence.is_some());
         let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)

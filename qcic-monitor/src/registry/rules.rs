@@ -269,7 +269,7 @@ impl Registry {
         if !overdue {
             return None;
         }
-        let offset = self.hosts.get(host)?.measured()?;
+        let offset = self.hosts.offset_of(host)?;
         let sent = u64::try_from(i128::from(ts_ms) + i128::from(offset)).ok()?;
         let late = arrived_ms.checked_sub(sent)?;
         let cfg = &job.cfg;

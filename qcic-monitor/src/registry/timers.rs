@@ -187,10 +187,7 @@ impl Registry {
     /// `grace`, `max_runtime`, `stall_after`, `repeat`) stay as they are.
     pub fn on_clock_step(&mut self, now: Instant, wall_ms: u64) {
         // Offsets measured against the old reading are void.
-        for clock in self.hosts.values_mut() {
-            clock.samples.clear();
-            clock.previous = None;
-        }
+        self.hosts.forget_offsets();
         for j in 0..self.jobs.len() {
             let job = &self.jobs[j];
             if matches!(job.cfg.schedule, Schedule::Cron { .. }) && job.down_at.is_some() {
