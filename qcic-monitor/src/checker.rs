@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
+use crate::clock::Now;
 use crate::config::JobConfig;
 use crate::notification::Notification;
 use crate::receive::Inbound;
@@ -90,9 +91,9 @@ pub async fn run(
     // checker panic, as a bug would (tests/trust.rs checks the process exits).
     let panic_on_job = std::env::var("QCIC_TEST_PANIC_ON_JOB").ok();
     'serve: loop {
-        let (now, wall) = (Instant::now(), wall_ms());
-        if clock.stepped(now, wall) {
-            registry.on_clock_step(now, wall);
+        let now = Now::current();
+        if clock.stepped(now) {
+            registry.on_clock_step(now);
         }
         let next = registry.next_deadline();
         // A deadline that is a wall time is an instant only as long as the
@@ -100,8 +101,8 @@ pub async fn run(
         // CLOCK_CHECK then (a step forward would otherwise delay it by the
         // step). With none, the loop sleeps until the next deadline.
         let wake = match (next, registry.follows_wall_clock()) {
-            (Some(at), true) => Some(at.min(now + CLOCK_CHECK)),
-            (None, true) => Some(now + CLOCK_CHECK),
+            (Some(at), true) => Some(at.min(now.at + CLOCK_CHECK)),
+            (None, true) => Some(now.at + CLOCK_CHECK),
             (next, false) => next,
         };
         let notes = tokio::select! {
@@ -111,7 +112,7 @@ pub async fn run(
             batch = inbound.recv() => match batch {
                 Some(batch) => {
                     // One clock reading per batch: they arrived together.
-                    let (now, wall) = (Instant::now(), wall_ms());
+                    let now = Now::current();
                     let mut notes = Vec::new();
                     for inbound in batch {
                         if panic_on_job.as_deref() == Some(inbound.message.job.as_str()) {
@@ -119,10 +120,7 @@ pub async fn run(
                         }
                         notes.extend(registry.on_message_from(
                             &inbound.message,
-                            inbound.sender_key.as_deref(),
-                            now,
-                            wall,
-                        ));
+                            inbound.sender_key.as_deref(), now));
                     }
                     notes
                 },
@@ -136,7 +134,7 @@ pub async fn run(
                         // both wrote cost half the ingest rate (cache-line
                         // ping-pong).
                         stats.inbound_queued.store(u64::try_from(inbound.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
-                        let _ = reply.send(registry.views(Instant::now(), wall_ms()));
+                        let _ = reply.send(registry.views(Now::current()));
                         Vec::new()
                     }
                     Query::Ping(reply) => {
@@ -148,7 +146,7 @@ pub async fn run(
                         Vec::new()
                     }
                     Query::Reload { jobs, max_unknown, max_skew, reply } => {
-                        let mut summary = registry.reconfigure(&jobs, max_unknown, max_skew, Instant::now(), wall_ms());
+                        let mut summary = registry.reconfigure(&jobs, max_unknown, max_skew, Now::current());
                         if let Some(store) = &store {
                             store.forget_jobs(summary.removed_names.clone());
                         }
@@ -157,14 +155,14 @@ pub async fn run(
                         closed
                     }
                     Query::Silence { job, until_ms, reason, reply } => {
-                        let _ = reply.send(registry.silence(&job, until_ms, &reason, Instant::now(), wall_ms()));
+                        let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
                         Vec::new()
                     }
                     Query::PeerSeen { peer, seen } => {
-                        let (now, wall) = (Instant::now(), wall_ms());
+                        let now = Now::current();
                         let mut notes = Vec::new();
                         for (job, seen) in seen {
-                            notes.extend(registry.on_peer_seen(&peer, &job, &seen, now, wall));
+                            notes.extend(registry.on_peer_seen(&peer, &job, &seen, now));
                         }
                         notes
                     }
@@ -181,17 +179,17 @@ pub async fn run(
                 }
             }
             () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                let (now, wall) = (Instant::now(), wall_ms());
-                if clock.stepped(now, wall) {
+                let now = Now::current();
+                if clock.stepped(now) {
                     // Stepped while asleep: what fell due by the old reading
                     // is judged by the new one first.
-                    registry.on_clock_step(now, wall);
+                    registry.on_clock_step(now);
                     Vec::new()
                 } else {
                     // In slices: when ten thousand jobs fall due at once, the
                     // first alerts leave while the rest are still worked out
                     // (the loop comes straight back: they are still due).
-                    registry.on_deadlines_max(now, wall, DEADLINE_SLICE)
+                    registry.on_deadlines_max(now, DEADLINE_SLICE)
                 }
             }
             () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
@@ -213,7 +211,7 @@ pub async fn run(
                     .as_mut()
                     .is_some_and(|ack| matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
                 if let (Some(store), false) = (&store, busy) {
-                    saving = Some(store.save_jobs(registry.take_dirty(Instant::now(), wall_ms())));
+                    saving = Some(store.save_jobs(registry.take_dirty(Now::current())));
                 }
                 Vec::new()
             }
@@ -235,7 +233,7 @@ pub async fn run(
     }
     if let Some(store) = &store {
         // The last save: run() joins the store thread, which commits it.
-        drop(store.save_jobs(registry.take_dirty(Instant::now(), wall_ms())));
+        drop(store.save_jobs(registry.take_dirty(Now::current())));
     }
 }
 
@@ -283,8 +281,8 @@ impl ClockWatch {
     }
 
     /// Whether the wall clock stepped since the last step seen; logs it.
-    fn stepped(&mut self, now: Instant, wall_ms: u64) -> bool {
-        let offset = Self::offset(self.base, now, wall_ms);
+    fn stepped(&mut self, now: Now) -> bool {
+        let offset = Self::offset(self.base, now.at, now.wall_ms);
         let step = offset - self.offset_ms;
         if step.abs() <= STEP_TOLERANCE_MS {
             return false;
@@ -352,7 +350,7 @@ mod tests {
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
         let t0 = Instant::now();
-        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), t0, 0);
+        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), Now::new(t0, 0));
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
         let (_queries_tx, queries) = mpsc::channel(1);
@@ -438,14 +436,20 @@ mod tests {
     fn a_clock_step_is_seen_and_slewing_is_not() {
         let t0 = Instant::now();
         let mut clock = ClockWatch::new(t0, 1_000_000);
-        assert!(!clock.stepped(t0 + 10 * S, 1_010_000));
-        assert!(!clock.stepped(t0 + 20 * S, 1_020_400), "0.4 s in 20 s");
-        assert!(clock.stepped(t0 + 21 * S, 1_006_000), "15 s back");
+        assert!(!clock.stepped(Now::new(t0 + 10 * S, 1_010_000)));
         assert!(
-            !clock.stepped(t0 + 22 * S, 1_007_000),
+            !clock.stepped(Now::new(t0 + 20 * S, 1_020_400)),
+            "0.4 s in 20 s"
+        );
+        assert!(clock.stepped(Now::new(t0 + 21 * S, 1_006_000)), "15 s back");
+        assert!(
+            !clock.stepped(Now::new(t0 + 22 * S, 1_007_000)),
             "the step is taken once"
         );
-        assert!(clock.stepped(t0 + 23 * S, 1_068_000), "60 s forward");
+        assert!(
+            clock.stepped(Now::new(t0 + 23 * S, 1_068_000)),
+            "60 s forward"
+        );
     }
 
     #[tokio::test(start_paused = true)]

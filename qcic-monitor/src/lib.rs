@@ -55,9 +55,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::info;
 
+use crate::clock::Now;
 use crate::config::Config;
 use crate::error::MonitorError;
 use crate::notify::Channels;
@@ -193,8 +193,7 @@ pub async fn run(
         config.monitor.max_unknown_jobs,
         config.monitor.max_clock_skew,
         Arc::clone(&stats),
-        Instant::now(),
-        checker::wall_ms(),
+        Now::current(),
     );
     drop(jobs);
     if store.is_none() {
@@ -204,7 +203,7 @@ pub async fn run(
         registry = registry.with_heard_tracking();
     }
     let job_count = registry.len();
-    let restored = registry.restore(&loaded.jobs, Instant::now(), checker::wall_ms());
+    let restored = registry.restore(&loaded.jobs, Now::current());
     if restored > 0 {
         info!(
             jobs = restored,

@@ -42,13 +42,12 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
-use common::Rng;
+use qcic_testkit::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qcic_monitor::clock::Now;
 use qcic_monitor::config::JobConfig;
 use qcic_monitor::farm::gate::{Gate, GateConfig, Output, Report, key_of};
 use qcic_monitor::farm::wire::{self, Said};
@@ -248,8 +247,7 @@ impl Sim {
                         8,
                         Duration::from_secs(300),
                         Arc::clone(&stats),
-                        t0,
-                        wall0,
+                        Now::new(t0, wall0),
                     )
                     .with_heard_tracking(),
                     gate: gate_for(id, &members, t0, &stats),
@@ -346,7 +344,7 @@ impl Sim {
         text.push_str("\nwatchers now:\n");
         for w in &self.watchers {
             text.push_str(&format!("{} up={} live={:?}\n", w.id, w.up, w.live));
-            for v in w.registry.views(self.instant(), self.wall()) {
+            for v in w.registry.views(Now::new(self.instant(), self.wall())) {
                 text.push_str(&format!(
                     "  {} {} last={:?} host={:?} next={:?} incidents={:?}\n",
                     v.name, v.state, v.last_seen_ms, v.last_host, v.next_deadline_ms, v.incidents
@@ -463,9 +461,9 @@ impl Sim {
         let watcher = &mut self.watchers[w];
         let mut notes = Vec::new();
         for m in std::mem::take(&mut watcher.inbox) {
-            notes.extend(watcher.registry.on_message(&m, now, wall));
+            notes.extend(watcher.registry.on_message(&m, Now::new(now, wall)));
         }
-        notes.extend(watcher.registry.on_deadlines(now, wall));
+        notes.extend(watcher.registry.on_deadlines(Now::new(now, wall)));
         let mut out = Vec::new();
         let debug = std::env::var_os("QCIC_SIM_DEBUG").is_some();
         let mut lines = Vec::new();
@@ -553,7 +551,7 @@ impl Sim {
                     .insert(wire::seen_key(&job), (v, Some(seen.encode())));
             }
             watcher.gate.on_tick(now);
-            for (name, rec) in watcher.registry.take_dirty(now, wall) {
+            for (name, rec) in watcher.registry.take_dirty(Now::new(now, wall)) {
                 watcher
                     .saved
                     .insert(name, serde_json::to_string(&rec).unwrap());
@@ -592,7 +590,7 @@ impl Sim {
         // QCIC_SIM_DEBUG=1 traces every watcher's view of every job each round.
         if std::env::var_os("QCIC_SIM_DEBUG").is_some() {
             for w in 0..n {
-                for v in self.watchers[w].registry.views(now, wall) {
+                for v in self.watchers[w].registry.views(Now::new(now, wall)) {
                     let line = format!(
                         "   w{w} {} {} last={:?} next={:?} {:?} live={:?}",
                         v.name,
@@ -667,7 +665,12 @@ impl Sim {
             let watcher = &mut self.watchers[to];
             match wire::read(&key, &value) {
                 Some(Said::Seen { job, seen }) => {
-                    notes.extend(watcher.registry.on_peer_seen(&node, &job, &seen, now, wall));
+                    notes.extend(watcher.registry.on_peer_seen(
+                        &node,
+                        &job,
+                        &seen,
+                        Now::new(now, wall),
+                    ));
                 }
                 Some(Said::Logged { key, sender, entry }) => {
                     watcher
@@ -1029,8 +1032,7 @@ impl Sim {
             8,
             Duration::from_secs(300),
             Arc::clone(&stats),
-            now,
-            wall,
+            Now::new(now, wall),
         )
         .with_heard_tracking();
         if wiped {
@@ -1039,7 +1041,7 @@ impl Sim {
             watcher.dispatched_notes.clear();
         }
         let records: Vec<(String, String)> = watcher.saved.clone().into_iter().collect();
-        registry.restore(&records, now, wall);
+        registry.restore(&records, Now::new(now, wall));
         watcher.registry = registry;
         watcher.gate = gate_for(&watcher.id, &members, now, &stats);
         watcher.stats = stats;
@@ -1065,7 +1067,7 @@ impl Sim {
         let before = self.watchers[w].dispatched_notes.clone();
         let open: BTreeSet<Arc<str>> = self.watchers[w]
             .registry
-            .views(now, wall)
+            .views(Now::new(now, wall))
             .into_iter()
             .flat_map(|v| v.incidents.into_iter().map(|i| Arc::from(i.id.as_str())))
             .collect();
@@ -1343,7 +1345,7 @@ fn closed_before_any(sent: &[Sent], incident: &str, t: u64) -> bool {
 #[test]
 fn a_farm_keeps_its_promises_under_seeded_faults() {
     let started = std::time::Instant::now();
-    let seeds = common::seeds("QCIC_SIM", REGRESSION_SEEDS, SCHEDULES);
+    let seeds = qcic_testkit::seeds("QCIC_SIM", REGRESSION_SEEDS, SCHEDULES);
     let (mut sends, mut outages) = (0, 0);
     // QCIC_SIM_SURVEY=1: run every seed and list the failures, instead of
     // stopping at the first.

@@ -24,13 +24,12 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
-use common::Rng;
+use qcic_testkit::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qcic_monitor::clock::Now;
 use qcic_monitor::config::JobConfig;
 use qcic_monitor::notification::{Event, Notification};
 use qcic_monitor::notify::NotificationLog;
@@ -209,8 +208,7 @@ impl Sim {
             8,
             Duration::from_secs(300),
             stats(),
-            t0,
-            true_wall,
+            Now::new(t0, true_wall),
         );
         let subject = Registry::new(
             "w",
@@ -218,8 +216,7 @@ impl Sim {
             8,
             Duration::from_secs(300),
             stats(),
-            t0,
-            true_wall,
+            Now::new(t0, true_wall),
         );
         let truth = configs
             .iter()
@@ -357,7 +354,7 @@ impl Sim {
 
     fn incidents(registry: &Registry, now: Instant, wall: u64) -> BTreeMap<Key, String> {
         let mut out = BTreeMap::new();
-        for view in registry.views(now, wall) {
+        for view in registry.views(Now::new(now, wall)) {
             for i in view.incidents {
                 let run = match i.event {
                     Event::Stalled | Event::Overrun => i.run_id,
@@ -381,8 +378,8 @@ impl Sim {
         unsilenced: Vec<String>,
     ) {
         let (now, wall) = (self.now(), self.wall());
-        r.extend(self.reference.on_deadlines(now, wall));
-        s.extend(self.subject.on_deadlines(now, wall));
+        r.extend(self.reference.on_deadlines(Now::new(now, wall)));
+        s.extend(self.subject.on_deadlines(Now::new(now, wall)));
         self.check(r, s, unsilenced);
     }
 
@@ -566,8 +563,8 @@ impl Sim {
             msg.host, msg.pid, msg.seq
         ));
         let (now, wall) = (self.now(), self.wall());
-        let r = self.reference.on_message(&msg, now, wall);
-        let s = self.subject.on_message(&msg, now, wall);
+        let r = self.reference.on_message(&msg, Now::new(now, wall));
+        let s = self.subject.on_message(&msg, Now::new(now, wall));
         let need = jobs(self.variant)
             .iter()
             .find(|c| c.name == job)
@@ -733,10 +730,10 @@ impl Sim {
         };
         self.note(format!("silence {job} until {until:?}"));
         self.reference
-            .silence(job, until, "model", now, wall)
+            .silence(job, until, "model", Now::new(now, wall))
             .unwrap();
         self.subject
-            .silence(job, until, "model", now, wall)
+            .silence(job, until, "model", Now::new(now, wall))
             .unwrap();
         self.truth.get_mut(job).unwrap().silence = Some(until);
         self.settle_and_check(Vec::new(), Vec::new(), Vec::new());
@@ -745,7 +742,7 @@ impl Sim {
     /// The state database's batch save.
     fn save(&mut self) {
         let (now, wall) = (self.now(), self.wall());
-        for (name, record) in self.subject.take_dirty(now, wall) {
+        for (name, record) in self.subject.take_dirty(Now::new(now, wall)) {
             self.saved
                 .insert(name, serde_json::to_string(&record).unwrap());
         }
@@ -764,11 +761,10 @@ impl Sim {
             8,
             Duration::from_secs(300),
             stats(),
-            now,
-            wall,
+            Now::new(now, wall),
         );
         let records: Vec<(String, String)> = self.saved.clone().into_iter().collect();
-        fresh.restore(&records, now, wall);
+        fresh.restore(&records, Now::new(now, wall));
         self.subject = fresh;
         self.settle_and_check(Vec::new(), Vec::new(), Vec::new());
     }
@@ -785,12 +781,12 @@ impl Sim {
         self.note(format!("reload: {:?}", self.variant));
         let (now, wall) = (self.now(), self.wall());
         let configs = jobs(self.variant);
-        let r = self
-            .reference
-            .reconfigure(&configs, 8, Duration::from_secs(300), now, wall);
-        let s = self
-            .subject
-            .reconfigure(&configs, 8, Duration::from_secs(300), now, wall);
+        let r =
+            self.reference
+                .reconfigure(&configs, 8, Duration::from_secs(300), Now::new(now, wall));
+        let s =
+            self.subject
+                .reconfigure(&configs, 8, Duration::from_secs(300), Now::new(now, wall));
         for name in &s.removed_names {
             self.saved.remove(name);
         }
@@ -811,8 +807,8 @@ impl Sim {
         self.step += by;
         self.note(format!("wall clock steps {by}ms"));
         let (now, wall) = (self.now(), self.wall());
-        self.reference.on_clock_step(now, wall);
-        self.subject.on_clock_step(now, wall);
+        self.reference.on_clock_step(Now::new(now, wall));
+        self.subject.on_clock_step(Now::new(now, wall));
         self.settle_and_check(Vec::new(), Vec::new(), Vec::new());
     }
 
@@ -885,7 +881,7 @@ fn millis(d: Duration) -> u64 {
 #[test]
 fn the_registry_keeps_its_promises_under_seeded_random_schedules() {
     let started = std::time::Instant::now();
-    let seeds = common::seeds("QCIC_MODEL", REGRESSION_SEEDS, SCHEDULES);
+    let seeds = qcic_testkit::seeds("QCIC_MODEL", REGRESSION_SEEDS, SCHEDULES);
     let mut total = Counts::default();
     for &seed in &seeds {
         let c = Sim::new(seed).run();

@@ -11,8 +11,7 @@ impl Registry {
         j: usize,
         slot: Slot,
         id: String,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         text: Option<String>,
         msg: &Message,
         out: &mut Vec<Notification>,
@@ -20,12 +19,12 @@ impl Registry {
         if self.jobs[j].open.contains_key(&slot) {
             return;
         }
-        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        let mut note = self.note(j, slot.event(), &id, now.wall_ms);
         note.run_id = msg.run_id.or(slot.run());
         note.host = Some(Arc::from(msg.host.as_str()));
         note.exit_code = msg.exit_code;
         note.text = text;
-        self.insert_open(j, slot, id, now, now, note, out);
+        self.insert_open(j, slot, id, now.at, now.at, note, out);
     }
 
     /// Opens an incident and notifies, unless the job is silenced: then the
@@ -76,12 +75,11 @@ impl Registry {
         &mut self,
         j: usize,
         slot: Slot,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         text: impl FnOnce() -> String,
         out: &mut Vec<Notification>,
     ) {
-        self.close_as(j, slot, Event::Recovered, now, wall_ms, text, out);
+        self.close_as(j, slot, Event::Recovered, now, text, out);
     }
 
     /// Closes the incident in `slot`, if open, with one follow-up `event`.
@@ -91,8 +89,7 @@ impl Registry {
         j: usize,
         slot: Slot,
         event: Event,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         text: impl FnOnce() -> String,
         out: &mut Vec<Notification>,
     ) {
@@ -112,14 +109,14 @@ impl Registry {
             // follow-up is owed.
             self.remember(
                 j,
-                wall_ms,
+                now.wall_ms,
                 format!("{} incident closed while silenced", slot.event()),
             );
             return;
         }
-        let mut note = self.note(j, event, &open.id, wall_ms);
+        let mut note = self.note(j, event, &open.id, now.wall_ms);
         note.resolves = Some(slot.event());
-        note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+        note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
         note.run_id = open.run_id;
         note.text = Some(text());
         out.push(note);

@@ -34,7 +34,7 @@ use qcic_sdk::{Kind, Message};
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::clock::{human, millis};
+use crate::clock::{Now, human, millis};
 use crate::config::JobConfig;
 use crate::deadlines::Deadlines;
 use crate::notification::{Event, Notification, incident_id};
@@ -100,12 +100,11 @@ impl Registry {
         max_unknown: usize,
         max_skew: Duration,
         stats: Arc<Stats>,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Registry {
         let mut registry = Registry {
             watcher: Arc::from(watcher),
-            started: now,
+            started: now.at,
             jobs: Vec::with_capacity(jobs.len()),
             index: HashMap::with_capacity_and_hasher(
                 jobs.len(),
@@ -126,9 +125,9 @@ impl Registry {
             let name: Arc<str> = Arc::from(cfg.name.as_str());
             let cfg = share(&mut shared, cfg);
             registry.index.insert(Arc::clone(&name), j);
-            registry.jobs.push(JobState::new(name, cfg, wall_ms));
-            registry.arm_down(j, now, wall_ms);
-            registry.arm_late_fresh(j, now, wall_ms);
+            registry.jobs.push(JobState::new(name, cfg, now.wall_ms));
+            registry.arm_down(j, now);
+            registry.arm_late_fresh(j, now);
         }
         registry
     }
@@ -162,8 +161,8 @@ impl Registry {
     }
 
     /// Applies one message from a sender without CURVE.
-    pub fn on_message(&mut self, msg: &Message, now: Instant, wall_ms: u64) -> Vec<Notification> {
-        self.on_message_from(msg, None, now, wall_ms)
+    pub fn on_message(&mut self, msg: &Message, now: Now) -> Vec<Notification> {
+        self.on_message_from(msg, None, now)
     }
 
     /// Applies one message received at `now` (`wall_ms` on the watcher's
@@ -172,8 +171,7 @@ impl Registry {
         &mut self,
         msg: &Message,
         sender_key: Option<&str>,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Vec<Notification> {
         let Some(&j) = self.index.get(msg.job.as_str()) else {
             self.unknown_job(msg);
@@ -188,7 +186,7 @@ impl Registry {
                 return Vec::new();
             }
         }
-        let host = self.hosts.observe(msg, sender_key, wall_ms);
+        let host = self.hosts.observe(msg, sender_key, now.wall_ms);
         self.touch(j);
         // The history is for people: a run of identical heartbeats or
         // progress notes without text is one line (and costs no allocation).
@@ -206,9 +204,9 @@ impl Registry {
                 )),
                 None => Entry::Kind(msg.kind),
             };
-            self.remember(j, wall_ms, entry);
+            self.remember(j, now.wall_ms, entry);
         }
-        let stale = self.stale(j, msg, now, wall_ms);
+        let stale = self.stale(j, msg, now);
         if let Some(late) = stale {
             let total = self.stats.stale_messages.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
@@ -219,54 +217,45 @@ impl Registry {
                 msg.kind,
                 human(Duration::from_millis(late))
             );
-            self.remember(j, wall_ms, text);
+            self.remember(j, now.wall_ms, text);
         }
-        let out = self.apply(j, msg, host, stale.is_some(), now, wall_ms);
+        let out = self.apply(j, msg, host, stale.is_some(), now);
         for n in &out {
-            self.remember(j, wall_ms, format!("notified {}", n.headline()));
+            self.remember(j, now.wall_ms, format!("notified {}", n.headline()));
         }
         out
     }
 
     /// Handles every deadline at or before `now`.
-    pub fn on_deadlines(&mut self, now: Instant, wall_ms: u64) -> Vec<Notification> {
-        self.on_deadlines_max(now, wall_ms, usize::MAX)
+    pub fn on_deadlines(&mut self, now: Now) -> Vec<Notification> {
+        self.on_deadlines_max(now, usize::MAX)
     }
 
     /// Handles at most `max` of the deadlines at or before `now` (the
     /// earliest); the rest stay due.
-    pub fn on_deadlines_max(
-        &mut self,
-        now: Instant,
-        wall_ms: u64,
-        max: usize,
-    ) -> Vec<Notification> {
+    pub fn on_deadlines_max(&mut self, now: Now, max: usize) -> Vec<Notification> {
         let mut out = Vec::new();
-        for key in self.deadlines.pop_due_max(now, max) {
+        for key in self.deadlines.pop_due_max(now.at, max) {
             let j = key.job();
             self.touch(j);
             let before = out.len();
             match key {
                 Key::Down(j) => {
                     self.jobs[j].down_at = None;
-                    self.fire_down(j, now, wall_ms, &mut out);
+                    self.fire_down(j, now, &mut out);
                 }
-                Key::Late(j) => self.fire_late(j, now, wall_ms, &mut out),
-                Key::Overrun(j, run_id) => {
-                    self.fire_run(j, Slot::Overrun(run_id), now, wall_ms, &mut out)
-                }
-                Key::Stall(j, run_id) => {
-                    self.fire_run(j, Slot::Stalled(run_id), now, wall_ms, &mut out)
-                }
-                Key::Repeat(j, slot) => self.fire_repeat(j, slot, now, wall_ms, &mut out),
-                Key::SilenceEnd(j) => self.end_silence(j, wall_ms, &mut out),
+                Key::Late(j) => self.fire_late(j, now, &mut out),
+                Key::Overrun(j, run_id) => self.fire_run(j, Slot::Overrun(run_id), now, &mut out),
+                Key::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
+                Key::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
+                Key::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
             }
             let notes: Vec<String> = out[before..]
                 .iter()
                 .map(|n| format!("notified {}", n.headline()))
                 .collect();
             for text in notes {
-                self.remember(j, wall_ms, text);
+                self.remember(j, now.wall_ms, text);
             }
         }
         out

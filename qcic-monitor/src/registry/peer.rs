@@ -12,9 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use qcic_sdk::Kind;
-use tokio::time::Instant;
 
-use super::{Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis, past_at_wall};
+use super::{Now, Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis, past_at_wall};
 use crate::notification::{Event, Notification, incident_id};
 
 /// What a farm peer heard of a job: its last message, and since when it has
@@ -132,8 +131,7 @@ impl Registry {
         peer: &str,
         job: &str,
         seen: &PeerSeen,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Vec<Notification> {
         let mut out = Vec::new();
         let Some(&j) = self.index.get(job) else {
@@ -148,7 +146,7 @@ impl Registry {
         // while only the peer heard it).
         let burst = seen.wall_ms.saturating_sub(seen.up_since_ms) < STALE_AFTER_MS;
         let late = self
-            .sent_late(j, &seen.host, seen.ts_ms, seen.wall_ms, now, wall_ms)
+            .sent_late(j, &seen.host, seen.ts_ms, seen.wall_ms, now)
             .filter(|_| burst);
         let corrected;
         let seen = match late {
@@ -158,7 +156,7 @@ impl Registry {
                     "watcher {peer} heard a message sent {} before it arrived there: not taken as life",
                     human(Duration::from_millis(late))
                 );
-                self.remember(j, wall_ms, text);
+                self.remember(j, now.wall_ms, text);
                 corrected = PeerSeen {
                     wall_ms: seen.wall_ms - late,
                     up_since_ms: seen.up_since_ms.min(seen.wall_ms - late),
@@ -171,7 +169,7 @@ impl Registry {
         };
         let cfg = &self.jobs[j].cfg;
         let down_ms = cfg.schedule.down_at_ms(seen.wall_ms, cfg.grace);
-        let overdue = down_ms <= wall_ms;
+        let overdue = down_ms <= now.wall_ms;
         if let Some(last) = self.jobs[j]
             .last
             .as_mut()
@@ -191,33 +189,33 @@ impl Registry {
                 && !last.renamed
                 && last.wall_ms >= seen.wall_ms + STALE_AFTER_MS
             {
-                last.at = past_at_wall(now, wall_ms, seen.wall_ms);
+                last.at = past_at_wall(now, seen.wall_ms);
                 last.wall_ms = seen.wall_ms;
                 last.up_since_ms = last.up_since_ms.min(seen.wall_ms);
                 self.stats.stale_messages.fetch_add(1, Ordering::Relaxed);
                 self.jobs[j].down_from_ms = seen.wall_ms;
-                self.set_down(j, at_wall(now, wall_ms, down_ms));
+                self.set_down(j, at_wall(now, down_ms));
                 self.touch(j);
                 let text = format!(
                     "watcher {peer} heard the last message long before it arrived here: delivered late, not taken as life"
                 );
-                self.remember(j, wall_ms, text);
+                self.remember(j, now.wall_ms, text);
                 return out;
             }
             // Nothing new for the deadline; it may still be the later
             // message by the sender's clock (one this watcher missed).
             if last.name_by_latest(seen.pid, seen.seq, seen.ts_ms, &seen.host) {
                 self.touch(j);
-                self.rename_down(j, peer, now, wall_ms, &mut out);
+                self.rename_down(j, peer, now, &mut out);
             }
             return out;
         }
         let known = self.jobs[j].last.take();
         let known_start = known.as_ref().map_or(0, |l| l.start_ms);
-        let at = at_wall(now, wall_ms, down_ms);
+        let at = at_wall(now, down_ms);
         self.touch(j);
         self.jobs[j].last = Some(Seen {
-            at: past_at_wall(now, wall_ms, seen.wall_ms),
+            at: past_at_wall(now, seen.wall_ms),
             wall_ms: seen.wall_ms,
             kind: seen.kind,
             pid: seen.pid,
@@ -234,7 +232,7 @@ impl Registry {
             last.name_by_latest(known.pid, known.seq, known.ts_ms, &known.host);
         }
         if seen.start_ms > known_start {
-            self.peer_started(j, peer, seen.start_ms, now, wall_ms, &mut out);
+            self.peer_started(j, peer, seen.start_ms, now, &mut out);
         }
         if self.jobs[j].down_at.is_none_or(|old| at > old) {
             self.jobs[j].down_from_ms = seen.wall_ms;
@@ -248,7 +246,7 @@ impl Registry {
         // watcher gives it, from the last message the farm heard.
         let open = self.jobs[j].open.get(&Slot::Down);
         let superseded = open.is_some_and(|o| seen.wall_ms > o.first.detected_ms);
-        if let (Some(open), true) = (open, down_ms > wall_ms || superseded) {
+        if let (Some(open), true) = (open, down_ms > now.wall_ms || superseded) {
             let (event, text) = if seen.up_since_ms <= open.first.detected_ms {
                 (
                     Event::Retracted,
@@ -257,12 +255,12 @@ impl Registry {
             } else {
                 (Event::Recovered, format!("heard again by watcher {peer}"))
             };
-            self.close_as(j, Slot::Down, event, now, wall_ms, || text, &mut out);
+            self.close_as(j, Slot::Down, event, now, || text, &mut out);
         } else {
-            self.rename_down(j, peer, now, wall_ms, &mut out);
+            self.rename_down(j, peer, now, &mut out);
         }
         for n in &out {
-            self.remember(j, wall_ms, format!("notified {}", n.headline()));
+            self.remember(j, now.wall_ms, format!("notified {}", n.headline()));
         }
         out
     }
@@ -272,14 +270,7 @@ impl Registry {
     /// name every watcher gives it, and raised again (under that name) by
     /// the deadline loop. (Held at the gate and never sent, both go; sent,
     /// the retraction tells people the two are one outage.)
-    fn rename_down(
-        &mut self,
-        j: usize,
-        peer: &str,
-        now: Instant,
-        wall_ms: u64,
-        out: &mut Vec<Notification>,
-    ) {
+    fn rename_down(&mut self, j: usize, peer: &str, now: Now, out: &mut Vec<Notification>) {
         let job = &self.jobs[j];
         let (Some(open), Some(last)) = (job.open.get(&Slot::Down), &job.last) else {
             return;
@@ -291,12 +282,12 @@ impl Registry {
         let text = format!(
             "the same outage as incident {id}, named by the later message watcher {peer} heard"
         );
-        self.close_as(j, Slot::Down, Event::Retracted, now, wall_ms, || text, out);
-        // Raised by the deadline loop, due now, not here: other peers'
+        self.close_as(j, Slot::Down, Event::Retracted, now, || text, out);
+        // Raised by the deadline loop, due now.at, not here: other peers'
         // evidence learnt in the same round may still show the job heard
         // later (raised and retracted at once, the name would count as
         // closed here, and this watcher alone would name the outage anew).
-        self.set_down(j, now);
+        self.set_down(j, now.at);
     }
 
     /// A start heard by a farm peer counts as heard here for the `late`
@@ -309,8 +300,7 @@ impl Registry {
         j: usize,
         peer: &str,
         start_ms: u64,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         out: &mut Vec<Notification>,
     ) {
         let Some(within) = self.jobs[j].cfg.start_within else {
@@ -332,13 +322,13 @@ impl Registry {
             } else {
                 (Event::Recovered, format!("start heard by watcher {peer}"))
             };
-            self.close_as(j, Slot::Late, event, now, wall_ms, || text, out);
+            self.close_as(j, Slot::Late, event, now, || text, out);
         } else if self.jobs[j]
             .expected_start_ms
             .is_none_or(|expected| start_ms.saturating_add(within_ms) < expected)
         {
             return;
         }
-        self.arm_late(j, now, wall_ms, start_ms);
+        self.arm_late(j, now, start_ms);
     }
 }

@@ -109,9 +109,11 @@ impl Registry {
 
     /// The jobs changed since the last call, as (name, JSON record), for the
     /// state database.
-    pub fn take_dirty(&mut self, now: Instant, wall_ms: u64) -> Vec<(String, JobRecord)> {
-        let wall_of =
-            |at: Instant| wall_ms.saturating_sub(millis(now.saturating_duration_since(at)));
+    pub fn take_dirty(&mut self, now: Now) -> Vec<(String, JobRecord)> {
+        let wall_of = |at: Instant| {
+            now.wall_ms
+                .saturating_sub(millis(now.at.saturating_duration_since(at)))
+        };
         let dirty: Vec<usize> = self.dirty.drain().collect();
         dirty
             .into_iter()
@@ -181,8 +183,8 @@ impl Registry {
     /// and unreadable records are skipped). Deadlines are recomputed from the
     /// recorded wall times, so one that passed while the watcher was down
     /// fires at once.
-    pub fn restore(&mut self, records: &[(String, String)], now: Instant, wall_ms: u64) -> usize {
-        let instant_of = |at_ms: u64| past_at_wall(now, wall_ms, at_ms);
+    pub fn restore(&mut self, records: &[(String, String)], now: Now) -> usize {
+        let instant_of = |at_ms: u64| past_at_wall(now, at_ms);
         let mut restored = 0;
         let mut seen = vec![false; self.jobs.len()];
         for (name, text) in records {
@@ -273,8 +275,8 @@ impl Registry {
                     run_id,
                     RunState {
                         started: instant_of(started_ms),
-                        // Unknown (an older record): as if active now.
-                        active: detail.as_ref().map_or(now, |d| instant_of(d.active_ms)),
+                        // Unknown (an older record): as if active now.at.
+                        active: detail.as_ref().map_or(now.at, |d| instant_of(d.active_ms)),
                         host,
                         basis: detail.as_ref().map(|d| d.basis.clone()).unwrap_or_default(),
                         stalls: detail.map_or(0, |d| d.stalls),
@@ -294,7 +296,7 @@ impl Registry {
                     },
                 );
             }
-            self.rearm(j, keep_expected, now, wall_ms);
+            self.rearm(j, keep_expected, now);
             seen[j] = true;
             // In a farm, what this watcher knew is told to its peers again:
             // its gossip state did not survive the restart.
@@ -302,7 +304,7 @@ impl Registry {
                 heard.insert(j);
             }
         }
-        // A job with nothing saved is saved now: when watching began must
+        // A job with nothing saved is saved now.at: when watching began must
         // survive the next restart, or a watcher restarted more often than
         // a never-heard job's period would never raise its `down`.
         for (j, seen) in seen.into_iter().enumerate() {

@@ -34,8 +34,7 @@ impl Registry {
         jobs: &[JobConfig],
         max_unknown: usize,
         max_skew: Duration,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Reconfigured {
         self.max_unknown = max_unknown;
         self.hosts.max_skew = max_skew;
@@ -82,7 +81,7 @@ impl Registry {
                     let name: Arc<str> = Arc::from(cfg.name.as_str());
                     self.index.insert(Arc::clone(&name), j);
                     self.jobs
-                        .push(JobState::new(name, share(&mut shared, cfg), wall_ms));
+                        .push(JobState::new(name, share(&mut shared, cfg), now.wall_ms));
                     rearm.push((j, None));
                     self.touch(j);
                 }
@@ -96,9 +95,9 @@ impl Registry {
                 let mut note = open.first.clone();
                 note.event = Event::Recovered;
                 note.resolves = Some(slot.event());
-                note.detected_ms = wall_ms;
+                note.detected_ms = now.wall_ms;
                 note.last_seen_ms = state.last.as_ref().map(|s| s.wall_ms);
-                note.duration_ms = Some(millis(now.saturating_duration_since(open.since)));
+                note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
                 note.exit_code = None;
                 note.repeat = 0;
                 note.text = Some("the job was removed from the configuration".into());
@@ -118,10 +117,10 @@ impl Registry {
         }
         for (j, same_schedule) in rearm {
             match same_schedule {
-                Some(keep_expected) => self.rearm(j, keep_expected, now, wall_ms),
+                Some(keep_expected) => self.rearm(j, keep_expected, now),
                 None => {
-                    self.arm_down(j, now, wall_ms);
-                    self.arm_late_fresh(j, now, wall_ms);
+                    self.arm_down(j, now);
+                    self.arm_late_fresh(j, now);
                 }
             }
         }

@@ -26,12 +26,11 @@ impl Registry {
         msg: &Message,
         host: Arc<str>,
         stale: bool,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Vec<Notification> {
         let mut out = Vec::new();
         if !stale {
-            self.heard_alive(j, msg, host, now, wall_ms);
+            self.heard_alive(j, msg, host, now);
         }
         let job = &mut self.jobs[j];
         let run_id = msg.run_id.unwrap_or(0);
@@ -50,39 +49,25 @@ impl Registry {
                 || (good && self.jobs[j].alive_streak >= self.jobs[j].cfg.recover_after_successes));
         if down_recovers {
             let kind = msg.kind;
-            self.close(
-                j,
-                Slot::Down,
-                now,
-                wall_ms,
-                || format!("{kind} received"),
-                &mut out,
-            );
+            self.close(j, Slot::Down, now, || format!("{kind} received"), &mut out);
         }
         // A message of a run shows it is not stalled.
         if msg.run_id.is_some() && self.jobs[j].runs.contains_key(&run_id) {
-            self.touch_run(j, run_id, now, wall_ms, &mut out);
+            self.touch_run(j, run_id, now, &mut out);
         }
         match msg.kind {
             Kind::Start => {
-                self.start_run(j, run_id, msg, now, wall_ms, &mut out);
-                self.close(
-                    j,
-                    Slot::Late,
-                    now,
-                    wall_ms,
-                    || "start received".into(),
-                    &mut out,
-                );
-                self.arm_late(j, now, wall_ms, wall_ms);
+                self.start_run(j, run_id, msg, now, &mut out);
+                self.close(j, Slot::Late, now, || "start received".into(), &mut out);
+                self.arm_late(j, now, now.wall_ms);
             }
             Kind::Progress => {}
             Kind::Success => {
                 let ran = self.jobs[j]
                     .runs
                     .get(&run_id)
-                    .map(|r| now.saturating_duration_since(r.started));
-                self.end_run(j, run_id, "run ended with success", now, wall_ms, &mut out);
+                    .map(|r| now.at.saturating_duration_since(r.started));
+                self.end_run(j, run_id, "run ended with success", now, &mut out);
                 match (ran, self.jobs[j].cfg.min_runtime) {
                     (Some(ran), Some(min)) if ran < min => {
                         let text = format!(
@@ -92,23 +77,13 @@ impl Registry {
                         );
                         let basis = format!("run:{run_id}/{}", msg_basis(msg));
                         let id = incident_id(&msg.job, Event::TooFast, &basis);
-                        self.open(
-                            j,
-                            Slot::TooFast,
-                            id,
-                            now,
-                            wall_ms,
-                            Some(text),
-                            msg,
-                            &mut out,
-                        );
+                        self.open(j, Slot::TooFast, id, now, Some(text), msg, &mut out);
                     }
                     _ => {
                         self.close(
                             j,
                             Slot::TooFast,
                             now,
-                            wall_ms,
                             || "a run of normal length succeeded".into(),
                             &mut out,
                         );
@@ -122,18 +97,11 @@ impl Registry {
                     None => job.alive_streak,
                 };
                 if streak >= job.cfg.recover_after_successes {
-                    self.close(
-                        j,
-                        Slot::Failed,
-                        now,
-                        wall_ms,
-                        || "success received".into(),
-                        &mut out,
-                    );
+                    self.close(j, Slot::Failed, now, || "success received".into(), &mut out);
                 }
             }
             Kind::Fail => {
-                self.end_run(j, run_id, "run ended with fail", now, wall_ms, &mut out);
+                self.end_run(j, run_id, "run ended with fail", now, &mut out);
                 let job = &mut self.jobs[j];
                 job.bad_streak = job.bad_streak.saturating_add(1);
                 job.success_streak = 0;
@@ -146,22 +114,13 @@ impl Registry {
                         None => format!("msg:{}", msg_basis(msg)),
                     };
                     let id = incident_id(&msg.job, Event::Failed, &basis);
-                    self.open(
-                        j,
-                        Slot::Failed,
-                        id,
-                        now,
-                        wall_ms,
-                        msg.text.clone(),
-                        msg,
-                        &mut out,
-                    );
+                    self.open(j, Slot::Failed, id, now, msg.text.clone(), msg, &mut out);
                 } else {
                     let text = format!(
                         "failure {} of {} before alerting",
                         job.bad_streak, job.cfg.alert_after_failures
                     );
-                    self.remember(j, wall_ms, text);
+                    self.remember(j, now.wall_ms, text);
                 }
             }
             Kind::Heartbeat => {
@@ -174,7 +133,6 @@ impl Registry {
                         j,
                         Slot::Failed,
                         now,
-                        wall_ms,
                         || "heartbeat received".into(),
                         &mut out,
                     );
@@ -187,34 +145,27 @@ impl Registry {
     /// A message that shows the job alive now: the `down` deadline moves,
     /// and it is what the job was last heard from (named, for the next
     /// outage, by the latest message by the sender's clock).
-    pub(super) fn heard_alive(
-        &mut self,
-        j: usize,
-        msg: &Message,
-        host: Arc<str>,
-        now: Instant,
-        wall_ms: u64,
-    ) {
-        self.arm_down(j, now, wall_ms);
+    pub(super) fn heard_alive(&mut self, j: usize, msg: &Message, host: Arc<str>, now: Now) {
+        self.arm_down(j, now);
         if let Some(heard) = &mut self.heard {
             heard.insert(j);
         }
         let job = &mut self.jobs[j];
         let start_ms = match (&job.last, msg.kind) {
-            (_, Kind::Start) => wall_ms,
+            (_, Kind::Start) => now.wall_ms,
             (Some(last), _) => last.start_ms,
             (None, _) => 0,
         };
         let up_since_ms = match &job.last {
             Some(last) if !last.by_peer && !job.open.contains_key(&Slot::Down) => {
-                last.up_since_ms.min(wall_ms)
+                last.up_since_ms.min(now.wall_ms)
             }
-            _ => wall_ms,
+            _ => now.wall_ms,
         };
         let before = job.last.take();
         let mut seen = Seen {
-            at: now,
-            wall_ms,
+            at: now.at,
+            wall_ms: now.wall_ms,
             kind: msg.kind,
             pid: msg.pid,
             seq: msg.seq,
@@ -239,12 +190,12 @@ impl Registry {
     /// link healed; or, from the same process, an earlier one than the
     /// last. Returns how long ago it was sent. (A job heard on time is never
     /// judged stale: a sender whose clock stepped back looks late too.)
-    pub(super) fn stale(&self, j: usize, msg: &Message, now: Instant, wall_ms: u64) -> Option<u64> {
+    pub(super) fn stale(&self, j: usize, msg: &Message, now: Now) -> Option<u64> {
         // Judged by the clock alone, never by seq: a process restarted
         // under the same pid counts from 1 again, and a seq (or a
         // timestamp) from a hostile or broken sender would otherwise make
         // every later message look old.
-        self.sent_late(j, &msg.host, msg.ts_ms, wall_ms, now, wall_ms)
+        self.sent_late(j, &msg.host, msg.ts_ms, now.wall_ms, now)
     }
 
     /// How late a message of job `j` from `host`, stamped `ts_ms` by the
@@ -258,14 +209,14 @@ impl Registry {
         host: &str,
         ts_ms: u64,
         arrived_ms: u64,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Option<u64> {
         if ts_ms == 0 {
             return None; // no sender clock
         }
         let job = &self.jobs[j];
-        let overdue = job.open.contains_key(&Slot::Down) || job.down_at.is_none_or(|at| at <= now);
+        let overdue =
+            job.open.contains_key(&Slot::Down) || job.down_at.is_none_or(|at| at <= now.at);
         if !overdue {
             return None;
         }
@@ -273,7 +224,7 @@ impl Registry {
         let sent = u64::try_from(i128::from(ts_ms) + i128::from(offset)).ok()?;
         let late = arrived_ms.checked_sub(sent)?;
         let cfg = &job.cfg;
-        (late >= STALE_AFTER_MS && cfg.schedule.down_at_ms(sent, cfg.grace) <= wall_ms)
+        (late >= STALE_AFTER_MS && cfg.schedule.down_at_ms(sent, cfg.grace) <= now.wall_ms)
             .then_some(late)
     }
 
@@ -287,8 +238,7 @@ impl Registry {
         j: usize,
         run_id: u64,
         msg: &Message,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         out: &mut Vec<Notification>,
     ) {
         if !self.jobs[j].runs.contains_key(&run_id) && self.jobs[j].runs.len() >= MAX_RUNS_PER_JOB {
@@ -300,24 +250,24 @@ impl Registry {
             if let Some(oldest) = oldest {
                 let text =
                     format!("run no longer tracked: more than {MAX_RUNS_PER_JOB} runs at once");
-                self.end_run(j, oldest, &text, now, wall_ms, out);
+                self.end_run(j, oldest, &text, now, out);
             }
         }
         self.jobs[j].runs.insert(
             run_id,
             RunState {
-                started: now,
-                active: now,
+                started: now.at,
+                active: now.at,
                 host: msg.host.clone(),
                 basis: msg_basis(msg),
                 stalls: 0,
             },
         );
         if let Some(max) = self.jobs[j].cfg.max_runtime {
-            self.deadlines.set(Key::Overrun(j, run_id), now + max);
+            self.deadlines.set(Key::Overrun(j, run_id), now.at + max);
         }
         if let Some(stall) = self.jobs[j].cfg.stall_after {
-            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+            self.deadlines.set(Key::Stall(j, run_id), now.at + stall);
         }
     }
 
@@ -326,21 +276,19 @@ impl Registry {
         &mut self,
         j: usize,
         run_id: u64,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         out: &mut Vec<Notification>,
     ) {
         if let Some(run) = self.jobs[j].runs.get_mut(&run_id) {
-            run.active = now;
+            run.active = now.at;
         }
         if let Some(stall) = self.jobs[j].cfg.stall_after {
-            self.deadlines.set(Key::Stall(j, run_id), now + stall);
+            self.deadlines.set(Key::Stall(j, run_id), now.at + stall);
         }
         self.close(
             j,
             Slot::Stalled(run_id),
             now,
-            wall_ms,
             || "the run sent a message again".into(),
             out,
         );
@@ -351,38 +299,17 @@ impl Registry {
         j: usize,
         run_id: u64,
         text: &str,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         out: &mut Vec<Notification>,
     ) {
         self.deadlines.clear(&Key::Overrun(j, run_id));
         self.deadlines.clear(&Key::Stall(j, run_id));
         self.jobs[j].runs.remove(&run_id);
-        self.close(
-            j,
-            Slot::Overrun(run_id),
-            now,
-            wall_ms,
-            || text.to_owned(),
-            out,
-        );
-        self.close(
-            j,
-            Slot::Stalled(run_id),
-            now,
-            wall_ms,
-            || text.to_owned(),
-            out,
-        );
+        self.close(j, Slot::Overrun(run_id), now, || text.to_owned(), out);
+        self.close(j, Slot::Stalled(run_id), now, || text.to_owned(), out);
     }
 
-    pub(super) fn fire_down(
-        &mut self,
-        j: usize,
-        now: Instant,
-        wall_ms: u64,
-        out: &mut Vec<Notification>,
-    ) {
+    pub(super) fn fire_down(&mut self, j: usize, now: Now, out: &mut Vec<Notification>) {
         if self.jobs[j].open.contains_key(&Slot::Down) {
             return;
         }
@@ -396,8 +323,8 @@ impl Registry {
                 "missed ({} of {} before alerting)",
                 job.bad_streak, job.cfg.alert_after_failures
             );
-            self.remember(j, wall_ms, text);
-            self.arm_down(j, now, wall_ms);
+            self.remember(j, now.wall_ms, text);
+            self.arm_down(j, now);
             return;
         }
         let job = &self.jobs[j];
@@ -409,8 +336,8 @@ impl Registry {
             .map_or_else(|| format!("never:{}", job.watching_since_ms), Seen::basis);
         let id = incident_id(&job.name, Event::Down, &basis);
         let since = job.last.as_ref().map_or(self.started, |s| s.at);
-        let quiet = now.saturating_duration_since(since);
-        let mut note = self.note(j, Event::Down, &id, wall_ms);
+        let quiet = now.at.saturating_duration_since(since);
+        let mut note = self.note(j, Event::Down, &id, now.wall_ms);
         note.text = Some(match &job.last {
             Some(_) => format!("no message for {}", human(quiet)),
             None => format!(
@@ -418,42 +345,29 @@ impl Registry {
                 human(quiet)
             ),
         });
-        self.insert_open(j, Slot::Down, id, since, now, note, out);
+        self.insert_open(j, Slot::Down, id, since, now.at, note, out);
     }
 
-    pub(super) fn fire_late(
-        &mut self,
-        j: usize,
-        now: Instant,
-        wall_ms: u64,
-        out: &mut Vec<Notification>,
-    ) {
+    pub(super) fn fire_late(&mut self, j: usize, now: Now, out: &mut Vec<Notification>) {
         let Some(expected) = self.jobs[j].expected_start_ms else {
             return;
         };
         if !self.jobs[j].open.contains_key(&Slot::Late) {
             let name = self.jobs[j].name.to_string();
             let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
-            let mut note = self.note(j, Event::Late, &id, wall_ms);
+            let mut note = self.note(j, Event::Late, &id, now.wall_ms);
             let due = crate::notification::rfc3339(expected);
             note.text = Some(format!(
                 "no start within {} of the scheduled {due}",
                 human(self.jobs[j].cfg.start_within.unwrap_or_default())
             ));
-            self.insert_open(j, Slot::Late, id, now, now, note, out);
+            self.insert_open(j, Slot::Late, id, now.at, now.at, note, out);
         }
         // Watch the next scheduled start too (the incident stays one).
-        self.arm_late(j, now, wall_ms, expected);
+        self.arm_late(j, now, expected);
     }
 
-    pub(super) fn fire_run(
-        &mut self,
-        j: usize,
-        slot: Slot,
-        now: Instant,
-        wall_ms: u64,
-        out: &mut Vec<Notification>,
-    ) {
+    pub(super) fn fire_run(&mut self, j: usize, slot: Slot, now: Now, out: &mut Vec<Notification>) {
         let Some(run_id) = slot.run() else { return };
         if self.jobs[j].open.contains_key(&slot) {
             return;
@@ -470,11 +384,11 @@ impl Registry {
             }
             _ => format!("run:{run_id}/{}", run.basis),
         };
-        let running = now.saturating_duration_since(run.started);
+        let running = now.at.saturating_duration_since(run.started);
         let host = run.host.clone();
         let name = self.jobs[j].name.to_string();
         let id = incident_id(&name, slot.event(), &basis);
-        let mut note = self.note(j, slot.event(), &id, wall_ms);
+        let mut note = self.note(j, slot.event(), &id, now.wall_ms);
         note.run_id = Some(run_id);
         note.host = Some(Arc::from(host));
         note.text = Some(match slot {
@@ -485,15 +399,14 @@ impl Registry {
             ),
             _ => format!("run started {} ago has not ended", human(running)),
         });
-        self.insert_open(j, slot, id, now, now, note, out);
+        self.insert_open(j, slot, id, now.at, now.at, note, out);
     }
 
     pub(super) fn fire_repeat(
         &mut self,
         j: usize,
         slot: Slot,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
         out: &mut Vec<Notification>,
     ) {
         let every = self.jobs[j].cfg.repeat;
@@ -503,18 +416,18 @@ impl Registry {
         };
         if silenced || !open.notified {
             if let Some(every) = every {
-                self.deadlines.set(Key::Repeat(j, slot), now + every);
+                self.deadlines.set(Key::Repeat(j, slot), now.at + every);
             }
             return;
         }
         open.repeats += 1;
         let mut note = open.first.clone();
         note.repeat = open.repeats;
-        note.detected_ms = wall_ms;
+        note.detected_ms = now.wall_ms;
         note.last_seen_ms = self.jobs[j].last.as_ref().map(|s| s.wall_ms);
         out.push(note);
         if let Some(every) = every {
-            self.deadlines.set(Key::Repeat(j, slot), now + every);
+            self.deadlines.set(Key::Repeat(j, slot), now.at + every);
         }
     }
 

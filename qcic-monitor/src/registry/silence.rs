@@ -19,8 +19,7 @@ impl Registry {
         job: &str,
         until_ms: Option<u64>,
         reason: &str,
-        now: Instant,
-        wall_ms: u64,
+        now: Now,
     ) -> Result<(), String> {
         let &j = self
             .index
@@ -34,9 +33,7 @@ impl Registry {
         // Saved like any change: a pause must survive a restart.
         self.touch(j);
         match until_ms {
-            Some(until) => self
-                .deadlines
-                .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until)),
+            Some(until) => self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until)),
             None => self.deadlines.clear(&Key::SilenceEnd(j)),
         }
         let what = match until_ms {
@@ -46,7 +43,7 @@ impl Registry {
             ),
             None => format!("paused: {reason}"),
         };
-        self.remember(j, wall_ms, what);
+        self.remember(j, now.wall_ms, what);
         Ok(())
     }
 

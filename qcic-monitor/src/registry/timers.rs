@@ -5,17 +5,18 @@ use super::*;
 
 /// The instant at wall time `at_ms`, given that `now` is `wall_ms`. Far
 /// future (a cron pattern that never fires again) is capped at 100 years.
-pub(super) fn at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
+pub(super) fn at_wall(now: Now, at_ms: u64) -> Instant {
     const CAP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now + Duration::from_millis(at_ms.saturating_sub(wall_ms)).min(CAP)
+    now.at + Duration::from_millis(at_ms.saturating_sub(now.wall_ms)).min(CAP)
 }
 
 /// The instant at a past wall time `at_ms`, given that `now` is `wall_ms`
 /// (`now` for a time not in the past, or before the monotonic clock's
 /// start).
-pub(super) fn past_at_wall(now: Instant, wall_ms: u64, at_ms: u64) -> Instant {
-    now.checked_sub(Duration::from_millis(wall_ms.saturating_sub(at_ms)))
-        .unwrap_or(now)
+pub(super) fn past_at_wall(now: Now, at_ms: u64) -> Instant {
+    now.at
+        .checked_sub(Duration::from_millis(now.wall_ms.saturating_sub(at_ms)))
+        .unwrap_or(now.at)
 }
 
 impl Registry {
@@ -25,7 +26,7 @@ impl Registry {
     /// its last message, silence ends, reminders one `repeat` from now. `late` keeps the
     /// scheduled start it waited for if `keep_expected`, else watches the
     /// next one.
-    pub(super) fn rearm(&mut self, j: usize, keep_expected: bool, now: Instant, wall_ms: u64) {
+    pub(super) fn rearm(&mut self, j: usize, keep_expected: bool, now: Now) {
         let job = &self.jobs[j];
         match (&job.last, &job.cfg.schedule) {
             // A duration from the last message, on the monotonic clock (its
@@ -33,27 +34,27 @@ impl Registry {
             (Some(last), Schedule::Every(every)) => {
                 let (at, from) = (last.at + *every + job.cfg.grace, last.wall_ms);
                 self.jobs[j].down_from_ms = from;
-                self.set_down(j, at.max(now));
+                self.set_down(j, at.max(now.at));
             }
             (Some(last), Schedule::Cron { .. }) => {
                 let from = last.wall_ms;
-                self.arm_down_from(j, from, now, wall_ms);
+                self.arm_down_from(j, from, now);
             }
             (None, _) => {
                 let since = job.watching_since_ms;
-                self.arm_down_from(j, since, now, wall_ms);
+                self.arm_down_from(j, since, now);
             }
         }
         let job = &self.jobs[j];
         match (job.expected_start_ms, job.cfg.start_within) {
             (Some(expected), Some(within)) if keep_expected => {
                 let at = expected.saturating_add(millis(within));
-                self.deadlines.set(Key::Late(j), at_wall(now, wall_ms, at));
+                self.deadlines.set(Key::Late(j), at_wall(now, at));
             }
             _ => {
                 self.jobs[j].expected_start_ms = None;
                 self.deadlines.clear(&Key::Late(j));
-                self.arm_late_fresh(j, now, wall_ms);
+                self.arm_late_fresh(j, now);
             }
         }
         let job = &self.jobs[j];
@@ -68,36 +69,35 @@ impl Registry {
         for (run_id, started, active) in runs {
             if let Some(max) = max {
                 self.deadlines
-                    .set(Key::Overrun(j, run_id), (started + max).max(now));
+                    .set(Key::Overrun(j, run_id), (started + max).max(now.at));
             }
             if let Some(stall) = stall {
                 self.deadlines
-                    .set(Key::Stall(j, run_id), (active + stall).max(now));
+                    .set(Key::Stall(j, run_id), (active + stall).max(now.at));
             }
         }
         if let Some(until) = until {
-            self.deadlines
-                .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+            self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until));
         }
         if let Some(every) = repeat {
             for slot in slots {
-                self.deadlines.set(Key::Repeat(j, slot), now + every);
+                self.deadlines.set(Key::Repeat(j, slot), now.at + every);
             }
         }
     }
 
     /// Arms `down` one full period from now.
-    pub(super) fn arm_down(&mut self, j: usize, now: Instant, wall_ms: u64) {
-        self.arm_down_from(j, wall_ms, now, wall_ms);
+    pub(super) fn arm_down(&mut self, j: usize, now: Now) {
+        self.arm_down_from(j, now.wall_ms, now);
     }
 
     /// Arms `down` as due one period after wall time `from_ms` (the last
     /// message, or when watching began).
-    pub(super) fn arm_down_from(&mut self, j: usize, from_ms: u64, now: Instant, wall_ms: u64) {
+    pub(super) fn arm_down_from(&mut self, j: usize, from_ms: u64, now: Now) {
         let cfg = &self.jobs[j].cfg;
         let at = cfg.schedule.down_at_ms(from_ms, cfg.grace);
         self.jobs[j].down_from_ms = from_ms;
-        self.set_down(j, at_wall(now, wall_ms, at));
+        self.set_down(j, at_wall(now, at));
     }
 
     // Exact, not lazy: leaving the old entry in the index when a message
@@ -113,7 +113,7 @@ impl Registry {
 
     /// Arms the `late` timer for the first scheduled start after a start
     /// (heard, or awaited) at `from_ms`.
-    pub(super) fn arm_late(&mut self, j: usize, now: Instant, wall_ms: u64, from_ms: u64) {
+    pub(super) fn arm_late(&mut self, j: usize, now: Now, from_ms: u64) {
         let cfg = &self.jobs[j].cfg;
         let Some(within) = cfg.start_within else {
             return;
@@ -125,7 +125,7 @@ impl Registry {
                 .schedule
                 .next_fire_ms(from_ms.saturating_add(millis(within))),
         };
-        self.expect_start(j, expected, now, wall_ms);
+        self.expect_start(j, expected, now);
     }
 
     /// Arms the `late` timer with no start to go by (at start-up without
@@ -133,41 +133,34 @@ impl Registry {
     /// slot still to come, unless the last start heard already counted for it.
     /// (Searching from `now + start_within`, as after a start, skipped a
     /// slot due within `start_within` of a restart or reload.)
-    pub(super) fn arm_late_fresh(&mut self, j: usize, now: Instant, wall_ms: u64) {
+    pub(super) fn arm_late_fresh(&mut self, j: usize, now: Now) {
         let job = &self.jobs[j];
         let Some(within) = job.cfg.start_within else {
             return;
         };
         let expected = match &job.cfg.schedule {
-            Schedule::Every(every) => Some(wall_ms.saturating_add(millis(*every))),
+            Schedule::Every(every) => Some(now.wall_ms.saturating_add(millis(*every))),
             Schedule::Cron { .. } => {
                 let started = job.last.as_ref().map_or(0, |l| l.start_ms);
                 let from = match started {
-                    0 => wall_ms,
-                    s => wall_ms.max(s.saturating_add(millis(within))),
+                    0 => now.wall_ms,
+                    s => now.wall_ms.max(s.saturating_add(millis(within))),
                 };
                 job.cfg.schedule.next_fire_ms(from)
             }
         };
-        self.expect_start(j, expected, now, wall_ms);
+        self.expect_start(j, expected, now);
     }
 
     /// Awaits a start for the slot at `expected` (unix ms): `late` falls
     /// due `start_within` after it.
-    pub(super) fn expect_start(
-        &mut self,
-        j: usize,
-        expected: Option<u64>,
-        now: Instant,
-        wall_ms: u64,
-    ) {
+    pub(super) fn expect_start(&mut self, j: usize, expected: Option<u64>, now: Now) {
         let within = self.jobs[j].cfg.start_within.map_or(0, millis);
         self.jobs[j].expected_start_ms = expected;
         match expected {
-            Some(t) => self.deadlines.set(
-                Key::Late(j),
-                at_wall(now, wall_ms, t.saturating_add(within)),
-            ),
+            Some(t) => self
+                .deadlines
+                .set(Key::Late(j), at_wall(now, t.saturating_add(within))),
             None => self.deadlines.clear(&Key::Late(j)),
         }
     }
@@ -185,14 +178,14 @@ impl Registry {
     /// again from the wall times it came from, so it falls due by the wall
     /// clock as it now reads. Deadlines that are durations (`every` +
     /// `grace`, `max_runtime`, `stall_after`, `repeat`) stay as they are.
-    pub fn on_clock_step(&mut self, now: Instant, wall_ms: u64) {
+    pub fn on_clock_step(&mut self, now: Now) {
         // Offsets measured against the old reading are void.
         self.hosts.forget_offsets();
         for j in 0..self.jobs.len() {
             let job = &self.jobs[j];
             if matches!(job.cfg.schedule, Schedule::Cron { .. }) && job.down_at.is_some() {
                 let from = job.down_from_ms;
-                self.arm_down_from(j, from, now, wall_ms);
+                self.arm_down_from(j, from, now);
             }
             // An `every` job's start is awaited a duration after the last
             // one: only a cron slot is a wall time.
@@ -203,12 +196,11 @@ impl Registry {
             {
                 if self.deadlines.get(&Key::Late(j)).is_some() {
                     let at = expected.saturating_add(millis(within));
-                    self.deadlines.set(Key::Late(j), at_wall(now, wall_ms, at));
+                    self.deadlines.set(Key::Late(j), at_wall(now, at));
                 }
             }
             if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
-                self.deadlines
-                    .set(Key::SilenceEnd(j), at_wall(now, wall_ms, until));
+                self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until));
             }
         }
     }

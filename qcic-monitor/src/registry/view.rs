@@ -121,10 +121,11 @@ pub struct JobView {
 
 impl Registry {
     /// A view of every job for people and tools (status, HTTP API).
-    pub fn views(&self, now: Instant, wall_ms: u64) -> Vec<JobView> {
+    pub fn views(&self, now: Now) -> Vec<JobView> {
         let wall_at = |at: Instant| {
-            let ahead = at.saturating_duration_since(now);
-            wall_ms.saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
+            let ahead = at.saturating_duration_since(now.at);
+            now.wall_ms
+                .saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
         };
         self.jobs
             .iter()
@@ -149,7 +150,7 @@ impl Registry {
                     name: job.name.to_string(),
                     state,
                     schedule: job.cfg.schedule.to_string(),
-                    period_ms: job.cfg.schedule.period_ms(wall_ms),
+                    period_ms: job.cfg.schedule.period_ms(now.wall_ms),
                     grace_ms: millis(job.cfg.grace),
                     last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
                     last_kind: job.last.as_ref().map(|s| s.kind.name()),

@@ -22,19 +22,22 @@ fn silent_job_goes_down_then_recovers_with_the_same_incident() {
     let mut r = registry(&[job("etl", 10, 5, None)], t0);
     assert_eq!(r.next_deadline(), Some(t0 + 15 * S));
     assert!(
-        r.on_message(&msg(Kind::Heartbeat, "etl", None, 1), t0 + S, 1)
+        r.on_message(&msg(Kind::Heartbeat, "etl", None, 1), Now::new(t0 + S, 1))
             .is_empty()
     );
     assert_eq!(r.next_deadline(), Some(t0 + 16 * S));
-    assert!(r.on_deadlines(t0 + 15 * S, 2).is_empty());
-    let down = r.on_deadlines(t0 + 16 * S, 3);
+    assert!(r.on_deadlines(Now::new(t0 + 15 * S, 2)).is_empty());
+    let down = r.on_deadlines(Now::new(t0 + 16 * S, 3));
     assert_eq!(down.len(), 1);
     assert_eq!(down[0].event, Event::Down);
     assert_eq!(&*down[0].watcher, "w1");
     assert_eq!(down[0].last_seen_ms, Some(1));
     assert_eq!(r.next_deadline(), None, "no repeat without a message");
-    assert!(r.on_deadlines(t0 + 100 * S, 4).is_empty());
-    let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0 + 20 * S, 5);
+    assert!(r.on_deadlines(Now::new(t0 + 100 * S, 4)).is_empty());
+    let up = r.on_message(
+        &msg(Kind::Heartbeat, "etl", None, 2),
+        Now::new(t0 + 20 * S, 5),
+    );
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].event, Event::Recovered);
     assert_eq!(up[0].resolves, Some(Event::Down));
@@ -51,10 +54,10 @@ fn a_job_never_heard_from_gets_one_full_period() {
     let t0 = Instant::now();
     let mut r = registry(&[job("etl", 10, 5, None)], t0);
     assert!(
-        r.on_deadlines(t0 + 15 * S - Duration::from_millis(1), 0)
+        r.on_deadlines(Now::new(t0 + 15 * S - Duration::from_millis(1), 0))
             .is_empty()
     );
-    let down = r.on_deadlines(t0 + 15 * S, 0);
+    let down = r.on_deadlines(Now::new(t0 + 15 * S, 0));
     assert_eq!(down.len(), 1);
     assert_eq!(down[0].last_seen_ms, None);
     assert_eq!(
@@ -71,7 +74,7 @@ fn fail_is_notified_at_once_and_success_resolves_it() {
     let mut fail = msg(Kind::Fail, "etl", Some(7), 2);
     fail.exit_code = Some(3);
     fail.text = Some("disk full".into());
-    let out = r.on_message(&fail, t0, 0);
+    let out = r.on_message(&fail, Now::new(t0, 0));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].event, Event::Failed);
     assert_eq!(out[0].exit_code, Some(3));
@@ -79,19 +82,22 @@ fn fail_is_notified_at_once_and_success_resolves_it() {
     assert_eq!(out[0].run_id, Some(7));
     // A further fail while the incident is open is not a new incident.
     assert!(
-        r.on_message(&msg(Kind::Fail, "etl", Some(8), 3), t0, 0)
+        r.on_message(&msg(Kind::Fail, "etl", Some(8), 3), Now::new(t0, 0))
             .is_empty()
     );
     // A heartbeat does not undo a failed run; a success does.
     assert!(
-        r.on_message(&msg(Kind::Heartbeat, "etl", None, 4), t0, 0)
+        r.on_message(&msg(Kind::Heartbeat, "etl", None, 4), Now::new(t0, 0))
             .is_empty()
     );
     assert!(
-        r.on_message(&msg(Kind::Start, "etl", Some(9), 5), t0, 0)
+        r.on_message(&msg(Kind::Start, "etl", Some(9), 5), Now::new(t0, 0))
             .is_empty()
     );
-    let ok = r.on_message(&msg(Kind::Success, "etl", Some(9), 6), t0 + 2 * S, 0);
+    let ok = r.on_message(
+        &msg(Kind::Success, "etl", Some(9), 6),
+        Now::new(t0 + 2 * S, 0),
+    );
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0].resolves, Some(Event::Failed));
     assert_eq!(ok[0].incident, out[0].incident);
@@ -103,10 +109,11 @@ fn runless_fail_is_resolved_by_a_heartbeat() {
     let t0 = Instant::now();
     let mut r = registry(&[job("etl", 3600, 0, None)], t0);
     assert_eq!(
-        r.on_message(&msg(Kind::Fail, "etl", None, 1), t0, 0).len(),
+        r.on_message(&msg(Kind::Fail, "etl", None, 1), Now::new(t0, 0))
+            .len(),
         1
     );
-    let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), t0, 0);
+    let up = r.on_message(&msg(Kind::Heartbeat, "etl", None, 2), Now::new(t0, 0));
     assert_eq!(up.len(), 1);
     assert_eq!(up[0].resolves, Some(Event::Failed));
 }
@@ -115,20 +122,29 @@ fn runless_fail_is_resolved_by_a_heartbeat() {
 fn overrun_is_per_run_and_resolved_when_that_run_ends() {
     let t0 = Instant::now();
     let mut r = registry(&[job("etl", 3600, 0, Some(60))], t0);
-    r.on_message(&msg(Kind::Start, "etl", Some(1), 1), t0, 0);
-    r.on_message(&msg(Kind::Start, "etl", Some(2), 2), t0 + 30 * S, 0);
+    r.on_message(&msg(Kind::Start, "etl", Some(1), 1), Now::new(t0, 0));
+    r.on_message(
+        &msg(Kind::Start, "etl", Some(2), 2),
+        Now::new(t0 + 30 * S, 0),
+    );
     assert_eq!(r.next_deadline(), Some(t0 + 60 * S));
-    let over = r.on_deadlines(t0 + 60 * S, 0);
+    let over = r.on_deadlines(Now::new(t0 + 60 * S, 0));
     assert_eq!(over.len(), 1);
     assert_eq!(over[0].event, Event::Overrun);
     assert_eq!(over[0].run_id, Some(1));
     // Run 2 ends in time: no notification, its deadline is gone.
     assert!(
-        r.on_message(&msg(Kind::Success, "etl", Some(2), 3), t0 + 61 * S, 0)
-            .is_empty()
+        r.on_message(
+            &msg(Kind::Success, "etl", Some(2), 3),
+            Now::new(t0 + 61 * S, 0)
+        )
+        .is_empty()
     );
-    assert!(r.on_deadlines(t0 + 95 * S, 0).is_empty());
-    let done = r.on_message(&msg(Kind::Success, "etl", Some(1), 4), t0 + 100 * S, 0);
+    assert!(r.on_deadlines(Now::new(t0 + 95 * S, 0)).is_empty());
+    let done = r.on_message(
+        &msg(Kind::Success, "etl", Some(1), 4),
+        Now::new(t0 + 100 * S, 0),
+    );
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].resolves, Some(Event::Overrun));
     assert_eq!(done[0].incident, over[0].incident);
@@ -144,13 +160,15 @@ fn unknown_jobs_are_counted_with_bounded_memory() {
         4,
         S * 300,
         Arc::clone(&stats),
-        t0,
-        0,
+        Now::new(t0, 0),
     );
     for i in 0..100 {
         assert!(
-            r.on_message(&msg(Kind::Heartbeat, &format!("x{i}"), None, i), t0, 0)
-                .is_empty()
+            r.on_message(
+                &msg(Kind::Heartbeat, &format!("x{i}"), None, i),
+                Now::new(t0, 0)
+            )
+            .is_empty()
         );
     }
     assert_eq!(stats.unknown_job_messages.load(Ordering::Relaxed), 100);
@@ -163,7 +181,7 @@ fn runs_per_job_are_bounded() {
     let t0 = Instant::now();
     let mut r = registry(&[job("etl", 10, 0, Some(5))], t0);
     for i in 0..(MAX_RUNS_PER_JOB as u64 + 10) {
-        r.on_message(&msg(Kind::Start, "etl", Some(i), i), t0, 0);
+        r.on_message(&msg(Kind::Start, "etl", Some(i), i), Now::new(t0, 0));
     }
     assert_eq!(r.jobs[0].runs.len(), MAX_RUNS_PER_JOB);
     // One down deadline plus one overrun deadline per remembered run.

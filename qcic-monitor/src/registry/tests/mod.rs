@@ -33,7 +33,6 @@ fn registry_of(watcher: &str, jobs: &[JobConfig], t0: Instant, wall: u64) -> Reg
         4,
         S * 300,
         Arc::new(Stats::default()),
-        t0,
-        wall,
+        Now::new(t0, wall),
     )
 }

@@ -33,7 +33,10 @@ fn run_until(
 ) -> Vec<(u64, Notification)> {
     let mut out = Vec::new();
     for s in from..=until {
-        for n in r.on_deadlines(t0 + S * u32::try_from(s).unwrap(), wall0 + s * 1000) {
+        for n in r.on_deadlines(Now::new(
+            t0 + S * u32::try_from(s).unwrap(),
+            wall0 + s * 1000,
+        )) {
             out.push((s, n));
         }
     }
@@ -100,8 +103,7 @@ fn a_cron_job_heard_on_time_each_day_never_goes_down_across_fall_back() {
         notes.extend(
             r.on_message(
                 &msg(Kind::Success, None, i as u64),
-                t0 + S * u32::try_from(s).unwrap(),
-                wall0 + s * 1000,
+                Now::new(t0 + S * u32::try_from(s).unwrap(), wall0 + s * 1000),
             )
             .into_iter()
             .map(|n| (s, n)),
@@ -135,8 +137,7 @@ fn late_when_a_scheduled_start_does_not_come_then_recovered_by_the_start() {
     let s = due + 60;
     let up = r.on_message(
         &msg(Kind::Start, Some(7), 1),
-        t0 + S * u32::try_from(s).unwrap(),
-        wall0 + s * 1000,
+        Now::new(t0 + S * u32::try_from(s).unwrap(), wall0 + s * 1000),
     );
     assert_eq!(events(&up), [(Event::Recovered, Some(Event::Late), 0)]);
     assert_eq!(up[0].incident, late[0].1.incident);
@@ -156,12 +157,12 @@ fn restart_saved(
     now: Instant,
     wall: u64,
 ) -> Registry {
-    for (name, rec) in r.take_dirty(now, wall) {
+    for (name, rec) in r.take_dirty(Now::new(now, wall)) {
         saved.insert(name, serde_json::to_string(&rec).unwrap());
     }
     let records: Vec<(String, String)> = saved.clone().into_iter().collect();
     let mut fresh = registry(cfg, now, wall);
-    assert_eq!(fresh.restore(&records, now, wall), records.len());
+    assert_eq!(fresh.restore(&records, Now::new(now, wall)), records.len());
     fresh
 }
 
@@ -177,14 +178,17 @@ fn the_slot_late_awaits_survives_a_restart_after_its_time() {
     let t0 = Instant::now();
     let mut r = registry(daily_at_2(), t0, wall0);
     // Started on time today: tomorrow's 02:00 is awaited.
-    r.on_message(&msg(Kind::Start, Some(1), 1), t0, wall0);
-    r.on_message(&msg(Kind::Success, Some(1), 2), t0 + S, wall0 + 1000);
+    r.on_message(&msg(Kind::Start, Some(1), 1), Now::new(t0, wall0));
+    r.on_message(
+        &msg(Kind::Success, Some(1), 2),
+        Now::new(t0 + S, wall0 + 1000),
+    );
     // Stopped until 02:05 tomorrow, within start_within of the slot.
     let back = ms("2026-01-02T02:05:00Z");
     let t1 = t0 + Duration::from_millis(back - wall0);
     let mut r = restart(&mut r, daily_at_2(), t1, back);
     let due = ms("2026-01-02T02:15:00Z");
-    let late = r.on_deadlines(t1 + Duration::from_millis(due - back), due);
+    let late = r.on_deadlines(Now::new(t1 + Duration::from_millis(due - back), due));
     assert_eq!(events(&late), [(Event::Late, None, 0)]);
     assert!(
         late[0]
@@ -200,21 +204,21 @@ fn a_slot_awaited_under_a_schedule_changed_while_stopped_is_not_kept() {
     let wall0 = ms("2026-06-01T01:00:00Z");
     let t0 = Instant::now();
     let mut r = registry(daily_at_2(), t0, wall0);
-    r.on_message(&msg(Kind::Heartbeat, None, 1), t0, wall0);
+    r.on_message(&msg(Kind::Heartbeat, None, 1), Now::new(t0, wall0));
     let mut at_3 = daily_at_2();
     at_3.schedule = Schedule::cron("0 3 * * *", "UTC").unwrap();
     let mut r = restart(&mut r, at_3, t0, wall0);
     let quarter_past_2 = ms("2026-06-01T02:15:00Z");
     let at = t0 + Duration::from_millis(quarter_past_2 - wall0);
     assert!(
-        r.on_deadlines(at, quarter_past_2).is_empty(),
+        r.on_deadlines(Now::new(at, quarter_past_2)).is_empty(),
         "no late for the old 02:00"
     );
     let quarter_past_3 = ms("2026-06-01T03:15:00Z");
-    let late = r.on_deadlines(
+    let late = r.on_deadlines(Now::new(
         t0 + Duration::from_millis(quarter_past_3 - wall0),
         quarter_past_3,
-    );
+    ));
     assert_eq!(events(&late), [(Event::Late, None, 0)]);
 }
 
@@ -224,15 +228,15 @@ fn a_wall_step_moves_cron_deadlines_not_an_every_jobs_late() {
     cfg.start_within = Some(S * 300);
     let t0 = Instant::now();
     let mut r = registry(cfg, t0, 0);
-    r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
+    r.on_message(&msg(Kind::Start, Some(1), 1), Now::new(t0, 0));
     // 10 min on, the wall clock jumps 40 min ahead.
     let t1 = t0 + S * 600;
-    r.on_clock_step(t1, 3_000_000);
+    r.on_clock_step(Now::new(t1, 3_000_000));
     // `late` stays 1 h + 5 min after the start, on the monotonic clock
     // (the down at 1 h is this job's own, a duration too).
-    let early = r.on_deadlines(t0 + S * 3899, 5_000_000);
+    let early = r.on_deadlines(Now::new(t0 + S * 3899, 5_000_000));
     assert_eq!(events(&early), [(Event::Down, None, 0)]);
-    let late = r.on_deadlines(t0 + S * 3900, 5_000_000);
+    let late = r.on_deadlines(Now::new(t0 + S * 3900, 5_000_000));
     assert_eq!(events(&late), [(Event::Late, None, 0)]);
 }
 
@@ -245,11 +249,14 @@ fn a_sender_that_repeats_its_identity_still_gets_each_outage_notified() {
     let mut ids = Vec::new();
     for round in 0..3u32 {
         let t = t0 + S * (20 * round);
-        let up = r.on_message(&msg(Kind::Heartbeat, None, 1), t, u64::from(round) * 20_000);
+        let up = r.on_message(
+            &msg(Kind::Heartbeat, None, 1),
+            Now::new(t, u64::from(round) * 20_000),
+        );
         if round > 0 {
             assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
         }
-        let down = r.on_deadlines(t + S * 10, u64::from(round) * 20_000 + 10_000);
+        let down = r.on_deadlines(Now::new(t + S * 10, u64::from(round) * 20_000 + 10_000));
         assert_eq!(events(&down), [(Event::Down, None, 0)]);
         ids.push(down[0].incident.clone());
     }
@@ -262,12 +269,12 @@ fn a_sender_that_repeats_its_identity_still_gets_each_outage_notified() {
 fn a_never_heard_jobs_start_is_saved_so_restarts_cannot_postpone_its_down() {
     let t0 = Instant::now();
     let mut r = registry(every(6, 0), t0, 0);
-    assert_eq!(r.restore(&[], t0, 0), 0);
+    assert_eq!(r.restore(&[], Now::new(t0, 0)), 0);
     // Restarted every 4 s: the down still comes 6 s after watching began.
     let mut saved = BTreeMap::new();
     let mut r = restart_saved(&mut r, &mut saved, every(6, 0), t0 + S * 4, 4000);
     let mut r = restart_saved(&mut r, &mut saved, every(6, 0), t0 + S * 8, 8000);
-    let down = r.on_deadlines(t0 + S * 8, 8000);
+    let down = r.on_deadlines(Now::new(t0 + S * 8, 8000));
     assert_eq!(events(&down), [(Event::Down, None, 0)]);
 }
 
@@ -281,7 +288,10 @@ fn records_read_both_ways_across_the_upgrade() {
     cfg.recover_after_successes = 2;
     let t0 = Instant::now();
     let mut r = registry(cfg.clone(), t0, 6000);
-    assert_eq!(r.restore(&[("etl".into(), old.into())], t0, 6000), 1);
+    assert_eq!(
+        r.restore(&[("etl".into(), old.into())], Now::new(t0, 6000)),
+        1
+    );
     assert_eq!((r.jobs[0].success_streak, r.jobs[0].alive_streak), (0, 1));
     assert_eq!(r.jobs[0].runs.len(), 1);
     // The previous version's reader: what it knew, and nothing more.
@@ -295,7 +305,7 @@ fn records_read_both_ways_across_the_upgrade() {
         good_streak: u32,
         silence: Option<Silence>,
     }
-    for (_, record) in r.take_dirty(t0, 6000) {
+    for (_, record) in r.take_dirty(Now::new(t0, 6000)) {
         let text = serde_json::to_string(&record).unwrap();
         let back: PreviousRecord = serde_json::from_str(&text).unwrap();
         assert_eq!(back.runs.len(), 1);
@@ -319,14 +329,14 @@ fn two_watchers_that_heard_different_last_messages_name_the_outage_alike() {
     // (sent at 1000), b only process 2's (sent at 900, arriving later).
     let t0 = Instant::now();
     let (mut a, mut b) = (registry(every(10, 0), t0, 0), registry(every(10, 0), t0, 0));
-    a.on_message(&from(1, 5, 1000), t0 + S, 1000);
-    b.on_message(&from(2, 9, 900), t0 + S * 2, 2000);
+    a.on_message(&from(1, 5, 1000), Now::new(t0 + S, 1000));
+    b.on_message(&from(2, 9, 900), Now::new(t0 + S * 2, 2000));
     // Each tells the other what it heard (gossip).
     let (ea, eb) = (evidence(&a), evidence(&b));
-    a.on_peer_seen("b", "etl", &eb, t0 + S * 3, 3000);
-    b.on_peer_seen("a", "etl", &ea, t0 + S * 3, 3000);
-    let da = a.on_deadlines(t0 + S * 20, 20_000);
-    let db = b.on_deadlines(t0 + S * 20, 20_000);
+    a.on_peer_seen("b", "etl", &eb, Now::new(t0 + S * 3, 3000));
+    b.on_peer_seen("a", "etl", &ea, Now::new(t0 + S * 3, 3000));
+    let da = a.on_deadlines(Now::new(t0 + S * 20, 20_000));
+    let db = b.on_deadlines(Now::new(t0 + S * 20, 20_000));
     assert_eq!(
         (events(&da), events(&db)),
         (vec![(Event::Down, None, 0)], vec![(Event::Down, None, 0)])
@@ -347,16 +357,16 @@ fn messages_queued_during_a_cut_are_not_taken_as_life() {
     for s in 0..3u32 {
         let at = u64::from(s) * 1000;
         assert!(
-            r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at)
+            r.on_message(&from(1, u64::from(s) + 1, at), Now::new(t0 + S * s, at))
                 .is_empty()
         );
     }
     // Cut at 2 s; the job sends at 4 s and 6 s, then stops; down at 12 s.
-    let down = r.on_deadlines(t0 + S * 12, 12_000);
+    let down = r.on_deadlines(Now::new(t0 + S * 12, 12_000));
     assert_eq!(events(&down), [(Event::Down, None, 0)]);
     // Healed at 30 s: the queued messages arrive, long overdue by themselves.
     for (seq, sent) in [(4, 4000), (5, 6000)] {
-        let out = r.on_message(&from(1, seq, sent), t0 + S * 30, 30_000);
+        let out = r.on_message(&from(1, seq, sent), Now::new(t0 + S * 30, 30_000));
         assert!(
             out.is_empty(),
             "a queued message recovered the job: {out:?}"
@@ -365,10 +375,10 @@ fn messages_queued_during_a_cut_are_not_taken_as_life() {
     assert_eq!(r.stats.stale_messages.load(Ordering::Relaxed), 2);
     assert!(r.jobs[0].open.contains_key(&Slot::Down), "still down");
     // A fresh one is life.
-    let up = r.on_message(&from(1, 6, 31_000), t0 + S * 31, 31_000);
+    let up = r.on_message(&from(1, 6, 31_000), Now::new(t0 + S * 31, 31_000));
     assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
     // A sender whose clock steps back, heard on time, is not stale.
-    let ok = r.on_message(&from(1, 7, 1_000), t0 + S * 32, 32_000);
+    let ok = r.on_message(&from(1, 7, 1_000), Now::new(t0 + S * 32, 32_000));
     assert!(ok.is_empty());
     assert_eq!(r.stats.stale_messages.load(Ordering::Relaxed), 2);
 }
@@ -384,16 +394,19 @@ fn a_long_backlog_is_no_life_even_after_a_restart() {
         let mut r = registry(every(10, 0), t0, 0);
         for s in 0..3u32 {
             let at = u64::from(s) * 1000;
-            r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at);
+            r.on_message(&from(1, u64::from(s) + 1, at), Now::new(t0 + S * s, at));
         }
         // Cut at 2 s: the job beats every second until 100 s, then stops.
-        let down = r.on_deadlines(t0 + S * 12, 12_000);
+        let down = r.on_deadlines(Now::new(t0 + S * 12, 12_000));
         assert_eq!(events(&down), [(Event::Down, None, 0)]);
         if restarted {
             r = restart(&mut r, every(10, 0), t0 + S * 60, 60_000);
         }
         for seq in 4..=100u64 {
-            let out = r.on_message(&from(1, seq, (seq - 1) * 1000), t0 + S * 130, 130_000);
+            let out = r.on_message(
+                &from(1, seq, (seq - 1) * 1000),
+                Now::new(t0 + S * 130, 130_000),
+            );
             assert!(
                 out.is_empty(),
                 "restarted {restarted}: queued message {seq} taken as life: {out:?}"
@@ -436,20 +449,19 @@ fn peer_evidence_round_trips_its_gossip_form() {
 fn what_a_peer_heard_moves_down_and_tells_a_false_alarm_from_a_recovery() {
     let t0 = Instant::now();
     let mut r = registry(every(10, 5), t0, 0);
-    r.on_message(&msg(Kind::Heartbeat, None, 1), t0, 0);
+    r.on_message(&msg(Kind::Heartbeat, None, 1), Now::new(t0, 0));
     // A peer heard the job at 12 s: not down at 15 s any more, at 27 s.
     assert!(
         r.on_peer_seen(
             "b",
             "etl",
             &peer(12_000, 0, 0, Kind::Heartbeat),
-            t0 + S * 13,
-            13_000
+            Now::new(t0 + S * 13, 13_000)
         )
         .is_empty()
     );
-    assert!(r.on_deadlines(t0 + S * 26, 26_000).is_empty());
-    let down = r.on_deadlines(t0 + S * 27, 27_000);
+    assert!(r.on_deadlines(Now::new(t0 + S * 26, 26_000)).is_empty());
+    let down = r.on_deadlines(Now::new(t0 + S * 27, 27_000));
     assert_eq!(events(&down), [(Event::Down, None, 0)]);
     // Its basis is the peer's last message: every watcher names it alike.
     assert_eq!(
@@ -461,20 +473,18 @@ fn what_a_peer_heard_moves_down_and_tells_a_false_alarm_from_a_recovery() {
         "b",
         "etl",
         &peer(28_000, 0, 0, Kind::Heartbeat),
-        t0 + S * 28,
-        28_000,
+        Now::new(t0 + S * 28, 28_000),
     );
     assert_eq!(events(&back), [(Event::Retracted, Some(Event::Down), 0)]);
     assert_eq!(back[0].incident, down[0].incident);
     // Down again; this time the peer heard it come back after the alarm.
-    let down = r.on_deadlines(t0 + S * 43, 43_000);
+    let down = r.on_deadlines(Now::new(t0 + S * 43, 43_000));
     assert_eq!(events(&down), [(Event::Down, None, 0)]);
     let back = r.on_peer_seen(
         "b",
         "etl",
         &peer(50_000, 50_000, 0, Kind::Heartbeat),
-        t0 + S * 50,
-        50_000,
+        Now::new(t0 + S * 50, 50_000),
     );
     assert_eq!(events(&back), [(Event::Recovered, Some(Event::Down), 0)]);
     // Older news than what was heard here changes nothing.
@@ -483,8 +493,7 @@ fn what_a_peer_heard_moves_down_and_tells_a_false_alarm_from_a_recovery() {
             "b",
             "etl",
             &peer(49_000, 0, 0, Kind::Heartbeat),
-            t0 + S * 51,
-            51_000
+            Now::new(t0 + S * 51, 51_000)
         )
         .is_empty()
     );
@@ -509,29 +518,27 @@ fn a_start_a_peer_heard_counts_for_late() {
             "b",
             "etl",
             &peer(start, start, start, Kind::Start),
-            now,
-            wall
+            Now::new(now, wall)
         )
         .is_empty()
     );
     let (now, wall) = at("2026-01-01T02:16:00Z");
     assert!(
-        r.on_deadlines(now, wall).is_empty(),
+        r.on_deadlines(Now::new(now, wall)).is_empty(),
         "the start was heard in the farm"
     );
     // Cut off from both, this watcher raised `late`; the peer's news of
     // the on-time start makes it a false alarm.
     let mut r = registry(cfg, t0, wall0);
     let (now, wall) = at("2026-01-01T02:15:00Z");
-    let late = r.on_deadlines(now, wall);
+    let late = r.on_deadlines(Now::new(now, wall));
     assert_eq!(events(&late), [(Event::Late, None, 0)]);
     let (now, wall) = at("2026-01-01T02:20:00Z");
     let back = r.on_peer_seen(
         "b",
         "etl",
         &peer(start, start, start, Kind::Start),
-        now,
-        wall,
+        Now::new(now, wall),
     );
     assert_eq!(events(&back), [(Event::Retracted, Some(Event::Late), 0)]);
     assert_eq!(back[0].incident, late[0].incident);
@@ -543,23 +550,32 @@ fn stalled_when_a_run_goes_quiet_reset_by_progress() {
     cfg.stall_after = Some(S * 60);
     let t0 = Instant::now();
     let mut r = registry(cfg, t0, 0);
-    r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
-    r.on_message(&msg(Kind::Progress, Some(1), 2), t0 + S * 50, 50_000);
+    r.on_message(&msg(Kind::Start, Some(1), 1), Now::new(t0, 0));
+    r.on_message(
+        &msg(Kind::Progress, Some(1), 2),
+        Now::new(t0 + S * 50, 50_000),
+    );
     assert!(
-        r.on_deadlines(t0 + S * 100, 100_000).is_empty(),
+        r.on_deadlines(Now::new(t0 + S * 100, 100_000)).is_empty(),
         "progress at 50 s moved it to 110 s"
     );
-    let stalled = r.on_deadlines(t0 + S * 110, 110_000);
+    let stalled = r.on_deadlines(Now::new(t0 + S * 110, 110_000));
     assert_eq!(events(&stalled), [(Event::Stalled, None, 0)]);
     assert_eq!(stalled[0].run_id, Some(1));
-    let back = r.on_message(&msg(Kind::Progress, Some(1), 3), t0 + S * 120, 120_000);
+    let back = r.on_message(
+        &msg(Kind::Progress, Some(1), 3),
+        Now::new(t0 + S * 120, 120_000),
+    );
     assert_eq!(events(&back), [(Event::Recovered, Some(Event::Stalled), 0)]);
     // It can stall again, as a new incident of the same run.
     assert_eq!(
-        events(&r.on_deadlines(t0 + S * 180, 180_000)),
+        events(&r.on_deadlines(Now::new(t0 + S * 180, 180_000))),
         [(Event::Stalled, None, 0)]
     );
-    let done = r.on_message(&msg(Kind::Success, Some(1), 4), t0 + S * 200, 200_000);
+    let done = r.on_message(
+        &msg(Kind::Success, Some(1), 4),
+        Now::new(t0 + S * 200, 200_000),
+    );
     assert_eq!(events(&done), [(Event::Recovered, Some(Event::Stalled), 0)]);
 }
 
@@ -569,8 +585,8 @@ fn a_success_sooner_than_min_runtime_is_too_fast() {
     cfg.min_runtime = Some(S * 60);
     let t0 = Instant::now();
     let mut r = registry(cfg, t0, 0);
-    r.on_message(&msg(Kind::Start, Some(1), 1), t0, 0);
-    let fast = r.on_message(&msg(Kind::Success, Some(1), 2), t0 + S * 2, 2000);
+    r.on_message(&msg(Kind::Start, Some(1), 1), Now::new(t0, 0));
+    let fast = r.on_message(&msg(Kind::Success, Some(1), 2), Now::new(t0 + S * 2, 2000));
     assert_eq!(events(&fast), [(Event::TooFast, None, 0)]);
     assert!(
         fast[0]
@@ -579,8 +595,14 @@ fn a_success_sooner_than_min_runtime_is_too_fast() {
             .unwrap()
             .contains("sooner than min_runtime")
     );
-    r.on_message(&msg(Kind::Start, Some(2), 3), t0 + S * 100, 100_000);
-    let ok = r.on_message(&msg(Kind::Success, Some(2), 4), t0 + S * 200, 200_000);
+    r.on_message(
+        &msg(Kind::Start, Some(2), 3),
+        Now::new(t0 + S * 100, 100_000),
+    );
+    let ok = r.on_message(
+        &msg(Kind::Success, Some(2), 4),
+        Now::new(t0 + S * 200, 200_000),
+    );
     assert_eq!(events(&ok), [(Event::Recovered, Some(Event::TooFast), 0)]);
 }
 
@@ -591,25 +613,41 @@ fn damping_waits_for_n_failures_and_n_successes() {
     cfg.recover_after_successes = 2;
     let t0 = Instant::now();
     let mut r = registry(cfg, t0, 0);
-    assert!(r.on_message(&msg(Kind::Fail, None, 1), t0, 0).is_empty());
-    assert!(r.on_message(&msg(Kind::Fail, None, 2), t0, 0).is_empty());
+    assert!(
+        r.on_message(&msg(Kind::Fail, None, 1), Now::new(t0, 0))
+            .is_empty()
+    );
+    assert!(
+        r.on_message(&msg(Kind::Fail, None, 2), Now::new(t0, 0))
+            .is_empty()
+    );
     assert_eq!(
-        events(&r.on_message(&msg(Kind::Fail, None, 3), t0, 0)),
+        events(&r.on_message(&msg(Kind::Fail, None, 3), Now::new(t0, 0))),
         [(Event::Failed, None, 0)]
     );
     assert!(
-        r.on_message(&msg(Kind::Success, None, 4), t0, 0).is_empty(),
+        r.on_message(&msg(Kind::Success, None, 4), Now::new(t0, 0))
+            .is_empty(),
         "one success is not enough"
     );
     assert_eq!(
-        events(&r.on_message(&msg(Kind::Success, None, 5), t0, 0)),
+        events(&r.on_message(&msg(Kind::Success, None, 5), Now::new(t0, 0))),
         [(Event::Recovered, Some(Event::Failed), 0)]
     );
     // A success between failures resets the count.
-    assert!(r.on_message(&msg(Kind::Fail, None, 6), t0, 0).is_empty());
-    r.on_message(&msg(Kind::Success, None, 7), t0, 0);
-    assert!(r.on_message(&msg(Kind::Fail, None, 8), t0, 0).is_empty());
-    assert!(r.on_message(&msg(Kind::Fail, None, 9), t0, 0).is_empty());
+    assert!(
+        r.on_message(&msg(Kind::Fail, None, 6), Now::new(t0, 0))
+            .is_empty()
+    );
+    r.on_message(&msg(Kind::Success, None, 7), Now::new(t0, 0));
+    assert!(
+        r.on_message(&msg(Kind::Fail, None, 8), Now::new(t0, 0))
+            .is_empty()
+    );
+    assert!(
+        r.on_message(&msg(Kind::Fail, None, 9), Now::new(t0, 0))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -642,7 +680,10 @@ fn repeat_reminds_while_open_and_stops_on_recovery() {
             .all(|(_, n)| n.incident == fired[0].1.incident && n.event == Event::Down)
     );
     assert!(fired[1].1.headline().contains("reminder 1"));
-    let up = r.on_message(&msg(Kind::Heartbeat, None, 1), t0 + S * 140, 140_000);
+    let up = r.on_message(
+        &msg(Kind::Heartbeat, None, 1),
+        Now::new(t0 + S * 140, 140_000),
+    );
     assert_eq!(events(&up), [(Event::Recovered, Some(Event::Down), 0)]);
     let later = run_until(&mut r, t0, 0, 141, 300);
     assert!(
@@ -676,14 +717,13 @@ fn a_reload_keeps_state_timers_and_open_incidents() {
         4,
         S * 300,
         Arc::new(Stats::default()),
-        t0,
-        wall0,
+        Now::new(t0, wall0),
     );
     let (now, wall) = at(t0, wall0, 1);
-    r.on_message(&msg(Kind::Heartbeat, None, 1), now, wall);
+    r.on_message(&msg(Kind::Heartbeat, None, 1), Now::new(now, wall));
     let mut fail = msg(Kind::Fail, None, 2);
     fail.exit_code = Some(3);
-    let opened = r.on_message(&fail, now, wall);
+    let opened = r.on_message(&fail, Now::new(now, wall));
     assert_eq!(events(&opened), vec![(Event::Failed, None, 0)]);
     let steady_down = r.jobs[2].down_at.unwrap();
 
@@ -697,8 +737,7 @@ fn a_reload_keeps_state_timers_and_open_incidents() {
         ],
         4,
         S * 300,
-        now,
-        wall,
+        Now::new(now, wall),
     );
     assert_eq!(
         (
@@ -725,7 +764,7 @@ fn a_reload_keeps_state_timers_and_open_incidents() {
         Some(now + S * 20),
         "new: one full period"
     );
-    let views = r.views(now, wall);
+    let views = r.views(Now::new(now, wall));
     let etl = views.iter().find(|v| v.name == "etl").unwrap();
     assert_eq!(etl.incidents.len(), 1, "the open failed incident survives");
     assert!(views.iter().all(|v| v.name != "gone"));
@@ -733,7 +772,7 @@ fn a_reload_keeps_state_timers_and_open_incidents() {
 
     // The same incident closes with one follow-up after the reload.
     let (now, wall) = at(t0, wall0, 6);
-    let up = r.on_message(&msg(Kind::Success, None, 3), now, wall);
+    let up = r.on_message(&msg(Kind::Success, None, 3), Now::new(now, wall));
     assert_eq!(
         events(&up),
         vec![(Event::Recovered, Some(Event::Failed), 0)]
@@ -757,7 +796,7 @@ fn host_skew_is_the_smallest_recent_offset() {
     for (i, late_ms) in [(1, 60_000), (2, 40_000), (3, 20_000), (4, 2_000)] {
         let mut m = msg(Kind::Heartbeat, None, i);
         m.ts_ms = wall0 - late_ms;
-        r.on_message(&m, t0, wall0);
+        r.on_message(&m, Now::new(t0, wall0));
     }
     let hosts = r.hosts();
     assert_eq!(hosts.len(), 1);
@@ -776,7 +815,7 @@ fn an_absurd_timestamp_saturates_with_its_sign() {
     let mut r = registry(every(10, 5), t0, wall0);
     let mut m = msg(Kind::Heartbeat, None, 1);
     m.ts_ms = u64::MAX;
-    r.on_message(&m, t0, wall0);
+    r.on_message(&m, Now::new(t0, wall0));
     assert_eq!(r.hosts()[0].skew_ms, i64::MIN);
 }
 
@@ -789,10 +828,10 @@ fn a_host_name_claimed_by_another_key_is_measured_apart() {
     let mut r = registry(every(10, 5), t0, wall0);
     let mut honest = msg(Kind::Heartbeat, None, 1);
     honest.ts_ms = wall0 - 1_000;
-    r.on_message_from(&honest, Some("KEYAAAAAAAAAAAAA"), t0, wall0);
+    r.on_message_from(&honest, Some("KEYAAAAAAAAAAAAA"), Now::new(t0, wall0));
     let mut liar = msg(Kind::Heartbeat, None, 2);
     liar.ts_ms = wall0 - 3_600_000;
-    r.on_message_from(&liar, Some("KEYBBBBBBBBBBBBB"), t0, wall0);
+    r.on_message_from(&liar, Some("KEYBBBBBBBBBBBBB"), Now::new(t0, wall0));
     let hosts = r.hosts();
     let skews: Vec<(&str, i64)> = hosts.iter().map(|h| (h.host.as_str(), h.skew_ms)).collect();
     assert_eq!(skews, [("h [key KEYBBBBB]", 3_600_000), ("h", 1_000)]);
@@ -812,9 +851,13 @@ fn beat(
     let mut got = Vec::new();
     for s in range {
         let now = t0 + S * u32::try_from(s).unwrap();
-        got.extend(r.on_deadlines(now, wall(s)).iter().map(|n| (s, n.event)));
         got.extend(
-            r.on_message(&mk(s), now, wall(s))
+            r.on_deadlines(Now::new(now, wall(s)))
+                .iter()
+                .map(|n| (s, n.event)),
+        );
+        got.extend(
+            r.on_message(&mk(s), Now::new(now, wall(s)))
                 .iter()
                 .map(|n| (s, n.event)),
         );
@@ -859,28 +902,28 @@ fn watchers_whose_clocks_differ_by_seconds_raise_no_false_down() {
     let mut got = Vec::new();
     for r in (0..=300_000u64).step_by(100) {
         let now = t0 + MS * u32::try_from(r).unwrap();
-        for n in a.on_deadlines(now, wa(r)) {
+        for n in a.on_deadlines(Now::new(now, wa(r))) {
             got.push((r, "a", n.event));
         }
-        for n in b.on_deadlines(now, wb(r)) {
+        for n in b.on_deadlines(Now::new(now, wb(r))) {
             got.push((r, "b", n.event));
         }
         if r % 60_000 == 0 {
             let m = from(1, r / 1000 + 1, wb(r));
-            for n in a.on_message(&m, now, wa(r)) {
+            for n in a.on_message(&m, Now::new(now, wa(r))) {
                 got.push((r, "a", n.event));
             }
-            for n in b.on_message(&m, now, wb(r)) {
+            for n in b.on_message(&m, Now::new(now, wb(r))) {
                 got.push((r, "b", n.event));
             }
         }
         if r % 60_000 == 100 {
             // gossip, 100 ms after the beat, both ways
             let (ea, eb) = (evidence(&a), evidence(&b));
-            for n in a.on_peer_seen("b", "etl", &eb, now, wa(r)) {
+            for n in a.on_peer_seen("b", "etl", &eb, Now::new(now, wa(r))) {
                 got.push((r, "a", n.event));
             }
-            for n in b.on_peer_seen("a", "etl", &ea, now, wb(r)) {
+            for n in b.on_peer_seen("a", "etl", &ea, Now::new(now, wb(r))) {
                 got.push((r, "b", n.event));
             }
         }
@@ -899,7 +942,7 @@ fn a_sender_clock_stepped_back_during_an_outage_recovers_at_its_second_message()
     // Host reboots at 20 s (job down); back at 100 s with its clock 60 s behind.
     let mut got = beat(&mut r, t0, w, 1..=20, |s| from(1, s, w(s)));
     for s in 21..=99u64 {
-        let n = r.on_deadlines(t0 + S * u32::try_from(s).unwrap(), w(s));
+        let n = r.on_deadlines(Now::new(t0 + S * u32::try_from(s).unwrap(), w(s)));
         got.extend(n.iter().map(|n| (s, n.event)));
     }
     got.extend(beat(&mut r, t0, w, 100..=600, |s| {
@@ -918,15 +961,15 @@ fn a_backlog_after_a_restore_from_an_older_record_is_no_life() {
     let mut r = registry(every(10, 0), t0, 0);
     for s in 0..3u32 {
         let at = u64::from(s) * 1000;
-        r.on_message(&from(1, u64::from(s) + 1, at), t0 + S * s, at);
+        r.on_message(&from(1, u64::from(s) + 1, at), Now::new(t0 + S * s, at));
     }
     assert_eq!(
-        events(&r.on_deadlines(t0 + S * 12, 12_000)),
+        events(&r.on_deadlines(Now::new(t0 + S * 12, 12_000))),
         [(Event::Down, None, 0)]
     );
     // Saved by the previous version: no host_offset_ms.
     let saved: Vec<(String, String)> = r
-        .take_dirty(t0 + S * 50, 50_000)
+        .take_dirty(Now::new(t0 + S * 50, 50_000))
         .into_iter()
         .map(|(n, rec)| {
             let mut v = serde_json::to_value(&rec).unwrap();
@@ -935,13 +978,12 @@ fn a_backlog_after_a_restore_from_an_older_record_is_no_life() {
         })
         .collect();
     let mut r = registry(every(10, 0), t0 + S * 60, 60_000);
-    r.restore(&saved, t0 + S * 60, 60_000);
+    r.restore(&saved, Now::new(t0 + S * 60, 60_000));
     let mut got = Vec::new();
     for seq in 4..=100u64 {
         got.extend(events(&r.on_message(
             &from(1, seq, (seq - 1) * 1000),
-            t0 + S * 130,
-            130_000,
+            Now::new(t0 + S * 130, 130_000),
         )));
     }
     assert_eq!(got, [], "queued messages taken as life");
