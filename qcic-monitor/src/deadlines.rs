@@ -49,6 +49,7 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
     }
 
     /// Removes and returns every key whose deadline is at or before `now`, earliest first.
+    #[cfg(test)]
     pub fn pop_due(&mut self, now: Instant) -> Vec<K> {
         self.pop_due_max(now, usize::MAX)
     }
@@ -89,11 +90,13 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
     }
 
     /// How many deadlines are set.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ordered.len()
     }
 
     /// Whether none is set.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ordered.is_empty()
     }

@@ -165,11 +165,6 @@ impl Guard {
         self.conns.len()
     }
 
-    /// Whether no connection is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
     /// Whether a valid message's address matters (some connection from
     /// somewhere is not proven yet): the caller skips the lookup otherwise.
     pub fn wants_proof(&self) -> bool {
@@ -443,11 +438,11 @@ mod tests {
         assert_eq!(out[0].2, Closed::Idle);
         assert!(close(out[0].0, out[0].1));
         assert!(closed_by_peer(&mut clients[0]));
-        assert!(guard.is_empty());
+        assert_eq!(guard.len(), 0);
         // Not a connection to the guarded port: ignored.
         let (_other, _c, theirs) = connections(1);
         assert!(guard.accepted(theirs[0].as_raw_fd(), t0).is_empty());
-        assert!(guard.is_empty());
+        assert_eq!(guard.len(), 0);
     }
 
     /// A connection to `to` from the loopback address `from`.

@@ -24,17 +24,6 @@ use crate::notification::Notification;
 use crate::registry::JobRecord;
 use crate::stats::Stats;
 
-/// One notification waiting for one channel.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// Its outbox row, if the state database is on.
-    pub id: Option<i64>,
-    /// What to deliver (shared by every channel it goes to).
-    pub note: Arc<Notification>,
-    /// In a farm: where the channel reports how delivery went.
-    pub farm: Option<crate::farm::Reporter>,
-}
-
 enum Op {
     Enqueue {
         items: Vec<(Vec<String>, Arc<Notification>)>,

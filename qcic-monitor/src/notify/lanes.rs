@@ -21,8 +21,9 @@ use tracing::error;
 
 use super::retry::{self, Failure};
 use crate::notification::Notification;
+use crate::notify::Delivery;
 use crate::stats::Stats;
-use crate::store::{Delivery, Store};
+use crate::store::Store;
 
 /// First attempts one channel makes at once (SMTP connections, HTTP
 /// requests, commands running); retries have as many places again.

@@ -8,6 +8,7 @@
 pub mod command;
 pub mod email;
 pub mod lanes;
+pub mod outbox;
 pub mod retry;
 pub mod webhook;
 pub mod zmq_pub;
@@ -24,7 +25,7 @@ use crate::config::NotifyConfig;
 use crate::error::MonitorError;
 use crate::notification::{Event, Notification};
 use crate::stats::Stats;
-use crate::store::{Delivery, Store};
+use crate::store::Store;
 
 /// Notifications a channel may have waiting before new ones are refused.
 pub const CHANNEL_QUEUE: usize = 10_000;
@@ -35,6 +36,17 @@ pub const LOG_EACH_UP_TO: usize = 32;
 pub const DISPATCH_BATCH: usize = 256;
 /// Notifications the in-memory notification log remembers.
 pub const LOG_CAPACITY: usize = 10_000;
+
+/// One notification waiting for one channel.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Its outbox row, if the state database is on.
+    pub id: Option<i64>,
+    /// What to deliver (shared by every channel it goes to).
+    pub note: Arc<Notification>,
+    /// In a farm: where the channel reports how delivery went.
+    pub farm: Option<crate::farm::Reporter>,
+}
 
 /// The queue of each running channel, by name (`Config` order).
 pub type Queues = Vec<(String, mpsc::Sender<Delivery>)>;

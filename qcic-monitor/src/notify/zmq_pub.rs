@@ -14,8 +14,9 @@ use tracing::{debug, error};
 use crate::config::ZmqConfig;
 use crate::error::MonitorError;
 use crate::notification::Notification;
+use crate::notify::Delivery;
 use crate::stats::Stats;
-use crate::store::{Delivery, Store};
+use crate::store::Store;
 
 /// Alerts queued per subscriber before PUB drops (two frames each).
 pub const ALERT_HWM: i32 = 200_000;

@@ -1,0 +1,325 @@
+//! The watcher's parts wired together. [`Watcher::start`] opens the state
+//! database, binds every endpoint and starts each part, failing fast (a
+//! port in use, a database it cannot open) before anything runs;
+//! [`Watcher::serve`] waits for the shutdown signal, or for a part the
+//! watcher cannot live without to stop; [`Watcher::shutdown`] drains the
+//! parts in order, so that what was received is judged, what was judged
+//! is notified, and what was notified is recorded.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::clock::Now;
+use crate::config::Config;
+use crate::error::MonitorError;
+use crate::notify::{Channels, NotificationLog};
+use crate::receive::{ReceiveConfig, Receiver};
+use crate::registry::Registry;
+use crate::stats::Stats;
+use crate::store::{Loaded, Store};
+use crate::{accept, checker, control, demo, farm, http, ingest_guard, notify, reload};
+
+/// How long shutdown waits for channels to deliver what they still hold.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running watcher.
+pub struct Watcher {
+    control_path: std::path::PathBuf,
+    stats: Arc<Stats>,
+    ctx: zmq::Context,
+    receiver: Receiver,
+    checker: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+    farm: Option<farm::Farm>,
+    channels: Channels,
+    store: Option<Store>,
+    store_thread: Option<std::thread::JoinHandle<()>>,
+    /// Serve requests; aborted first at shutdown.
+    servers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Watcher {
+    /// Starts every part. With `demo`, a demo sender runs against the
+    /// first listen endpoint too.
+    pub async fn start(mut config: Config, demo: bool) -> Result<Watcher, MonitorError> {
+        let stats = Arc::new(Stats::default());
+        let nofile = accept::raise_nofile();
+        let ctx = zmq::Context::new();
+        let (store, loaded, store_thread) = match &config.monitor.state {
+            Some(path) => {
+                let (store, loaded, thread) = Store::open(path, &stats)?;
+                (Some(store), loaded, Some(thread))
+            }
+            None => (
+                None,
+                Loaded {
+                    pending: Vec::new(),
+                    sent: Vec::new(),
+                    jobs: Vec::new(),
+                },
+                None,
+            ),
+        };
+        let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
+        // Batches of up to receive::INBOUND_BATCH messages.
+        let (in_tx, in_rx) = mpsc::channel(64);
+        let receive_config = ReceiveConfig {
+            listen: config.monitor.listen.clone(),
+            curve: config.monitor.curve.clone(),
+            max_rate_per_sender: config.monitor.max_rate_per_sender,
+            connections: ingest_guard::Limits::configured(
+                nofile,
+                config.monitor.max_connections,
+                config.monitor.max_connections_per_address,
+            ),
+            ping: config.monitor.sender_ping,
+        };
+        let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
+        let control_listener = control::bind(&config.monitor.control)?;
+        let hup = reload::listen();
+        let http_listener =
+            match config.monitor.http {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    MonitorError::Http {
+                        addr,
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
+        log_start(&config, &loaded);
+
+        let routing = notify::Routing::new(&config);
+        let registry = restored_registry(&mut config, &loaded, store.is_some(), &stats);
+        let (out_tx, out_rx) = mpsc::channel(1024);
+        let (query_tx, query_rx) = mpsc::channel(64);
+        // In a farm the checker's notifications pass the farm's gate, which
+        // decides which watcher sends each one.
+        let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
+            Some(cfg) => {
+                let open = registry.open_incidents();
+                let started = farm::start(
+                    cfg,
+                    &config.monitor.id,
+                    registry.len(),
+                    &loaded.sent,
+                    &open,
+                    out_tx,
+                    query_tx.clone(),
+                    Arc::clone(&stats),
+                    store.clone(),
+                )
+                .await?;
+                let link = checker::FarmLink {
+                    heard: started.heard,
+                    every: cfg.gossip_interval,
+                };
+                (
+                    Some(started.farm),
+                    started.gate,
+                    Some(link),
+                    Some(started.reporter),
+                )
+            }
+            None => (None, out_tx, None, None),
+        };
+        let checker = tokio::spawn(checker::run(
+            registry,
+            in_rx,
+            checker_out,
+            query_rx,
+            Arc::clone(&stats),
+            store.clone(),
+            farm_link,
+        ));
+        let log = Arc::new(Mutex::new(NotificationLog::new(notify::LOG_CAPACITY)));
+        notify::outbox::remember_sent(&log, &loaded.sent);
+        let queues = channels.take_queues();
+        notify::outbox::replay(loaded.pending, &queues, &log, store.as_ref());
+        let (routing_tx, routing_rx) = tokio::sync::watch::channel(routing);
+        let dispatcher = tokio::spawn(notify::dispatch(
+            out_rx,
+            queues,
+            routing_rx,
+            Arc::clone(&stats),
+            Arc::clone(&log),
+            store.clone(),
+            reporter,
+        ));
+        let mut servers = vec![tokio::spawn(control::serve(
+            control_listener,
+            config.monitor.id.clone(),
+            query_tx.clone(),
+            Arc::clone(&stats),
+            accept::Limits::control(nofile),
+        ))];
+        if let Some(listener) = http_listener {
+            let app = http::router(http::AppState {
+                watcher: config.monitor.id.clone(),
+                queries: query_tx.clone(),
+                stats: Arc::clone(&stats),
+                log: Arc::clone(&log),
+            });
+            let stats = Arc::clone(&stats);
+            servers.push(tokio::spawn(async move {
+                http::serve(listener, app, accept::Limits::http(nofile), &stats).await;
+            }));
+        }
+        if let Some(hup) = hup {
+            let reloader = reload::Reloader::new(
+                config.clone(),
+                query_tx.clone(),
+                routing_tx,
+                Arc::clone(&stats),
+            );
+            servers.push(tokio::spawn(reload::on_sighup(hup, reloader)));
+        }
+        drop(query_tx);
+        if demo {
+            if let Some(listen) = config.monitor.listen.first() {
+                demo::spawn(demo::connect_endpoint(listen))?;
+            }
+        }
+        Ok(Watcher {
+            control_path: config.monitor.control,
+            stats,
+            ctx,
+            receiver,
+            checker,
+            dispatcher,
+            farm,
+            channels,
+            store,
+            store_thread,
+            servers,
+        })
+    }
+
+    /// Runs until `shutdown` completes. The checker and the dispatcher run
+    /// until then; one that ends before it (a panic ends the process first:
+    /// see `exit_on_panic`) would leave a watcher that looks alive and
+    /// alarms no more, so that is an error.
+    pub async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), MonitorError> {
+        let ended = tokio::select! {
+            () = shutdown => None,
+            _ = &mut self.checker => Some("deadline checker"),
+            _ = &mut self.dispatcher => Some("notification dispatcher"),
+        };
+        match ended {
+            Some(task) => {
+                tracing::error!(task, "a task the watcher needs stopped; exiting");
+                Err(MonitorError::TaskEnded { task })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every part in order: the servers; the receiver, which closes
+    /// the checker's inbound channel; the checker, then the farm (what its
+    /// gate still holds is left to the peers), the dispatcher and each
+    /// channel in turn; last the state database, so the last job-state
+    /// save and done marks are committed before exit.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        for server in &self.servers {
+            server.abort();
+        }
+        let _ = std::fs::remove_file(&self.control_path);
+        let receiver = self.receiver;
+        let _ = tokio::task::spawn_blocking(move || receiver.stop()).await;
+        let _ = self.checker.await;
+        if let Some(farm) = self.farm {
+            farm.stop().await;
+        }
+        let _ = self.dispatcher.await;
+        self.channels.finish(SHUTDOWN_GRACE).await;
+        // The store thread ends once every handle is gone (a channel still
+        // retrying past the grace keeps one; its rows stay pending on disk).
+        drop(self.store);
+        if let Some(thread) = self.store_thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(SHUTDOWN_GRACE, joined).await.is_err() {
+                tracing::warn!("the state database was still busy at shutdown");
+            }
+        }
+        let ctx = self.ctx;
+        let _ = tokio::task::spawn_blocking(move || drop(ctx)).await;
+        self.stats.log_summary("final counters");
+    }
+}
+
+/// The start-up line, and one line per job for a handful of jobs (a farm
+/// of a million jobs would spend seconds logging at start).
+fn log_start(config: &Config, loaded: &Loaded) {
+    info!(
+        watcher = %config.monitor.id,
+        config = %config.source,
+        listen = ?config.monitor.listen,
+        jobs = config.jobs.len(),
+        channels = config.notify.len(),
+        curve = config.monitor.curve.is_some(),
+        state = ?config.monitor.state,
+        pending_notifications = loaded.pending.len(),
+        notification_log = loaded.sent.len(),
+        control = %config.monitor.control.display(),
+        http = ?config.monitor.http,
+        allowed_senders = config
+            .monitor
+            .curve
+            .as_ref()
+            .and_then(|c| c.allowed_senders.as_ref())
+            .map(std::collections::HashSet::len),
+        "qcic-monitor started"
+    );
+    if config.jobs.len() <= 100 {
+        for job in &config.jobs {
+            info!(job = %job, "watching");
+        }
+    }
+}
+
+/// The registry for the configured jobs, with the state database's job
+/// state restored. It keeps what it needs of each job (settings shared
+/// among alike jobs), so the parsed list is taken out of `config`.
+fn restored_registry(
+    config: &mut Config,
+    loaded: &Loaded,
+    tracked: bool,
+    stats: &Arc<Stats>,
+) -> Registry {
+    let jobs = std::mem::take(&mut config.jobs);
+    let mut registry = Registry::new(
+        &config.monitor.id,
+        &jobs,
+        config.monitor.max_unknown_jobs,
+        config.monitor.max_clock_skew,
+        Arc::clone(stats),
+        Now::current(),
+    );
+    drop(jobs);
+    if !tracked {
+        registry = registry.without_dirty_tracking();
+    }
+    if config.monitor.farm.is_some() {
+        registry = registry.with_heard_tracking();
+    }
+    let restored = registry.restore(&loaded.jobs, Now::current());
+    if restored > 0 {
+        info!(
+            jobs = restored,
+            "job state restored from the state database"
+        );
+    }
+    registry
+}
