@@ -107,7 +107,9 @@ pub async fn run(
         };
         let notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
-            // that fall due at the same time.
+            // that fall due at the same time. Deadlines come before queries:
+            // a flood of status or HTTP requests (each served here) must
+            // never hold back an alarm.
             biased;
             batch = inbound.recv() => match batch {
                 Some(batch) => {
@@ -126,6 +128,43 @@ pub async fn run(
                 },
                 None => break,
             },
+            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                let now = Now::current();
+                if clock.stepped(now) {
+                    // Stepped while asleep: what fell due by the old reading
+                    // is judged by the new one first.
+                    registry.on_clock_step(now);
+                    Vec::new()
+                } else {
+                    // In slices: when ten thousand jobs fall due at once, the
+                    // first alerts leave while the rest are still worked out
+                    // (the loop comes straight back: they are still due).
+                    registry.on_deadlines_max(now, DEADLINE_SLICE)
+                }
+            }
+            () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
+                publish_at = None;
+                if let Some(link) = &farm {
+                    // Taken only when the farm task has room: if it is
+                    // behind, the jobs stay marked heard and go next time
+                    // (a dropped batch would lose the evidence of a job
+                    // heard once and then silent).
+                    if let Ok(permit) = link.heard.try_reserve() {
+                        permit.send(registry.take_heard());
+                    }
+                }
+                Vec::new()
+            }
+            () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
+                save_at = None;
+                let busy = saving
+                    .as_mut()
+                    .is_some_and(|ack| matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+                if let (Some(store), false) = (&store, busy) {
+                    saving = Some(store.save_jobs(registry.take_dirty(Now::current())));
+                }
+                Vec::new()
+            }
             Some(query) = queries.recv() => {
                 match query {
                     Query::Jobs(reply) => {
@@ -177,43 +216,6 @@ pub async fn run(
                         }
                     },
                 }
-            }
-            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                let now = Now::current();
-                if clock.stepped(now) {
-                    // Stepped while asleep: what fell due by the old reading
-                    // is judged by the new one first.
-                    registry.on_clock_step(now);
-                    Vec::new()
-                } else {
-                    // In slices: when ten thousand jobs fall due at once, the
-                    // first alerts leave while the rest are still worked out
-                    // (the loop comes straight back: they are still due).
-                    registry.on_deadlines_max(now, DEADLINE_SLICE)
-                }
-            }
-            () = sleep_until(publish_at.unwrap_or_else(Instant::now)), if publish_at.is_some() => {
-                publish_at = None;
-                if let Some(link) = &farm {
-                    // Taken only when the farm task has room: if it is
-                    // behind, the jobs stay marked heard and go next time
-                    // (a dropped batch would lose the evidence of a job
-                    // heard once and then silent).
-                    if let Ok(permit) = link.heard.try_reserve() {
-                        permit.send(registry.take_heard());
-                    }
-                }
-                Vec::new()
-            }
-            () = sleep_until(save_at.unwrap_or_else(Instant::now)), if save_at.is_some() => {
-                save_at = None;
-                let busy = saving
-                    .as_mut()
-                    .is_some_and(|ack| matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
-                if let (Some(store), false) = (&store, busy) {
-                    saving = Some(store.save_jobs(registry.take_dirty(Now::current())));
-                }
-                Vec::new()
             }
         };
         if let (Some(link), None, true) = (&farm, publish_at, registry.has_heard()) {
@@ -350,7 +352,14 @@ mod tests {
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
         let t0 = Instant::now();
-        let registry = Registry::new("w", &jobs, 10, S * 300, Arc::new(Stats::default()), Now::new(t0, 0));
+        let registry = Registry::new(
+            "w",
+            &jobs,
+            10,
+            S * 300,
+            Arc::new(Stats::default()),
+            Now::new(t0, 0),
+        );
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
         let (_queries_tx, queries) = mpsc::channel(1);
@@ -458,5 +467,44 @@ mod tests {
         let Harness { tx, mut out, .. } = h;
         drop(tx);
         assert!(out.recv().await.is_none());
+    }
+
+    /// Queries (`status`, every HTTP request) are served by this loop; a
+    /// flood of them kept the query channel never empty, and since it was
+    /// polled before the deadlines, a `down` waited until the flood ended
+    /// (46 s in an outside attack). 64 queries wait when the deadline is
+    /// already due: the first answered must see the job down.
+    #[tokio::test(start_paused = true)]
+    async fn a_query_flood_does_not_hold_back_a_due_deadline() {
+        let t0 = Instant::now().checked_sub(20 * S).unwrap();
+        let registry = Registry::new(
+            "w",
+            &[job("etl", 10, 5, None)],
+            10,
+            S * 300,
+            Arc::new(Stats::default()),
+            Now::new(t0, 0),
+        );
+        let (_tx, rx) = mpsc::channel(16);
+        let (out_tx, mut out) = mpsc::channel(16);
+        let (queries_tx, queries) = mpsc::channel(64);
+        let mut replies = Vec::new();
+        for _ in 0..64 {
+            let (reply, answer) = oneshot::channel();
+            queries_tx.try_send(Query::Jobs(reply)).unwrap();
+            replies.push(answer);
+        }
+        tokio::spawn(run(
+            registry,
+            rx,
+            out_tx,
+            queries,
+            Arc::new(Stats::default()),
+            None,
+            None,
+        ));
+        let first = replies.remove(0).await.unwrap();
+        assert_eq!(first[0].state, crate::registry::JobStatus::Down);
+        assert_eq!(out.recv().await.unwrap().event, Event::Down);
     }
 }
