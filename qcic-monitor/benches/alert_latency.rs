@@ -15,21 +15,13 @@
     reason = "a benchmark: a panic is the report"
 )]
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use qcic_monitor::config::Config;
 use qcic_sdk::Client;
+use qcic_testkit::reserve_port;
 
 const RUNS: usize = 20;
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_topic(sub: &zmq::Socket, topic: &str) -> Instant {
     loop {
@@ -56,14 +48,16 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() {
-    let listen = format!("tcp://127.0.0.1:{}", port());
+    // Held until the watcher binds them (libzmq sets SO_REUSEADDR).
+    let ports = [reserve_port(), reserve_port()];
+    let listen = ports[0].endpoint();
     let control_dir = tempfile::tempdir().unwrap();
     let control = control_dir
         .path()
         .join("control.sock")
         .display()
         .to_string();
-    let publish = format!("tcp://127.0.0.1:{}", port());
+    let publish = ports[1].endpoint();
     let text = format!(
         r#"
 [monitor]

@@ -7,14 +7,11 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Monitor, counter, free_port, wait_until, workspace_root};
 use qcic_sdk::Client;
-use serde_json::Value;
+use qcic_testkit::{Monitor, counter, free_port, json_lines, python, wait_until, workspace_root};
 
 struct Server(Child);
 
@@ -23,17 +20,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn python() -> String {
-    std::env::var("QCIC_TEST_PYTHON").unwrap_or_else(|_| {
-        let venv = workspace_root().join(".venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    })
 }
 
 fn webhook_server(port: u16, out: &std::path::Path, fail_first: u32) -> Server {
@@ -63,14 +49,6 @@ fn webhook_server_failing_with(
     Server(child)
 }
 
-fn lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,8 +67,10 @@ fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
     );
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(4), "disk full").unwrap();
-    assert!(wait_until(Duration::from_secs(30), || lines(&out).len() >= 3));
-    let got = lines(&out);
+    assert!(wait_until(Duration::from_secs(30), || json_lines(&out)
+        .len()
+        >= 3));
+    let got = json_lines(&out);
     let statuses: Vec<u64> = got.iter().map(|l| l["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, [500, 500, 200], "retried after each 500");
     for l in &got {
@@ -122,10 +102,10 @@ fn a_webhook_refusing_with_400_is_given_up_at_once_and_shown() {
     let monitor = Monitor::start_with("watcher-a", &keys, &body, &[]);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(4), "disk full").unwrap();
-    assert!(wait_until(common::WAIT, || monitor
+    assert!(wait_until(qcic_testkit::WAIT, || monitor
         .log()
         .contains("refused permanently")));
-    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
+    let (_, metrics) = qcic_testkit::http_get(&monitor.http, "/metrics");
     assert!(
         metrics.contains("qcic_notifications_total{channel=\"hook\",result=\"failed\"} 1"),
         "{metrics}"
@@ -133,14 +113,14 @@ fn a_webhook_refusing_with_400_is_given_up_at_once_and_shown() {
     // Longer than the first retry backoff (1 s): nothing more is tried.
     std::thread::sleep(Duration::from_secs(2));
     let log = monitor.stop();
-    assert_eq!(lines(&out).len(), 1, "not retried");
+    assert_eq!(json_lines(&out).len(), 1, "not retried");
     assert_eq!(counter(&log, "delivery_failed"), Some(1), "{log}");
     assert_eq!(counter(&log, "delivery_retries"), Some(0), "{log}");
     let again = Monitor::start_with("watcher-a", &keys, &body, &[]);
     std::thread::sleep(Duration::from_secs(1));
     let log = again.stop();
     assert!(log.contains("pending_notifications=0"), "{log}");
-    assert_eq!(lines(&out).len(), 1, "given up for good, not resent");
+    assert_eq!(json_lines(&out).len(), 1, "given up for good, not resent");
 }
 
 #[test]
@@ -165,12 +145,12 @@ fn a_command_gets_the_notification_on_stdin_and_routing_picks_channels() {
     sender
         .fail("plain", None, "to the default channel")
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !lines(&out)
+    assert!(wait_until(Duration::from_secs(20), || !json_lines(&out)
         .is_empty()
-        && !lines(&hook_out).is_empty()));
+        && !json_lines(&hook_out).is_empty()));
     std::thread::sleep(Duration::from_millis(500));
-    let cmd = lines(&out);
-    let hook = lines(&hook_out);
+    let cmd = json_lines(&out);
+    let hook = json_lines(&hook_out);
     assert_eq!(cmd.len(), 1, "{cmd:?}");
     assert_eq!(cmd[0]["job"], "plain");
     assert_eq!(cmd[0]["text"], "to the default channel");

@@ -7,12 +7,10 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Alerts, Monitor, Smtp, counter, header};
 use qcic_sdk::Client;
+use qcic_testkit::{Alerts, Monitor, Smtp, counter, header};
 
 fn client(endpoints: &[&str]) -> Client {
     Client::new(endpoints.iter().map(|e| e.to_string())).unwrap()
@@ -224,7 +222,7 @@ fn two_senders_reach_both_watchers_and_watchers_agree_on_incident_ids() {
 
 #[test]
 fn email_survives_an_smtp_server_that_comes_up_late() {
-    let port = common::free_port();
+    let port = qcic_testkit::free_port();
     let monitor = Monitor::start(
         "watcher-a",
         &format!(
@@ -235,7 +233,7 @@ fn email_survives_an_smtp_server_that_comes_up_late() {
     sender
         .fail("etl", None, "while the mail server was down")
         .unwrap();
-    assert!(common::wait_until(common::WAIT, || monitor
+    assert!(qcic_testkit::wait_until(qcic_testkit::WAIT, || monitor
         .log()
         .contains("will retry")));
     let smtp = Smtp::start_on(port);

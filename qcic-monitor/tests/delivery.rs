@@ -10,23 +10,12 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BadServer, Monitor, Smtp, free_port, json_lines, wait_until};
 use qcic_sdk::Client;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
-        .unwrap_or(false)
-}
+use qcic_testkit::{BadServer, Monitor, Smtp, free_port, is_root, json_lines, wait_until};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct SmallDisk {
@@ -117,7 +106,9 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
 
     // C is written, then its delivery ends while the disk is full.
     sender.fail("job-c", Some(1), "c broke").unwrap();
-    assert!(wait_until(common::WAIT, || hook_count(&hook_out, "job-c") == 1));
+    assert!(wait_until(qcic_testkit::WAIT, || hook_count(
+        &hook_out, "job-c"
+    ) == 1));
     disk.fill();
     // A's outbox write fails.
     sender.fail("job-a", Some(1), "a broke").unwrap();
@@ -129,7 +120,7 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
     sender.fail("job-b", Some(1), "b broke").unwrap();
     first.wait_log("will retry");
     assert!(
-        wait_until(common::WAIT, || first
+        wait_until(qcic_testkit::WAIT, || first
             .log()
             .matches("notification delivered")
             .count()
@@ -180,7 +171,7 @@ fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
     assert!(mails[1].contains("RECOVERED etl"), "{mails:?}");
     let log = monitor.stop();
     assert!(
-        common::counter(&log, "delivery_retries").unwrap() >= 1,
+        qcic_testkit::counter(&log, "delivery_retries").unwrap() >= 1,
         "{log}"
     );
 }
@@ -257,7 +248,7 @@ fn an_email_cut_off_at_its_deadline_does_not_answer_for_the_next() {
             .collect()
     };
     assert!(
-        wait_until(common::WAIT, || replies("grey")
+        wait_until(qcic_testkit::WAIT, || replies("grey")
             .iter()
             .any(|r| r.starts_with("250"))),
         "the greylisted email was never accepted: {:?}\n{}",
@@ -295,17 +286,21 @@ fn a_failing_webhook_notification_does_not_hold_up_another() {
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("poison", Some(1), "always refused").unwrap();
     sender.fail("hang", Some(1), "never answered").unwrap();
-    assert!(wait_until(common::WAIT, || hook_count(&out, "poison") >= 1
+    assert!(wait_until(qcic_testkit::WAIT, || hook_count(
+        &out, "poison"
+    ) >= 1
         && hook_count(&out, "hang") >= 1));
     sender
         .fail("critical", Some(1), "must get through")
         .unwrap();
     assert!(
-        wait_until(common::WAIT, || hook_count(&out, "critical") == 1),
+        wait_until(qcic_testkit::WAIT, || hook_count(&out, "critical") == 1),
         "{}",
         monitor.log()
     );
-    assert!(wait_until(common::WAIT, || hook_count(&out, "poison") >= 3
+    assert!(wait_until(qcic_testkit::WAIT, || hook_count(
+        &out, "poison"
+    ) >= 3
         && hook_count(&out, "hang") >= 3));
     assert_eq!(hook_count(&out, "critical"), 1);
     monitor.stop();
@@ -333,7 +328,7 @@ fn a_failing_command_notification_does_not_hold_up_another() {
         .fail("critical", Some(1), "must get through")
         .unwrap();
     assert!(
-        wait_until(common::WAIT, || hook_count(&out, "critical") == 1),
+        wait_until(qcic_testkit::WAIT, || hook_count(&out, "critical") == 1),
         "{}",
         monitor.log()
     );
@@ -416,19 +411,19 @@ fn a_slowloris_on_the_http_port_blinds_nothing() {
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "during the flood").unwrap();
     assert!(
-        wait_until(common::WAIT, || json_lines(&out)
+        wait_until(qcic_testkit::WAIT, || json_lines(&out)
             .iter()
             .any(|n| n["job"] == "etl" && n["event"] == "failed")),
         "the alarm did not reach the webhook during the flood: {}",
         monitor.log()
     );
-    let (line, page) = common::http_get(&monitor.http, "/api/jobs");
+    let (line, page) = qcic_testkit::http_get(&monitor.http, "/api/jobs");
     assert!(line.contains("200"), "{line}");
     assert!(page.contains("\"etl\""), "{page}");
-    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
+    let (_, metrics) = qcic_testkit::http_get(&monitor.http, "/metrics");
     stop.store(true, Ordering::SeqCst);
     let held = flood.join().unwrap();
-    let closed = common::metric_sum(&metrics, "qcic_local_connections_closed_total");
+    let closed = qcic_testkit::metric_sum(&metrics, "qcic_local_connections_closed_total");
     eprintln!(
         "slowloris: {held} connections held at the end, {} reopened, the watcher had {descriptors} descriptors open, closed {closed}",
         reopened.load(Ordering::Relaxed)

@@ -7,12 +7,10 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Monitor, Smtp, free_port, header, notes, wait_until};
 use qcic_sdk::Client;
+use qcic_testkit::{Monitor, Smtp, free_port, header, notes, wait_until};
 
 #[test]
 fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
@@ -29,7 +27,7 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
     sender
         .fail("etl", Some(9), "the mail server is down")
         .unwrap();
-    assert!(wait_until(common::WAIT, || first
+    assert!(wait_until(qcic_testkit::WAIT, || first
         .log()
         .contains("will retry")));
     drop(first); // SIGKILL: no shutdown, no flush
@@ -57,7 +55,7 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
 }
 
 fn wait_note(path: &std::path::Path, event: &str, job: &str) -> serde_json::Value {
-    common::wait_notes(path, event, job, 1).remove(0)
+    qcic_testkit::wait_notes(path, event, job, 1).remove(0)
 }
 
 /// Job state survives `kill -9`: a deadline that passed while the watcher
@@ -143,7 +141,7 @@ fn kill_9_during_a_burst_loses_nothing_and_repeats_nothing_delivered() {
     ));
     let first = Monitor::start_with("watcher-a", &keys, &body, &[]);
     // Every job falls due at once, 2 s after the start; kill mid-delivery.
-    assert!(wait_until(common::WAIT, || notes(&out).len() >= 30));
+    assert!(wait_until(qcic_testkit::WAIT, || notes(&out).len() >= 30));
     drop(first);
     let at_kill = notes(&out).len();
     assert!(

@@ -16,8 +16,6 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -29,17 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until};
+// The scenarios share two cores: one at a time (`one_at_a_time`) keeps
+// their timing honest.
+use qcic_testkit::{free_port, one_at_a_time, wait_until};
 use serde_json::Value;
-
-/// The scenarios share two cores: one at a time keeps their timing honest.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 // ---- fault-injecting proxies ----
 
@@ -209,12 +200,12 @@ impl Watcher {
 
     /// A metric from `/metrics`.
     fn metric(&self, name: &str) -> u64 {
-        common::metric_sum(&common::http_get(&self.http, "/metrics").1, name)
+        qcic_testkit::metric_sum(&qcic_testkit::http_get(&self.http, "/metrics").1, name)
     }
 
     /// `/api/peers`: (id, reachable).
     fn peers_seen(&self) -> Vec<(String, bool)> {
-        let body = common::http_get(&self.http, "/api/peers").1;
+        let body = qcic_testkit::http_get(&self.http, "/api/peers").1;
         let peers: Vec<Value> = serde_json::from_str(&body).unwrap();
         peers
             .iter()
@@ -275,7 +266,9 @@ impl Watcher {
                 .unwrap(),
         );
         assert!(
-            wait_until(common::WAIT, || self.log().contains("qcic-monitor started")),
+            wait_until(qcic_testkit::WAIT, || self
+                .log()
+                .contains("qcic-monitor started")),
             "{} did not start:\n{}",
             self.id,
             self.log()
@@ -374,7 +367,7 @@ impl Farm {
         let n = self.w.len() - 1;
         for w in &self.w {
             assert!(
-                wait_until(common::WAIT, || w
+                wait_until(qcic_testkit::WAIT, || w
                     .log()
                     .matches("a farm peer is reachable")
                     .count()
@@ -450,7 +443,7 @@ impl Drop for Job {
 /// The common start: two watchers that see each other, and job `p`
 /// heartbeating to both for `warm_up`.
 fn pair_with_p(warm_up: Duration) -> (std::sync::MutexGuard<'static, ()>, Farm, Job) {
-    let serial = serial();
+    let serial = one_at_a_time();
     let mut farm = Farm::new(2);
     farm.start_all(JOB_P);
     let job = Job::start("p", &farm);
@@ -584,12 +577,12 @@ fn frozen_peer_sends_nothing_after_it_resumes() {
 /// 4. A's channel fails, B's works: B delivers.
 #[test]
 fn failed_delivery_is_taken_over() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let mut farm = Farm::new(2);
     farm.start(0, JOB_P, false);
     farm.start(1, JOB_P, true);
     for w in &farm.w {
-        assert!(wait_until(common::WAIT, || w
+        assert!(wait_until(qcic_testkit::WAIT, || w
             .log()
             .contains("a farm peer is reachable")));
     }
@@ -687,7 +680,7 @@ fn false_alarm_is_retracted_after_the_heal() {
 ///    no per-job alerts from B; A reports B as `peer_down`.
 #[test]
 fn isolated_watcher_says_so_once() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let jobs: String = ["p", "q", "r", "s"]
         .iter()
         .map(|j| format!("[[job]]\nname = \"{j}\"\nevery = \"1s\"\ngrace = \"1s\"\n"))
@@ -775,7 +768,7 @@ fn restart_after_notified(wipe: bool) {
 ///     came from different watchers, each copy labelled with its farm view.
 #[test]
 fn three_watchers_under_random_kills() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let names = ["p", "q", "r"];
     let jobs_cfg: String = names
         .iter()
@@ -795,12 +788,7 @@ fn three_watchers_under_random_kills() {
         rng ^= rng << 17;
         rng
     };
-    let wall = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
+    let wall = qcic_testkit::now_ms;
     let mut log = Vec::new();
     for round in 0..10 {
         // A watcher dies or comes back every round (at least one stays up).
@@ -900,8 +888,8 @@ fn three_watchers_under_random_kills() {
 /// The two- and three-watcher examples run: every watcher finds its peers.
 #[test]
 fn farm_examples_run() {
-    let _serial = serial();
-    let dir = common::workspace_root().join("examples/farm");
+    let _serial = one_at_a_time();
+    let dir = qcic_testkit::workspace_root().join("examples/farm");
     for set in [
         vec!["two-a", "two-b"],
         vec!["three-a", "three-b", "three-c"],
@@ -924,7 +912,7 @@ fn farm_examples_run() {
             .collect();
         let peers = set.len() - 1;
         for (_, log) in &children {
-            let found = wait_until(common::WAIT, || {
+            let found = wait_until(qcic_testkit::WAIT, || {
                 fs::read_to_string(log)
                     .unwrap_or_default()
                     .matches("a farm peer is reachable")
@@ -948,7 +936,7 @@ fn farm_examples_run() {
 /// The documented farm examples are valid configurations.
 #[test]
 fn farm_examples_check() {
-    let dir = common::workspace_root().join("examples/farm");
+    let dir = qcic_testkit::workspace_root().join("examples/farm");
     let mut checked = 0;
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

@@ -14,27 +14,18 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{WAIT, monitor_bin, note_channel, notes, notes_of, wait_until};
+// One scenario at a time (`one_at_a_time`): they share two cores and the
+// namespaces' names.
+use qcic_testkit::{
+    WAIT, is_root, monitor_bin, note_channel, notes, notes_of, one_at_a_time, wait_until,
+};
 use serde_json::Value;
-
-/// One scenario at a time: they share two cores and the namespaces' names.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Waits for this scenario's turn (see `SERIAL`).
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -59,7 +50,7 @@ struct Net {
 impl Net {
     fn new(names: &[&str]) -> Net {
         assert!(
-            nix_is_root(),
+            is_root(),
             "tests/farm_netns.rs needs root: it makes network namespaces (CI runs as root)"
         );
         sweep_stale();
@@ -134,15 +125,6 @@ impl Drop for Net {
             .args(["netns", "del", &format!("{}-hub", self.prefix)])
             .status();
     }
-}
-
-fn nix_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
-        .unwrap_or(false)
 }
 
 /// Namespaces left by a run that was killed midway.

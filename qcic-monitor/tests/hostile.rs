@@ -8,20 +8,12 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Monitor, Smtp};
+// The floods here take both cores of a small machine: one at a time
+// (`one_at_a_time`), so one test's flood is not another's false alarm.
 use qcic_sdk::Client;
-
-/// The floods here take both cores of a small machine: one at a time, so
-/// one test's flood is not another's false alarm.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use qcic_testkit::{Monitor, Smtp, idle_flood, now_ms, one_at_a_time};
 
 /// Raises this test process's descriptor limit: the flood's sockets are
 /// held here.
@@ -30,34 +22,6 @@ fn raise_own_nofile(need: u64) {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     assert!(hard >= need, "the test needs {need} descriptors");
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
-}
-
-/// `count` real libzmq PUSH sockets connected to `endpoint` from the
-/// loopback addresses `sources` in turn, that complete the ZMTP handshake
-/// and never send; libzmq reconnects each one as soon as it is closed (an
-/// attacker reopening). Several contexts: one holds at most 1 023 sockets.
-fn idle_flood(
-    endpoint: &str,
-    sources: &[&str],
-    count: usize,
-) -> Vec<(zmq::Context, Vec<zmq::Socket>)> {
-    let port = endpoint.rsplit(':').next().unwrap();
-    let mut held = Vec::new();
-    for chunk in 0..count.div_ceil(500) {
-        let ctx = zmq::Context::new();
-        let mut sockets = Vec::new();
-        for i in chunk * 500..count.min((chunk + 1) * 500) {
-            let socket = ctx.socket(zmq::PUSH).unwrap();
-            socket.set_linger(0).unwrap();
-            let source = sources[i % sources.len()];
-            socket
-                .connect(&format!("tcp://{source}:0;127.0.0.1:{port}"))
-                .unwrap();
-            sockets.push(socket);
-        }
-        held.push((ctx, sockets));
-    }
-    held
 }
 
 /// 1 100 idle ZMTP connections from five addresses against a watcher
@@ -89,7 +53,7 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
         "127.0.0.5",
         "127.0.0.6",
     ];
-    let flood = idle_flood(&monitor.listen, &sources, 1100);
+    let flood = idle_flood(&monitor.listen, &sources, 1100, None);
     std::thread::sleep(Duration::from_secs(3));
     let during = monitor.descriptors();
     // A sender that connects only now, with the flood in place.
@@ -102,7 +66,7 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
     assert!(mails.iter().any(|m| m.contains("DOWN beat")), "{mails:?}");
     let log = monitor.stop();
     drop(flood);
-    let closed = common::counter(&log, "ingest_connections_closed").unwrap();
+    let closed = qcic_testkit::counter(&log, "ingest_connections_closed").unwrap();
     eprintln!(
         "idle flood: the watcher held {during} descriptors; the guard closed {closed} connections"
     );
@@ -128,7 +92,7 @@ fn a_chatty_job_does_not_silence_its_neighbour() {
         "max_rate_per_sender = 50",
         &format!(
             "[[job]]\nname = \"chatty\"\nevery = \"1h\"\n[[job]]\nname = \"quiet\"\nevery = \"2s\"\ngrace = \"1s\"\n{}",
-            common::note_channel(&out)
+            qcic_testkit::note_channel(&out)
         ),
         &[],
     );
@@ -158,13 +122,13 @@ fn a_chatty_job_does_not_silence_its_neighbour() {
     flooding.store(false, Ordering::SeqCst);
     let sent = flood.join().unwrap();
     let log = monitor.stop();
-    let limited = common::counter(&log, "dropped_rate_limited").unwrap();
+    let limited = qcic_testkit::counter(&log, "dropped_rate_limited").unwrap();
     eprintln!("chatty neighbour: {sent} chatty heartbeats sent, {limited} rate-limited");
     assert!(limited > 1000, "the flood was not over the limit: {log}");
     assert!(
-        common::notes_of(&out, "down", "quiet").is_empty(),
+        qcic_testkit::notes_of(&out, "down", "quiet").is_empty(),
         "quiet went down: {:#?}",
-        common::notes(&out)
+        qcic_testkit::notes(&out)
     );
 }
 
@@ -192,15 +156,10 @@ fn hostile_sender_fields_forge_nothing() {
         "h\u{202e}gnp.exe".to_owned(),
     ] {
         let msg = qcic_sdk::Message {
-            kind: qcic_sdk::Kind::Heartbeat,
-            job: "etl".into(),
-            run_id: None,
-            seq: 1,
             ts_ms: 1,
             host,
             pid: 1,
-            exit_code: None,
-            text: None,
+            ..qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, "etl")
         };
         // Encoded by hand: the sender API refuses such a host itself.
         push.send(msg.encode(), 0).unwrap();
@@ -216,18 +175,18 @@ fn hostile_sender_fields_forge_nothing() {
         "a forged field line: {mail}"
     );
     assert!(mail.contains("text:      line one\\r"), "{mail}");
-    let status = std::process::Command::new(common::monitor_bin())
+    let status = std::process::Command::new(qcic_testkit::monitor_bin())
         .args(["status", "--control"])
         .arg(&monitor.control)
         .output()
         .unwrap();
     assert!(status.status.success());
     assert!(!status.stdout.contains(&0x1b), "escape in status output");
-    let (_, page) = common::http_get(&monitor.http, "/");
+    let (_, page) = qcic_testkit::http_get(&monitor.http, "/");
     assert!(!page.contains('\u{1b}'), "escape in the page");
     let log = monitor.stop();
     assert_eq!(
-        common::counter(&log, "dropped_invalid_field"),
+        qcic_testkit::counter(&log, "dropped_invalid_field"),
         Some(3),
         "{log}"
     );
@@ -237,16 +196,6 @@ fn hostile_sender_fields_forge_nothing() {
         !log.lines().any(|l| l.starts_with("FORGED")),
         "a forged log line:\n{log}"
     );
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 /// 10 100 heartbeats with distinct made-up host names fill the clock-skew
@@ -269,15 +218,11 @@ fn a_flood_of_host_names_hides_no_real_skew() {
     push.connect(&monitor.listen).unwrap();
     let beat = |host: &str, ts_ms: u64, seq: u64| {
         qcic_sdk::Message {
-            kind: qcic_sdk::Kind::Heartbeat,
-            job: "etl".into(),
-            run_id: None,
             seq,
             ts_ms,
             host: host.into(),
             pid: 1,
-            exit_code: None,
-            text: None,
+            ..qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, "etl")
         }
         .encode()
     };
@@ -289,10 +234,10 @@ fn a_flood_of_host_names_hides_no_real_skew() {
     push.send(beat("real-db", now_ms() - 3_600_000, 1), 0)
         .unwrap();
     monitor.wait_log("real-db");
-    let (_, page) = common::http_get(&monitor.http, "/");
-    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
-    let (_, api) = common::http_get(&monitor.http, "/api/hosts");
-    let status = std::process::Command::new(common::monitor_bin())
+    let (_, page) = qcic_testkit::http_get(&monitor.http, "/");
+    let (_, metrics) = qcic_testkit::http_get(&monitor.http, "/metrics");
+    let (_, api) = qcic_testkit::http_get(&monitor.http, "/api/hosts");
+    let status = std::process::Command::new(qcic_testkit::monitor_bin())
         .args(["status", "--control"])
         .arg(&monitor.control)
         .output()
@@ -312,7 +257,7 @@ fn a_flood_of_host_names_hides_no_real_skew() {
         .filter(|l| l.starts_with("qcic_host_clock_skew_seconds{"))
         .count();
     assert!(series <= 100, "{series} host series");
-    let known = common::metric_sum(&metrics, "qcic_hosts_known");
+    let known = qcic_testkit::metric_sum(&metrics, "qcic_hosts_known");
     assert!((8_000..=10_000).contains(&known), "{known} hosts known");
     assert!(page.len() < 100_000, "the page is {} bytes", page.len());
     assert!(page.contains("more hosts"), "the page counts the rest");
@@ -329,7 +274,7 @@ fn the_default_control_socket_cannot_be_squatted() {
     use std::os::unix::fs::PermissionsExt;
     let uid = nix::unistd::geteuid();
     let run = |tmp: &std::path::Path, args: &[&str]| {
-        std::process::Command::new(common::monitor_bin())
+        std::process::Command::new(qcic_testkit::monitor_bin())
             .args(args)
             .env_remove("XDG_RUNTIME_DIR")
             .env("TMPDIR", tmp)
@@ -342,7 +287,7 @@ fn the_default_control_socket_cannot_be_squatted() {
             &path,
             format!(
                 "[monitor]\nid = \"w\"\nlisten = [\"tcp://127.0.0.1:{}\"]\nstate = \"off\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
-                common::free_port()
+                qcic_testkit::free_port()
             ),
         )
         .unwrap();
@@ -352,7 +297,7 @@ fn the_default_control_socket_cannot_be_squatted() {
     // Private: made 0700, and `status` reaches the monitor through it.
     let tmp = tempfile::tempdir().unwrap();
     let path = config(tmp.path());
-    let mut child = std::process::Command::new(common::monitor_bin())
+    let mut child = std::process::Command::new(qcic_testkit::monitor_bin())
         .arg("--config")
         .arg(&path)
         .env_remove("XDG_RUNTIME_DIR")
@@ -362,7 +307,7 @@ fn the_default_control_socket_cannot_be_squatted() {
         .unwrap();
     let dir = tmp.path().join(format!("qcic-{uid}"));
     let socket = dir.join("qcic-monitor-w.sock");
-    assert!(common::wait_until(common::WAIT, || socket.exists()));
+    assert!(qcic_testkit::wait_until(qcic_testkit::WAIT, || socket.exists()));
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
     let status = run(tmp.path(), &["status", "--config", path.to_str().unwrap()]);
@@ -450,7 +395,7 @@ fn a_held_up_receive_thread_does_not_stall_the_alert_stream() {
 
 /// The value of an unlabelled metric on the watcher's /metrics.
 fn metric(monitor: &Monitor, name: &str) -> u64 {
-    let (_, metrics) = common::http_get(&monitor.http, "/metrics");
+    let (_, metrics) = qcic_testkit::http_get(&monitor.http, "/metrics");
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -478,7 +423,7 @@ fn connections_the_guard_ends_are_not_failed_handshakes() {
     let held: Vec<_> = (0..20)
         .map(|_| std::net::TcpStream::connect(ingest).unwrap())
         .collect();
-    let ended = common::wait_until(Duration::from_secs(30), || {
+    let ended = qcic_testkit::wait_until(Duration::from_secs(30), || {
         metric(&monitor, "qcic_ingest_connections") == 0
             && metric(&monitor, "qcic_handshake_failed_total") >= 8
     });
@@ -507,7 +452,7 @@ fn a_sender_that_stops_answering_loses_its_connection() {
         "[http]\nlisten = \"{http}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
         &[],
     );
-    let mut run = std::process::Command::new(common::qcic_bin())
+    let mut run = std::process::Command::new(qcic_testkit::qcic_bin())
         .args(["run", "--job", "etl", "--endpoints", &monitor.listen, "--"])
         .args(["sleep", "60"])
         .process_group(0)
@@ -516,12 +461,12 @@ fn a_sender_that_stops_answering_loses_its_connection() {
         .spawn()
         .unwrap();
     let group = Pid::from_raw(i32::try_from(run.id()).unwrap());
-    let connected = common::wait_until(Duration::from_secs(20), || {
+    let connected = qcic_testkit::wait_until(Duration::from_secs(20), || {
         metric(&monitor, "qcic_ingest_connections") == 1
     });
     // Only the sender stops; its `sleep` runs on.
     nix::sys::signal::kill(group, Signal::SIGSTOP).unwrap();
-    let gone = common::wait_until(Duration::from_secs(20), || {
+    let gone = qcic_testkit::wait_until(Duration::from_secs(20), || {
         metric(&monitor, "qcic_ingest_connections") == 0
     });
     killpg(group, Signal::SIGKILL).unwrap();
@@ -536,8 +481,8 @@ fn a_sender_that_stops_answering_loses_its_connection() {
 #[test]
 fn the_guard_holds_on_ipv6_and_wildcard_listens() {
     let _turn = one_at_a_time();
-    let v6 = common::free_port();
-    let any = common::free_port();
+    let v6 = qcic_testkit::free_port();
+    let any = qcic_testkit::free_port();
     let monitor = Monitor::start_with(
         "watcher-a",
         &format!(
@@ -552,7 +497,7 @@ fn the_guard_holds_on_ipv6_and_wildcard_listens() {
             held.push(std::net::TcpStream::connect(&address).unwrap());
         }
     }
-    let capped = common::wait_until(Duration::from_secs(20), || {
+    let capped = qcic_testkit::wait_until(Duration::from_secs(20), || {
         metric(&monitor, "qcic_ingest_connections_closed_total") >= 4
     });
     drop(held);

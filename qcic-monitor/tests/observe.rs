@@ -7,17 +7,11 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Alerts, Monitor, wait_until};
 use qcic_sdk::Client;
-
-fn get(addr: &str, path: &str) -> (String, String) {
-    common::http_get(addr, path)
-}
+use qcic_testkit::{Alerts, Monitor, http_get as get, qcic_bin, wait_until};
 
 const BODY: &str = "[http]\nlisten = \"{http}\"\n\n\
     [[job]]\nname = \"nightly-etl\"\nevery = \"1s\"\ngrace = \"500ms\"\n\
@@ -195,18 +189,6 @@ fn the_status_page_shows_a_down_job_as_down_in_a_real_browser() {
     let dom = rendered_dom(&format!("http://{}/", monitor.http));
     assert!(row(&dom, "nightly-etl").contains("data-state=\"up\""));
     monitor.stop();
-}
-
-/// The `qcic` command, built by the same `cargo test --workspace` run.
-fn qcic_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("qcic");
-    assert!(
-        path.exists(),
-        "{} is missing: run the workspace's tests (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
 }
 
 /// The newcomer's story from the README: wrap a crontab line with `qcic

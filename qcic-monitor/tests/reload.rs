@@ -7,12 +7,10 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Alerts, Monitor, WAIT, counter, http_get, wait_until};
 use qcic_sdk::{Client, Kind, Message};
+use qcic_testkit::{Alerts, Monitor, WAIT, counter, http_get, now_ms, wait_until};
 
 const PUB: &str = "\n[[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n";
 
@@ -201,23 +199,12 @@ fn a_revoked_sender_key_is_said_to_wait_for_a_restart() {
 
 /// A message stamped by a host whose clock is ten minutes behind.
 fn stamped(job: &str, host: &str, behind: Duration) -> Vec<u8> {
-    let now = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now = now_ms();
     Message {
-        kind: Kind::Heartbeat,
-        job: job.into(),
-        run_id: None,
-        seq: 1,
         ts_ms: now - u64::try_from(behind.as_millis()).unwrap(),
         host: host.into(),
         pid: 1,
-        exit_code: None,
-        text: None,
+        ..Message::new(Kind::Heartbeat, job)
     }
     .encode()
 }

@@ -8,15 +8,13 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Alerts, Monitor, counter};
 use qcic_sdk::Client;
+use qcic_testkit::{Alerts, Monitor, counter};
 
 struct Pair {
     public: String,
@@ -239,9 +237,9 @@ fn a_flood_of_garbage_leaves_every_valid_heartbeat_applied_and_memory_flat() {
     flood.join().unwrap();
     // Wait until the monitor has taken in every garbage frame.
     let http = monitor.http.clone();
-    assert!(common::wait_until(Duration::from_secs(60), || {
-        let (_, metrics) = common::http_get(&http, "/metrics");
-        common::metric_sum(&metrics, "qcic_frames_dropped_total") >= GARBAGE as u64
+    assert!(qcic_testkit::wait_until(Duration::from_secs(60), || {
+        let (_, metrics) = qcic_testkit::http_get(&http, "/metrics");
+        qcic_testkit::metric_sum(&metrics, "qcic_frames_dropped_total") >= GARBAGE as u64
     }));
     sender.heartbeat("steady").unwrap();
     valid += 1;
@@ -367,7 +365,7 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     // URL with its credential in the path and query (read from the
     // environment) logs none of them, even at trace.
     let smtp_password = "smtp-pass-that-must-not-leak";
-    let dead = common::free_port();
+    let dead = qcic_testkit::free_port();
     let hook_url = format!("http://127.0.0.1:{dead}/services/URLSECRET/x?sig=QUERYSECRET");
     let monitor = Monitor::start_with(
         "watcher-a",
@@ -388,7 +386,7 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     sender
         .fail("etl", None, "trigger an email attempt")
         .unwrap();
-    assert!(common::wait_until(common::WAIT, || monitor
+    assert!(qcic_testkit::wait_until(qcic_testkit::WAIT, || monitor
         .log()
         .matches("will retry")
         .count()

@@ -16,20 +16,19 @@
     reason = "tests: a panic is the failure report"
 )]
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{
-    Monitor, WAIT, http_get, note_channel, notes, notes_of, qcic_bin, wait_notes, wait_until,
-};
 use qcic_sdk::Client;
+use qcic_testkit::{
+    Monitor, WAIT, http_get, note_channel, notes, notes_of, now_ms, qcic_bin, wait_notes,
+    wait_until,
+};
 use serde_json::Value;
 
 /// A watcher whose every notification is written to a file: (the temp
@@ -59,16 +58,6 @@ fn status(monitor: &Monitor) -> Result<Value, String> {
     };
     let line = qcic_monitor::control::request(&monitor.control, &req)?;
     serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
 }
 
 /// Sleeps until the wall clock reads `at_ms`.
@@ -415,7 +404,7 @@ fn an_odd_request_is_refused_and_a_panic_ends_the_process() {
         note_channel(&out)
     );
     let monitor = Monitor::start("watcher-a", &body);
-    let cli = Command::new(common::monitor_bin())
+    let cli = Command::new(qcic_testkit::monitor_bin())
         .args([
             "silence",
             "add",
@@ -454,7 +443,7 @@ fn an_odd_request_is_refused_and_a_panic_ends_the_process() {
     )
     .unwrap();
     assert!(ok.contains("\"ok\":true"), "{ok}");
-    let resumed = Command::new(common::monitor_bin())
+    let resumed = Command::new(qcic_testkit::monitor_bin())
         .args(["resume", "--job", "j", "--control"])
         .arg(&monitor.control)
         .output()

@@ -6,42 +6,11 @@
     reason = "tests: a panic is the failure report"
 )]
 
-use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qcic_sdk::{Kind, Message};
-
-struct Watcher {
-    _ctx: zmq::Context,
-    pull: zmq::Socket,
-    endpoint: String,
-}
-
-impl Watcher {
-    fn bind() -> Watcher {
-        let ctx = zmq::Context::new();
-        let pull = ctx.socket(zmq::PULL).unwrap();
-        pull.set_linger(0).unwrap();
-        pull.set_rcvtimeo(10_000).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let endpoint = format!("tcp://127.0.0.1:{port}");
-        pull.bind(&endpoint).unwrap();
-        Watcher {
-            _ctx: ctx,
-            pull,
-            endpoint,
-        }
-    }
-
-    fn recv(&self) -> Message {
-        Message::decode(&self.pull.recv_bytes(0).expect("a message within 10 s")).unwrap()
-    }
-}
+use qcic_sdk::Kind;
+use qcic_testkit::{Receiver, dead_endpoint};
 
 fn qcic(endpoint: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qcic"))
@@ -53,7 +22,7 @@ fn qcic(endpoint: &str, args: &[&str]) -> Output {
 
 #[test]
 fn run_reports_a_failing_command_and_passes_its_output_and_exit_code_through() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let out = qcic(
         &w.endpoint,
         &[
@@ -84,7 +53,7 @@ fn run_reports_a_failing_command_and_passes_its_output_and_exit_code_through() {
 
 #[test]
 fn run_reports_success_with_duration() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let out = qcic(&w.endpoint, &["run", "--job", "shell-job", "--", "true"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(w.recv().kind, Kind::Start);
@@ -95,7 +64,7 @@ fn run_reports_success_with_duration() {
 
 #[test]
 fn run_kills_a_command_past_its_timeout_and_reports_it_failed() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let started = Instant::now();
     let out = qcic(
         &w.endpoint,
@@ -120,7 +89,7 @@ fn run_kills_a_command_past_its_timeout_and_reports_it_failed() {
 
 #[test]
 fn run_forwards_sigterm_to_the_command() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qcic"))
         .args(["run", "--job", "stoppable", "--", "sleep", "30"])
         .env("QCIC_ENDPOINTS", &w.endpoint)
@@ -143,7 +112,7 @@ fn run_forwards_sigterm_to_the_command() {
 
 #[test]
 fn send_start_prints_the_run_id_for_the_later_end() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let out = qcic(&w.endpoint, &["send", "--job", "backup", "start"]);
     assert!(out.status.success());
     let run_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
@@ -184,14 +153,10 @@ fn send_start_prints_the_run_id_for_the_later_end() {
 
 #[test]
 fn with_every_watcher_down_the_job_is_delayed_only_by_the_bound() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = dead_endpoint();
     let started = Instant::now();
     let out = qcic(
-        &format!("tcp://127.0.0.1:{port}"),
+        &dead.endpoint,
         &[
             "run",
             "--job",
@@ -222,7 +187,7 @@ fn with_every_watcher_down_the_job_is_delayed_only_by_the_bound() {
 fn send_replaces_a_reason_that_is_not_utf8_and_still_sends_the_failure() {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let out = Command::new(env!("CARGO_BIN_EXE_qcic"))
         .args(["send", "--job", "latin", "fail", "--text"])
         .arg(OsStr::from_bytes(b"caf\xe9.csv missing"))
@@ -246,7 +211,7 @@ fn send_replaces_a_reason_that_is_not_utf8_and_still_sends_the_failure() {
 #[test]
 fn run_of_a_directory_exits_126_and_of_nothing_127() {
     for (program, code) in [("/tmp", 126), ("/no/such/program", 127)] {
-        let w = Watcher::bind();
+        let w = Receiver::bind();
         let out = qcic(&w.endpoint, &["run", "--job", "exec-job", "--", program]);
         assert_eq!(out.status.code(), Some(code), "{program}");
         let (start, fail) = (w.recv(), w.recv());

@@ -8,15 +8,11 @@
     reason = "tests: a panic is the failure report"
 )]
 
-use std::path::PathBuf;
-
 use qcic_sdk::{Kind, Message};
 use serde_json::Value;
 
 fn load(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../docs")
-        .join(name);
+    let path = qcic_testkit::workspace_root().join("docs").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str::<Vec<Value>>(&text).unwrap()
 }

@@ -6,53 +6,15 @@
     reason = "tests: a panic is the failure report"
 )]
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use qcic_sdk::{Client, Error, Kind, Message};
-
-fn free_endpoint() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
-}
-
-struct Watcher {
-    _ctx: zmq::Context,
-    pull: zmq::Socket,
-    endpoint: String,
-}
-
-impl Watcher {
-    fn bind() -> Watcher {
-        let ctx = zmq::Context::new();
-        let pull = ctx.socket(zmq::PULL).unwrap();
-        pull.set_linger(0).unwrap();
-        pull.set_rcvtimeo(10_000).unwrap();
-        // libzmq picks the port and keeps it: a port picked, released
-        // and bound later can be taken meanwhile (seen: AddrInUse).
-        pull.bind("tcp://127.0.0.1:*").unwrap();
-        let endpoint = pull.get_last_endpoint().unwrap().unwrap();
-        Watcher {
-            _ctx: ctx,
-            pull,
-            endpoint,
-        }
-    }
-
-    fn recv(&self) -> Message {
-        let frame = self.pull.recv_bytes(0).expect("a message within 10 s");
-        Message::decode(&frame).unwrap()
-    }
-}
+use qcic_testkit::{Receiver, dead_endpoint};
 
 #[test]
 fn every_kind_arrives_with_its_fields() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let client = Client::builder()
         .endpoint(&w.endpoint)
         .host("test-host")
@@ -101,8 +63,8 @@ fn every_kind_arrives_with_its_fields() {
 
 #[test]
 fn each_watcher_gets_every_message() {
-    let a = Watcher::bind();
-    let b = Watcher::bind();
+    let a = Receiver::bind();
+    let b = Receiver::bind();
     let client = Client::new([a.endpoint.clone(), b.endpoint.clone()]).unwrap();
     for _ in 0..10 {
         client.heartbeat("etl").unwrap();
@@ -116,7 +78,7 @@ fn each_watcher_gets_every_message() {
 
 #[test]
 fn a_run_dropped_unfinished_reports_fail() {
-    let w = Watcher::bind();
+    let w = Receiver::bind();
     let client = Client::new([w.endpoint.clone()]).unwrap();
     {
         let _run = client.start("etl").unwrap();
@@ -150,7 +112,8 @@ fn bad_input_is_an_error_not_a_crash() {
         Client::new(["nonsense"]),
         Err(Error::Endpoint { .. })
     ));
-    let client = Client::new([free_endpoint()]).unwrap();
+    let dead = dead_endpoint();
+    let client = Client::new([dead.endpoint.clone()]).unwrap();
     assert!(matches!(
         client.heartbeat(""),
         Err(Error::InvalidJob { .. })
@@ -168,8 +131,9 @@ fn bad_input_is_an_error_not_a_crash() {
 fn a_full_queue_drops_and_counts_instead_of_blocking() {
     // Nobody listens: libzmq holds at most `send_hwm` per watcher, the queue
     // holds at most 1; everything else must be dropped and counted.
+    let dead = dead_endpoint();
     let client = Client::builder()
-        .endpoint(free_endpoint())
+        .endpoint(&dead.endpoint)
         .queue_capacity(1)
         .send_hwm(10)
         .build()
@@ -197,7 +161,8 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
 
 #[test]
 fn close_is_bounded_when_no_watcher_is_reachable() {
-    let client = Client::new([free_endpoint(), free_endpoint()]).unwrap();
+    let (a, b) = (dead_endpoint(), dead_endpoint());
+    let client = Client::new([a.endpoint.clone(), b.endpoint.clone()]).unwrap();
     for _ in 0..100 {
         client.heartbeat("etl").unwrap();
     }
@@ -227,7 +192,8 @@ fn child_process_sender() {
 
 #[test]
 fn a_process_whose_watchers_are_unreachable_still_exits_promptly() {
-    let endpoints = format!("{},{}", free_endpoint(), free_endpoint());
+    let (a, b) = (dead_endpoint(), dead_endpoint());
+    let endpoints = format!("{},{}", a.endpoint, b.endpoint);
     let started = Instant::now();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_process_sender", "--test-threads=1"])

@@ -1,7 +1,6 @@
 //! The figures of docs/BENCHMARKS.md, one function each.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -9,9 +8,11 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use qcic_sdk::Kind;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    endpoint, job_name, message, percentile, rss_kib, spread, target_dir, wall_ns, workspace,
+use qcic_testkit::{
+    dead_endpoint, idle_flood, json_lines, reserve_port, rss_kib, target_dir, workspace_root,
 };
+
+use crate::harness::{job_name, message, percentile, spread, wall_ns};
 use crate::send::{Senders, sub};
 use crate::serve::{Watcher, WatcherSpec};
 
@@ -30,7 +31,6 @@ pub(crate) struct Plan {
 fn bare_rate(senders: usize, total: usize, curve: bool) -> f64 {
     let ctx = zmq::Context::new();
     let pull = ctx.socket(zmq::PULL).unwrap();
-    let ep = endpoint();
     let mut server_public = None;
     if curve {
         let (public, secret) = qcic_sdk::new_curve_pair().unwrap();
@@ -38,7 +38,9 @@ fn bare_rate(senders: usize, total: usize, curve: bool) -> f64 {
         pull.set_curve_secretkey(&secret).unwrap();
         server_public = Some(z85::encode(public));
     }
-    pull.bind(&ep).unwrap();
+    // libzmq picks the port and keeps it.
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let ep = pull.get_last_endpoint().unwrap().unwrap();
     let expect = senders * (total / senders + 2);
     let s = Senders::spawn(senders, &ep, 1000, total, server_public.as_deref());
     let mut buf = [0u8; 512];
@@ -235,19 +237,19 @@ fn c_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
         .args(["build", "--release", "-p", "qcic-ffi", "--lib"])
-        .current_dir(workspace())
+        .current_dir(workspace_root())
         .status()
         .map_err(|e| e.to_string())?;
     if !built.success() {
         return Err("cargo build -p qcic-ffi failed".into());
     }
-    let lib = workspace().join("target/release");
+    let lib = workspace_root().join("target/release");
     let exe = target_dir().join("qcic-heartbeat-bench");
     let cc = Command::new("gcc")
         .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"])
         .arg("-I")
-        .arg(workspace().join("include"))
-        .arg(workspace().join("qcic-ffi/benches/heartbeat.c"))
+        .arg(workspace_root().join("include"))
+        .arg(workspace_root().join("qcic-ffi/benches/heartbeat.c"))
         .arg("-L")
         .arg(&lib)
         .arg("-lqcic")
@@ -270,9 +272,9 @@ fn c_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
 fn python_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
     let python = std::env::var("QCIC_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
+        .unwrap_or_else(|_| workspace_root().join(".venv/bin/python"));
     let out = Command::new(&python)
-        .arg(workspace().join("qcic-py/benches/bench_heartbeat.py"))
+        .arg(workspace_root().join("qcic-py/benches/bench_heartbeat.py"))
         .args([up, down, &calls.to_string()])
         .output()
         .map_err(|e| format!("{}: {e}", python.display()))?;
@@ -294,14 +296,15 @@ pub(crate) fn sender_cost(plan: &Plan, out: &mut Vec<Value>) {
     // A PULL draining everything, and an endpoint nobody listens on.
     let ctx = zmq::Context::new();
     let pull = ctx.socket(zmq::PULL).unwrap();
-    let up = endpoint();
-    pull.bind(&up).unwrap();
+    pull.bind("tcp://127.0.0.1:*").unwrap();
+    let up = pull.get_last_endpoint().unwrap().unwrap();
     std::thread::spawn(move || while pull.recv_bytes(0).is_ok() {});
-    let down = endpoint();
+    let dead = dead_endpoint();
+    let down = &dead.endpoint;
     let results = [
-        ("Rust", Ok(rust_sender(&up, &down, plan.calls)), 500.0),
-        ("C", c_sender(&up, &down, plan.calls), 500.0),
-        ("Python", python_sender(&up, &down, plan.calls), 2000.0),
+        ("Rust", Ok(rust_sender(&up, down, plan.calls)), 500.0),
+        ("C", c_sender(&up, down, plan.calls), 500.0),
+        ("Python", python_sender(&up, down, plan.calls), 2000.0),
     ];
     println!(
         "   {:<7} {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>8} {:>8} | {:>14} | target",
@@ -403,16 +406,14 @@ pub(crate) fn detection(plan: &Plan, out: &mut Vec<Value>) {
     );
 
     // Email: a real SMTP server (aiosmtpd) on loopback.
-    let python = workspace().join(".venv/bin/python");
+    let python = workspace_root().join(".venv/bin/python");
     let maildir = tempfile::tempdir().unwrap();
     for d in ["cur", "new", "tmp"] {
         std::fs::create_dir(maildir.path().join(d)).unwrap();
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Held until aiosmtpd binds it (with SO_REUSEADDR, as asyncio does).
+    let reserved = reserve_port();
+    let port = reserved.port();
     let smtp = Command::new(&python)
         .args([
             "-m",
@@ -600,29 +601,10 @@ pub(crate) fn idle_connections(plan: &Plan, out: &mut Vec<Value>) {
             std::fs::read_dir(format!("/proc/{}/fd", w.child.id())).map_or(0, Iterator::count)
         };
         let before = fds(&w);
-        // One context holds at most 1 023 sockets.
-        let mut held = Vec::new();
-        for chunk in 0..n.div_ceil(500) {
-            let ctx = zmq::Context::new();
-            let mut sockets = Vec::new();
-            for _ in chunk * 500..n.min((chunk + 1) * 500) {
-                let push = ctx.socket(zmq::PUSH).unwrap();
-                push.set_linger(0).unwrap();
-                if let Some((public, _)) = keys {
-                    let (mine, secret) = qcic_sdk::new_curve_pair().unwrap();
-                    push.set_curve_serverkey(&public).unwrap();
-                    push.set_curve_publickey(&mine).unwrap();
-                    push.set_curve_secretkey(&secret).unwrap();
-                }
-                // From ten loopback addresses: one address may hold only 256.
-                let port = w.listen.rsplit(':').next().unwrap();
-                let source = 2 + sockets.len() % 10;
-                push.connect(&format!("tcp://127.0.0.{source}:0;127.0.0.1:{port}"))
-                    .unwrap();
-                sockets.push(push);
-            }
-            held.push((ctx, sockets));
-        }
+        // From ten loopback addresses: one address may hold only 256.
+        let sources: Vec<String> = (2..12).map(|k| format!("127.0.0.{k}")).collect();
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let held = idle_flood(&w.listen, &sources, n, keys.map(|(public, _)| public));
         // Handshakes done (well within the 5 s handshake limit), nothing sent.
         std::thread::sleep(Duration::from_secs(3));
         let full = w.rss_kib();
@@ -873,16 +855,14 @@ pub(crate) fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
     );
     let python = std::env::var("QCIC_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join(".venv/bin/python"));
+        .unwrap_or_else(|_| workspace_root().join(".venv/bin/python"));
     let dir = tempfile::tempdir().unwrap();
     let seen = dir.path().join("hook.jsonl");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Held until bad_servers.py binds it (with SO_REUSEADDR, as asyncio does).
+    let reserved = reserve_port();
+    let port = reserved.port();
     let mut server = Command::new(&python)
-        .arg(workspace().join("qcic-monitor/tests/bad_servers.py"))
+        .arg(workspace_root().join("qcic-monitor/tests/bad_servers.py"))
         .args(["webhook", &port.to_string()])
         .arg(&seen)
         .args([
@@ -907,10 +887,8 @@ pub(crate) fn poisoned(plan: &Plan, out: &mut Vec<Value>) {
     push.set_linger(1000).unwrap();
     push.connect(&w.listen).unwrap();
     let arrivals = |job: &str| -> Vec<f64> {
-        std::fs::read_to_string(&seen)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        json_lines(&seen)
+            .into_iter()
             .filter(|v| v["job"] == job)
             .filter_map(|v| v["t"].as_f64())
             .collect()

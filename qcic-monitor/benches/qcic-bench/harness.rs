@@ -1,8 +1,6 @@
-//! Helpers shared by every part: child-mode options, endpoints, clocks,
-//! messages, statistics, paths.
+//! Helpers shared by every part: child-mode options, clocks, messages,
+//! statistics. Ports, paths and process memory come from qcic-testkit.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qcic_sdk::{Kind, Message};
@@ -35,15 +33,6 @@ impl Opts {
     }
 }
 
-pub(crate) fn endpoint() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("tcp://127.0.0.1:{port}")
-}
-
 pub(crate) fn wall_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -70,15 +59,6 @@ pub(crate) fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Me
     }
 }
 
-pub(crate) fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Median, minimum and maximum.
 pub(crate) fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
@@ -87,20 +67,4 @@ pub(crate) fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-pub(crate) fn target_dir() -> PathBuf {
-    // target/release/deps/qcic_bench-HASH
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-pub(crate) fn workspace() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::canonicalize(&root).unwrap_or(root)
 }

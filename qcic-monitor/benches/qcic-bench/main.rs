@@ -43,7 +43,8 @@ use figures::{
     Plan, detection, idle_connections, ingest, memory, poisoned, sender_cost, startup, takeover,
     wire,
 };
-use harness::{Opts, wall_ns, workspace};
+use harness::{Opts, wall_ns};
+use qcic_testkit::workspace_root;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -66,8 +67,8 @@ fn orchestrate(args: &[String]) {
         // Relative to the workspace root: cargo runs benches in the
         // package's directory, which is not where the command was typed.
         .map_or_else(
-            || workspace().join("target/qcic-bench.json"),
-            |p| workspace().join(p),
+            || workspace_root().join("target/qcic-bench.json"),
+            |p| workspace_root().join(p),
         );
     let plan = if quick {
         Plan {

@@ -11,7 +11,9 @@ use qcic_monitor::config::{
 };
 use qcic_monitor::schedule::Schedule;
 
-use crate::harness::{Opts, SENTINELS, endpoint, job_name, rss_kib};
+use qcic_testkit::{ReservedPort, reserve_port, rss_kib};
+
+use crate::harness::{Opts, SENTINELS, job_name};
 
 /// The watcher, as the binary runs it, on a generated configuration.
 pub(crate) fn serve(o: &Opts) {
@@ -139,6 +141,9 @@ pub(crate) struct Watcher {
     pub(crate) publish: String,
     pub(crate) control: PathBuf,
     pub(crate) ready_after: Duration,
+    /// `listen`'s and `publish`'s ports, held until the child binds them
+    /// (and, held on, from any other taker while it runs).
+    _ports: [ReservedPort; 2],
 }
 
 #[derive(Default, Clone)]
@@ -156,7 +161,8 @@ pub(crate) struct WatcherSpec {
 impl Watcher {
     pub(crate) fn start(spec: &WatcherSpec) -> Watcher {
         let dir = tempfile::tempdir().unwrap();
-        let (listen, publish) = (endpoint(), endpoint());
+        let ports = [reserve_port(), reserve_port()];
+        let (listen, publish) = (ports[0].endpoint(), ports[1].endpoint());
         let control = dir.path().join("control.sock");
         let mut args = vec![
             "serve".to_owned(),
@@ -199,6 +205,7 @@ impl Watcher {
             publish,
             control,
             ready_after: Duration::ZERO,
+            _ports: ports,
         };
         w.ready_after = w.wait_ready(started);
         w
