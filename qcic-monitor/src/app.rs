@@ -18,7 +18,7 @@ use crate::clock::Now;
 use crate::config::Config;
 use crate::error::MonitorError;
 use crate::notify::{Channels, NotificationLog};
-use crate::receive::{ReceiveConfig, Receiver};
+use crate::receive::{ReceiveConfig, Receiver, WatchedJobs};
 use crate::registry::Registry;
 use crate::stats::Stats;
 use crate::store::{Loaded, Store};
@@ -84,6 +84,7 @@ impl Watcher {
                 config.monitor.max_connections_per_address,
             ),
             ping: config.monitor.sender_ping,
+            watched: WatchedJobs::new(config.jobs.iter().map(|j| j.name.as_str())),
         };
         let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
         let control_listener = control::bind(&config.monitor.control)?;
@@ -182,6 +183,7 @@ impl Watcher {
                 query_tx.clone(),
                 routing_tx,
                 Arc::clone(&stats),
+                Arc::clone(&receive_config.watched),
             );
             servers.push(tokio::spawn(reload::on_sighup(hup, reloader)));
         }

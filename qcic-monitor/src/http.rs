@@ -16,7 +16,7 @@ use crate::checker::{Query, wall_ms};
 use crate::control;
 use crate::notify::NotificationLog;
 use crate::registry::{HostView, JobStatus, JobView};
-use crate::stats::{DROP_REASONS, Stats};
+use crate::stats::{DropReason, Stats};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -163,11 +163,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "counter",
         "Frames dropped, by reason.",
     );
-    for (i, reason) in DROP_REASONS.iter().enumerate() {
+    for reason in DropReason::ALL {
         let _ = writeln!(
             out,
-            "qcic_frames_dropped_total{{reason=\"{reason}\"}} {}",
-            get(&stats.dropped[i])
+            "qcic_frames_dropped_total{{reason=\"{}\"}} {}",
+            reason.name(),
+            stats.dropped(reason)
         );
     }
     head(&mut out, "qcic_jobs", "gauge", "Jobs by state.");

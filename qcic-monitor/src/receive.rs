@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use crate::config::CurveConfig;
 use crate::error::MonitorError;
 use crate::ingest_guard::Guard;
-use crate::stats::Stats;
+use crate::stats::{DropReason, Stats};
 
 /// A decoded message and who sent it.
 #[derive(Debug, Clone)]
@@ -43,6 +43,50 @@ pub struct ReceiveConfig {
     pub connections: crate::ingest_guard::Limits,
     /// How often each connection is pinged; zero: never.
     pub ping: Duration,
+    /// The jobs watched: only a message for one of them proves a connection.
+    pub watched: Arc<WatchedJobs>,
+}
+
+/// The jobs the watcher watches, as the receive thread needs them: only a
+/// message for one of them proves its connection to the guard, so a peer
+/// that makes up job names cannot make its connections look like
+/// senders' (an outside attack held every place under the cap with one
+/// connection per address, each proven by a heartbeat for a made-up job,
+/// and locked real senders out). Keyed hashes, not names (the registry
+/// keeps the names): ~16 bytes a job. Replaced whole on a reload.
+#[derive(Debug, Default)]
+pub struct WatchedJobs {
+    keys: std::collections::hash_map::RandomState,
+    set: std::sync::RwLock<HashSet<u64>>,
+}
+
+impl WatchedJobs {
+    /// The set of `names`.
+    pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Arc<WatchedJobs> {
+        let watched = WatchedJobs::default();
+        watched.replace(names);
+        Arc::new(watched)
+    }
+
+    /// Watches `names` from now on, instead of the jobs before.
+    pub fn replace<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        use std::hash::BuildHasher;
+        let set: HashSet<u64> = names.map(|n| self.keys.hash_one(n)).collect();
+        *self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+    }
+
+    /// Whether `job` is watched.
+    pub fn contains(&self, job: &str) -> bool {
+        use std::hash::BuildHasher;
+        let key = self.keys.hash_one(job);
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&key)
+    }
 }
 
 /// A running receiver; [`Receiver::stop`] ends it.
@@ -145,6 +189,7 @@ impl Receiver {
         let guard = Guard::new(config.connections, ports);
         let curve = config.curve.is_some();
         let rate = config.max_rate_per_sender;
+        let watched = Arc::clone(&config.watched);
         // The guard has a thread of its own that never blocks but in
         // `poll`: libzmq sends socket events blocking, from its I/O
         // thread, so events left unread while the receive thread waits on
@@ -178,6 +223,7 @@ impl Receiver {
                     let proofs = Proofs {
                         socket: proofs_tx,
                         wanted: wants_proof,
+                        watched,
                     };
                     receive_loop(&pull, &stop_rx, &proofs, curve, rate, &tx, &stats);
                     // The receive thread forwards its stop signal to the
@@ -289,13 +335,15 @@ fn guard_loop(
 struct Proofs {
     socket: zmq::Socket,
     wanted: Arc<std::sync::atomic::AtomicBool>,
+    watched: Arc<WatchedJobs>,
 }
 
 impl Proofs {
-    /// A valid message arrived in `frame`: its address's connections are
-    /// proven. Never waits: dropped if the guard is behind.
-    fn send(&self, frame: &mut zmq::Message) {
-        if self.wanted.load(Ordering::Relaxed) {
+    /// A valid message for `job` arrived in `frame`: if the job is
+    /// watched, its address's connections are proven. Never waits: dropped
+    /// if the guard is behind.
+    fn send(&self, frame: &mut zmq::Message, job: &str) {
+        if self.wanted.load(Ordering::Relaxed) && self.watched.contains(job) {
             if let Some(address) = frame.gets("Peer-Address") {
                 let _ = self.socket.send(address.as_bytes(), zmq::DONTWAIT);
             }
@@ -479,30 +527,41 @@ impl LogLimit {
     }
 }
 
-/// Token buckets, one per sender and job (the sender being the CURVE key,
-/// or the peer address without CURVE): a runaway job spends its own budget,
-/// never that of another job on the same host or key. Keyed by a hash with
-/// this process's random keys (no allocation per message, and no
-/// collisions an attacker can aim for). Bounded: past `MAX_BUCKETS` idle
-/// buckets are evicted, and if all are busy new ones share one overflow
-/// bucket.
+/// The per-(sender, job) rate limit: a token bucket each, so one job's
+/// burst spends its own budget, never that of another job on the same host
+/// or key. Keyed by a hash with this process's random keys (no allocation
+/// per message, and no collisions an attacker can aim for).
+///
+/// Bounded at `MAX_BUCKETS`: when full, buckets idle for `IDLE` go, looked
+/// for at most once a second (a scan per new pair cost a core under a flood
+/// of made-up job names). A pair that still finds no room passes
+/// unlimited: sharing one overflow bucket made every quiet job's next
+/// message wait behind a flood of made-up names, and dropped it (a false
+/// `down`, or a `fail` lost). The limit is there for a runaway job; a flood
+/// of many names is bounded by the connection guard and the checker.
 struct RateLimits {
     per_second: f64,
     keys: std::collections::hash_map::RandomState,
     buckets: HashMap<u64, (f64, Instant)>,
-    overflow: (f64, Instant),
+    /// When idle buckets were last looked for.
+    swept: Option<Instant>,
+    /// Pairs let through without a bucket since the last log line.
+    untracked: u64,
+    full: LogLimit,
 }
 
 impl RateLimits {
     const MAX_BUCKETS: usize = 100_000;
+    const IDLE: Duration = Duration::from_secs(10);
 
     fn new(per_second: u32) -> RateLimits {
-        let now = Instant::now();
         RateLimits {
             per_second: f64::from(per_second),
             keys: std::collections::hash_map::RandomState::new(),
             buckets: HashMap::new(),
-            overflow: (f64::from(per_second), now),
+            swept: None,
+            untracked: 0,
+            full: LogLimit::new(),
         }
     }
 
@@ -516,17 +575,27 @@ impl RateLimits {
         let rate = self.per_second;
         let key = self.keys.hash_one((sender, job));
         if !self.buckets.contains_key(&key) {
-            if self.buckets.len() >= Self::MAX_BUCKETS {
+            if self.buckets.len() >= Self::MAX_BUCKETS
+                && self
+                    .swept
+                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                self.swept = Some(now);
                 self.buckets
-                    .retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(10));
+                    .retain(|_, (_, last)| now.duration_since(*last) < Self::IDLE);
             }
-            if self.buckets.len() < Self::MAX_BUCKETS {
-                self.buckets.insert(key, (rate, now));
+            if self.buckets.len() >= Self::MAX_BUCKETS {
+                self.untracked += 1;
+                let untracked = self.untracked;
+                self.full.note(|suppressed| {
+                    warn!(pairs = Self::MAX_BUCKETS, untracked, suppressed, "the rate limit's table of (sender, job) pairs is full of busy pairs; new pairs pass unlimited");
+                });
+                return true;
             }
+            self.buckets.insert(key, (rate, now));
         }
-        let bucket = match self.buckets.get_mut(&key) {
-            Some(bucket) => bucket,
-            None => &mut self.overflow,
+        let Some(bucket) = self.buckets.get_mut(&key) else {
+            return true;
         };
         let elapsed = now.duration_since(bucket.1).as_secs_f64();
         bucket.0 = (bucket.0 + elapsed * rate).min(rate);
@@ -626,7 +695,7 @@ fn receive_loop(
                         break;
                     }
                 }
-                stats.drop_frame("multipart");
+                stats.drop_frame(DropReason::Multipart);
                 drops.note(|suppressed| warn!(reason = "multipart", suppressed, "dropped a frame"));
                 continue;
             }
@@ -644,7 +713,7 @@ fn receive_loop(
                             None => frame.gets("Peer-Address").unwrap_or("unknown"),
                         };
                         if !limits.allow(sender, &message.job) {
-                            stats.drop_frame("rate_limited");
+                            stats.drop_frame(DropReason::RateLimited);
                             let sender = sender.to_owned();
                             drops.note(|suppressed| {
                                 warn!(reason = "rate_limited", %sender, job = %message.job, suppressed, "dropped a frame: this job from this sender is over its rate limit");
@@ -652,7 +721,7 @@ fn receive_loop(
                             continue;
                         }
                     }
-                    proofs.send(&mut frame);
+                    proofs.send(&mut frame, &message.job);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let kind = usize::from(message.kind.code()) - 1;
                     if let Some(c) = stats.by_kind.get(kind) {
@@ -664,7 +733,7 @@ fn receive_loop(
                     });
                 }
                 Err(err) => {
-                    stats.drop_decode(&err);
+                    stats.drop_frame(DropReason::from(&err));
                     drops.note(|suppressed| {
                         let sender = sender_of(&mut frame, sender_key.as_deref());
                         warn!(reason = err.reason(), detail = %crate::printable::one_line(&err.to_string()), %sender, suppressed, "dropped a frame");

@@ -23,6 +23,8 @@ pub struct Reloader {
     queries: mpsc::Sender<Query>,
     routing: watch::Sender<Routing>,
     stats: Arc<Stats>,
+    /// What the receive thread knows of the jobs.
+    watched: Arc<crate::receive::WatchedJobs>,
 }
 
 impl Reloader {
@@ -32,12 +34,14 @@ impl Reloader {
         queries: mpsc::Sender<Query>,
         routing: watch::Sender<Routing>,
         stats: Arc<Stats>,
+        watched: Arc<crate::receive::WatchedJobs>,
     ) -> Reloader {
         Reloader {
             current,
             queries,
             routing,
             stats,
+            watched,
         }
     }
 
@@ -99,6 +103,8 @@ impl Reloader {
         applied.monitor.max_unknown_jobs = new.monitor.max_unknown_jobs;
         applied.monitor.max_clock_skew = new.monitor.max_clock_skew;
         let routing = Routing::new(&applied);
+        self.watched
+            .replace(applied.jobs.iter().map(|j| j.name.as_str()));
         // The registry keeps the jobs; the reloader does not need them again.
         let jobs = std::mem::take(&mut applied.jobs);
         let (reply, answer) = oneshot::channel();

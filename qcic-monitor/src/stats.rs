@@ -5,28 +5,83 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use qcic_sdk::DecodeError;
 use tracing::info;
 
-/// The reasons a frame is dropped, in the order of [`Stats::dropped`].
-pub const DROP_REASONS: [&str; 8] = [
-    "too_large",
-    "malformed",
-    "unsupported_version",
-    "unknown_kind",
-    "invalid_field",
-    "multipart",
-    "rate_limited",
-    "wrong_sender",
-];
+/// Why a frame was dropped. The names are stable: they are metric labels
+/// and counter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Longer than the protocol's limit.
+    TooLarge,
+    /// Not a message of the v1 shape.
+    Malformed,
+    /// A protocol version this watcher does not know.
+    UnsupportedVersion,
+    /// A kind code v1 does not define.
+    UnknownKind,
+    /// A field that breaks a limit of the protocol.
+    InvalidField,
+    /// More than one frame.
+    Multipart,
+    /// Over the job's rate limit from its sender.
+    RateLimited,
+    /// From a sender key the job is not pinned to.
+    WrongSender,
+}
 
-fn drop_key(reason: &str) -> &'static str {
-    match reason {
-        "too_large" => "dropped_too_large",
-        "malformed" => "dropped_malformed",
-        "unsupported_version" => "dropped_unsupported_version",
-        "unknown_kind" => "dropped_unknown_kind",
-        "invalid_field" => "dropped_invalid_field",
-        "multipart" => "dropped_multipart",
-        "rate_limited" => "dropped_rate_limited",
-        _ => "dropped_wrong_sender",
+impl DropReason {
+    /// Every reason, in the order of [`Stats::dropped`].
+    pub const ALL: [DropReason; 8] = [
+        DropReason::TooLarge,
+        DropReason::Malformed,
+        DropReason::UnsupportedVersion,
+        DropReason::UnknownKind,
+        DropReason::InvalidField,
+        DropReason::Multipart,
+        DropReason::RateLimited,
+        DropReason::WrongSender,
+    ];
+
+    /// The label (`too_large`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::TooLarge => "too_large",
+            DropReason::Malformed => "malformed",
+            DropReason::UnsupportedVersion => "unsupported_version",
+            DropReason::UnknownKind => "unknown_kind",
+            DropReason::InvalidField => "invalid_field",
+            DropReason::Multipart => "multipart",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::WrongSender => "wrong_sender",
+        }
+    }
+
+    /// The counter's name (`dropped_too_large`, ...).
+    pub fn counter(self) -> &'static str {
+        match self {
+            DropReason::TooLarge => "dropped_too_large",
+            DropReason::Malformed => "dropped_malformed",
+            DropReason::UnsupportedVersion => "dropped_unsupported_version",
+            DropReason::UnknownKind => "dropped_unknown_kind",
+            DropReason::InvalidField => "dropped_invalid_field",
+            DropReason::Multipart => "dropped_multipart",
+            DropReason::RateLimited => "dropped_rate_limited",
+            DropReason::WrongSender => "dropped_wrong_sender",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<&DecodeError> for DropReason {
+    fn from(err: &DecodeError) -> DropReason {
+        match err {
+            DecodeError::TooLarge { .. } => DropReason::TooLarge,
+            DecodeError::Malformed(_) => DropReason::Malformed,
+            DecodeError::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
+            DecodeError::UnknownKind(_) => DropReason::UnknownKind,
+            DecodeError::InvalidField { .. } => DropReason::InvalidField,
+        }
     }
 }
 
@@ -37,8 +92,8 @@ pub struct Stats {
     pub frames: AtomicU64,
     /// Frames that decoded into a valid message.
     pub accepted: AtomicU64,
-    /// Frames dropped, by reason (see [`DROP_REASONS`]).
-    pub dropped: [AtomicU64; 8],
+    /// Frames dropped, by reason (in the order of [`DropReason::ALL`]).
+    dropped: [AtomicU64; 8],
     /// CURVE connections refused by the ZAP handler (unknown key, no CURVE).
     pub curve_refused: AtomicU64,
     /// Failed handshakes on the CURVE socket (plaintext sender, wrong server key, refused key).
@@ -136,8 +191,8 @@ impl Stats {
             ("accepted", get(&self.accepted)),
             ("dropped", self.dropped_total()),
         ];
-        for (i, reason) in DROP_REASONS.iter().enumerate() {
-            v.push((drop_key(reason), get(&self.dropped[i])));
+        for reason in DropReason::ALL {
+            v.push((reason.counter(), self.dropped(reason)));
         }
         v.extend([
             ("unknown_job_messages", get(&self.unknown_job_messages)),
@@ -178,16 +233,14 @@ impl Stats {
         v
     }
 
-    /// Counts a dropped frame.
-    pub fn drop_frame(&self, reason: &str) {
-        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
-            self.dropped[i].fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts a dropped frame; returns how many were dropped for `reason`.
+    pub fn drop_frame(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Counts a frame that failed to decode.
-    pub fn drop_decode(&self, err: &DecodeError) {
-        self.drop_frame(err.reason());
+    /// Frames dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
     }
 
     /// All dropped frames.
@@ -198,19 +251,19 @@ impl Stats {
     /// Writes every counter as one structured log line.
     pub fn log_summary(&self, what: &str) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let d = |i: usize| get(&self.dropped[i]);
+        let d = |reason| self.dropped(reason);
         info!(
             frames = get(&self.frames),
             accepted = get(&self.accepted),
             dropped = self.dropped_total(),
-            dropped_too_large = d(0),
-            dropped_malformed = d(1),
-            dropped_unsupported_version = d(2),
-            dropped_unknown_kind = d(3),
-            dropped_invalid_field = d(4),
-            dropped_multipart = d(5),
-            dropped_rate_limited = d(6),
-            dropped_wrong_sender = d(7),
+            dropped_too_large = d(DropReason::TooLarge),
+            dropped_malformed = d(DropReason::Malformed),
+            dropped_unsupported_version = d(DropReason::UnsupportedVersion),
+            dropped_unknown_kind = d(DropReason::UnknownKind),
+            dropped_invalid_field = d(DropReason::InvalidField),
+            dropped_multipart = d(DropReason::Multipart),
+            dropped_rate_limited = d(DropReason::RateLimited),
+            dropped_wrong_sender = d(DropReason::WrongSender),
             curve_refused = get(&self.curve_refused),
             handshake_failed = get(&self.handshake_failed),
             skewed_messages = get(&self.skewed_messages),
@@ -233,5 +286,42 @@ impl Stats {
             farm_duplicate_sends = get(&self.farm_duplicate_sends),
             "{what}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watcher's labels and the SDK's (which qcic-py raises with) are
+    /// one spelling, and every reason has a counter of its own.
+    #[test]
+    fn drop_reasons_agree_with_the_decoder_and_are_distinct() {
+        let errors = [
+            DecodeError::TooLarge { len: 1 },
+            DecodeError::Malformed(String::new()),
+            DecodeError::UnsupportedVersion(9),
+            DecodeError::UnknownKind(9),
+            DecodeError::InvalidField {
+                field: "host",
+                reason: "x",
+            },
+        ];
+        for err in &errors {
+            assert_eq!(DropReason::from(err).name(), err.reason());
+        }
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::ALL.len());
+        let stats = Stats::default();
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.counter(), format!("dropped_{}", reason.name()));
+            for _ in 0..=i {
+                stats.drop_frame(reason);
+            }
+        }
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(stats.dropped(reason), i as u64 + 1);
+        }
     }
 }

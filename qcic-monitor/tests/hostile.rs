@@ -509,3 +509,129 @@ fn the_guard_holds_on_ipv6_and_wildcard_listens() {
     assert!(capped, "{log}");
     assert_eq!(closed, 4, "{log}");
 }
+
+/// An outside attack: one connection from each of many addresses, each
+/// made "proven" by one valid heartbeat for a made-up job, held every
+/// place under the cap, and the guard then refused real senders (a false
+/// `down` for a job that kept sending). Only a message for a watched job
+/// proves a connection now, so the attacker's connections are the ones
+/// that make room.
+#[test]
+fn made_up_jobs_prove_no_connection() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "max_connections = 60",
+        &format!(
+            "[[job]]\nname = \"real\"\nevery = \"3s\"\ngrace = \"1s\"\n{}",
+            qcic_testkit::note_channel(&out)
+        ),
+        &[],
+    );
+    let port = monitor.listen.rsplit(':').next().unwrap().to_owned();
+    let ctx = zmq::Context::new();
+    let mut attackers = Vec::new();
+    for i in 0..120u32 {
+        let socket = ctx.socket(zmq::PUSH).unwrap();
+        socket.set_linger(0).unwrap();
+        socket
+            .connect(&format!(
+                "tcp://127.9.{}.{}:0;127.0.0.1:{port}",
+                i / 200,
+                i % 200 + 1
+            ))
+            .unwrap();
+        let mut beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, format!("made-up-{i}"));
+        beat.host = format!("attacker-{i}");
+        socket.send(beat.encode(), 0).unwrap();
+        attackers.push(socket);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // The real sender connects with the cap held, and keeps sending.
+    let real = Client::new([monitor.listen.clone()]).unwrap();
+    for _ in 0..12 {
+        real.heartbeat("real").unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = monitor.stop();
+    drop(attackers);
+    let closed = qcic_testkit::counter(&log, "ingest_connections_closed").unwrap();
+    assert!(closed >= 60, "the attackers were not over the cap: {log}");
+    assert!(
+        qcic_testkit::notes_of(&out, "down", "real").is_empty(),
+        "the real sender was locked out: {:#?}\n{log}",
+        qcic_testkit::notes(&out)
+    );
+}
+
+/// An outside attack: 100 000 made-up job names kept fresh, and new ones
+/// coming all the time, filled the rate limit's table; a real job whose
+/// bucket had gone idle then shared one overflow bucket with the flood
+/// and its messages were dropped (a false `down`; a `fail` would be
+/// lost). A pair with no room now passes unlimited.
+#[test]
+fn a_full_rate_limit_table_drops_no_real_message() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "max_unknown_jobs = 10",
+        &format!(
+            "[[job]]\nname = \"real\"\nevery = \"14s\"\ngrace = \"1s\"\n{}",
+            qcic_testkit::note_channel(&out)
+        ),
+        &[],
+    );
+    let real = Client::new([monitor.listen.clone()]).unwrap();
+    real.heartbeat("real").unwrap();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let flood = {
+        let (listen, flooding) = (monitor.listen.clone(), Arc::clone(&flooding));
+        std::thread::spawn(move || {
+            let ctx = zmq::Context::new();
+            let socket = ctx.socket(zmq::PUSH).unwrap();
+            socket.set_linger(0).unwrap();
+            socket.set_sndhwm(0).unwrap();
+            socket.connect(&listen).unwrap();
+            let send = |name: String| {
+                let beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, name);
+                socket.send(beat.encode(), 0).unwrap();
+            };
+            // 100 000 names, each sent again within every 10 s, and 2 000
+            // new ones a second besides.
+            let mut fresh = 0u64;
+            while flooding.load(Ordering::SeqCst) {
+                let round = std::time::Instant::now();
+                for i in 0..100_000 {
+                    send(format!("made-up-{i}"));
+                    if i % 50 == 0 {
+                        fresh += 1;
+                        send(format!("fresh-{fresh}"));
+                    }
+                }
+                let spent = round.elapsed();
+                if spent < Duration::from_secs(1) {
+                    std::thread::sleep(Duration::from_secs(1) - spent);
+                }
+            }
+        })
+    };
+    // The real job's bucket goes idle past 10 s; its next heartbeat comes
+    // with the table full.
+    std::thread::sleep(Duration::from_secs(12));
+    real.heartbeat("real").unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    flooding.store(false, Ordering::SeqCst);
+    flood.join().unwrap();
+    let log = monitor.stop();
+    assert!(
+        qcic_testkit::notes_of(&out, "down", "real").is_empty(),
+        "the real heartbeat was dropped: {:#?}\n{log}",
+        qcic_testkit::notes(&out)
+    );
+}

@@ -37,13 +37,7 @@ pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
 
 /// The exception for a frame that does not decode.
 pub fn decode_to_py(py: Python<'_>, err: &DecodeError) -> PyErr {
-    let reason = match err {
-        DecodeError::TooLarge { .. } => "too_large",
-        DecodeError::Malformed(_) => "malformed",
-        DecodeError::UnsupportedVersion(_) => "unsupported_version",
-        DecodeError::UnknownKind(_) => "unknown_kind",
-        DecodeError::InvalidField { .. } => "invalid_field",
-    };
+    let reason = err.reason();
     let class = py
         .import("qcic._errors")
         .and_then(|module| module.getattr("DecodeError"));

@@ -179,7 +179,7 @@ impl Registry {
         };
         if let Some(allowed) = &self.jobs[j].cfg.senders {
             if !sender_key.is_some_and(|key| allowed.contains(key)) {
-                let total = self.stats.dropped[7].fetch_add(1, Ordering::Relaxed) + 1;
+                let total = self.stats.drop_frame(crate::stats::DropReason::WrongSender);
                 if total.is_power_of_two() {
                     warn!(job = %msg.job, sender_key = sender_key.unwrap_or("(none)"), host = %msg.host, dropped_wrong_sender = total, "message from a sender key the job is not pinned to; dropped");
                 }
