@@ -62,3 +62,28 @@ fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), String> {
     file.write_all(text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+/// Checks a Z85 CURVE key; returns it trimmed.
+pub fn public_key(z85: &str) -> Result<String, String> {
+    let z85 = z85.trim();
+    match qcic_sdk::decode_curve_key(z85) {
+        Some(_) => Ok(z85.to_owned()),
+        None => Err(format!(
+            "{z85:?} is not a CURVE key (40 Z85 characters, as written by `qcic-monitor keygen`)"
+        )),
+    }
+}
+
+/// Reads a key file written by `qcic-monitor keygen`: TOML with
+/// `public-key` and/or `secret-key`.
+pub fn read_key_file(path: &Path, which: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| format!("{} is not a qcic key file: {}", path.display(), e.message()))?;
+    table
+        .get(which)
+        .and_then(toml::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{} has no {which}", path.display()))
+}

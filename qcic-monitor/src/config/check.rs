@@ -1,0 +1,529 @@
+//! The checks, one function per section: each error names the key (as a
+//! path such as `job[1].every`) and the reason.
+
+use super::*;
+
+/// Checks `[farm]` and `[[peer]]`: both or neither, distinct ids, sane timings.
+pub(super) fn check_farm(
+    farm: Option<RawFarm>,
+    peers: Vec<RawPeer>,
+    id: &str,
+) -> Result<Option<FarmConfig>, (String, String)> {
+    let Some(farm) = farm else {
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        return Err((
+            "peer".into(),
+            "[[peer]] entries need a [farm] table with this watcher's gossip address".into(),
+        ));
+    };
+    let addr = |key: &str, text: &str| {
+        text.parse::<std::net::SocketAddr>().map_err(|e| {
+            (
+                key.to_owned(),
+                format!("{text:?} is not an address such as \"10.0.0.5:7790\": {e}"),
+            )
+        })
+    };
+    let gossip = addr("farm.gossip", &farm.gossip)?;
+    let advertise = match &farm.advertise {
+        Some(text) => addr("farm.advertise", text)?,
+        None => gossip,
+    };
+    if peers.is_empty() {
+        return Err((
+            "peer".into(),
+            "a [farm] needs at least one [[peer]] (id and gossip address)".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut checked = Vec::with_capacity(peers.len());
+    for (i, peer) in peers.into_iter().enumerate() {
+        if peer.id.trim().is_empty() {
+            return Err((format!("peer[{i}].id"), "must not be empty".into()));
+        }
+        if peer.id == id {
+            return Err((
+                format!("peer[{i}].id"),
+                format!("{:?} is this watcher's own id (monitor.id)", peer.id),
+            ));
+        }
+        if !seen.insert(peer.id.clone()) {
+            return Err((
+                format!("peer[{i}].id"),
+                format!("peer {:?} is listed twice", peer.id),
+            ));
+        }
+        if !peer.gossip.contains(':') {
+            return Err((
+                format!("peer[{i}].gossip"),
+                format!("{:?} needs a port, such as \"10.0.0.6:7790\"", peer.gossip),
+            ));
+        }
+        checked.push(PeerConfig {
+            id: peer.id,
+            gossip: peer.gossip,
+        });
+    }
+    let gossip_interval = farm.gossip_interval.unwrap_or(GOSSIP_INTERVAL);
+    if gossip_interval < Duration::from_millis(10) {
+        return Err((
+            "farm.gossip_interval".into(),
+            "must be at least 10ms".into(),
+        ));
+    }
+    let dead_after = farm
+        .dead_after
+        .unwrap_or(gossip_interval * DEAD_AFTER_INTERVALS);
+    if dead_after < gossip_interval * 3 {
+        return Err((
+            "farm.dead_after".into(),
+            format!(
+                "must be at least 3 gossip intervals ({}): shorter, a live peer is taken for dead between two rounds",
+                humantime::format_duration(gossip_interval * 3)
+            ),
+        ));
+    }
+    let peer_timeout = farm.peer_timeout.unwrap_or(PEER_TIMEOUT);
+    if peer_timeout < gossip_interval * 2 {
+        return Err((
+            "farm.peer_timeout".into(),
+            format!(
+                "must be at least 2 gossip intervals ({}): a lower rank must be able to learn that a higher one notified",
+                humantime::format_duration(gossip_interval * 2)
+            ),
+        ));
+    }
+    let isolation_jobs = farm.isolation_jobs.unwrap_or(ISOLATION_JOBS);
+    if isolation_jobs == 0 {
+        return Err(("farm.isolation_jobs".into(), "must be at least 1".into()));
+    }
+    Ok(Some(FarmConfig {
+        gossip,
+        advertise,
+        peers: checked,
+        gossip_interval,
+        peer_timeout,
+        dead_after,
+        isolation_jobs,
+        cluster: farm.cluster.unwrap_or_else(|| CLUSTER.into()),
+    }))
+}
+
+pub(super) type Checked = (MonitorConfig, Vec<JobConfig>, Vec<NotifyConfig>);
+
+impl RawConfig {
+    pub(super) fn check(self) -> Result<Checked, (String, String)> {
+        let RawConfig {
+            monitor,
+            http,
+            curve,
+            farm,
+            peer,
+            job,
+            notify,
+        } = self;
+        let monitor = check_monitor(RawSections {
+            monitor,
+            http,
+            curve,
+            farm,
+            peer,
+        })?;
+        let jobs = check_jobs(job, monitor.curve.is_some())?;
+        let notify = check_notify(notify, &jobs)?;
+        Ok((monitor, jobs, notify))
+    }
+}
+
+/// The sections that make the `[monitor]` part of the checked configuration.
+struct RawSections {
+    monitor: RawMonitor,
+    http: Option<RawHttp>,
+    curve: Option<RawCurve>,
+    farm: Option<RawFarm>,
+    peer: Vec<RawPeer>,
+}
+
+/// `[monitor]`, `[http]`, `[curve]`, `[farm]` and `[[peer]]`.
+fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
+    let id = match raw.monitor.id {
+        Some(id) if id.trim().is_empty() => {
+            return Err(("monitor.id".into(), "must not be empty".into()));
+        }
+        Some(id) => id,
+        None => gethostname::gethostname().to_string_lossy().into_owned(),
+    };
+    let listen = raw
+        .monitor
+        .listen
+        .unwrap_or_else(|| vec![DEFAULT_LISTEN.to_owned()]);
+    if listen.is_empty() {
+        return Err((
+            "monitor.listen".into(),
+            "needs at least one endpoint, such as \"tcp://0.0.0.0:7700\"".into(),
+        ));
+    }
+    for (i, endpoint) in listen.iter().enumerate() {
+        check_endpoint(endpoint).map_err(|r| (format!("monitor.listen[{i}]"), r))?;
+    }
+    for (key, value) in [
+        ("monitor.max_connections", raw.monitor.max_connections),
+        (
+            "monitor.max_connections_per_address",
+            raw.monitor.max_connections_per_address,
+        ),
+    ] {
+        if value == Some(0) {
+            return Err((key.into(), "must be at least 1".into()));
+        }
+    }
+    let sender_ping = raw.monitor.sender_ping.unwrap_or(SENDER_PING);
+    if !sender_ping.is_zero()
+        && !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&sender_ping)
+    {
+        return Err((
+            "monitor.sender_ping".into(),
+            "must be between 1s and 1h, or 0s to turn pings off".into(),
+        ));
+    }
+    let curve = raw.curve.map(RawCurve::check).transpose()?;
+    let farm = check_farm(raw.farm, raw.peer, &id)?;
+    let http = match raw.http {
+        None => None,
+        Some(h) => {
+            let text = h.listen.unwrap_or_else(|| HTTP_LISTEN.into());
+            Some(text.parse::<std::net::SocketAddr>().map_err(|e| {
+                (
+                    "http.listen".to_owned(),
+                    format!("{text:?} is not an address such as \"127.0.0.1:7780\": {e}"),
+                )
+            })?)
+        }
+    };
+    let control = raw
+        .monitor
+        .control
+        .unwrap_or_else(|| default_control_path(&id));
+    let state = match raw.monitor.state.as_deref() {
+        Some("off") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(default_state_path(&id)),
+    };
+    Ok(MonitorConfig {
+        state,
+        id,
+        listen,
+        max_unknown_jobs: raw.monitor.max_unknown_jobs.unwrap_or(MAX_UNKNOWN_JOBS),
+        max_rate_per_sender: raw
+            .monitor
+            .max_rate_per_sender
+            .unwrap_or(MAX_RATE_PER_SENDER),
+        max_connections: raw.monitor.max_connections,
+        max_connections_per_address: raw
+            .monitor
+            .max_connections_per_address
+            .unwrap_or(MAX_CONNECTIONS_PER_ADDRESS),
+        sender_ping,
+        max_clock_skew: raw.monitor.max_clock_skew.unwrap_or(MAX_CLOCK_SKEW),
+        curve,
+        control,
+        http,
+        farm,
+    })
+}
+
+/// Every `[[job]]`; `curve`: whether a `[curve]` table is set (a job may
+/// pin sender keys only then).
+fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (String, String)> {
+    let mut names = HashSet::new();
+    let mut jobs = Vec::with_capacity(raw_jobs.len());
+    for (i, job) in raw_jobs.into_iter().enumerate() {
+        qcic_sdk::message::check_job_name(&job.name)
+            .map_err(|r| (format!("job[{i}].name"), format!("{:?} {r}", job.name)))?;
+        if !names.insert(job.name.clone()) {
+            return Err((
+                format!("job[{i}].name"),
+                format!("job {:?} is defined twice", job.name),
+            ));
+        }
+        let schedule = match (job.every, &job.cron) {
+            (Some(every), None) => {
+                if every.is_zero() {
+                    return Err((format!("job[{i}].every"), "must be longer than 0s".into()));
+                }
+                if job.timezone.is_some() {
+                    return Err((
+                        format!("job[{i}].timezone"),
+                        "applies to cron schedules only".into(),
+                    ));
+                }
+                Schedule::Every(every)
+            }
+            (None, Some(pattern)) => {
+                Schedule::cron(pattern, job.timezone.as_deref().unwrap_or("UTC"))
+                    .map_err(|(key, reason)| (format!("job[{i}].{key}"), reason))?
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    format!("job[{i}].cron"),
+                    "give every or cron, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    format!("job[{i}]"),
+                    "needs a schedule: every = \"10m\" or cron = \"30 2 * * *\"".into(),
+                ));
+            }
+        };
+        if job.max_runtime.is_some_and(|d| d.is_zero()) {
+            return Err((
+                format!("job[{i}].max_runtime"),
+                "must be longer than 0s".into(),
+            ));
+        }
+        let senders = match job.senders {
+            None => None,
+            Some(_) if !curve => {
+                return Err((
+                    format!("job[{i}].senders"),
+                    "pins the job to CURVE sender keys, so it needs a [curve] table".into(),
+                ));
+            }
+            Some(keys) => Some(
+                keys.iter()
+                    .enumerate()
+                    .map(|(k, key)| {
+                        public_key(key).map_err(|r| (format!("job[{i}].senders[{k}]"), r))
+                    })
+                    .collect::<Result<HashSet<String>, _>>()?,
+            ),
+        };
+        for (key, value) in [
+            ("start_within", job.start_within),
+            ("stall_after", job.stall_after),
+            ("min_runtime", job.min_runtime),
+            ("repeat", job.repeat),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err((format!("job[{i}].{key}"), "must be longer than 0s".into()));
+            }
+        }
+        for (key, value) in [
+            ("alert_after_failures", job.alert_after_failures),
+            ("recover_after_successes", job.recover_after_successes),
+        ] {
+            if value == Some(0) {
+                return Err((format!("job[{i}].{key}"), "must be at least 1".into()));
+            }
+        }
+        jobs.push(JobConfig {
+            name: job.name,
+            schedule,
+            grace: job.grace.unwrap_or(GRACE),
+            max_runtime: job.max_runtime,
+            senders,
+            start_within: job.start_within,
+            stall_after: job.stall_after,
+            min_runtime: job.min_runtime,
+            alert_after_failures: job.alert_after_failures.unwrap_or(ALERT_AFTER_FAILURES),
+            recover_after_successes: job
+                .recover_after_successes
+                .unwrap_or(RECOVER_AFTER_SUCCESSES),
+            repeat: job.repeat,
+            notify: job.notify,
+        });
+    }
+    Ok(jobs)
+}
+
+/// Every `[[notify]]` channel, and the channel names jobs give.
+fn check_notify(
+    raw_notify: Vec<RawNotify>,
+    jobs: &[JobConfig],
+) -> Result<Vec<NotifyConfig>, (String, String)> {
+    let mut notify = Vec::with_capacity(raw_notify.len());
+    for (i, channel) in raw_notify.into_iter().enumerate() {
+        match channel {
+            RawNotify::Email(email) => {
+                check_email(&email).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
+                notify.push(NotifyConfig::Email(email));
+            }
+            RawNotify::Zmq(zmq) => {
+                check_endpoint(&zmq.publish).map_err(|r| (format!("notify[{i}].publish"), r))?;
+                notify.push(NotifyConfig::Zmq(zmq));
+            }
+            RawNotify::Webhook(hook) => {
+                let indirect = hook.url.starts_with("env:") || hook.url.starts_with("file:");
+                if !(indirect
+                    || hook.url.starts_with("http://")
+                    || hook.url.starts_with("https://"))
+                {
+                    return Err((
+                        format!("notify[{i}].url"),
+                        format!(
+                            "{} must start with http:// or https:// (or be env:VAR or file:PATH)",
+                            redacted_url(&hook.url)
+                        ),
+                    ));
+                }
+                notify.push(NotifyConfig::Webhook(hook));
+            }
+            RawNotify::Command(cmd) => {
+                if cmd.command.is_empty() {
+                    return Err((
+                        format!("notify[{i}].command"),
+                        "needs the program, e.g. [\"/usr/local/bin/send-sms\", \"--to\", \"+44...\"]".into(),
+                    ));
+                }
+                notify.push(NotifyConfig::Command(cmd));
+            }
+        }
+    }
+    let names: Vec<String> = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err((
+                format!("notify[{i}].name"),
+                format!("{name:?} is used twice"),
+            ));
+        }
+    }
+    for (i, job) in jobs.iter().enumerate() {
+        for (k, channel) in job.notify.iter().flatten().enumerate() {
+            if !names.contains(channel) {
+                return Err((
+                    format!("job[{i}].notify[{k}]"),
+                    format!("no [[notify]] channel is named {channel:?} (names: {names:?})"),
+                ));
+            }
+        }
+    }
+    Ok(notify)
+}
+
+impl RawCurve {
+    pub(super) fn check(self) -> Result<CurveConfig, (String, String)> {
+        if zmq::has("curve") != Some(true) {
+            return Err((
+                "curve".into(),
+                "this build's libzmq has no CURVE support (link Debian's libzmq5, see .cargo/config.toml)".into(),
+            ));
+        }
+        let secret = match (&self.secret_key_file, &self.secret_key_env) {
+            (Some(path), None) => read_key_file(path, "secret-key")
+                .map_err(|r| ("curve.secret_key_file".to_owned(), r))?,
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                (
+                    "curve.secret_key_env".to_owned(),
+                    format!("the environment variable {var} is not set"),
+                )
+            })?,
+            (Some(_), Some(_)) => {
+                return Err((
+                    "curve.secret_key_env".into(),
+                    "give secret_key_file or secret_key_env, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    "curve".into(),
+                    "needs secret_key_file or secret_key_env (the secret key is never written in the config itself)".into(),
+                ));
+            }
+        };
+        let secret_key: [u8; 32] = qcic_sdk::decode_curve_key(&secret).ok_or_else(|| {
+            let key = if self.secret_key_file.is_some() {
+                "curve.secret_key_file"
+            } else {
+                "curve.secret_key_env"
+            };
+            // Never echo the secret itself.
+            (
+                key.to_owned(),
+                "the secret key is not 40 Z85 characters".to_owned(),
+            )
+        })?;
+        let mut allowed: Option<HashSet<String>> = None;
+        if let Some(keys) = self.allowed_senders {
+            let set = allowed.get_or_insert_with(HashSet::new);
+            for (i, key) in keys.iter().enumerate() {
+                set.insert(
+                    public_key(key).map_err(|r| (format!("curve.allowed_senders[{i}]"), r))?,
+                );
+            }
+        }
+        if let Some(path) = self.allowed_senders_file {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                (
+                    "curve.allowed_senders_file".to_owned(),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let set = allowed.get_or_insert_with(HashSet::new);
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                set.insert(public_key(line).map_err(|r| {
+                    (
+                        "curve.allowed_senders_file".to_owned(),
+                        format!("{} line {}: {r}", path.display(), n + 1),
+                    )
+                })?);
+            }
+        }
+        Ok(CurveConfig {
+            secret_key,
+            allowed_senders: allowed,
+        })
+    }
+}
+
+pub(super) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let ok = ["tcp://", "ipc://", "inproc://"]
+        .iter()
+        .any(|scheme| endpoint.starts_with(scheme) && endpoint.len() > scheme.len());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{endpoint:?} is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH)"
+        ))
+    }
+}
+
+pub(super) fn check_email(email: &EmailConfig) -> Result<(), (&'static str, String)> {
+    if !(email.smtp.starts_with("smtp://") || email.smtp.starts_with("smtps://")) {
+        return Err((
+            "smtp",
+            format!("{:?} must start with smtp:// or smtps://", email.smtp),
+        ));
+    }
+    email
+        .from
+        .parse::<lettre::message::Mailbox>()
+        .map_err(|e| {
+            (
+                "from",
+                format!("{:?} is not an email address: {e}", email.from),
+            )
+        })?;
+    if email.to.is_empty() {
+        return Err(("to", "needs at least one address".into()));
+    }
+    for to in &email.to {
+        to.parse::<lettre::message::Mailbox>()
+            .map_err(|e| ("to", format!("{to:?} is not an email address: {e}")))?;
+    }
+    if email.password_env.is_some() && email.password_file.is_some() {
+        return Err((
+            "password_file",
+            "give password_env or password_file, not both".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The `[[notify]]` channels' settings, as the channels take them.
+
+use super::*;
+
+/// One `[[notify]]` channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyConfig {
+    /// Email through an SMTP server.
+    Email(EmailConfig),
+    /// A ZeroMQ PUB alert stream.
+    Zmq(ZmqConfig),
+    /// An HTTP POST of the notification as JSON.
+    Webhook(WebhookConfig),
+    /// A program run with the notification as JSON on stdin.
+    Command(CommandConfig),
+}
+
+/// Keys every `[[notify]]` channel has.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The name jobs use in `notify = [...]`; default `notify[INDEX]`.
+    pub name: Option<String>,
+    /// Whether jobs without a `notify` list use this channel (default true).
+    #[serde(default = "yes")]
+    pub default: bool,
+}
+
+/// `kind = "webhook"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST; `env:VAR` or `file:PATH` reads it from there (a URL
+    /// that holds its credential). Never logged whole.
+    pub url: String,
+    /// Extra headers; a value `env:VAR` or `file:PATH` is read from there (secrets).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+/// `kind = "command"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// Kill it after this long (and retry).
+    #[serde(default = "command_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+/// `kind = "email"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (plain; add `?tls=required` for STARTTLS) or `smtps://host:port`.
+    pub smtp: String,
+    /// The From address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// SMTP user name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the SMTP password (default `QCIC_SMTP_PASSWORD`).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the SMTP password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Text put before every subject.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// The longest one delivery attempt (connect, greeting, the whole
+    /// exchange) may take before it is abandoned and retried.
+    #[serde(default = "email_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+/// `kind = "zmq"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZmqConfig {
+    /// Endpoint the PUB socket binds.
+    pub publish: String,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+/// A URL as an error message may show it: scheme, host and port only.
+/// A webhook's path or query (and any user name or password) is often its
+/// credential.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "the value (not shown: it may hold a secret)".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let hidden = if rest.len() > authority.len() || authority.contains('@') {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{hidden}")
+}
+
+impl NotifyConfig {
+    /// The routing keys.
+    pub fn route(&self) -> &Route {
+        match self {
+            NotifyConfig::Email(c) => &c.route,
+            NotifyConfig::Zmq(c) => &c.route,
+            NotifyConfig::Webhook(c) => &c.route,
+            NotifyConfig::Command(c) => &c.route,
+        }
+    }
+
+    /// The channel's name for routing and metrics.
+    pub fn name(&self, index: usize) -> String {
+        self.route()
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("notify[{index}]"))
+    }
+}

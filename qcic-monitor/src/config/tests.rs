@@ -1,0 +1,147 @@
+#[test]
+fn a_url_in_an_error_shows_no_path_query_or_user() {
+    assert_eq!(
+        redacted_url("https://hooks.slack.com/services/T0/B0/SECRET?token=x"),
+        "https://hooks.slack.com/…"
+    );
+    assert_eq!(redacted_url("ftp://user:pw@host:21"), "ftp://host:21/…");
+    assert_eq!(redacted_url("https://host"), "https://host");
+    assert!(!redacted_url("hooks.example.com/SECRET").contains("SECRET"));
+}
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "test.toml")
+}
+
+#[test]
+fn farm_keys_are_checked() {
+    let base = "[monitor]\nid = \"a\"\nstate = \"off\"\n";
+    let ok = parse(&format!(
+        "{base}[farm]\ngossip = \"127.0.0.1:7790\"\n[[peer]]\nid = \"b\"\ngossip = \"10.0.0.6:7790\"\n"
+    ))
+    .unwrap();
+    let farm = ok.monitor.farm.unwrap();
+    assert_eq!(farm.advertise, farm.gossip);
+    assert_eq!(farm.dead_after, farm.gossip_interval * 8);
+    assert_eq!(farm.peers[0].id, "b");
+    for (text, key, reason) in [
+        (
+            "[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+            "peer",
+            "need a [farm]",
+        ),
+        ("[farm]\ngossip = \"127.0.0.1:1\"\n", "peer", "at least one"),
+        (
+            "[farm]\ngossip = \"nowhere\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+            "farm.gossip",
+            "not an address",
+        ),
+        (
+            "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"a\"\ngossip = \"h:1\"\n",
+            "peer[0].id",
+            "own id",
+        ),
+        (
+            "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h:2\"\n",
+            "peer[1].id",
+            "twice",
+        ),
+        (
+            "[farm]\ngossip = \"127.0.0.1:1\"\ngossip_interval = \"1s\"\ndead_after = \"2s\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+            "farm.dead_after",
+            "3 gossip intervals",
+        ),
+        (
+            "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h\"\n",
+            "peer[0].gossip",
+            "needs a port",
+        ),
+    ] {
+        let err = parse(&format!("{base}{text}")).unwrap_err();
+        assert_eq!(
+            (err.file.as_str(), err.key.as_str()),
+            ("test.toml", key),
+            "{err}"
+        );
+        assert!(err.reason.contains(reason), "{key}: {}", err.reason);
+    }
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let config = parse(
+        r#"
+        [monitor]
+        id = "watcher-a"
+        listen = ["tcp://127.0.0.1:7700"]
+
+        [[job]]
+        name = "nightly-etl"
+        every = "10s"
+        grace = "5s"
+        max_runtime = "1m"
+
+        [[notify]]
+        kind = "email"
+        smtp = "smtp://127.0.0.1:2525"
+        from = "qcic@example.com"
+        to = ["ops@example.com"]
+
+        [[notify]]
+        kind = "zmq"
+        publish = "tcp://127.0.0.1:7701"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.monitor.id, "watcher-a");
+    assert!(matches!(config.jobs[0].schedule, Schedule::Every(d) if d == Duration::from_secs(10)));
+    assert_eq!(config.jobs[0].grace, Duration::from_secs(5));
+    assert_eq!(config.jobs[0].max_runtime, Some(Duration::from_secs(60)));
+    assert_eq!(config.notify.len(), 2);
+}
+
+#[test]
+fn the_embedded_default_parses() {
+    let config = Config::embedded().unwrap();
+    assert!(!config.jobs.is_empty());
+}
+
+#[test]
+fn errors_name_file_key_and_reason() {
+    let err = parse("[[job]]\nname = \"a\"\nevery = \"10 parsecs\"\n").unwrap_err();
+    assert_eq!(err.file, "test.toml");
+    assert_eq!(err.key, "job[0].every");
+    assert!(err.reason.contains("10 parsecs"), "{err}");
+    assert!(err.reason.contains("line 3"), "{err}");
+
+    let err = parse("[[job]]\nname = \"a\"\nevery = \"1s\"\ngrase = \"1s\"\n").unwrap_err();
+    assert!(err.reason.contains("grase"), "{err}");
+
+    let err = parse("[[job]]\nname = \"a b\"\nevery = \"1s\"\n").unwrap_err();
+    assert_eq!(err.key, "job[0].name");
+
+    let err =
+        parse("[[job]]\nname = \"a\"\nevery = \"1s\"\n[[job]]\nname = \"a\"\nevery = \"2s\"\n")
+            .unwrap_err();
+    assert_eq!(err.key, "job[1].name");
+    assert!(err.reason.contains("twice"));
+
+    let err = parse(
+        "[[notify]]\nkind = \"email\"\nsmtp = \"smtp://x\"\nfrom = \"nope\"\nto = [\"a@b.c\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "notify[0].from");
+
+    let err = parse("[[notify]]\nkind = \"pigeon\"\n").unwrap_err();
+    assert!(err.key.starts_with("notify[0]"), "{err}");
+    assert!(err.reason.contains("pigeon"), "{err}");
+
+    let err = parse("[monitor]\nlisten = [\"7700\"]\n").unwrap_err();
+    assert_eq!(err.key, "monitor.listen[0]");
+
+    let err = parse("[monitor\n").unwrap_err();
+    assert_eq!(err.key, "(syntax)");
+    assert!(err.to_string().starts_with("test.toml: "));
+}
