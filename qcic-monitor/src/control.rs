@@ -1,5 +1,5 @@
-//! The local control socket: a Unix socket for `qcic-monitor status` (and,
-//! later, silences). One JSON request line in, one JSON document out.
+//! The local control socket: a Unix socket for `qcic-monitor status`,
+//! `ping` and silences. One JSON request line in, one JSON document out.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -18,42 +18,53 @@ use crate::error::MonitorError;
 use crate::registry::{HostView, JobView};
 use crate::stats::Stats;
 
-/// A request on the control socket.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Request {
-    /// `status`, `ping`, `silence_add`, `silence_remove` or `silence_list`.
-    pub command: String,
-    /// The job, for the silence commands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job: Option<String>,
-    /// How long a silence lasts, ms; absent: a pause until removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub for_ms: Option<u64>,
-    /// Why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+/// A request on the control socket: one JSON object whose `command` names
+/// it, e.g. `{"command":"silence_add","job":"etl","for_ms":3600000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Every job, counter, host and peer.
+    Status,
+    /// Whether the checker's loop answers (cheap whatever the job count).
+    Ping,
+    /// Silences a job (or, without `for_ms`, pauses it until removed).
+    SilenceAdd {
+        /// The job.
+        job: String,
+        /// How long it lasts, ms; absent: a pause until removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_ms: Option<u64>,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Ends a job's silence or pause.
+    SilenceRemove {
+        /// The job.
+        job: String,
+    },
+    /// Every silence and pause.
+    SilenceList,
 }
 
-async fn silence_command(req: Request, queries: &mpsc::Sender<Query>) -> serde_json::Value {
-    let Some(job) = req.job else {
-        return serde_json::json!({"error": "a job is required"});
-    };
+async fn silence_command(
+    job: String,
+    add: Option<(Option<u64>, Option<String>)>,
+    queries: &mpsc::Sender<Query>,
+) -> serde_json::Value {
     let (reply, rx) = oneshot::channel();
     let max_ms = u64::try_from(crate::config::MAX_DURATION.as_millis()).unwrap_or(u64::MAX);
-    if req.for_ms.is_some_and(|d| d > max_ms) {
-        return serde_json::json!({"error": "a silence may last at most 100 years"});
-    }
-    let query = if req.command == "silence_add" {
-        Query::Silence {
-            job,
-            until_ms: req
-                .for_ms
-                .map(|d| crate::checker::wall_ms().saturating_add(d)),
-            reason: req.reason.unwrap_or_default(),
-            reply,
+    let query = match add {
+        Some((for_ms, _)) if for_ms.is_some_and(|d| d > max_ms) => {
+            return serde_json::json!({"error": "a silence may last at most 100 years"});
         }
-    } else {
-        Query::Unsilence { job, reply }
+        Some((for_ms, reason)) => Query::Silence {
+            job,
+            until_ms: for_ms.map(|d| crate::clock::wall_ms().saturating_add(d)),
+            reason: reason.unwrap_or_default(),
+            reply,
+        },
+        None => Query::Unsilence { job, reply },
     };
     if queries.send(query).await.is_err() {
         return serde_json::json!({"error": "the monitor is stopping"});
@@ -71,7 +82,7 @@ pub struct Status {
     /// The watcher's id.
     pub watcher: String,
     /// Every job.
-    pub jobs: Vec<serde_json::Value>,
+    pub jobs: Vec<JobView>,
     /// Every counter.
     pub counters: serde_json::Map<String, serde_json::Value>,
     /// Every sender host, with its clock offset.
@@ -179,11 +190,7 @@ pub async fn hosts(queries: &mpsc::Sender<Query>) -> Vec<HostView> {
 
 /// The `status` document.
 pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats) -> Status {
-    let jobs = jobs(queries)
-        .await
-        .into_iter()
-        .filter_map(|j| serde_json::to_value(j).ok())
-        .collect();
+    let jobs = jobs(queries).await;
     let counters = stats
         .snapshot()
         .into_iter()
@@ -251,21 +258,30 @@ async fn answer(
     queries: &mpsc::Sender<Query>,
     stats: &Stats,
 ) -> Result<String, serde_json::Error> {
-    match serde_json::from_str::<Request>(line) {
-        Ok(req) if req.command == "status" => {
-            serde_json::to_string(&status(watcher, queries, stats).await)
+    let request = match serde_json::from_str::<Request>(line) {
+        Ok(request) => request,
+        Err(e) => {
+            return Ok(serde_json::json!({"error": format!("bad request: {e}")}).to_string());
         }
-        Ok(req) if req.command == "silence_add" || req.command == "silence_remove" => {
-            Ok(silence_command(req, queries).await.to_string())
-        }
+    };
+    match request {
+        Request::Status => serde_json::to_string(&status(watcher, queries, stats).await),
+        Request::SilenceAdd {
+            job,
+            for_ms,
+            reason,
+        } => Ok(silence_command(job, Some((for_ms, reason)), queries)
+            .await
+            .to_string()),
+        Request::SilenceRemove { job } => Ok(silence_command(job, None, queries).await.to_string()),
         // A liveness probe through the checker's own loop, cheap
         // whatever the number of jobs (status is not).
-        Ok(req) if req.command == "ping" => {
+        Request::Ping => {
             let (tx, rx) = oneshot::channel();
             let alive = queries.send(Query::Ping(tx)).await.is_ok() && rx.await.is_ok();
             Ok(serde_json::json!({"watcher": watcher, "alive": alive}).to_string())
         }
-        Ok(req) if req.command == "silence_list" => {
+        Request::SilenceList => {
             let list: Vec<serde_json::Value> = jobs(queries)
                 .await
                 .into_iter()
@@ -273,12 +289,11 @@ async fn answer(
                 .collect();
             Ok(serde_json::json!({"silences": list}).to_string())
         }
-        Ok(req) => Ok(
-            serde_json::json!({"error": format!("unknown command {:?}", req.command)}).to_string(),
-        ),
-        Err(e) => Ok(serde_json::json!({"error": format!("bad request: {e}")}).to_string()),
     }
 }
+
+/// How long `request` waits for the monitor's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Sends one request to a running monitor and returns its JSON reply.
 pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
@@ -290,18 +305,30 @@ pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
     }
     let mut stream = UnixStream::connect(path)
         .map_err(|e| format!("cannot reach the monitor at {}: {e}", path.display()))?;
+    let silent = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
+            "the monitor at {} did not answer within {} s (it may be stopped, e.g. by SIGSTOP, or overloaded)",
+            path.display(),
+            ANSWER_WITHIN.as_secs()
+        ),
+        _ => format!("the monitor at {}: {e}", path.display()),
+    };
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+        .set_read_timeout(Some(ANSWER_WITHIN))
+        .map_err(silent)?;
     let mut text = serde_json::to_string(req).map_err(|e| e.to_string())?;
     text.push('\n');
-    stream
-        .write_all(text.as_bytes())
-        .map_err(|e| e.to_string())?;
+    stream.write_all(text.as_bytes()).map_err(silent)?;
     let mut line = String::new();
     BufReader::new(stream)
         .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+        .map_err(silent)?;
+    if line.is_empty() {
+        return Err(format!(
+            "the monitor at {} closed the connection without an answer",
+            path.display()
+        ));
+    }
     Ok(line)
 }
 
@@ -333,13 +360,7 @@ pub fn silence(path: &PathBuf, req: &Request) -> Result<String, String> {
 
 /// `qcic-monitor status`: asks a running monitor and renders a table.
 pub fn print_status(path: &PathBuf) -> Result<String, String> {
-    let line = request(
-        path,
-        &Request {
-            command: "status".into(),
-            ..Request::default()
-        },
-    )?;
+    let line = request(path, &Request::Status)?;
     let status: Status = serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}"))?;
     Ok(render(&status, now_ms()))
 }
@@ -370,42 +391,32 @@ pub fn render(status: &Status, now: u64) -> String {
         "JOB", "STATE", "LAST MESSAGE", "NEXT DEADLINE", "INCIDENT", "SILENCED"
     ));
     for job in &status.jobs {
-        let s = |k: &str| job[k].as_str().unwrap_or("").to_owned();
-        let last = match job["last_kind"].as_str() {
-            Some(kind) => format!("{kind} {}", ago(now, job["last_seen_ms"].as_u64())),
+        let last = match job.last_kind.as_deref() {
+            Some(kind) => format!("{kind} {}", ago(now, job.last_seen_ms)),
             None => "never".into(),
         };
-        let incident = job["incidents"]
-            .as_array()
-            .and_then(|a| a.first())
-            .map(|i| {
-                format!(
-                    "{} {}",
-                    i["event"].as_str().unwrap_or(""),
-                    i["id"].as_str().unwrap_or("")
-                )
-            })
+        let incident = job
+            .incidents
+            .first()
+            .map(|i| format!("{} {}", i.event, i.id))
             .unwrap_or_else(|| "-".into());
-        let silenced = match &job["silence"] {
-            serde_json::Value::Null => "-".to_owned(),
-            sil => match sil["until_ms"].as_u64() {
+        let silenced = match &job.silence {
+            None => "-".to_owned(),
+            Some(sil) => match sil.until_ms {
                 Some(until) => format!(
                     "until {}: {}",
                     ago(now, Some(until)),
-                    crate::printable::one_line(sil["reason"].as_str().unwrap_or(""))
+                    crate::printable::one_line(&sil.reason)
                 ),
-                None => format!(
-                    "paused: {}",
-                    crate::printable::one_line(sil["reason"].as_str().unwrap_or(""))
-                ),
+                None => format!("paused: {}", crate::printable::one_line(&sil.reason)),
             },
         };
         out.push_str(&format!(
             "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
-            s("name"),
-            s("state"),
+            job.name,
+            job.state.name(),
             last,
-            ago(now, job["next_deadline_ms"].as_u64()),
+            ago(now, job.next_deadline_ms),
             incident,
             silenced
         ));

@@ -444,7 +444,7 @@ async fn page(State(s): State<AppState>) -> Html<String> {
              <td><details><summary>{n} events</summary><ul>{history}</ul></details></td></tr>",
             name = esc(&j.name),
             state = j.state,
-            last = j.last_kind.map_or_else(
+            last = j.last_kind.as_deref().map_or_else(
                 || "never".to_owned(),
                 |k| format!("{k} at {}", time(j.last_seen_ms))
             ),

@@ -159,21 +159,13 @@ fn main() -> ExitCode {
                     job,
                     duration,
                     reason,
-                } => Request {
-                    command: "silence_add".into(),
-                    job: Some(job.clone()),
+                } => Request::SilenceAdd {
+                    job: job.clone(),
                     for_ms: Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
                     reason: Some(reason.clone()),
                 },
-                SilenceOp::List => Request {
-                    command: "silence_list".into(),
-                    ..Request::default()
-                },
-                SilenceOp::Remove { job } => Request {
-                    command: "silence_remove".into(),
-                    job: Some(job.clone()),
-                    ..Request::default()
-                },
+                SilenceOp::List => Request::SilenceList,
+                SilenceOp::Remove { job } => Request::SilenceRemove { job: job.clone() },
             },
         )),
         Some(Command::Pause {
@@ -182,21 +174,15 @@ fn main() -> ExitCode {
             control,
         }) => Some((
             control,
-            Request {
-                command: "silence_add".into(),
-                job: Some(job.clone()),
+            Request::SilenceAdd {
+                job: job.clone(),
                 for_ms: None,
                 reason: Some(reason.clone()),
             },
         )),
-        Some(Command::Resume { job, control }) => Some((
-            control,
-            Request {
-                command: "silence_remove".into(),
-                job: Some(job.clone()),
-                ..Request::default()
-            },
-        )),
+        Some(Command::Resume { job, control }) => {
+            Some((control, Request::SilenceRemove { job: job.clone() }))
+        }
         _ => None,
     };
     if let Some((control, request)) = silence_request {

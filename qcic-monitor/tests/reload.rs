@@ -15,10 +15,7 @@ use qcic_testkit::{Alerts, Monitor, WAIT, counter, http_get, now_ms, wait_until}
 const PUB: &str = "\n[[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n";
 
 fn status(monitor: &Monitor) -> serde_json::Value {
-    let req = qcic_monitor::control::Request {
-        command: "status".into(),
-        ..Default::default()
-    };
+    let req = qcic_monitor::control::Request::Status;
     serde_json::from_str(&qcic_monitor::control::request(&monitor.control, &req).unwrap()).unwrap()
 }
 

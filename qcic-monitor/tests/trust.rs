@@ -52,10 +52,7 @@ fn distinct(ids: &[String]) -> usize {
 }
 
 fn status(monitor: &Monitor) -> Result<Value, String> {
-    let req = qcic_monitor::control::Request {
-        command: "status".into(),
-        ..Default::default()
-    };
+    let req = qcic_monitor::control::Request::Status;
     let line = qcic_monitor::control::request(&monitor.control, &req)?;
     serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))
 }
@@ -422,9 +419,8 @@ fn an_odd_request_is_refused_and_a_panic_ends_the_process() {
     assert!(stderr.contains("100 years"), "{stderr}");
     let raw = qcic_monitor::control::request(
         &monitor.control,
-        &qcic_monitor::control::Request {
-            command: "silence_add".into(),
-            job: Some("j".into()),
+        &qcic_monitor::control::Request::SilenceAdd {
+            job: "j".into(),
             for_ms: Some(9000 * 365 * 86_400_000),
             reason: None,
         },
@@ -434,9 +430,8 @@ fn an_odd_request_is_refused_and_a_panic_ends_the_process() {
     // The longest allowed one works and is shown.
     let ok = qcic_monitor::control::request(
         &monitor.control,
-        &qcic_monitor::control::Request {
-            command: "silence_add".into(),
-            job: Some("j".into()),
+        &qcic_monitor::control::Request::SilenceAdd {
+            job: "j".into(),
             for_ms: Some(99 * 365 * 86_400_000),
             reason: Some("long".into()),
         },
@@ -511,4 +506,31 @@ fn qcic_run_does_not_wait_for_what_the_command_left_running() {
         notes(&out)
     );
     assert!(status(&monitor).unwrap()["jobs"][0]["runs_in_progress"] == 0);
+}
+
+/// `qcic-monitor status` against a monitor that does not answer (stopped
+/// here with SIGSTOP) says which socket and what happened, not
+/// "Resource temporarily unavailable (os error 11)".
+#[test]
+fn status_against_a_stopped_monitor_names_its_socket() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let monitor = Monitor::start("watcher-a", "[[job]]\nname = \"j\"\nevery = \"1h\"\n");
+    let pid = Pid::from_raw(i32::try_from(monitor.pid()).unwrap());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let out = Command::new(qcic_testkit::monitor_bin())
+        .arg("status")
+        .arg("--control")
+        .arg(&monitor.control)
+        .output()
+        .unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let socket = monitor.control.display().to_string();
+    monitor.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&socket) && stderr.contains("did not answer"),
+        "{stderr}"
+    );
 }

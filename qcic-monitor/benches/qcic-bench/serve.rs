@@ -214,10 +214,7 @@ impl Watcher {
     /// Ready = the checker answers on the control socket: configuration
     /// built, state restored, sockets bound, deadlines armed.
     fn wait_ready(&mut self, started: Instant) -> Duration {
-        let req = qcic_monitor::control::Request {
-            command: "ping".into(),
-            ..Default::default()
-        };
+        let req = qcic_monitor::control::Request::Ping;
         loop {
             // `ping`, not `status`: its reply for a million jobs would be
             // large, and its memory would show in the memory figure.

@@ -83,7 +83,7 @@ pub async fn deliver<F, Fut>(
                 }
                 stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
                 stats.channel_result(channel, false);
-                error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, "notification given up after retrying for 15 minutes");
+                error!(%channel, incident = %note.incident, event = %note.event, job = %note.job, %cause, retried_for = %crate::clock::human(GIVE_UP_AFTER), "notification given up after retrying");
                 return;
             }
             Err(Failure::Permanent(cause)) => {

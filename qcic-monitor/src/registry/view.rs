@@ -6,7 +6,7 @@ use super::*;
 /// A job's state as people see it: its worst open incident, else whether
 /// it was ever heard from and whether a run is going. Written in JSON,
 /// `/metrics` and the page by [`JobStatus::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Never heard from.
@@ -78,7 +78,7 @@ impl std::fmt::Display for JobStatus {
 }
 
 /// An open incident, as shown to people and tools.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IncidentView {
     /// The incident id.
     pub id: String,
@@ -89,7 +89,7 @@ pub struct IncidentView {
 }
 
 /// One job as the watcher sees it now.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobView {
     /// The job.
     pub name: String,
@@ -104,7 +104,7 @@ pub struct JobView {
     /// When its last message arrived (watcher clock, unix ms).
     pub last_seen_ms: Option<u64>,
     /// The kind of its last message.
-    pub last_kind: Option<&'static str>,
+    pub last_kind: Option<String>,
     /// The host of its last message.
     pub last_host: Option<String>,
     /// When it will be declared down without news (unix ms).
@@ -153,7 +153,7 @@ impl Registry {
                     period_ms: job.cfg.schedule.period_ms(now.wall_ms),
                     grace_ms: millis(job.cfg.grace),
                     last_seen_ms: job.last.as_ref().map(|s| s.wall_ms),
-                    last_kind: job.last.as_ref().map(|s| s.kind.name()),
+                    last_kind: job.last.as_ref().map(|s| s.kind.name().to_owned()),
                     last_host: job.last.as_ref().map(|s| s.host.to_string()),
                     next_deadline_ms: job.down_at.map(wall_at),
                     runs_in_progress: job.runs.len(),
