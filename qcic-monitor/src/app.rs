@@ -104,7 +104,7 @@ impl Watcher {
         let routing = notify::Routing::new(&config);
         let registry = restored_registry(&mut config, &loaded, store.is_some(), &stats);
         let (out_tx, out_rx) = mpsc::channel(1024);
-        let (query_tx, query_rx) = mpsc::channel(64);
+        let (checker_handle, query_rx) = checker::CheckerHandle::channel(64);
         // In a farm the checker's notifications pass the farm's gate, which
         // decides which watcher sends each one.
         let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
@@ -117,7 +117,7 @@ impl Watcher {
                     &loaded.sent,
                     &open,
                     out_tx,
-                    query_tx.clone(),
+                    checker_handle.clone(),
                     Arc::clone(&stats),
                     store.clone(),
                 )
@@ -161,14 +161,14 @@ impl Watcher {
         let mut servers = vec![tokio::spawn(control::serve(
             control_listener,
             config.monitor.id.clone(),
-            query_tx.clone(),
+            checker_handle.clone(),
             Arc::clone(&stats),
             accept::Limits::control(nofile),
         ))];
         if let Some(listener) = http_listener {
             let app = http::router(http::AppState {
                 watcher: config.monitor.id.clone(),
-                queries: query_tx.clone(),
+                checker: checker_handle.clone(),
                 stats: Arc::clone(&stats),
                 log: Arc::clone(&log),
             });
@@ -180,14 +180,14 @@ impl Watcher {
         if let Some(hup) = hup {
             let reloader = reload::Reloader::new(
                 config.clone(),
-                query_tx.clone(),
+                checker_handle.clone(),
                 routing_tx,
                 Arc::clone(&stats),
                 Arc::clone(&receive_config.watched),
             );
             servers.push(tokio::spawn(reload::on_sighup(hup, reloader)));
         }
-        drop(query_tx);
+        drop(checker_handle);
         if demo {
             if let Some(listen) = config.monitor.listen.first() {
                 demo::spawn(demo::connect_endpoint(listen))?;

@@ -67,6 +67,89 @@ pub enum Query {
     },
 }
 
+/// How the rest of the watcher asks the checker something (the actor
+/// handle): each method sends a [`Query`] and waits for the answer. Cheap
+/// to clone. When the checker has stopped, the answers are empty.
+#[derive(Debug, Clone)]
+pub struct CheckerHandle {
+    queries: mpsc::Sender<Query>,
+}
+
+impl CheckerHandle {
+    /// A handle and the queue [`run`] takes its queries from.
+    pub fn channel(capacity: usize) -> (CheckerHandle, mpsc::Receiver<Query>) {
+        let (queries, rx) = mpsc::channel(capacity);
+        (CheckerHandle { queries }, rx)
+    }
+
+    async fn ask<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.queries.send(query(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Every job's current view.
+    pub async fn jobs(&self) -> Vec<JobView> {
+        self.ask(Query::Jobs).await.unwrap_or_default()
+    }
+
+    /// The sender hosts with the largest clock offsets.
+    pub async fn hosts(&self) -> Vec<HostView> {
+        self.ask(Query::Hosts).await.unwrap_or_default()
+    }
+
+    /// Whether the checker's loop answers.
+    pub async fn ping(&self) -> bool {
+        self.ask(Query::Ping).await.is_some()
+    }
+
+    /// Silences `job` until `until_ms` (unix ms), or pauses it (`None`).
+    pub async fn silence(
+        &self,
+        job: String,
+        until_ms: Option<u64>,
+        reason: String,
+    ) -> Result<(), String> {
+        self.ask(|reply| Query::Silence {
+            job,
+            until_ms,
+            reason,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the monitor is stopping".into()))
+    }
+
+    /// Ends `job`'s silence or pause.
+    pub async fn unsilence(&self, job: String) -> Result<(), String> {
+        self.ask(|reply| Query::Unsilence { job, reply })
+            .await
+            .unwrap_or_else(|| Err("the monitor is stopping".into()))
+    }
+
+    /// A new job list, taken without losing state; `None` if the checker
+    /// has stopped.
+    pub async fn reload(
+        &self,
+        jobs: Vec<JobConfig>,
+        max_unknown: usize,
+        max_skew: std::time::Duration,
+    ) -> Option<Reconfigured> {
+        self.ask(|reply| Query::Reload {
+            jobs,
+            max_unknown,
+            max_skew,
+            reply,
+        })
+        .await
+    }
+
+    /// What a farm peer heard of some jobs.
+    pub async fn peer_seen(&self, peer: Arc<str>, seen: Vec<(String, PeerSeen)>) {
+        let _ = self.queries.send(Query::PeerSeen { peer, seen }).await;
+    }
+}
+
 /// Runs until `inbound` is closed (the receiver stopped) and drained.
 pub async fn run(
     mut registry: Registry,

@@ -10,10 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::checker::Query;
+use crate::checker::CheckerHandle;
 use crate::error::MonitorError;
 use crate::registry::{HostView, JobView};
 use crate::stats::Stats;
@@ -50,29 +49,24 @@ pub enum Request {
 async fn silence_command(
     job: String,
     add: Option<(Option<u64>, Option<String>)>,
-    queries: &mpsc::Sender<Query>,
+    checker: &CheckerHandle,
 ) -> serde_json::Value {
-    let (reply, rx) = oneshot::channel();
     let max_ms = u64::try_from(crate::config::MAX_DURATION.as_millis()).unwrap_or(u64::MAX);
-    let query = match add {
+    let done = match add {
         Some((for_ms, _)) if for_ms.is_some_and(|d| d > max_ms) => {
             return serde_json::json!({"error": "a silence may last at most 100 years"});
         }
-        Some((for_ms, reason)) => Query::Silence {
-            job,
-            until_ms: for_ms.map(|d| crate::clock::wall_ms().saturating_add(d)),
-            reason: reason.unwrap_or_default(),
-            reply,
-        },
-        None => Query::Unsilence { job, reply },
+        Some((for_ms, reason)) => {
+            let until_ms = for_ms.map(|d| crate::clock::wall_ms().saturating_add(d));
+            checker
+                .silence(job, until_ms, reason.unwrap_or_default())
+                .await
+        }
+        None => checker.unsilence(job).await,
     };
-    if queries.send(query).await.is_err() {
-        return serde_json::json!({"error": "the monitor is stopping"});
-    }
-    match rx.await {
-        Ok(Ok(())) => serde_json::json!({"ok": true}),
-        Ok(Err(e)) => serde_json::json!({"error": e}),
-        Err(_) => serde_json::json!({"error": "no answer"}),
+    match done {
+        Ok(()) => serde_json::json!({"ok": true}),
+        Err(e) => serde_json::json!({"error": e}),
     }
 }
 
@@ -90,30 +84,7 @@ pub struct Status {
     pub hosts: Vec<HostView>,
     /// In a farm: each configured peer and whether it is reachable.
     #[serde(default)]
-    pub peers: Vec<PeerView>,
-}
-
-/// A farm peer, as this watcher sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerView {
-    /// Its `[monitor] id`.
-    pub id: String,
-    /// Reachable now (gossip heard within `dead_after`).
-    pub live: bool,
-}
-
-/// The farm's peers, as this watcher sees them (empty outside a farm).
-pub fn peers(stats: &Stats) -> Vec<PeerView> {
-    stats
-        .peers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(|(id, live)| PeerView {
-            id: id.clone(),
-            live: *live,
-        })
-        .collect()
+    pub peers: Vec<crate::farm::PeerView>,
 }
 
 /// Binds the socket (replacing a stale one left by a dead monitor; refusing
@@ -170,27 +141,9 @@ pub fn check_private(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The current view of every job, from the checker.
-pub async fn jobs(queries: &mpsc::Sender<Query>) -> Vec<JobView> {
-    let (tx, rx) = oneshot::channel();
-    if queries.send(Query::Jobs(tx)).await.is_err() {
-        return Vec::new();
-    }
-    rx.await.unwrap_or_default()
-}
-
-/// Every sender host seen, from the checker.
-pub async fn hosts(queries: &mpsc::Sender<Query>) -> Vec<HostView> {
-    let (tx, rx) = oneshot::channel();
-    if queries.send(Query::Hosts(tx)).await.is_err() {
-        return Vec::new();
-    }
-    rx.await.unwrap_or_default()
-}
-
 /// The `status` document.
-pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats) -> Status {
-    let jobs = jobs(queries).await;
+pub async fn status(watcher: &str, checker: &CheckerHandle, stats: &Stats) -> Status {
+    let jobs = checker.jobs().await;
     let counters = stats
         .snapshot()
         .into_iter()
@@ -200,8 +153,8 @@ pub async fn status(watcher: &str, queries: &mpsc::Sender<Query>, stats: &Stats)
         watcher: watcher.to_owned(),
         jobs,
         counters,
-        hosts: hosts(queries).await,
-        peers: peers(stats),
+        hosts: checker.hosts().await,
+        peers: crate::farm::peer_views(stats),
     }
 }
 
@@ -215,7 +168,7 @@ const REQUEST_WITHIN: Duration = Duration::from_secs(5);
 pub async fn serve(
     listener: UnixListener,
     watcher: String,
-    queries: mpsc::Sender<Query>,
+    checker: CheckerHandle,
     stats: Arc<Stats>,
     limits: crate::accept::Limits,
 ) {
@@ -223,7 +176,7 @@ pub async fn serve(
     let closed =
         crate::accept::Closed::new("control socket", &stats, |s| &s.control_connections_closed);
     let handle = move |stream: tokio::net::UnixStream, asked: crate::accept::Asked| {
-        let (watcher, queries, stats) = (watcher.clone(), queries.clone(), Arc::clone(&stats));
+        let (watcher, checker, stats) = (watcher.clone(), checker.clone(), Arc::clone(&stats));
         async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
@@ -233,7 +186,7 @@ pub async fn serve(
                 Ok(Ok(_)) => asked.store(true, std::sync::atomic::Ordering::Relaxed),
                 Ok(Err(_)) | Err(_) => return,
             }
-            let reply = answer(&line, &watcher, &queries, &stats).await;
+            let reply = answer(&line, &watcher, &checker, &stats).await;
             match reply {
                 Ok(text) => {
                     // A client that does not read its reply does not keep
@@ -255,7 +208,7 @@ pub async fn serve(
 async fn answer(
     line: &str,
     watcher: &str,
-    queries: &mpsc::Sender<Query>,
+    checker: &CheckerHandle,
     stats: &Stats,
 ) -> Result<String, serde_json::Error> {
     let request = match serde_json::from_str::<Request>(line) {
@@ -265,24 +218,24 @@ async fn answer(
         }
     };
     match request {
-        Request::Status => serde_json::to_string(&status(watcher, queries, stats).await),
+        Request::Status => serde_json::to_string(&status(watcher, checker, stats).await),
         Request::SilenceAdd {
             job,
             for_ms,
             reason,
-        } => Ok(silence_command(job, Some((for_ms, reason)), queries)
+        } => Ok(silence_command(job, Some((for_ms, reason)), checker)
             .await
             .to_string()),
-        Request::SilenceRemove { job } => Ok(silence_command(job, None, queries).await.to_string()),
+        Request::SilenceRemove { job } => Ok(silence_command(job, None, checker).await.to_string()),
         // A liveness probe through the checker's own loop, cheap
         // whatever the number of jobs (status is not).
         Request::Ping => {
-            let (tx, rx) = oneshot::channel();
-            let alive = queries.send(Query::Ping(tx)).await.is_ok() && rx.await.is_ok();
+            let alive = checker.ping().await;
             Ok(serde_json::json!({"watcher": watcher, "alive": alive}).to_string())
         }
         Request::SilenceList => {
-            let list: Vec<serde_json::Value> = jobs(queries)
+            let list: Vec<serde_json::Value> = checker
+                .jobs()
                 .await
                 .into_iter()
                 .filter_map(|j| Some(serde_json::json!({"job": j.name, "silence": j.silence?})))

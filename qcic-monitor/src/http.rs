@@ -10,10 +10,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
-use tokio::sync::mpsc;
 
-use crate::checker::{Query, wall_ms};
-use crate::control;
+use crate::checker::{CheckerHandle, wall_ms};
 use crate::notify::NotificationLog;
 use crate::registry::{HostView, JobStatus, JobView};
 use crate::stats::{DropReason, Stats};
@@ -24,7 +22,7 @@ pub struct AppState {
     /// This watcher's id.
     pub watcher: String,
     /// Questions to the checker.
-    pub queries: mpsc::Sender<Query>,
+    pub checker: CheckerHandle,
     /// The counters.
     pub stats: Arc<Stats>,
     /// The notification log.
@@ -90,19 +88,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn api_jobs(State(s): State<AppState>) -> Json<Vec<JobView>> {
-    Json(control::jobs(&s.queries).await)
+    Json(s.checker.jobs().await)
 }
 
 async fn api_hosts(State(s): State<AppState>) -> Json<Vec<HostView>> {
-    Json(control::hosts(&s.queries).await)
+    Json(s.checker.hosts().await)
 }
 
-async fn api_peers(State(s): State<AppState>) -> Json<Vec<control::PeerView>> {
-    Json(control::peers(&s.stats))
+async fn api_peers(State(s): State<AppState>) -> Json<Vec<crate::farm::PeerView>> {
+    Json(crate::farm::peer_views(&s.stats))
 }
 
 async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
-    let open: Vec<serde_json::Value> = control::jobs(&s.queries)
+    let open: Vec<serde_json::Value> = s.checker.jobs()
         .await
         .into_iter()
         .flat_map(|j| {
@@ -140,7 +138,7 @@ fn label(value: &str) -> String {
 
 /// Prometheus text exposition format, version 0.0.4.
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let jobs = control::jobs(&s.queries).await;
+    let jobs = s.checker.jobs().await;
     let stats = &s.stats;
     let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let mut out = String::new();
@@ -282,7 +280,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "gauge",
         "Watcher clock minus the sender host's (positive: the host is behind).",
     );
-    for host in control::hosts(&s.queries).await {
+    for host in s.checker.hosts().await {
         let name = label(&host.host);
         let _ = writeln!(
             out,
@@ -406,8 +404,8 @@ f.addEventListener('input',apply);apply();})();";
 
 /// The status page: server-rendered, no external assets, refreshed every 5 s.
 async fn page(State(s): State<AppState>) -> Html<String> {
-    let jobs = control::jobs(&s.queries).await;
-    let hosts = control::hosts(&s.queries).await;
+    let jobs = s.checker.jobs().await;
+    let hosts = s.checker.hosts().await;
     let now = wall_ms();
     let mut host_rows = String::new();
     for h in &hosts {

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::checker::Query;
+use crate::checker::CheckerHandle;
 use crate::config::Config;
 use crate::notify::Routing;
 use crate::registry::Reconfigured;
@@ -20,7 +20,7 @@ use crate::stats::Stats;
 #[derive(Debug)]
 pub struct Reloader {
     current: Config,
-    queries: mpsc::Sender<Query>,
+    checker: CheckerHandle,
     routing: watch::Sender<Routing>,
     stats: Arc<Stats>,
     /// What the receive thread knows of the jobs.
@@ -31,14 +31,14 @@ impl Reloader {
     /// Starts from the configuration the monitor started with.
     pub fn new(
         current: Config,
-        queries: mpsc::Sender<Query>,
+        checker: CheckerHandle,
         routing: watch::Sender<Routing>,
         stats: Arc<Stats>,
         watched: Arc<crate::receive::WatchedJobs>,
     ) -> Reloader {
         Reloader {
             current,
-            queries,
+            checker,
             routing,
             stats,
             watched,
@@ -107,19 +107,15 @@ impl Reloader {
             .replace(applied.jobs.iter().map(|j| j.name.as_str()));
         // The registry keeps the jobs; the reloader does not need them again.
         let jobs = std::mem::take(&mut applied.jobs);
-        let (reply, answer) = oneshot::channel();
-        self.queries
-            .send(Query::Reload {
+        let summary = self
+            .checker
+            .reload(
                 jobs,
-                max_unknown: applied.monitor.max_unknown_jobs,
-                max_skew: applied.monitor.max_clock_skew,
-                reply,
-            })
+                applied.monitor.max_unknown_jobs,
+                applied.monitor.max_clock_skew,
+            )
             .await
-            .map_err(|_| "the checker has stopped".to_owned())?;
-        let summary = answer
-            .await
-            .map_err(|_| "the checker has stopped".to_owned())?;
+            .ok_or_else(|| "the checker has stopped".to_owned())?;
         // After the registry: a notification already on its way for a
         // removed job still goes where it was routed.
         self.routing.send_replace(routing);

@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::info;
 
-use crate::checker::{Query, wall_ms};
+use crate::checker::{CheckerHandle, wall_ms};
 use crate::config::FarmConfig;
 use crate::error::MonitorError;
 use crate::notification::Notification;
@@ -96,7 +96,7 @@ pub struct Started {
 }
 
 /// Joins the farm and starts the gate. `out` is the dispatcher's queue;
-/// `queries` the checker's (peer evidence goes there).
+/// `checker` takes the peers' evidence.
 /// `sent` is this watcher's durable notification log and `open` the
 /// incidents its restored job state holds open (see [`Gate::remember_sent`]).
 #[expect(clippy::too_many_arguments, reason = "what the farm is wired to")]
@@ -107,7 +107,7 @@ pub async fn start(
     sent: &[Notification],
     open: &BTreeSet<Arc<str>>,
     out: mpsc::Sender<Notification>,
-    queries: mpsc::Sender<Query>,
+    checker: CheckerHandle,
     stats: Arc<Stats>,
     store: Option<Store>,
 ) -> Result<Started, MonitorError> {
@@ -145,7 +145,7 @@ pub async fn start(
         gate,
         membership,
         out,
-        queries,
+        checker,
         stats,
         delivered_elsewhere,
         gossip_interval: cfg.gossip_interval,
@@ -170,7 +170,7 @@ struct Task {
     gate: Gate,
     membership: Membership,
     out: mpsc::Sender<Notification>,
-    queries: mpsc::Sender<Query>,
+    checker: CheckerHandle,
     stats: Arc<Stats>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
     gossip_interval: std::time::Duration,
@@ -263,7 +263,7 @@ impl Task {
         }
         for (peer, seen) in seen {
             tracing::debug!(peer = %peer, jobs = seen.len(), "evidence from a peer");
-            let _ = self.queries.send(Query::PeerSeen { peer, seen }).await;
+            self.checker.peer_seen(peer, seen).await;
         }
     }
 
@@ -302,4 +302,27 @@ impl Task {
         }
         self.membership.update(set, delete).await;
     }
+}
+
+/// A farm peer, as this watcher sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PeerView {
+    /// Its `[monitor] id`.
+    pub id: String,
+    /// Reachable now (gossip heard within `dead_after`).
+    pub live: bool,
+}
+
+/// The farm's peers, as this watcher sees them (empty outside a farm).
+pub fn peer_views(stats: &Stats) -> Vec<PeerView> {
+    stats
+        .peers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(id, live)| PeerView {
+            id: id.clone(),
+            live: *live,
+        })
+        .collect()
 }
