@@ -3,11 +3,7 @@
 //! static library and once with AddressSanitizer + UBSan, run against a real
 //! libzmq PULL receiver bound here.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

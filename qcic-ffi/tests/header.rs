@@ -5,7 +5,7 @@
 //! QCIC_BLESS=1 cargo test -p qcic-ffi --test header
 //! ```
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "tests: a panic is the failure report"

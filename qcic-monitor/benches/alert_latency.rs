@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench -p qcic-monitor --bench alert_latency`
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "a benchmark: a panic is the report"

@@ -1,11 +1,7 @@
 //! Webhook and command channels, and routing, with real processes: the
 //! monitor, a Python HTTP server that fails first, a shell command.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

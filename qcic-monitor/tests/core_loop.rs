@@ -1,11 +1,7 @@
 //! The core loop end to end: the real qcic-monitor binary, the real SDK over
 //! tcp loopback, a real SMTP server (aiosmtpd) and a real SUB socket.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::time::{Duration, Instant};
 

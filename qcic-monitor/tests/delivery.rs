@@ -4,11 +4,7 @@
 //! others wait behind it. The tmpfs needs root (CI runs as root); without
 //! it that test fails and says so.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,12 +1,6 @@
 //! Notifications survive a crash: written to the state database's outbox
 //! before any channel sees them, sent again after a `kill -9` and restart.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
-
 use std::time::Duration;
 
 use qcic_sdk::Client;

@@ -10,11 +10,7 @@
 //! `p` heartbeats every 300 ms and is down 2 s (every 1 s + grace 1 s)
 //! after its last message.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::collections::HashMap;
 use std::fs;

@@ -8,7 +8,7 @@
 //! runs the sender loop): a long-lived libzmq PUSH per watcher, so that
 //! messages sent while a link is cut are queued and delivered when it heals.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "tests: a panic is the failure report"

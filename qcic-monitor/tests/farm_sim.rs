@@ -36,11 +36,7 @@
 //! A failure prints the seed and the schedule: `QCIC_SIM_SEED=N` replays
 //! one, `QCIC_SIM_SCHEDULES=N` runs more.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use qcic_testkit::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

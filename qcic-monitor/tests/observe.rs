@@ -1,11 +1,7 @@
 //! Seeing into the watcher: `qcic-monitor status` over the control socket,
 //! the HTTP API and metrics, and the status page in a real headless browser.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::process::Command;
 use std::time::Duration;

@@ -18,11 +18,7 @@
 //! A failure prints the seed and the schedule; `QCIC_MODEL_SEED=N` replays
 //! one seed, `QCIC_MODEL_SCHEDULES=N` runs more (or fewer) schedules.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use qcic_testkit::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -1,11 +1,7 @@
 //! SIGHUP reloads the configuration without losing state, refuses a broken
 //! file whole, and the clock skew of each sender host is shown.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::time::Duration;
 

@@ -2,11 +2,7 @@
 //! senders allowed and refused, job pinning, a flood of garbage, config and
 //! secret handling.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::path::Path;
 use std::process::Command;

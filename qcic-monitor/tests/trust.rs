@@ -10,11 +10,7 @@
 //! wall times, and neither idle local clients nor one odd request nor a
 //! panic can leave a watcher that looks alive and alarms no more.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -33,7 +33,7 @@ extern "C" fn forked_child() {
     PID.store(0, Ordering::Relaxed);
 }
 
-#[allow(unsafe_code, reason = "pthread_atfork has no safe wrapper in std")]
+#[expect(unsafe_code, reason = "pthread_atfork has no safe wrapper in std")]
 fn register_fork_handler() {
     // SAFETY: `forked_child` is a plain `extern "C" fn` that only stores to
     // an atomic, which is allowed in a child between fork and exec; the
@@ -88,7 +88,7 @@ impl<T> ProcessSlot<T> {
 
     /// This process's slot, made with `fresh()` if the process was forked
     /// since the current one was.
-    #[allow(unsafe_code, reason = "the slot is a pointer swapped without a lock")]
+    #[expect(unsafe_code, reason = "the slot is a pointer swapped without a lock")]
     pub(crate) fn get(&self, fresh: impl FnOnce() -> T) -> &Slot<T> {
         let me = pid();
         let current = self.slot.load(Ordering::Acquire);
@@ -125,7 +125,7 @@ impl<T> fmt::Debug for ProcessSlot<T> {
 }
 
 impl<T> Drop for ProcessSlot<T> {
-    #[allow(unsafe_code, reason = "frees the slot made in `new` or `get`")]
+    #[expect(unsafe_code, reason = "frees the slot made in `new` or `get`")]
     fn drop(&mut self) {
         let slot = *self.slot.get_mut();
         // SAFETY: `&mut self`: nobody else holds the slot now.

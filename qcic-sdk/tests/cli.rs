@@ -1,10 +1,6 @@
 //! The `qcic` command, run as a real process against a real PULL receiver.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

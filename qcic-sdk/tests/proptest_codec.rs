@@ -1,12 +1,6 @@
 //! Property tests of the codec (run by the normal test command; the
 //! coverage-guided fuzzer lives in fuzz/).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
-
 use proptest::prelude::*;
 use qcic_sdk::message::{MAX_FRAME_LEN, truncate_text};
 use qcic_sdk::{Kind, Message};

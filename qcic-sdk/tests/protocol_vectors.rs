@@ -2,11 +2,7 @@
 //! vector decodes to exactly its spelled-out fields and re-encodes byte for
 //! byte; every invalid vector is refused for the stated reason.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use qcic_sdk::{Kind, Message};
 use serde_json::Value;

@@ -1,11 +1,5 @@
 //! The sender against real libzmq PULL sockets.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "tests: a panic is the failure report"
-)]
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@
 //!
 //! Used only as a dev-dependency: a panic is a test's failure report.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     missing_debug_implementations,

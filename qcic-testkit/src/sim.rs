@@ -6,7 +6,7 @@
 pub struct Rng(pub u64);
 
 impl Rng {
-    #[allow(
+    #[expect(
         clippy::should_implement_trait,
         reason = "a generator that never ends: an Iterator would only add Option"
     )]

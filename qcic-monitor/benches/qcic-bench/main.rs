@@ -20,7 +20,7 @@
 //! the orchestrator's handles on them), `figures` (one function a figure);
 //! here, the command line and the run.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::cast_precision_loss,

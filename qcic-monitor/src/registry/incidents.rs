@@ -83,7 +83,6 @@ impl Registry {
     }
 
     /// Closes the incident in `slot`, if open, with one follow-up `event`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn close_as(
         &mut self,
         j: usize,
