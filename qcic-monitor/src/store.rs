@@ -1,6 +1,6 @@
-//! The embedded state database (SQLite, bundled): for now the notification
-//! outbox, so a notification survives a crash (`kill -9`) and an outage of
-//! its channel.
+//! The embedded state database (SQLite, bundled): the notification outbox
+//! (so a notification survives a crash, `kill -9`, and an outage of its
+//! channel), the notification log as sent, and each job's state.
 //!
 //! One thread owns the connection. The dispatcher writes a notification to
 //! the outbox and waits for the commit before any channel sees it; a channel
@@ -89,7 +89,8 @@ impl Store {
         }
         let conn = Connection::open(path).map_err(|e| err(e.to_string()))?;
         // WAL with synchronous=NORMAL: a commit survives a crash of the
-        // process (kill -9), at a fraction of FULL's cost (STACK.md).
+        // process (kill -9), at a fraction of FULL's cost; a power cut may
+        // lose the last commits.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;

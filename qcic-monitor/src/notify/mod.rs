@@ -2,8 +2,13 @@
 //!
 //! The checker hands every notification to the dispatcher, which records it
 //! in the notification log (suppressing exact repeats), writes it to the log,
-//! and queues it for every channel. Each channel works through its own queue,
-//! so a slow SMTP server never delays the alert stream.
+//! and queues it for every channel its job routes to. Each channel works
+//! through its own queue, so a slow SMTP server never delays the alert
+//! stream. The channels: `email` (lettre, SMTP), `zmq_pub` (the alert
+//! stream), `webhook` and `command`; `lanes` runs the attempts of email,
+//! webhook and command channels (a lane per job) and `retry` their
+//! back-off; `outbox` replays what was
+//! pending at start-up.
 
 pub mod command;
 pub mod email;

@@ -8,7 +8,7 @@ impl Registry {
     #[expect(clippy::too_many_arguments, reason = "the parts of one notification")]
     pub(super) fn open(
         &mut self,
-        j: usize,
+        j: JobIdx,
         slot: Slot,
         id: String,
         now: Now,
@@ -32,7 +32,7 @@ impl Registry {
     #[expect(clippy::too_many_arguments, reason = "the parts of one incident")]
     pub(super) fn insert_open(
         &mut self,
-        j: usize,
+        j: JobIdx,
         slot: Slot,
         mut id: String,
         since: Instant,
@@ -66,14 +66,14 @@ impl Registry {
             },
         );
         if let Some(every) = self.jobs[j].cfg.repeat {
-            self.deadlines.set(Key::Repeat(j, slot), now + every);
+            self.deadlines.set(Timer::Repeat(j, slot), now + every);
         }
     }
 
     /// Closes the incident in `slot`, if open, with one `recovered`.
     pub(super) fn close(
         &mut self,
-        j: usize,
+        j: JobIdx,
         slot: Slot,
         now: Now,
         text: impl FnOnce() -> String,
@@ -85,7 +85,7 @@ impl Registry {
     /// Closes the incident in `slot`, if open, with one follow-up `event`.
     pub(super) fn close_as(
         &mut self,
-        j: usize,
+        j: JobIdx,
         slot: Slot,
         event: Event,
         now: Now,
@@ -97,7 +97,7 @@ impl Registry {
         let Some(open) = self.jobs[j].open.remove(&slot) else {
             return;
         };
-        self.deadlines.clear(&Key::Repeat(j, slot));
+        self.deadlines.clear(&Timer::Repeat(j, slot));
         let closed = self.jobs[j].closed.get_or_insert_with(Box::default);
         if closed.len() == CLOSED_KEPT {
             closed.pop_front();
@@ -123,7 +123,7 @@ impl Registry {
 
     pub(super) fn note(
         &self,
-        j: usize,
+        j: JobIdx,
         event: Event,
         incident: &str,
         wall_ms: u64,

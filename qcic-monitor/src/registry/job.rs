@@ -51,36 +51,40 @@ impl Slot {
     }
 }
 
+/// A job's place in the registry's list (a reload renumbers them).
+pub(super) type JobIdx = usize;
+
+/// A deadline in the index: which job, and which of its timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum Key {
-    Down(usize),
-    Late(usize),
-    Overrun(usize, u64),
-    Stall(usize, u64),
-    Repeat(usize, Slot),
-    SilenceEnd(usize),
+pub(super) enum Timer {
+    Down(JobIdx),
+    Late(JobIdx),
+    Overrun(JobIdx, u64),
+    Stall(JobIdx, u64),
+    Repeat(JobIdx, Slot),
+    SilenceEnd(JobIdx),
 }
 
-impl Key {
-    pub(super) fn job(self) -> usize {
+impl Timer {
+    pub(super) fn job(self) -> JobIdx {
         match self {
-            Key::Down(j)
-            | Key::Late(j)
-            | Key::Overrun(j, _)
-            | Key::Stall(j, _)
-            | Key::Repeat(j, _)
-            | Key::SilenceEnd(j) => j,
+            Timer::Down(j)
+            | Timer::Late(j)
+            | Timer::Overrun(j, _)
+            | Timer::Stall(j, _)
+            | Timer::Repeat(j, _)
+            | Timer::SilenceEnd(j) => j,
         }
     }
 
-    pub(super) fn with_job(self, j: usize) -> Key {
+    pub(super) fn with_job(self, j: JobIdx) -> Timer {
         match self {
-            Key::Down(_) => Key::Down(j),
-            Key::Late(_) => Key::Late(j),
-            Key::Overrun(_, r) => Key::Overrun(j, r),
-            Key::Stall(_, r) => Key::Stall(j, r),
-            Key::Repeat(_, slot) => Key::Repeat(j, slot),
-            Key::SilenceEnd(_) => Key::SilenceEnd(j),
+            Timer::Down(_) => Timer::Down(j),
+            Timer::Late(_) => Timer::Late(j),
+            Timer::Overrun(_, r) => Timer::Overrun(j, r),
+            Timer::Stall(_, r) => Timer::Stall(j, r),
+            Timer::Repeat(_, slot) => Timer::Repeat(j, slot),
+            Timer::SilenceEnd(_) => Timer::SilenceEnd(j),
         }
     }
 }
@@ -172,23 +176,23 @@ pub(super) fn msg_basis(msg: &Message) -> String {
 
 /// One line of a job's history. Most are a message kind: no allocation.
 #[derive(Debug, Clone)]
-pub(super) enum Entry {
+pub(super) enum HistoryEntry {
     Kind(Kind),
     Text(Box<str>),
 }
 
-impl Entry {
+impl HistoryEntry {
     pub(super) fn text(&self) -> &str {
         match self {
-            Entry::Kind(kind) => kind.name(),
-            Entry::Text(text) => text,
+            HistoryEntry::Kind(kind) => kind.name(),
+            HistoryEntry::Text(text) => text,
         }
     }
 }
 
-impl From<String> for Entry {
-    fn from(text: String) -> Entry {
-        Entry::Text(text.into_boxed_str())
+impl From<String> for HistoryEntry {
+    fn from(text: String) -> HistoryEntry {
+        HistoryEntry::Text(text.into_boxed_str())
     }
 }
 
@@ -268,7 +272,7 @@ pub(super) struct JobState {
     )]
     pub(super) closed: Option<Box<VecDeque<Arc<str>>>>,
     /// Recent events for people to read (status page), newest last.
-    pub(super) history: VecDeque<(u64, Entry)>,
+    pub(super) history: VecDeque<(u64, HistoryEntry)>,
 }
 
 impl JobState {

@@ -72,20 +72,20 @@ pub struct Registry {
     jobs: Vec<JobState>,
     /// foldhash, not SipHash: looked up for every message (a fifth of the
     /// checker's time went to SipHash); the keys come from the config.
-    index: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
-    deadlines: Deadlines<Key>,
+    index: HashMap<Arc<str>, JobIdx, foldhash::fast::RandomState>,
+    deadlines: Deadlines<Timer>,
     unknown: HashSet<String>,
     max_unknown: usize,
     /// Sender hosts' clocks.
     hosts: HostClocks,
     stats: Arc<Stats>,
     /// Jobs changed since the last [`Registry::take_dirty`].
-    dirty: HashSet<usize>,
+    dirty: HashSet<JobIdx>,
     /// Whether to keep `dirty` (only a state database reads it).
     track_dirty: bool,
     /// In a farm: jobs heard here since the last [`Registry::take_heard`]
     /// (what this watcher tells its peers).
-    heard: Option<HashSet<usize>>,
+    heard: Option<HashSet<JobIdx>>,
     /// Whether some deadline is a wall time (see [`Registry::follows_wall_clock`]).
     wall_timers: bool,
 }
@@ -194,15 +194,15 @@ impl Registry {
             && self.jobs[j]
                 .history
                 .back()
-                .is_some_and(|(_, last)| matches!(last, Entry::Kind(k) if *k == msg.kind));
+                .is_some_and(|(_, last)| matches!(last, HistoryEntry::Kind(k) if *k == msg.kind));
         if !repeated {
             let entry = match &msg.text {
-                Some(text) => Entry::from(format!(
+                Some(text) => HistoryEntry::from(format!(
                     "{}: {}",
                     msg.kind,
                     text.chars().take(80).collect::<String>()
                 )),
-                None => Entry::Kind(msg.kind),
+                None => HistoryEntry::Kind(msg.kind),
             };
             self.remember(j, now.wall_ms, entry);
         }
@@ -240,15 +240,15 @@ impl Registry {
             self.touch(j);
             let before = out.len();
             match key {
-                Key::Down(j) => {
+                Timer::Down(j) => {
                     self.jobs[j].down_at = None;
                     self.fire_down(j, now, &mut out);
                 }
-                Key::Late(j) => self.fire_late(j, now, &mut out),
-                Key::Overrun(j, run_id) => self.fire_run(j, Slot::Overrun(run_id), now, &mut out),
-                Key::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
-                Key::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
-                Key::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
+                Timer::Late(j) => self.fire_late(j, now, &mut out),
+                Timer::Overrun(j, run_id) => self.fire_run(j, Slot::Overrun(run_id), now, &mut out),
+                Timer::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
+                Timer::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
+                Timer::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
             }
             let notes: Vec<String> = out[before..]
                 .iter()

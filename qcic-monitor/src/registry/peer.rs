@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use qcic_sdk::Kind;
 
-use super::{Now, Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis, past_at_wall};
+use super::{
+    JobIdx, Now, Registry, STALE_AFTER_MS, Seen, Slot, at_wall, human, millis, past_at_wall,
+};
 use crate::notification::{Event, Notification, incident_id};
 
 /// What a farm peer heard of a job: its last message, and since when it has
@@ -270,7 +272,7 @@ impl Registry {
     /// name every watcher gives it, and raised again (under that name) by
     /// the deadline loop. (Held at the gate and never sent, both go; sent,
     /// the retraction tells people the two are one outage.)
-    fn rename_down(&mut self, j: usize, peer: &str, now: Now, out: &mut Vec<Notification>) {
+    fn rename_down(&mut self, j: JobIdx, peer: &str, now: Now, out: &mut Vec<Notification>) {
         let job = &self.jobs[j];
         let (Some(open), Some(last)) = (job.open.get(&Slot::Down), &job.last) else {
             return;
@@ -297,7 +299,7 @@ impl Registry {
     /// `recovered` if after.
     fn peer_started(
         &mut self,
-        j: usize,
+        j: JobIdx,
         peer: &str,
         start_ms: u64,
         now: Now,

@@ -96,7 +96,7 @@ impl Registry {
         self
     }
 
-    pub(super) fn touch(&mut self, j: usize) {
+    pub(super) fn touch(&mut self, j: JobIdx) {
         if self.track_dirty {
             self.dirty.insert(j);
         }

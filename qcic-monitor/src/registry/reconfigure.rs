@@ -110,7 +110,7 @@ impl Registry {
             if let Some(&j) = kept.get(&key.job()) {
                 match key {
                     // The job's own `down_at` came along with its state.
-                    Key::Down(_) => self.deadlines.insert_untracked(Key::Down(j), at),
+                    Timer::Down(_) => self.deadlines.insert_untracked(Timer::Down(j), at),
                     _ => self.deadlines.set(key.with_job(j), at),
                 }
             }

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Registry {
-    pub(super) fn remember(&mut self, j: usize, wall_ms: u64, entry: impl Into<Entry>) {
+    pub(super) fn remember(&mut self, j: JobIdx, wall_ms: u64, entry: impl Into<HistoryEntry>) {
         let history = &mut self.jobs[j].history;
         if history.len() == HISTORY_LEN {
             history.pop_front();
@@ -22,7 +22,7 @@ impl Registry {
     /// no deadline and ends no `down`.
     pub(super) fn apply(
         &mut self,
-        j: usize,
+        j: JobIdx,
         msg: &Message,
         host: Arc<str>,
         stale: bool,
@@ -145,7 +145,7 @@ impl Registry {
     /// A message that shows the job alive now: the `down` deadline moves,
     /// and it is what the job was last heard from (named, for the next
     /// outage, by the latest message by the sender's clock).
-    pub(super) fn heard_alive(&mut self, j: usize, msg: &Message, host: Arc<str>, now: Now) {
+    pub(super) fn heard_alive(&mut self, j: JobIdx, msg: &Message, host: Arc<str>, now: Now) {
         self.arm_down(j, now);
         if let Some(heard) = &mut self.heard {
             heard.insert(j);
@@ -190,7 +190,7 @@ impl Registry {
     /// link healed; or, from the same process, an earlier one than the
     /// last. Returns how long ago it was sent. (A job heard on time is never
     /// judged stale: a sender whose clock stepped back looks late too.)
-    pub(super) fn stale(&self, j: usize, msg: &Message, now: Now) -> Option<u64> {
+    pub(super) fn stale(&self, j: JobIdx, msg: &Message, now: Now) -> Option<u64> {
         // Judged by the clock alone, never by seq: a process restarted
         // under the same pid counts from 1 again, and a seq (or a
         // timestamp) from a hostile or broken sender would otherwise make
@@ -205,7 +205,7 @@ impl Registry {
     /// (no sender clock, the host not measured here).
     pub(super) fn sent_late(
         &self,
-        j: usize,
+        j: JobIdx,
         host: &str,
         ts_ms: u64,
         arrived_ms: u64,
@@ -229,13 +229,13 @@ impl Registry {
     }
 
     /// The run of the open `failed` incident; `None` if it is run-less or closed.
-    pub(super) fn failed_run(&self, j: usize) -> Option<u64> {
+    pub(super) fn failed_run(&self, j: JobIdx) -> Option<u64> {
         self.jobs[j].open.get(&Slot::Failed).and_then(|o| o.run_id)
     }
 
     pub(super) fn start_run(
         &mut self,
-        j: usize,
+        j: JobIdx,
         run_id: u64,
         msg: &Message,
         now: Now,
@@ -264,17 +264,17 @@ impl Registry {
             },
         );
         if let Some(max) = self.jobs[j].cfg.max_runtime {
-            self.deadlines.set(Key::Overrun(j, run_id), now.at + max);
+            self.deadlines.set(Timer::Overrun(j, run_id), now.at + max);
         }
         if let Some(stall) = self.jobs[j].cfg.stall_after {
-            self.deadlines.set(Key::Stall(j, run_id), now.at + stall);
+            self.deadlines.set(Timer::Stall(j, run_id), now.at + stall);
         }
     }
 
     /// A message of a live run: it is not stalled.
     pub(super) fn touch_run(
         &mut self,
-        j: usize,
+        j: JobIdx,
         run_id: u64,
         now: Now,
         out: &mut Vec<Notification>,
@@ -283,7 +283,7 @@ impl Registry {
             run.active = now.at;
         }
         if let Some(stall) = self.jobs[j].cfg.stall_after {
-            self.deadlines.set(Key::Stall(j, run_id), now.at + stall);
+            self.deadlines.set(Timer::Stall(j, run_id), now.at + stall);
         }
         self.close(
             j,
@@ -296,20 +296,20 @@ impl Registry {
 
     pub(super) fn end_run(
         &mut self,
-        j: usize,
+        j: JobIdx,
         run_id: u64,
         text: &str,
         now: Now,
         out: &mut Vec<Notification>,
     ) {
-        self.deadlines.clear(&Key::Overrun(j, run_id));
-        self.deadlines.clear(&Key::Stall(j, run_id));
+        self.deadlines.clear(&Timer::Overrun(j, run_id));
+        self.deadlines.clear(&Timer::Stall(j, run_id));
         self.jobs[j].runs.remove(&run_id);
         self.close(j, Slot::Overrun(run_id), now, || text.to_owned(), out);
         self.close(j, Slot::Stalled(run_id), now, || text.to_owned(), out);
     }
 
-    pub(super) fn fire_down(&mut self, j: usize, now: Now, out: &mut Vec<Notification>) {
+    pub(super) fn fire_down(&mut self, j: JobIdx, now: Now, out: &mut Vec<Notification>) {
         if self.jobs[j].open.contains_key(&Slot::Down) {
             return;
         }
@@ -348,7 +348,7 @@ impl Registry {
         self.insert_open(j, Slot::Down, id, since, now.at, note, out);
     }
 
-    pub(super) fn fire_late(&mut self, j: usize, now: Now, out: &mut Vec<Notification>) {
+    pub(super) fn fire_late(&mut self, j: JobIdx, now: Now, out: &mut Vec<Notification>) {
         let Some(expected) = self.jobs[j].expected_start_ms else {
             return;
         };
@@ -367,7 +367,13 @@ impl Registry {
         self.arm_late(j, now, expected);
     }
 
-    pub(super) fn fire_run(&mut self, j: usize, slot: Slot, now: Now, out: &mut Vec<Notification>) {
+    pub(super) fn fire_run(
+        &mut self,
+        j: JobIdx,
+        slot: Slot,
+        now: Now,
+        out: &mut Vec<Notification>,
+    ) {
         let Some(run_id) = slot.run() else { return };
         if self.jobs[j].open.contains_key(&slot) {
             return;
@@ -404,7 +410,7 @@ impl Registry {
 
     pub(super) fn fire_repeat(
         &mut self,
-        j: usize,
+        j: JobIdx,
         slot: Slot,
         now: Now,
         out: &mut Vec<Notification>,
@@ -416,7 +422,7 @@ impl Registry {
         };
         if silenced || !open.notified {
             if let Some(every) = every {
-                self.deadlines.set(Key::Repeat(j, slot), now.at + every);
+                self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
             }
             return;
         }
@@ -427,7 +433,7 @@ impl Registry {
         note.last_seen_ms = self.jobs[j].last.as_ref().map(|s| s.wall_ms);
         out.push(note);
         if let Some(every) = every {
-            self.deadlines.set(Key::Repeat(j, slot), now.at + every);
+            self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
         }
     }
 

@@ -33,8 +33,10 @@ impl Registry {
         // Saved like any change: a pause must survive a restart.
         self.touch(j);
         match until_ms {
-            Some(until) => self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until)),
-            None => self.deadlines.clear(&Key::SilenceEnd(j)),
+            Some(until) => self
+                .deadlines
+                .set(Timer::SilenceEnd(j), at_wall(now, until)),
+            None => self.deadlines.clear(&Timer::SilenceEnd(j)),
         }
         let what = match until_ms {
             Some(until) => format!(
@@ -54,7 +56,7 @@ impl Registry {
             .index
             .get(job)
             .ok_or_else(|| format!("no job named {job:?}"))?;
-        self.deadlines.clear(&Key::SilenceEnd(j));
+        self.deadlines.clear(&Timer::SilenceEnd(j));
         let mut out = Vec::new();
         self.end_silence(j, wall_ms, &mut out);
         Ok(out)
@@ -68,12 +70,12 @@ impl Registry {
             .collect()
     }
 
-    pub(super) fn end_silence(&mut self, j: usize, wall_ms: u64, out: &mut Vec<Notification>) {
+    pub(super) fn end_silence(&mut self, j: JobIdx, wall_ms: u64, out: &mut Vec<Notification>) {
         if self.jobs[j].silence.take().is_none() {
             return;
         }
         self.touch(j);
-        self.remember(j, wall_ms, Entry::Text("silence ended".into()));
+        self.remember(j, wall_ms, HistoryEntry::Text("silence ended".into()));
         // Incidents still open were never notified: they are now.
         for open in self.jobs[j].open.values_mut() {
             if !open.notified {

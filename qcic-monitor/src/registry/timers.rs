@@ -26,7 +26,7 @@ impl Registry {
     /// its last message, silence ends, reminders one `repeat` from now. `late` keeps the
     /// scheduled start it waited for if `keep_expected`, else watches the
     /// next one.
-    pub(super) fn rearm(&mut self, j: usize, keep_expected: bool, now: Now) {
+    pub(super) fn rearm(&mut self, j: JobIdx, keep_expected: bool, now: Now) {
         let job = &self.jobs[j];
         match (&job.last, &job.cfg.schedule) {
             // A duration from the last message, on the monotonic clock (its
@@ -49,11 +49,11 @@ impl Registry {
         match (job.expected_start_ms, job.cfg.start_within) {
             (Some(expected), Some(within)) if keep_expected => {
                 let at = expected.saturating_add(millis(within));
-                self.deadlines.set(Key::Late(j), at_wall(now, at));
+                self.deadlines.set(Timer::Late(j), at_wall(now, at));
             }
             _ => {
                 self.jobs[j].expected_start_ms = None;
-                self.deadlines.clear(&Key::Late(j));
+                self.deadlines.clear(&Timer::Late(j));
                 self.arm_late_fresh(j, now);
             }
         }
@@ -69,31 +69,32 @@ impl Registry {
         for (run_id, started, active) in runs {
             if let Some(max) = max {
                 self.deadlines
-                    .set(Key::Overrun(j, run_id), (started + max).max(now.at));
+                    .set(Timer::Overrun(j, run_id), (started + max).max(now.at));
             }
             if let Some(stall) = stall {
                 self.deadlines
-                    .set(Key::Stall(j, run_id), (active + stall).max(now.at));
+                    .set(Timer::Stall(j, run_id), (active + stall).max(now.at));
             }
         }
         if let Some(until) = until {
-            self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until));
+            self.deadlines
+                .set(Timer::SilenceEnd(j), at_wall(now, until));
         }
         if let Some(every) = repeat {
             for slot in slots {
-                self.deadlines.set(Key::Repeat(j, slot), now.at + every);
+                self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
             }
         }
     }
 
     /// Arms `down` one full period from now.
-    pub(super) fn arm_down(&mut self, j: usize, now: Now) {
+    pub(super) fn arm_down(&mut self, j: JobIdx, now: Now) {
         self.arm_down_from(j, now.wall_ms, now);
     }
 
     /// Arms `down` as due one period after wall time `from_ms` (the last
     /// message, or when watching began).
-    pub(super) fn arm_down_from(&mut self, j: usize, from_ms: u64, now: Now) {
+    pub(super) fn arm_down_from(&mut self, j: JobIdx, from_ms: u64, now: Now) {
         let cfg = &self.jobs[j].cfg;
         let at = cfg.schedule.down_at_ms(from_ms, cfg.grace);
         self.jobs[j].down_from_ms = from_ms;
@@ -104,16 +105,16 @@ impl Registry {
     // moves the deadline later would save the two tree operations per
     // heartbeat, but wake the loop early once per job and period; the
     // checker sleeps until the true next deadline instead.
-    pub(super) fn set_down(&mut self, j: usize, at: Instant) {
+    pub(super) fn set_down(&mut self, j: JobIdx, at: Instant) {
         if let Some(old) = self.jobs[j].down_at.replace(at) {
-            self.deadlines.remove_untracked(Key::Down(j), old);
+            self.deadlines.remove_untracked(Timer::Down(j), old);
         }
-        self.deadlines.insert_untracked(Key::Down(j), at);
+        self.deadlines.insert_untracked(Timer::Down(j), at);
     }
 
     /// Arms the `late` timer for the first scheduled start after a start
     /// (heard, or awaited) at `from_ms`.
-    pub(super) fn arm_late(&mut self, j: usize, now: Now, from_ms: u64) {
+    pub(super) fn arm_late(&mut self, j: JobIdx, now: Now, from_ms: u64) {
         let cfg = &self.jobs[j].cfg;
         let Some(within) = cfg.start_within else {
             return;
@@ -133,7 +134,7 @@ impl Registry {
     /// slot still to come, unless the last start heard already counted for it.
     /// (Searching from `now + start_within`, as after a start, skipped a
     /// slot due within `start_within` of a restart or reload.)
-    pub(super) fn arm_late_fresh(&mut self, j: usize, now: Now) {
+    pub(super) fn arm_late_fresh(&mut self, j: JobIdx, now: Now) {
         let job = &self.jobs[j];
         let Some(within) = job.cfg.start_within else {
             return;
@@ -154,14 +155,14 @@ impl Registry {
 
     /// Awaits a start for the slot at `expected` (unix ms): `late` falls
     /// due `start_within` after it.
-    pub(super) fn expect_start(&mut self, j: usize, expected: Option<u64>, now: Now) {
+    pub(super) fn expect_start(&mut self, j: JobIdx, expected: Option<u64>, now: Now) {
         let within = self.jobs[j].cfg.start_within.map_or(0, millis);
         self.jobs[j].expected_start_ms = expected;
         match expected {
             Some(t) => self
                 .deadlines
-                .set(Key::Late(j), at_wall(now, t.saturating_add(within))),
-            None => self.deadlines.clear(&Key::Late(j)),
+                .set(Timer::Late(j), at_wall(now, t.saturating_add(within))),
+            None => self.deadlines.clear(&Timer::Late(j)),
         }
     }
 
@@ -194,13 +195,14 @@ impl Registry {
             if let (Some(expected), Some(within), true) =
                 (job.expected_start_ms, job.cfg.start_within, cron)
             {
-                if self.deadlines.get(&Key::Late(j)).is_some() {
+                if self.deadlines.get(&Timer::Late(j)).is_some() {
                     let at = expected.saturating_add(millis(within));
-                    self.deadlines.set(Key::Late(j), at_wall(now, at));
+                    self.deadlines.set(Timer::Late(j), at_wall(now, at));
                 }
             }
             if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
-                self.deadlines.set(Key::SilenceEnd(j), at_wall(now, until));
+                self.deadlines
+                    .set(Timer::SilenceEnd(j), at_wall(now, until));
             }
         }
     }
