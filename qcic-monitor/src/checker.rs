@@ -388,30 +388,13 @@ pub use crate::clock::wall_ms;
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use qcic_sdk::{Kind, Message};
 
     use super::*;
     use crate::config::JobConfig;
     use crate::notification::Event;
+    use crate::registry::tests::{S, msg, registry_of};
     use crate::stats::Stats;
-
-    const S: Duration = Duration::from_secs(1);
-
-    fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
-        Message {
-            kind,
-            job: job.into(),
-            run_id,
-            seq,
-            ts_ms: 0,
-            host: "h".into(),
-            pid: 1,
-            exit_code: None,
-            text: None,
-        }
-    }
 
     struct Harness {
         t0: Instant,
@@ -433,19 +416,13 @@ mod tests {
         }
     }
 
-    fn start(jobs: Vec<JobConfig>) -> Harness {
-        let t0 = Instant::now();
-        let registry = Registry::new(
-            "w",
-            &jobs,
-            10,
-            S * 300,
-            Arc::new(Stats::default()),
-            Now::new(t0, 0),
-        );
+    /// Runs the checker on `registry`, taking queries from `queries`.
+    fn spawn(
+        registry: Registry,
+        queries: mpsc::Receiver<Query>,
+    ) -> (Sender, mpsc::Receiver<Notification>) {
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
-        let (_queries_tx, queries) = mpsc::channel(1);
         tokio::spawn(run(
             registry,
             rx,
@@ -455,11 +432,14 @@ mod tests {
             None,
             None,
         ));
-        Harness {
-            t0,
-            tx: Sender(tx),
-            out,
-        }
+        (Sender(tx), out)
+    }
+
+    fn start(jobs: Vec<JobConfig>) -> Harness {
+        let t0 = Instant::now();
+        let (_queries, queries) = mpsc::channel(1);
+        let (tx, out) = spawn(registry_of("w", &jobs, t0, 0), queries);
+        Harness { t0, tx, out }
     }
 
     fn job(name: &str, every: u32, grace: u32, max_runtime: Option<u32>) -> JobConfig {
@@ -560,16 +540,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_query_flood_does_not_hold_back_a_due_deadline() {
         let t0 = Instant::now().checked_sub(20 * S).unwrap();
-        let registry = Registry::new(
-            "w",
-            &[job("etl", 10, 5, None)],
-            10,
-            S * 300,
-            Arc::new(Stats::default()),
-            Now::new(t0, 0),
-        );
-        let (_tx, rx) = mpsc::channel(16);
-        let (out_tx, mut out) = mpsc::channel(16);
+        let registry = registry_of("w", &[job("etl", 10, 5, None)], t0, 0);
         let (queries_tx, queries) = mpsc::channel(64);
         let mut replies = Vec::new();
         for _ in 0..64 {
@@ -577,15 +548,7 @@ mod tests {
             queries_tx.try_send(Query::Jobs(reply)).unwrap();
             replies.push(answer);
         }
-        tokio::spawn(run(
-            registry,
-            rx,
-            out_tx,
-            queries,
-            Arc::new(Stats::default()),
-            None,
-            None,
-        ));
+        let (_tx, mut out) = spawn(registry, queries);
         let first = replies.remove(0).await.unwrap();
         assert_eq!(first[0].state, crate::registry::JobStatus::Down);
         assert_eq!(out.recv().await.unwrap().event, Event::Down);

@@ -7,10 +7,10 @@ mod basics;
 mod silence;
 mod timers;
 
-const S: Duration = Duration::from_secs(1);
+pub(crate) const S: Duration = Duration::from_secs(1);
 
 /// A message of `kind` for `job`, from host `h`, pid 1, with no timestamp.
-fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
+pub(crate) fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
     Message {
         kind,
         job: job.into(),
@@ -26,7 +26,7 @@ fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
 
 /// A registry as the checker makes one: 4 unknown job names remembered,
 /// clock skew reported past 300 s.
-fn registry_of(watcher: &str, jobs: &[JobConfig], t0: Instant, wall: u64) -> Registry {
+pub(crate) fn registry_of(watcher: &str, jobs: &[JobConfig], t0: Instant, wall: u64) -> Registry {
     Registry::new(
         watcher,
         jobs,

@@ -11,14 +11,7 @@ fn hb(seq: u64) -> Message {
 fn a_silence_holds_back_and_then_releases_an_open_incident() {
     let t0 = Instant::now();
     let cfg = JobConfig::new("etl", Schedule::Every(S * 10), Duration::ZERO);
-    let mut r = Registry::new(
-        "w",
-        &[cfg],
-        4,
-        S * 300,
-        Arc::new(Stats::default()),
-        Now::new(t0, 0),
-    );
+    let mut r = registry_of("w", &[cfg], t0, 0);
     r.silence("etl", Some(60_000), "db upgrade", Now::new(t0, 0))
         .unwrap();
     assert!(
@@ -49,14 +42,7 @@ fn a_silence_holds_back_and_then_releases_an_open_incident() {
 fn an_incident_that_opens_and_closes_during_a_pause_is_never_notified() {
     let t0 = Instant::now();
     let cfg = JobConfig::new("etl", Schedule::Every(S * 10), Duration::ZERO);
-    let mut r = Registry::new(
-        "w",
-        &[cfg],
-        4,
-        S * 300,
-        Arc::new(Stats::default()),
-        Now::new(t0, 0),
-    );
+    let mut r = registry_of("w", &[cfg], t0, 0);
     r.silence("etl", None, "maintenance", Now::new(t0, 0))
         .unwrap();
     assert!(r.on_deadlines(Now::new(t0 + S * 10, 10_000)).is_empty());
