@@ -84,7 +84,7 @@ impl Watcher {
                 config.monitor.max_connections_per_address,
             ),
             ping: config.monitor.sender_ping,
-            watched: WatchedJobs::new(config.jobs.iter().map(|j| j.name.as_str())),
+            watched: WatchedJobs::new(&config.jobs),
         };
         let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
         let control_listener = control::bind(&config.monitor.control)?;

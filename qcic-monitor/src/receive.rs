@@ -48,44 +48,71 @@ pub struct ReceiveConfig {
 }
 
 /// The jobs the watcher watches, as the receive thread needs them: only a
-/// message for one of them proves its connection to the guard, so a peer
-/// that makes up job names cannot make its connections look like
-/// senders' (an outside attack held every place under the cap with one
-/// connection per address, each proven by a heartbeat for a made-up job,
-/// and locked real senders out). Keyed hashes, not names (the registry
-/// keeps the names): ~16 bytes a job. Replaced whole on a reload.
+/// message the registry would take (a watched job, from a key the job is
+/// pinned to, if it is) proves its connection to the guard, so a peer that
+/// makes up job names, or a key that may not report the job it names,
+/// cannot make its connections look like senders' (an outside attack held
+/// every place under the cap with one connection per address, each proven
+/// by a heartbeat for a made-up job, and locked real senders out; with
+/// CURVE, throwaway keys did the same with a pinned job's name). Keyed
+/// hashes, not names (the registry keeps the names): ~20 bytes a job.
+/// Replaced whole on a reload.
 #[derive(Debug, Default)]
 pub struct WatchedJobs {
     keys: std::collections::hash_map::RandomState,
-    set: std::sync::RwLock<HashSet<u64>>,
+    set: std::sync::RwLock<Watched>,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    jobs: HashSet<u64>,
+    /// Jobs pinned to sender keys: the keys' hashes.
+    pinned: HashMap<u64, HashSet<u64>>,
 }
 
 impl WatchedJobs {
-    /// The set of `names`.
-    pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Arc<WatchedJobs> {
+    /// The set of `jobs`.
+    pub fn new(jobs: &[crate::config::JobConfig]) -> Arc<WatchedJobs> {
         let watched = WatchedJobs::default();
-        watched.replace(names);
+        watched.replace(jobs);
         Arc::new(watched)
     }
 
-    /// Watches `names` from now on, instead of the jobs before.
-    pub fn replace<'a>(&self, names: impl Iterator<Item = &'a str>) {
+    /// Watches `jobs` from now on, instead of the jobs before.
+    pub fn replace(&self, jobs: &[crate::config::JobConfig]) {
         use std::hash::BuildHasher;
-        let set: HashSet<u64> = names.map(|n| self.keys.hash_one(n)).collect();
+        let mut set = Watched::default();
+        for job in jobs {
+            let name = self.keys.hash_one(job.name.as_str());
+            set.jobs.insert(name);
+            if let Some(keys) = &job.senders {
+                set.pinned.insert(
+                    name,
+                    keys.iter()
+                        .map(|k| self.keys.hash_one(k.as_str()))
+                        .collect(),
+                );
+            }
+        }
         *self
             .set
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
     }
 
-    /// Whether `job` is watched.
-    pub fn contains(&self, job: &str) -> bool {
+    /// Whether the registry would take a message for `job` from
+    /// `sender_key` (with CURVE) as its job's.
+    pub fn takes(&self, job: &str, sender_key: Option<&str>) -> bool {
         use std::hash::BuildHasher;
-        let key = self.keys.hash_one(job);
-        self.set
+        let name = self.keys.hash_one(job);
+        let set = self
+            .set
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&key)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.jobs.contains(&name)
+            && set.pinned.get(&name).is_none_or(|keys| {
+                sender_key.is_some_and(|key| keys.contains(&self.keys.hash_one(key)))
+            })
     }
 }
 
@@ -339,11 +366,11 @@ struct Proofs {
 }
 
 impl Proofs {
-    /// A valid message for `job` arrived in `frame`: if the job is
-    /// watched, its address's connections are proven. Never waits: dropped
-    /// if the guard is behind.
-    fn send(&self, frame: &mut zmq::Message, job: &str) {
-        if self.wanted.load(Ordering::Relaxed) && self.watched.contains(job) {
+    /// A valid message for `job` from `sender_key` arrived in `frame`: if
+    /// the registry takes it, its address's connections are proven. Never
+    /// waits: dropped if the guard is behind.
+    fn send(&self, frame: &mut zmq::Message, job: &str, sender_key: Option<&str>) {
+        if self.wanted.load(Ordering::Relaxed) && self.watched.takes(job, sender_key) {
             if let Some(address) = frame.gets("Peer-Address") {
                 let _ = self.socket.send(address.as_bytes(), zmq::DONTWAIT);
             }
@@ -532,22 +559,61 @@ impl LogLimit {
 /// or key. Keyed by a hash with this process's random keys (no allocation
 /// per message, and no collisions an attacker can aim for).
 ///
-/// Bounded at `MAX_BUCKETS`: when full, buckets idle for `IDLE` go, looked
-/// for at most once a second (a scan per new pair cost a core under a flood
-/// of made-up job names). A pair that still finds no room passes
-/// unlimited: sharing one overflow bucket made every quiet job's next
-/// message wait behind a flood of made-up names, and dropped it (a false
-/// `down`, or a `fail` lost). The limit is there for a runaway job; a flood
-/// of many names is bounded by the connection guard and the checker.
+/// Bounded at `MAX_BUCKETS` pairs: when full, pairs idle for `IDLE` go,
+/// looked for at most once a second (a scan per new pair cost a core under
+/// a flood of made-up job names). A pair that still finds no room spends
+/// its sender's budget: one bucket per sender, beside the pairs, so a
+/// flood of made-up names from one sender drains that sender's bucket and
+/// nobody else's. (One overflow bucket shared by all made a quiet job's
+/// next message wait behind the flood and dropped it; letting such pairs
+/// through unlimited let a flood that filled the table turn the limit off
+/// for everyone.)
 struct RateLimits {
     per_second: f64,
     keys: std::collections::hash_map::RandomState,
-    buckets: HashMap<u64, (f64, Instant)>,
-    /// When idle buckets were last looked for.
-    swept: Option<Instant>,
-    /// Pairs let through without a bucket since the last log line.
+    pairs: Buckets,
+    /// A budget per sender, for pairs the table has no room for.
+    senders: Buckets,
+    /// Messages let through with neither a pair nor a sender bucket.
     untracked: u64,
     full: LogLimit,
+}
+
+/// Token buckets by key hash, bounded.
+struct Buckets {
+    map: HashMap<u64, (f64, Instant)>,
+    /// When idle buckets were last looked for.
+    swept: Option<Instant>,
+}
+
+impl Buckets {
+    fn new() -> Buckets {
+        Buckets {
+            map: HashMap::new(),
+            swept: None,
+        }
+    }
+
+    /// The bucket for `key`, made full if there is room (after dropping
+    /// idle ones, at most once a second).
+    fn get(&mut self, key: u64, rate: f64, now: Instant) -> Option<&mut (f64, Instant)> {
+        if !self.map.contains_key(&key) {
+            if self.map.len() >= RateLimits::MAX_BUCKETS
+                && self
+                    .swept
+                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+            {
+                self.swept = Some(now);
+                self.map
+                    .retain(|_, (_, last)| now.duration_since(*last) < RateLimits::IDLE);
+            }
+            if self.map.len() >= RateLimits::MAX_BUCKETS {
+                return None;
+            }
+            self.map.insert(key, (rate, now));
+        }
+        self.map.get_mut(&key)
+    }
 }
 
 impl RateLimits {
@@ -558,8 +624,8 @@ impl RateLimits {
         RateLimits {
             per_second: f64::from(per_second),
             keys: std::collections::hash_map::RandomState::new(),
-            buckets: HashMap::new(),
-            swept: None,
+            pairs: Buckets::new(),
+            senders: Buckets::new(),
             untracked: 0,
             full: LogLimit::new(),
         }
@@ -573,29 +639,25 @@ impl RateLimits {
         }
         let now = Instant::now();
         let rate = self.per_second;
-        let key = self.keys.hash_one((sender, job));
-        if !self.buckets.contains_key(&key) {
-            if self.buckets.len() >= Self::MAX_BUCKETS
-                && self
-                    .swept
-                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
-            {
-                self.swept = Some(now);
-                self.buckets
-                    .retain(|_, (_, last)| now.duration_since(*last) < Self::IDLE);
+        let pair = self.keys.hash_one((sender, job));
+        let bucket = match self.pairs.get(pair, rate, now) {
+            Some(bucket) => bucket,
+            None => {
+                let own = self.keys.hash_one(sender);
+                match self.senders.get(own, rate, now) {
+                    Some(bucket) => bucket,
+                    None => {
+                        // 100 000 senders each busy within 10 s: past
+                        // what one watcher's ingest carries.
+                        self.untracked += 1;
+                        let untracked = self.untracked;
+                        self.full.note(|suppressed| {
+                            warn!(untracked, suppressed, "the rate limit's tables of (sender, job) pairs and of senders are full of busy ones; this message passes unlimited");
+                        });
+                        return true;
+                    }
+                }
             }
-            if self.buckets.len() >= Self::MAX_BUCKETS {
-                self.untracked += 1;
-                let untracked = self.untracked;
-                self.full.note(|suppressed| {
-                    warn!(pairs = Self::MAX_BUCKETS, untracked, suppressed, "the rate limit's table of (sender, job) pairs is full of busy pairs; new pairs pass unlimited");
-                });
-                return true;
-            }
-            self.buckets.insert(key, (rate, now));
-        }
-        let Some(bucket) = self.buckets.get_mut(&key) else {
-            return true;
         };
         let elapsed = now.duration_since(bucket.1).as_secs_f64();
         bucket.0 = (bucket.0 + elapsed * rate).min(rate);
@@ -721,7 +783,7 @@ fn receive_loop(
                             continue;
                         }
                     }
-                    proofs.send(&mut frame, &message.job);
+                    proofs.send(&mut frame, &message.job, sender_key.as_deref());
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let kind = usize::from(message.kind.code()) - 1;
                     if let Some(c) = stats.by_kind.get(kind) {

@@ -103,8 +103,7 @@ impl Reloader {
         applied.monitor.max_unknown_jobs = new.monitor.max_unknown_jobs;
         applied.monitor.max_clock_skew = new.monitor.max_clock_skew;
         let routing = Routing::new(&applied);
-        self.watched
-            .replace(applied.jobs.iter().map(|j| j.name.as_str()));
+        self.watched.replace(&applied.jobs);
         // The registry keeps the jobs; the reloader does not need them again.
         let jobs = std::mem::take(&mut applied.jobs);
         let summary = self

@@ -562,11 +562,13 @@ fn made_up_jobs_prove_no_connection() {
     );
 }
 
-/// An outside attack: 100 000 made-up job names kept fresh, and new ones
-/// coming all the time, filled the rate limit's table; a real job whose
-/// bucket had gone idle then shared one overflow bucket with the flood
-/// and its messages were dropped (a false `down`; a `fail` would be
-/// lost). A pair with no room now passes unlimited.
+/// An outside attack from another address: 100 000 made-up job names
+/// kept fresh, and new ones coming all the time, filled the rate limit's
+/// table; a real job whose bucket had gone idle then shared one overflow
+/// bucket with the flood and its messages were dropped (a false `down`; a
+/// `fail` would be lost). A pair with no room now spends its own sender's
+/// budget, and the limit still holds for a runaway job (a second attack
+/// had found it off for every pair the full table had no room for).
 #[test]
 fn a_full_rate_limit_table_drops_no_real_message() {
     use std::sync::Arc;
@@ -576,7 +578,7 @@ fn a_full_rate_limit_table_drops_no_real_message() {
     let out = dir.path().join("notes.jsonl");
     let monitor = Monitor::start_with(
         "watcher-a",
-        "max_unknown_jobs = 10",
+        "max_unknown_jobs = 10\nmax_rate_per_sender = 50",
         &format!(
             "[[job]]\nname = \"real\"\nevery = \"14s\"\ngrace = \"1s\"\n{}",
             qcic_testkit::note_channel(&out)
@@ -593,7 +595,10 @@ fn a_full_rate_limit_table_drops_no_real_message() {
             let socket = ctx.socket(zmq::PUSH).unwrap();
             socket.set_linger(0).unwrap();
             socket.set_sndhwm(0).unwrap();
-            socket.connect(&listen).unwrap();
+            let port = listen.rsplit(':').next().unwrap();
+            socket
+                .connect(&format!("tcp://127.0.0.9:0;127.0.0.1:{port}"))
+                .unwrap();
             let send = |name: String| {
                 let beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, name);
                 socket.send(beat.encode(), 0).unwrap();
@@ -621,13 +626,99 @@ fn a_full_rate_limit_table_drops_no_real_message() {
     // with the table full.
     std::thread::sleep(Duration::from_secs(12));
     real.heartbeat("real").unwrap();
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(4));
+    // A runaway job on the real job's host, with the table still full.
+    let runaway = Client::builder()
+        .endpoints([monitor.listen.clone()])
+        .queue_capacity(100_000)
+        .build()
+        .unwrap();
+    for _ in 0..20_000 {
+        let _ = runaway.heartbeat("runaway");
+    }
+    runaway.flush(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
     flooding.store(false, Ordering::SeqCst);
     flood.join().unwrap();
     let log = monitor.stop();
     assert!(
         qcic_testkit::notes_of(&out, "down", "real").is_empty(),
         "the real heartbeat was dropped: {:#?}\n{log}",
+        qcic_testkit::notes(&out)
+    );
+    let limited = qcic_testkit::counter(&log, "dropped_rate_limited").unwrap();
+    assert!(
+        limited >= 15_000,
+        "the limit was off: {limited} dropped\n{log}"
+    );
+}
+
+/// The same lockout with CURVE on and the job pinned to its sender's key
+/// (a second attack on the first fix): throwaway keys sent a heartbeat for
+/// the pinned job, which the registry drops as `wrong_sender` but which
+/// had already proven the connection. Only a message the registry takes
+/// proves one now, so the real key gets in.
+#[test]
+fn a_key_the_job_is_not_pinned_to_proves_no_connection() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let server = zmq::CurveKeyPair::new().unwrap();
+    let real_pair = zmq::CurveKeyPair::new().unwrap();
+    let z85 = |k: &[u8]| zmq::z85_encode(k).unwrap();
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "max_connections = 60",
+        &format!(
+            "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\n\n\
+             [[job]]\nname = \"real\"\nevery = \"4s\"\ngrace = \"1s\"\nsenders = [\"{}\"]\n{}",
+            z85(&real_pair.public_key),
+            qcic_testkit::note_channel(&out)
+        ),
+        &[("QCIC_TEST_SECRET", &z85(&server.secret_key))],
+    );
+    let port = monitor.listen.rsplit(':').next().unwrap().to_owned();
+    let ctx = zmq::Context::new();
+    let mut attackers = Vec::new();
+    for i in 0..120u32 {
+        let socket = ctx.socket(zmq::PUSH).unwrap();
+        socket.set_linger(0).unwrap();
+        let throwaway = zmq::CurveKeyPair::new().unwrap();
+        socket.set_curve_serverkey(&server.public_key).unwrap();
+        socket.set_curve_publickey(&throwaway.public_key).unwrap();
+        socket.set_curve_secretkey(&throwaway.secret_key).unwrap();
+        socket
+            .connect(&format!(
+                "tcp://127.9.{}.{}:0;127.0.0.1:{port}",
+                i / 200,
+                i % 200 + 1
+            ))
+            .unwrap();
+        let beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, "real");
+        socket.send(beat.encode(), 0).unwrap();
+        attackers.push(socket);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let real = Client::builder()
+        .endpoint(monitor.listen.clone())
+        .server_key(z85(&server.public_key))
+        .client_keys(z85(&real_pair.public_key), z85(&real_pair.secret_key))
+        .build()
+        .unwrap();
+    for _ in 0..12 {
+        real.heartbeat("real").unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = monitor.stop();
+    drop(attackers);
+    let wrong = qcic_testkit::counter(&log, "dropped_wrong_sender").unwrap();
+    assert!(
+        wrong >= 60,
+        "the attackers' heartbeats did not arrive: {log}"
+    );
+    assert!(
+        qcic_testkit::notes_of(&out, "down", "real").is_empty(),
+        "the real sender was locked out: {:#?}\n{log}",
         qcic_testkit::notes(&out)
     );
 }
