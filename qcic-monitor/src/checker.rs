@@ -51,13 +51,6 @@ pub enum Query {
         /// The outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// What a farm peer heard of some jobs.
-    PeerSeen {
-        /// The peer's id.
-        peer: Arc<str>,
-        /// (job, what the peer heard).
-        seen: Vec<(String, PeerSeen)>,
-    },
     /// End a job's silence or pause now.
     Unsilence {
         /// The job.
@@ -73,13 +66,35 @@ pub enum Query {
 #[derive(Debug, Clone)]
 pub struct CheckerHandle {
     queries: mpsc::Sender<Query>,
+    evidence: mpsc::Sender<Evidence>,
+}
+
+/// What a farm peer heard of some jobs: (peer id, (job, what it heard)).
+pub type Evidence = (Arc<str>, Vec<(String, PeerSeen)>);
+
+/// Where [`run`] takes what the handle sends: queries, and the farm's
+/// evidence apart from them (evidence is taken like messages, before
+/// deadlines; queries after them).
+#[derive(Debug)]
+pub struct CheckerInbox {
+    /// Questions and commands.
+    pub queries: mpsc::Receiver<Query>,
+    /// What farm peers heard.
+    pub evidence: mpsc::Receiver<Evidence>,
 }
 
 impl CheckerHandle {
-    /// A handle and the queue [`run`] takes its queries from.
-    pub fn channel(capacity: usize) -> (CheckerHandle, mpsc::Receiver<Query>) {
-        let (queries, rx) = mpsc::channel(capacity);
-        (CheckerHandle { queries }, rx)
+    /// A handle and the queues [`run`] takes from.
+    pub fn channel(capacity: usize) -> (CheckerHandle, CheckerInbox) {
+        let (queries, queries_rx) = mpsc::channel(capacity);
+        let (evidence, evidence_rx) = mpsc::channel(capacity);
+        (
+            CheckerHandle { queries, evidence },
+            CheckerInbox {
+                queries: queries_rx,
+                evidence: evidence_rx,
+            },
+        )
     }
 
     async fn ask<T>(&self, query: impl FnOnce(oneshot::Sender<T>) -> Query) -> Option<T> {
@@ -146,7 +161,7 @@ impl CheckerHandle {
 
     /// What a farm peer heard of some jobs.
     pub async fn peer_seen(&self, peer: Arc<str>, seen: Vec<(String, PeerSeen)>) {
-        let _ = self.queries.send(Query::PeerSeen { peer, seen }).await;
+        let _ = self.evidence.send((peer, seen)).await;
     }
 }
 
@@ -155,7 +170,7 @@ pub async fn run(
     mut registry: Registry,
     mut inbound: mpsc::Receiver<Vec<Inbound>>,
     out: mpsc::Sender<Notification>,
-    mut queries: mpsc::Receiver<Query>,
+    inbox: CheckerInbox,
     stats: Arc<Stats>,
     store: Option<Store>,
     farm: Option<FarmLink>,
@@ -173,6 +188,12 @@ pub async fn run(
     // Fault injection for the tests: a message for this job makes the
     // checker panic, as a bug would (tests/trust.rs checks the process exits).
     let panic_on_job = std::env::var("QCIC_TEST_PANIC_ON_JOB").ok();
+    let CheckerInbox {
+        mut queries,
+        mut evidence,
+    } = inbox;
+    // Batches of messages taken in a row while a deadline was due.
+    let mut streak = 0usize;
     'serve: loop {
         let now = Now::current();
         if clock.stepped(now) {
@@ -188,13 +209,23 @@ pub async fn run(
             (None, true) => Some(now.at + CLOCK_CHECK),
             (next, false) => next,
         };
+        // Messages come before due deadlines, but not for ever: after
+        // MESSAGES_FIRST batches in a row with a deadline due, the
+        // deadlines get a turn (a flood the checker cannot drain must not
+        // hold every alarm back).
+        let due = wake.is_some_and(|at| at <= now.at);
+        streak = if due { streak + 1 } else { 0 };
+        let messages_first = streak <= MESSAGES_FIRST;
+        if !messages_first {
+            streak = 0;
+        }
         let notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
             // that fall due at the same time. Deadlines come before queries:
             // a flood of status or HTTP requests (each served here) must
             // never hold back an alarm.
             biased;
-            batch = inbound.recv() => match batch {
+            batch = inbound.recv(), if messages_first => match batch {
                 Some(batch) => {
                     // One clock reading per batch: they arrived together.
                     let now = Now::current();
@@ -211,6 +242,15 @@ pub async fn run(
                 },
                 None => break,
             },
+            // What a farm peer heard is evidence, like a message.
+            Some((peer, seen)) = evidence.recv(), if messages_first => {
+                let now = Now::current();
+                let mut notes = Vec::new();
+                for (job, seen) in seen {
+                    notes.extend(registry.on_peer_seen(&peer, &job, &seen, now));
+                }
+                notes
+            }
             () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                 let now = Now::current();
                 if clock.stepped(now) {
@@ -279,14 +319,6 @@ pub async fn run(
                     Query::Silence { job, until_ms, reason, reply } => {
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
                         Vec::new()
-                    }
-                    Query::PeerSeen { peer, seen } => {
-                        let now = Now::current();
-                        let mut notes = Vec::new();
-                        for (job, seen) in seen {
-                            notes.extend(registry.on_peer_seen(&peer, &job, &seen, now));
-                        }
-                        notes
                     }
                     Query::Unsilence { job, reply } => match registry.unsilence(&job, wall_ms()) {
                         Ok(held_back) => {
@@ -378,6 +410,9 @@ impl ClockWatch {
     }
 }
 
+/// Batches of messages taken in a row, at most, while a deadline is due.
+const MESSAGES_FIRST: usize = 16;
+
 /// Deadlines handled per turn of the loop.
 pub const DEADLINE_SLICE: usize = 64;
 
@@ -423,11 +458,13 @@ mod tests {
     ) -> (Sender, mpsc::Receiver<Notification>) {
         let (tx, rx) = mpsc::channel(16);
         let (out_tx, out) = mpsc::channel(16);
+        let (_handle, mut inbox) = CheckerHandle::channel(1);
+        inbox.queries = queries;
         tokio::spawn(run(
             registry,
             rx,
             out_tx,
-            queries,
+            inbox,
             Arc::new(Stats::default()),
             None,
             None,
@@ -552,5 +589,50 @@ mod tests {
         let first = replies.remove(0).await.unwrap();
         assert_eq!(first[0].state, crate::registry::JobStatus::Down);
         assert_eq!(out.recv().await.unwrap().event, Event::Down);
+    }
+
+    /// Messages come before due deadlines, but a flood the checker cannot
+    /// drain must not hold an alarm back for ever: 64 batches wait when
+    /// the deadline is due, and the alarm comes after at most
+    /// MESSAGES_FIRST of them. (The loop is held at its send of the alarm
+    /// by a full output queue, so the batches still waiting can be counted.)
+    #[tokio::test(start_paused = true)]
+    async fn a_message_flood_does_not_hold_back_a_due_deadline_for_ever() {
+        let t0 = Instant::now().checked_sub(20 * S).unwrap();
+        let jobs = [job("etl", 10, 5, None), job("other", 3600, 0, None)];
+        let mut full = registry_of("w", &[job("x", 10, 5, None)], t0, 0);
+        let filler = full
+            .on_deadlines(Now::new(Instant::now(), 20_000))
+            .remove(0);
+        let (tx, rx) = mpsc::channel(64);
+        for seq in 0..64 {
+            tx.try_send(vec![Inbound {
+                message: msg(Kind::Heartbeat, "other", None, seq),
+                sender_key: None,
+            }])
+            .unwrap();
+        }
+        let (out_tx, mut out) = mpsc::channel(1);
+        out_tx.try_send(filler).unwrap();
+        let (_handle, inbox) = CheckerHandle::channel(1);
+        tokio::spawn(run(
+            registry_of("w", &jobs, t0, 0),
+            rx,
+            out_tx,
+            inbox,
+            Arc::new(Stats::default()),
+            None,
+            None,
+        ));
+        tokio::time::sleep(S).await;
+        let waiting = 64 - tx.capacity();
+        out.recv().await.unwrap();
+        let down = out.recv().await.unwrap();
+        assert_eq!((&*down.job, down.event), ("etl", Event::Down));
+        assert!(
+            waiting >= 64 - MESSAGES_FIRST - 1,
+            "the alarm waited for {} of 64 batches",
+            64 - waiting
+        );
     }
 }

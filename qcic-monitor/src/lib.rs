@@ -18,8 +18,9 @@
 //!   passed deadlines into notifications (pure: time comes in as [`clock::Now`]).
 //! - [`checker`]: the loop that owns the registry, takes messages and
 //!   queries, and sleeps until the next deadline.
-//! - `receive`: the PULL socket on its own thread, decoding, counting and
-//!   rate-limiting; `ingest_guard`: the limits on its connections.
+//! - `receive`: the PULL socket on its own thread, decoding and counting;
+//!   `rate_limit`: messages a second per job and sender; `ingest_guard`:
+//!   the limits on its connections.
 //! - [`notify`]: the dispatcher, the notification log, the outbox replay
 //!   and the channels (email, ZeroMQ PUB, webhook, command); `store`: the
 //!   state database (outbox, notification log, job state) on its own thread.
@@ -55,6 +56,7 @@ pub mod keys;
 pub mod notification;
 pub mod notify;
 pub(crate) mod printable;
+pub(crate) mod rate_limit;
 pub(crate) mod receive;
 pub mod registry;
 pub(crate) mod reload;
