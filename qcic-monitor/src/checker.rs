@@ -179,7 +179,12 @@ pub async fn run(
     let mut publish_at: Option<Instant> = None;
     // Job state is saved in batches: at most every SAVE_EVERY while
     // something changed (a timer armed only then: idle means asleep).
-    let mut save_at: Option<Instant> = None;
+    // Armed now if the start left something to save (jobs never heard of,
+    // whose watch began now): the loop may first wake only at the first
+    // deadline, and a watcher restarted before its first save would begin
+    // every such job's watch again, postponing its `down` each time.
+    let mut save_at: Option<Instant> =
+        (store.is_some() && registry.is_dirty()).then(|| Instant::now() + SAVE_EVERY);
     // The save under way, if any: the next waits for it, so a store slower
     // than the changes coalesces them (a job changed ten times is written
     // once) instead of queueing without bound.

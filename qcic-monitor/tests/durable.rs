@@ -177,3 +177,38 @@ fn kill_9_during_a_burst_loses_nothing_and_repeats_nothing_delivered() {
         "kill -9 burst: {at_kill} of {JOBS} delivered before the kill, {repeats} delivered twice"
     );
 }
+
+/// A job never heard of is watched from the watcher's start, and that
+/// start is saved: a watcher killed a second after starting and restarted
+/// keeps the job's deadline. Before, the first save waited for the loop's
+/// first wake-up (the first deadline, here an hour away), so each restart
+/// began the watch again and the job's `down` could be put off for ever.
+#[test]
+fn a_never_heard_jobs_deadline_survives_a_kill_9_soon_after_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let body = "[[job]]\nname = \"nightly\"\nevery = \"1h\"\n";
+    let deadline = |monitor: &Monitor| {
+        let status = qcic_monitor::control::request(
+            &monitor.control,
+            &qcic_monitor::control::Request::Status,
+        )
+        .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status["jobs"][0]["next_deadline_ms"].as_u64().unwrap()
+    };
+    // Nothing asks the first watcher anything: a question would wake its
+    // loop, and so arm the save, which is what is tested.
+    let first = Monitor::start_with("watcher-a", &keys, body, &[]);
+    std::thread::sleep(Duration::from_secs(1));
+    drop(first);
+    let restarted_ms = qcic_testkit::now_ms();
+    let second = Monitor::start_with("watcher-a", &keys, body, &[]);
+    let after = deadline(&second);
+    second.stop();
+    assert!(
+        after < restarted_ms + 3_600_000,
+        "the watch began again at the restart: the deadline is {} ms after restart + 1h",
+        i128::from(after) - i128::from(restarted_ms + 3_600_000)
+    );
+}
