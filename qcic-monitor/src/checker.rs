@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
-use crate::clock::Now;
+use crate::clock::{Now, wall_ms};
 use crate::config::JobConfig;
 use crate::notification::Notification;
 use crate::receive::Inbound;
@@ -424,8 +424,6 @@ pub const DEADLINE_SLICE: usize = 64;
 /// How often changed job state is written to the state database, at most.
 pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
-pub use crate::clock::wall_ms;
-
 #[cfg(test)]
 mod tests {
     use qcic_sdk::{Kind, Message};
@@ -465,16 +463,26 @@ mod tests {
         let (out_tx, out) = mpsc::channel(16);
         let (_handle, mut inbox) = CheckerHandle::channel(1);
         inbox.queries = queries;
+        spawn_with(registry, rx, out_tx, inbox);
+        (Sender(tx), out)
+    }
+
+    /// Runs the checker on these queues, without a store or a farm.
+    fn spawn_with(
+        registry: Registry,
+        inbound: mpsc::Receiver<Vec<Inbound>>,
+        out: mpsc::Sender<Notification>,
+        inbox: CheckerInbox,
+    ) {
         tokio::spawn(run(
             registry,
-            rx,
-            out_tx,
+            inbound,
+            out,
             inbox,
             Arc::new(Stats::default()),
             None,
             None,
         ));
-        (Sender(tx), out)
     }
 
     fn start(jobs: Vec<JobConfig>) -> Harness {
@@ -620,15 +628,7 @@ mod tests {
         let (out_tx, mut out) = mpsc::channel(1);
         out_tx.try_send(filler).unwrap();
         let (_handle, inbox) = CheckerHandle::channel(1);
-        tokio::spawn(run(
-            registry_of("w", &jobs, t0, 0),
-            rx,
-            out_tx,
-            inbox,
-            Arc::new(Stats::default()),
-            None,
-            None,
-        ));
+        spawn_with(registry_of("w", &jobs, t0, 0), rx, out_tx, inbox);
         tokio::time::sleep(S).await;
         let waiting = 64 - tx.capacity();
         out.recv().await.unwrap();

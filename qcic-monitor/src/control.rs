@@ -319,7 +319,7 @@ pub fn print_status(path: &PathBuf) -> Result<String, String> {
 }
 
 fn now_ms() -> u64 {
-    crate::checker::wall_ms()
+    crate::clock::wall_ms()
 }
 
 fn ago(now: u64, then: Option<u64>) -> String {

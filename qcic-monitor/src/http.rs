@@ -11,7 +11,8 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 
-use crate::checker::{CheckerHandle, wall_ms};
+use crate::checker::CheckerHandle;
+use crate::clock::wall_ms;
 use crate::notify::NotificationLog;
 use crate::registry::{HostView, JobStatus, JobView};
 use crate::stats::{DropReason, Stats};

@@ -69,11 +69,9 @@ impl Limits {
     /// caps (3/16 of it, see `accept::Limits`) and [`RESERVE`], at most
     /// [`MAX_DEFAULT`].
     pub fn from_nofile(nofile: u64) -> Limits {
-        let local = nofile / 8 + nofile / 16 + 2;
-        let max = nofile.saturating_sub(local + RESERVE).max(16);
         Limits {
-            max: usize::try_from(max).unwrap_or(usize::MAX).min(MAX_DEFAULT),
-            per_ip: 256,
+            max: Limits::room(nofile).min(MAX_DEFAULT),
+            per_ip: crate::config::defaults::MAX_CONNECTIONS_PER_ADDRESS,
             idle_after: IDLE_AFTER,
         }
     }
@@ -82,15 +80,17 @@ impl Limits {
     /// descriptor limit leaves) and `max_connections_per_address`.
     pub fn configured(nofile: u64, max: Option<usize>, per_ip: usize) -> Limits {
         let derived = Limits::from_nofile(nofile);
-        let room = {
-            let local = nofile / 8 + nofile / 16 + 2;
-            usize::try_from(nofile.saturating_sub(local + RESERVE).max(16)).unwrap_or(usize::MAX)
-        };
         Limits {
-            max: max.map_or(derived.max, |m| m.min(room)),
+            max: max.map_or(derived.max, |m| m.min(Limits::room(nofile))),
             per_ip,
             ..derived
         }
+    }
+
+    /// The ingest connections `nofile` descriptors leave room for.
+    fn room(nofile: u64) -> usize {
+        let local = nofile / 8 + nofile / 16 + 2;
+        usize::try_from(nofile.saturating_sub(local + RESERVE).max(16)).unwrap_or(usize::MAX)
     }
 }
 

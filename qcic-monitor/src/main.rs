@@ -147,7 +147,7 @@ fn main() -> ExitCode {
     if let Some(Command::Check) = &cli.command {
         print!(
             "{}",
-            qcic_monitor::config::describe(&config, qcic_monitor::checker::wall_ms())
+            qcic_monitor::config::describe(&config, qcic_monitor::clock::wall_ms())
         );
         return ExitCode::SUCCESS;
     }

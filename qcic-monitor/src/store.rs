@@ -367,7 +367,7 @@ fn writes_of(op: Op, next: &mut i64, writes: &mut Vec<Write>, acks: &mut Vec<Ack
         }
         Op::Done(id) => writes.push(Write::Done {
             id,
-            at: i64::try_from(crate::checker::wall_ms()).unwrap_or(i64::MAX),
+            at: i64::try_from(crate::clock::wall_ms()).unwrap_or(i64::MAX),
         }),
         Op::ForgetJobs(names) => writes.extend(names.into_iter().map(Write::ForgetJob)),
         Op::SaveJobs(records, ack) => {

@@ -12,7 +12,7 @@ use chitchat::{
 };
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::checker::wall_ms;
+use crate::clock::wall_ms;
 use crate::config::FarmConfig;
 use crate::error::MonitorError;
 

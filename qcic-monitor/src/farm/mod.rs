@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 use tracing::info;
 
-use crate::checker::{CheckerHandle, wall_ms};
+use crate::checker::CheckerHandle;
+use crate::clock::wall_ms;
 use crate::config::FarmConfig;
 use crate::error::MonitorError;
 use crate::notification::Notification;
