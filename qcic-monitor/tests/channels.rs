@@ -7,27 +7,34 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use qcic_sdk::Client;
-use qcic_testkit::{Monitor, counter, free_port, json_lines, python, wait_until, workspace_root};
+use qcic_testkit::{
+    Monitor, ReservedPort, counter, json_lines, python, reserve_port, wait_until, workspace_root,
+};
 
-struct Server(Child);
+/// The server, and its port held for it until it listens.
+struct Server {
+    child: Child,
+    _held: ReservedPort,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-fn webhook_server(port: u16, out: &std::path::Path, fail_first: u32) -> Server {
+fn webhook_server(port: ReservedPort, out: &std::path::Path, fail_first: u32) -> Server {
     webhook_server_failing_with(port, out, fail_first, 500)
 }
 
 fn webhook_server_failing_with(
-    port: u16,
+    held: ReservedPort,
     out: &std::path::Path,
     fail_first: u32,
     status: u16,
 ) -> Server {
+    let port = held.port();
     let child = Command::new(python())
         .arg(workspace_root().join("qcic-monitor/tests/webhook_server.py"))
         .args([
@@ -42,15 +49,16 @@ fn webhook_server_failing_with(
     assert!(wait_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));
-    Server(child)
+    Server { child, _held: held }
 }
 
 #[test]
 fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hook.jsonl");
-    let port = free_port();
-    let _server = webhook_server(port, &out, 2);
+    let held = reserve_port();
+    let port = held.port();
+    let _server = webhook_server(held, &out, 2);
     let monitor = Monitor::start_with(
         "watcher-a",
         "",
@@ -88,8 +96,9 @@ fn a_webhook_answering_500_is_retried_until_200_with_its_secret_header() {
 fn a_webhook_refusing_with_400_is_given_up_at_once_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hook.jsonl");
-    let port = free_port();
-    let _server = webhook_server_failing_with(port, &out, 1, 400);
+    let held = reserve_port();
+    let port = held.port();
+    let _server = webhook_server_failing_with(held, &out, 1, 400);
     let body = format!(
         "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[http]\nlisten = \"{{http}}\"\n\n\
          [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n"
@@ -124,8 +133,9 @@ fn a_command_gets_the_notification_on_stdin_and_routing_picks_channels() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cmd.jsonl");
     let hook_out = dir.path().join("hook.jsonl");
-    let port = free_port();
-    let _server = webhook_server(port, &hook_out, 0);
+    let held = reserve_port();
+    let port = held.port();
+    let _server = webhook_server(held, &hook_out, 0);
     let monitor = Monitor::start(
         "watcher-a",
         &format!(

@@ -218,7 +218,8 @@ fn two_senders_reach_both_watchers_and_watchers_agree_on_incident_ids() {
 
 #[test]
 fn email_survives_an_smtp_server_that_comes_up_late() {
-    let port = qcic_testkit::free_port();
+    let held = qcic_testkit::reserve_port();
+    let port = held.port();
     let monitor = Monitor::start(
         "watcher-a",
         &format!(
@@ -232,7 +233,7 @@ fn email_survives_an_smtp_server_that_comes_up_late() {
     assert!(qcic_testkit::wait_until(qcic_testkit::WAIT, || monitor
         .log()
         .contains("will retry")));
-    let smtp = Smtp::start_on(port);
+    let smtp = Smtp::start_on(held);
     let mails = smtp.wait_for(1);
     assert!(mails[0].contains("while the mail server was down"));
     let log = monitor.stop();

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use qcic_sdk::Client;
-use qcic_testkit::{BadServer, Monitor, Smtp, free_port, is_root, json_lines, wait_until};
+use qcic_testkit::{BadServer, Monitor, Smtp, is_root, json_lines, reserve_port, wait_until};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct SmallDisk {
@@ -86,7 +86,8 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
         "webhook",
         &[hook_out.to_str().unwrap(), "job-a=3", "job-c=3"],
     );
-    let smtp_port = free_port();
+    let smtp_held = reserve_port();
+    let smtp_port = smtp_held.port();
     let body = format!(
         "[[job]]\nname = \"job-a\"\nevery = \"1h\"\nnotify = [\"hook\"]\n\
          [[job]]\nname = \"job-b\"\nevery = \"1h\"\nnotify = [\"mail\"]\n\
@@ -129,7 +130,7 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
     drop(sender);
     drop(first); // kill -9
 
-    let smtp = Smtp::start_on(smtp_port);
+    let smtp = Smtp::start_on(smtp_held);
     let second = Monitor::start_with("watcher-a", &keys, &body, &[]);
     let mails = smtp.wait_for(1);
     assert!(mails[0].contains("b broke"), "{mails:?}");
@@ -158,8 +159,7 @@ fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
     sender.fail("etl", Some(3), "broken").unwrap();
     monitor.wait_log("no answer within 2s");
     monitor.wait_log("will retry");
-    drop(hung);
-    let smtp = Smtp::start_on(port);
+    let smtp = Smtp::start_on(hung.stop());
     let mails = smtp.wait_for(1);
     assert!(mails[0].contains("FAILED etl"), "{mails:?}");
     sender.start("etl").unwrap().success().unwrap();

@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use qcic_sdk::Client;
-use qcic_testkit::{Monitor, Smtp, free_port, header, notes, wait_until};
+use qcic_testkit::{Monitor, Smtp, header, notes, reserve_port, wait_until};
 
 #[test]
 fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.db");
-    let port = free_port();
+    let held = reserve_port();
+    let port = held.port();
     let body = format!(
         "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\n\
          smtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n"
@@ -26,7 +27,7 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
         .contains("will retry")));
     drop(first); // SIGKILL: no shutdown, no flush
 
-    let smtp = Smtp::start_on(port);
+    let smtp = Smtp::start_on(held);
     let second = Monitor::start_with("watcher-a", &keys, &body, &[]);
     let mails = smtp.wait_for(1);
     assert!(mails[0].contains("the mail server is down"));

@@ -277,13 +277,14 @@ fn the_default_control_socket_cannot_be_squatted() {
             .output()
             .unwrap()
     };
+    let port = qcic_testkit::reserve_port();
     let config = |tmp: &std::path::Path| {
         let path = tmp.join("monitor.toml");
         std::fs::write(
             &path,
             format!(
                 "[monitor]\nid = \"w\"\nlisten = [\"tcp://127.0.0.1:{}\"]\nstate = \"off\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
-                qcic_testkit::free_port()
+                port.port()
             ),
         )
         .unwrap();
@@ -477,8 +478,10 @@ fn a_sender_that_stops_answering_loses_its_connection() {
 #[test]
 fn the_guard_holds_on_ipv6_and_wildcard_listens() {
     let _turn = one_at_a_time();
+    // A reservation holds an IPv4 port only.
     let v6 = qcic_testkit::free_port();
-    let any = qcic_testkit::free_port();
+    let any = qcic_testkit::reserve_port();
+    let any = any.port();
     let monitor = Monitor::start_with(
         "watcher-a",
         &format!(

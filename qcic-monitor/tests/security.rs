@@ -361,8 +361,9 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
     // URL with its credential in the path and query (read from the
     // environment) logs none of them, even at trace.
     let smtp_password = "smtp-pass-that-must-not-leak";
-    let dead = qcic_testkit::free_port();
-    let hook_url = format!("http://127.0.0.1:{dead}/services/URLSECRET/x?sig=QUERYSECRET");
+    let dead = qcic_testkit::dead_endpoint();
+    let dead = dead.endpoint.trim_start_matches("tcp://");
+    let hook_url = format!("http://{dead}/services/URLSECRET/x?sig=QUERYSECRET");
     let monitor = Monitor::start_with(
         "watcher-a",
         "",

@@ -18,20 +18,37 @@ import zmq
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class ReservedPort:
+    """A loopback port held for a server that binds it later: a socket bound
+    with SO_REUSEADDR that never listens. Linux hands such a port to no
+    bind to port 0 and to no outgoing connection, yet lets a server that
+    sets SO_REUSEADDR (libzmq does) bind it; a port picked, released and
+    bound later could be taken meanwhile."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def bind_fresh(sock: zmq.Socket) -> str:
+    """Binds `sock` to a loopback port libzmq picks (and keeps); its endpoint."""
+    sock.bind("tcp://127.0.0.1:*")
+    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
 class Receiver:
     """A PULL socket bound on a fresh loopback port."""
 
     def __init__(self, ctx: zmq.Context) -> None:
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.socket = ctx.socket(zmq.PULL)
         self.socket.linger = 0
-        self.socket.bind(self.endpoint)
+        self.endpoint = bind_fresh(self.socket)
 
     def frames(self, n: int, timeout: float = 20.0) -> List[bytes]:
         got: List[bytes] = []
@@ -79,8 +96,10 @@ class Monitor:
     """The real qcic-monitor binary with a PUB alert stream and a SUB on it."""
 
     def __init__(self, zctx: zmq.Context, jobs: str) -> None:
-        self.listen = f"tcp://127.0.0.1:{free_port()}"
-        self.publish = f"tcp://127.0.0.1:{free_port()}"
+        # Held while the monitor lives.
+        self.ports = [ReservedPort(), ReservedPort()]
+        self.listen = self.ports[0].endpoint
+        self.publish = self.ports[1].endpoint
         self.dir = tempfile.TemporaryDirectory()
         config = pathlib.Path(self.dir.name) / "monitor.toml"
         config.write_text(
@@ -123,6 +142,8 @@ class Monitor:
         self.proc.terminate()
         self.proc.wait(20)
         self.dir.cleanup()
+        for port in self.ports:
+            port.close()
 
 
 @pytest.fixture

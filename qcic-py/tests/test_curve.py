@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 import qcic
-from conftest import free_port
+from conftest import bind_fresh
 
 
 @pytest.fixture
@@ -16,8 +16,7 @@ def curve_receiver(zctx: zmq.Context):
     pull.linger = 0
     pull.curve_server = True
     pull.curve_secretkey = secret
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    pull.bind(endpoint)
+    endpoint = bind_fresh(pull)
     return endpoint, public.decode(), pull
 
 

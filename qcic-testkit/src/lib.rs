@@ -2,7 +2,9 @@
 //!
 //! - [`net`]: a PULL test receiver ([`Receiver`]) on a port libzmq picks,
 //!   loopback ports held for a server that binds later ([`reserve_port`]),
-//!   an endpoint nobody listens on ([`dead_endpoint`]), [`free_port`], a
+//!   an endpoint nobody listens on ([`dead_endpoint`]), a port outside the
+//!   range the kernel hands out, for servers that bind without
+//!   `SO_REUSEADDR` ([`free_port`]), a
 //!   flood of idle ZMTP connections ([`idle_flood`]), and a plain HTTP GET
 //!   ([`http_get`]).
 //! - [`monitor`]: the real `qcic-monitor` binary on a config in a temp dir

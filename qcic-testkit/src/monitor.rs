@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::{WAIT, free_port, target_dir, wait_until, workspace_root};
+use crate::{ReservedPort, WAIT, reserve_port, target_dir, wait_until, workspace_root};
 
 /// The real qcic-monitor binary on a config written to a temp dir.
 pub struct Monitor {
@@ -22,6 +22,9 @@ pub struct Monitor {
     pub control: PathBuf,
     /// The `[monitor]` table as written, for `rewrite`.
     header: String,
+    /// The listen, publish and HTTP ports, held while the monitor lives
+    /// (and across `kill`/restarts of it).
+    _ports: [ReservedPort; 3],
 }
 
 impl Monitor {
@@ -44,9 +47,10 @@ impl Monitor {
         body: &str,
         env: &[(&str, &str)],
     ) -> Monitor {
-        let listen = format!("tcp://127.0.0.1:{}", free_port());
-        let publish = format!("tcp://127.0.0.1:{}", free_port());
-        let http = format!("127.0.0.1:{}", free_port());
+        let ports = [reserve_port(), reserve_port(), reserve_port()];
+        let listen = ports[0].endpoint();
+        let publish = ports[1].endpoint();
+        let http = ports[2].addr();
         let dir = tempfile::tempdir().unwrap();
         let control = dir.path().join("control.sock");
         let state = if monitor_keys.contains("state =") {
@@ -97,6 +101,7 @@ impl Monitor {
             http,
             control,
             header,
+            _ports: ports,
         };
         let started = wait_until(WAIT, || {
             monitor.log().contains("qcic-monitor started") || monitor.exited()

@@ -12,6 +12,8 @@
 //!   `SO_REUSEADDR` bind it (libzmq, tokio and Python's servers all do).
 //! - A port so held and never listened on refuses every connection:
 //!   [`DeadEndpoint`].
+//! - Where the server binds without `SO_REUSEADDR` (UDP gossip), the port
+//!   comes from outside the range the kernel hands out: [`free_port`].
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -24,25 +26,30 @@ use nix::sys::socket::{
 };
 use qcic_sdk::Message;
 
-/// A loopback port free now, and never handed out before in this test
-/// binary: the OS may offer a port again once its listener is closed, and
-/// two tests running in parallel must not both take it (one test's "dead"
-/// SMTP port became another's live listener, once). Still released before
-/// it is bound: where the binder sets `SO_REUSEADDR`, [`reserve_port`]
-/// closes that gap.
+/// A loopback port, free now for TCP and UDP, for a server that binds it
+/// later without `SO_REUSEADDR` (a farm's UDP gossip; an IPv6 listen),
+/// where [`reserve_port`] cannot hold it. Taken from below the kernel's
+/// ephemeral range (`net.ipv4.ip_local_port_range`), which the kernel
+/// hands to no `bind` to port 0 and to no outgoing connection, so only a
+/// process that names the same port can race for it; each is handed out
+/// once per test binary, from a start that differs per process.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // Ports from 10000 up to the ephemeral range: no well-known service.
+    let span = low.saturating_sub(10_000).max(1_000);
+    let start = std::process::id() % span;
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut given = GIVEN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&port) {
-            given.push(port);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below {low}");
+        let port = u16::try_from(10_000 + (start + n) % span).expect("a port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }

@@ -7,21 +7,24 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::{WAIT, free_port, python, wait_until, workspace_root};
+use crate::{ReservedPort, WAIT, python, reserve_port, wait_until, workspace_root};
 
 /// A real SMTP server (aiosmtpd) writing every email into a Maildir.
 pub struct Smtp {
     child: Child,
     pub port: u16,
     pub maildir: tempfile::TempDir,
+    _held: ReservedPort,
 }
 
 impl Smtp {
     pub fn start() -> Smtp {
-        Smtp::start_on(free_port())
+        Smtp::start_on(reserve_port())
     }
 
-    pub fn start_on(port: u16) -> Smtp {
+    /// On a port held until now (a monitor already sends to it).
+    pub fn start_on(held: ReservedPort) -> Smtp {
+        let port = held.port();
         let maildir = tempfile::tempdir().unwrap();
         for sub in ["cur", "new", "tmp"] {
             fs::create_dir(maildir.path().join(sub)).unwrap();
@@ -51,6 +54,7 @@ impl Smtp {
             child,
             port,
             maildir,
+            _held: held,
         }
     }
 
@@ -113,6 +117,7 @@ impl Drop for Smtp {
 pub struct BadServer {
     child: Child,
     pub port: u16,
+    held: Option<ReservedPort>,
 }
 
 impl BadServer {
@@ -120,7 +125,8 @@ impl BadServer {
     /// its "ready".
     pub fn start(mode: &str, args: &[&str]) -> BadServer {
         use std::io::BufRead;
-        let port = free_port();
+        let held = reserve_port();
+        let port = held.port();
         let script = workspace_root().join("qcic-monitor/tests/bad_servers.py");
         let mut child = Command::new(python())
             .arg(script)
@@ -136,7 +142,19 @@ impl BadServer {
             let _ = std::io::BufReader::new(out).read_line(&mut line);
         }
         assert_eq!(line.trim(), "ready", "bad_servers.py {mode} did not start");
-        BadServer { child, port }
+        BadServer {
+            child,
+            port,
+            held: Some(held),
+        }
+    }
+
+    /// Stops the server and hands its port on, still held (for a working
+    /// server to take it).
+    pub fn stop(mut self) -> ReservedPort {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.held.take().expect("held until stop")
     }
 }
 
