@@ -163,7 +163,7 @@ const REQUEST_WITHIN: Duration = Duration::from_secs(5);
 
 /// Serves the socket until the task is dropped: at most `limits.connections`
 /// clients at once, each cut off after `limits.per_connection` (and after
-/// [`REQUEST_WITHIN`] if it has not sent its request, or not read its
+/// `REQUEST_WITHIN` (5 s) if it has not sent its request, or not read its
 /// reply, by then).
 pub async fn serve(
     listener: UnixListener,

@@ -24,12 +24,19 @@
 //! - [`notify`]: the dispatcher, the notification log, the outbox replay
 //!   and the channels (email, ZeroMQ PUB, webhook, command); `store`: the
 //!   state database (outbox, notification log, job state) on its own thread.
-//! - [`farm`]: watcher farms: gossip membership, shared evidence and
-//!   notification log, and the gate that ranks who sends (pure).
+//! - [`farm`]: watcher farms: gossip membership, shared evidence, the
+//!   ledger (who sent, delivered or failed each notification), and the gate that ranks who sends (pure).
 //! - [`control`]: the local control socket (`status`, silences); `http`:
 //!   the API, `/metrics` and the status page; `accept`: the connection caps
 //!   both share; `reload`: SIGHUP, the configuration read again without
 //!   losing state; `demo`: the built-in demo sender.
+//!
+//! # Words
+//! - *log*: the process's own lines (tracing, on stderr), nothing else.
+//! - *notification log*: this watcher's record of what it notified, in
+//!   memory (exact repeats dropped) and in the state database.
+//! - *ledger*: a farm's shared record of which watcher sent, delivered or
+//!   failed to deliver which notification, gossiped ([`farm::ledger`]).
 //!
 //! # Quick start
 //! ```no_run

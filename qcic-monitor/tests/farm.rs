@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 // The scenarios share two cores: one at a time (`one_at_a_time`) keeps
 // their timing honest.
-use qcic_testkit::{free_port, one_at_a_time, wait_until};
+use qcic_testkit::{ReservedPort, free_port, one_at_a_time, reserve_port, wait_until};
 use serde_json::Value;
 
 // ---- fault-injecting proxies ----
@@ -168,18 +168,16 @@ struct Watcher {
     gossip: u16,
     /// `[http] listen`: the farm's health is read there.
     http: String,
+    /// The listen and HTTP ports, held across the watcher's restarts.
+    _held: [ReservedPort; 2],
 }
 
 impl Watcher {
     fn new(id: &str, root: &std::path::Path) -> Watcher {
-        let listen = free_port();
-        // Free for UDP too (proxies' upstream sockets take UDP ports).
-        let gossip = loop {
-            let port = free_port();
-            if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
-        };
+        let held = [reserve_port(), reserve_port()];
+        let listen = held[0].port();
+        // Bound by chitchat without `SO_REUSEADDR`: no reservation holds it.
+        let gossip = free_port();
         let dir = root.join(id);
         fs::create_dir_all(&dir).unwrap();
         Watcher {
@@ -190,7 +188,8 @@ impl Watcher {
             gossip_link: UdpProxy::start(gossip),
             listen,
             gossip,
-            http: format!("127.0.0.1:{}", free_port()),
+            http: held[1].addr(),
+            _held: held,
         }
     }
 

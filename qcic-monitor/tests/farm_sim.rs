@@ -671,7 +671,7 @@ impl Sim {
                 Some(Said::Logged { key, sender, entry }) => {
                     watcher
                         .gate
-                        .on_log_entry(&node, key, sender, entry, &mut out);
+                        .on_ledger_entry(&node, key, sender, entry, &mut out);
                 }
                 None => {}
             }

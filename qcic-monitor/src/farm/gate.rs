@@ -1,7 +1,7 @@
 //! The gate: which watcher of the farm sends each notification, and when.
 //!
 //! Pure: every input comes in as a call with the time (`now` for waits,
-//! `wall` for log entries), every effect goes out as an [`Output`]. No
+//! `wall` for ledger entries), every effect goes out as an [`Output`]. No
 //! gossip, no tokio tasks, no channels: the farm task feeds it, and the
 //! tests and the simulation drive it directly.
 //!
@@ -9,7 +9,7 @@
 //! incident and watcher id (follow-ups: the watchers that sent the alarm
 //! first). Rank k waits k × `peer_timeout`, counting only the higher ranks
 //! that are alive and did not report a failed delivery (when all are dead
-//! it sends at once), and skips if the shared log shows it handled. No
+//! it sends at once), and skips if the ledger shows it handled. No
 //! quorum, no leader: a lone watcher still alerts (fail open).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,8 +22,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::isolation::Isolation;
-use super::log::{LOG_KEEP, SharedLog};
-use super::wire::{Entry, Key, State, log_key};
+use super::ledger::{LEDGER_KEEP, Ledger};
+use super::wire::{Entry, Key, State, ledger_key};
 use crate::notification::{Event, FarmView, Notification, incident_id};
 use crate::stats::Stats;
 
@@ -38,7 +38,7 @@ pub enum Output {
     Unpublish(String),
     /// A peer delivered this (a channel still retrying it may stop).
     DeliveredElsewhere(Key),
-    /// Forget that a peer delivered this (it left the log).
+    /// Forget that a peer delivered this (it left the ledger).
     Forget(Key),
     /// Write this to the durable notification log as sent by this watcher:
     /// its own entry, learnt back from a peer after its state was lost (a
@@ -74,7 +74,7 @@ pub struct GateConfig {
     pub jobs: usize,
 }
 
-/// The notification log key of `note`.
+/// The ledger key of `note`.
 pub fn key_of(note: &Notification) -> Key {
     (Arc::clone(&note.incident), note.event, note.repeat)
 }
@@ -136,29 +136,29 @@ pub struct Gate {
     /// Each peer's last heartbeat known, and when it last moved.
     news: BTreeMap<Arc<str>, (u64, Instant)>,
     /// Open `peer_down` incidents, by peer (this watcher's or learnt
-    /// from the shared log).
+    /// from the ledger).
     peer_down: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
     /// Peers whose open `peer_down` needs its follow-up once they are back.
     owed: BTreeSet<Arc<str>>,
-    /// `peer_down` incidents the log shows closed while their peer is
+    /// `peer_down` incidents the ledger shows closed while their peer is
     /// still silent here, by peer: news of a return this watcher never saw
     /// (it was frozen, or cut off, while the peer came back and went
     /// silent again, and the last heartbeat it knows names the earlier
     /// outage). The silence it sees is another outage.
     closed_while_silent: BTreeMap<Arc<str>, Arc<str>>,
-    /// Job alarms the shared log shows sent and not followed up, by job
+    /// Job alarms the ledger shows sent and not followed up, by job
     /// and event: when one incident of a job's trouble is followed up, so
     /// are the others (a watcher whose state was lost named the same
     /// outage anew, and the alarm it had sent would stay open forever).
     open_alarms: BTreeMap<(Arc<str>, Event), BTreeSet<Arc<str>>>,
 
-    log: SharedLog,
+    ledger: Ledger,
     pending: Vec<Pending>,
     isolation: Isolation,
     /// The open `watcher_isolated` incident.
     isolated: Option<Arc<str>>,
     /// Nothing is sent before this: at start, after a stall and after an
-    /// isolation ends, the log, the peers' liveness and their evidence
+    /// isolation ends, the ledger, the peers' liveness and their evidence
     /// must be learnt afresh first.
     settle_until: Instant,
     /// Alarms held while isolated are judged from this on (the peers'
@@ -189,7 +189,7 @@ impl Gate {
             closed_while_silent: BTreeMap::new(),
             open_alarms: BTreeMap::new(),
 
-            log: SharedLog::new(LOG_KEEP),
+            ledger: Ledger::new(LEDGER_KEEP),
             pending: Vec::new(),
             isolation,
             isolated: None,
@@ -203,7 +203,7 @@ impl Gate {
     }
 
     /// What this watcher sent before it (re)started, from its durable
-    /// notification log: entered in the shared log as its own and
+    /// notification log: entered in the ledger as its own and
     /// published, so peers learn it even if they never heard it then, and
     /// an alarm still open gets its follow-up. `open` holds the incidents
     /// the restored job state still has open: an alarm of a job whose
@@ -266,7 +266,7 @@ impl Gate {
                 job: Arc::clone(&note.job),
             };
             let key = key_of(note);
-            if self.log.get(&key, &me).is_none() {
+            if self.ledger.get(&key, &me).is_none() {
                 self.record(&key, &me, entry, out);
             }
         }
@@ -306,7 +306,7 @@ impl Gate {
             // raised while cut off, which the farm saw end before the job
             // went quiet again).
             let named_at = self
-                .log
+                .ledger
                 .first_sent(&(Arc::clone(&note.incident), resolves, 0));
             let siblings: Vec<Arc<str>> = self
                 .open_alarms
@@ -315,7 +315,7 @@ impl Gate {
                     open.iter()
                         .filter(|i| ***i != *note.incident)
                         .filter(|i| {
-                            let at = self.log.first_sent(&(Arc::clone(i), resolves, 0));
+                            let at = self.ledger.first_sent(&(Arc::clone(i), resolves, 0));
                             named_at.is_some_and(|named| at.is_some_and(|at| at <= named))
                         })
                         .cloned()
@@ -372,7 +372,7 @@ impl Gate {
         if now >= self.settle_until {
             return false;
         }
-        // Every peer alive and a few rounds exchanged: the log is learnt.
+        // Every peer alive and a few rounds exchanged: the ledger is learnt.
         self.all_live_since
             .is_none_or(|t| now < t + self.cfg.gossip_interval * 3)
     }
@@ -436,7 +436,7 @@ impl Gate {
         let Some(alarm) = alarm_key(note) else {
             return order.iter().collect();
         };
-        let senders = self.log.senders(&alarm);
+        let senders = self.ledger.senders(&alarm);
         let (mut first, rest): (Vec<_>, Vec<_>) = order.iter().partition(|m| senders.contains(*m));
         first.extend(rest);
         first
@@ -460,7 +460,7 @@ impl Gate {
     /// When a pending notification may go, or `None` if it should be dropped.
     fn due(&self, p: &Pending, now: Instant) -> Option<Instant> {
         let key = key_of(&p.note);
-        if self.log.handled(&key, |w| self.is_live(w)) {
+        if self.ledger.handled(&key, |w| self.is_live(w)) {
             return None;
         }
         let order = self.ranking(&p.note, &p.order);
@@ -468,7 +468,7 @@ impl Gate {
         let ahead_peers: Vec<&Arc<str>> = order[..rank]
             .iter()
             .copied()
-            .filter(|m| self.is_live(m) && !self.log.failed(&key, m))
+            .filter(|m| self.is_live(m) && !self.ledger.failed(&key, m))
             .collect();
         let ahead = ahead_peers.len();
         // A higher rank may be settling (after its start, a freeze or a
@@ -487,7 +487,7 @@ impl Gate {
             .peer_timeout
             .max(self.cfg.dead_after * 2 + self.cfg.gossip_interval * 3);
         // Two gossip rounds more behind a live higher rank: the time its
-        // log entry takes to arrive once it has sent (it may send late
+        // ledger entry takes to arrive once it has sent (it may send late
         // itself, settling after a freeze).
         let margin = if ahead > 0 {
             self.cfg.gossip_interval * 2
@@ -514,7 +514,7 @@ impl Gate {
         {
             due = due.max(until);
         }
-        // A follow-up waits until the log of every peer that just became
+        // A follow-up waits until the ledger of every peer that just became
         // reachable is learnt: when a partition heals, each side's senders
         // of the alarm would otherwise close it at once, each unaware of
         // the other's copy (and so both first in the follow-up's ranking).
@@ -540,7 +540,7 @@ impl Gate {
 
         // A follow-up for an alarm nobody sent is owed to nobody; if the
         // alarm is still waiting here, both go. Not while settling: the
-        // log is not learnt yet, and "nobody" may be a peer not heard yet.
+        // ledger is not learnt yet, and "nobody" may be a peer not heard yet.
         let settling = self.settling(now);
         let happened: BTreeSet<Key> = self
             .pending
@@ -554,7 +554,7 @@ impl Gate {
             .filter(|_| !settling)
             .filter(|p| !p.parked)
             .filter_map(|p| alarm_key(&p.note))
-            .filter(|alarm| self.log.senders(alarm).is_empty() && !happened.contains(alarm))
+            .filter(|alarm| self.ledger.senders(alarm).is_empty() && !happened.contains(alarm))
             .collect();
         let pending = std::mem::take(&mut self.pending);
         let mut keep = Vec::with_capacity(pending.len());
@@ -623,10 +623,10 @@ impl Gate {
         out.push(Output::Send(note));
     }
 
-    /// Records a log entry, ours or a copy of a peer's, and publishes it
+    /// Records a ledger entry, ours or a copy of a peer's, and publishes it
     /// (every watcher keeps a copy of every entry).
     fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry, out: &mut Vec<Output>) {
-        let recorded = self.log.record(key, sender, entry.clone());
+        let recorded = self.ledger.record(key, sender, entry.clone());
         if !recorded.changed {
             return;
         }
@@ -640,10 +640,10 @@ impl Gate {
         if entry.state == State::Delivered && **sender != *self.cfg.me {
             out.push(Output::DeliveredElsewhere(key.clone()));
         }
-        out.push(Output::Publish(log_key(key, sender), entry.encode()));
+        out.push(Output::Publish(ledger_key(key, sender), entry.encode()));
         for (old, who) in recorded.evicted {
             for w in who {
-                out.push(Output::Unpublish(log_key(&old, &w)));
+                out.push(Output::Unpublish(ledger_key(&old, &w)));
             }
             out.push(Output::Forget(old));
         }
@@ -660,7 +660,7 @@ impl Gate {
             Event::PeerDown if *entry.job != *self.cfg.me && entry.state != State::Failed => {
                 let closed = [Event::Recovered, Event::Retracted]
                     .iter()
-                    .any(|e| self.log.contains(&(Arc::clone(incident), *e, 0)));
+                    .any(|e| self.ledger.contains(&(Arc::clone(incident), *e, 0)));
                 if !closed {
                     self.peer_down
                         .entry(Arc::clone(&entry.job))
@@ -673,7 +673,7 @@ impl Gate {
             // once a peer is reachable.
             Event::WatcherIsolated if *entry.job == *self.cfg.me && self.isolated.is_none() => {
                 let closed = self
-                    .log
+                    .ledger
                     .contains(&(Arc::clone(incident), Event::Recovered, 0));
                 if !closed {
                     self.isolated = Some(Arc::clone(incident));
@@ -684,7 +684,7 @@ impl Gate {
             {
                 let closed = [Event::Recovered, Event::Retracted]
                     .iter()
-                    .any(|e| self.log.contains(&(Arc::clone(incident), *e, 0)));
+                    .any(|e| self.ledger.contains(&(Arc::clone(incident), *e, 0)));
                 if !closed {
                     self.open_alarms
                         .entry((Arc::clone(&entry.job), *event))
@@ -738,7 +738,7 @@ impl Gate {
             Report::Failed(key) => (key, State::Failed),
         };
         let me = Arc::clone(&self.cfg.me);
-        let Some(mut entry) = self.log.get(&key, &me).cloned() else {
+        let Some(mut entry) = self.ledger.get(&key, &me).cloned() else {
             return;
         };
         // Delivered by one channel stays delivered.
@@ -749,8 +749,8 @@ impl Gate {
         self.record(&key, &me, entry, out);
     }
 
-    /// A log entry gossiped by `node`: its own, or its copy of `sender`'s.
-    pub fn on_log_entry(
+    /// A ledger entry gossiped by `node`: its own, or its copy of `sender`'s.
+    pub fn on_ledger_entry(
         &mut self,
         node: &str,
         key: Key,
@@ -759,13 +759,13 @@ impl Gate {
         out: &mut Vec<Output>,
     ) {
         if *sender == *self.cfg.me {
-            if self.log.get(&key, &sender).is_none() {
+            if self.ledger.get(&key, &sender).is_none() {
                 // Our own entry from before a restart: learnt back (the
-                // log may already hold a peer's entry for the same key).
+                // ledger may already hold a peer's entry for the same key).
                 let mut note = self.notice(key.1, &entry.job, &key.0, entry.ts_ms);
                 note.repeat = key.2;
                 if key.1.is_follow_up() {
-                    note.resolves = self.log.alarm_of(&key.0);
+                    note.resolves = self.ledger.alarm_of(&key.0);
                 }
                 let mut view = self.view(entry.rank, self.last_tick);
                 view.took_over = entry.took_over;
@@ -775,7 +775,7 @@ impl Gate {
             }
             return;
         }
-        let known = self.log.get(&key, &sender);
+        let known = self.ledger.get(&key, &sender);
         // The sender's own key is the truth; a copy only fills a gap.
         let take = if *node == *sender {
             known != Some(&entry)
@@ -1078,7 +1078,7 @@ mod tests {
             job: Arc::from("c"),
         };
         let key = (Arc::clone(&first[0]), Event::Recovered, 0);
-        g.on_log_entry("b", key, Arc::from("b"), entry, &mut out);
+        g.on_ledger_entry("b", key, Arc::from("b"), entry, &mut out);
         out.clear();
         run_to(&mut g, t0 + 40 * S, 0, &mut out);
         let again = incidents(&out);

@@ -6,7 +6,7 @@
 //! - [`membership`]: chitchat (the only file that knows it): who is alive,
 //!   keys peers set, keys we set.
 //! - [`wire`]: the gossip keys and values.
-//! - [`log`]: the shared notification log (who sent, delivered or failed
+//! - [`ledger`]: the farm ledger (who sent, delivered or failed
 //!   what), knowing nothing of gossip.
 //! - [`gate`]: who sends each notification and when; pure (inputs with
 //!   the time, outputs as values), so tests and the simulation drive it.
@@ -15,7 +15,7 @@
 
 pub mod gate;
 pub mod isolation;
-pub mod log;
+pub mod ledger;
 pub mod membership;
 pub mod wire;
 
@@ -175,7 +175,7 @@ struct Task {
     stats: Arc<Stats>,
     delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
     gossip_interval: std::time::Duration,
-    /// Where this watcher's own log entries learnt back are written.
+    /// Where this watcher's own ledger entries learnt back are written.
     store: Option<Store>,
 }
 
@@ -257,7 +257,7 @@ impl Task {
                     seen.entry(node).or_default().push((job, s));
                 }
                 Some(Said::Logged { key, sender, entry }) => {
-                    self.gate.on_log_entry(&node, key, sender, entry, out);
+                    self.gate.on_ledger_entry(&node, key, sender, entry, out);
                 }
                 None => {}
             }

@@ -2,7 +2,7 @@
 //! Each watcher writes only its own keys (scuttlebutt):
 //! - `s:<job>` = [`PeerSeen`]: what it last heard of the job.
 //! - `n:<incident>:<event>:<repeat>:<sender>` = [`Entry`]: one line of the
-//!   shared notification log. Every watcher keeps a copy of every entry it
+//!   farm ledger. Every watcher keeps a copy of every entry it
 //!   learns, so a watcher restarted with its state wiped learns it back.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::notification::Event;
 use crate::registry::PeerSeen;
 
-/// A notification in the shared log: incident, event, repeat.
+/// A notification in the ledger: incident, event, repeat.
 pub type Key = (Arc<str>, Event, u32);
 
 /// The gossip key of what this watcher heard of `job`.
@@ -47,7 +47,7 @@ impl State {
     }
 }
 
-/// One entry of the shared log, as gossiped: `state;rank;took_over;ts_ms;job`.
+/// One entry of the ledger, as gossiped: `state;rank;took_over;ts_ms;job`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// How it fared.
@@ -92,12 +92,12 @@ impl Entry {
 }
 
 /// `n:<incident>:<event>:<repeat>:<sender>`.
-pub fn log_key(key: &Key, sender: &str) -> String {
+pub fn ledger_key(key: &Key, sender: &str) -> String {
     format!("n:{}:{}:{}:{sender}", key.0, key.1.name(), key.2)
 }
 
-/// The notification and sender a [`log_key`] names.
-pub fn parse_log_key(text: &str) -> Option<(Key, &str)> {
+/// The notification and sender a [`ledger_key`] names.
+pub fn parse_ledger_key(text: &str) -> Option<(Key, &str)> {
     let rest = text.strip_prefix("n:")?;
     let mut parts = rest.splitn(4, ':');
     let incident = parts.next()?;
@@ -117,7 +117,7 @@ pub enum Said {
         /// What it heard.
         seen: PeerSeen,
     },
-    /// A line of the shared log (the peer's own, or its copy of another's).
+    /// A line of the ledger (the peer's own, or its copy of another's).
     Logged {
         /// The notification.
         key: Key,
@@ -136,7 +136,7 @@ pub fn read(key: &str, value: &str) -> Option<Said> {
             seen: PeerSeen::decode(value)?,
         });
     }
-    let (key, sender) = parse_log_key(key)?;
+    let (key, sender) = parse_ledger_key(key)?;
     Some(Said::Logged {
         key,
         sender: Arc::from(sender),
@@ -159,8 +159,8 @@ mod tests {
         };
         assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
         let key: Key = (Arc::from("0123abcd"), Event::Down, 0);
-        let text = log_key(&key, "watcher:b");
-        let (back, sender) = parse_log_key(&text).expect("parses");
+        let text = ledger_key(&key, "watcher:b");
+        let (back, sender) = parse_ledger_key(&text).expect("parses");
         assert_eq!((back, sender), (key.clone(), "watcher:b"));
         assert_eq!(Entry::decode("bogus;1;0;5;j"), None);
         assert_eq!(Entry::decode("sent;1;0;5"), None, "no job");

@@ -1,4 +1,4 @@
-//! The farm's shared notification log: which watcher sent, delivered or
+//! The farm ledger: which watcher sent, delivered or
 //! failed to deliver which notification. It knows nothing of gossip: the
 //! gate records what it sends and what peers say, and publishes what
 //! changed.
@@ -9,19 +9,19 @@ use std::sync::Arc;
 use super::wire::{Entry, Key, State};
 use crate::notification::Event;
 
-/// Notifications the log remembers; past it the oldest go.
-pub const LOG_KEEP: usize = 10_000;
+/// Notifications the ledger remembers; past it the oldest go.
+pub const LEDGER_KEEP: usize = 10_000;
 
 /// Who did what with each notification. Bounded.
 #[derive(Debug)]
-pub struct SharedLog {
+pub struct Ledger {
     by_key: HashMap<Key, BTreeMap<Arc<str>, Entry>>,
     /// Keys, oldest first.
     order: VecDeque<Key>,
     keep: usize,
 }
 
-/// What [`SharedLog::record`] changed.
+/// What [`Ledger::record`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
     /// Whether the entry was new or different.
@@ -33,10 +33,10 @@ pub struct Recorded {
     pub evicted: Vec<(Key, Vec<Arc<str>>)>,
 }
 
-impl SharedLog {
-    /// An empty log of at most `keep` notifications.
-    pub fn new(keep: usize) -> SharedLog {
-        SharedLog {
+impl Ledger {
+    /// An empty ledger of at most `keep` notifications.
+    pub fn new(keep: usize) -> Ledger {
+        Ledger {
             by_key: HashMap::new(),
             order: VecDeque::new(),
             keep: keep.max(1),
@@ -58,7 +58,7 @@ impl SharedLog {
             .min()
     }
 
-    /// The alarm event the log holds for `incident` (what a follow-up of
+    /// The alarm event the ledger holds for `incident` (what a follow-up of
     /// it resolves), if any.
     pub fn alarm_of(&self, incident: &str) -> Option<Event> {
         self.by_key
@@ -155,24 +155,24 @@ mod tests {
 
     #[test]
     fn counts_duplicates_tells_who_handled_and_stays_bounded() {
-        let mut log = SharedLog::new(2);
+        let mut ledger = Ledger::new(2);
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let k1: Key = (Arc::from("i1"), Event::Down, 0);
-        assert!(log.record(&k1, &a, entry(State::Sent)).changed);
-        assert!(!log.record(&k1, &a, entry(State::Sent)).changed);
-        assert!(log.handled(&k1, |w| **w == *"a"));
-        assert!(!log.handled(&k1, |_| false), "sent by a dead watcher");
-        assert!(log.record(&k1, &b, entry(State::Sent)).duplicate);
-        log.record(&k1, &b, entry(State::Failed));
-        assert!(log.failed(&k1, "b"));
-        assert_eq!(log.senders(&k1), BTreeSet::from([Arc::clone(&a)]));
-        log.record(&k1, &b, entry(State::Delivered));
-        assert!(log.handled(&k1, |_| false), "delivered by anyone");
+        assert!(ledger.record(&k1, &a, entry(State::Sent)).changed);
+        assert!(!ledger.record(&k1, &a, entry(State::Sent)).changed);
+        assert!(ledger.handled(&k1, |w| **w == *"a"));
+        assert!(!ledger.handled(&k1, |_| false), "sent by a dead watcher");
+        assert!(ledger.record(&k1, &b, entry(State::Sent)).duplicate);
+        ledger.record(&k1, &b, entry(State::Failed));
+        assert!(ledger.failed(&k1, "b"));
+        assert_eq!(ledger.senders(&k1), BTreeSet::from([Arc::clone(&a)]));
+        ledger.record(&k1, &b, entry(State::Delivered));
+        assert!(ledger.handled(&k1, |_| false), "delivered by anyone");
         let k2: Key = (Arc::from("i2"), Event::Down, 0);
         let k3: Key = (Arc::from("i3"), Event::Down, 0);
-        log.record(&k2, &a, entry(State::Sent));
-        let out = log.record(&k3, &a, entry(State::Sent));
+        ledger.record(&k2, &a, entry(State::Sent));
+        let out = ledger.record(&k3, &a, entry(State::Sent));
         assert_eq!(out.evicted, vec![(k1.clone(), vec![a, b])]);
-        assert!(!log.contains(&k1));
+        assert!(!ledger.contains(&k1));
     }
 }
