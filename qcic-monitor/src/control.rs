@@ -46,25 +46,27 @@ pub enum Request {
     SilenceList,
 }
 
-async fn silence_command(
+async fn silence_add(
     job: String,
-    add: Option<(Option<u64>, Option<String>)>,
+    for_ms: Option<u64>,
+    reason: Option<String>,
     checker: &CheckerHandle,
 ) -> serde_json::Value {
     let max_ms = u64::try_from(crate::config::MAX_DURATION.as_millis()).unwrap_or(u64::MAX);
-    let done = match add {
-        Some((for_ms, _)) if for_ms.is_some_and(|d| d > max_ms) => {
-            return serde_json::json!({"error": "a silence may last at most 100 years"});
-        }
-        Some((for_ms, reason)) => {
-            let until_ms = for_ms.map(|d| crate::clock::wall_ms().saturating_add(d));
-            checker
-                .silence(job, until_ms, reason.unwrap_or_default())
-                .await
-        }
-        None => checker.unsilence(job).await,
-    };
-    match done {
+    if for_ms.is_some_and(|d| d > max_ms) {
+        return serde_json::json!({"error": "a silence may last at most 100 years"});
+    }
+    let until_ms = for_ms.map(|d| crate::clock::wall_ms().saturating_add(d));
+    done(
+        checker
+            .silence(job, until_ms, reason.unwrap_or_default())
+            .await,
+    )
+}
+
+/// The reply to a request that changes something.
+fn done(result: Result<(), String>) -> serde_json::Value {
+    match result {
         Ok(()) => serde_json::json!({"ok": true}),
         Err(e) => serde_json::json!({"error": e}),
     }
@@ -223,10 +225,8 @@ async fn answer(
             job,
             for_ms,
             reason,
-        } => Ok(silence_command(job, Some((for_ms, reason)), checker)
-            .await
-            .to_string()),
-        Request::SilenceRemove { job } => Ok(silence_command(job, None, checker).await.to_string()),
+        } => Ok(silence_add(job, for_ms, reason, checker).await.to_string()),
+        Request::SilenceRemove { job } => Ok(done(checker.unsilence(job).await).to_string()),
         // A liveness probe through the checker's own loop, cheap
         // whatever the number of jobs (status is not).
         Request::Ping => {

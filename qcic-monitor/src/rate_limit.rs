@@ -52,6 +52,9 @@ impl Buckets {
     /// The bucket for `key`, made full if there is room (after dropping
     /// idle ones, at most once a second).
     fn get(&mut self, key: u64, rate: f64, now: Instant) -> Option<&mut (f64, Instant)> {
+        // Two lookups on a hit: returning the `get_mut` borrow from one
+        // branch and inserting in the other is refused by today's borrow
+        // checker, and the sweep below must run before an insert.
         if !self.map.contains_key(&key) {
             if self.map.len() >= RateLimits::MAX_BUCKETS
                 && self

@@ -9,7 +9,7 @@ use std::time::Duration;
 // The floods here take both cores of a small machine: one at a time
 // (`one_at_a_time`), so one test's flood is not another's false alarm.
 use qcic_sdk::Client;
-use qcic_testkit::{Monitor, Smtp, idle_flood, now_ms, one_at_a_time};
+use qcic_testkit::{Flood, Monitor, Smtp, idle_flood, now_ms, one_at_a_time};
 
 /// Raises this test process's descriptor limit: the flood's sockets are
 /// held here.
@@ -79,8 +79,6 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
 #[test]
 fn a_chatty_job_does_not_silence_its_neighbour() {
     let _turn = one_at_a_time();
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("notes.jsonl");
     let monitor = Monitor::start_with(
@@ -92,31 +90,27 @@ fn a_chatty_job_does_not_silence_its_neighbour() {
         ),
         &[],
     );
-    let flooding = Arc::new(AtomicBool::new(true));
-    let flood = {
-        let (listen, flooding) = (monitor.listen.clone(), Arc::clone(&flooding));
-        std::thread::spawn(move || {
-            let client = Client::builder()
-                .endpoints([listen])
-                .queue_capacity(100_000)
-                .build()
-                .unwrap();
-            let mut sent = 0u64;
-            while flooding.load(Ordering::SeqCst) {
-                if client.heartbeat("chatty").is_ok() {
-                    sent += 1;
-                }
+    let listen = monitor.listen.clone();
+    let flood = Flood::start(move |going| {
+        let client = Client::builder()
+            .endpoints([listen])
+            .queue_capacity(100_000)
+            .build()
+            .unwrap();
+        let mut sent = 0u64;
+        while going() {
+            if client.heartbeat("chatty").is_ok() {
+                sent += 1;
             }
-            sent
-        })
-    };
+        }
+        sent
+    });
     let quiet = Client::new([monitor.listen.clone()]).unwrap();
     for _ in 0..16 {
         quiet.heartbeat("quiet").unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }
-    flooding.store(false, Ordering::SeqCst);
-    let sent = flood.join().unwrap();
+    let sent = flood.stop();
     let log = monitor.stop();
     let limited = qcic_testkit::counter(&log, "dropped_rate_limited").unwrap();
     eprintln!("chatty neighbour: {sent} chatty heartbeats sent, {limited} rate-limited");
@@ -574,8 +568,6 @@ fn made_up_jobs_prove_no_connection() {
 /// had found it off for every pair the full table had no room for).
 #[test]
 fn a_full_rate_limit_table_drops_no_real_message() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("notes.jsonl");
@@ -590,41 +582,39 @@ fn a_full_rate_limit_table_drops_no_real_message() {
     );
     let real = Client::new([monitor.listen.clone()]).unwrap();
     real.heartbeat("real").unwrap();
-    let flooding = Arc::new(AtomicBool::new(true));
-    let flood = {
-        let (listen, flooding) = (monitor.listen.clone(), Arc::clone(&flooding));
-        std::thread::spawn(move || {
-            let ctx = zmq::Context::new();
-            let socket = ctx.socket(zmq::PUSH).unwrap();
-            socket.set_linger(0).unwrap();
-            socket.set_sndhwm(0).unwrap();
-            let port = listen.rsplit(':').next().unwrap();
-            socket
-                .connect(&format!("tcp://127.0.0.9:0;127.0.0.1:{port}"))
-                .unwrap();
-            let send = |name: String| {
-                let beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, name);
-                socket.send(beat.encode(), 0).unwrap();
-            };
-            // 100 000 names, each sent again within every 10 s, and 2 000
-            // new ones a second besides.
-            let mut fresh = 0u64;
-            while flooding.load(Ordering::SeqCst) {
-                let round = std::time::Instant::now();
-                for i in 0..100_000 {
-                    send(format!("made-up-{i}"));
-                    if i % 50 == 0 {
-                        fresh += 1;
-                        send(format!("fresh-{fresh}"));
-                    }
-                }
-                let spent = round.elapsed();
-                if spent < Duration::from_secs(1) {
-                    std::thread::sleep(Duration::from_secs(1) - spent);
+    let listen = monitor.listen.clone();
+    let flood = Flood::start(move |going| {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::PUSH).unwrap();
+        socket.set_linger(0).unwrap();
+        socket.set_sndhwm(0).unwrap();
+        let port = listen.rsplit(':').next().unwrap();
+        socket
+            .connect(&format!("tcp://127.0.0.9:0;127.0.0.1:{port}"))
+            .unwrap();
+        let send = |name: String| {
+            let beat = qcic_sdk::Message::new(qcic_sdk::Kind::Heartbeat, name);
+            socket.send(beat.encode(), 0).unwrap();
+        };
+        // 100 000 names, each sent again within every 10 s, and 2 000
+        // new ones a second besides.
+        let mut fresh = 0u64;
+        while going() {
+            let round = std::time::Instant::now();
+            for i in 0..100_000 {
+                send(format!("made-up-{i}"));
+                if i % 50 == 0 {
+                    fresh += 1;
+                    send(format!("fresh-{fresh}"));
                 }
             }
-        })
-    };
+            let spent = round.elapsed();
+            if spent < Duration::from_secs(1) {
+                std::thread::sleep(Duration::from_secs(1) - spent);
+            }
+        }
+        fresh
+    });
     // The real job's bucket goes idle past 10 s; its next heartbeat comes
     // with the table full.
     std::thread::sleep(Duration::from_secs(12));
@@ -641,8 +631,7 @@ fn a_full_rate_limit_table_drops_no_real_message() {
     }
     runaway.flush(Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(2));
-    flooding.store(false, Ordering::SeqCst);
-    flood.join().unwrap();
+    flood.stop();
     let log = monitor.stop();
     assert!(
         qcic_testkit::notes_of(&out, "down", "real").is_empty(),

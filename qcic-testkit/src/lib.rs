@@ -5,7 +5,8 @@
 //!   an endpoint nobody listens on ([`dead_endpoint`]), a port outside the
 //!   range the kernel hands out, for servers that bind without
 //!   `SO_REUSEADDR` ([`free_port`]), a
-//!   flood of idle ZMTP connections ([`idle_flood`]), and a plain HTTP GET
+//!   flood of idle ZMTP connections ([`idle_flood`]), a sender flooding on
+//!   a thread of its own ([`Flood`]), and a plain HTTP GET
 //!   ([`http_get`]).
 //! - [`monitor`]: the real `qcic-monitor` binary on a config in a temp dir
 //!   ([`Monitor`]), the `qcic` command ([`qcic_bin`]), and reading what a
@@ -40,7 +41,7 @@ pub use monitor::{
     rss_kib, wait_notes,
 };
 pub use net::{
-    DeadEndpoint, Receiver, ReservedPort, dead_endpoint, free_port, http_get, idle_flood,
+    DeadEndpoint, Flood, Receiver, ReservedPort, dead_endpoint, free_port, http_get, idle_flood,
     reserve_port,
 };
 pub use servers::{BadServer, Smtp, header};

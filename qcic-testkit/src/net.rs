@@ -237,3 +237,27 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
         body.to_owned(),
     )
 }
+
+/// A sender flooding on a thread of its own until [`Flood::stop`]. Its
+/// body loops while `going()` and returns what it counted.
+pub struct Flood {
+    going: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Flood {
+    /// Runs `body` on a new thread.
+    pub fn start(body: impl FnOnce(&dyn Fn() -> bool) -> u64 + Send + 'static) -> Flood {
+        use std::sync::atomic::Ordering;
+        let going = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = std::sync::Arc::clone(&going);
+        let thread = std::thread::spawn(move || body(&|| flag.load(Ordering::SeqCst)));
+        Flood { going, thread }
+    }
+
+    /// Ends the flood; what its body counted.
+    pub fn stop(self) -> u64 {
+        self.going.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().expect("the flood thread panicked")
+    }
+}
