@@ -171,6 +171,13 @@ typedef struct {
 #define QCIC_KIND_HEARTBEAT 5
 
 /**
+ * The job says what it expects of itself: a declaration (its spec is
+ * given beside the message: `qcic_declaration_encode()`,
+ * `qcic_client_send_declaration()`, `qcic_decoded_expect()`).
+ */
+#define QCIC_KIND_DECLARE 6
+
+/**
  * Success.
  */
 #define QCIC_STATUS_OK 0
@@ -214,6 +221,67 @@ typedef struct {
  * A CURVE key is malformed, or the linked libzmq has no CURVE.
  */
 #define QCIC_STATUS_BAD_KEY 107
+
+/**
+ * A declaration spec cannot be read: not `key=value` pairs, an unknown
+ * key, an unclosed quote, or no schedule (`every` or `cron`).
+ */
+#define QCIC_STATUS_SPEC 110
+
+/**
+ * Declaration: bad `every` (a duration such as `10m`, at least 1ms, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_EVERY 111
+
+/**
+ * Declaration: bad `cron` (1-128 printable ASCII characters; not with `every`).
+ */
+#define QCIC_STATUS_SPEC_CRON 112
+
+/**
+ * Declaration: bad `timezone` (an IANA name; with `cron` only).
+ */
+#define QCIC_STATUS_SPEC_TIMEZONE 113
+
+/**
+ * Declaration: bad `grace` (a duration, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_GRACE 114
+
+/**
+ * Declaration: bad `start_within` (a duration, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_START_WITHIN 115
+
+/**
+ * Declaration: bad `max_runtime` (a duration, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_MAX_RUNTIME 116
+
+/**
+ * Declaration: bad `stall_after` (a duration, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_STALL_AFTER 117
+
+/**
+ * Declaration: bad `min_runtime` (a duration, at most 100 years).
+ */
+#define QCIC_STATUS_SPEC_MIN_RUNTIME 118
+
+/**
+ * Declaration: bad `alert_after_failures` (1 to 1000).
+ */
+#define QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES 119
+
+/**
+ * Declaration: bad `recover_after_successes` (1 to 1000).
+ */
+#define QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES 120
+
+/**
+ * Declaration: bad `notify` (at most 8 comma-separated channel names of 1-64 bytes of A-Z a-z 0-9 . _ -).
+ */
+#define QCIC_STATUS_SPEC_NOTIFY 121
 
 /**
  * The send queue is full: the message was dropped and counted.
@@ -377,6 +445,40 @@ qcic_status qcic_client_start(qcic_client *client, const char *job, qcic_run **r
 qcic_status qcic_client_send(qcic_client *client, const qcic_message *message);
 
 /**
+ * Declares what `job` expects of itself, so that a watcher whose
+ * `[declare]` policy allows it watches the job without a `[[job]]` in its
+ * configuration. `spec` holds `key=value` pairs split as a POSIX shell
+ * would: `"every=1d grace=1h max_runtime=2h"`, or
+ * `"cron='30 2 * * 1-5' timezone=Europe/London"`. Keys: `every` or `cron`
+ * (exactly one), `timezone` (with `cron`), the durations `grace`,
+ * `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
+ * `1h30m`, `1d`), the counts `alert_after_failures` and
+ * `recover_after_successes`, and `notify` (channel names joined by
+ * commas). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+ * code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
+ * The declaration is sent again before the job's next message after each
+ * reconnection to a watcher, and at most every 5 minutes. Never blocks.
+ * NULL `client`, `job` or `spec` returns `QCIC_STATUS_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `job` and `spec` are NULL or NUL-terminated strings.
+ */
+qcic_status qcic_client_declare(qcic_client *client, const char *job, const char *spec);
+
+/**
+ * Sends a declaration exactly as given (as `qcic_client_send()` does a
+ * message): `message` of kind `QCIC_KIND_DECLARE` with its expectations in
+ * `spec` (as for `qcic_client_declare()`). For bridges and for checking
+ * the wire format.
+ *
+ * # Safety
+ * As for `qcic_client_send()`; `spec` is NULL or NUL-terminated.
+ */
+qcic_status qcic_client_send_declaration(qcic_client *client,
+                                         const qcic_message *message,
+                                         const char *spec);
+
+/**
  * Waits up to `timeout_ms` until every message queued before the call has
  * been handed to libzmq for every watcher. Returns whether it was; false
  * for a NULL `client`.
@@ -417,6 +519,21 @@ qcic_status qcic_client_stats(const qcic_client *client, qcic_stats *stats_out);
 void qcic_client_free(qcic_client *client);
 
 /**
+ * Encodes a declaration: `message` (kind `QCIC_KIND_DECLARE`; its
+ * `exit_code` and `text` absent) with the expectations in `spec` (as for
+ * `qcic_client_declare()`). Otherwise as `qcic_message_encode()`; a bad
+ * spec returns the `QCIC_STATUS_SPEC_*` code naming its key.
+ *
+ * # Safety
+ * As for `qcic_message_encode()`; `spec` is NULL or NUL-terminated.
+ */
+qcic_status qcic_declaration_encode(const qcic_message *message,
+                                    const char *spec,
+                                    uint8_t *buf,
+                                    size_t buf_len,
+                                    size_t *written_out);
+
+/**
  * Encodes `message` into `buf` (canonical v1 frame). Writes the frame's
  * length to `*written_out` on success, or the length needed with
  * `QCIC_STATUS_BUFFER_TOO_SMALL` (`buf` may be NULL when `buf_len` is 0, to
@@ -453,6 +570,16 @@ qcic_status qcic_message_decode(const uint8_t *buf, size_t len, qcic_decoded **d
  * `decoded` is NULL or a live `qcic_decoded`.
  */
 const qcic_message *qcic_decoded_message(const qcic_decoded *decoded);
+
+/**
+ * A decoded declaration's expectations as a spec string in its canonical
+ * form (`every=1d grace=1h`, see `qcic_client_declare()`), valid until
+ * `decoded` is freed; NULL for any other kind, and for NULL.
+ *
+ * # Safety
+ * `decoded` is NULL or a live `qcic_decoded`.
+ */
+const char *qcic_decoded_expect(const qcic_decoded *decoded);
 
 /**
  * Frees a `qcic_decoded`. NULL is a no-op.

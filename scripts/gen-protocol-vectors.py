@@ -10,19 +10,56 @@ Usage: python3 scripts/gen-protocol-vectors.py   (needs: pip install msgpack)
 """
 import json
 import pathlib
+import shlex
 
 import msgpack
 
-KINDS = {"start": 1, "progress": 2, "success": 3, "fail": 4, "heartbeat": 5}
+KINDS = {"start": 1, "progress": 2, "success": 3, "fail": 4, "heartbeat": 5, "declare": 6}
+# The `expect` map's key codes (field 10 of `declare`), in wire order.
+EXPECT = ["every", "cron", "timezone", "grace", "start_within", "max_runtime", "stall_after",
+          "min_runtime", "alert_after_failures", "recover_after_successes", "notify"]
+DURATIONS = {"every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime"}
 TS = 1764072000000  # 2025-11-25T12:00:00Z
 RUN = 0x1F2E3D4C5B6A7988
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 
 
+def expect_map(e):
+    """The wire map: key codes ascending; durations in ms; absent keys left out."""
+    return {EXPECT.index(k) + 1: e[k] for k in EXPECT if k in e}
+
+
+def duration_text(ms):
+    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def spec_string(e):
+    """The spec string of docs/PROTOCOL.md: keys in wire order, values quoted
+    as a POSIX shell needs (shlex.quote), channels joined by commas."""
+    parts = []
+    for k in EXPECT:
+        if k not in e:
+            continue
+        v = e[k]
+        if k in DURATIONS:
+            v = duration_text(v)
+        elif k == "notify":
+            v = shlex.quote(",".join(v))
+        elif isinstance(v, str):
+            v = shlex.quote(v)
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
 def encode(f):
     arr = [1, KINDS[f["kind"]], f["job"], f["run_id"], f["seq"], f["ts_ms"], f["host"], f["pid"]]
-    if f["text"] is not None:
+    if f.get("_expect") is not None:
+        arr += [f["exit_code"], f["text"], expect_map(f["_expect"])]
+    elif f["text"] is not None:
         arr += [f["exit_code"], f["text"]]
     elif f["exit_code"] is not None:
         arr += [f["exit_code"]]
@@ -30,9 +67,16 @@ def encode(f):
 
 
 def fields(kind, job="nightly-etl1", run_id=None, seq=1, ts_ms=TS, host="etl-worker-01",
-           pid=48213, exit_code=None, text=None):
-    return {"job": job, "kind": kind, "run_id": run_id, "seq": seq, "ts_ms": ts_ms,
-            "host": host, "pid": pid, "exit_code": exit_code, "text": text}
+           pid=48213, exit_code=None, text=None, expect=None):
+    f = {"job": job, "kind": kind, "run_id": run_id, "seq": seq, "ts_ms": ts_ms,
+         "host": host, "pid": pid, "exit_code": exit_code, "text": text,
+         "expect": None if expect is None else spec_string(expect)}
+    if expect is not None:
+        f["_expect"] = expect
+    return f
+
+
+DAY, HOUR, MINUTE = 86400000, 3600000, 60000
 
 
 VALID = [
@@ -49,7 +93,28 @@ VALID = [
     ("start-max-run-id", fields("start", job="A.b_c-9", run_id=U64_MAX, seq=0, ts_ms=0, pid=0)),
     ("fail-utf8-and-min-exit", fields("fail", job="x" * 128, run_id=0, seq=256, exit_code=-2**31,
                                       host="h\u00f6st", text="\u00fcberlauf \u2713 " + "z" * 100)),
+    ("declare-every", fields("declare", seq=49, expect={
+        "every": DAY, "grace": HOUR, "max_runtime": 2 * HOUR})),
+    ("declare-cron", fields("declare", seq=50, expect={
+        "cron": "30 2 * * 1-5", "timezone": "Europe/London", "grace": 15 * MINUTE,
+        "start_within": 5 * MINUTE, "stall_after": 10 * MINUTE, "min_runtime": 1500,
+        "alert_after_failures": 2, "recover_after_successes": 3, "notify": ["ops-mail", "pager"]})),
+    # The largest declaration: every string and list at its limit.
+    ("declare-limits", fields("declare", job="y" * 128, seq=U64_MAX, ts_ms=U64_MAX, host="h" * 255,
+                              pid=U32_MAX, expect={
+        "cron": "0 " * 63 + "*!", "timezone": "Z" * 64, "grace": 100 * 365 * DAY,
+        "start_within": 1, "max_runtime": 100 * 365 * DAY, "stall_after": 100 * 365 * DAY,
+        "min_runtime": 100 * 365 * DAY, "alert_after_failures": 1000,
+        "recover_after_successes": 1000, "notify": ["n" * 64] * 8})),
 ]
+
+DECLARE = [1, 6, "job", None, 1, TS, "h", 1, None, None]
+
+
+def declare_with(expect_hex):
+    """A declare frame whose `expect` is these raw bytes (for what
+    msgpack-python will not write, such as a key given twice)."""
+    return "9b" + "".join(msgpack.packb(x).hex() for x in DECLARE) + expect_hex
 
 
 def nest_list(depth):
@@ -93,12 +158,26 @@ INVALID = [
     ("truncated", hexof([1, 5, "job", None, 1, TS, "h", 1])[:-4], "malformed"),
     ("str32-claims-4GiB", "980105dbffffffff61", "malformed"),
     ("too-large", "c0" * 2049, "too_large"),
+    ("declare-without-expect", hexof(DECLARE[:8]), "invalid_field"),
+    ("declare-expect-nil", hexof(DECLARE + [None]), "invalid_field"),
+    ("declare-expect-not-a-map", hexof(DECLARE + ["every=1d"]), "malformed"),
+    ("declare-no-schedule", hexof(DECLARE + [{4: 1000}]), "invalid_field"),
+    ("declare-every-and-cron", hexof(DECLARE + [{1: 1000, 2: "@daily"}]), "invalid_field"),
+    ("declare-every-zero", hexof(DECLARE + [{1: 0}]), "invalid_field"),
+    ("declare-every-as-text", hexof(DECLARE + [{1: "1d"}]), "malformed"),
+    ("declare-timezone-without-cron", hexof(DECLARE + [{1: 1000, 3: "UTC"}]), "invalid_field"),
+    ("declare-grace-over-100-years", hexof(DECLARE + [{1: 1000, 4: 100 * 365 * DAY + 1}]), "invalid_field"),
+    ("declare-count-zero", hexof(DECLARE + [{1: 1000, 9: 0}]), "invalid_field"),
+    ("declare-nine-channels", hexof(DECLARE + [{1: 1000, 11: ["c"] * 9}]), "invalid_field"),
+    ("declare-cron-with-line-break", hexof(DECLARE + [{2: "0 2 * * *\n"}]), "invalid_field"),
+    ("declare-key-given-twice", declare_with("82" + "01cd03e8" + "01cd03e8"), "malformed"),
 ]
 
 
 def main():
     docs = pathlib.Path(__file__).resolve().parent.parent / "docs"
-    valid = [{"name": n, "hex": encode(f).hex(), "fields": f} for n, f in VALID]
+    valid = [{"name": n, "hex": encode(f).hex(), "fields": {k: v for k, v in f.items() if k != "_expect"}}
+             for n, f in VALID]
     invalid = [{"name": n, "hex": h, "reason": r} for n, h, r in INVALID]
     (docs / "protocol-vectors.json").write_text(json.dumps(valid, indent=2, ensure_ascii=False) + "\n")
     (docs / "protocol-invalid-vectors.json").write_text(json.dumps(invalid, indent=2) + "\n")

@@ -268,6 +268,65 @@ pub unsafe extern "C" fn qcic_client_send(
     })
 }
 
+/// Declares what `job` expects of itself, so that a watcher whose
+/// `[declare]` policy allows it watches the job without a `[[job]]` in its
+/// configuration. `spec` holds `key=value` pairs split as a POSIX shell
+/// would: `"every=1d grace=1h max_runtime=2h"`, or
+/// `"cron='30 2 * * 1-5' timezone=Europe/London"`. Keys: `every` or `cron`
+/// (exactly one), `timezone` (with `cron`), the durations `grace`,
+/// `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
+/// `1h30m`, `1d`), the counts `alert_after_failures` and
+/// `recover_after_successes`, and `notify` (channel names joined by
+/// commas). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+/// code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
+/// The declaration is sent again before the job's next message after each
+/// reconnection to a watcher, and at most every 5 minutes. Never blocks.
+/// NULL `client`, `job` or `spec` returns `QCIC_STATUS_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `client` is NULL or a live client; `job` and `spec` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qcic_client_declare(
+    client: *mut qcic_client,
+    job: *const c_char,
+    spec: *const c_char,
+) -> qcic_status {
+    guard(QCIC_STATUS_PANIC, || {
+        // SAFETY: per this function's contract.
+        let client = try_status!(unsafe { client_ref(client) });
+        // SAFETY: per this function's contract.
+        let job = try_status!(unsafe { str_arg(job) });
+        // SAFETY: per this function's contract.
+        let spec = try_status!(unsafe { str_arg(spec) });
+        match qcic_sdk::JobSpec::parse(job, spec) {
+            Ok(spec) => status::result(client.declare(&spec)),
+            Err(err) => status::of_spec_error(&err),
+        }
+    })
+}
+
+/// Sends a declaration exactly as given (as `qcic_client_send()` does a
+/// message): `message` of kind `QCIC_KIND_DECLARE` with its expectations in
+/// `spec` (as for `qcic_client_declare()`). For bridges and for checking
+/// the wire format.
+///
+/// # Safety
+/// As for `qcic_client_send()`; `spec` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qcic_client_send_declaration(
+    client: *mut qcic_client,
+    message: *const qcic_message,
+    spec: *const c_char,
+) -> qcic_status {
+    guard(QCIC_STATUS_PANIC, || {
+        // SAFETY: per this function's contract.
+        let client = try_status!(unsafe { client_ref(client) });
+        // SAFETY: per this function's contract.
+        let message = try_status!(unsafe { crate::message::declaration_from_c(message, spec) });
+        status::result(client.send_message(message))
+    })
+}
+
 /// Waits up to `timeout_ms` until every message queued before the call has
 /// been handed to libzmq for every watcher. Returns whether it was; false
 /// for a NULL `client`.

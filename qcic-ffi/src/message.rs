@@ -3,7 +3,7 @@
 use std::ffi::{CString, c_char};
 use std::ptr;
 
-use qcic_sdk::{Kind, Message};
+use qcic_sdk::{JobSpec, Kind, Message};
 
 use crate::boundary::{guard, opt_text_arg, str_arg, try_status};
 use crate::status::{
@@ -24,6 +24,10 @@ pub const QCIC_KIND_SUCCESS: qcic_kind = 3;
 pub const QCIC_KIND_FAIL: qcic_kind = 4;
 /// The job is alive.
 pub const QCIC_KIND_HEARTBEAT: qcic_kind = 5;
+/// The job says what it expects of itself: a declaration (its spec is
+/// given beside the message: `qcic_declaration_encode()`,
+/// `qcic_client_send_declaration()`, `qcic_decoded_expect()`).
+pub const QCIC_KIND_DECLARE: qcic_kind = 6;
 
 /// The largest frame a watcher accepts; every valid message fits.
 pub const QCIC_MAX_FRAME_LEN: usize = 2048;
@@ -83,9 +87,73 @@ pub(crate) unsafe fn message_from_c(m: *const qcic_message) -> Result<Message, q
         exit_code: m.has_exit_code.then_some(m.exit_code),
         // SAFETY: per this function's contract.
         text: unsafe { opt_text_arg(m.text) }?.map(std::borrow::Cow::into_owned),
+        expect: None,
     };
     msg.validate().map_err(|_| QCIC_STATUS_INVALID_MESSAGE)?;
     Ok(msg)
+}
+
+/// Reads a C message of kind `QCIC_KIND_DECLARE` and its spec string.
+///
+/// # Safety
+/// `m` as for [`message_from_c`]; `spec` is NULL or NUL-terminated.
+pub(crate) unsafe fn declaration_from_c(
+    m: *const qcic_message,
+    spec: *const c_char,
+) -> Result<Message, qcic_status> {
+    // SAFETY: per this function's contract.
+    let spec = unsafe { str_arg(spec) }?;
+    // SAFETY: per this function's contract.
+    let m = unsafe { m.as_ref() }.ok_or(QCIC_STATUS_NULL_ARGUMENT)?;
+    if m.kind != QCIC_KIND_DECLARE {
+        return Err(QCIC_STATUS_INVALID_MESSAGE);
+    }
+    let plain = qcic_message {
+        kind: QCIC_KIND_HEARTBEAT,
+        ..*m
+    };
+    // SAFETY: per this function's contract.
+    let mut msg = unsafe { message_from_c(&raw const plain) }?;
+    let parsed = JobSpec::parse(msg.job.clone(), spec).map_err(|e| status::of_spec_error(&e))?;
+    msg.kind = Kind::Declare;
+    msg.expect = Some(Box::new(parsed.expect));
+    Ok(msg)
+}
+
+fn write_frame(frame: &[u8], buf: *mut u8, buf_len: usize, written_out: *mut usize) -> qcic_status {
+    // SAFETY: the callers checked `written_out` non-NULL; valid for writes per their contracts.
+    unsafe { written_out.write(frame.len()) };
+    if frame.len() > buf_len {
+        return QCIC_STATUS_BUFFER_TOO_SMALL;
+    }
+    // SAFETY: buf holds buf_len >= frame.len() writable bytes per the callers' contracts.
+    unsafe { ptr::copy_nonoverlapping(frame.as_ptr(), buf, frame.len()) };
+    QCIC_STATUS_OK
+}
+
+/// Encodes a declaration: `message` (kind `QCIC_KIND_DECLARE`; its
+/// `exit_code` and `text` absent) with the expectations in `spec` (as for
+/// `qcic_client_declare()`). Otherwise as `qcic_message_encode()`; a bad
+/// spec returns the `QCIC_STATUS_SPEC_*` code naming its key.
+///
+/// # Safety
+/// As for `qcic_message_encode()`; `spec` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qcic_declaration_encode(
+    message: *const qcic_message,
+    spec: *const c_char,
+    buf: *mut u8,
+    buf_len: usize,
+    written_out: *mut usize,
+) -> qcic_status {
+    guard(QCIC_STATUS_PANIC, || {
+        if written_out.is_null() || (buf.is_null() && buf_len > 0) {
+            return QCIC_STATUS_NULL_ARGUMENT;
+        }
+        // SAFETY: per this function's contract.
+        let msg = try_status!(unsafe { declaration_from_c(message, spec) });
+        write_frame(&msg.encode(), buf, buf_len, written_out)
+    })
 }
 
 /// Encodes `message` into `buf` (canonical v1 frame). Writes the frame's
@@ -111,15 +179,7 @@ pub unsafe extern "C" fn qcic_message_encode(
         }
         // SAFETY: per this function's contract.
         let msg = try_status!(unsafe { message_from_c(message) });
-        let frame = msg.encode();
-        // SAFETY: checked non-NULL; valid for writes per contract.
-        unsafe { written_out.write(frame.len()) };
-        if frame.len() > buf_len {
-            return QCIC_STATUS_BUFFER_TOO_SMALL;
-        }
-        // SAFETY: buf holds buf_len >= frame.len() writable bytes per contract.
-        unsafe { ptr::copy_nonoverlapping(frame.as_ptr(), buf, frame.len()) };
-        QCIC_STATUS_OK
+        write_frame(&msg.encode(), buf, buf_len, written_out)
     })
 }
 
@@ -133,6 +193,8 @@ pub struct qcic_decoded {
     _job: CString,
     _host: CString,
     _text: Option<CString>,
+    /// A declaration's spec string.
+    expect: Option<CString>,
 }
 
 /// Decodes and validates one frame of `len` bytes. On success writes a new
@@ -168,6 +230,7 @@ pub unsafe extern "C" fn qcic_message_decode(
         let job = try_status!(c(msg.job));
         let host = try_status!(c(msg.host));
         let text = try_status!(msg.text.map(c).transpose());
+        let expect = try_status!(msg.expect.map(|e| c(e.to_string())).transpose());
         let view = qcic_message {
             kind: u32::from(msg.kind.code()),
             job: job.as_ptr(),
@@ -186,6 +249,7 @@ pub unsafe extern "C" fn qcic_message_decode(
             _job: job,
             _host: host,
             _text: text,
+            expect,
         });
         // SAFETY: checked non-NULL; valid for writes per contract.
         unsafe { decoded_out.write(Box::into_raw(decoded)) };
@@ -202,6 +266,22 @@ pub unsafe extern "C" fn qcic_decoded_message(decoded: *const qcic_decoded) -> *
     guard(ptr::null(), || {
         // SAFETY: per this function's contract.
         unsafe { decoded.as_ref() }.map_or(ptr::null(), |d| &raw const d.view)
+    })
+}
+
+/// A decoded declaration's expectations as a spec string in its canonical
+/// form (`every=1d grace=1h`, see `qcic_client_declare()`), valid until
+/// `decoded` is freed; NULL for any other kind, and for NULL.
+///
+/// # Safety
+/// `decoded` is NULL or a live `qcic_decoded`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qcic_decoded_expect(decoded: *const qcic_decoded) -> *const c_char {
+    guard(ptr::null(), || {
+        // SAFETY: per this function's contract.
+        unsafe { decoded.as_ref() }
+            .and_then(|d| d.expect.as_ref())
+            .map_or(ptr::null(), |e| e.as_ptr())
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use qcic_sdk::{DecodeError, Error};
+use qcic_sdk::{DecodeError, Error, SpecError};
 
 /// The result of a libqcic call. `QCIC_STATUS_OK` (0) is success; every other
 /// value is an error, explained by `qcic_status_message()`. Values are
@@ -28,6 +28,32 @@ pub const QCIC_STATUS_INVALID_MESSAGE: qcic_status = 105;
 pub const QCIC_STATUS_BUFFER_TOO_SMALL: qcic_status = 106;
 /// A CURVE key is malformed, or the linked libzmq has no CURVE.
 pub const QCIC_STATUS_BAD_KEY: qcic_status = 107;
+
+/// A declaration spec cannot be read: not `key=value` pairs, an unknown
+/// key, an unclosed quote, or no schedule (`every` or `cron`).
+pub const QCIC_STATUS_SPEC: qcic_status = 110;
+/// Declaration: bad `every` (a duration such as `10m`, at least 1ms, at most 100 years).
+pub const QCIC_STATUS_SPEC_EVERY: qcic_status = 111;
+/// Declaration: bad `cron` (1-128 printable ASCII characters; not with `every`).
+pub const QCIC_STATUS_SPEC_CRON: qcic_status = 112;
+/// Declaration: bad `timezone` (an IANA name; with `cron` only).
+pub const QCIC_STATUS_SPEC_TIMEZONE: qcic_status = 113;
+/// Declaration: bad `grace` (a duration, at most 100 years).
+pub const QCIC_STATUS_SPEC_GRACE: qcic_status = 114;
+/// Declaration: bad `start_within` (a duration, at most 100 years).
+pub const QCIC_STATUS_SPEC_START_WITHIN: qcic_status = 115;
+/// Declaration: bad `max_runtime` (a duration, at most 100 years).
+pub const QCIC_STATUS_SPEC_MAX_RUNTIME: qcic_status = 116;
+/// Declaration: bad `stall_after` (a duration, at most 100 years).
+pub const QCIC_STATUS_SPEC_STALL_AFTER: qcic_status = 117;
+/// Declaration: bad `min_runtime` (a duration, at most 100 years).
+pub const QCIC_STATUS_SPEC_MIN_RUNTIME: qcic_status = 118;
+/// Declaration: bad `alert_after_failures` (1 to 1000).
+pub const QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES: qcic_status = 119;
+/// Declaration: bad `recover_after_successes` (1 to 1000).
+pub const QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES: qcic_status = 120;
+/// Declaration: bad `notify` (at most 8 comma-separated channel names of 1-64 bytes of A-Z a-z 0-9 . _ -).
+pub const QCIC_STATUS_SPEC_NOTIFY: qcic_status = 121;
 
 /// The send queue is full: the message was dropped and counted.
 pub const QCIC_STATUS_QUEUE_FULL: qcic_status = 200;
@@ -81,6 +107,58 @@ pub(crate) const MESSAGES: &[(qcic_status, &str)] = &[
         "the output buffer is too small\0",
     ),
     (
+        QCIC_STATUS_BAD_KEY,
+        "a CURVE key is malformed, or the linked libzmq has no CURVE\0",
+    ),
+    (
+        QCIC_STATUS_SPEC,
+        "declaration: the spec cannot be read (key=value pairs; every or cron required)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_EVERY,
+        "declaration: bad every (a duration such as 10m, 1ms to 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_CRON,
+        "declaration: bad cron (1-128 printable ASCII characters, not with every)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_TIMEZONE,
+        "declaration: bad timezone (an IANA name, with cron only)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_GRACE,
+        "declaration: bad grace (a duration, at most 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_START_WITHIN,
+        "declaration: bad start_within (a duration, at most 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_MAX_RUNTIME,
+        "declaration: bad max_runtime (a duration, at most 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_STALL_AFTER,
+        "declaration: bad stall_after (a duration, at most 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_MIN_RUNTIME,
+        "declaration: bad min_runtime (a duration, at most 100 years)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES,
+        "declaration: bad alert_after_failures (1 to 1000)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES,
+        "declaration: bad recover_after_successes (1 to 1000)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_NOTIFY,
+        "declaration: bad notify (at most 8 channel names of A-Z a-z 0-9 . _ -)\0",
+    ),
+    (
         QCIC_STATUS_QUEUE_FULL,
         "send queue full: the message was dropped and counted\0",
     ),
@@ -131,6 +209,7 @@ pub(crate) fn of_error(err: &Error) -> qcic_status {
         Error::Key(_) => QCIC_STATUS_BAD_KEY,
         Error::InvalidJob { .. } => QCIC_STATUS_INVALID_JOB,
         Error::InvalidMessage(_) => QCIC_STATUS_INVALID_MESSAGE,
+        Error::InvalidSpec(spec) => of_spec_error(spec),
         Error::QueueFull => QCIC_STATUS_QUEUE_FULL,
         Error::Closed => QCIC_STATUS_CLOSED,
     }
@@ -143,7 +222,27 @@ pub(crate) fn of_decode_error(err: &DecodeError) -> qcic_status {
         DecodeError::Malformed(_) => QCIC_STATUS_DECODE_MALFORMED,
         DecodeError::UnsupportedVersion(_) => QCIC_STATUS_DECODE_UNSUPPORTED_VERSION,
         DecodeError::UnknownKind(_) => QCIC_STATUS_DECODE_UNKNOWN_KIND,
-        DecodeError::InvalidField { .. } => QCIC_STATUS_DECODE_INVALID_FIELD,
+        DecodeError::InvalidField { .. } | DecodeError::InvalidExpect(_) => {
+            QCIC_STATUS_DECODE_INVALID_FIELD
+        }
+    }
+}
+
+/// The status naming the key of a bad declaration.
+pub(crate) fn of_spec_error(err: &SpecError) -> qcic_status {
+    match err.key {
+        "every" => QCIC_STATUS_SPEC_EVERY,
+        "cron" => QCIC_STATUS_SPEC_CRON,
+        "timezone" => QCIC_STATUS_SPEC_TIMEZONE,
+        "grace" => QCIC_STATUS_SPEC_GRACE,
+        "start_within" => QCIC_STATUS_SPEC_START_WITHIN,
+        "max_runtime" => QCIC_STATUS_SPEC_MAX_RUNTIME,
+        "stall_after" => QCIC_STATUS_SPEC_STALL_AFTER,
+        "min_runtime" => QCIC_STATUS_SPEC_MIN_RUNTIME,
+        "alert_after_failures" => QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES,
+        "recover_after_successes" => QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES,
+        "notify" => QCIC_STATUS_SPEC_NOTIFY,
+        _ => QCIC_STATUS_SPEC,
     }
 }
 
@@ -169,5 +268,18 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), MESSAGES.len());
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "kept in code order");
+    }
+
+    #[test]
+    fn every_declaration_key_has_its_own_status() {
+        let mut seen = std::collections::BTreeSet::new();
+        for key in qcic_sdk::declare::KEYS {
+            let status = of_spec_error(&SpecError {
+                key,
+                reason: String::new(),
+            });
+            assert!((111..=121).contains(&status), "{key}");
+            assert!(seen.insert(status), "{key} shares a status");
+        }
     }
 }

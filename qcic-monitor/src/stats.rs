@@ -80,7 +80,9 @@ impl From<&DecodeError> for DropReason {
             DecodeError::Malformed(_) => DropReason::Malformed,
             DecodeError::UnsupportedVersion(_) => DropReason::UnsupportedVersion,
             DecodeError::UnknownKind(_) => DropReason::UnknownKind,
-            DecodeError::InvalidField { .. } => DropReason::InvalidField,
+            DecodeError::InvalidField { .. } | DecodeError::InvalidExpect(_) => {
+                DropReason::InvalidField
+            }
         }
     }
 }
@@ -105,11 +107,13 @@ pub struct Stats {
     /// taken as new life.
     pub stale_messages: AtomicU64,
     /// Accepted messages by kind (code - 1).
-    pub by_kind: [AtomicU64; 5],
+    pub by_kind: [AtomicU64; qcic_sdk::Kind::ALL.len()],
     /// Messages decoded and waiting for the checker (a gauge).
     pub inbound_queued: AtomicU64,
     /// Per channel: (delivered, failed).
     pub channels: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+    /// Declarations refused (by the `[declare]` policy, or for want of one).
+    pub declarations_refused: AtomicU64,
     /// Valid messages for jobs not in the config.
     pub unknown_job_messages: AtomicU64,
     /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).

@@ -410,15 +410,11 @@ impl Sim {
             s.next_beat = self.now + BEAT;
             s.seq += 1;
             let mut msgs = vec![Message {
-                kind: Kind::Heartbeat,
-                job: job_name(j),
-                run_id: None,
                 seq: s.seq,
                 ts_ms: wall.saturating_add_signed(s.clock),
                 host: s.host.clone(),
                 pid: s.pid,
-                exit_code: None,
-                text: None,
+                ..Message::new(Kind::Heartbeat, job_name(j))
             }];
             if let Some((pid, seq)) = &mut s.twin {
                 *seq += 1;

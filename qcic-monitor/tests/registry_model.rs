@@ -544,15 +544,12 @@ impl Sim {
         let proc = &mut self.procs[p];
         proc.seq += 1;
         let msg = Message {
-            kind,
-            job: job.to_owned(),
             run_id,
             seq: proc.seq,
             ts_ms: self.true_wall,
             host: proc.host.to_owned(),
             pid: proc.pid,
-            exit_code: None,
-            text: None,
+            ..Message::new(kind, job)
         };
         self.note(format!(
             "{kind} {job} run={run_id:?} from {}/{}/{}",
@@ -622,6 +619,7 @@ impl Sim {
                     }
                 }
                 Kind::Progress => {}
+                Kind::Declare => unreachable!("the model sends no declarations"),
             }
         }
         self.settle_and_check(r, s, Vec::new());

@@ -18,6 +18,23 @@ fn duration(what: &str, seconds: f64) -> PyResult<Duration> {
     })
 }
 
+/// The spec of pairs of (key, value) for `job`: a declaration's canonical
+/// spec string (`every=1d grace=1h`); raises `qcic.InvalidSpecError`
+/// (naming the key) for a bad one.
+#[pyfunction]
+pub fn spec_string(py: Python<'_>, job: &str, pairs: Vec<(String, String)>) -> PyResult<String> {
+    job_spec(py, job, &pairs).map(|spec| spec.expect.to_string())
+}
+
+fn job_spec(py: Python<'_>, job: &str, pairs: &[(String, String)]) -> PyResult<qcic_sdk::JobSpec> {
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    qcic_sdk::JobSpec::from_pairs(job, &pairs)
+        .map_err(|err| to_py(py, qcic_sdk::Error::InvalidSpec(err)))
+}
+
 /// A sender to one or more qcic watchers (native; use `qcic.Client`).
 #[pyclass(frozen, module = "qcic._qcic")]
 #[derive(Debug)]
@@ -122,6 +139,14 @@ impl Client {
             job: run.job().to_owned(),
             run: Mutex::new(Some(run)),
         })
+    }
+
+    /// Declares what `job` expects of itself from `pairs` of (key, value)
+    /// as in a spec string (`("every", "1d")`, `("grace", "1h")`). True if
+    /// queued; raises `qcic.InvalidSpecError` (naming the key) for a bad one.
+    fn declare(&self, py: Python<'_>, job: &str, pairs: Vec<(String, String)>) -> PyResult<bool> {
+        let spec = job_spec(py, job, &pairs)?;
+        queued(py, self.inner.declare(&spec))
     }
 
     /// Sends a message exactly as given (every field is the caller's).

@@ -9,11 +9,16 @@ use qcic_sdk::{DecodeError, Error};
 
 /// The `qcic._errors` class `name`, raised with `message`.
 fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
+    raise_with(py, name, (message,))
+}
+
+/// The `qcic._errors` class `name`, raised with these arguments.
+fn raise_with<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
     let class = py
         .import("qcic._errors")
         .and_then(|module| module.getattr(name));
     match class {
-        Ok(class) => match class.call1((message,)) {
+        Ok(class) => match class.call1(args) {
             Ok(instance) => PyErr::from_value(instance),
             Err(err) => err,
         },
@@ -24,10 +29,14 @@ fn raise(py: Python<'_>, name: &str, message: String) -> PyErr {
 /// The exception for an SDK error.
 pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
     let message = err.to_string();
+    if let Error::InvalidSpec(spec) = &err {
+        return raise_with(py, "InvalidSpecError", (message, spec.key));
+    }
     let class = match err {
         Error::NoEndpoints | Error::Endpoint { .. } | Error::Key(_) => "ConfigurationError",
         Error::InvalidJob { .. } => "InvalidJobError",
         Error::InvalidMessage(_) => "InvalidMessageError",
+        Error::InvalidSpec(_) => "InvalidSpecError",
         Error::Zmq(_) | Error::Thread(_) => "TransportError",
         Error::QueueFull => "QueueFullError",
         Error::Closed => "ClientClosedError",

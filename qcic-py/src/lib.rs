@@ -21,6 +21,7 @@ fn qcic_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::Client>()?;
     m.add_class::<client::Run>()?;
     m.add_class::<message::Message>()?;
+    m.add_function(wrap_pyfunction!(client::spec_string, m)?)?;
     m.add("__version__", qcic_sdk::VERSION)?;
     m.add("PROTOCOL_VERSION", qcic_sdk::PROTOCOL_VERSION)?;
     m.add("MAX_FRAME_LEN", qcic_sdk::message::MAX_FRAME_LEN)?;
@@ -33,6 +34,7 @@ fn qcic_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "PROTOCOL_VERSION",
             "Run",
             "__version__",
+            "spec_string",
         ],
     )?;
     Ok(())

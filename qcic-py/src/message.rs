@@ -20,13 +20,15 @@ pub struct Message {
     pid: u32,
     exit_code: Option<i32>,
     text: Option<String>,
+    /// A declaration's expectations as a spec string (`every=1d grace=1h`).
+    expect: Option<String>,
 }
 
 impl Message {
     pub fn to_sdk(&self, py: Python<'_>) -> PyResult<qcic_sdk::Message> {
         let kind = Kind::from_name(&self.kind).ok_or_else(|| {
             PyValueError::new_err(format!(
-                "kind must be one of start, progress, success, fail, heartbeat; got {:?}",
+                "kind must be one of start, progress, success, fail, heartbeat, declare; got {:?}",
                 self.kind
             ))
         })?;
@@ -40,6 +42,14 @@ impl Message {
             pid: self.pid,
             exit_code: self.exit_code,
             text: self.text.clone(),
+            expect: match &self.expect {
+                Some(spec) => Some(Box::new(
+                    qcic_sdk::JobSpec::parse(self.job.clone(), spec)
+                        .map_err(|err| to_py(py, qcic_sdk::Error::InvalidSpec(err)))?
+                        .expect,
+                )),
+                None => None,
+            },
         };
         msg.validate()
             .map_err(|err| to_py(py, qcic_sdk::Error::InvalidMessage(err.to_string())))?;
@@ -57,6 +67,7 @@ impl Message {
             pid: msg.pid,
             exit_code: msg.exit_code,
             text: msg.text,
+            expect: msg.expect.map(|e| e.to_string()),
         }
     }
 }
@@ -65,8 +76,8 @@ impl Message {
 impl Message {
     #[new]
     #[pyo3(
-        signature = (kind, job, *, run_id = None, seq = 1, ts_ms = 0, host = String::new(), pid = 0, exit_code = None, text = None),
-        text_signature = "(kind, job, *, run_id=None, seq=1, ts_ms=0, host='', pid=0, exit_code=None, text=None)"
+        signature = (kind, job, *, run_id = None, seq = 1, ts_ms = 0, host = String::new(), pid = 0, exit_code = None, text = None, expect = None),
+        text_signature = "(kind, job, *, run_id=None, seq=1, ts_ms=0, host='', pid=0, exit_code=None, text=None, expect=None)"
     )]
     #[expect(
         clippy::too_many_arguments,
@@ -82,6 +93,7 @@ impl Message {
         pid: u32,
         exit_code: Option<i32>,
         text: Option<String>,
+        expect: Option<String>,
     ) -> Message {
         Message {
             kind,
@@ -93,6 +105,7 @@ impl Message {
             pid,
             exit_code,
             text,
+            expect,
         }
     }
 
@@ -112,7 +125,7 @@ impl Message {
 
     fn __repr__(&self) -> String {
         format!(
-            "Message(kind={:?}, job={:?}, run_id={:?}, seq={}, ts_ms={}, host={:?}, pid={}, exit_code={:?}, text={:?})",
+            "Message(kind={:?}, job={:?}, run_id={:?}, seq={}, ts_ms={}, host={:?}, pid={}, exit_code={:?}, text={:?}, expect={:?})",
             self.kind,
             self.job,
             self.run_id,
@@ -121,7 +134,8 @@ impl Message {
             self.host,
             self.pid,
             self.exit_code,
-            self.text
+            self.text,
+            self.expect
         )
     }
 }

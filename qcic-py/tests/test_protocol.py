@@ -18,6 +18,7 @@ def message_from_fields(f: dict) -> qcic.Message:
         pid=f["pid"],
         exit_code=f["exit_code"],
         text=f["text"],
+        expect=f["expect"],
     )
 
 
@@ -32,7 +33,7 @@ def test_every_vector_encodes_and_decodes_exactly(vectors: list) -> None:
         for key, value in v["fields"].items():
             assert getattr(decoded, key) == value, (v["name"], key)
         kinds.add(decoded.kind)
-    assert kinds == {"start", "progress", "success", "fail", "heartbeat"}
+    assert kinds == {"start", "progress", "success", "fail", "heartbeat", "declare"}
 
 
 def test_invalid_vectors_raise_decode_error_with_the_reason(invalid_vectors: list) -> None:
@@ -59,3 +60,23 @@ def test_bad_messages_are_refused_clearly() -> None:
         qcic.Message("heartbeat", "bad job").encode()
     with pytest.raises(TypeError):
         qcic.Message.decode("not bytes")  # type: ignore[arg-type]
+
+
+def test_declarations_name_the_key_at_fault_and_read_back() -> None:
+    assert qcic._qcic.spec_string("j", [("every", "1d"), ("grace", "3600000ms")]) == "every=1d grace=1h"
+    for kwargs, key in [
+        ({"every": "soon"}, "every"),
+        ({"every": "1m", "cron": "@daily"}, "cron"),
+        ({"every": "1m", "grace": "200years"}, "grace"),
+        ({"every": 60, "alert_after_failures": 0}, "alert_after_failures"),
+        ({"every": 60, "notify": ["ok", "not ok"]}, "notify"),
+        ({"every": -1}, "every"),
+        ({}, "spec"),
+    ]:
+        with pytest.raises(qcic.InvalidSpecError) as info:
+            qcic.Client(["tcp://127.0.0.1:1"]).declare("j", **kwargs)  # type: ignore[arg-type]
+        assert info.value.key == key, (kwargs, info.value)
+        assert isinstance(info.value, ValueError)
+    # Checked where it is written: at decoration, not at the first call.
+    with pytest.raises(qcic.InvalidSpecError):
+        qcic.Client(["tcp://127.0.0.1:1"]).monitor("j", every="often")

@@ -7,6 +7,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::curve::{self, Curve};
+use crate::declare::JobSpec;
 use crate::error::Error;
 use crate::message::{self, Kind, MAX_HOST_LEN, Message};
 use crate::process::{ProcessSlot, Slot, pid};
@@ -352,6 +353,30 @@ impl Client {
             pid: pid(),
             exit_code,
             text: text.map(|t| message::truncate_text(t).to_owned()),
+            expect: None,
+        };
+        inner.enqueue(msg)
+    }
+
+    /// Tells every watcher what `spec.job` expects of itself, so that a
+    /// watcher whose policy allows it watches the job without a
+    /// `[[job]]` in its configuration. Sent again before the job's next
+    /// message after each reconnection to a watcher, and at most every 5
+    /// minutes, so a watcher that restarted with its state wiped learns it
+    /// again. Fails (and sends nothing) for a spec that breaks a rule.
+    pub fn declare(&self, spec: &JobSpec) -> Result<(), Error> {
+        message::check_job_name(&spec.job).map_err(|reason| Error::InvalidJob {
+            job: spec.job.clone(),
+            reason,
+        })?;
+        spec.expect.check()?;
+        let inner = &self.inner;
+        let msg = Message {
+            seq: inner.seq.fetch_add(1, Ordering::Relaxed),
+            ts_ms: unix_ms(),
+            host: inner.host.clone(),
+            pid: pid(),
+            ..Message::declare(spec)
         };
         inner.enqueue(msg)
     }

@@ -41,6 +41,9 @@ pub enum Error {
     /// The client was closed; the message was dropped and counted.
     #[error("client is closed")]
     Closed,
+    /// A declaration breaks a rule (the key is named).
+    #[error("invalid declaration: {0}")]
+    InvalidSpec(#[from] crate::declare::SpecError),
     /// A message given to [`crate::Client::send_message`] breaks the protocol's rules.
     #[error("invalid message: {0}")]
     InvalidMessage(String),

@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! - [`message`]: wire protocol v1 (`docs/PROTOCOL.md`): [`Message`], [`Kind`], encode and decode.
+//! - [`declare`]: what a job expects of itself ([`JobSpec`], [`Expectations`]):
+//!   the builder, the spec string and the wire map of `declare` messages.
 //! - `client`: [`Client`] and [`ClientBuilder`]: validate, enqueue, flush, close.
 //! - `run`: the [`Run`] guard; a run dropped unfinished reports `fail`.
 //! - `curve`: CURVE keys ([`decode_curve_key`], [`new_curve_pair`], the `QCIC_*` key variables).
@@ -35,6 +37,7 @@
 
 mod client;
 mod curve;
+pub mod declare;
 mod error;
 pub mod message;
 mod process;
@@ -48,6 +51,7 @@ pub use client::{
 pub use curve::{
     ENV_CLIENT_PUBLIC_KEY, ENV_CLIENT_SECRET_KEY, ENV_SERVER_KEY, decode_curve_key, new_curve_pair,
 };
+pub use declare::{Expectations, JobSpec, Schedule, SpecError};
 pub use error::Error;
 pub use message::{DecodeError, Kind, Message, PROTOCOL_VERSION};
 pub use run::Run;

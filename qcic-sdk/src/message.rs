@@ -9,6 +9,8 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::declare::{Expectations, JobSpec, RawExpectations, SpecError};
+
 /// The protocol version carried as the first element of every frame.
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Longest job name, in bytes.
@@ -35,16 +37,19 @@ pub enum Kind {
     Fail = 4,
     /// The job is alive; outside any run.
     Heartbeat = 5,
+    /// The job says what it expects of itself (`expect`, field 10).
+    Declare = 6,
 }
 
 impl Kind {
     /// All kinds, in code order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Start,
         Kind::Progress,
         Kind::Success,
         Kind::Fail,
         Kind::Heartbeat,
+        Kind::Declare,
     ];
 
     /// The wire code.
@@ -65,6 +70,7 @@ impl Kind {
             Kind::Success => "success",
             Kind::Fail => "fail",
             Kind::Heartbeat => "heartbeat",
+            Kind::Declare => "declare",
         }
     }
 
@@ -102,6 +108,9 @@ pub struct Message {
     pub exit_code: Option<i32>,
     /// A short note, at most [`MAX_TEXT_LEN`] bytes.
     pub text: Option<String>,
+    /// With `declare` (and only then): what the job expects of itself.
+    /// Boxed: every other message leaves it out and stays small.
+    pub expect: Option<Box<Expectations>>,
 }
 
 /// Why a frame was not accepted. [`DecodeError::reason`] gives a stable
@@ -123,6 +132,9 @@ pub enum DecodeError {
     /// A kind code that v1 does not define.
     #[error("unknown message kind code {0}")]
     UnknownKind(u8),
+    /// A `declare` whose `expect` breaks a rule.
+    #[error("invalid field expect: {0}")]
+    InvalidExpect(#[from] SpecError),
     /// A field that breaks a limit of the protocol.
     #[error("invalid field {field}: {reason}")]
     InvalidField {
@@ -141,7 +153,7 @@ impl DecodeError {
             DecodeError::Malformed(_) => "malformed",
             DecodeError::UnsupportedVersion(_) => "unsupported_version",
             DecodeError::UnknownKind(_) => "unknown_kind",
-            DecodeError::InvalidField { .. } => "invalid_field",
+            DecodeError::InvalidField { .. } | DecodeError::InvalidExpect(_) => "invalid_field",
         }
     }
 }
@@ -216,6 +228,16 @@ impl Message {
             pid: 0,
             exit_code: None,
             text: None,
+            expect: None,
+        }
+    }
+
+    /// A `declare` message for `spec`, every other field as in
+    /// [`Message::new`].
+    pub fn declare(spec: &JobSpec) -> Message {
+        Message {
+            expect: Some(Box::new(spec.expect.clone())),
+            ..Message::new(Kind::Declare, spec.job.clone())
         }
     }
 
@@ -284,7 +306,18 @@ impl Message {
                 reason: "is longer than 1024 bytes",
             });
         }
-        Ok(())
+        match (self.kind, &self.expect) {
+            (Kind::Declare, None) => Err(DecodeError::InvalidField {
+                field: "expect",
+                reason: "is required with declare",
+            }),
+            (Kind::Declare, Some(expect)) => Ok(expect.check()?),
+            (_, Some(_)) => Err(DecodeError::InvalidField {
+                field: "expect",
+                reason: "goes with declare only",
+            }),
+            (_, None) => Ok(()),
+        }
     }
 }
 
@@ -293,7 +326,9 @@ impl Serialize for Message {
         // Canonical form: absent optional fields at the end are left out, so
         // the common messages stay small; an absent field before a present
         // one is nil.
-        let len = if self.text.is_some() {
+        let len = if self.expect.is_some() {
+            11
+        } else if self.text.is_some() {
             10
         } else if self.exit_code.is_some() {
             9
@@ -315,6 +350,9 @@ impl Serialize for Message {
         if len >= 10 {
             seq.serialize_element(&self.text)?;
         }
+        if let Some(expect) = &self.expect {
+            seq.serialize_element(expect)?;
+        }
         seq.end()
     }
 }
@@ -332,6 +370,7 @@ enum RawFrame {
         pid: u32,
         exit_code: Option<i32>,
         text: Option<String>,
+        expect: Option<Box<RawExpectations>>,
     },
     Other(u64),
 }
@@ -350,8 +389,13 @@ impl RawFrame {
                 pid,
                 exit_code,
                 text,
+                expect,
             } => {
                 let kind = Kind::from_code(kind).ok_or(DecodeError::UnknownKind(kind))?;
+                let expect = match expect {
+                    Some(raw) => Some(Box::new(raw.check()?)),
+                    None => None,
+                };
                 let message = Message {
                     kind,
                     job,
@@ -362,6 +406,7 @@ impl RawFrame {
                     pid,
                     exit_code,
                     text,
+                    expect,
                 };
                 message.validate()?;
                 Ok(message)
@@ -401,7 +446,7 @@ impl<'de> Visitor<'de> for RawFrameVisitor {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(RawFrame::Other(version));
         }
-        let kind = required(&mut seq, 1, V1)?;
+        let kind: u8 = required(&mut seq, 1, V1)?;
         let job = required(&mut seq, 2, V1)?;
         let run_id = required(&mut seq, 3, V1)?;
         let seq_no = required(&mut seq, 4, V1)?;
@@ -410,6 +455,15 @@ impl<'de> Visitor<'de> for RawFrameVisitor {
         let pid = required(&mut seq, 7, V1)?;
         let exit_code = seq.next_element::<Option<i32>>()?.flatten();
         let text = seq.next_element::<Option<String>>()?.flatten();
+        // Field 10 is read with `declare` only: other kinds skip it, as
+        // they skip any later field.
+        let expect = if kind == Kind::Declare.code() {
+            seq.next_element::<Option<RawExpectations>>()?
+                .flatten()
+                .map(Box::new)
+        } else {
+            None
+        };
         // Later minor revisions may append fields; v1 readers skip them.
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(RawFrame::V1 {
@@ -422,6 +476,7 @@ impl<'de> Visitor<'de> for RawFrameVisitor {
             pid,
             exit_code,
             text,
+            expect,
         })
     }
 }
@@ -441,6 +496,7 @@ mod tests {
             pid: 48213,
             exit_code: None,
             text: None,
+            expect: None,
         }
     }
 
@@ -482,6 +538,7 @@ mod tests {
             pid: 1,
             exit_code: None,
             text: None,
+            expect: None,
         };
         // The v1 array with nil exit_code and text, then one trailing value.
         let frame = |trailing: &[u8]| {
@@ -588,7 +645,8 @@ mod tests {
                 (2, "progress"),
                 (3, "success"),
                 (4, "fail"),
-                (5, "heartbeat")
+                (5, "heartbeat"),
+                (6, "declare")
             ]
         );
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::message::Message;
+use crate::message::{Kind, Message};
 
 /// What the sender has done so far. Every counter only grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -143,6 +143,134 @@ pub(crate) fn spawn(
 /// takes a message again, so a dead watcher never slows the others.
 const STALL_WAIT_MS: i64 = 200;
 
+/// Hands `frame` to one watcher's socket without waiting (but for one
+/// short wait the first time its queue is full); true if it went.
+fn send(socket: &zmq::Socket, frame: &[u8], stalled: &mut bool, counters: &Counters) -> bool {
+    let mut result = socket.send(frame, zmq::DONTWAIT);
+    if result == Err(zmq::Error::EAGAIN)
+        && !*stalled
+        && socket.poll(zmq::POLLOUT, STALL_WAIT_MS).unwrap_or(0) > 0
+    {
+        result = socket.send(frame, zmq::DONTWAIT);
+    }
+    match result {
+        Ok(()) => {
+            *stalled = false;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(zmq::Error::EAGAIN) => {
+            *stalled = true;
+            counters.dropped_hwm.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+        Err(_) => {
+            counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+/// How often a declaration goes out again, with the job's next message,
+/// to a watcher that has not reconnected meanwhile.
+pub(crate) const REDECLARE_EVERY: Duration = Duration::from_secs(300);
+/// Declarations a sender remembers; past it, new ones are sent once.
+const MAX_DECLARATIONS: usize = 1024;
+
+/// The declarations this sender made, sent again before the job's next
+/// message after each new connection to a watcher (it may have restarted
+/// with its state wiped) and at most every [`REDECLARE_EVERY`], so a
+/// watcher learns them again without a restart of the job.
+#[derive(Default)]
+struct Declarations {
+    by_job: std::collections::HashMap<String, Declared>,
+    /// Per watcher socket: a PAIR socket told of each completed handshake
+    /// (libzmq's socket monitor), made with the first declaration.
+    handshakes: Vec<zmq::Socket>,
+    /// Per watcher socket: handshakes seen so far.
+    generation: Vec<u64>,
+}
+
+struct Declared {
+    frame: Vec<u8>,
+    /// Per watcher socket: the connection generation and time it last went.
+    sent: Vec<Option<(u64, Instant)>>,
+}
+
+impl Declarations {
+    fn remember(&mut self, ctx: &zmq::Context, sockets: &[zmq::Socket], job: &str, frame: &[u8]) {
+        if self.generation.is_empty() {
+            self.generation = vec![0; sockets.len()];
+            for (i, socket) in sockets.iter().enumerate() {
+                let endpoint = format!("inproc://qcic-handshakes-{i}");
+                let watch = || -> Result<zmq::Socket, zmq::Error> {
+                    socket.monitor(&endpoint, zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32)?;
+                    let pair = ctx.socket(zmq::PAIR)?;
+                    pair.set_linger(0)?;
+                    pair.connect(&endpoint)?;
+                    Ok(pair)
+                };
+                // Without it, a declaration still goes out every
+                // REDECLARE_EVERY.
+                if let Ok(pair) = watch() {
+                    self.handshakes.push(pair);
+                }
+            }
+        }
+        if self.by_job.len() >= MAX_DECLARATIONS && !self.by_job.contains_key(job) {
+            return;
+        }
+        self.by_job.insert(
+            job.to_owned(),
+            Declared {
+                frame: frame.to_vec(),
+                sent: vec![None; sockets.len()],
+            },
+        );
+    }
+
+    /// Sends `job`'s declaration to each watcher that is due it.
+    fn send_due(
+        &mut self,
+        job: &str,
+        sockets: &[zmq::Socket],
+        stalled: &mut [bool],
+        counters: &Counters,
+    ) {
+        if self.by_job.is_empty() {
+            return;
+        }
+        self.count_handshakes();
+        let Some(declared) = self.by_job.get_mut(job) else {
+            return;
+        };
+        let now = Instant::now();
+        for (i, socket) in sockets.iter().enumerate() {
+            let generation = self.generation.get(i).copied().unwrap_or(0);
+            let due = declared.sent[i]
+                .is_none_or(|(g, at)| g != generation || now.duration_since(at) >= REDECLARE_EVERY);
+            if due && send(socket, &declared.frame, &mut stalled[i], counters) {
+                declared.sent[i] = Some((generation, now));
+            }
+        }
+    }
+
+    /// Takes the handshake events waiting, without blocking.
+    fn count_handshakes(&mut self) {
+        for (pair, generation) in self.handshakes.iter().zip(self.generation.iter_mut()) {
+            while let Ok(event) = pair.recv_multipart(zmq::DONTWAIT) {
+                let code = event
+                    .first()
+                    .and_then(|f| f.get(..2))
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]));
+                if code == Some(zmq::SocketEvent::HANDSHAKE_SUCCEEDED as u16) {
+                    *generation += 1;
+                }
+            }
+        }
+    }
+}
+
 fn run(
     ctx: zmq::Context,
     sockets: Vec<zmq::Socket>,
@@ -152,35 +280,25 @@ fn run(
     let counters = &shared.counters;
     let mut frame = Vec::with_capacity(256);
     let mut stalled = vec![false; sockets.len()];
+    let mut declarations = Declarations::default();
     // recv() fails only once every sender is gone and the queue is empty:
     // that is the close signal, and it drains the queue first.
     while let Ok(msg) = rx.recv() {
         frame.clear();
         msg.encode_into(&mut frame);
-        for (socket, stalled) in sockets.iter().zip(stalled.iter_mut()) {
-            let mut result = socket.send(&frame[..], zmq::DONTWAIT);
-            if result == Err(zmq::Error::EAGAIN)
-                && !*stalled
-                && socket.poll(zmq::POLLOUT, STALL_WAIT_MS).unwrap_or(0) > 0
-            {
-                result = socket.send(&frame[..], zmq::DONTWAIT);
-            }
-            match result {
-                Ok(()) => {
-                    *stalled = false;
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(zmq::Error::EAGAIN) => {
-                    *stalled = true;
-                    counters.dropped_hwm.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                }
+        if msg.kind == Kind::Declare {
+            declarations.remember(&ctx, &sockets, &msg.job, &frame);
+            declarations.send_due(&msg.job, &sockets, &mut stalled, counters);
+        } else {
+            declarations.send_due(&msg.job, &sockets, &mut stalled, counters);
+            for (socket, stalled) in sockets.iter().zip(stalled.iter_mut()) {
+                send(socket, &frame, stalled, counters);
             }
         }
         shared.mark_processed();
     }
+    // Its sockets belong to the context, which waits for them at the end.
+    drop(declarations);
 
     let deadline = shared
         .close_deadline

@@ -3,10 +3,44 @@
 
 use proptest::prelude::*;
 use qcic_sdk::message::{MAX_FRAME_LEN, truncate_text};
-use qcic_sdk::{Kind, Message};
+use qcic_sdk::{Expectations, Kind, Message, Schedule};
+use std::time::Duration;
 
 fn kind() -> impl Strategy<Value = Kind> {
     prop::sample::select(Kind::ALL.to_vec())
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    (0..=qcic_sdk::declare::MAX_DURATION.as_millis() as u64).prop_map(Duration::from_millis)
+}
+
+fn schedule() -> impl Strategy<Value = Schedule> {
+    prop_oneof![
+        (1..=qcic_sdk::declare::MAX_DURATION.as_millis() as u64)
+            .prop_map(|ms| Schedule::Every(Duration::from_millis(ms))),
+        (
+            "[ -~]{1,128}",
+            proptest::option::of("[A-Za-z0-9/_+-]{1,64}")
+        )
+            .prop_map(|(expr, timezone)| Schedule::Cron { expr, timezone }),
+    ]
+}
+
+prop_compose! {
+    fn expectations()(
+        schedule in schedule(),
+        durations in prop::array::uniform5(proptest::option::of(duration())),
+        counts in prop::array::uniform2(proptest::option::of(1u32..=1000)),
+        notify in prop::collection::vec("[A-Za-z0-9._-]{1,64}", 0..=8),
+    ) -> Expectations {
+        let [grace, start_within, max_runtime, stall_after, min_runtime] = durations;
+        Expectations {
+            schedule, grace, start_within, max_runtime, stall_after, min_runtime,
+            alert_after_failures: counts[0],
+            recover_after_successes: counts[1],
+            notify,
+        }
+    }
 }
 
 prop_compose! {
@@ -20,16 +54,25 @@ prop_compose! {
         pid in any::<u32>(),
         exit_code in any::<Option<i32>>(),
         text in proptest::option::of("\\PC{0,400}"),
+        expect in expectations(),
     ) -> Message {
         Message {
             kind, job, run_id, seq, ts_ms, host, pid, exit_code,
             text: text.map(|t| truncate_text(&t).to_owned()),
+            expect: (kind == Kind::Declare).then(|| Box::new(expect)),
         }
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_spec_string_reads_back_the_same(expect in expectations()) {
+        let text = expect.to_string();
+        let read = qcic_sdk::JobSpec::parse("j", &text).unwrap();
+        prop_assert_eq!(read.expect, expect, "{}", text);
+    }
 
     #[test]
     fn every_valid_message_round_trips(msg in message()) {

@@ -25,6 +25,13 @@ fn message_from_fields(f: &Value) -> Message {
         pid: u32::try_from(f["pid"].as_u64().unwrap()).unwrap(),
         exit_code: f["exit_code"].as_i64().map(|c| i32::try_from(c).unwrap()),
         text: opt_str("text"),
+        expect: f["expect"].as_str().map(|spec| {
+            Box::new(
+                qcic_sdk::JobSpec::parse(f["job"].as_str().unwrap(), spec)
+                    .unwrap()
+                    .expect,
+            )
+        }),
     }
 }
 
@@ -39,13 +46,22 @@ fn valid_vectors_decode_to_their_fields_and_reencode_exactly() {
         let decoded = Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(decoded, expected, "{name}: decoded fields");
         assert_eq!(
+            decoded.expect.as_ref().map(ToString::to_string).as_deref(),
+            v["fields"]["expect"].as_str(),
+            "{name}: the spec string"
+        );
+        assert_eq!(
             hex::encode(decoded.encode()),
             hex::encode(&bytes),
             "{name}: re-encoding"
         );
         kinds_seen.insert(expected.kind);
     }
-    assert_eq!(kinds_seen.len(), 5, "at least one vector per kind");
+    assert_eq!(
+        kinds_seen.len(),
+        Kind::ALL.len(),
+        "at least one vector per kind"
+    );
 }
 
 #[test]

@@ -116,13 +116,22 @@ static int mode_vectors(const char *ep) {
         qcic_decoded *decoded = NULL;
         const qcic_message *m;
 
-        CHECK_OK(qcic_message_encode(&v->fields, buf, sizeof buf, &written));
+        if (v->expect != NULL) {
+            CHECK_OK(qcic_declaration_encode(&v->fields, v->expect, buf, sizeof buf, &written));
+            CHECK(qcic_declaration_encode(&v->fields, v->expect, NULL, 0, &written) == QCIC_STATUS_BUFFER_TOO_SMALL);
+            /* Without its spec a declaration breaks the rules. */
+            CHECK(qcic_message_encode(&v->fields, buf, sizeof buf, &written) == QCIC_STATUS_INVALID_MESSAGE);
+            CHECK_OK(qcic_declaration_encode(&v->fields, v->expect, buf, sizeof buf, &written));
+        } else {
+            CHECK_OK(qcic_message_encode(&v->fields, buf, sizeof buf, &written));
+            CHECK(qcic_message_encode(&v->fields, NULL, 0, &written) == QCIC_STATUS_BUFFER_TOO_SMALL);
+            CHECK(written == v->len);
+            CHECK_OK(qcic_message_encode(&v->fields, buf, sizeof buf, &written));
+        }
         if (written != v->len || memcmp(buf, v->bytes, v->len) != 0) {
             fprintf(stderr, "FAIL vector %s: encoding differs\n", v->name);
             failures++;
         }
-        CHECK(qcic_message_encode(&v->fields, NULL, 0, &written) == QCIC_STATUS_BUFFER_TOO_SMALL);
-        CHECK(written == v->len);
 
         CHECK_OK(qcic_message_decode(v->bytes, v->len, &decoded));
         m = qcic_decoded_message(decoded);
@@ -143,8 +152,19 @@ static int mode_vectors(const char *ep) {
                 CHECK(strcmp(m->text, v->fields.text) == 0);
             }
         }
+        {
+            const char *expect = qcic_decoded_expect(decoded);
+            CHECK((expect == NULL) == (v->expect == NULL));
+            if (expect != NULL && v->expect != NULL) {
+                CHECK(strcmp(expect, v->expect) == 0);
+            }
+        }
         qcic_decoded_free(decoded);
-        CHECK_OK(qcic_client_send(client, &v->fields));
+        if (v->expect != NULL) {
+            CHECK_OK(qcic_client_send_declaration(client, &v->fields, v->expect));
+        } else {
+            CHECK_OK(qcic_client_send(client, &v->fields));
+        }
     }
     {
         static const uint8_t v2[] = {0x92, 0x02, 0xa1, 'x'};
@@ -198,6 +218,31 @@ static int mode_nulls(void) {
     CHECK_OK(qcic_client_start(client, "j", &run));
     CHECK(qcic_run_progress(run, NULL) == QCIC_STATUS_NULL_ARGUMENT);
     qcic_run_free(run);
+
+    /* Declarations: NULLs, and a bad spec's status names its key. */
+    CHECK(qcic_client_declare(NULL, "j", "every=1m") == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_client_declare(client, NULL, "every=1m") == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_client_declare(client, "j", NULL) == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_client_declare(client, "bad job", "every=1m") == QCIC_STATUS_INVALID_JOB);
+    CHECK(qcic_client_declare(client, "j", "") == QCIC_STATUS_SPEC);
+    CHECK(qcic_client_declare(client, "j", "cron='1 2") == QCIC_STATUS_SPEC);
+    CHECK(qcic_client_declare(client, "j", "every=1m often=yes") == QCIC_STATUS_SPEC);
+    CHECK(qcic_client_declare(client, "j", "every=soon") == QCIC_STATUS_SPEC_EVERY);
+    CHECK(qcic_client_declare(client, "j", "every=1m cron=@daily") == QCIC_STATUS_SPEC_CRON);
+    CHECK(qcic_client_declare(client, "j", "every=1m timezone=UTC") == QCIC_STATUS_SPEC_TIMEZONE);
+    CHECK(qcic_client_declare(client, "j", "every=1m grace=200years") == QCIC_STATUS_SPEC_GRACE);
+    CHECK(qcic_client_declare(client, "j", "every=1m start_within=x") == QCIC_STATUS_SPEC_START_WITHIN);
+    CHECK(qcic_client_declare(client, "j", "every=1m max_runtime=x") == QCIC_STATUS_SPEC_MAX_RUNTIME);
+    CHECK(qcic_client_declare(client, "j", "every=1m stall_after=x") == QCIC_STATUS_SPEC_STALL_AFTER);
+    CHECK(qcic_client_declare(client, "j", "every=1m min_runtime=x") == QCIC_STATUS_SPEC_MIN_RUNTIME);
+    CHECK(qcic_client_declare(client, "j", "every=1m alert_after_failures=0") == QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES);
+    CHECK(qcic_client_declare(client, "j", "every=1m recover_after_successes=-1") == QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES);
+    CHECK(qcic_client_declare(client, "j", "every=1m notify=a,,b") == QCIC_STATUS_SPEC_NOTIFY);
+    CHECK(strstr(qcic_status_message(QCIC_STATUS_SPEC_GRACE), "grace") != NULL);
+    CHECK_OK(qcic_client_declare(client, "j", "cron='30 2 * * 1-5' timezone=Europe/London grace=1h"));
+    CHECK(qcic_declaration_encode(NULL, "every=1m", buf, sizeof buf, &written) == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_client_send_declaration(client, NULL, "every=1m") == QCIC_STATUS_NULL_ARGUMENT);
+    CHECK(qcic_decoded_expect(NULL) == NULL);
 
     memset(&msg, 0, sizeof msg);
     msg.kind = QCIC_KIND_HEARTBEAT;

@@ -56,6 +56,7 @@ pub(crate) fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Me
         pid: 4242,
         exit_code: (kind == Kind::Fail).then_some(1),
         text: text.map(str::to_owned),
+        expect: None,
     }
 }
 

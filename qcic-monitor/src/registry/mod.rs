@@ -41,6 +41,7 @@ use crate::notification::{Event, Notification, incident_id};
 use crate::schedule::Schedule;
 use crate::stats::Stats;
 
+mod declared;
 mod hosts;
 mod incidents;
 mod job;
@@ -173,6 +174,9 @@ impl Registry {
         sender_key: Option<&str>,
         now: Now,
     ) -> Vec<Notification> {
+        if msg.kind == Kind::Declare {
+            return self.on_declare(msg, sender_key, now);
+        }
         let Some(&j) = self.index.get(msg.job.as_str()) else {
             self.unknown_job(msg);
             return Vec::new();

@@ -62,6 +62,8 @@ impl Registry {
                 self.arm_late(j, now, now.wall_ms);
             }
             Kind::Progress => {}
+            // Taken by `on_message_from` before it gets here.
+            Kind::Declare => {}
             Kind::Success => {
                 let ran = self.jobs[j]
                     .runs

@@ -11,7 +11,9 @@ watcher is unreachable.
     client = qcic.Client(["tcp://watcher-a:7700", "tcp://watcher-b:7700"])
     client.heartbeat("disk-sync")
 
-    with client.run("nightly-etl") as run:   # start; success on normal exit
+    # The job says what it expects of itself: a watcher whose [declare]
+    # policy allows it raises the alarm when a run is missing or too long.
+    with client.run("nightly-etl", every="1d", grace="1h", max_runtime="2h") as run:
         run.progress("loaded 10k rows")      # an exception sends fail, then re-raises
 
     @client.monitor("report-mail")           # the same, around each call
@@ -25,6 +27,7 @@ variable ``QCIC_ENDPOINTS``) and the module-level ``qcic.run``,
 from __future__ import annotations
 
 import atexit
+import datetime
 import functools
 import inspect
 import multiprocessing.util
@@ -33,7 +36,22 @@ import sys
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, Literal, Optional, Type, TypeVar, Union, overload
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    Type,
+    TypedDict,
+    TypeVar,
+    Union,
+    Unpack,
+    overload,
+)
 
 from . import _qcic
 from ._errors import (
@@ -42,6 +60,7 @@ from ._errors import (
     DecodeError,
     InvalidJobError,
     InvalidMessageError,
+    InvalidSpecError,
     NotInitializedError,
     QcicError,
     QueueFullError,
@@ -57,6 +76,7 @@ __all__ = [
     "DecodeError",
     "InvalidJobError",
     "InvalidMessageError",
+    "InvalidSpecError",
     "MAX_FRAME_LEN",
     "Message",
     "NotInitializedError",
@@ -65,9 +85,11 @@ __all__ = [
     "QueueFullError",
     "Run",
     "RunEndedError",
+    "Spec",
     "TransportError",
     "__version__",
     "close",
+    "declare",
     "flush",
     "get_client",
     "heartbeat",
@@ -78,6 +100,52 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 Endpoints = Union[str, Iterable[str], None]
+#: A duration: text as people write it (``"90s"``, ``"1h30m"``, ``"1d"``),
+#: seconds, or a ``timedelta``.
+Duration = Union[str, int, float, datetime.timedelta]
+
+
+class Spec(TypedDict, total=False):
+    """What a job expects of itself (a declaration): ``every`` or ``cron``
+    (with an optional ``timezone``), and the limits of a watcher's
+    ``[[job]]`` table. Channel names in ``notify``."""
+
+    every: Duration
+    cron: str
+    timezone: str
+    grace: Duration
+    start_within: Duration
+    max_runtime: Duration
+    stall_after: Duration
+    min_runtime: Duration
+    alert_after_failures: int
+    recover_after_successes: int
+    notify: Union[str, Iterable[str]]
+
+
+_DURATIONS = ("every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime")
+
+
+def _pairs(spec: Spec) -> List[Tuple[str, str]]:
+    """The spec as (key, value) text pairs, in the native layer's terms."""
+    pairs = []
+    for key, value in spec.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            raise TypeError(f"{key} must not be a bool")
+        if key in _DURATIONS and isinstance(value, datetime.timedelta):
+            text = f"{round(value.total_seconds() * 1000)}ms"
+        elif key in _DURATIONS and isinstance(value, (int, float)):
+            if value < 0 or value != value:
+                raise InvalidSpecError(f"invalid declaration: {key}: {value} is not a duration", key)
+            text = f"{round(value * 1000)}ms"
+        elif key == "notify" and not isinstance(value, str):
+            text = ",".join(value)  # type: ignore[arg-type]
+        else:
+            text = str(value)
+        pairs.append((key, text))
+    return pairs
 
 #: How long closing a client (explicitly, or at interpreter exit) waits for delivery by default.
 DEFAULT_CLOSE_TIMEOUT = 1.0
@@ -163,25 +231,41 @@ class Client:
         """Begins a run now and sends ``start``; end it with ``success()`` or ``fail()``."""
         return Run(self, job, self._native.start(job))
 
-    def run(self, job: str) -> "Run":
+    def run(self, job: str, **spec: Unpack[Spec]) -> "Run":
         """A run to use with ``with``: ``start`` on entry, ``success`` on normal
         exit, ``fail`` ("ExcType: message") if an exception escapes, which is
-        then re-raised."""
-        return Run(self, job)
+        then re-raised. With a declaration (``every="1d"``, ...; see
+        ``declare``), it is declared on entry, before the ``start``."""
+        return Run(self, job, spec=_checked(job, spec))
 
     @overload
     def monitor(self, job: F) -> F: ...
     @overload
-    def monitor(self, job: Optional[str] = None) -> Callable[[F], F]: ...
+    def monitor(self, job: Optional[str] = None, **spec: Unpack[Spec]) -> Callable[[F], F]: ...
 
-    def monitor(self, job: Union[str, Callable[..., Any], None] = None) -> Any:
+    def monitor(self, job: Union[str, Callable[..., Any], None] = None, **spec: Unpack[Spec]) -> Any:
         """Decorator: each call of the function is a run of ``job`` (default:
-        the function's name). Works for plain and ``async`` functions."""
-        return _monitor(lambda: self, job)
+        the function's name). Works for plain and ``async`` functions. With
+        a declaration (``every="1d"``, ...), each call declares first."""
+        return _monitor(lambda: self, job, spec)
 
     def send_message(self, message: Message) -> bool:
         """Sends a message exactly as given (every field is the caller's)."""
         return self._native.send_message(message)
+
+    def declare(self, job: str, **spec: Unpack[Spec]) -> bool:
+        """Tells the watchers what ``job`` expects of itself, so that one
+        whose ``[declare]`` policy allows it watches the job without a
+        ``[[job]]`` in its configuration::
+
+            client.declare("nightly-etl", every="1d", grace="1h", max_runtime="2h")
+            client.declare("report", cron="30 2 * * 1-5", timezone="Europe/London")
+
+        Sent again before the job's next message after each reconnection to
+        a watcher, and at most every 5 minutes. Raises ``InvalidSpecError``
+        (its ``key`` names the culprit) for a bad declaration; True if
+        queued."""
+        return self._native.declare(job, _pairs(spec))
 
     def flush(self, timeout: float = 2.0) -> bool:
         """Waits (GIL released) until everything queued was handed to libzmq."""
@@ -211,9 +295,16 @@ class Client:
 class Run:
     """One run of a job. Dropped (garbage-collected) unfinished, it sends ``fail``."""
 
-    def __init__(self, client: Client, job: str, native: Optional[_qcic.Run] = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        job: str,
+        native: Optional[_qcic.Run] = None,
+        spec: Optional[List[Tuple[str, str]]] = None,
+    ) -> None:
         self._client = client
         self._job = job
+        self._spec = spec
         self._native = native
         self._pid = os.getpid()
         if native is not None:
@@ -251,6 +342,8 @@ class Run:
 
     def __enter__(self) -> "Run":
         if self._native is None:
+            if self._spec:
+                self._client._native.declare(self._job, self._spec)
             self._native = self._client._native.start(self._job)
             self._pid = os.getpid()
             _live_runs.add(self)
@@ -277,21 +370,40 @@ class Run:
         return False  # never swallow the exception
 
 
-def _monitor(get: Callable[[], Client], job: Union[str, Callable[..., Any], None]) -> Any:
+def _checked(job: str, spec: Spec) -> Optional[List[Tuple[str, str]]]:
+    """The spec's pairs, checked now (a bad declaration raises where it is
+    written, not when the job runs); None without one."""
+    if not spec:
+        return None
+    pairs = _pairs(spec)
+    _qcic.spec_string(job, pairs)
+    return pairs
+
+
+def _monitor(get: Callable[[], Client], job: Union[str, Callable[..., Any], None], spec: Optional[Spec] = None) -> Any:
+    # Checked now, where the decorator is written: a declaration does not
+    # depend on the job's name.
+    pairs = _checked(job if isinstance(job, str) else "job", spec or {})
+
     def decorate(func: F) -> F:
         name = job if isinstance(job, str) else func.__name__
+
+        def run() -> Run:
+            client = get()
+            return Run(client, name, spec=pairs)
+
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with get().run(name):
+                with run():
                     return await func(*args, **kwargs)
 
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
-            with get().run(name):
+            with run():
                 return func(*args, **kwargs)
 
         return run_sync  # type: ignore[return-value]
@@ -338,21 +450,26 @@ def heartbeat(job: str) -> bool:
     return get_client().heartbeat(job)
 
 
-def run(job: str) -> Run:
+def run(job: str, **spec: Unpack[Spec]) -> Run:
     """``run`` on the default client."""
-    return get_client().run(job)
+    return get_client().run(job, **spec)
+
+
+def declare(job: str, **spec: Unpack[Spec]) -> bool:
+    """``declare`` on the default client."""
+    return get_client().declare(job, **spec)
 
 
 @overload
 def monitor(job: F) -> F: ...
 @overload
-def monitor(job: Optional[str] = None) -> Callable[[F], F]: ...
+def monitor(job: Optional[str] = None, **spec: Unpack[Spec]) -> Callable[[F], F]: ...
 
 
-def monitor(job: Union[str, Callable[..., Any], None] = None) -> Any:
+def monitor(job: Union[str, Callable[..., Any], None] = None, **spec: Unpack[Spec]) -> Any:
     """``monitor`` on the default client, looked up at each call (so it may
     decorate functions before ``init()`` runs)."""
-    return _monitor(get_client, job)
+    return _monitor(get_client, job, spec)
 
 
 def flush(timeout: float = 2.0) -> bool:

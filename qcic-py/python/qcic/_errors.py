@@ -20,6 +20,15 @@ class InvalidMessageError(QcicError, ValueError):
     """A Message breaks the protocol's rules."""
 
 
+class InvalidSpecError(QcicError, ValueError):
+    """A declaration breaks a rule; ``key`` names the one at fault (``every``,
+    ``cron``, ``grace``, ...; ``spec`` when it cannot be read at all)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class DecodeError(QcicError, ValueError):
     """A frame that is not a valid qcic message. `reason` is a stable label:
     too_large, malformed, unsupported_version, unknown_kind, invalid_field."""

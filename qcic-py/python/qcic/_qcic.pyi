@@ -1,14 +1,16 @@
 """Type stubs for the native module qcic._qcic (checked by mypy.stubtest)."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from typing_extensions import final
 
-__all__ = ["Client", "MAX_FRAME_LEN", "Message", "PROTOCOL_VERSION", "Run", "__version__"]
+__all__ = ["Client", "MAX_FRAME_LEN", "Message", "PROTOCOL_VERSION", "Run", "__version__", "spec_string"]
 
 __version__: str
 PROTOCOL_VERSION: int
 MAX_FRAME_LEN: int
+
+def spec_string(job: str, pairs: List[Tuple[str, str]]) -> str: ...
 
 @final
 class Client:
@@ -27,6 +29,7 @@ class Client:
     def fail(self, job: str, text: Optional[str] = None, exit_code: Optional[int] = None) -> bool: ...
     def start(self, job: str) -> Run: ...
     def send_message(self, message: Message) -> bool: ...
+    def declare(self, job: str, pairs: List[Tuple[str, str]]) -> bool: ...
     def flush(self, timeout: float = 2.0) -> bool: ...
     def close(self, timeout: float = 2.0) -> bool: ...
     def stats(self) -> Dict[str, int]: ...
@@ -56,6 +59,7 @@ class Message:
     pid: int
     exit_code: Optional[int]
     text: Optional[str]
+    expect: Optional[str]
     def __new__(
         cls,
         kind: str,
@@ -68,6 +72,7 @@ class Message:
         pid: int = 0,
         exit_code: Optional[int] = None,
         text: Optional[str] = None,
+        expect: Optional[str] = None,
     ) -> Message: ...
     def encode(self) -> bytes: ...
     @staticmethod

@@ -3,6 +3,8 @@
 //!
 //! ```sh
 //! qcic run --job nightly-etl --timeout 2h -- /usr/local/bin/etl --full
+//! qcic run --job nightly-etl --cron '30 2 * * *' --timezone Europe/London --max-runtime 2h -- etl
+//! qcic declare --job disk-sync --every 10m
 //! qcic send --job disk-sync heartbeat
 //! RUN=$(qcic send --job backup start); ...; qcic send --job backup --run-id "$RUN" success
 //! ```
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use qcic_sdk::{Client, ClientBuilder, Kind, parse_endpoints};
+use qcic_sdk::{Client, ClientBuilder, JobSpec, Kind, SpecError, parse_endpoints};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -64,6 +66,16 @@ enum Cmd {
         #[arg(long)]
         run_id: Option<u64>,
     },
+    /// Declare what a job expects of itself (`--every` or `--cron`, and
+    /// its limits), so a watcher whose `[declare]` policy allows it
+    /// watches the job. `qcic run` takes the same options.
+    Declare {
+        /// The job's name.
+        #[arg(long)]
+        job: String,
+        #[command(flatten)]
+        declare: DeclareArgs,
+    },
     /// Run a command as one run of a job: start, then success or fail with
     /// its exit code, duration and last lines of output. Exits with the
     /// command's exit code.
@@ -74,10 +86,78 @@ enum Cmd {
         /// Kill the command after this long and report it failed (exit 124).
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
+        #[command(flatten)]
+        declare: DeclareArgs,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
         command: Vec<String>,
     },
+}
+
+/// What a job expects of itself: with `run`, declared before the start,
+/// so a watcher whose `[declare]` policy allows it watches the job
+/// without a `[[job]]` in its configuration.
+#[derive(Debug, Default, clap::Args)]
+struct DeclareArgs {
+    /// Declare the job due at least once every so long (e.g. 1d, 10m).
+    #[arg(long, help_heading = "Declaration")]
+    every: Option<String>,
+    /// Declare the job run at these times (e.g. '30 2 * * 1-5', @daily).
+    #[arg(long, help_heading = "Declaration")]
+    cron: Option<String>,
+    /// The cron expression's time zone (e.g. Europe/London; default UTC).
+    #[arg(long, help_heading = "Declaration")]
+    timezone: Option<String>,
+    /// Slack after a due time before the job counts as down.
+    #[arg(long, help_heading = "Declaration")]
+    grace: Option<String>,
+    /// A scheduled run not started this long after its time is late.
+    #[arg(long, help_heading = "Declaration")]
+    start_within: Option<String>,
+    /// A run not ended this long after its start is overrunning.
+    #[arg(long, help_heading = "Declaration")]
+    max_runtime: Option<String>,
+    /// A run silent this long is stalled.
+    #[arg(long, help_heading = "Declaration")]
+    stall_after: Option<String>,
+    /// A success sooner than this after its start is too fast.
+    #[arg(long, help_heading = "Declaration")]
+    min_runtime: Option<String>,
+    /// Alarm only after this many failures or misses in a row.
+    #[arg(long, help_heading = "Declaration")]
+    alert_after_failures: Option<String>,
+    /// Close an alarm only after this many successes in a row.
+    #[arg(long, help_heading = "Declaration")]
+    recover_after_successes: Option<String>,
+    /// The watcher's channels for this job, comma-separated.
+    #[arg(long, help_heading = "Declaration")]
+    notify: Option<String>,
+}
+
+impl DeclareArgs {
+    /// The declaration, if any option was given.
+    fn spec(&self, job: &str) -> Result<Option<JobSpec>, SpecError> {
+        let pairs: Vec<(&str, &str)> = [
+            ("every", &self.every),
+            ("cron", &self.cron),
+            ("timezone", &self.timezone),
+            ("grace", &self.grace),
+            ("start_within", &self.start_within),
+            ("max_runtime", &self.max_runtime),
+            ("stall_after", &self.stall_after),
+            ("min_runtime", &self.min_runtime),
+            ("alert_after_failures", &self.alert_after_failures),
+            ("recover_after_successes", &self.recover_after_successes),
+            ("notify", &self.notify),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+        .collect();
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        JobSpec::from_pairs(job, &pairs).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,9 +239,38 @@ fn main() -> ExitCode {
         Cmd::Run {
             job,
             timeout,
+            declare,
             command,
-        } => run(&cli, job, *timeout, command),
+        } => run(&cli, job, *timeout, declare, command),
+        Cmd::Declare { job, declare } => declare_only(&cli, job, declare),
     }
+}
+
+fn declare_only(cli: &Cli, job: &str, args: &DeclareArgs) -> ExitCode {
+    let spec = match args.spec(job) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            warn("nothing to declare: give --every or --cron (and any limits)");
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            warn(&format!("invalid declaration: {err}"));
+            return ExitCode::from(2);
+        }
+    };
+    let client = match client(cli) {
+        Ok(client) => client,
+        Err(err) => {
+            warn(&err);
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(err) = client.declare(&spec) {
+        warn(&err.to_string());
+        return ExitCode::from(2);
+    }
+    close(&client, cli.close_timeout);
+    ExitCode::SUCCESS
 }
 
 fn send(
@@ -253,7 +362,13 @@ fn exit_code_of(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> ExitCode {
+fn run(
+    cli: &Cli,
+    job: &str,
+    timeout: Option<Duration>,
+    declare: &DeclareArgs,
+    command: &[String],
+) -> ExitCode {
     // Catch SIGINT/SIGTERM first, before anything is sent: from then on a
     // signal stops the command (once it runs), never qcic alone.
     let signals = Signals::new([SIGINT, SIGTERM])
@@ -264,6 +379,18 @@ fn run(cli: &Cli, job: &str, timeout: Option<Duration>, command: &[String]) -> E
     let client = client(cli)
         .map_err(|e| warn(&format!("{e}; running the command unreported")))
         .ok();
+    // A bad declaration is reported and the job still runs (as above).
+    match declare.spec(job) {
+        Ok(Some(spec)) => {
+            if let Some(Err(err)) = client.as_ref().map(|c| c.declare(&spec)) {
+                warn(&format!("cannot declare the job: {err}"));
+            }
+        }
+        Ok(None) => {}
+        Err(err) => warn(&format!(
+            "invalid declaration ({err}); running the command undeclared"
+        )),
+    }
     let started = Instant::now();
     let run = client.as_ref().and_then(|c| match c.start(job) {
         Ok(run) => Some(run),

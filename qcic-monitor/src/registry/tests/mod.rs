@@ -12,15 +12,11 @@ pub(crate) const S: Duration = Duration::from_secs(1);
 /// A message of `kind` for `job`, from host `h`, pid 1, with no timestamp.
 pub(crate) fn msg(kind: Kind, job: &str, run_id: Option<u64>, seq: u64) -> Message {
     Message {
-        kind,
-        job: job.into(),
         run_id,
         seq,
-        ts_ms: 0,
         host: "h".into(),
         pid: 1,
-        exit_code: None,
-        text: None,
+        ..Message::new(kind, job)
     }
 }
 
