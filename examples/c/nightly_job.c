@@ -40,6 +40,12 @@ int main(void) {
         warn("cannot create a qcic client", status);
         /* Carry on unmonitored: the watchers will report the job as late. */
     }
+    /* What the job expects of itself: a watcher whose [declare] policy
+     * allows it watches the job without a [[job]] in its configuration,
+     * and raises the alarm if a run is missing, late or too long. */
+    warn("declare", qcic_client_declare(client, "nightly-etl",
+                                        "cron='30 2 * * *' timezone=Europe/London "
+                                        "grace=1h max_runtime=2h"));
     warn("start", qcic_client_start(client, "nightly-etl", &run));
 
     result = do_the_work(run);

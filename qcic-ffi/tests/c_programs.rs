@@ -418,6 +418,43 @@ fn with_address_and_undefined_behaviour_sanitizers() {
 
 /// The documented install (scripts/build-c.sh) and pkg-config build the
 /// example a C developer copies, and it reports a whole run.
+/// A job declared from C (`qcic_client_declare`) on a real monitor with no
+/// `[[job]]` for it: down at the declared deadline, recovered by the next
+/// message.
+#[test]
+fn a_job_declared_from_c_goes_down_at_its_deadline_and_recovers() {
+    let exe = build(Link::Shared);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = qcic_testkit::Monitor::start(
+        "watcher-a",
+        &format!(
+            "[declare]\nallow = true\nmin_every = \"1s\"\n{}",
+            qcic_testkit::note_channel(&out)
+        ),
+    );
+    let spec = "every=2s grace=1s max_runtime=1h";
+    run_mode_with(&exe, &["declare", &monitor.listen, "c-job", spec], &[]);
+    let down = qcic_testkit::wait_notes(&out, "down", "c-job", 1);
+    let silent =
+        down[0]["detected_ms"].as_u64().unwrap() - down[0]["last_seen_ms"].as_u64().unwrap();
+    assert!(silent >= 3000, "{down:?}");
+    run_mode_with(&exe, &["declare", &monitor.listen, "c-job", spec], &[]);
+    qcic_testkit::wait_notes(&out, "recovered", "c-job", 1);
+    let log = monitor.stop();
+    // The second declaration changed nothing.
+    assert_eq!(
+        qcic_testkit::counter(&log, "declarations_taken"),
+        Some(1),
+        "{log}"
+    );
+    assert_eq!(
+        qcic_testkit::counter(&log, "declarations_unchanged"),
+        Some(1),
+        "{log}"
+    );
+}
+
 #[test]
 fn the_example_builds_with_pkg_config_and_reports_a_run() {
     let prefix = tempfile::tempdir().unwrap();
@@ -451,12 +488,19 @@ fn the_example_builds_with_pkg_config_and_reports_a_run() {
             .arg(&exe),
         "gcc nightly_job.c",
     );
-    let (ep, rx) = receive(5);
+    let (ep, rx) = receive(6);
     run_ok(Command::new(&exe).env("QCIC_ENDPOINTS", &ep), "nightly_job");
     let msgs = decode_all(&rx.recv().unwrap());
     let kinds: Vec<Kind> = msgs.iter().map(|m| m.kind).collect();
     use Kind::*;
-    assert_eq!(kinds, [Start, Progress, Progress, Progress, Success]);
+    assert_eq!(
+        kinds,
+        [Declare, Start, Progress, Progress, Progress, Success]
+    );
+    assert_eq!(
+        msgs[0].expect.as_ref().unwrap().to_string(),
+        "cron='30 2 * * *' timezone=Europe/London grace=1h max_runtime=2h"
+    );
     assert!(msgs.iter().all(|m| m.job == "nightly-etl"));
 
     // The static library links with the system libraries the README lists.

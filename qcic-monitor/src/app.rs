@@ -1,6 +1,8 @@
 //! The watcher's parts wired together. [`Watcher::start`] opens the state
-//! database, binds every endpoint and starts each part, failing fast (a
-//! port in use, a database it cannot open) before anything runs;
+//! database and binds every endpoint (the HTTP port first, the control
+//! socket last, so a failure leaves no socket file behind), failing fast
+//! (a port in use, a database it cannot open) before the checker, a
+//! delivery or a server runs;
 //! [`Watcher::serve`] waits for the shutdown signal, or for a part the
 //! watcher cannot live without to stop; [`Watcher::shutdown`] drains the
 //! parts in order, so that what was received is judged, what was judged
@@ -71,6 +73,16 @@ impl Watcher {
                 None,
             ),
         };
+        let http_listener =
+            match config.monitor.http {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    MonitorError::Http {
+                        addr,
+                        reason: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
         let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
         // Batches of up to receive::INBOUND_BATCH messages.
         let (in_tx, in_rx) = mpsc::channel(64);
@@ -87,26 +99,16 @@ impl Watcher {
             watched: WatchedJobs::new(&config.jobs),
         };
         let receiver = Receiver::start(&ctx, &receive_config, in_tx, Arc::clone(&stats))?;
-        let control_listener = control::bind(&config.monitor.control)?;
-        let hup = reload::listen();
-        let http_listener =
-            match config.monitor.http {
-                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                    MonitorError::Http {
-                        addr,
-                        reason: e.to_string(),
-                    }
-                })?),
-                None => None,
-            };
-        log_start(&config, &loaded);
 
-        let routing = notify::Routing::new(&config);
+        let mut routing = notify::Routing::new(&config);
+        log_jobs(&config.jobs);
         let registry = restored_registry(&mut config, &loaded, store.is_some(), &stats);
+        routing.declared = Some(registry.routes());
         let (out_tx, out_rx) = mpsc::channel(1024);
         let (checker_handle, query_rx) = checker::CheckerHandle::channel(64);
         // In a farm the checker's notifications pass the farm's gate, which
         // decides which watcher sends each one.
+        let registry_len = registry.len();
         let (farm, checker_out, farm_link, reporter) = match &config.monitor.farm {
             Some(cfg) => {
                 let open = registry.open_incidents();
@@ -135,6 +137,9 @@ impl Watcher {
             }
             None => (None, out_tx, None, None),
         };
+        let control_listener = control::bind(&config.monitor.control)?;
+        let hup = reload::listen();
+        log_start(&config, registry_len, &loaded);
         let checker = tokio::spawn(checker::run(
             registry,
             in_rx,
@@ -142,21 +147,26 @@ impl Watcher {
             query_rx,
             Arc::clone(&stats),
             store.clone(),
-            farm_link,
+            checker::Links {
+                farm: farm_link,
+                watched: Some(Arc::clone(&receive_config.watched)),
+            },
         ));
-        let log = Arc::new(Mutex::new(NotificationLog::new(notify::LOG_CAPACITY)));
-        notify::outbox::remember_sent(&log, &loaded.sent);
+        let notes = Arc::new(Mutex::new(NotificationLog::new(
+            notify::NOTIFICATION_LOG_CAPACITY,
+        )));
+        notify::outbox::remember_sent(&notes, &loaded.sent);
         let queues = channels.take_queues();
-        notify::outbox::replay(loaded.pending, &queues, &log, store.as_ref());
+        notify::outbox::replay(loaded.pending, &queues, &notes, store.as_ref());
         let (routing_tx, routing_rx) = tokio::sync::watch::channel(routing);
         let dispatcher = tokio::spawn(notify::dispatch(
             out_rx,
             queues,
             routing_rx,
             Arc::clone(&stats),
-            Arc::clone(&log),
+            Arc::clone(&notes),
             store.clone(),
-            reporter,
+            reporter.map(|r| Arc::new(r) as notify::Reports),
         ));
         let mut servers = vec![tokio::spawn(control::serve(
             control_listener,
@@ -170,7 +180,7 @@ impl Watcher {
                 watcher: config.monitor.id.clone(),
                 checker: checker_handle.clone(),
                 stats: Arc::clone(&stats),
-                log: Arc::clone(&log),
+                notes: Arc::clone(&notes),
             });
             let stats = Arc::clone(&stats);
             servers.push(tokio::spawn(async move {
@@ -263,12 +273,12 @@ impl Watcher {
 
 /// The start-up line, and one line per job for a handful of jobs (a farm
 /// of a million jobs would spend seconds logging at start).
-fn log_start(config: &Config, loaded: &Loaded) {
+fn log_start(config: &Config, jobs: usize, loaded: &Loaded) {
     info!(
         watcher = %config.monitor.id,
         config = %config.source,
         listen = ?config.monitor.listen,
-        jobs = config.jobs.len(),
+        jobs,
         channels = config.notify.len(),
         curve = config.monitor.curve.is_some(),
         state = ?config.monitor.state,
@@ -284,8 +294,12 @@ fn log_start(config: &Config, loaded: &Loaded) {
             .map(std::collections::HashSet::len),
         "qcic-monitor started"
     );
-    if config.jobs.len() <= 100 {
-        for job in &config.jobs {
+}
+
+/// One line per job for a handful of jobs.
+fn log_jobs(jobs: &[crate::config::JobConfig]) {
+    if jobs.len() <= 100 {
+        for job in jobs {
             info!(job = %job, "watching");
         }
     }
@@ -308,7 +322,9 @@ fn restored_registry(
         config.monitor.max_clock_skew,
         Arc::clone(stats),
         Now::current(),
-    );
+    )
+    .with_declare_policy(config.declare.clone());
+    registry.set_unknown_jobs(config.monitor.unknown_jobs);
     drop(jobs);
     if !tracked {
         registry = registry.without_dirty_tracking();
@@ -324,4 +340,35 @@ fn restored_registry(
         );
     }
     registry
+}
+
+/// The exit status after a panic (EX_SOFTWARE, "internal software error").
+pub const EXIT_PANIC: i32 = 70;
+
+/// Makes a panic anywhere in the watcher end the process with status
+/// [`EXIT_PANIC`], after the usual panic message.
+///
+/// A task that panics inside tokio is only reported to whoever awaits it:
+/// the checker once panicked on an out-of-range date and the process went
+/// on, answering HTTP and `status`, with no job ever alarming again, where
+/// no supervisor could see it. A watcher that dies is restarted by systemd
+/// (`Restart=always`) with nothing lost: every notification is committed to
+/// the state database before any channel sees it, and job state is saved.
+pub fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "a part of the watcher panicked; exiting (status {EXIT_PANIC}) so that its supervisor restarts it");
+        // _exit, not exit: no atexit handlers or C++ destructors run while
+        // other threads still use libzmq and SQLite (a crash-stop, like
+        // kill -9, which the state database is built to survive).
+        #[expect(
+            unsafe_code,
+            reason = "_exit has no preconditions; std has no safe immediate exit"
+        )]
+        // SAFETY: _exit only ends the process.
+        unsafe {
+            libc::_exit(EXIT_PANIC)
+        }
+    }));
 }

@@ -15,10 +15,19 @@ use tokio::time::{Instant, sleep_until};
 use crate::clock::{Now, wall_ms};
 use crate::config::JobConfig;
 use crate::notification::Notification;
-use crate::receive::Inbound;
-use crate::registry::{HostView, JobView, PeerSeen, Reconfigured, Registry};
+use crate::registry::{HostView, JobView, PeerSeen, Reconfigured, Registry, WatchChange};
 use crate::stats::Stats;
 use crate::store::Store;
+use crate::watched::WatchedJobs;
+
+/// A decoded message and who sent it.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// The message.
+    pub message: qcic_sdk::Message,
+    /// With CURVE: the sender's public key (Z85), as authenticated by the handshake.
+    pub sender_key: Option<String>,
+}
 
 /// A question to the checker, which alone owns the registry.
 #[derive(Debug)]
@@ -30,15 +39,13 @@ pub enum Query {
     /// Every sender host seen, with its clock offset.
     Hosts(oneshot::Sender<Vec<HostView>>),
     /// A new job list (SIGHUP), taken without losing state.
-    Reload {
-        /// The jobs, as now configured.
-        jobs: Vec<JobConfig>,
-        /// `[monitor] max_unknown_jobs`.
-        max_unknown: usize,
-        /// `[monitor] max_clock_skew`.
-        max_skew: std::time::Duration,
-        /// What changed.
-        reply: oneshot::Sender<Reconfigured>,
+    Reload(Reload, oneshot::Sender<Reconfigured>),
+    /// Stop watching a declared job.
+    Forget {
+        /// The job.
+        job: String,
+        /// The outcome.
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Silence a job until a time (unix ms), or pause it (`None`).
     Silence {
@@ -58,6 +65,21 @@ pub enum Query {
         /// The outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// What a configuration reload changes in the registry.
+#[derive(Debug)]
+pub struct Reload {
+    /// The jobs, as now configured.
+    pub jobs: Vec<JobConfig>,
+    /// `[monitor] max_unknown_jobs`.
+    pub max_unknown: usize,
+    /// `[monitor] max_clock_skew`.
+    pub max_skew: std::time::Duration,
+    /// `[monitor] unknown_jobs`.
+    pub unknown_jobs: crate::config::UnknownJobs,
+    /// `[declare]`.
+    pub declare: Option<crate::config::DeclareConfig>,
 }
 
 /// How the rest of the watcher asks the checker something (the actor
@@ -144,19 +166,16 @@ impl CheckerHandle {
 
     /// A new job list, taken without losing state; `None` if the checker
     /// has stopped.
-    pub async fn reload(
-        &self,
-        jobs: Vec<JobConfig>,
-        max_unknown: usize,
-        max_skew: std::time::Duration,
-    ) -> Option<Reconfigured> {
-        self.ask(|reply| Query::Reload {
-            jobs,
-            max_unknown,
-            max_skew,
-            reply,
-        })
-        .await
+    pub async fn reload(&self, reload: Reload) -> Option<Reconfigured> {
+        self.ask(|reply| Query::Reload(reload, reply)).await
+    }
+
+    /// Stops watching a declared job (it is watched again when it next
+    /// declares itself).
+    pub async fn forget(&self, job: String) -> Result<(), String> {
+        self.ask(|reply| Query::Forget { job, reply })
+            .await
+            .unwrap_or_else(|| Err("the monitor is stopping".into()))
     }
 
     /// What a farm peer heard of some jobs.
@@ -173,8 +192,9 @@ pub async fn run(
     inbox: CheckerInbox,
     stats: Arc<Stats>,
     store: Option<Store>,
-    farm: Option<FarmLink>,
+    links: Links,
 ) {
+    let Links { farm, watched } = links;
     // What was heard here goes to the farm at most every gossip interval.
     let mut publish_at: Option<Instant> = None;
     // Job state is saved in batches: at most every SAVE_EVERY while
@@ -312,8 +332,10 @@ pub async fn run(
                         let _ = reply.send(registry.hosts());
                         Vec::new()
                     }
-                    Query::Reload { jobs, max_unknown, max_skew, reply } => {
-                        let mut summary = registry.reconfigure(&jobs, max_unknown, max_skew, Now::current());
+                    Query::Reload(reload, reply) => {
+                        registry.set_declare_policy(reload.declare);
+                        registry.set_unknown_jobs(reload.unknown_jobs);
+                        let mut summary = registry.reconfigure(&reload.jobs, reload.max_unknown, reload.max_skew, Now::current());
                         if let Some(store) = &store {
                             store.forget_jobs(summary.removed_names.clone());
                         }
@@ -321,6 +343,16 @@ pub async fn run(
                         let _ = reply.send(summary);
                         closed
                     }
+                    Query::Forget { job, reply } => match registry.forget(&job, Now::current()) {
+                        Ok(closed) => {
+                            let _ = reply.send(Ok(()));
+                            closed
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            Vec::new()
+                        }
+                    },
                     Query::Silence { job, until_ms, reason, reply } => {
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
                         Vec::new()
@@ -338,6 +370,20 @@ pub async fn run(
                 }
             }
         };
+        // Declared jobs come and go: the receive thread's watched set and
+        // the state database follow.
+        for change in registry.take_watch_changes() {
+            if let Some(watched) = &watched {
+                match change {
+                    WatchChange::Add(job, senders) => watched.add(&job, senders.as_ref()),
+                    WatchChange::Remove(job) => watched.remove(&job),
+                }
+            }
+        }
+        let removed = registry.take_removed();
+        if let (Some(store), false) = (&store, removed.is_empty()) {
+            store.forget_jobs(removed);
+        }
         if let (Some(link), None, true) = (&farm, publish_at, registry.has_heard()) {
             publish_at = Some(Instant::now() + link.every);
         }
@@ -354,9 +400,19 @@ pub async fn run(
         }
     }
     if let Some(store) = &store {
-        // The last save: run() joins the store thread, which commits it.
+        // The last save: `Watcher::shutdown` joins the store thread, which
+        // commits it.
         drop(store.save_jobs(registry.take_dirty(Now::current())));
     }
+}
+
+/// What the checker keeps up to date besides the notifications it sends.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// In a farm: where what was heard here goes.
+    pub farm: Option<FarmLink>,
+    /// The receive thread's watched jobs, which declarations change.
+    pub watched: Option<Arc<WatchedJobs>>,
 }
 
 /// The checker's side of the farm: where what was heard here goes, and how often.
@@ -481,7 +537,7 @@ mod tests {
             inbox,
             Arc::new(Stats::default()),
             None,
-            None,
+            Links::default(),
         ));
     }
 

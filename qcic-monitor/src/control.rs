@@ -1,5 +1,5 @@
 //! The local control socket: a Unix socket for `qcic-monitor status`,
-//! `ping` and silences. One JSON request line in, one JSON document out.
+//! `ping`, silences and `forget`. One JSON request line in, one JSON document out.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -44,6 +44,11 @@ pub enum Request {
     },
     /// Every silence and pause.
     SilenceList,
+    /// Stops watching a declared job until it declares itself again.
+    Forget {
+        /// The job.
+        job: String,
+    },
 }
 
 async fn silence_add(
@@ -86,7 +91,7 @@ pub struct Status {
     pub hosts: Vec<HostView>,
     /// In a farm: each configured peer and whether it is reachable.
     #[serde(default)]
-    pub peers: Vec<crate::farm::PeerView>,
+    pub peers: Vec<crate::stats::PeerView>,
 }
 
 /// Binds the socket (replacing a stale one left by a dead monitor; refusing
@@ -156,7 +161,7 @@ pub async fn status(watcher: &str, checker: &CheckerHandle, stats: &Stats) -> St
         jobs,
         counters,
         hosts: checker.hosts().await,
-        peers: crate::farm::peer_views(stats),
+        peers: crate::stats::peer_views(stats),
     }
 }
 
@@ -227,6 +232,7 @@ async fn answer(
             reason,
         } => Ok(silence_add(job, for_ms, reason, checker).await.to_string()),
         Request::SilenceRemove { job } => Ok(done(checker.unsilence(job).await).to_string()),
+        Request::Forget { job } => Ok(done(checker.forget(job).await).to_string()),
         // A liveness probe through the checker's own loop, cheap
         // whatever the number of jobs (status is not).
         Request::Ping => {
@@ -285,7 +291,8 @@ pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
     Ok(line)
 }
 
-/// A silence command; returns what to print.
+/// A command that changes something (a silence, `forget`); returns what
+/// to print.
 pub fn silence(path: &PathBuf, req: &Request) -> Result<String, String> {
     let reply: serde_json::Value =
         serde_json::from_str(&request(path, req)?).map_err(|e| format!("bad reply: {e}"))?;
@@ -373,6 +380,26 @@ pub fn render(status: &Status, now: u64) -> String {
             incident,
             silenced
         ));
+    }
+    let declared: Vec<_> = status
+        .jobs
+        .iter()
+        .filter_map(|job| Some((job, job.declared.as_ref()?)))
+        .collect();
+    if !declared.is_empty() {
+        out.push_str(&format!(
+            "\n{:<32} {:<20} {:<22} {}\n",
+            "DECLARED JOB", "BY HOST", "SINCE", "EXPECTS"
+        ));
+        for (job, d) in declared {
+            out.push_str(&format!(
+                "{:<32} {:<20} {:<22} {}\n",
+                job.name,
+                crate::printable::one_line(&d.host),
+                ago(now, Some(d.at_ms)),
+                crate::printable::one_line(&d.spec)
+            ));
+        }
     }
     if !status.peers.is_empty() {
         out.push_str(&format!("\n{:<32} {}\n", "PEER", "STATE"));

@@ -1,5 +1,6 @@
 //! The HTTP endpoint (off unless `[http]` is configured; loopback by
-//! default): `/api/jobs`, `/api/incidents`, `/metrics` and `/`, a status page.
+//! default): `/api/jobs`, `/api/incidents`, `/api/hosts`, `/api/peers`,
+//! `/metrics` and `/`, a status page.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -27,7 +28,7 @@ pub struct AppState {
     /// The counters.
     pub stats: Arc<Stats>,
     /// The notification log.
-    pub log: Arc<Mutex<NotificationLog>>,
+    pub notes: Arc<Mutex<NotificationLog>>,
 }
 
 /// How long a client has to send a request's headers.
@@ -96,8 +97,8 @@ async fn api_hosts(State(s): State<AppState>) -> Json<Vec<HostView>> {
     Json(s.checker.hosts().await)
 }
 
-async fn api_peers(State(s): State<AppState>) -> Json<Vec<crate::farm::PeerView>> {
-    Json(crate::farm::peer_views(&s.stats))
+async fn api_peers(State(s): State<AppState>) -> Json<Vec<crate::stats::PeerView>> {
+    Json(crate::stats::peer_views(&s.stats))
 }
 
 async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
@@ -111,8 +112,8 @@ async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     let recent: Vec<serde_json::Value> = {
-        let log = s.log.lock().unwrap_or_else(PoisonError::into_inner);
-        let entries: Vec<_> = log.entries().collect();
+        let notes = s.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries: Vec<_> = notes.entries().collect();
         entries
             .iter()
             .rev()
@@ -170,6 +171,31 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             stats.dropped(reason)
         );
     }
+    head(
+        &mut out,
+        "qcic_declarations_refused_total",
+        "counter",
+        "Declarations refused, by reason.",
+    );
+    for reason in crate::stats::DeclareRefusal::ALL {
+        let _ = writeln!(
+            out,
+            "qcic_declarations_refused_total{{reason=\"{}\"}} {}",
+            reason.name(),
+            stats.declarations_refused(reason)
+        );
+    }
+    head(
+        &mut out,
+        "qcic_declared_jobs",
+        "gauge",
+        "Jobs watched because they declared themselves.",
+    );
+    let _ = writeln!(
+        out,
+        "qcic_declared_jobs {}",
+        jobs.iter().filter(|j| j.declared.is_some()).count()
+    );
     head(&mut out, "qcic_jobs", "gauge", "Jobs by state.");
     for state in JobStatus::ALL {
         let n = jobs.iter().filter(|j| j.state == state).count();
@@ -338,8 +364,28 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         ),
         (
             "qcic_unknown_job_messages_total",
-            "Messages for jobs not in the config.",
+            "Messages for jobs neither configured nor declared.",
             get(&stats.unknown_job_messages),
+        ),
+        (
+            "qcic_unknown_job_alerts_total",
+            "unknown_job notifications raised (one per new name, rate-limited).",
+            get(&stats.unknown_job_alerts),
+        ),
+        (
+            "qcic_declarations_taken_total",
+            "Declarations that added a job or changed a declared job.",
+            get(&stats.declarations_taken),
+        ),
+        (
+            "qcic_declarations_unchanged_total",
+            "Declarations that changed nothing (a job re-declaring itself).",
+            get(&stats.declarations_unchanged),
+        ),
+        (
+            "qcic_declared_retired_total",
+            "Declared jobs removed after [declare] retire_after of silence.",
+            get(&stats.declared_retired),
         ),
         (
             "qcic_skewed_messages_total",

@@ -1,4 +1,5 @@
-//! `qcic-monitor keygen`: CURVE key pairs in files, the ZeroMQ way (Z85).
+//! CURVE key files, the ZeroMQ way (Z85): `qcic-monitor keygen` writes a
+//! pair; the configuration reads public keys and secret-key files here.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -72,6 +73,22 @@ pub fn public_key(z85: &str) -> Result<String, String> {
             "{z85:?} is not a CURVE key (40 Z85 characters, as written by `qcic-monitor keygen`)"
         )),
     }
+}
+
+/// The public keys in a file, one Z85 key a line (blank lines and `#`
+/// comments skipped); an error names the file and line.
+pub fn read_public_keys_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        keys.push(public_key(line).map_err(|r| format!("{} line {}: {r}", path.display(), n + 1))?);
+    }
+    Ok(keys)
 }
 
 /// Reads a key file written by `qcic-monitor keygen`: TOML with

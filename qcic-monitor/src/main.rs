@@ -102,6 +102,16 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         control: Option<PathBuf>,
     },
+    /// Stop watching a job that declared itself (it is watched again when
+    /// it next declares itself); a job in the configuration is removed there.
+    Forget {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
     /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
@@ -182,6 +192,9 @@ fn main() -> ExitCode {
         )),
         Some(Command::Resume { job, control }) => {
             Some((control, Request::SilenceRemove { job: job.clone() }))
+        }
+        Some(Command::Forget { job, control }) => {
+            Some((control, Request::Forget { job: job.clone() }))
         }
         _ => None,
     };

@@ -33,11 +33,17 @@ pub enum Event {
     /// This watcher lost every peer and most of its jobs at once: most
     /// likely its own network is cut. Sent instead of one alert per job.
     WatcherIsolated,
+    /// Messages came for a job this watcher neither has in its
+    /// configuration nor was declared: nobody watches it.
+    UnknownJob,
+    /// A declared job was silent for `[declare] retire_after` and is no
+    /// longer watched (a notice: it has no follow-up).
+    Retired,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 12] = [
         Event::Down,
         Event::Failed,
         Event::Overrun,
@@ -48,6 +54,8 @@ impl Event {
         Event::Retracted,
         Event::PeerDown,
         Event::WatcherIsolated,
+        Event::UnknownJob,
+        Event::Retired,
     ];
 
     /// The event named `name` (as [`Event::name`] writes it).
@@ -68,6 +76,8 @@ impl Event {
             Event::Retracted => "retracted",
             Event::PeerDown => "peer_down",
             Event::WatcherIsolated => "watcher_isolated",
+            Event::UnknownJob => "unknown_job",
+            Event::Retired => "retired",
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::receive::LogLimit;
+use crate::log_limit::LogLimit;
 
 /// The per-(sender, job) rate limit: a token bucket each, so one job's
 /// burst spends its own budget, never that of another job on the same host

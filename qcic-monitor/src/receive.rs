@@ -5,7 +5,7 @@
 //! PULL socket and an inproc control socket: it wakes for traffic or for the
 //! stop signal, never on a timer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -16,20 +16,14 @@ use qcic_sdk::message::MAX_FRAME_LEN;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::checker::Inbound;
 use crate::config::CurveConfig;
 use crate::error::MonitorError;
 use crate::ingest_guard::Guard;
+use crate::log_limit::LogLimit;
 use crate::rate_limit::RateLimits;
 use crate::stats::{DropReason, Stats};
-
-/// A decoded message and who sent it.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    /// The message.
-    pub message: Message,
-    /// With CURVE: the sender's public key (Z85), as authenticated by the handshake.
-    pub sender_key: Option<String>,
-}
+pub use crate::watched::WatchedJobs;
 
 /// Receiving settings.
 #[derive(Debug, Clone)]
@@ -46,75 +40,6 @@ pub struct ReceiveConfig {
     pub ping: Duration,
     /// The jobs watched: only a message for one of them proves a connection.
     pub watched: Arc<WatchedJobs>,
-}
-
-/// The jobs the watcher watches, as the receive thread needs them: only a
-/// message the registry would take (a watched job, from a key the job is
-/// pinned to, if it is) proves its connection to the guard, so a peer that
-/// makes up job names, or a key that may not report the job it names,
-/// cannot make its connections look like senders' (an outside attack held
-/// every place under the cap with one connection per address, each proven
-/// by a heartbeat for a made-up job, and locked real senders out; with
-/// CURVE, throwaway keys did the same with a pinned job's name). Keyed
-/// hashes, not names (the registry keeps the names): ~20 bytes a job.
-/// Replaced whole on a reload.
-#[derive(Debug, Default)]
-pub struct WatchedJobs {
-    keys: std::collections::hash_map::RandomState,
-    set: std::sync::RwLock<Watched>,
-}
-
-#[derive(Debug, Default)]
-struct Watched {
-    jobs: HashSet<u64>,
-    /// Jobs pinned to sender keys: the keys' hashes.
-    pinned: HashMap<u64, HashSet<u64>>,
-}
-
-impl WatchedJobs {
-    /// The set of `jobs`.
-    pub fn new(jobs: &[crate::config::JobConfig]) -> Arc<WatchedJobs> {
-        let watched = WatchedJobs::default();
-        watched.replace(jobs);
-        Arc::new(watched)
-    }
-
-    /// Watches `jobs` from now on, instead of the jobs before.
-    pub fn replace(&self, jobs: &[crate::config::JobConfig]) {
-        use std::hash::BuildHasher;
-        let mut set = Watched::default();
-        for job in jobs {
-            let name = self.keys.hash_one(job.name.as_str());
-            set.jobs.insert(name);
-            if let Some(keys) = &job.senders {
-                set.pinned.insert(
-                    name,
-                    keys.iter()
-                        .map(|k| self.keys.hash_one(k.as_str()))
-                        .collect(),
-                );
-            }
-        }
-        *self
-            .set
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
-    }
-
-    /// Whether the registry would take a message for `job` from
-    /// `sender_key` (with CURVE) as its job's.
-    pub fn takes(&self, job: &str, sender_key: Option<&str>) -> bool {
-        use std::hash::BuildHasher;
-        let name = self.keys.hash_one(job);
-        let set = self
-            .set
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        set.jobs.contains(&name)
-            && set.pinned.get(&name).is_none_or(|keys| {
-                sender_key.is_some_and(|key| keys.contains(&self.keys.hash_one(key)))
-            })
-    }
 }
 
 /// A running receiver; [`Receiver::stop`] ends it.
@@ -524,37 +449,6 @@ fn zap_loop(
     }
 }
 
-/// At most one log line per interval; counts what it held back.
-pub(crate) struct LogLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    const INTERVAL: Duration = Duration::from_secs(10);
-
-    pub(crate) fn new() -> LogLimit {
-        LogLimit {
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    pub(crate) fn note(&mut self, log: impl FnOnce(u64)) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
-        {
-            self.suppressed += 1;
-            return;
-        }
-        log(self.suppressed);
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
-}
-
 /// Who sent a frame, for limits and logs: the CURVE key, else the peer address.
 fn sender_of(frame: &mut zmq::Message, sender_key: Option<&str>) -> String {
     match sender_key {
@@ -638,7 +532,12 @@ fn receive_loop(
                     }
                 }
                 stats.drop_frame(DropReason::Multipart);
-                drops.note(|suppressed| warn!(reason = "multipart", suppressed, "dropped a frame"));
+                drops.note(|suppressed| {
+                    warn!(
+                        reason = DropReason::Multipart.name(),
+                        suppressed, "dropped a frame"
+                    )
+                });
                 continue;
             }
             // With CURVE, the key is the identity.
@@ -658,7 +557,7 @@ fn receive_loop(
                             stats.drop_frame(DropReason::RateLimited);
                             let sender = sender.to_owned();
                             drops.note(|suppressed| {
-                                warn!(reason = "rate_limited", %sender, job = %message.job, suppressed, "dropped a frame: this job from this sender is over its rate limit");
+                                warn!(reason = DropReason::RateLimited.name(), %sender, job = %message.job, suppressed, "dropped a frame: this job from this sender is over its rate limit");
                             });
                             continue;
                         }
@@ -678,7 +577,7 @@ fn receive_loop(
                     stats.drop_frame(DropReason::from(&err));
                     drops.note(|suppressed| {
                         let sender = sender_of(&mut frame, sender_key.as_deref());
-                        warn!(reason = err.reason(), detail = %crate::printable::one_line(&err.to_string()), %sender, suppressed, "dropped a frame");
+                        warn!(reason = DropReason::from(&err).name(), detail = %crate::printable::one_line(&err.to_string()), %sender, suppressed, "dropped a frame");
                     });
                 }
             }

@@ -102,17 +102,26 @@ impl Reloader {
         applied.jobs = new.jobs;
         applied.monitor.max_unknown_jobs = new.monitor.max_unknown_jobs;
         applied.monitor.max_clock_skew = new.monitor.max_clock_skew;
-        let routing = Routing::new(&applied);
+        applied.monitor.unknown_jobs = new.monitor.unknown_jobs;
+        applied.declare = new.declare.map(|mut policy| {
+            // Declared jobs may name only the channels running.
+            policy.channels.clone_from(&running);
+            policy
+        });
+        let mut routing = Routing::new(&applied);
+        routing.declared = self.routing.borrow().declared.clone();
         self.watched.replace(&applied.jobs);
         // The registry keeps the jobs; the reloader does not need them again.
         let jobs = std::mem::take(&mut applied.jobs);
         let summary = self
             .checker
-            .reload(
+            .reload(crate::checker::Reload {
                 jobs,
-                applied.monitor.max_unknown_jobs,
-                applied.monitor.max_clock_skew,
-            )
+                max_unknown: applied.monitor.max_unknown_jobs,
+                max_skew: applied.monitor.max_clock_skew,
+                unknown_jobs: applied.monitor.unknown_jobs,
+                declare: applied.declare.clone(),
+            })
             .await
             .ok_or_else(|| "the checker has stopped".to_owned())?;
         // After the registry: a notification already on its way for a

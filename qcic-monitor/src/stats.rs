@@ -73,6 +73,26 @@ impl DropReason {
     }
 }
 
+impl Stats {
+    /// Counts a refused declaration; the new total for its reason.
+    pub fn refuse_declaration(&self, why: DeclareRefusal) -> u64 {
+        let i = DeclareRefusal::ALL
+            .iter()
+            .position(|r| *r == why)
+            .unwrap_or(0);
+        self.declarations_refused[i].fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Declarations refused for `why` so far.
+    pub fn declarations_refused(&self, why: DeclareRefusal) -> u64 {
+        let i = DeclareRefusal::ALL
+            .iter()
+            .position(|r| *r == why)
+            .unwrap_or(0);
+        self.declarations_refused[i].load(Ordering::Relaxed)
+    }
+}
+
 impl From<&DecodeError> for DropReason {
     fn from(err: &DecodeError) -> DropReason {
         match err {
@@ -83,6 +103,60 @@ impl From<&DecodeError> for DropReason {
             DecodeError::InvalidField { .. } | DecodeError::InvalidExpect(_) => {
                 DropReason::InvalidField
             }
+        }
+    }
+}
+
+/// Why a declaration was refused. The names are stable: metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclareRefusal {
+    /// No `[declare]` table, or `allow = false`.
+    Disabled,
+    /// The name matches none of `[declare] jobs`.
+    Name,
+    /// The sender's key is not in `[declare] senders`.
+    Sender,
+    /// A value the watcher cannot take (a cron expression or time zone it
+    /// cannot read, a limit a `[[job]]` may not have).
+    Invalid,
+    /// A schedule tighter than `[declare] min_every`.
+    Schedule,
+    /// A channel the watcher does not have.
+    Channel,
+    /// `[declare] max_jobs` declared jobs already.
+    Full,
+    /// The job is in the configuration, which wins (logged once per job).
+    Configured,
+    /// The job was declared with another sender key.
+    Pinned,
+}
+
+impl DeclareRefusal {
+    /// Every reason, in the order of [`Stats::declarations_refused`].
+    pub const ALL: [DeclareRefusal; 9] = [
+        DeclareRefusal::Disabled,
+        DeclareRefusal::Name,
+        DeclareRefusal::Sender,
+        DeclareRefusal::Invalid,
+        DeclareRefusal::Schedule,
+        DeclareRefusal::Channel,
+        DeclareRefusal::Full,
+        DeclareRefusal::Configured,
+        DeclareRefusal::Pinned,
+    ];
+
+    /// The label.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeclareRefusal::Disabled => "disabled",
+            DeclareRefusal::Name => "name",
+            DeclareRefusal::Sender => "sender",
+            DeclareRefusal::Invalid => "invalid",
+            DeclareRefusal::Schedule => "schedule",
+            DeclareRefusal::Channel => "channel",
+            DeclareRefusal::Full => "full",
+            DeclareRefusal::Configured => "configured",
+            DeclareRefusal::Pinned => "pinned",
         }
     }
 }
@@ -112,8 +186,18 @@ pub struct Stats {
     pub inbound_queued: AtomicU64,
     /// Per channel: (delivered, failed).
     pub channels: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
-    /// Declarations refused (by the `[declare]` policy, or for want of one).
-    pub declarations_refused: AtomicU64,
+    /// Declarations refused, by reason (in the order of [`DeclareRefusal::ALL`]).
+    pub declarations_refused: [AtomicU64; DeclareRefusal::ALL.len()],
+    /// Declarations taken: a new job, or a declared job's settings changed.
+    pub declarations_taken: AtomicU64,
+    /// Declarations that changed nothing (the periodic re-declaration).
+    pub declarations_unchanged: AtomicU64,
+    /// Declared jobs watched now (a gauge).
+    pub declared_jobs: AtomicU64,
+    /// Declared jobs removed for silence (`[declare] retire_after`).
+    pub declared_retired: AtomicU64,
+    /// `unknown_job` notifications raised.
+    pub unknown_job_alerts: AtomicU64,
     /// Valid messages for jobs not in the config.
     pub unknown_job_messages: AtomicU64,
     /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).
@@ -274,6 +358,12 @@ impl Stats {
             stale_messages = get(&self.stale_messages),
             unknown_job_messages = get(&self.unknown_job_messages),
             unknown_job_names = get(&self.unknown_job_names),
+            declarations_taken = get(&self.declarations_taken),
+            declarations_unchanged = get(&self.declarations_unchanged),
+            declarations_refused = self.declarations_refused.iter().map(get).sum::<u64>(),
+            declared_jobs = get(&self.declared_jobs),
+            declared_retired = get(&self.declared_retired),
+            unknown_job_alerts = get(&self.unknown_job_alerts),
             notifications = get(&self.notifications),
             duplicates_suppressed = get(&self.duplicates_suppressed),
             delivered = get(&self.delivered),
@@ -295,6 +385,27 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn drop_reasons_read_as_the_decoder_names_them() {
+        use qcic_sdk::DecodeError;
+        for err in [
+            DecodeError::TooLarge { len: 3000 },
+            DecodeError::Malformed(String::new()),
+            DecodeError::UnsupportedVersion(2),
+            DecodeError::UnknownKind(9),
+            DecodeError::InvalidField {
+                field: "job",
+                reason: "",
+            },
+            DecodeError::InvalidExpect(qcic_sdk::SpecError {
+                key: "every",
+                reason: String::new(),
+            }),
+        ] {
+            assert_eq!(super::DropReason::from(&err).name(), err.reason());
+        }
+    }
+
     use super::*;
 
     /// The watcher's labels and the SDK's (which qcic-py raises with) are
@@ -328,4 +439,27 @@ mod tests {
             assert_eq!(stats.dropped(reason), i as u64 + 1);
         }
     }
+}
+
+/// A farm peer, as this watcher sees it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PeerView {
+    /// Its `[monitor] id`.
+    pub id: String,
+    /// Reachable now (gossip heard within `dead_after`).
+    pub live: bool,
+}
+
+/// The farm's peers, as this watcher sees them (empty outside a farm).
+pub fn peer_views(stats: &Stats) -> Vec<PeerView> {
+    stats
+        .peers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|(id, live)| PeerView {
+            id: id.clone(),
+            live: *live,
+        })
+        .collect()
 }

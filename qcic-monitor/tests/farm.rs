@@ -727,7 +727,7 @@ fn restarted_watcher_does_not_resend() {
     restart_after_notified(false);
 }
 
-/// 9b. The same with A's state wiped: it learns the log and P's last
+/// 9b. The same with A's state wiped: it learns the ledger and P's last
 /// message (so the same incident id) from B, and does not re-send.
 #[test]
 fn wiped_watcher_does_not_resend() {
@@ -746,7 +746,7 @@ fn restart_after_notified(wipe: bool) {
     thread::sleep(Duration::from_millis(500));
     farm.start(0, JOB_P, true);
     // A full period and more: a wiped watcher learns P's last message from
-    // its peer and reaches the same incident, which the log shows sent.
+    // its peer and reaches the same incident, which the ledger shows sent.
     thread::sleep(Duration::from_secs(6));
     assert_eq!(
         farm.total("p", "down"),

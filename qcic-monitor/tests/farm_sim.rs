@@ -58,15 +58,15 @@ use tokio::time::Instant;
 /// restarted watcher declared itself isolated before it had heard
 /// anyone), 28 and 41 (an open peer_down forgotten by its sender's restart,
 /// or kept as one per peer), 57 (a rejoin settle delaying a follow-up past
-/// the next rank), 78 (a follow-up cancelled while the log was not learnt
+/// the next rank), 78 (a follow-up cancelled while the ledger was not learnt
 /// yet), 141 (a frozen watcher sending on its stale view before its tick
 /// noticed the freeze), 172 (an alarm whose job state every watcher lost),
-/// 258 (the next rank sending as the first one's log entry was on its way);
+/// 258 (the next rank sending as the first one's ledger entry was on its way);
 /// and, beyond the default range: 310 (peer evidence restored as heard
 /// here), 349 (a rank overtaken while it relearnt the farm after a
 /// rejoin), 462 (a backlog's head at a watcher that lost its offsets),
 /// 777 (a follow-up held at a restart for an incident raised again), 910
-/// (a watcher's own log entries learnt back but not kept), 1027 (a
+/// (a watcher's own ledger entries learnt back but not kept), 1027 (a
 /// restarted watcher that did not tell what peers had told it).
 const REGRESSION_SEEDS: &[u64] = &[
     9, 28, 41, 57, 78, 141, 172, 258, 310, 349, 462, 777, 910, 1027,
@@ -664,7 +664,7 @@ impl Sim {
                         Now::new(now, wall),
                     ));
                 }
-                Some(Said::Logged { key, sender, entry }) => {
+                Some(Said::Ledger { key, sender, entry }) => {
                     watcher
                         .gate
                         .on_ledger_entry(&node, key, sender, entry, &mut out);

@@ -472,10 +472,11 @@ fn a_sender_that_stops_answering_loses_its_connection() {
 #[test]
 fn the_guard_holds_on_ipv6_and_wildcard_listens() {
     let _turn = one_at_a_time();
-    // A reservation holds an IPv4 port only.
-    let v6 = qcic_testkit::free_port();
-    let any = qcic_testkit::reserve_port();
-    let any = any.port();
+    let (v6, any) = (
+        qcic_testkit::reserve_port_v6(),
+        qcic_testkit::reserve_port(),
+    );
+    let (v6, any) = (v6.port(), any.port());
     let monitor = Monitor::start_with(
         "watcher-a",
         &format!(

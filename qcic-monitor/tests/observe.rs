@@ -59,6 +59,34 @@ fn status_shows_every_job_with_its_state() {
     monitor.stop();
 }
 
+/// A monitor that is not running: `status` says which socket it tried,
+/// not a bare "No such file or directory".
+#[test]
+fn status_without_a_monitor_names_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("nobody-home.sock");
+    let config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[monitor]\nid = \"w\"\nlisten = [\"tcp://127.0.0.1:9\"]\nstate = \"off\"\ncontrol = \"{}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
+            control.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(qcic_testkit::monitor_bin())
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&control.display().to_string()) && err.contains("cannot reach the monitor"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_api_and_metrics_tell_the_same_story() {
     let monitor = monitor_with_a_down_job();

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 import pytest
 import zmq
@@ -119,6 +119,7 @@ class Monitor:
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "monitor did not start"
             time.sleep(0.02)
+        self.unread: List[Tuple[bytes, bytes]] = []
         self.sub = zctx.socket(zmq.SUB)
         self.sub.linger = 0
         self.sub.subscribe(b"alert.")
@@ -126,17 +127,22 @@ class Monitor:
         time.sleep(0.5)  # PUB drops what it publishes before the subscription arrives
 
     def alert(self, topic: str, timeout: float = 20.0) -> dict:
+        """The next alert of `topic`; alerts of other topics read meanwhile
+        are kept for later calls (two jobs' alerts may come in either order)."""
         import msgpack
 
+        for i, (got, body) in enumerate(self.unread):
+            if got.decode() == topic:
+                del self.unread[i]
+                return dict(msgpack.unpackb(body))
         deadline = time.monotonic() + timeout
-        seen = []
         while time.monotonic() < deadline:
             if self.sub.poll(100):
                 got, body = self.sub.recv_multipart()
-                seen.append(got)
                 if got.decode() == topic:
                     return dict(msgpack.unpackb(body))
-        raise AssertionError(f"no {topic} within {timeout}s; saw {seen}")
+                self.unread.append((got, body))
+        raise AssertionError(f"no {topic} within {timeout}s; saw {[g for g, _ in self.unread]}")
 
     def stop(self) -> None:
         self.proc.terminate()

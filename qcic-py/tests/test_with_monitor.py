@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 import qcic
@@ -82,3 +84,26 @@ def test_the_readme_sigterm_handler_turns_a_kill_into_fail(monitor_factory) -> N
     alert = mon.alert("alert.failed.py-term")
     assert alert["text"] == "SystemExit: 143"
     assert alert["exit_code"] == 143
+
+
+def test_jobs_declared_from_python_go_down_at_their_deadline_and_recover(monitor_factory) -> None:
+    """No [[job]] for them: `run(..., every=...)` and `monitor(..., every=...)`
+    declare the job before the start, and the watcher takes it from there."""
+    m = monitor_factory('[declare]\nallow = true\nmin_every = "1s"\n')
+    client = qcic.Client([m.listen], close_timeout=5.0)
+    with client.run("py-run", every="2s", grace="1s", max_runtime="1h"):
+        pass
+
+    @client.monitor("py-decorated", every=2, grace=datetime.timedelta(seconds=1))
+    def work() -> int:
+        return 7
+
+    assert work() == 7
+    # Both come due at about the same time: read both downs, then both follow-ups.
+    downs = {job: m.alert(f"alert.down.{job}") for job in ("py-run", "py-decorated")}
+    for job, down in downs.items():
+        assert down["detected_ms"] - down["last_seen_ms"] >= 3000, down
+        client.heartbeat(job)
+    for job, down in downs.items():
+        assert m.alert(f"alert.recovered.{job}")["incident"] == down["incident"]
+    assert client.close(5.0)

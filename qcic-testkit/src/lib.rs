@@ -42,7 +42,7 @@ pub use monitor::{
 };
 pub use net::{
     DeadEndpoint, Flood, Receiver, ReservedPort, dead_endpoint, free_port, http_get, idle_flood,
-    reserve_port,
+    reserve_port, reserve_port_v6,
 };
 pub use servers::{BadServer, Smtp, header};
 pub use sim::{Rng, seeds};

@@ -22,7 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
-    AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket, sockopt,
+    AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, getsockname, setsockopt,
+    socket, sockopt,
 };
 use qcic_sdk::Message;
 
@@ -42,7 +43,17 @@ pub fn free_port() -> u16 {
         .unwrap_or(32768);
     // Ports from 10000 up to the ephemeral range: no well-known service.
     let span = low.saturating_sub(10_000).max(1_000);
-    let start = std::process::id() % span;
+    // A random start per process: two test binaries at once (cargo runs
+    // them one at a time, but a bench or a second checkout may not) do
+    // not walk the same ports.
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        u32::try_from(random % u64::from(span)).unwrap_or(0)
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         assert!(n < span, "no free port left below {low}");
@@ -66,19 +77,29 @@ pub struct ReservedPort {
 
 /// Holds a loopback TCP port the kernel picks.
 pub fn reserve_port() -> ReservedPort {
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .expect("a TCP socket");
-    setsockopt(&fd, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+    let fd = reuse_socket(AddressFamily::Inet);
     bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("a loopback port");
     let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
         .expect("the port bound")
         .port();
     ReservedPort { port, _held: fd }
+}
+
+/// Holds an IPv6 loopback (`[::1]`) TCP port the kernel picks.
+pub fn reserve_port_v6() -> ReservedPort {
+    let fd = reuse_socket(AddressFamily::Inet6);
+    let loopback = std::net::SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 0, 0, 0);
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(loopback)).expect("an IPv6 loopback port");
+    let port = getsockname::<SockaddrIn6>(fd.as_raw_fd())
+        .expect("the port bound")
+        .port();
+    ReservedPort { port, _held: fd }
+}
+
+fn reuse_socket(family: AddressFamily) -> OwnedFd {
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("a TCP socket");
+    setsockopt(&fd, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
+    fd
 }
 
 impl ReservedPort {

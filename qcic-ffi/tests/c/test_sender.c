@@ -14,6 +14,8 @@
  *   forkloop EP    4 threads send without pause while the main thread forks
  *                  100 times; each child sends and closes, within 10 s
  *   curve EP KEY   CURVE with an explicit server key, then from QCIC_SERVER_KEY
+ *   declare EP JOB SPEC  declares JOB with SPEC, then sends a heartbeat for it
+ *                  (run against the real monitor)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -450,6 +452,15 @@ static int mode_curve(const char *ep, const char *server_key) {
     return 0;
 }
 
+static int mode_declare(const char *ep, const char *job, const char *spec) {
+    qcic_client *client = new_client(ep);
+    CHECK_OK(qcic_client_declare(client, job, spec));
+    CHECK_OK(qcic_client_heartbeat(client, job));
+    CHECK(qcic_client_close(client, 5000));
+    qcic_client_free(client);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     const char *ep = argc > 2 ? argv[2] : "";
@@ -472,8 +483,10 @@ int main(int argc, char **argv) {
         rc = mode_forkloop(ep);
     } else if (strcmp(mode, "curve") == 0 && argc > 3) {
         rc = mode_curve(ep, argv[3]);
+    } else if (strcmp(mode, "declare") == 0 && argc > 4) {
+        rc = mode_declare(ep, argv[3], argv[4]);
     } else {
-        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork|forkloop|curve [ENDPOINTS [KEY]]\n",
+        fprintf(stderr, "usage: %s kinds|vectors|nulls|unreachable|threads|fork|forkloop|curve|declare [ENDPOINTS [KEY|JOB SPEC]]\n",
                 argv[0]);
         return 2;
     }

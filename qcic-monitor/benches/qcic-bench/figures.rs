@@ -12,7 +12,7 @@ use qcic_testkit::{
     dead_endpoint, idle_flood, json_lines, reserve_port, rss_kib, target_dir, workspace_root,
 };
 
-use crate::harness::{job_name, message, percentile, spread, wall_ns};
+use crate::harness::{declaration, job_name, message, percentile, spread, wall_ns};
 use crate::send::{Senders, sub};
 use crate::serve::{Watcher, WatcherSpec};
 
@@ -633,6 +633,11 @@ pub(crate) fn wire(out: &mut Vec<Value>) {
         ),
         ("start", message(Kind::Start, "nightly-etl1", 1, None), None),
         (
+            "declare (every 1d, grace, max_runtime)",
+            declaration("nightly-etl1", 1),
+            None,
+        ),
+        (
             "fail, 200-character text",
             message(Kind::Fail, "nightly-etl1", 1, Some(&text)),
             None,
@@ -651,6 +656,50 @@ pub(crate) fn wire(out: &mut Vec<Value>) {
             json!({"figure": "wire", "message": name, "bytes": bytes, "target_bytes": target}),
         );
     }
+}
+
+/// Declarations at the watcher: `n` jobs declare themselves to a watcher
+/// configured with none (each a new job), then declare themselves again
+/// (the periodic re-declaration: nothing changes), then send a heartbeat
+/// each; the time from the first message to the sentinel's alert, per
+/// message. One sender process: the watcher's cost, not the senders'.
+pub(crate) fn declarations(plan: &Plan, out: &mut Vec<Value>) {
+    let n = plan.big_jobs.min(100_000);
+    println!("\n10. Declarations: {n} jobs declare themselves to a watcher configured with none");
+    let w = Watcher::start(&WatcherSpec {
+        jobs: 0,
+        extra: vec!["declare=1".into()],
+        ..WatcherSpec::default()
+    });
+    let mut per = Vec::new();
+    for (round, (what, kind)) in [
+        ("new job", "declare"),
+        ("unchanged", "declare"),
+        ("heartbeat of a declared job", "heartbeat"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (_ctx, alerts) = sub(&w.publish, "alert.failed.sentinel-");
+        let s = Senders::spawn_kind(1, &w.listen, n, n, None, (kind, round));
+        if alerts.recv_multipart(0).is_err() {
+            panic!(
+                "no sentinel alert ({what}); the watcher's log:\n{}",
+                w.log()
+            );
+        }
+        let end = wall_ns();
+        let start = s.finish();
+        let us = (end - start) as f64 / 1000.0 / n as f64;
+        println!("   {what:<28} {us:>7.2} µs each ({:.0} /s)", 1e6 / us);
+        per.push((what, us));
+        out.push(
+            json!({"figure": "declarations", "message": what, "jobs": n, "us_per_message": us}),
+        );
+    }
+    let rss = w.rss_kib();
+    println!("   watcher RSS with {n} declared jobs: {rss} KiB");
+    out.push(json!({"figure": "declarations", "message": "rss", "jobs": n, "rss_kib": rss}));
 }
 
 pub(crate) fn startup(plan: &Plan, out: &mut Vec<Value>) {
@@ -713,13 +762,9 @@ pub(crate) fn takeover(plan: &Plan, out: &mut Vec<Value>) {
     println!(
         "\n7. Farm takeover (gossip {gossip} ms, dead_after {dead} ms, peer_timeout {timeout} ms, job every {every} ms)"
     );
-    let udp = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    // Bound by chitchat, without SO_REUSEADDR: no reservation can hold
+    // these, so they come from outside the kernel's ephemeral range.
+    let udp = qcic_testkit::free_port;
     let mut peer_down_ms = Vec::new();
     let mut down_ms = Vec::new();
     let mut down_hearing_ms = Vec::new();

@@ -44,6 +44,19 @@ pub(crate) fn job_name(i: usize) -> String {
     format!("job-{i:07}")
 }
 
+/// A `declare` for `job`: due daily, an hour's grace, runs of at most 2 h
+/// (what a nightly job would declare).
+pub(crate) fn declaration(job: &str, seq: u64) -> Message {
+    let spec = qcic_sdk::JobSpec::every(job, std::time::Duration::from_secs(86_400))
+        .grace(std::time::Duration::from_secs(3600))
+        .max_runtime(std::time::Duration::from_secs(7200));
+    Message {
+        run_id: None,
+        expect: Some(Box::new(spec.expect)),
+        ..message(Kind::Declare, job, seq, None)
+    }
+}
+
 pub(crate) fn message(kind: Kind, job: &str, seq: u64, text: Option<&str>) -> Message {
     Message {
         kind,

@@ -40,8 +40,8 @@ use std::time::Instant;
 use serde_json::json;
 
 use figures::{
-    Plan, detection, idle_connections, ingest, memory, poisoned, sender_cost, startup, takeover,
-    wire,
+    Plan, declarations, detection, idle_connections, ingest, memory, poisoned, sender_cost,
+    startup, takeover, wire,
 };
 use harness::{Opts, wall_ns};
 use qcic_testkit::workspace_root;
@@ -144,6 +144,9 @@ fn orchestrate(args: &[String]) {
     }
     if wanted("idle_connections") {
         idle_connections(&plan, &mut out);
+    }
+    if wanted("declarations") {
+        declarations(&plan, &mut out);
     }
     let doc = json!({"mode": if plan.quick { "quick" } else { "full" }, "cpus": cpus,
         "kernel": kernel.trim(), "unix_time": wall_ns() / 1_000_000_000,

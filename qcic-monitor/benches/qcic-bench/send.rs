@@ -7,15 +7,24 @@ use std::time::Duration;
 
 use qcic_sdk::Kind;
 
-use crate::harness::{Opts, job_name, message, wall_ns};
+use crate::harness::{Opts, declaration, job_name, message, wall_ns};
 
 /// A sender process: pre-encoded heartbeats for `jobs` jobs from `offset`,
 /// `count` of them as fast as libzmq takes them, then a `fail` for its
 /// sentinel. Prints `start <wall ns>` just before the first heartbeat.
 pub(crate) fn send(o: &Opts) {
     let (jobs, offset, count, k) = (o.num("jobs"), o.num("offset"), o.num("count"), o.num("k"));
+    // `kind=declare`: declarations instead of heartbeats.
+    let declare = o.get("kind") == Some("declare");
     let frames: Vec<Vec<u8>> = (0..jobs.min(count).max(1))
-        .map(|i| message(Kind::Heartbeat, &job_name(offset + i), 1, None).encode())
+        .map(|i| {
+            let job = job_name(offset + i);
+            if declare {
+                declaration(&job, 1).encode()
+            } else {
+                message(Kind::Heartbeat, &job, 1, None).encode()
+            }
+        })
         .collect();
     let sentinel = format!("sentinel-{k}");
     let ctx = zmq::Context::new();
@@ -53,6 +62,21 @@ impl Senders {
         total: usize,
         curve_server: Option<&str>,
     ) -> Senders {
+        Senders::spawn_kind(n, endpoint, jobs, total, curve_server, ("heartbeat", 0))
+    }
+
+    /// Like [`Senders::spawn`], sending `kind` (`heartbeat` or `declare`),
+    /// the first sender's sentinel `sentinel-{first}` (rounds against one
+    /// watcher each need their own: a sentinel's second `fail` in a row
+    /// would raise nothing).
+    pub(crate) fn spawn_kind(
+        n: usize,
+        endpoint: &str,
+        jobs: usize,
+        total: usize,
+        curve_server: Option<&str>,
+        (kind, first): (&str, usize),
+    ) -> Senders {
         Senders(
             (0..n)
                 .map(|k| {
@@ -63,7 +87,8 @@ impl Senders {
                         format!("jobs={}", jobs / n),
                         format!("offset={}", k * (jobs / n)),
                         format!("count={}", total / n),
-                        format!("k={k}"),
+                        format!("k={}", first + k),
+                        format!("kind={kind}"),
                     ]);
                     if let Some(s) = curve_server {
                         cmd.arg(format!("curve_server={s}"));

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qcic_monitor::config::{
-    Config, CurveConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig, NotifyConfig,
-    PeerConfig, Route, WebhookConfig, ZmqConfig,
+    Config, CurveConfig, DeclareConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig,
+    NotifyConfig, PeerConfig, Route, UnknownJobs, WebhookConfig, ZmqConfig,
 };
 use qcic_monitor::schedule::Schedule;
 
@@ -100,6 +100,7 @@ pub(crate) fn serve(o: &Opts) {
             max_connections_per_address: 256,
             sender_ping: Duration::from_secs(60),
             max_clock_skew: Duration::from_secs(300),
+            unknown_jobs: UnknownJobs::Count,
             curve,
             control: o.get("control").unwrap().into(),
             http: None,
@@ -108,6 +109,18 @@ pub(crate) fn serve(o: &Opts) {
         },
         jobs: list,
         notify,
+        // `declare=1`: jobs may declare themselves (the declaration figure).
+        declare: o.get("declare").map(|_| DeclareConfig {
+            allow: true,
+            jobs: None,
+            senders: None,
+            max_jobs: usize::MAX,
+            min_every: Duration::ZERO,
+            notify: None,
+            retire_after: Duration::from_secs(30 * 24 * 3600),
+            curve: false,
+            channels: Vec::new(),
+        }),
     };
     // As the binary logs (QCIC_LOG, default info; text, to stderr: a file here).
     tracing_subscriber::fmt()

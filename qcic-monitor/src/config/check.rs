@@ -111,7 +111,12 @@ pub(super) fn check_farm(
     }))
 }
 
-pub(super) type Checked = (MonitorConfig, Vec<JobConfig>, Vec<NotifyConfig>);
+pub(super) type Checked = (
+    MonitorConfig,
+    Vec<JobConfig>,
+    Vec<NotifyConfig>,
+    Option<DeclareConfig>,
+);
 
 impl RawConfig {
     pub(super) fn check(self) -> Result<Checked, (String, String)> {
@@ -123,8 +128,10 @@ impl RawConfig {
             peer,
             job,
             notify,
+            declare,
         } = self;
-        let monitor = check_monitor(RawSections {
+        let unknown_jobs = monitor.unknown_jobs;
+        let mut monitor = check_monitor(RawSections {
             monitor,
             http,
             curve,
@@ -133,7 +140,14 @@ impl RawConfig {
         })?;
         let jobs = check_jobs(job, monitor.curve.is_some())?;
         let notify = check_notify(notify, &jobs)?;
-        Ok((monitor, jobs, notify))
+        let channels = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
+        let declare = declare::check_declare(declare, monitor.curve.is_some(), channels)?;
+        monitor.unknown_jobs = unknown_jobs.unwrap_or(if declare.is_some() {
+            UnknownJobs::Count
+        } else {
+            UnknownJobs::Alert
+        });
+        Ok((monitor, jobs, notify, declare))
     }
 }
 
@@ -227,6 +241,8 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
             .unwrap_or(MAX_CONNECTIONS_PER_ADDRESS),
         sender_ping,
         max_clock_skew: raw.monitor.max_clock_skew.unwrap_or(MAX_CLOCK_SKEW),
+        // Set by the caller, which knows whether `[declare]` is there.
+        unknown_jobs: UnknownJobs::Alert,
         curve,
         control,
         http,
@@ -240,64 +256,73 @@ fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (Str
     let mut names = HashSet::new();
     let mut jobs = Vec::with_capacity(raw_jobs.len());
     for (i, job) in raw_jobs.into_iter().enumerate() {
-        qcic_sdk::message::check_job_name(&job.name)
-            .map_err(|r| (format!("job[{i}].name"), format!("{:?} {r}", job.name)))?;
-        if !names.insert(job.name.clone()) {
+        if names.contains(&job.name) {
             return Err((
                 format!("job[{i}].name"),
                 format!("job {:?} is defined twice", job.name),
             ));
         }
+        names.insert(job.name.clone());
+        jobs.push(check_job(job, curve).map_err(|(key, reason)| {
+            let path = if key.is_empty() {
+                format!("job[{i}]")
+            } else {
+                format!("job[{i}].{key}")
+            };
+            (path, reason)
+        })?);
+    }
+    Ok(jobs)
+}
+
+/// One job, from a `[[job]]` table or a declaration; errors name the key
+/// within the job (`every`, `senders[1]`, ...).
+pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, String)> {
+    {
+        qcic_sdk::message::check_job_name(&job.name)
+            .map_err(|r| ("name".to_owned(), format!("{:?} {r}", job.name)))?;
         let schedule = match (job.every, &job.cron) {
             (Some(every), None) => {
                 if every.is_zero() {
-                    return Err((format!("job[{i}].every"), "must be longer than 0s".into()));
+                    return Err(("every".to_owned(), "must be longer than 0s".into()));
                 }
                 if job.timezone.is_some() {
                     return Err((
-                        format!("job[{i}].timezone"),
+                        "timezone".to_owned(),
                         "applies to cron schedules only".into(),
                     ));
                 }
                 Schedule::Every(every)
             }
             (None, Some(pattern)) => {
-                Schedule::cron(pattern, job.timezone.as_deref().unwrap_or("UTC"))
-                    .map_err(|(key, reason)| (format!("job[{i}].{key}"), reason))?
+                Schedule::cron(pattern, job.timezone.as_deref().unwrap_or(TIMEZONE))
+                    .map_err(|(key, reason)| (key.to_owned(), reason))?
             }
             (Some(_), Some(_)) => {
-                return Err((
-                    format!("job[{i}].cron"),
-                    "give every or cron, not both".into(),
-                ));
+                return Err(("cron".to_owned(), "give every or cron, not both".into()));
             }
             (None, None) => {
                 return Err((
-                    format!("job[{i}]"),
+                    String::new(),
                     "needs a schedule: every = \"10m\" or cron = \"30 2 * * *\"".into(),
                 ));
             }
         };
         if job.max_runtime.is_some_and(|d| d.is_zero()) {
-            return Err((
-                format!("job[{i}].max_runtime"),
-                "must be longer than 0s".into(),
-            ));
+            return Err(("max_runtime".to_owned(), "must be longer than 0s".into()));
         }
         let senders = match job.senders {
             None => None,
             Some(_) if !curve => {
                 return Err((
-                    format!("job[{i}].senders"),
+                    "senders".to_owned(),
                     "pins the job to CURVE sender keys, so it needs a [curve] table".into(),
                 ));
             }
             Some(keys) => Some(
                 keys.iter()
                     .enumerate()
-                    .map(|(k, key)| {
-                        public_key(key).map_err(|r| (format!("job[{i}].senders[{k}]"), r))
-                    })
+                    .map(|(k, key)| public_key(key).map_err(|r| (format!("senders[{k}]"), r)))
                     .collect::<Result<HashSet<String>, _>>()?,
             ),
         };
@@ -308,7 +333,7 @@ fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (Str
             ("repeat", job.repeat),
         ] {
             if value.is_some_and(|d| d.is_zero()) {
-                return Err((format!("job[{i}].{key}"), "must be longer than 0s".into()));
+                return Err((key.to_owned(), "must be longer than 0s".into()));
             }
         }
         for (key, value) in [
@@ -316,10 +341,10 @@ fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (Str
             ("recover_after_successes", job.recover_after_successes),
         ] {
             if value == Some(0) {
-                return Err((format!("job[{i}].{key}"), "must be at least 1".into()));
+                return Err((key.to_owned(), "must be at least 1".into()));
             }
         }
-        jobs.push(JobConfig {
+        Ok(JobConfig {
             name: job.name,
             schedule,
             grace: job.grace.unwrap_or(GRACE),
@@ -334,9 +359,8 @@ fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (Str
                 .unwrap_or(RECOVER_AFTER_SUCCESSES),
             repeat: job.repeat,
             notify: job.notify,
-        });
+        })
     }
-    Ok(jobs)
 }
 
 /// Every `[[notify]]` channel, and the channel names jobs give.
@@ -456,25 +480,9 @@ impl RawCurve {
             }
         }
         if let Some(path) = self.allowed_senders_file {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                (
-                    "curve.allowed_senders_file".to_owned(),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let set = allowed.get_or_insert_with(HashSet::new);
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                set.insert(public_key(line).map_err(|r| {
-                    (
-                        "curve.allowed_senders_file".to_owned(),
-                        format!("{} line {}: {r}", path.display(), n + 1),
-                    )
-                })?);
-            }
+            let keys = crate::keys::read_public_keys_file(&path)
+                .map_err(|r| ("curve.allowed_senders_file".to_owned(), r))?;
+            allowed.get_or_insert_with(HashSet::new).extend(keys);
         }
         Ok(CurveConfig {
             secret_key,

@@ -17,12 +17,20 @@ pub const SENDER_PING: Duration = Duration::from_secs(60);
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// `[http] listen`.
 pub const HTTP_LISTEN: &str = "127.0.0.1:7780";
+/// `[[job]] timezone` (of a cron schedule).
+pub const TIMEZONE: &str = "UTC";
 /// `[[job]] grace`.
 pub const GRACE: Duration = Duration::ZERO;
 /// `[[job]] alert_after_failures`.
 pub const ALERT_AFTER_FAILURES: u32 = 1;
 /// `[[job]] recover_after_successes`.
 pub const RECOVER_AFTER_SUCCESSES: u32 = 1;
+/// `[declare] max_jobs`.
+pub const MAX_DECLARED_JOBS: usize = 10_000;
+/// `[declare] min_every`.
+pub const MIN_EVERY: Duration = Duration::from_secs(10);
+/// `[declare] retire_after`.
+pub const RETIRE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
 /// `[farm] gossip_interval`.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
 /// `[farm] dead_after`, in gossip intervals.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod check;
+mod declare;
 pub mod defaults;
 mod describe;
 mod notify;
@@ -21,6 +22,7 @@ mod raw;
 use defaults::*;
 use raw::*;
 
+pub use declare::DeclareConfig;
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
@@ -57,6 +59,19 @@ pub struct Config {
     pub jobs: Vec<JobConfig>,
     /// Where notifications go (besides the log, which always gets them).
     pub notify: Vec<NotifyConfig>,
+    /// Whether and how jobs may declare themselves (`[declare]`).
+    pub declare: Option<DeclareConfig>,
+}
+
+/// What a message for a job nobody configured or declared does
+/// (`[monitor] unknown_jobs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownJobs {
+    /// Counted (and its name logged, up to `max_unknown_jobs`).
+    Count,
+    /// Counted, and one `unknown_job` notification per new name (rate-limited).
+    Alert,
 }
 /// The `[monitor]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +94,9 @@ pub struct MonitorConfig {
     pub sender_ping: Duration,
     /// A sender whose clock is off by more than this is reported.
     pub max_clock_skew: Duration,
+    /// What a message for an unknown job does: counted, or an alert too
+    /// (the default when `[declare]` is absent).
+    pub unknown_jobs: UnknownJobs,
     /// CURVE encryption and authentication, if configured.
     pub curve: Option<CurveConfig>,
     /// The local control socket (`qcic-monitor status` talks to it).
@@ -275,15 +293,16 @@ impl Config {
             };
             err(key, toml_reason(text, e.inner()))
         })?;
-        raw.check()
-            .map_err(|(key, reason)| err(key, reason))
-            .map(|(monitor, jobs, notify)| Config {
+        raw.check().map_err(|(key, reason)| err(key, reason)).map(
+            |(monitor, jobs, notify, declare)| Config {
                 source: file.to_owned(),
                 path: None,
                 monitor,
                 jobs,
                 notify,
-            })
+                declare,
+            },
+        )
     }
 }
 impl Config {

@@ -22,6 +22,22 @@ pub(super) struct RawConfig {
     pub(super) farm: Option<RawFarm>,
     #[serde(default)]
     pub(super) peer: Vec<RawPeer>,
+    #[serde(default)]
+    pub(super) declare: Option<RawDeclare>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeclare {
+    pub(super) allow: Option<bool>,
+    pub(super) jobs: Option<Vec<String>>,
+    pub(super) senders: Option<Vec<String>>,
+    pub(super) max_jobs: Option<usize>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub(super) min_every: Option<Duration>,
+    pub(super) notify: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub(super) retire_after: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +77,7 @@ pub(super) struct RawMonitor {
     pub(super) max_clock_skew: Option<Duration>,
     pub(super) control: Option<PathBuf>,
     pub(super) state: Option<String>,
+    pub(super) unknown_jobs: Option<UnknownJobs>,
 }
 
 #[derive(Deserialize)]

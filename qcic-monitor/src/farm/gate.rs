@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::isolation::Isolation;
 use super::ledger::{LEDGER_KEEP, Ledger};
-use super::wire::{Entry, Key, State, ledger_key};
+use super::wire::{LedgerEntry, NoteKey, State, ledger_key};
 use crate::notification::{Event, FarmView, Notification, incident_id};
 use crate::stats::Stats;
 
@@ -37,9 +37,9 @@ pub enum Output {
     /// Delete this gossip key of ours.
     Unpublish(String),
     /// A peer delivered this (a channel still retrying it may stop).
-    DeliveredElsewhere(Key),
+    DeliveredElsewhere(NoteKey),
     /// Forget that a peer delivered this (it left the ledger).
-    Forget(Key),
+    Forget(NoteKey),
     /// Write this to the durable notification log as sent by this watcher:
     /// its own entry, learnt back from a peer after its state was lost (a
     /// second crash before it is written would send it again).
@@ -50,9 +50,9 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
     /// A channel delivered it.
-    Delivered(Key),
+    Delivered(NoteKey),
     /// A channel's attempt failed (it may retry).
-    Failed(Key),
+    Failed(NoteKey),
 }
 
 /// The gate's settings.
@@ -75,12 +75,12 @@ pub struct GateConfig {
 }
 
 /// The ledger key of `note`.
-pub fn key_of(note: &Notification) -> Key {
+pub fn key_of(note: &Notification) -> NoteKey {
     (Arc::clone(&note.incident), note.event, note.repeat)
 }
 
 /// The alarm a follow-up is about.
-fn alarm_key(note: &Notification) -> Option<Key> {
+fn alarm_key(note: &Notification) -> Option<NoteKey> {
     if !note.event.is_follow_up() {
         return None;
     }
@@ -258,7 +258,7 @@ impl Gate {
                 configured: 1,
                 partition_suspected: false,
             });
-            let entry = Entry {
+            let entry = LedgerEntry {
                 state: State::Sent,
                 rank: farm.rank,
                 took_over: farm.took_over,
@@ -542,13 +542,13 @@ impl Gate {
         // alarm is still waiting here, both go. Not while settling: the
         // ledger is not learnt yet, and "nobody" may be a peer not heard yet.
         let settling = self.settling(now);
-        let happened: BTreeSet<Key> = self
+        let happened: BTreeSet<NoteKey> = self
             .pending
             .iter()
             .filter(|p| p.happened)
             .map(|p| key_of(&p.note))
             .collect();
-        let cancelled: BTreeSet<Key> = self
+        let cancelled: BTreeSet<NoteKey> = self
             .pending
             .iter()
             .filter(|_| !settling)
@@ -561,7 +561,7 @@ impl Gate {
         let mut send = Vec::new();
         let mut next_at: Option<Instant> = None;
         // A follow-up never goes before its alarm.
-        let unsent: BTreeSet<Key> = pending
+        let unsent: BTreeSet<NoteKey> = pending
             .iter()
             .filter(|p| !p.note.event.is_follow_up())
             .map(|p| key_of(&p.note))
@@ -611,7 +611,7 @@ impl Gate {
         if rank > 0 {
             self.stats.farm_took_over.fetch_add(1, Ordering::Relaxed);
         }
-        let entry = Entry {
+        let entry = LedgerEntry {
             state: State::Sent,
             rank,
             took_over: rank > 0,
@@ -625,7 +625,13 @@ impl Gate {
 
     /// Records a ledger entry, ours or a copy of a peer's, and publishes it
     /// (every watcher keeps a copy of every entry).
-    fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry, out: &mut Vec<Output>) {
+    fn record(
+        &mut self,
+        key: &NoteKey,
+        sender: &Arc<str>,
+        entry: LedgerEntry,
+        out: &mut Vec<Output>,
+    ) {
         let recorded = self.ledger.record(key, sender, entry.clone());
         if !recorded.changed {
             return;
@@ -654,7 +660,7 @@ impl Gate {
     /// that sent one and then died or restarted forgets it, and the end of
     /// the trouble must still be told. When that peer is back,
     /// the follow-up is held here too (ranked, the alarm's senders first).
-    fn learn_peer_down(&mut self, key: &Key, entry: &Entry) {
+    fn learn_peer_down(&mut self, key: &NoteKey, entry: &LedgerEntry) {
         let (incident, event, _) = key;
         match event {
             Event::PeerDown if *entry.job != *self.cfg.me && entry.state != State::Failed => {
@@ -753,9 +759,9 @@ impl Gate {
     pub fn on_ledger_entry(
         &mut self,
         node: &str,
-        key: Key,
+        key: NoteKey,
         sender: Arc<str>,
-        entry: Entry,
+        entry: LedgerEntry,
         out: &mut Vec<Output>,
     ) {
         if *sender == *self.cfg.me {
@@ -1070,7 +1076,7 @@ mod tests {
         let first = incidents(&out);
         assert_eq!(sent(&out), [(Event::PeerDown, "c".to_owned())]);
         // b saw c come back and closed it; c is silent again before a hears it.
-        let entry = Entry {
+        let entry = LedgerEntry {
             state: State::Sent,
             rank: 0,
             took_over: false,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::wire::{Entry, Key, State};
+use super::wire::{LedgerEntry, NoteKey, State};
 use crate::notification::Event;
 
 /// Notifications the ledger remembers; past it the oldest go.
@@ -15,9 +15,9 @@ pub const LEDGER_KEEP: usize = 10_000;
 /// Who did what with each notification. Bounded.
 #[derive(Debug)]
 pub struct Ledger {
-    by_key: HashMap<Key, BTreeMap<Arc<str>, Entry>>,
+    by_key: HashMap<NoteKey, BTreeMap<Arc<str>, LedgerEntry>>,
     /// Keys, oldest first.
-    order: VecDeque<Key>,
+    order: VecDeque<NoteKey>,
     keep: usize,
 }
 
@@ -30,7 +30,7 @@ pub struct Recorded {
     pub duplicate: bool,
     /// Notifications dropped to stay bounded, with the watchers that had
     /// entries for them (their gossip keys go too).
-    pub evicted: Vec<(Key, Vec<Arc<str>>)>,
+    pub evicted: Vec<(NoteKey, Vec<Arc<str>>)>,
 }
 
 impl Ledger {
@@ -44,12 +44,12 @@ impl Ledger {
     }
 
     /// `sender`'s entry for `key`.
-    pub fn get(&self, key: &Key, sender: &str) -> Option<&Entry> {
+    pub fn get(&self, key: &NoteKey, sender: &str) -> Option<&LedgerEntry> {
         self.by_key.get(key)?.get(sender)
     }
 
     /// When `key` was first sent by any watcher (wall ms), if it was.
-    pub fn first_sent(&self, key: &Key) -> Option<u64> {
+    pub fn first_sent(&self, key: &NoteKey) -> Option<u64> {
         self.by_key
             .get(key)?
             .values()
@@ -68,17 +68,17 @@ impl Ledger {
     }
 
     /// Whether anything is known of `key`.
-    pub fn contains(&self, key: &Key) -> bool {
+    pub fn contains(&self, key: &NoteKey) -> bool {
         self.by_key.contains_key(key)
     }
 
     /// Records `sender`'s entry for `key`.
-    pub fn record(&mut self, key: &Key, sender: &Arc<str>, entry: Entry) -> Recorded {
+    pub fn record(&mut self, key: &NoteKey, sender: &Arc<str>, entry: LedgerEntry) -> Recorded {
         let by = self.by_key.entry(key.clone()).or_default();
         if by.get(sender) == Some(&entry) {
             return Recorded::default();
         }
-        let counted = |by: &BTreeMap<Arc<str>, Entry>| {
+        let counted = |by: &BTreeMap<Arc<str>, LedgerEntry>| {
             by.values().filter(|e| e.state != State::Failed).count()
         };
         let before = counted(by);
@@ -107,7 +107,7 @@ impl Ledger {
     }
 
     /// The watchers that sent (or delivered) `key`.
-    pub fn senders(&self, key: &Key) -> BTreeSet<Arc<str>> {
+    pub fn senders(&self, key: &NoteKey) -> BTreeSet<Arc<str>> {
         self.by_key
             .get(key)
             .map(|by| {
@@ -120,14 +120,14 @@ impl Ledger {
     }
 
     /// Whether `member` failed to deliver `key`.
-    pub fn failed(&self, key: &Key, member: &str) -> bool {
+    pub fn failed(&self, key: &NoteKey, member: &str) -> bool {
         self.get(key, member)
             .is_some_and(|e| e.state == State::Failed)
     }
 
     /// Whether someone's send of `key` makes another unneeded: a delivery
     /// by anyone, or a send by a watcher still alive.
-    pub fn handled(&self, key: &Key, is_live: impl Fn(&Arc<str>) -> bool) -> bool {
+    pub fn handled(&self, key: &NoteKey, is_live: impl Fn(&Arc<str>) -> bool) -> bool {
         self.by_key.get(key).is_some_and(|by| {
             by.iter().any(|(who, e)| match e.state {
                 State::Delivered => true,
@@ -143,8 +143,8 @@ mod tests {
     use super::*;
     use crate::notification::Event;
 
-    fn entry(state: State) -> Entry {
-        Entry {
+    fn entry(state: State) -> LedgerEntry {
+        LedgerEntry {
             state,
             rank: 0,
             took_over: false,
@@ -157,7 +157,7 @@ mod tests {
     fn counts_duplicates_tells_who_handled_and_stays_bounded() {
         let mut ledger = Ledger::new(2);
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
-        let k1: Key = (Arc::from("i1"), Event::Down, 0);
+        let k1: NoteKey = (Arc::from("i1"), Event::Down, 0);
         assert!(ledger.record(&k1, &a, entry(State::Sent)).changed);
         assert!(!ledger.record(&k1, &a, entry(State::Sent)).changed);
         assert!(ledger.handled(&k1, |w| **w == *"a"));
@@ -168,8 +168,8 @@ mod tests {
         assert_eq!(ledger.senders(&k1), BTreeSet::from([Arc::clone(&a)]));
         ledger.record(&k1, &b, entry(State::Delivered));
         assert!(ledger.handled(&k1, |_| false), "delivered by anyone");
-        let k2: Key = (Arc::from("i2"), Event::Down, 0);
-        let k3: Key = (Arc::from("i3"), Event::Down, 0);
+        let k2: NoteKey = (Arc::from("i2"), Event::Down, 0);
+        let k3: NoteKey = (Arc::from("i3"), Event::Down, 0);
         ledger.record(&k2, &a, entry(State::Sent));
         let out = ledger.record(&k3, &a, entry(State::Sent));
         assert_eq!(out.evicted, vec![(k1.clone(), vec![a, b])]);

@@ -37,7 +37,7 @@ use crate::stats::Stats;
 use crate::store::Store;
 use gate::{Gate, GateConfig, Output, Report, key_of};
 use membership::{Events, Membership};
-use wire::{Key, Said};
+use wire::{NoteKey, Said};
 
 /// The channels' line to the farm: they report how delivery went, and a
 /// channel retrying a failed delivery asks whether a peer delivered it
@@ -45,22 +45,19 @@ use wire::{Key, Said};
 #[derive(Debug, Clone)]
 pub struct Reporter {
     tx: mpsc::UnboundedSender<Report>,
-    delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
+    delivered_elsewhere: Arc<Mutex<BTreeSet<NoteKey>>>,
 }
 
-impl Reporter {
-    /// A channel delivered `note`.
-    pub fn delivered(&self, note: &Notification) {
+impl crate::notify::DeliveryReports for Reporter {
+    fn delivered(&self, note: &Notification) {
         let _ = self.tx.send(Report::Delivered(key_of(note)));
     }
 
-    /// A channel's attempt to deliver `note` failed (it may retry).
-    pub fn failed(&self, note: &Notification) {
+    fn failed(&self, note: &Notification) {
         let _ = self.tx.send(Report::Failed(key_of(note)));
     }
 
-    /// Whether a peer has delivered `note`.
-    pub fn delivered_elsewhere(&self, note: &Notification) -> bool {
+    fn delivered_elsewhere(&self, note: &Notification) -> bool {
         self.delivered_elsewhere
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -173,7 +170,7 @@ struct Task {
     out: mpsc::Sender<Notification>,
     checker: CheckerHandle,
     stats: Arc<Stats>,
-    delivered_elsewhere: Arc<Mutex<BTreeSet<Key>>>,
+    delivered_elsewhere: Arc<Mutex<BTreeSet<NoteKey>>>,
     gossip_interval: std::time::Duration,
     /// Where this watcher's own ledger entries learnt back are written.
     store: Option<Store>,
@@ -256,7 +253,7 @@ impl Task {
                 Some(Said::Seen { job, seen: s }) => {
                     seen.entry(node).or_default().push((job, s));
                 }
-                Some(Said::Logged { key, sender, entry }) => {
+                Some(Said::Ledger { key, sender, entry }) => {
                     self.gate.on_ledger_entry(&node, key, sender, entry, out);
                 }
                 None => {}
@@ -303,27 +300,4 @@ impl Task {
         }
         self.membership.update(set, delete).await;
     }
-}
-
-/// A farm peer, as this watcher sees it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PeerView {
-    /// Its `[monitor] id`.
-    pub id: String,
-    /// Reachable now (gossip heard within `dead_after`).
-    pub live: bool,
-}
-
-/// The farm's peers, as this watcher sees them (empty outside a farm).
-pub fn peer_views(stats: &Stats) -> Vec<PeerView> {
-    stats
-        .peers
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(|(id, live)| PeerView {
-            id: id.clone(),
-            live: *live,
-        })
-        .collect()
 }

@@ -1,7 +1,7 @@
 //! What watchers of a farm say to each other, as gossip keys and values.
 //! Each watcher writes only its own keys (scuttlebutt):
 //! - `s:<job>` = [`PeerSeen`]: what it last heard of the job.
-//! - `n:<incident>:<event>:<repeat>:<sender>` = [`Entry`]: one line of the
+//! - `n:<incident>:<event>:<repeat>:<sender>` = [`LedgerEntry`]: one line of the
 //!   farm ledger. Every watcher keeps a copy of every entry it
 //!   learns, so a watcher restarted with its state wiped learns it back.
 
@@ -11,7 +11,7 @@ use crate::notification::Event;
 use crate::registry::PeerSeen;
 
 /// A notification in the ledger: incident, event, repeat.
-pub type Key = (Arc<str>, Event, u32);
+pub type NoteKey = (Arc<str>, Event, u32);
 
 /// The gossip key of what this watcher heard of `job`.
 pub fn seen_key(job: &str) -> String {
@@ -49,7 +49,7 @@ impl State {
 
 /// One entry of the ledger, as gossiped: `state;rank;took_over;ts_ms;job`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct LedgerEntry {
     /// How it fared.
     pub state: State,
     /// The sender's rank for it.
@@ -63,7 +63,7 @@ pub struct Entry {
     pub job: Arc<str>,
 }
 
-impl Entry {
+impl LedgerEntry {
     /// The gossip form.
     pub fn encode(&self) -> String {
         format!(
@@ -77,11 +77,11 @@ impl Entry {
     }
 
     /// From the gossip form; `None` if it is not one.
-    pub fn decode(text: &str) -> Option<Entry> {
+    pub fn decode(text: &str) -> Option<LedgerEntry> {
         let mut parts = text.splitn(5, ';');
         let name = parts.next()?;
         let state = State::ALL.into_iter().find(|s| s.name() == name)?;
-        Some(Entry {
+        Some(LedgerEntry {
             state,
             rank: parts.next()?.parse().ok()?,
             took_over: parts.next()? == "1",
@@ -92,12 +92,12 @@ impl Entry {
 }
 
 /// `n:<incident>:<event>:<repeat>:<sender>`.
-pub fn ledger_key(key: &Key, sender: &str) -> String {
+pub fn ledger_key(key: &NoteKey, sender: &str) -> String {
     format!("n:{}:{}:{}:{sender}", key.0, key.1.name(), key.2)
 }
 
 /// The notification and sender a [`ledger_key`] names.
-pub fn parse_ledger_key(text: &str) -> Option<(Key, &str)> {
+pub fn parse_ledger_key(text: &str) -> Option<(NoteKey, &str)> {
     let rest = text.strip_prefix("n:")?;
     let mut parts = rest.splitn(4, ':');
     let incident = parts.next()?;
@@ -118,13 +118,13 @@ pub enum Said {
         seen: PeerSeen,
     },
     /// A line of the ledger (the peer's own, or its copy of another's).
-    Logged {
+    Ledger {
         /// The notification.
-        key: Key,
+        key: NoteKey,
         /// The watcher that sent it.
         sender: Arc<str>,
         /// How it fared.
-        entry: Entry,
+        entry: LedgerEntry,
     },
 }
 
@@ -137,10 +137,10 @@ pub fn read(key: &str, value: &str) -> Option<Said> {
         });
     }
     let (key, sender) = parse_ledger_key(key)?;
-    Some(Said::Logged {
+    Some(Said::Ledger {
         key,
         sender: Arc::from(sender),
-        entry: Entry::decode(value)?,
+        entry: LedgerEntry::decode(value)?,
     })
 }
 
@@ -149,24 +149,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_entries_round_trip() {
-        let e = Entry {
+    fn ledger_entries_round_trip() {
+        let e = LedgerEntry {
             state: State::Delivered,
             rank: 2,
             took_over: true,
             ts_ms: 1_700_000_000_000,
             job: Arc::from("nightly-etl"),
         };
-        assert_eq!(Entry::decode(&e.encode()), Some(e.clone()));
-        let key: Key = (Arc::from("0123abcd"), Event::Down, 0);
+        assert_eq!(LedgerEntry::decode(&e.encode()), Some(e.clone()));
+        let key: NoteKey = (Arc::from("0123abcd"), Event::Down, 0);
         let text = ledger_key(&key, "watcher:b");
         let (back, sender) = parse_ledger_key(&text).expect("parses");
         assert_eq!((back, sender), (key.clone(), "watcher:b"));
-        assert_eq!(Entry::decode("bogus;1;0;5;j"), None);
-        assert_eq!(Entry::decode("sent;1;0;5"), None, "no job");
+        assert_eq!(LedgerEntry::decode("bogus;1;0;5;j"), None);
+        assert_eq!(LedgerEntry::decode("sent;1;0;5"), None, "no job");
         assert_eq!(
             read(&text, &e.encode()),
-            Some(Said::Logged {
+            Some(Said::Ledger {
                 key,
                 sender: Arc::from("watcher:b"),
                 entry: e

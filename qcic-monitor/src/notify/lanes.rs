@@ -91,7 +91,7 @@ pub async fn run<C: Attempt>(
         running.spawn(async move {
             let Delivery { id, note, farm } = delivery;
             let name = attempts.channel.name();
-            retry::deliver(name, &note, &stats, farm.as_ref(), |first| {
+            retry::deliver(name, &note, &stats, farm.as_deref(), |first| {
                 attempts.once(&note, first)
             })
             .await;

@@ -36,11 +36,26 @@ use crate::store::Store;
 pub const CHANNEL_QUEUE: usize = 10_000;
 /// Batches up to this size log a line per notification; larger ones one
 /// summary line (when other channels carry each notification).
-pub const LOG_EACH_UP_TO: usize = 32;
+pub const LINES_EACH_UP_TO: usize = 32;
 /// Notifications the dispatcher takes in one turn (and commits together).
 pub const DISPATCH_BATCH: usize = 256;
 /// Notifications the in-memory notification log remembers.
-pub const LOG_CAPACITY: usize = 10_000;
+pub const NOTIFICATION_LOG_CAPACITY: usize = 10_000;
+
+/// Where a channel says how each delivery went, and asks whether another
+/// watcher delivered it already: in a farm, the ledger (`farm::Reporter`).
+/// A trait here, so the channels know nothing of the farm.
+pub trait DeliveryReports: std::fmt::Debug + Send + Sync {
+    /// A channel delivered `note`.
+    fn delivered(&self, note: &Notification);
+    /// A channel's attempt to deliver `note` failed (it may retry).
+    fn failed(&self, note: &Notification);
+    /// Whether another watcher has delivered `note`.
+    fn delivered_elsewhere(&self, note: &Notification) -> bool;
+}
+
+/// A shared [`DeliveryReports`].
+pub type Reports = Arc<dyn DeliveryReports>;
 
 /// One notification waiting for one channel.
 #[derive(Debug, Clone)]
@@ -50,7 +65,7 @@ pub struct Delivery {
     /// What to deliver (shared by every channel it goes to).
     pub note: Arc<Notification>,
     /// In a farm: where the channel reports how delivery went.
-    pub farm: Option<crate::farm::Reporter>,
+    pub farm: Option<Reports>,
 }
 
 /// The queue of each running channel, by name (`Config` order).
@@ -201,6 +216,9 @@ pub struct Routing {
     pub by_job: HashMap<String, Vec<usize>>,
     /// Channels for every other job.
     pub default: Vec<usize>,
+    /// Declared jobs with a `notify` list (theirs, or `[declare] notify`),
+    /// kept by the registry as declarations come and go.
+    pub declared: Option<crate::registry::DeclaredRoutes>,
 }
 
 impl Routing {
@@ -232,11 +250,26 @@ impl Routing {
                 ))
             })
             .collect();
-        Routing { by_job, default }
+        Routing {
+            by_job,
+            default,
+            declared: None,
+        }
     }
 
-    fn channels(&self, job: &str) -> &[usize] {
-        self.by_job.get(job).map_or(&self.default, Vec::as_slice)
+    fn channels(&self, job: &str) -> Vec<usize> {
+        if let Some(list) = self.by_job.get(job) {
+            return list.clone();
+        }
+        if let Some(routes) = &self.declared {
+            let routes = routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(list) = routes.get(job) {
+                return list.clone();
+            }
+        }
+        self.default.clone()
     }
 }
 
@@ -246,9 +279,9 @@ pub async fn dispatch(
     queues: Queues,
     routing: tokio::sync::watch::Receiver<Routing>,
     stats: Arc<Stats>,
-    log: Arc<std::sync::Mutex<NotificationLog>>,
+    notes: Arc<std::sync::Mutex<NotificationLog>>,
     store: Option<Store>,
-    farm: Option<crate::farm::Reporter>,
+    farm: Option<Reports>,
 ) {
     while let Some(first) = rx.recv().await {
         // A burst (many jobs due at once) is taken as one batch: one
@@ -266,14 +299,14 @@ pub async fn dispatch(
         // a quarter of the time to the alert stream, and a storm in the log
         // helps nobody. With no channel but the log, every line is kept: it
         // is the alert.
-        let summarize = batch.len() > LOG_EACH_UP_TO && !queues.is_empty();
+        let summarize = batch.len() > LINES_EACH_UP_TO && !queues.is_empty();
         let mut summary: BTreeMap<&'static str, usize> = BTreeMap::new();
         {
-            let mut log = log
+            let mut notes = notes
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for note in batch {
-                if !log.record(&note) {
+                if !notes.record(&note) {
                     stats.duplicates_suppressed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -294,7 +327,7 @@ pub async fn dispatch(
                     );
                 }
                 // Read afresh for each notification: SIGHUP may have changed it.
-                let targets = routing.borrow().channels(&note.job).to_vec();
+                let targets = routing.borrow().channels(&note.job);
                 fresh.push((Arc::new(note), targets));
             }
         }
@@ -357,15 +390,15 @@ mod tests {
 
     #[test]
     fn log_suppresses_repeats_and_stays_bounded() {
-        let mut log = NotificationLog::new(2);
-        assert!(log.record(&note("a", Event::Down)));
-        assert!(!log.record(&note("a", Event::Down)));
+        let mut notes = NotificationLog::new(2);
+        assert!(notes.record(&note("a", Event::Down)));
+        assert!(!notes.record(&note("a", Event::Down)));
         let mut up = note("a", Event::Recovered);
         up.resolves = Some(Event::Down);
-        assert!(log.record(&up));
-        assert!(log.record(&note("b", Event::Failed)));
-        assert_eq!(log.entries().count(), 2);
+        assert!(notes.record(&up));
+        assert!(notes.record(&note("b", Event::Failed)));
+        assert_eq!(notes.entries().count(), 2);
         // "a down" fell out of the bounded log, so it is new again.
-        assert!(log.record(&note("a", Event::Down)));
+        assert!(notes.record(&note("a", Event::Down)));
     }
 }

@@ -12,10 +12,10 @@ use crate::store::Store;
 
 /// Teaches `log` what was sent before: a notification raised again after
 /// a crash (job state is saved in batches) is then known as already sent.
-pub fn remember_sent(log: &Mutex<NotificationLog>, sent: &[Notification]) {
-    let mut log = log.lock().unwrap_or_else(PoisonError::into_inner);
+pub fn remember_sent(notes: &Mutex<NotificationLog>, sent: &[Notification]) {
+    let mut notes = notes.lock().unwrap_or_else(PoisonError::into_inner);
     for note in sent {
-        log.record(note);
+        notes.record(note);
     }
 }
 
@@ -26,11 +26,12 @@ pub fn remember_sent(log: &Mutex<NotificationLog>, sent: &[Notification]) {
 pub fn replay(
     pending: crate::store::Pending,
     queues: &Queues,
-    log: &Mutex<NotificationLog>,
+    notes: &Mutex<NotificationLog>,
     store: Option<&Store>,
 ) {
     for (id, channel, note) in pending {
-        log.lock()
+        notes
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record(&note);
         match queues.iter().find(|(name, _)| *name == channel) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use crate::farm::Reporter;
+use super::DeliveryReports;
 use crate::notification::Notification;
 use crate::stats::Stats;
 
@@ -40,7 +40,7 @@ pub async fn deliver<F, Fut>(
     channel: &str,
     note: &Notification,
     stats: &Arc<Stats>,
-    farm: Option<&Reporter>,
+    farm: Option<&dyn DeliveryReports>,
     mut attempt: F,
 ) where
     F: FnMut(bool) -> Fut,

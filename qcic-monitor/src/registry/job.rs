@@ -63,6 +63,8 @@ pub(super) enum Timer {
     Stall(JobIdx, u64),
     Repeat(JobIdx, Slot),
     SilenceEnd(JobIdx),
+    /// A declared job's `[declare] retire_after` since it was last heard.
+    Retire(JobIdx),
 }
 
 impl Timer {
@@ -73,7 +75,8 @@ impl Timer {
             | Timer::Overrun(j, _)
             | Timer::Stall(j, _)
             | Timer::Repeat(j, _)
-            | Timer::SilenceEnd(j) => j,
+            | Timer::SilenceEnd(j)
+            | Timer::Retire(j) => j,
         }
     }
 
@@ -85,6 +88,7 @@ impl Timer {
             Timer::Stall(_, r) => Timer::Stall(j, r),
             Timer::Repeat(_, slot) => Timer::Repeat(j, slot),
             Timer::SilenceEnd(_) => Timer::SilenceEnd(j),
+            Timer::Retire(_) => Timer::Retire(j),
         }
     }
 }
@@ -273,6 +277,22 @@ pub(super) struct JobState {
     pub(super) closed: Option<Box<VecDeque<Arc<str>>>>,
     /// Recent events for people to read (status page), newest last.
     pub(super) history: VecDeque<(u64, HistoryEntry)>,
+    /// How the job declared itself; `None`: it is in the configuration.
+    pub(super) declared: Option<Box<Declaration>>,
+}
+
+/// How a job declared itself (a `declare` message the policy took).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Declaration {
+    /// What it expects, as a canonical spec string (`every=1d grace=1h`).
+    pub spec: String,
+    /// The host that declared it.
+    pub host: String,
+    /// With CURVE: the key that declared it (and the only one that may
+    /// report for it, or declare it again).
+    pub key: Option<String>,
+    /// When it was first declared, or last changed (unix ms, watcher's clock).
+    pub at_ms: u64,
 }
 
 impl JobState {
@@ -293,6 +313,7 @@ impl JobState {
             down_at: None,
             silence: None,
             history: VecDeque::new(),
+            declared: None,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! What the watcher knows of each job, and the rules that turn messages and
 //! passed deadlines into notifications.
 //!
-//! Pure logic: time comes in as arguments (a monotonic `Instant` for
-//! deadlines, the watcher's wall clock in unix ms for schedules and records),
-//! so tests drive it directly and the checker drives it from a (pausable)
-//! tokio clock.
+//! Pure logic: time comes in as an argument, a [`Now`] (a monotonic
+//! instant for deadlines and the watcher's wall clock in unix ms for
+//! schedules and records), so tests drive it directly and the checker
+//! drives it from a (pausable) tokio clock.
 //!
 //! Every kind of trouble is an incident in one of the job's slots: `down`,
 //! `failed`, `late` and `too_fast` per job, `overrun` and `stalled` per run.
@@ -19,6 +19,7 @@
 //! - `incidents`: opening, naming and closing incidents;
 //! - `timers`: arming the deadlines, following the wall clock;
 //! - `silence`: silences and pauses;
+//! - `declared`: jobs that declare themselves, under the `[declare]` policy;
 //! - `reconfigure`: a configuration reload;
 //! - `persist`: the state database's form of a job, and the restore;
 //! - `peer`: what farm peers heard, and what this watcher tells them;
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use qcic_sdk::{Kind, Message};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::clock::{Now, human, millis};
 use crate::config::JobConfig;
@@ -51,12 +52,14 @@ mod reconfigure;
 mod rules;
 mod silence;
 mod timers;
+mod unknown;
 mod view;
 
 use hosts::HostClocks;
 use job::*;
 use timers::{at_wall, past_at_wall};
 
+pub use declared::{Declaration, DeclaredRoutes, WatchChange};
 pub use hosts::{HOSTS_SHOWN, HostView};
 pub use job::{HISTORY_LEN, MAX_RUNS_PER_JOB};
 pub use peer::PeerSeen;
@@ -75,8 +78,20 @@ pub struct Registry {
     /// checker's time went to SipHash); the keys come from the config.
     index: HashMap<Arc<str>, JobIdx, foldhash::fast::RandomState>,
     deadlines: Deadlines<Timer>,
-    unknown: HashSet<String>,
+    unknown: unknown::Unknown,
     max_unknown: usize,
+    /// The `[declare]` policy; `None`: declarations are refused.
+    declare: Option<Arc<crate::config::DeclareConfig>>,
+    /// Declared jobs watched now.
+    declared_jobs: usize,
+    /// Configured jobs that declared themselves too (said once each).
+    config_wins: HashSet<Arc<str>>,
+    /// Declared jobs removed since the last [`Registry::take_removed`].
+    removed: Vec<String>,
+    /// The declared jobs' channels, shared with the dispatcher.
+    routes: declared::DeclaredRoutes,
+    /// Changes to the receive thread's watched set, for the checker.
+    watch_changes: Vec<declared::WatchChange>,
     /// Sender hosts' clocks.
     hosts: HostClocks,
     stats: Arc<Stats>,
@@ -112,7 +127,13 @@ impl Registry {
                 foldhash::fast::RandomState::default(),
             ),
             deadlines: Deadlines::default(),
-            unknown: HashSet::new(),
+            unknown: unknown::Unknown::new(crate::config::UnknownJobs::Count),
+            declare: None,
+            declared_jobs: 0,
+            config_wins: HashSet::new(),
+            removed: Vec::new(),
+            routes: declared::DeclaredRoutes::default(),
+            watch_changes: Vec::new(),
             max_unknown,
             hosts: HostClocks::new(max_skew, Arc::clone(&stats)),
             stats,
@@ -178,8 +199,7 @@ impl Registry {
             return self.on_declare(msg, sender_key, now);
         }
         let Some(&j) = self.index.get(msg.job.as_str()) else {
-            self.unknown_job(msg);
-            return Vec::new();
+            return self.unknown_job(msg, now);
         };
         if let Some(allowed) = &self.jobs[j].cfg.senders {
             if !sender_key.is_some_and(|key| allowed.contains(key)) {
@@ -239,6 +259,7 @@ impl Registry {
     /// earliest); the rest stay due.
     pub fn on_deadlines_max(&mut self, now: Now, max: usize) -> Vec<Notification> {
         let mut out = Vec::new();
+        let mut retiring = Vec::new();
         for key in self.deadlines.pop_due_max(now.at, max) {
             let j = key.job();
             self.touch(j);
@@ -253,6 +274,7 @@ impl Registry {
                 Timer::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
                 Timer::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
                 Timer::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
+                Timer::Retire(j) => self.fire_retire(j, now, &mut retiring),
             }
             let notes: Vec<String> = out[before..]
                 .iter()
@@ -261,6 +283,10 @@ impl Registry {
             for text in notes {
                 self.remember(j, now.wall_ms, text);
             }
+        }
+        // After the loop: a retirement renumbers the jobs.
+        if !retiring.is_empty() {
+            self.retire(retiring, now, &mut out);
         }
         out
     }

@@ -35,6 +35,9 @@ pub struct JobRecord {
     pub(super) watching_since_ms: Option<u64>,
     /// The job's recently closed incidents (see `JobState::closed`).
     pub(super) closed: Vec<String>,
+    /// How the job declared itself, if it did: a restarted watcher watches
+    /// it again without waiting for its next declaration.
+    pub(super) declared: Option<Declaration>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -173,6 +176,7 @@ impl Registry {
                         .iter()
                         .flat_map(|c| c.iter().map(|id| id.to_string()))
                         .collect(),
+                    declared: job.declared.as_deref().cloned(),
                 };
                 (job.name.to_string(), record)
             })
@@ -184,6 +188,7 @@ impl Registry {
     /// recorded wall times, so one that passed while the watcher was down
     /// fires at once.
     pub fn restore(&mut self, records: &[(String, String)], now: Now) -> usize {
+        self.restore_declared(records, now);
         let instant_of = |at_ms: u64| past_at_wall(now, at_ms);
         let mut restored = 0;
         let mut seen = vec![false; self.jobs.len()];
@@ -313,5 +318,47 @@ impl Registry {
             }
         }
         restored
+    }
+
+    /// The declared jobs of an earlier run, watched again if the policy,
+    /// as it is now, still takes them (their state is restored after).
+    fn restore_declared(&mut self, records: &[(String, String)], now: Now) {
+        for (name, text) in records {
+            if self.index.contains_key(name.as_str()) {
+                continue;
+            }
+            let Ok(JobRecord {
+                declared: Some(declared),
+                ..
+            }) = serde_json::from_str::<JobRecord>(text)
+            else {
+                continue;
+            };
+            let cfg = match self.rejudge(name, &declared) {
+                Ok(cfg) => cfg,
+                Err(reason) => {
+                    warn!(job = %name, %reason, "a job declared before the restart is not taken by the [declare] policy now; not watched");
+                    self.removed.push(name.clone());
+                    continue;
+                }
+            };
+            let name: Arc<str> = Arc::from(name.as_str());
+            let j = self.jobs.len();
+            self.index.insert(Arc::clone(&name), j);
+            let mut state = JobState::new(name, Arc::new(cfg), now.wall_ms);
+            state.declared = Some(Box::new(declared));
+            self.wall_timers |= state.cfg.follows_wall_clock();
+            self.jobs.push(state);
+            self.declared_jobs += 1;
+            self.arm_down(j, now);
+            self.arm_late_fresh(j, now);
+            self.arm_retire(j, now);
+        }
+        self.route_declared();
+        self.watch_declared(&[]);
+        self.stats.declared_jobs.store(
+            u64::try_from(self.declared_jobs).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }

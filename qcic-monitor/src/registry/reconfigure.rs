@@ -38,7 +38,52 @@ impl Registry {
     ) -> Reconfigured {
         self.max_unknown = max_unknown;
         self.hosts.max_skew = max_skew;
-        self.wall_timers = jobs.iter().any(JobConfig::follows_wall_clock)
+        // Declared jobs stay, unless the configuration has them now (it
+        // wins) or the policy, as it is now, no longer takes them.
+        let configured: HashSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        let mut judged = Vec::new();
+        for state in &self.jobs {
+            let Some(declared) = state.declared.as_deref() else {
+                continue;
+            };
+            if configured.contains(&*state.name) {
+                continue;
+            }
+            match self.rejudge(&state.name, declared) {
+                Ok(cfg) => judged.push((cfg, declared.clone())),
+                Err(reason) => {
+                    warn!(job = %state.name, %reason, "a declared job is no longer taken by the [declare] policy; removed");
+                }
+            }
+        }
+        let mut entries: Vec<(&JobConfig, Option<&Declaration>)> =
+            jobs.iter().map(|cfg| (cfg, None)).collect();
+        entries.extend(judged.iter().map(|(cfg, d)| (cfg, Some(d))));
+        let mut summary = self.rebuild(&entries, now);
+        // The caller drops the state of every removed job already.
+        drop(configured);
+        // Unknown names the configuration has now: their alerts' follow-ups.
+        let known: Vec<String> = self
+            .unknown
+            .names
+            .keys()
+            .filter(|name| self.index.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in known {
+            self.became_known(&name, now, &mut summary.closed);
+        }
+        summary
+    }
+
+    /// The registry for `entries` (a job's settings, and its declaration
+    /// if it declared itself), keeping the state of every job that stays.
+    pub(super) fn rebuild(
+        &mut self,
+        entries: &[(&JobConfig, Option<&Declaration>)],
+        now: Now,
+    ) -> Reconfigured {
+        self.wall_timers = entries.iter().any(|(cfg, _)| cfg.follows_wall_clock())
             || self.jobs.iter().any(|job| job.silence.is_some());
         let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
             .into_iter()
@@ -52,7 +97,8 @@ impl Registry {
         let mut kept: HashMap<usize, usize> = HashMap::new();
         let mut rearm = Vec::new();
         let mut shared: Option<Arc<JobConfig>> = None;
-        for (j, cfg) in jobs.iter().enumerate() {
+        for (j, &(cfg, declared)) in entries.iter().enumerate() {
+            let declared = declared.map(|d| Box::new(d.clone()));
             let before = old_index
                 .get(cfg.name.as_str())
                 .and_then(|&o| Some((o, old.get_mut(o)?.take()?)));
@@ -64,6 +110,7 @@ impl Registry {
                         self.touch(j);
                     }
                     state.cfg = share(&mut shared, cfg);
+                    state.declared = declared;
                     self.index.insert(Arc::clone(&state.name), j);
                     self.jobs.push(state);
                 }
@@ -71,6 +118,7 @@ impl Registry {
                     summary.changed += 1;
                     let same_schedule = state.cfg.schedule == cfg.schedule;
                     state.cfg = share(&mut shared, cfg);
+                    state.declared = declared;
                     self.index.insert(Arc::clone(&state.name), j);
                     self.jobs.push(state);
                     rearm.push((j, Some(same_schedule)));
@@ -80,8 +128,9 @@ impl Registry {
                     summary.added += 1;
                     let name: Arc<str> = Arc::from(cfg.name.as_str());
                     self.index.insert(Arc::clone(&name), j);
-                    self.jobs
-                        .push(JobState::new(name, share(&mut shared, cfg), now.wall_ms));
+                    let mut state = JobState::new(name, share(&mut shared, cfg), now.wall_ms);
+                    state.declared = declared;
+                    self.jobs.push(state);
                     rearm.push((j, None));
                     self.touch(j);
                 }
@@ -123,7 +172,17 @@ impl Registry {
                     self.arm_late_fresh(j, now);
                 }
             }
+            if self.deadlines.get(&Timer::Retire(j)).is_none() {
+                self.arm_retire(j, now);
+            }
         }
+        self.route_declared();
+        self.watch_declared(&summary.removed_names);
+        self.declared_jobs = self.jobs.iter().filter(|j| j.declared.is_some()).count();
+        self.stats.declared_jobs.store(
+            u64::try_from(self.declared_jobs).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         summary
     }
 }

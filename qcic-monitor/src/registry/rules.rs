@@ -438,24 +438,4 @@ impl Registry {
             self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
         }
     }
-
-    pub(super) fn unknown_job(&mut self, msg: &Message) {
-        let total = self
-            .stats
-            .unknown_job_messages
-            .fetch_add(1, Ordering::Relaxed)
-            + 1;
-        if self.unknown.contains(&msg.job) {
-            return;
-        }
-        if self.unknown.len() < self.max_unknown {
-            self.unknown.insert(msg.job.clone());
-            self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
-            warn!(job = %msg.job, host = %msg.host, kind = %msg.kind, "message for a job not in the config; counted and ignored");
-        } else if total.is_power_of_two() {
-            // Past the cap names are no longer remembered; log at 1, 2, 4, ...
-            // messages so a flood costs a few lines, not one per message.
-            warn!(job = %msg.job, unknown_job_messages = total, "messages for unknown jobs keep arriving; names past the cap are not remembered");
-        }
-    }
 }

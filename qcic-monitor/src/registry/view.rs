@@ -43,6 +43,23 @@ impl JobStatus {
         JobStatus::TooFast,
     ];
 
+    /// Its place in [`JobStatus::ALL`]. An exhaustive match: a new state
+    /// must take a place here, and the test below fails until `ALL` holds
+    /// it there (a state missing from `ALL` vanished from `/metrics` once).
+    pub const fn index(self) -> usize {
+        match self {
+            JobStatus::Waiting => 0,
+            JobStatus::Up => 1,
+            JobStatus::Running => 2,
+            JobStatus::Down => 3,
+            JobStatus::Failed => 4,
+            JobStatus::Late => 5,
+            JobStatus::Stalled => 6,
+            JobStatus::Overrun => 7,
+            JobStatus::TooFast => 8,
+        }
+    }
+
     /// The lower-case name (as in JSON).
     pub fn name(self) -> &'static str {
         match self {
@@ -117,6 +134,16 @@ pub struct JobView {
     pub silence: Option<Silence>,
     /// Recent events, oldest first: (unix ms, what).
     pub history: Vec<(u64, String)>,
+    /// Where the job comes from: `config`, or `declared` (see `declared`).
+    #[serde(default = "config_origin")]
+    pub origin: String,
+    /// How it declared itself, if it did: the spec, host, key and when.
+    #[serde(default)]
+    pub declared: Option<Declaration>,
+}
+
+fn config_origin() -> String {
+    "config".into()
 }
 
 impl Registry {
@@ -164,8 +191,27 @@ impl Registry {
                         .iter()
                         .map(|(ms, entry)| (*ms, entry.text().to_owned()))
                         .collect(),
+                    origin: if job.declared.is_some() {
+                        "declared".into()
+                    } else {
+                        config_origin()
+                    },
+                    declared: job.declared.as_deref().cloned(),
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod view_tests {
+    use super::JobStatus;
+
+    #[test]
+    fn every_state_is_in_all_at_its_place() {
+        let places: Vec<usize> = JobStatus::ALL.iter().map(|s| s.index()).collect();
+        assert_eq!(places, (0..JobStatus::ALL.len()).collect::<Vec<_>>());
+        // The largest place any state takes is the last of ALL.
+        assert_eq!(JobStatus::TooFast.index() + 1, JobStatus::ALL.len());
     }
 }

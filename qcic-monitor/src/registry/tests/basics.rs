@@ -173,7 +173,7 @@ fn unknown_jobs_are_counted_with_bounded_memory() {
     }
     assert_eq!(stats.unknown_job_messages.load(Ordering::Relaxed), 100);
     assert_eq!(stats.unknown_job_names.load(Ordering::Relaxed), 4);
-    assert_eq!(r.unknown.len(), 4);
+    assert_eq!(r.unknown.names.len(), 4);
 }
 
 #[test]

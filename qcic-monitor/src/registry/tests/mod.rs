@@ -1,5 +1,5 @@
 //! The registry's tests: the real state machine, driven on a fake clock
-//! (an `Instant` and a wall time passed in), one file per area.
+//! (a `Now` passed in), one file per area.
 
 use super::*;
 
