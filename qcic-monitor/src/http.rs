@@ -441,6 +441,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .6
 .state-up,.state-running{background:#2e7d32}.state-waiting{background:#757575}\
 .state-down,.state-failed{background:#c62828}\
 .state-overrun,.state-late,.state-stalled,.state-too_fast{background:#ef6c00}\
+.origin{font-size:80%;color:#616161}\
 details{font-size:12px;color:#555}input{padding:.3em;width:20em;margin-bottom:1em}";
 
 const SCRIPT: &str = "(function(){var f=document.getElementById('filter');\
@@ -484,7 +485,7 @@ async fn page(State(s): State<AppState>) -> Html<String> {
             .collect();
         let _ = write!(
             rows,
-            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\"><td>{name}</td>\
+            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\" data-origin=\"{origin}\"><td>{name}<div class=\"origin\">{from}</div></td>\
              <td><span class=\"state state-{state}\">{state}</span></td><td>{last}</td><td>{next}</td><td>{incident}</td>\
              <td><details><summary>{n} events</summary><ul>{history}</ul></details></td></tr>",
             name = esc(&j.name),
@@ -495,6 +496,16 @@ async fn page(State(s): State<AppState>) -> Html<String> {
             ),
             next = time(j.next_deadline_ms),
             n = j.history.len(),
+            origin = esc(&j.origin),
+            from = j.declared.as_ref().map_or_else(
+                || "from the configuration".to_owned(),
+                |d| format!(
+                    "declared by {} at {}: <code>{}</code>",
+                    esc(&d.host),
+                    time(Some(d.at_ms)),
+                    esc(&d.spec)
+                )
+            ),
         );
     }
     Html(format!(

@@ -243,13 +243,31 @@ fn declared_jobs_survive_kill_9_and_come_back_to_a_wiped_watcher() {
 fn forget_removes_a_declared_job_and_not_a_configured_one() {
     let monitor = Monitor::start(
         "watcher-a",
-        &format!("{}[[job]]\nname = \"etl\"\nevery = \"1h\"\n", policy("")),
+        &format!(
+            "{}[http]\nlisten = \"{{http}}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
+            policy("")
+        ),
     );
     let client = Client::new([monitor.listen.clone()]).unwrap();
     client
         .declare(&JobSpec::every("temp-job", Duration::from_secs(3600)))
         .unwrap();
     monitor.wait_log("a job declared itself");
+    // Where each job comes from, in the API and on the page.
+    let (_, api) = qcic_testkit::http_get(&monitor.http, "/api/jobs");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let origin = |job: &str| {
+        api.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == job)
+            .map(|j| j["origin"].clone())
+    };
+    assert_eq!(origin("temp-job"), Some("declared".into()));
+    assert_eq!(origin("etl"), Some("config".into()));
+    let (_, page) = qcic_testkit::http_get(&monitor.http, "/");
+    assert!(page.contains("data-job=\"temp-job\" data-state=\"waiting\" data-origin=\"declared\""), "{page}");
+    assert!(page.contains("<code>every=1h</code>"), "{page}");
     let forget = |job: &str| {
         Command::new(qcic_testkit::monitor_bin())
             .args(["forget", "--job", job, "--control"])
