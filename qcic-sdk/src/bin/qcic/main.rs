@@ -5,6 +5,8 @@
 //! qcic run --job nightly-etl --timeout 2h -- /usr/local/bin/etl --full
 //! qcic run --job nightly-etl --cron '30 2 * * *' --timezone Europe/London --max-runtime 2h -- etl
 //! qcic declare --job disk-sync --every 10m
+//! qcic discover            # the crontab's jobs, and the crontab with each wrapped in qcic run
+//! qcic discover --apply    # installs it (crontab -), after a backup
 //! qcic send --job disk-sync heartbeat
 //! RUN=$(qcic send --job backup start); ...; qcic send --job backup --run-id "$RUN" success
 //! ```
@@ -21,6 +23,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod discover;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nix::sys::signal::{Signal, kill, killpg};
@@ -75,6 +79,41 @@ enum Cmd {
         job: String,
         #[command(flatten)]
         declare: DeclareArgs,
+    },
+    /// Read a crontab (yours, or --file) and print its jobs (on stderr),
+    /// then the same crontab (on stdout) with each job wrapped in `qcic run
+    /// --job NAME --cron 'SCHEDULE'`, so that every job declares itself.
+    /// Lines already wrapped, comments and environment lines stay as they
+    /// are.
+    Discover {
+        /// A crontab file instead of yours (`crontab -l`).
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
+        /// The file has a user column after the schedule [default: for
+        /// /etc/crontab and /etc/cron.d/*].
+        #[arg(long)]
+        system: bool,
+        /// The name of the job on line N (repeatable): N=NAME.
+        #[arg(long = "name", value_name = "N=NAME", value_parser = line_name)]
+        names: Vec<(usize, String)>,
+        /// Install the result (`crontab -`, or write --file back) after a
+        /// backup; does nothing when nothing changes.
+        #[arg(long)]
+        apply: bool,
+        /// Where the backup goes [default: ~/.qcic/crontab.UNIXTIME, or
+        /// FILE.qcic-backup.UNIXTIME].
+        #[arg(long, value_name = "PATH")]
+        backup: Option<std::path::PathBuf>,
+        /// The crontab program.
+        #[arg(long, default_value = "crontab", env = "QCIC_CRONTAB")]
+        crontab: String,
+        /// How the wrapped lines run qcic [default: this program's full path:
+        /// cron's PATH is short].
+        #[arg(long, value_name = "COMMAND")]
+        qcic: Option<String>,
+        /// More `qcic run` options for every job, e.g. "--grace 10m".
+        #[arg(long, default_value = "", allow_hyphen_values = true)]
+        run_options: String,
     },
     /// Run a command as one run of a job: start, then success or fail with
     /// its exit code, duration and last lines of output. Exits with the
@@ -243,6 +282,119 @@ fn main() -> ExitCode {
             command,
         } => run(&cli, job, *timeout, declare, command),
         Cmd::Declare { job, declare } => declare_only(&cli, job, declare),
+        Cmd::Discover {
+            file,
+            system,
+            names,
+            apply,
+            backup,
+            crontab,
+            qcic,
+            run_options,
+        } => discover_cmd(
+            file.as_deref(),
+            *system,
+            names,
+            (*apply, backup.as_deref()),
+            crontab,
+            qcic.as_deref(),
+            run_options,
+        ),
+    }
+}
+
+fn line_name(text: &str) -> Result<(usize, String), String> {
+    let (n, name) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: give N=NAME (a line number and a job name)"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("{n:?} is not a line number"))?;
+    qcic_sdk::message::check_job_name(name).map_err(|r| format!("job name {name:?} {r}"))?;
+    Ok((n, name.to_owned()))
+}
+
+fn discover_cmd(
+    file: Option<&std::path::Path>,
+    system: bool,
+    names: &[(usize, String)],
+    (apply, backup): (bool, Option<&std::path::Path>),
+    crontab: &str,
+    qcic: Option<&str>,
+    run_options: &str,
+) -> ExitCode {
+    let fail = |text: String| {
+        warn(&text);
+        ExitCode::from(2)
+    };
+    let text = match file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return fail(format!("cannot read {}: {e}", path.display())),
+        },
+        None => match discover::crontab(crontab, &["-l"], None) {
+            Ok(text) => text,
+            Err(e) => return fail(e),
+        },
+    };
+    let system = system
+        || file.is_some_and(|p| {
+            p == std::path::Path::new("/etc/crontab") || p.starts_with("/etc/cron.d")
+        });
+    let lines = discover::read(&text, system, names);
+    let qcic = qcic.map_or_else(
+        || std::env::current_exe().map_or_else(|_| "qcic".to_owned(), |p| p.display().to_string()),
+        str::to_owned,
+    );
+    let rewritten = discover::rewrite(&lines, &qcic, run_options);
+    eprint!("{}", discover::table(&lines));
+    if !apply {
+        print!("{rewritten}");
+        return ExitCode::SUCCESS;
+    }
+    if rewritten == text || rewritten.trim_end() == text.trim_end() {
+        eprintln!("qcic: nothing to change: every job is wrapped already");
+        return ExitCode::SUCCESS;
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let backup = match (backup, file) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(path)) => {
+            std::path::PathBuf::from(format!("{}.qcic-backup.{stamp}", path.display()))
+        }
+        (None, None) => {
+            let home =
+                std::env::var_os("HOME").map_or_else(|| std::path::PathBuf::from("."), Into::into);
+            home.join(".qcic").join(format!("crontab.{stamp}"))
+        }
+    };
+    if let Some(dir) = backup.parent() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("cannot make {}: {e}", dir.display()));
+        }
+    }
+    if let Err(e) = std::fs::write(&backup, &text) {
+        return fail(format!("cannot write the backup {}: {e}", backup.display()));
+    }
+    let installed = match file {
+        Some(path) => std::fs::write(path, &rewritten)
+            .map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => discover::crontab(crontab, &["-"], Some(&rewritten)).map(drop),
+    };
+    match installed {
+        Ok(()) => {
+            eprintln!(
+                "qcic: installed; the crontab before is in {}",
+                backup.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!(
+            "{e}; nothing changed (backup in {})",
+            backup.display()
+        )),
     }
 }
 
