@@ -266,7 +266,10 @@ fn forget_removes_a_declared_job_and_not_a_configured_one() {
     assert_eq!(origin("temp-job"), Some("declared".into()));
     assert_eq!(origin("etl"), Some("config".into()));
     let (_, page) = qcic_testkit::http_get(&monitor.http, "/");
-    assert!(page.contains("data-job=\"temp-job\" data-state=\"waiting\" data-origin=\"declared\""), "{page}");
+    assert!(
+        page.contains("data-job=\"temp-job\" data-state=\"waiting\" data-origin=\"declared\""),
+        "{page}"
+    );
     assert!(page.contains("<code>every=1h</code>"), "{page}");
     let forget = |job: &str| {
         Command::new(qcic_testkit::monitor_bin())
