@@ -120,12 +120,19 @@ enum Command {
     },
 }
 
+/// Writes to stdout; a reader that went away (`status | head`) is not an
+/// error worth a panic.
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Keygen { out }) = &cli.command {
         return match qcic_monitor::keys::keygen(out) {
             Ok(written) => {
-                print!("{written}");
+                to_stdout(&written);
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -155,10 +162,10 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Check) = &cli.command {
-        print!(
-            "{}",
-            qcic_monitor::config::describe(&config, qcic_monitor::clock::wall_ms())
-        );
+        to_stdout(&qcic_monitor::config::describe(
+            &config,
+            qcic_monitor::clock::wall_ms(),
+        ));
         return ExitCode::SUCCESS;
     }
     let silence_request = match &cli.command {
@@ -204,7 +211,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| config.monitor.control.clone());
         return match qcic_monitor::control::silence(&path, &request) {
             Ok(text) => {
-                print!("{text}");
+                to_stdout(&text);
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -219,7 +226,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| config.monitor.control.clone());
         return match qcic_monitor::control::print_status(&path) {
             Ok(table) => {
-                print!("{table}");
+                to_stdout(&table);
                 ExitCode::SUCCESS
             }
             Err(err) => {

@@ -331,3 +331,42 @@ fn an_unknown_job_alerts_once_and_recovers_once_declared() {
     let log = monitor.stop();
     assert_eq!(notes_of(&out, "unknown_job", "ghost").len(), 1, "{log}");
 }
+
+/// A reload keeps declared jobs (the configuration changed around them),
+/// and judges them again by the new `[declare]`: one it no longer takes
+/// is removed, and the alarm it had open gets its follow-up.
+#[test]
+fn a_reload_keeps_declared_jobs_and_judges_them_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let body = |patterns: &str, extra_job: &str| {
+        format!(
+            "[declare]\nallow = true\nmin_every = \"1s\"\njobs = [{patterns}]\n\n\
+             [[job]]\nname = \"plain\"\nevery = \"1h\"\n{extra_job}{}",
+            note_channel(&out)
+        )
+    };
+    let monitor = Monitor::start("watcher-a", &body("\"etl-*\"", ""));
+    let client = Client::new([monitor.listen.clone()]).unwrap();
+    client
+        .declare(&JobSpec::every("etl-a", Duration::from_secs(2)).grace(Duration::from_secs(1)))
+        .unwrap();
+    client.heartbeat("etl-a").unwrap();
+    let down = wait_notes(&out, "down", "etl-a", 1);
+
+    monitor.rewrite(&body(
+        "\"etl-*\"",
+        "[[job]]\nname = \"plain-2\"\nevery = \"1h\"\n",
+    ));
+    monitor.hup();
+    assert!(wait_until(qcic_testkit::WAIT, || status(&monitor).contains("plain-2")));
+    assert!(status(&monitor).contains("etl-a"), "{}", status(&monitor));
+    assert!(notes_of(&out, "recovered", "etl-a").is_empty());
+
+    monitor.rewrite(&body("\"backup-*\"", ""));
+    monitor.hup();
+    let up = wait_notes(&out, "recovered", "etl-a", 1);
+    assert_eq!(up[0]["incident"], down[0]["incident"]);
+    assert!(!status(&monitor).contains("etl-a"), "{}", status(&monitor));
+    monitor.wait_log("no longer taken by the [declare] policy");
+}

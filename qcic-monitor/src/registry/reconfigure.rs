@@ -149,7 +149,11 @@ impl Registry {
                 note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
                 note.exit_code = None;
                 note.repeat = 0;
-                note.text = Some("the job was removed from the configuration".into());
+                note.text = Some(if state.declared.is_some() {
+                    "the declared job is no longer watched (forgotten, retired, or no longer taken by the [declare] policy)".into()
+                } else {
+                    "the job was removed from the configuration".into()
+                });
                 summary.closed.push(note);
             }
             summary.removed_names.push(state.name.to_string());
