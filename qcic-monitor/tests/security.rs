@@ -441,3 +441,57 @@ fn the_readme_securing_steps_work() {
     let log = monitor.stop();
     assert!(log.contains("curve=true"), "{log}");
 }
+
+/// With CURVE a declared job is pinned to the key that declared it: another
+/// key (even one the watcher lets in) can neither declare it again nor
+/// report for it; `[declare] senders` limits who may declare at all.
+#[test]
+fn a_declared_job_is_pinned_to_the_key_that_declared_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let watcher = pair();
+    let owner = pair();
+    let other = pair();
+    let outsider = pair();
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "[curve]\nsecret_key_file = \"{}\"\n\n\
+             [declare]\nallow = true\nsenders = [\"{}\", \"{}\"]\n\n\
+             [[notify]]\nkind = \"zmq\"\npublish = \"{{publish}}\"\n",
+            key_file(keys.path(), &watcher),
+            owner.public,
+            other.public
+        ),
+    );
+    let mut alerts = Alerts::subscribe(&monitor.publish);
+    let hour = std::time::Duration::from_secs(3600);
+    let owner_client = curve_client(&monitor.listen, &watcher.public, Some(&owner));
+    owner_client
+        .declare(&qcic_sdk::JobSpec::every("client-a-backup", hour))
+        .unwrap();
+    monitor.wait_log("a job declared itself");
+    let other_client = curve_client(&monitor.listen, &watcher.public, Some(&other));
+    other_client
+        .declare(&qcic_sdk::JobSpec::every("client-a-backup", hour * 24))
+        .unwrap();
+    monitor.wait_log("reason=pinned");
+    other_client
+        .fail("client-a-backup", None, "forged")
+        .unwrap();
+    let outsider_client = curve_client(&monitor.listen, &watcher.public, Some(&outsider));
+    outsider_client
+        .declare(&qcic_sdk::JobSpec::every("outsider-job", hour))
+        .unwrap();
+    monitor.wait_log("reason=sender");
+    owner_client
+        .fail("client-a-backup", None, "genuine")
+        .unwrap();
+    let genuine = alerts.expect("alert.failed.client-a-backup");
+    assert_eq!(genuine["text"], "genuine", "the forged fail was notified");
+    let log = monitor.stop();
+    assert_eq!(counter(&log, "dropped_wrong_sender"), Some(1), "{log}");
+    // The other key's declaration goes again with its `fail` when its
+    // first went out before the connection was up: two refusals, or three.
+    assert!(counter(&log, "declarations_refused").unwrap() >= 2, "{log}");
+    assert_eq!(counter(&log, "declarations_taken"), Some(1), "{log}");
+}
