@@ -370,3 +370,19 @@ fn a_reload_keeps_declared_jobs_and_judges_them_again() {
     assert!(!status(&monitor).contains("etl-a"), "{}", status(&monitor));
     monitor.wait_log("no longer taken by the [declare] policy");
 }
+
+/// A sender declares to every watcher it sends to: two watchers (a farm's
+/// pair) end up with the same declared job.
+#[test]
+fn every_watcher_a_sender_reaches_gets_its_declarations() {
+    let a = Monitor::start("watcher-a", &policy(""));
+    let b = Monitor::start("watcher-b", &policy(""));
+    let client = Client::new([a.listen.clone(), b.listen.clone()]).unwrap();
+    client
+        .declare(&JobSpec::cron("shared-job", "0 3 * * *", "Asia/Tokyo"))
+        .unwrap();
+    for w in [&a, &b] {
+        assert!(wait_until(qcic_testkit::WAIT, || status(w)
+            .contains("cron='0 3 * * *' timezone=Asia/Tokyo")));
+    }
+}
