@@ -120,6 +120,23 @@ pub(crate) unsafe fn declaration_from_c(
     Ok(msg)
 }
 
+/// The frame of the message `read` gives, into `buf` (the two encode
+/// functions' common part).
+fn encode(
+    buf: *mut u8,
+    buf_len: usize,
+    written_out: *mut usize,
+    read: impl FnOnce() -> Result<Message, qcic_status>,
+) -> qcic_status {
+    guard(QCIC_STATUS_PANIC, || {
+        if written_out.is_null() || (buf.is_null() && buf_len > 0) {
+            return QCIC_STATUS_NULL_ARGUMENT;
+        }
+        let msg = try_status!(read());
+        write_frame(&msg.encode(), buf, buf_len, written_out)
+    })
+}
+
 fn write_frame(frame: &[u8], buf: *mut u8, buf_len: usize, written_out: *mut usize) -> qcic_status {
     // SAFETY: the callers checked `written_out` non-NULL; valid for writes per their contracts.
     unsafe { written_out.write(frame.len()) };
@@ -146,13 +163,9 @@ pub unsafe extern "C" fn qcic_declaration_encode(
     buf_len: usize,
     written_out: *mut usize,
 ) -> qcic_status {
-    guard(QCIC_STATUS_PANIC, || {
-        if written_out.is_null() || (buf.is_null() && buf_len > 0) {
-            return QCIC_STATUS_NULL_ARGUMENT;
-        }
-        // SAFETY: per this function's contract.
-        let msg = try_status!(unsafe { declaration_from_c(message, spec) });
-        write_frame(&msg.encode(), buf, buf_len, written_out)
+    // SAFETY: per this function's contract.
+    encode(buf, buf_len, written_out, || unsafe {
+        declaration_from_c(message, spec)
     })
 }
 
@@ -173,13 +186,9 @@ pub unsafe extern "C" fn qcic_message_encode(
     buf_len: usize,
     written_out: *mut usize,
 ) -> qcic_status {
-    guard(QCIC_STATUS_PANIC, || {
-        if written_out.is_null() || (buf.is_null() && buf_len > 0) {
-            return QCIC_STATUS_NULL_ARGUMENT;
-        }
-        // SAFETY: per this function's contract.
-        let msg = try_status!(unsafe { message_from_c(message) });
-        write_frame(&msg.encode(), buf, buf_len, written_out)
+    // SAFETY: per this function's contract.
+    encode(buf, buf_len, written_out, || unsafe {
+        message_from_c(message)
     })
 }
 

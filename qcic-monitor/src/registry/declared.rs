@@ -43,24 +43,13 @@ impl Registry {
 
     /// Makes the routes again from the declared jobs (after any change).
     pub(super) fn route_declared(&self) {
-        let channels = self
-            .declare
-            .as_ref()
-            .map(|p| p.channels.as_slice())
-            .unwrap_or_default();
         let routes: HashMap<String, Vec<usize>> = self
             .jobs
             .iter()
             .filter(|job| job.declared.is_some())
             .filter_map(|job| {
                 let names = job.cfg.notify.as_ref()?;
-                Some((
-                    job.name.to_string(),
-                    names
-                        .iter()
-                        .filter_map(|n| channels.iter().position(|c| c == n))
-                        .collect(),
-                ))
+                Some((job.name.to_string(), self.channel_indexes(names)))
             })
             .collect();
         *self
@@ -89,25 +78,19 @@ impl Registry {
 
     /// Updates one declared job's route (after it was added or changed).
     fn route_one(&self, j: JobIdx) {
-        let channels = self
-            .declare
-            .as_ref()
-            .map(|p| p.channels.as_slice())
-            .unwrap_or_default();
         let job = &self.jobs[j];
+        let route = job
+            .cfg
+            .notify
+            .as_ref()
+            .map(|names| self.channel_indexes(names));
         let mut routes = self
             .routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &job.cfg.notify {
-            Some(names) => {
-                routes.insert(
-                    job.name.to_string(),
-                    names
-                        .iter()
-                        .filter_map(|n| channels.iter().position(|c| c == n))
-                        .collect(),
-                );
+        match route {
+            Some(route) => {
+                routes.insert(job.name.to_string(), route);
             }
             None => {
                 routes.remove(&*job.name);
@@ -214,21 +197,7 @@ impl Registry {
                     return out;
                 }
                 info!(job = %msg.job, host = %msg.host, key = sender_key.unwrap_or("(none)"), spec = %declaration.spec, "a job declared itself; watching it");
-                let name: Arc<str> = Arc::from(msg.job.as_str());
-                let j = self.jobs.len();
-                self.index.insert(Arc::clone(&name), j);
-                let mut state = JobState::new(name, Arc::new(cfg), now.wall_ms);
-                state.declared = Some(Box::new(declaration));
-                self.wall_timers |= state.cfg.follows_wall_clock();
-                self.jobs.push(state);
-                self.declared_jobs += 1;
-                self.stats.declared_jobs.store(
-                    u64::try_from(self.declared_jobs).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                self.arm_down(j, now);
-                self.arm_late_fresh(j, now);
-                self.arm_retire(j, now);
+                let j = self.add_declared(&msg.job, cfg, declaration, now);
                 self.route_one(j);
                 self.watch_changes.push(WatchChange::Add(
                     msg.job.clone(),
@@ -243,6 +212,46 @@ impl Registry {
             .declarations_taken
             .fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// Watches a declared job from now on (a new declaration, or one
+    /// restored from the state database).
+    pub(super) fn add_declared(
+        &mut self,
+        name: &str,
+        cfg: JobConfig,
+        declaration: Declaration,
+        now: Now,
+    ) -> JobIdx {
+        let name: Arc<str> = Arc::from(name);
+        let j = self.jobs.len();
+        self.index.insert(Arc::clone(&name), j);
+        let mut state = JobState::new(name, Arc::new(cfg), now.wall_ms);
+        state.declared = Some(Box::new(declaration));
+        self.wall_timers |= state.cfg.follows_wall_clock();
+        self.jobs.push(state);
+        self.declared_jobs += 1;
+        self.stats.declared_jobs.store(
+            u64::try_from(self.declared_jobs).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.arm_down(j, now);
+        self.arm_late_fresh(j, now);
+        self.arm_retire(j, now);
+        j
+    }
+
+    /// The indexes of the channels named.
+    fn channel_indexes(&self, names: &[String]) -> Vec<usize> {
+        let channels = self
+            .declare
+            .as_ref()
+            .map(|p| p.channels.as_slice())
+            .unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|n| channels.iter().position(|c| c == n))
+            .collect()
     }
 
     fn refuse(&self, msg: &Message, why: DeclareRefusal, detail: &str) {

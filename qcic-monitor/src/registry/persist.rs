@@ -342,17 +342,7 @@ impl Registry {
                     continue;
                 }
             };
-            let name: Arc<str> = Arc::from(name.as_str());
-            let j = self.jobs.len();
-            self.index.insert(Arc::clone(&name), j);
-            let mut state = JobState::new(name, Arc::new(cfg), now.wall_ms);
-            state.declared = Some(Box::new(declared));
-            self.wall_timers |= state.cfg.follows_wall_clock();
-            self.jobs.push(state);
-            self.declared_jobs += 1;
-            self.arm_down(j, now);
-            self.arm_late_fresh(j, now);
-            self.arm_retire(j, now);
+            self.add_declared(name, cfg, declared, now);
         }
         self.route_declared();
         self.watch_declared(&[]);
