@@ -139,6 +139,32 @@ fn apply_installs_with_a_backup_and_is_idempotent() {
     assert!(!backup.exists());
 }
 
+/// A crontab that is not UTF-8 (a Latin-1 comment) is refused: rewriting
+/// it, and its backup, would lose its bytes.
+#[test]
+fn a_crontab_that_is_not_utf8_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table");
+    std::fs::write(&table, b"# caf\xe9\n0 2 * * * /usr/local/bin/etl\n").unwrap();
+    let fake = dir.path().join("crontab");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  -l) cat {t} ;;\n  -) cat > {t} ;;\nesac\n",
+            t = table.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let out = discover(&["--apply", "--crontab", fake.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("not UTF-8"), "{out:?}");
+    assert_eq!(
+        std::fs::read(&table).unwrap(),
+        b"# caf\xe9\n0 2 * * * /usr/local/bin/etl\n"
+    );
+}
+
 /// What cron does with a command: an unescaped `%` ends it and the rest,
 /// each `%` a line break, is its standard input; `\%` is a `%`.
 fn run_as_cron(line: &str, env: &[(&str, &str)]) {
@@ -189,13 +215,21 @@ fn run_as_cron(line: &str, env: &[(&str, &str)]) {
 fn rewritten_lines_run_as_before_and_declare_their_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let crontab = dir.path().join("e2e.crontab");
-    let (one, two) = (dir.path().join("one.txt"), dir.path().join("two.txt"));
+    let (one, two, three) = (
+        dir.path().join("one.txt"),
+        dir.path().join("two.txt"),
+        dir.path().join("three.txt"),
+    );
+    // The last job needs bash (`[[`, `&>`), as its crontab's SHELL says:
+    // under sh (dash) it would do nothing.
     std::fs::write(
         &crontab,
         format!(
-            "CRON_TZ=Europe/London\n0 6 * * * echo \"it's done\" > {}\n5 6 * * * cat > {}%first line%second \\% line\n",
+            "CRON_TZ=Europe/London\n0 6 * * * echo \"it's done\" > {}\n5 6 * * * cat > {}%first line%second \\% line\n\
+             SHELL=/bin/bash\n7 6 * * * [[ -d / ]] && echo bash-ok &> {}\n",
             one.display(),
-            two.display()
+            two.display(),
+            three.display()
         ),
     )
     .unwrap();
@@ -218,6 +252,11 @@ fn rewritten_lines_run_as_before_and_declare_their_jobs() {
         std::fs::read_to_string(&two).unwrap(),
         "first line\nsecond % line"
     );
+    assert_eq!(std::fs::read_to_string(&three).unwrap(), "bash-ok\n");
+    assert!(
+        rewritten.contains("-- /bin/bash -c '[[ -d / ]]"),
+        "{rewritten}"
+    );
     let status = || {
         let out = Command::new(qcic_testkit::monitor_bin())
             .args(["status", "--control"])
@@ -231,6 +270,7 @@ fn rewritten_lines_run_as_before_and_declare_their_jobs() {
             let s = status();
             s.contains("cron='0 6 * * *' timezone=Europe/London")
                 && s.contains("cron='5 6 * * *' timezone=Europe/London")
+                && s.contains("cron='7 6 * * *' timezone=Europe/London")
         }),
         "{}",
         status()

@@ -42,6 +42,8 @@ pub struct Job {
     pub input: String,
     /// The job's name.
     pub name: String,
+    /// The shell cron runs it with (`SHELL=` in force; default `/bin/sh`).
+    pub shell: String,
 }
 
 const SHORTCUTS: [&str; 7] = [
@@ -58,6 +60,7 @@ const SHORTCUTS: [&str; 7] = [
 /// derived names by line number.
 pub fn read(text: &str, system: bool, names: &[(usize, String)]) -> Vec<Line> {
     let mut timezone: Option<String> = None;
+    let mut shell = "/bin/sh".to_owned();
     let mut cron_tz = false;
     let mut taken: HashSet<String> = HashSet::new();
     let mut lines = Vec::new();
@@ -76,6 +79,9 @@ pub fn read(text: &str, system: bool, names: &[(usize, String)]) -> Vec<Line> {
                 timezone = Some(value);
             } else if key == "TZ" && !cron_tz {
                 timezone = Some(value);
+            } else if key == "SHELL" {
+                // Cron runs the commands with it: so must their wrapper.
+                shell = value;
             }
             lines.push(Line::Keep(raw.to_owned(), None));
             continue;
@@ -83,6 +89,7 @@ pub fn read(text: &str, system: bool, names: &[(usize, String)]) -> Vec<Line> {
         match job(n, trimmed, system, timezone.clone()) {
             Err(why) => lines.push(Line::Keep(raw.to_owned(), Some(why))),
             Ok(mut job) => {
+                job.shell.clone_from(&shell);
                 let wanted = names
                     .iter()
                     .find(|(line, _)| *line == n)
@@ -163,6 +170,7 @@ fn job(line: usize, text: &str, system: bool, timezone: Option<String>) -> Resul
         command,
         input,
         name: String::new(),
+        shell: String::new(),
     })
 }
 
@@ -266,7 +274,8 @@ fn quote(text: &str) -> String {
 }
 
 /// The crontab with every job wrapped: `qcic run --job NAME --cron
-/// 'SCHEDULE' [--timezone TZ] -- sh -c 'COMMAND'` (the command stays a
+/// 'SCHEDULE' [--timezone TZ] -- SHELL -c 'COMMAND'` (the command stays a
+/// line for the crontab's `SHELL`, `sh` unless it says otherwise;
 /// shell line; what followed an unescaped `%` stays after it). `extra`:
 /// further `qcic run` options for every job.
 pub fn rewrite(lines: &[Line], qcic: &str, extra: &str) -> String {
@@ -291,7 +300,12 @@ pub fn rewrite(lines: &[Line], qcic: &str, extra: &str) -> String {
                     wrapped.push(' ');
                     wrapped.push_str(extra);
                 }
-                wrapped.push_str(&format!(" -- sh -c {}", quote(&job.command)));
+                let shell = if job.shell == "/bin/sh" {
+                    "sh".to_owned()
+                } else {
+                    quote(&job.shell)
+                };
+                wrapped.push_str(&format!(" -- {shell} -c {}", quote(&job.command)));
                 if !job.input.is_empty() {
                     wrapped.push_str(&job.input);
                 }
@@ -367,7 +381,14 @@ pub fn crontab(program: &str, args: &[&str], input: Option<&str>) -> Result<Stri
         }
         return Err(format!("{program} {}: {}", args.join(" "), err.trim()));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    // Not lossy: a crontab rewritten (and backed up) with its bytes
+    // replaced would lose them.
+    String::from_utf8(out.stdout).map_err(|_| {
+        format!(
+            "{program} {}: the crontab is not UTF-8; nothing changed",
+            args.join(" ")
+        )
+    })
 }
 
 #[cfg(test)]
