@@ -160,6 +160,12 @@ pub struct Notification {
     /// watcher on its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub farm: Option<FarmView>,
+    /// The channels (by index) this notification goes to, when decided
+    /// where it was raised: the follow-ups of a declared job that is no
+    /// longer watched go where its alarms went, though its route is gone.
+    /// `None`: routed by the job's name. Not sent, not stored.
+    #[serde(skip)]
+    pub route: Option<Arc<[usize]>>,
 }
 
 /// What a farm watcher knew when it sent a notification: enough for a
@@ -205,6 +211,7 @@ impl Notification {
             text: None,
             repeat: 0,
             farm: None,
+            route: None,
         }
     }
 

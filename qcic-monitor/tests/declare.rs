@@ -386,3 +386,52 @@ fn every_watcher_a_sender_reaches_gets_its_declarations() {
             .contains("cron='0 3 * * *' timezone=Asia/Tokyo")));
     }
 }
+
+/// A declared job's follow-ups go where its alarms went (its channels),
+/// also once it is forgotten and its route is gone.
+#[test]
+fn a_forgotten_jobs_follow_up_goes_to_its_own_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ops, all) = (dir.path().join("ops.jsonl"), dir.path().join("all.jsonl"));
+    let channel = |name: &str, path: &std::path::Path, default: bool| {
+        format!(
+            "\n[[notify]]\nname = \"{name}\"\ndefault = {default}\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+            path.display()
+        )
+    };
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "{}{}{}",
+            policy(""),
+            channel("ops", &ops, false),
+            channel("all", &all, true)
+        ),
+    );
+    let client = Client::new([monitor.listen.clone()]).unwrap();
+    client
+        .declare(
+            &JobSpec::every("routed-job", Duration::from_secs(2))
+                .grace(Duration::from_secs(1))
+                .notify(["ops"]),
+        )
+        .unwrap();
+    client.heartbeat("routed-job").unwrap();
+    let down = wait_notes(&ops, "down", "routed-job", 1);
+    let forget = Command::new(qcic_testkit::monitor_bin())
+        .args(["forget", "--job", "routed-job", "--control"])
+        .arg(&monitor.control)
+        .output()
+        .unwrap();
+    assert!(forget.status.success(), "{forget:?}");
+    let up = wait_notes(&ops, "recovered", "routed-job", 1);
+    assert_eq!(up[0]["incident"], down[0]["incident"]);
+    assert!(
+        up[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer watched")
+    );
+    monitor.stop();
+    assert!(notes(&all).is_empty(), "{:?}", notes(&all));
+}

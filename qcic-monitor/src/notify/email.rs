@@ -223,6 +223,7 @@ mod tests {
             text: Some("heartbeat received".into()),
             repeat: 0,
             farm: None,
+            route: None,
         }
     }
 

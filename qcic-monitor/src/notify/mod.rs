@@ -327,7 +327,10 @@ pub async fn dispatch(
                     );
                 }
                 // Read afresh for each notification: SIGHUP may have changed it.
-                let targets = routing.borrow().channels(&note.job);
+                let targets = match &note.route {
+                    Some(route) => route.to_vec(),
+                    None => routing.borrow().channels(&note.job),
+                };
                 fresh.push((Arc::new(note), targets));
             }
         }

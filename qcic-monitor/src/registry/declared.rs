@@ -241,6 +241,15 @@ impl Registry {
         j
     }
 
+    /// Where a declared job's notifications go, when it names channels:
+    /// given to the follow-ups it is owed when it goes away, whose route
+    /// leaves with it.
+    pub(super) fn route_of(&self, job: &JobState) -> Option<Arc<[usize]>> {
+        job.declared.as_ref()?;
+        let names = job.cfg.notify.as_ref()?;
+        Some(self.channel_indexes(names).into())
+    }
+
     /// The indexes of the channels named.
     fn channel_indexes(&self, names: &[String]) -> Vec<usize> {
         let channels = self
@@ -314,6 +323,7 @@ impl Registry {
                 now.wall_ms,
             );
             note.last_seen_ms = job.last.as_ref().map(|l| l.wall_ms);
+            note.route = self.route_of(job);
             note.text = Some(format!(
                 "declared by {}, then silent for {} ([declare] retire_after): no longer watched",
                 job.declared.as_ref().map_or("?", |d| d.host.as_str()),

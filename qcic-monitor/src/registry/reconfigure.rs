@@ -149,6 +149,7 @@ impl Registry {
                 note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
                 note.exit_code = None;
                 note.repeat = 0;
+                note.route = self.route_of(&state);
                 note.text = Some(if state.declared.is_some() {
                     "the declared job is no longer watched (forgotten, retired, or no longer taken by the [declare] policy)".into()
                 } else {
