@@ -244,7 +244,7 @@ pub async fn run(
         if !messages_first {
             streak = 0;
         }
-        let notes = tokio::select! {
+        let mut notes = tokio::select! {
             // A fail is urgent: messages are always taken before deadlines
             // that fall due at the same time. Deadlines come before queries:
             // a flood of status or HTTP requests (each served here) must
@@ -380,6 +380,9 @@ pub async fn run(
                 }
             }
         }
+        // Follow-ups the registry owes outside a message or deadline (a
+        // declared job the policy refused at start, with incidents open).
+        notes.extend(registry.take_owed());
         let removed = registry.take_removed();
         if let (Some(store), false) = (&store, removed.is_empty()) {
             store.forget_jobs(removed);

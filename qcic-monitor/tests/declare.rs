@@ -435,3 +435,31 @@ fn a_forgotten_jobs_follow_up_goes_to_its_own_channel() {
     monitor.stop();
     assert!(notes(&all).is_empty(), "{:?}", notes(&all));
 }
+
+/// A restart under a policy that no longer takes a declared job: its open
+/// alarm gets its follow-up, as on a reload.
+#[test]
+fn a_restart_under_a_stricter_policy_closes_what_the_job_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let body = |patterns: &str| {
+        format!(
+            "[declare]\nallow = true\nmin_every = \"1s\"\njobs = [{patterns}]\n{}",
+            note_channel(&out)
+        )
+    };
+    let first = Monitor::start_with("watcher-a", &keys, &body("\"etl-*\""), &[]);
+    let client = Client::new([first.listen.clone()]).unwrap();
+    client
+        .declare(&JobSpec::every("etl-b", Duration::from_secs(2)).grace(Duration::from_secs(1)))
+        .unwrap();
+    client.heartbeat("etl-b").unwrap();
+    let down = wait_notes(&out, "down", "etl-b", 1);
+    std::thread::sleep(Duration::from_secs(1)); // saved
+    first.stop();
+    let second = Monitor::start_with("watcher-a", &keys, &body("\"backup-*\""), &[]);
+    let up = wait_notes(&out, "recovered", "etl-b", 1);
+    assert_eq!(up[0]["incident"], down[0]["incident"]);
+    assert!(!status(&second).contains("etl-b"));
+}

@@ -98,6 +98,12 @@ impl Registry {
         }
     }
 
+    /// Notifications owed outside a message or a deadline (follow-ups of
+    /// a declared job the policy refused at start), since the last call.
+    pub fn take_owed(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.owed)
+    }
+
     /// Changes to the watched set since the last call.
     pub fn take_watch_changes(&mut self) -> Vec<WatchChange> {
         std::mem::take(&mut self.watch_changes)

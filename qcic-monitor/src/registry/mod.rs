@@ -92,6 +92,8 @@ pub struct Registry {
     routes: declared::DeclaredRoutes,
     /// Changes to the receive thread's watched set, for the checker.
     watch_changes: Vec<declared::WatchChange>,
+    /// Notifications owed outside a message or deadline, for the checker.
+    owed: Vec<Notification>,
     /// Sender hosts' clocks.
     hosts: HostClocks,
     stats: Arc<Stats>,
@@ -134,6 +136,7 @@ impl Registry {
             removed: Vec::new(),
             routes: declared::DeclaredRoutes::default(),
             watch_changes: Vec::new(),
+            owed: Vec::new(),
             max_unknown,
             hosts: HostClocks::new(max_skew, Arc::clone(&stats)),
             stats,

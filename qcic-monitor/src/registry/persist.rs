@@ -329,6 +329,7 @@ impl Registry {
             }
             let Ok(JobRecord {
                 declared: Some(declared),
+                open,
                 ..
             }) = serde_json::from_str::<JobRecord>(text)
             else {
@@ -339,6 +340,19 @@ impl Registry {
                 Err(reason) => {
                     warn!(job = %name, %reason, "a job declared before the restart is not taken by the [declare] policy now; not watched");
                     self.removed.push(name.clone());
+                    // Every alarm gets its follow-up, as on a reload.
+                    for o in open.into_iter().filter(|o| o.notified) {
+                        let mut note = o.first;
+                        note.event = Event::Recovered;
+                        note.resolves = Some(o.slot.event());
+                        note.detected_ms = now.wall_ms;
+                        note.duration_ms = Some(now.wall_ms.saturating_sub(o.since_ms));
+                        note.exit_code = None;
+                        note.repeat = 0;
+                        note.text =
+                            Some(format!("the declared job is no longer watched: {reason}"));
+                        self.owed.push(note);
+                    }
                     continue;
                 }
             };
