@@ -219,6 +219,12 @@ pub async fn run(
     } = inbox;
     // Batches of messages taken in a row while a deadline was due.
     let mut streak = 0usize;
+    // What the start owes (follow-ups of declared jobs the policy refused).
+    for note in registry.take_owed() {
+        if out.send(note).await.is_err() {
+            return;
+        }
+    }
     'serve: loop {
         let now = Now::current();
         if clock.stepped(now) {
