@@ -198,6 +198,9 @@ pub struct Stats {
     pub declared_retired: AtomicU64,
     /// `unknown_job` notifications raised.
     pub unknown_job_alerts: AtomicU64,
+    /// New unknown names held back by the alert budget (each alerts later,
+    /// when it is heard again with room in the budget).
+    pub unknown_job_alerts_held: AtomicU64,
     /// Valid messages for jobs not in the config.
     pub unknown_job_messages: AtomicU64,
     /// Distinct unknown job names remembered (capped by `max_unknown_jobs`).
@@ -364,6 +367,7 @@ impl Stats {
             declared_jobs = get(&self.declared_jobs),
             declared_retired = get(&self.declared_retired),
             unknown_job_alerts = get(&self.unknown_job_alerts),
+            unknown_job_alerts_held = get(&self.unknown_job_alerts_held),
             notifications = get(&self.notifications),
             duplicates_suppressed = get(&self.duplicates_suppressed),
             delivered = get(&self.delivered),

@@ -67,15 +67,32 @@ impl Registry {
             }
             return Vec::new();
         }
-        self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
-        let alert = self.unknown.policy == UnknownJobs::Alert && self.unknown.spend(now.wall_ms);
-        if !alert {
+        if self.unknown.policy == UnknownJobs::Count {
+            self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
             warn!(job = %msg.job, host = %msg.host, kind = %msg.kind, "message for a job neither configured nor declared; counted and ignored");
             self.unknown.names.insert(msg.job.clone(), None);
             return Vec::new();
         }
+        if !self.unknown.spend(now.wall_ms) {
+            // Not remembered: the name alerts once the budget allows, so
+            // a flood of made-up names cannot hide a real one for good.
+            let held = self
+                .stats
+                .unknown_job_alerts_held
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if held.is_power_of_two() {
+                warn!(job = %msg.job, unknown_job_alerts_held = held, "more new unknown jobs than 10 alerts a minute; this one alerts when there is room");
+            }
+            return Vec::new();
+        }
+        self.stats.unknown_job_names.fetch_add(1, Ordering::Relaxed);
         warn!(job = %msg.job, host = %msg.host, kind = %msg.kind, "message for a job neither configured nor declared; alerting once");
-        let id: Arc<str> = Arc::from(incident_id(&msg.job, Event::UnknownJob, "unknown").as_str());
+        // Named by the message that found it unknown: every watcher that
+        // heard it names it alike, and a job unknown again later (declared,
+        // then forgotten) is a new incident, not a repeat of the closed one.
+        let basis = format!("unknown:{}", msg_basis(msg));
+        let id: Arc<str> = Arc::from(incident_id(&msg.job, Event::UnknownJob, &basis).as_str());
         let mut note = Notification::new(
             Event::UnknownJob,
             Arc::from(msg.job.as_str()),

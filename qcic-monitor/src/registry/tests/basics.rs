@@ -187,3 +187,44 @@ fn runs_per_job_are_bounded() {
     // One down deadline plus one overrun deadline per remembered run.
     assert_eq!(r.deadlines.len(), MAX_RUNS_PER_JOB + 1);
 }
+
+/// With `unknown_jobs = "alert"`: ten alerts a minute at most, and a name
+/// the budget held back alerts once there is room (a flood of made-up
+/// names must not hide a real job for good); the same name unknown again
+/// after it was watched is a new incident.
+#[test]
+fn unknown_jobs_alert_within_a_budget_that_hides_no_name_for_good() {
+    let t0 = Instant::now();
+    let mut r = Registry::new(
+        "w1",
+        &[job("etl", 10, 0, None)],
+        1000,
+        S * 300,
+        Arc::new(Stats::default()),
+        Now::new(t0, 0),
+    );
+    r.set_unknown_jobs(crate::config::UnknownJobs::Alert);
+    let at = |s: u64| Now::new(t0 + Duration::from_secs(s), s * 1000);
+    let mut alerts = 0;
+    for i in 0..10 {
+        alerts += r
+            .on_message(&msg(Kind::Heartbeat, &format!("junk{i}"), None, i), at(0))
+            .len();
+    }
+    assert_eq!(alerts, 10);
+    assert!(
+        r.on_message(&msg(Kind::Heartbeat, "real", None, 1), at(1))
+            .is_empty()
+    );
+    let later = r.on_message(&msg(Kind::Heartbeat, "real", None, 2), at(61));
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].event, Event::UnknownJob);
+    // Known for a while (its follow-up), then unknown again: a new incident.
+    let mut owed = Vec::new();
+    r.became_known("real", at(62), &mut owed);
+    assert_eq!(owed[0].event, Event::Recovered);
+    assert_eq!(owed[0].incident, later[0].incident);
+    let again = r.on_message(&msg(Kind::Heartbeat, "real", None, 3), at(130));
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].incident, later[0].incident);
+}
