@@ -24,7 +24,8 @@ pub struct DeclareConfig {
     pub min_every: Duration,
     /// The channels of a declared job that names none; `None`: the defaults.
     pub notify: Option<Vec<String>>,
-    /// A declared job silent this long is removed, with one notice.
+    /// A declared job overdue this long (silent past its due time) is
+    /// removed, with one notice.
     pub retire_after: Duration,
     /// Whether `[curve]` is on: a declared job is pinned to the key that
     /// declared it.

@@ -294,20 +294,23 @@ impl Registry {
         if job.declared.is_none() {
             return;
         }
+        // Overdue by `retire_after`: silent that long past the time it was
+        // due, so a job whose own period is longer (a monthly cron under a
+        // 30-day `retire_after`) is never retired while it keeps time.
         let heard = job.last.as_ref().map_or(job.watching_since_ms, |l| {
             l.wall_ms.max(job.watching_since_ms)
         });
-        let silent = now.wall_ms.saturating_sub(heard);
-        let retire_ms = millis(policy.retire_after);
-        if silent >= retire_ms {
+        let due_ms = job.cfg.schedule.down_at_ms(heard, job.cfg.grace);
+        let retire_at_ms = due_ms.saturating_add(millis(policy.retire_after));
+        if now.wall_ms >= retire_at_ms {
             retiring.push(j);
-        } else {
-            let at = now.at + Duration::from_millis(retire_ms - silent);
+        } else if retire_at_ms != u64::MAX {
+            let at = now.at + Duration::from_millis(retire_at_ms - now.wall_ms);
             self.deadlines.set(Timer::Retire(j), at);
         }
     }
 
-    /// Removes the declared jobs in `retiring` (silent for `retire_after`),
+    /// Removes the declared jobs in `retiring` (overdue by `retire_after`),
     /// each with one notice, and follow-ups for what they left open.
     pub(super) fn retire(&mut self, retiring: Vec<JobIdx>, now: Now, out: &mut Vec<Notification>) {
         let names: HashSet<Arc<str>> = retiring
@@ -331,7 +334,7 @@ impl Registry {
             note.last_seen_ms = job.last.as_ref().map(|l| l.wall_ms);
             note.route = self.route_of(job);
             note.text = Some(format!(
-                "declared by {}, then silent for {} ([declare] retire_after): no longer watched",
+                "declared by {}, then overdue for {} ([declare] retire_after): no longer watched",
                 job.declared.as_ref().map_or("?", |d| d.host.as_str()),
                 human(retire_after)
             ));

@@ -228,3 +228,44 @@ fn unknown_jobs_alert_within_a_budget_that_hides_no_name_for_good() {
     assert_eq!(again.len(), 1);
     assert_ne!(again[0].incident, later[0].incident);
 }
+
+/// `[declare] retire_after` counts from when a declared job was due, not
+/// from its last message: a job whose period is longer than it keeps its
+/// watch; one that stops is retired once, with one notice.
+#[test]
+fn a_declared_job_is_retired_when_overdue_not_for_a_long_period() {
+    let t0 = Instant::now();
+    let policy = crate::config::DeclareConfig {
+        allow: true,
+        jobs: None,
+        senders: None,
+        max_jobs: 100,
+        min_every: Duration::ZERO,
+        notify: None,
+        retire_after: Duration::from_secs(5),
+        curve: false,
+        channels: Vec::new(),
+    };
+    let mut r = registry(&[], t0).with_declare_policy(Some(policy));
+    let at = |s: u64| Now::new(t0 + Duration::from_secs(s), s * 1000);
+    for job in ["slow", "gone"] {
+        let spec = qcic_sdk::JobSpec::every(job, Duration::from_secs(8));
+        r.on_message(&Message::declare(&spec), at(0));
+        r.on_message(&msg(Kind::Heartbeat, job, None, 1), at(0));
+    }
+    let mut retired = Vec::new();
+    for s in 1..=70 {
+        if s % 7 == 0 {
+            r.on_message(&msg(Kind::Heartbeat, "slow", None, s), at(s));
+        }
+        retired.extend(
+            r.on_deadlines(at(s))
+                .into_iter()
+                .filter(|n| n.event == Event::Retired),
+        );
+    }
+    let names: Vec<&str> = retired.iter().map(|n| &*n.job).collect();
+    assert_eq!(names, ["gone"]);
+    assert!(r.index.contains_key("slow"));
+    assert!(!r.index.contains_key("gone"));
+}
