@@ -192,6 +192,8 @@ pub struct Stats {
     pub declarations_taken: AtomicU64,
     /// Declarations that changed nothing (the periodic re-declaration).
     pub declarations_unchanged: AtomicU64,
+    /// Declarations that changed a declared job's settings.
+    pub declarations_changed: AtomicU64,
     /// Declared jobs watched now (a gauge).
     pub declared_jobs: AtomicU64,
     /// Declared jobs removed for silence (`[declare] retire_after`).
@@ -363,6 +365,7 @@ impl Stats {
             unknown_job_names = get(&self.unknown_job_names),
             declarations_taken = get(&self.declarations_taken),
             declarations_unchanged = get(&self.declarations_unchanged),
+            declarations_changed = get(&self.declarations_changed),
             declarations_refused = self.declarations_refused.iter().map(get).sum::<u64>(),
             declared_jobs = get(&self.declared_jobs),
             declared_retired = get(&self.declared_retired),

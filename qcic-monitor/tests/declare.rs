@@ -148,6 +148,11 @@ fn declarations_outside_the_policy_are_refused_with_their_reason() {
             JobSpec::every("etl-nope", hour).notify(["nope"]),
             "reason=channel",
         ),
+        // Valid cron, but never due: nothing to watch.
+        (
+            JobSpec::cron("etl-feb30", "0 0 30 2 *", ""),
+            "never or no longer comes",
+        ),
     ] {
         client.declare(&spec).unwrap();
         monitor.wait_log(reason);
@@ -164,13 +169,14 @@ fn declarations_outside_the_policy_are_refused_with_their_reason() {
         "etl-mars",
         "etl-every-minute",
         "etl-nope",
+        "etl-feb30",
     ] {
         assert!(!table.contains(refused), "{refused} is watched:\n{table}");
     }
     let metrics_log = monitor.stop();
     assert_eq!(
         counter(&metrics_log, "declarations_refused"),
-        Some(5),
+        Some(6),
         "{metrics_log}"
     );
     assert!(notes(&out).is_empty(), "{:?}", notes(&out));

@@ -81,6 +81,12 @@ impl DeclareConfig {
         let cfg = check_job(raw, self.curve)
             .map_err(|(key, reason)| (DeclareRefusal::Invalid, format!("{key}: {reason}")))?;
         let tightest = tightest_gap(&cfg.schedule);
+        if tightest == Duration::MAX {
+            return Err((
+                DeclareRefusal::Schedule,
+                "its schedule comes due once at most (a date that never or no longer comes): nothing to watch".into(),
+            ));
+        }
         if tightest < self.min_every {
             return Err((
                 DeclareRefusal::Schedule,

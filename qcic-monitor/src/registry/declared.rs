@@ -8,6 +8,9 @@ use crate::stats::DeclareRefusal;
 
 pub use super::job::Declaration;
 
+/// Refused (job, reason) pairs logged once each, at most.
+const REFUSALS_SAID: usize = 1024;
+
 /// A change to the watched set the receive thread keeps (it tells the
 /// connections that proved themselves by the jobs watched).
 #[derive(Debug, Clone)]
@@ -158,7 +161,9 @@ impl Registry {
                     }
                     return out;
                 };
-                if policy.curve && old.key.as_deref() != sender_key {
+                // A job declared before CURVE was on has no key: the first
+                // key that declares it again takes it.
+                if policy.curve && old.key.is_some() && old.key.as_deref() != sender_key {
                     self.refuse(
                         msg,
                         DeclareRefusal::Pinned,
@@ -177,7 +182,16 @@ impl Registry {
                     return out;
                 }
                 let same_schedule = self.jobs[j].cfg.schedule == cfg.schedule;
-                info!(job = %msg.job, host = %msg.host, was = %old.spec, now = %declaration.spec, "a declared job changed its declaration");
+                // Two senders flapping one job's declaration cost a line
+                // at 1, 2, 4, ... changes, not one each.
+                let changes = self
+                    .stats
+                    .declarations_changed
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1;
+                if changes.is_power_of_two() {
+                    info!(job = %msg.job, host = %msg.host, was = %old.spec, now = %declaration.spec, declarations_changed = changes, "a declared job changed its declaration");
+                }
                 self.jobs[j].cfg = Arc::new(cfg);
                 self.jobs[j].declared = Some(Box::new(declaration));
                 self.wall_timers |= self.jobs[j].cfg.follows_wall_clock();
@@ -269,9 +283,13 @@ impl Registry {
             .collect()
     }
 
-    fn refuse(&self, msg: &Message, why: DeclareRefusal, detail: &str) {
+    fn refuse(&mut self, msg: &Message, why: DeclareRefusal, detail: &str) {
         let total = self.stats.refuse_declaration(why);
-        if total.is_power_of_two() {
+        // Each job's refusal said once (up to a bound: a flood of names
+        // costs a line at 1, 2, 4, ... refusals after it).
+        let first = self.refusals_said.len() < REFUSALS_SAID
+            && self.refusals_said.insert((msg.job.clone(), why.name()));
+        if first || total.is_power_of_two() {
             warn!(job = %msg.job, host = %msg.host, reason = %why.name(), %detail, refused = total, "a declaration was refused");
         }
     }

@@ -86,6 +86,8 @@ pub struct Registry {
     declared_jobs: usize,
     /// Configured jobs that declared themselves too (said once each).
     config_wins: HashSet<Arc<str>>,
+    /// Refused declarations already logged, by (job, reason); bounded.
+    refusals_said: HashSet<(String, &'static str)>,
     /// Declared jobs removed since the last [`Registry::take_removed`].
     removed: Vec<String>,
     /// The declared jobs' channels, shared with the dispatcher.
@@ -133,6 +135,7 @@ impl Registry {
             declare: None,
             declared_jobs: 0,
             config_wins: HashSet::new(),
+            refusals_said: HashSet::new(),
             removed: Vec::new(),
             routes: declared::DeclaredRoutes::default(),
             watch_changes: Vec::new(),

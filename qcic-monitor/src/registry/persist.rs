@@ -335,7 +335,17 @@ impl Registry {
             else {
                 continue;
             };
-            let cfg = match self.rejudge(name, &declared) {
+            let max_jobs = self.declare.as_ref().map_or(0, |p| p.max_jobs);
+            let judged = self.rejudge(name, &declared).and_then(|cfg| {
+                if self.declared_jobs >= max_jobs {
+                    Err(format!(
+                        "[declare] max_jobs = {max_jobs} declared jobs already"
+                    ))
+                } else {
+                    Ok(cfg)
+                }
+            });
+            let cfg = match judged {
                 Ok(cfg) => cfg,
                 Err(reason) => {
                     warn!(job = %name, %reason, "a job declared before the restart is not taken by the [declare] policy now; not watched");

@@ -49,7 +49,11 @@ impl Registry {
             if configured.contains(&*state.name) {
                 continue;
             }
+            let max_jobs = self.declare.as_ref().map_or(0, |p| p.max_jobs);
             match self.rejudge(&state.name, declared) {
+                Ok(_) if judged.len() >= max_jobs => {
+                    warn!(job = %state.name, max_jobs, "more declared jobs than [declare] max_jobs; removed");
+                }
                 Ok(cfg) => judged.push((cfg, declared.clone())),
                 Err(reason) => {
                     warn!(job = %state.name, %reason, "a declared job is no longer taken by the [declare] policy; removed");
