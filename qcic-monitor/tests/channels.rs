@@ -238,3 +238,86 @@ fn check_validates_and_prints_the_next_cron_fires() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("job[0].timezone"));
 }
+
+/// A stand-in for PagerDuty's Events API v2 that checks every request
+/// against the documented schema (`tests/pagerduty_server.py`, with the
+/// documentation it follows); the first `throttle` requests get 429 with
+/// `Retry-After: 1`.
+fn pagerduty_server(held: ReservedPort, out: &std::path::Path, key: &str, throttle: u32) -> Server {
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/pagerduty_server.py"))
+        .args([
+            port.to_string(),
+            out.display().to_string(),
+            key.to_owned(),
+            throttle.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    Server { child, _held: held }
+}
+
+/// An alarm is a PagerDuty `trigger` keyed by the incident id, its
+/// follow-up a `resolve` of the same key; a 429 with `Retry-After` is
+/// waited out and retried; the routing key comes from the environment and
+/// never reaches the log; a refused event (400) is not retried.
+#[test]
+fn pagerduty_gets_a_trigger_and_a_resolve_keyed_by_the_incident() {
+    const KEY: &str = "R0UTINGKEYTHATMUSTNOTLEAK0000000";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pd.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let _server = pagerduty_server(held, &out, KEY, 1);
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"pagerduty\"\nrouting_key = \"env:QCIC_TEST_PD_KEY\"\n\
+         url = \"http://127.0.0.1:{port}/v2/enqueue\"\nseverity = {{ failed = \"error\" }}\n"
+    );
+    let monitor = Monitor::start_with("watcher-a", "", &body, &[("QCIC_TEST_PD_KEY", KEY)]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let trigger = json_lines(&out)[0].clone();
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["payload"]["severity"], "error");
+    assert_eq!(trigger["payload"]["component"], "etl");
+    assert_eq!(trigger["payload"]["class"], "failed");
+    assert_eq!(trigger["payload"]["group"], "watcher-a");
+    assert_eq!(trigger["payload"]["custom_details"]["text"], "disk full");
+    let incident = trigger["payload"]["custom_details"]["incident"].clone();
+    assert_eq!(trigger["dedup_key"], incident);
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    let resolve = json_lines(&out)[1].clone();
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], incident);
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(counter(&log, "delivery_retries").unwrap() >= 1, "{log}");
+    assert!(!log.contains(KEY), "the routing key was logged");
+
+    // A routing key the service does not know: 400, given up at once.
+    let held = reserve_port();
+    let port = held.port();
+    let _other = pagerduty_server(held, &dir.path().join("other.jsonl"), KEY, 0);
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"pagerduty\"\nrouting_key = \"wrongkey\"\nurl = \"http://127.0.0.1:{port}/v2/enqueue\"\n"
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    let log = monitor.stop();
+    assert!(
+        log.contains("routing_key"),
+        "PagerDuty's reason is shown: {log}"
+    );
+    assert_eq!(counter(&log, "delivery_retries"), Some(0), "{log}");
+}

@@ -395,6 +395,10 @@ fn check_notify(
                 }
                 notify.push(NotifyConfig::Webhook(hook));
             }
+            RawNotify::PagerDuty(pd) => {
+                check_pagerduty(&pd).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
+                notify.push(NotifyConfig::PagerDuty(pd));
+            }
             RawNotify::Command(cmd) => {
                 if cmd.command.is_empty() {
                     return Err((
@@ -532,6 +536,40 @@ pub(super) fn check_email(email: &EmailConfig) -> Result<(), (&'static str, Stri
             "password_file",
             "give password_env or password_file, not both".into(),
         ));
+    }
+    Ok(())
+}
+
+/// `kind = "pagerduty"`: a routing key, an http(s) URL if one is given, and
+/// severities PagerDuty takes for events qcic has.
+fn check_pagerduty(pd: &PagerDutyConfig) -> Result<(), (String, String)> {
+    if pd.routing_key.trim().is_empty() {
+        return Err((
+            "routing_key".into(),
+            "needs the integration's routing key (or \"env:VAR\" / \"file:PATH\")".into(),
+        ));
+    }
+    if let Some(url) = &pd.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err((
+                "url".into(),
+                format!("{} must start with http:// or https://", redacted_url(url)),
+            ));
+        }
+    }
+    for (event, level) in &pd.severity {
+        if crate::notification::Event::from_name(event).is_none() {
+            return Err((
+                format!("severity.{event}"),
+                "is not an event (down, failed, overrun, late, stalled, too_fast, unknown_job, retired, peer_down, watcher_isolated)".into(),
+            ));
+        }
+        if !crate::notify::pagerduty::SEVERITIES.contains(&level.as_str()) {
+            return Err((
+                format!("severity.{event}"),
+                format!("{level:?} is not a PagerDuty severity (critical, error, warning, info)"),
+            ));
+        }
     }
     Ok(())
 }

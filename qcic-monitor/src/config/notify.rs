@@ -13,6 +13,30 @@ pub enum NotifyConfig {
     Webhook(WebhookConfig),
     /// A program run with the notification as JSON on stdin.
     Command(CommandConfig),
+    /// PagerDuty's Events API v2.
+    PagerDuty(PagerDutyConfig),
+}
+
+/// `kind = "pagerduty"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The integration's routing key: a literal, `env:VAR` or `file:PATH`.
+    /// Never logged.
+    pub routing_key: String,
+    /// The Events API endpoint (default PagerDuty's US service region; the
+    /// EU one is `https://events.eu.pagerduty.com/v2/enqueue`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Severity by event name (`down = "critical"`, ...), over the defaults.
+    #[serde(default)]
+    pub severity: std::collections::BTreeMap<String, String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// Keys every `[[notify]]` channel has.
@@ -125,6 +149,7 @@ impl NotifyConfig {
             NotifyConfig::Zmq(c) => &c.route,
             NotifyConfig::Webhook(c) => &c.route,
             NotifyConfig::Command(c) => &c.route,
+            NotifyConfig::PagerDuty(c) => &c.route,
         }
     }
 

@@ -128,6 +128,8 @@ pub(super) enum RawNotify {
     Zmq(ZmqConfig),
     Webhook(WebhookConfig),
     Command(CommandConfig),
+    #[serde(rename = "pagerduty")]
+    PagerDuty(PagerDutyConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

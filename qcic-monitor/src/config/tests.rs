@@ -145,3 +145,35 @@ fn errors_name_file_key_and_reason() {
     assert_eq!(err.key, "(syntax)");
     assert!(err.to_string().starts_with("test.toml: "));
 }
+
+#[test]
+fn a_pagerduty_channel_is_checked_with_its_key_named() {
+    let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pagerduty\"\n";
+    for (keys, key, reason) in [
+        (
+            "routing_key = \"\"\n",
+            "notify[0].routing_key",
+            "routing key",
+        ),
+        (
+            "routing_key = \"k\"\nurl = \"ftp://x\"\n",
+            "notify[0].url",
+            "http",
+        ),
+        (
+            "routing_key = \"k\"\nseverity = { down = \"fatal\" }\n",
+            "notify[0].severity.down",
+            "not a PagerDuty severity",
+        ),
+        (
+            "routing_key = \"k\"\nseverity = { sideways = \"info\" }\n",
+            "notify[0].severity.sideways",
+            "not an event",
+        ),
+    ] {
+        let err = Config::parse(&format!("{base}{keys}"), "t.toml").unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.reason.contains(reason), "{err}");
+    }
+    assert!(Config::parse(&format!("{base}routing_key = \"env:X\"\n"), "t.toml").is_ok());
+}

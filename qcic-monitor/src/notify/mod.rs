@@ -14,6 +14,7 @@ pub mod command;
 pub mod email;
 pub mod lanes;
 pub mod outbox;
+pub mod pagerduty;
 pub mod retry;
 pub mod webhook;
 pub mod zmq_pub;
@@ -109,6 +110,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::PagerDuty(pd) => {
+                    let channel = pagerduty::PagerDutyChannel::new(cfg.name(index), pd)
+                        .map_err(refused("pagerduty"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Command(cmd) => {

@@ -21,6 +21,9 @@ pub const BACKOFF: [Duration; 6] = [
     Duration::from_secs(30),
     Duration::from_secs(60),
 ];
+/// The longest `Retry-After` waited for: a server that asks for more gets
+/// asked again this much later.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
 /// How long one notification is retried before it is given up on.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
 
@@ -29,6 +32,9 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
 pub enum Failure {
     /// Worth trying again (server down, timeout, 5xx).
     Temporary(String),
+    /// Worth trying again after the time the server asked for
+    /// (`Retry-After`), capped at [`RETRY_AFTER_MAX`].
+    Throttled(String, Duration),
     /// Will never work as it is (rejected address, 4xx): logged, not retried.
     Permanent(String),
 }
@@ -49,7 +55,12 @@ pub async fn deliver<F, Fut>(
     let started = tokio::time::Instant::now();
     let mut tries = 0usize;
     loop {
-        match attempt(tries == 0).await {
+        let result = attempt(tries == 0).await;
+        let failure_after = match &result {
+            Err(Failure::Throttled(_, after)) => Some(*after),
+            _ => None,
+        };
+        match result {
             Ok(()) => {
                 if let Some(farm) = farm {
                     farm.delivered(note);
@@ -59,7 +70,9 @@ pub async fn deliver<F, Fut>(
                 info!(%channel, incident = %note.incident, event = %note.event, job = %note.job, attempt = tries + 1, "notification delivered");
                 return;
             }
-            Err(Failure::Temporary(cause)) if started.elapsed() < GIVE_UP_AFTER => {
+            Err(Failure::Temporary(cause) | Failure::Throttled(cause, _))
+                if started.elapsed() < GIVE_UP_AFTER =>
+            {
                 if let Some(farm) = farm {
                     // Told at the first failure: a peer takes over now,
                     // not after this channel's fifteen minutes of retries.
@@ -71,13 +84,17 @@ pub async fn deliver<F, Fut>(
                         return;
                     }
                 }
-                let wait = BACKOFF[tries.min(BACKOFF.len() - 1)];
+                let backoff = BACKOFF[tries.min(BACKOFF.len() - 1)];
+                let wait = match &failure_after {
+                    Some(after) => (*after).clamp(backoff, RETRY_AFTER_MAX),
+                    None => backoff,
+                };
                 stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
                 warn!(%channel, incident = %note.incident, %cause, retry_in = ?wait, "notification not delivered; will retry");
                 tokio::time::sleep(wait).await;
                 tries += 1;
             }
-            Err(Failure::Temporary(cause)) => {
+            Err(Failure::Temporary(cause) | Failure::Throttled(cause, _)) => {
                 if let Some(farm) = farm {
                     farm.failed(note);
                 }

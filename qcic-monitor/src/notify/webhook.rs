@@ -62,6 +62,8 @@ impl WebhookChannel {
                 // except "too many requests" and "request timeout".
                 if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
                     Err(Failure::Permanent(format!("HTTP {status}")))
+                } else if let Some(after) = retry_after(response.headers()) {
+                    Err(Failure::Throttled(format!("HTTP {status}"), after))
                 } else {
                     Err(Failure::Temporary(format!("HTTP {status}")))
                 }
@@ -90,7 +92,7 @@ impl super::lanes::Attempt for WebhookChannel {
 
 /// A value as written, or read from `env:VAR` or `file:PATH` (first line,
 /// trailing blanks trimmed). Errors never include the value.
-fn secret(value: &str) -> Result<String, String> {
+pub(super) fn secret(value: &str) -> Result<String, String> {
     if let Some(var) = value.strip_prefix("env:") {
         std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
     } else if let Some(path) = value.strip_prefix("file:") {
@@ -101,6 +103,24 @@ fn secret(value: &str) -> Result<String, String> {
     } else {
         Ok(value.to_owned())
     }
+}
+
+/// How long a server asked to wait before the next try (`Retry-After`:
+/// seconds, or an HTTP date).
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The default timeout of one webhook call.

@@ -1,0 +1,157 @@
+//! `kind = "pagerduty"`: PagerDuty's Events API v2
+//! (<https://developer.pagerduty.com/docs/events-api-v2/overview/>). An
+//! alarm is a `trigger` whose `dedup_key` is the incident id, so every
+//! watcher of a farm that sends it raises one PagerDuty incident; its
+//! follow-up (`recovered`, `retracted`) is a `resolve` of the same key.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::retry::Failure;
+use super::webhook::{retry_after, secret};
+use crate::config::PagerDutyConfig;
+use crate::notification::{Event, Notification, rfc3339};
+
+/// Where events go unless `url` says otherwise (the EU service region is
+/// `https://events.eu.pagerduty.com/v2/enqueue`).
+pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The severities PagerDuty takes.
+pub const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
+
+/// An event's severity unless `severity` names another.
+pub fn default_severity(event: Event) -> &'static str {
+    match event {
+        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "critical",
+        Event::Overrun | Event::Late | Event::Stalled => "error",
+        Event::TooFast | Event::UnknownJob => "warning",
+        Event::Retired | Event::Recovered | Event::Retracted => "info",
+    }
+}
+
+/// A ready PagerDuty channel.
+#[derive(Debug)]
+pub struct PagerDutyChannel {
+    name: String,
+    url: String,
+    routing_key: String,
+    severity: BTreeMap<Event, String>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl PagerDutyChannel {
+    /// Reads the routing key (`env:VAR` and `file:PATH` now, so a missing
+    /// secret stops the start) and builds the client.
+    pub fn new(name: String, cfg: &PagerDutyConfig) -> Result<PagerDutyChannel, String> {
+        let routing_key = secret(&cfg.routing_key).map_err(|e| format!("routing_key: {e}"))?;
+        let severity = cfg
+            .severity
+            .iter()
+            .filter_map(|(event, level)| Some((Event::from_name(event)?, level.clone())))
+            .collect();
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(PagerDutyChannel {
+            name,
+            url: cfg.url.clone().unwrap_or_else(|| EVENTS_URL.into()),
+            routing_key,
+            severity,
+            client,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The event PagerDuty gets for `note`.
+    pub fn event(&self, note: &Notification) -> serde_json::Value {
+        if note.event.is_follow_up() {
+            return json!({
+                "routing_key": self.routing_key,
+                "event_action": "resolve",
+                "dedup_key": note.incident,
+            });
+        }
+        let severity = self
+            .severity
+            .get(&note.event)
+            .map_or(default_severity(note.event), String::as_str);
+        // The summary is at most 1 024 characters.
+        let summary: String = note.headline().chars().take(1024).collect();
+        json!({
+            "routing_key": self.routing_key,
+            "event_action": "trigger",
+            "dedup_key": note.incident,
+            "client": "qcic",
+            "payload": {
+                "summary": summary,
+                "source": note.host.as_deref().unwrap_or(&note.watcher),
+                "severity": severity,
+                "timestamp": rfc3339_ms(note.detected_ms),
+                "component": note.job,
+                "group": note.watcher,
+                "class": note.event.name(),
+                "custom_details": note,
+            },
+        })
+    }
+
+    async fn post(&self, note: &Notification) -> Result<(), Failure> {
+        let response = self
+            .client
+            .post(&self.url)
+            .json(&self.event(note))
+            .send()
+            .await
+            // Without the URL: a self-hosted endpoint's path may hold a secret.
+            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let after = retry_after(response.headers());
+        // PagerDuty explains a refusal in the body ("Event object is
+        // invalid", with the errors); it never holds the routing key.
+        let body: String = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&body));
+        match (status.as_u16(), after) {
+            (429, Some(after)) => Err(Failure::Throttled(cause, after)),
+            (429 | 408, None) => Err(Failure::Temporary(cause)),
+            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
+            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
+            _ => Err(Failure::Temporary(cause)),
+        }
+    }
+}
+
+/// `ms` (unix) as RFC 3339 with milliseconds, as PagerDuty shows it.
+fn rfc3339_ms(ms: u64) -> String {
+    let seconds = rfc3339(ms);
+    match seconds.strip_suffix('Z') {
+        Some(s) if !seconds.starts_with("after") => format!("{s}.{:03}Z", ms % 1000),
+        _ => seconds,
+    }
+}
+
+impl super::lanes::Attempt for PagerDutyChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        self.post(note).await
+    }
+}
