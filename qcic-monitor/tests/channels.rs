@@ -321,3 +321,92 @@ fn pagerduty_gets_a_trigger_and_a_resolve_keyed_by_the_incident() {
     );
     assert_eq!(counter(&log, "delivery_retries"), Some(0), "{log}");
 }
+
+/// A stand-in for an ntfy server (`tests/ntfy_server.py`, with the
+/// documentation it follows).
+fn ntfy_server(
+    held: ReservedPort,
+    out: &std::path::Path,
+    topic: &str,
+    token: &str,
+    throttle: u32,
+) -> Server {
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/ntfy_server.py"))
+        .args([
+            port.to_string(),
+            out.display().to_string(),
+            topic.to_owned(),
+            token.to_owned(),
+            throttle.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    Server { child, _held: held }
+}
+
+/// ntfy: the alarm and its follow-up published to the topic with a title,
+/// a priority and tags per event (the configured ones over the defaults),
+/// the token as a bearer token and never logged, a 429 waited out; a topic
+/// the server forbids is given up at once.
+#[test]
+fn ntfy_gets_the_alarm_and_its_follow_up_with_priority_and_tags() {
+    const TOKEN: &str = "tk_thistokenmustnotleak000000";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ntfy.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let _server = ntfy_server(held, &out, "qcic-alerts", TOKEN, 1);
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:{port}/qcic-alerts\"\n\
+         token = \"env:QCIC_TEST_NTFY_TOKEN\"\ntags = {{ failed = [\"fire\", \"etl\"] }}\n"
+    );
+    let monitor = Monitor::start_with("watcher-a", "", &body, &[("QCIC_TEST_NTFY_TOKEN", TOKEN)]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["priority"], "urgent");
+    assert_eq!(alarm["tags"], serde_json::json!(["fire", "etl"]));
+    assert!(alarm["title"].as_str().unwrap().contains("etl"), "{alarm}");
+    assert!(
+        alarm["message"].as_str().unwrap().contains("disk full"),
+        "{alarm}"
+    );
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    let follow_up = json_lines(&out)[1].clone();
+    assert_eq!(follow_up["priority"], "low");
+    assert_eq!(follow_up["tags"], serde_json::json!(["white_check_mark"]));
+    assert!(
+        follow_up["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("recovered etl")
+    );
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(!log.contains(TOKEN), "the token was logged");
+
+    // A topic the server forbids: 403, given up at once with ntfy's reason.
+    let held = reserve_port();
+    let port = held.port();
+    let _other = ntfy_server(held, &dir.path().join("other.jsonl"), "qcic-alerts", "-", 0);
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:{port}/not-mine\"\n"
+        ),
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    let log = monitor.stop();
+    assert!(log.contains("forbidden"), "{log}");
+}

@@ -395,6 +395,10 @@ fn check_notify(
                 }
                 notify.push(NotifyConfig::Webhook(hook));
             }
+            RawNotify::Ntfy(ntfy) => {
+                check_ntfy(&ntfy).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
+                notify.push(NotifyConfig::Ntfy(ntfy));
+            }
             RawNotify::PagerDuty(pd) => {
                 check_pagerduty(&pd).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
                 notify.push(NotifyConfig::PagerDuty(pd));
@@ -568,6 +572,56 @@ fn check_pagerduty(pd: &PagerDutyConfig) -> Result<(), (String, String)> {
             return Err((
                 format!("severity.{event}"),
                 format!("{level:?} is not a PagerDuty severity (critical, error, warning, info)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `kind = "ntfy"`: a topic URL, and priorities and tags for events qcic has.
+fn check_ntfy(ntfy: &NtfyConfig) -> Result<(), (String, String)> {
+    let indirect = ntfy.url.starts_with("env:") || ntfy.url.starts_with("file:");
+    if !(indirect || ntfy.url.starts_with("http://") || ntfy.url.starts_with("https://")) {
+        return Err((
+            "url".into(),
+            format!(
+                "{} must be the topic's http(s) URL, such as https://ntfy.sh/TOPIC (or env:VAR / file:PATH)",
+                redacted_url(&ntfy.url)
+            ),
+        ));
+    }
+    let event = |key: &str, event: &str| {
+        crate::notification::Event::from_name(event)
+            .map(drop)
+            .ok_or_else(|| {
+                (
+                    format!("{key}.{event}"),
+                    "is not an event qcic sends".to_owned(),
+                )
+            })
+    };
+    for (name, level) in &ntfy.priority {
+        event("priority", name)?;
+        if !crate::notify::ntfy::PRIORITIES.contains(&level.as_str())
+            && !matches!(level.as_str(), "1" | "2" | "3" | "4" | "5")
+        {
+            return Err((
+                format!("priority.{name}"),
+                format!(
+                    "{level:?} is not an ntfy priority (min, low, default, high, urgent, or 1 to 5)"
+                ),
+            ));
+        }
+    }
+    for (name, tags) in &ntfy.tags {
+        event("tags", name)?;
+        if let Some(bad) = tags
+            .iter()
+            .find(|t| t.is_empty() || t.contains(',') || !t.is_ascii())
+        {
+            return Err((
+                format!("tags.{name}"),
+                format!("{bad:?}: a tag is ASCII without commas"),
             ));
         }
     }

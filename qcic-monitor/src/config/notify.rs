@@ -15,6 +15,35 @@ pub enum NotifyConfig {
     Command(CommandConfig),
     /// PagerDuty's Events API v2.
     PagerDuty(PagerDutyConfig),
+    /// An ntfy topic.
+    Ntfy(NtfyConfig),
+}
+
+/// `kind = "ntfy"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    /// The topic's URL (`https://ntfy.sh/TOPIC`, or a server of one's
+    /// own); `env:VAR` or `file:PATH` when the topic name is the secret.
+    /// Never logged whole.
+    pub url: String,
+    /// An access token (`env:VAR`, `file:PATH` or literal), sent as a
+    /// bearer token. Never logged.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Priority by event name (`min`, `low`, `default`, `high`, `urgent`),
+    /// over the defaults.
+    #[serde(default)]
+    pub priority: std::collections::BTreeMap<String, String>,
+    /// Tags (emoji short codes) by event name, over the defaults.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, Vec<String>>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "pagerduty"`.
@@ -150,6 +179,7 @@ impl NotifyConfig {
             NotifyConfig::Webhook(c) => &c.route,
             NotifyConfig::Command(c) => &c.route,
             NotifyConfig::PagerDuty(c) => &c.route,
+            NotifyConfig::Ntfy(c) => &c.route,
         }
     }
 

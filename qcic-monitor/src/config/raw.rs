@@ -130,6 +130,7 @@ pub(super) enum RawNotify {
     Command(CommandConfig),
     #[serde(rename = "pagerduty")]
     PagerDuty(PagerDutyConfig),
+    Ntfy(NtfyConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

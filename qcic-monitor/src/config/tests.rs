@@ -177,3 +177,41 @@ fn a_pagerduty_channel_is_checked_with_its_key_named() {
     }
     assert!(Config::parse(&format!("{base}routing_key = \"env:X\"\n"), "t.toml").is_ok());
 }
+
+#[test]
+fn an_ntfy_channel_is_checked_with_its_key_named() {
+    let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"ntfy\"\n";
+    for (keys, key, reason) in [
+        (
+            "url = \"ntfy.sh/topic\"\n",
+            "notify[0].url",
+            "topic's http(s) URL",
+        ),
+        (
+            "url = \"https://ntfy.sh/t\"\npriority = { down = \"loud\" }\n",
+            "notify[0].priority.down",
+            "not an ntfy priority",
+        ),
+        (
+            "url = \"https://ntfy.sh/t\"\ntags = { sideways = [\"x\"] }\n",
+            "notify[0].tags.sideways",
+            "not an event",
+        ),
+        (
+            "url = \"https://ntfy.sh/t\"\ntags = { down = [\"a,b\"] }\n",
+            "notify[0].tags.down",
+            "without commas",
+        ),
+    ] {
+        let err = Config::parse(&format!("{base}{keys}"), "t.toml").unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.reason.contains(reason), "{err}");
+    }
+    assert!(
+        Config::parse(
+            &format!("{base}url = \"https://ntfy.sh/t\"\npriority = {{ late = \"5\" }}\n"),
+            "t.toml"
+        )
+        .is_ok()
+    );
+}

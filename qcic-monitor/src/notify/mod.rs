@@ -13,6 +13,7 @@
 pub mod command;
 pub mod email;
 pub mod lanes;
+pub mod ntfy;
 pub mod outbox;
 pub mod pagerduty;
 pub mod retry;
@@ -110,6 +111,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Ntfy(ntfy) => {
+                    let channel =
+                        ntfy::NtfyChannel::new(cfg.name(index), ntfy).map_err(refused("ntfy"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::PagerDuty(pd) => {
