@@ -410,3 +410,67 @@ fn ntfy_gets_the_alarm_and_its_follow_up_with_priority_and_tags() {
     let log = monitor.stop();
     assert!(log.contains("forbidden"), "{log}");
 }
+
+/// Slack: Block Kit messages to an incoming webhook whose URL (its path is
+/// the credential) comes from the environment and is never logged, checked
+/// against Slack's documented limits (`tests/slack_server.py`); a 429 is
+/// waited out; a webhook Slack does not know (404 `no_service`) is given up.
+#[test]
+fn slack_gets_block_kit_messages_and_its_url_stays_secret() {
+    const SECRET_PATH: &str = "/services/T000/B000/SECRETPATHTHATMUSTNOTLEAK";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("slack.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/slack_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), SECRET_PATH, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"slack\"\nurl = \"env:QCIC_TEST_SLACK_URL\"\n";
+    let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_SLACK_URL", &url)]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    // Markup in the reason must not become markup in Slack.
+    sender
+        .fail("etl", Some(2), "<!channel> disk & tape full")
+        .unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["blocks"][0]["type"], "header");
+    assert!(alarm["text"].as_str().unwrap().contains("etl"), "{alarm}");
+    let fields = alarm["blocks"][1]["fields"].to_string();
+    assert!(fields.contains("*Incident*"), "{fields}");
+    let reason = alarm["blocks"][2]["text"]["text"].as_str().unwrap();
+    assert_eq!(reason, "&lt;!channel&gt; disk &amp; tape full");
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    assert!(
+        json_lines(&out)[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":white_check_mark:")
+    );
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(!log.contains("SECRETPATH"), "the webhook URL was logged");
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        body,
+        &[(
+            "QCIC_TEST_SLACK_URL",
+            &format!("http://127.0.0.1:{port}/services/unknown"),
+        )],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("no_service"));
+}

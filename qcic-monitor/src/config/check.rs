@@ -395,6 +395,22 @@ fn check_notify(
                 }
                 notify.push(NotifyConfig::Webhook(hook));
             }
+            RawNotify::Slack(slack) => {
+                let indirect = slack.url.starts_with("env:") || slack.url.starts_with("file:");
+                if !(indirect
+                    || slack.url.starts_with("https://")
+                    || slack.url.starts_with("http://"))
+                {
+                    return Err((
+                        format!("notify[{i}].url"),
+                        format!(
+                            "{} must be the incoming webhook's https:// URL (better: env:VAR or file:PATH, since its path is the credential)",
+                            redacted_url(&slack.url)
+                        ),
+                    ));
+                }
+                notify.push(NotifyConfig::Slack(slack));
+            }
             RawNotify::Ntfy(ntfy) => {
                 check_ntfy(&ntfy).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
                 notify.push(NotifyConfig::Ntfy(ntfy));

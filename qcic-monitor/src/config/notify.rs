@@ -17,6 +17,23 @@ pub enum NotifyConfig {
     PagerDuty(PagerDutyConfig),
     /// An ntfy topic.
     Ntfy(NtfyConfig),
+    /// A Slack incoming webhook.
+    Slack(SlackConfig),
+}
+
+/// `kind = "slack"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming webhook's URL: its path is the credential, so
+    /// `env:VAR` or `file:PATH` (a literal works too). Never logged whole.
+    pub url: String,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "ntfy"`.
@@ -180,6 +197,7 @@ impl NotifyConfig {
             NotifyConfig::Command(c) => &c.route,
             NotifyConfig::PagerDuty(c) => &c.route,
             NotifyConfig::Ntfy(c) => &c.route,
+            NotifyConfig::Slack(c) => &c.route,
         }
     }
 

@@ -131,6 +131,7 @@ pub(super) enum RawNotify {
     #[serde(rename = "pagerduty")]
     PagerDuty(PagerDutyConfig),
     Ntfy(NtfyConfig),
+    Slack(SlackConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

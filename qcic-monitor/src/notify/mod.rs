@@ -17,6 +17,7 @@ pub mod ntfy;
 pub mod outbox;
 pub mod pagerduty;
 pub mod retry;
+pub mod slack;
 pub mod webhook;
 pub mod zmq_pub;
 
@@ -111,6 +112,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Slack(slack) => {
+                    let channel = slack::SlackChannel::new(cfg.name(index), slack)
+                        .map_err(refused("slack"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Ntfy(ntfy) => {
