@@ -474,3 +474,58 @@ fn slack_gets_block_kit_messages_and_its_url_stays_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("no_service"));
 }
+
+/// Discord: one embed per notification to a webhook whose URL comes from
+/// the environment and is never logged, checked against Discord's
+/// documented embed limits (`tests/discord_server.py`), no mentions
+/// allowed; a 429 is waited out; an unknown webhook (404) is given up.
+#[test]
+fn discord_gets_an_embed_and_its_url_stays_secret() {
+    const SECRET_PATH: &str = "/api/webhooks/1234/SECRETTOKENTHATMUSTNOTLEAK";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("discord.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/discord_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), SECRET_PATH, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"discord\"\nurl = \"env:QCIC_TEST_DISCORD_URL\"\n";
+    let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_DISCORD_URL", &url)]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "@everyone disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["allowed_mentions"]["parse"], serde_json::json!([]));
+    let embed = &alarm["embeds"][0];
+    assert!(embed["title"].as_str().unwrap().contains("etl"), "{alarm}");
+    assert_eq!(embed["description"], "@everyone disk full");
+    assert_eq!(embed["color"], 0xc62828);
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    assert_eq!(json_lines(&out)[1]["embeds"][0]["color"], 0x2e7d32);
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(!log.contains("SECRETTOKEN"), "the webhook URL was logged");
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        body,
+        &[(
+            "QCIC_TEST_DISCORD_URL",
+            &format!("http://127.0.0.1:{port}/api/webhooks/9/none"),
+        )],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("Unknown Webhook"));
+}

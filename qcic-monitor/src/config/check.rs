@@ -396,20 +396,12 @@ fn check_notify(
                 notify.push(NotifyConfig::Webhook(hook));
             }
             RawNotify::Slack(slack) => {
-                let indirect = slack.url.starts_with("env:") || slack.url.starts_with("file:");
-                if !(indirect
-                    || slack.url.starts_with("https://")
-                    || slack.url.starts_with("http://"))
-                {
-                    return Err((
-                        format!("notify[{i}].url"),
-                        format!(
-                            "{} must be the incoming webhook's https:// URL (better: env:VAR or file:PATH, since its path is the credential)",
-                            redacted_url(&slack.url)
-                        ),
-                    ));
-                }
+                check_webhook_url(&slack.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Slack(slack));
+            }
+            RawNotify::Discord(discord) => {
+                check_webhook_url(&discord.url).map_err(|r| (format!("notify[{i}].url"), r))?;
+                notify.push(NotifyConfig::Discord(discord));
             }
             RawNotify::Ntfy(ntfy) => {
                 check_ntfy(&ntfy).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
@@ -642,4 +634,17 @@ fn check_ntfy(ntfy: &NtfyConfig) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+/// A chat webhook's URL: http(s), or (better: its path is the credential)
+/// `env:VAR` / `file:PATH`.
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    let indirect = url.starts_with("env:") || url.starts_with("file:");
+    if indirect || url.starts_with("https://") || url.starts_with("http://") {
+        return Ok(());
+    }
+    Err(format!(
+        "{} must be the webhook's https:// URL (better: env:VAR or file:PATH, since its path is the credential)",
+        redacted_url(url)
+    ))
 }

@@ -19,6 +19,23 @@ pub enum NotifyConfig {
     Ntfy(NtfyConfig),
     /// A Slack incoming webhook.
     Slack(SlackConfig),
+    /// A Discord webhook.
+    Discord(DiscordConfig),
+}
+
+/// `kind = "discord"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The webhook's URL: its path is the credential, so `env:VAR` or
+    /// `file:PATH` (a literal works too). Never logged whole.
+    pub url: String,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "slack"`.
@@ -198,6 +215,7 @@ impl NotifyConfig {
             NotifyConfig::PagerDuty(c) => &c.route,
             NotifyConfig::Ntfy(c) => &c.route,
             NotifyConfig::Slack(c) => &c.route,
+            NotifyConfig::Discord(c) => &c.route,
         }
     }
 

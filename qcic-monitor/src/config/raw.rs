@@ -132,6 +132,7 @@ pub(super) enum RawNotify {
     PagerDuty(PagerDutyConfig),
     Ntfy(NtfyConfig),
     Slack(SlackConfig),
+    Discord(DiscordConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

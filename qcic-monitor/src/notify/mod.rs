@@ -11,6 +11,7 @@
 //! pending at start-up.
 
 pub mod command;
+pub mod discord;
 pub mod email;
 pub mod lanes;
 pub mod ntfy;
@@ -112,6 +113,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Discord(discord) => {
+                    let channel = discord::DiscordChannel::new(cfg.name(index), discord)
+                        .map_err(refused("discord"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Slack(slack) => {
