@@ -529,3 +529,74 @@ fn discord_gets_an_embed_and_its_url_stays_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("Unknown Webhook"));
 }
+
+/// Telegram: the Bot API's `sendMessage` to the chat, plain text, the
+/// token (in the request path) from the environment and never logged,
+/// checked against the documented Bot API (`tests/telegram_server.py`); a
+/// 429's `retry_after` waited out; a chat the bot cannot reach is given up.
+#[test]
+fn telegram_gets_the_message_and_its_token_stays_secret() {
+    const TOKEN: &str = "123456:SECRETBOTTOKENTHATMUSTNOTLEAK";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("telegram.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/telegram_server.py"))
+        .args([
+            &port.to_string(),
+            out.to_str().unwrap(),
+            TOKEN,
+            "-1001234567890",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let channel = |chat: &str| {
+        format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"telegram\"\n\
+             token = \"env:QCIC_TEST_TG_TOKEN\"\nchat_id = \"{chat}\"\nurl = \"http://127.0.0.1:{port}\"\n"
+        )
+    };
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("-1001234567890"),
+        &[("QCIC_TEST_TG_TOKEN", TOKEN)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "<b>disk full</b>").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["chat_id"], "-1001234567890");
+    let text = alarm["text"].as_str().unwrap();
+    assert!(
+        text.contains("etl") && text.contains("<b>disk full</b>"),
+        "{text}"
+    );
+    assert!(
+        alarm.get("parse_mode").is_none(),
+        "plain text: no markup taken"
+    );
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    let log = monitor.stop();
+    assert!(log.contains("retry after"), "{log}");
+    assert!(!log.contains("SECRETBOTTOKEN"), "the token was logged");
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("@nobody"),
+        &[("QCIC_TEST_TG_TOKEN", TOKEN)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("chat not found"));
+}

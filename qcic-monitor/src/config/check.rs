@@ -399,6 +399,28 @@ fn check_notify(
                 check_webhook_url(&slack.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Slack(slack));
             }
+            RawNotify::Telegram(telegram) => {
+                if telegram.token.trim().is_empty() {
+                    return Err((
+                        format!("notify[{i}].token"),
+                        "needs the bot's token (better: env:VAR or file:PATH)".into(),
+                    ));
+                }
+                let chat = telegram.chat_id.trim();
+                let numeric = chat.strip_prefix('-').unwrap_or(chat);
+                if !(chat.starts_with('@') && chat.len() > 1
+                    || !numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return Err((
+                        format!("notify[{i}].chat_id"),
+                        format!("{chat:?} is neither a numeric chat id nor @channelusername"),
+                    ));
+                }
+                if let Some(url) = &telegram.url {
+                    check_webhook_url(url).map_err(|r| (format!("notify[{i}].url"), r))?;
+                }
+                notify.push(NotifyConfig::Telegram(telegram));
+            }
             RawNotify::Discord(discord) => {
                 check_webhook_url(&discord.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Discord(discord));

@@ -21,6 +21,27 @@ pub enum NotifyConfig {
     Slack(SlackConfig),
     /// A Discord webhook.
     Discord(DiscordConfig),
+    /// A Telegram bot's messages to a chat.
+    Telegram(TelegramConfig),
+}
+
+/// `kind = "telegram"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// The bot's token: a literal, `env:VAR` or `file:PATH`. Never logged.
+    pub token: String,
+    /// The chat: its numeric id (`-1001234567890`) or `@channelusername`.
+    pub chat_id: String,
+    /// The Bot API server (default `https://api.telegram.org`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "discord"`.
@@ -216,6 +237,7 @@ impl NotifyConfig {
             NotifyConfig::Ntfy(c) => &c.route,
             NotifyConfig::Slack(c) => &c.route,
             NotifyConfig::Discord(c) => &c.route,
+            NotifyConfig::Telegram(c) => &c.route,
         }
     }
 

@@ -133,6 +133,7 @@ pub(super) enum RawNotify {
     Ntfy(NtfyConfig),
     Slack(SlackConfig),
     Discord(DiscordConfig),
+    Telegram(TelegramConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

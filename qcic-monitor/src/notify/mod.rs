@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod pagerduty;
 pub mod retry;
 pub mod slack;
+pub mod telegram;
 pub mod webhook;
 pub mod zmq_pub;
 
@@ -113,6 +114,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Telegram(telegram) => {
+                    let channel = telegram::TelegramChannel::new(cfg.name(index), telegram)
+                        .map_err(refused("telegram"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Discord(discord) => {
