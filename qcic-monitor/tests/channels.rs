@@ -600,3 +600,67 @@ fn telegram_gets_the_message_and_its_token_stays_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("chat not found"));
 }
+
+/// Pushover: the Message API with the token and user key from the
+/// environment (never logged), a priority per event (the configured one
+/// over the defaults), checked against Pushover's documented API
+/// (`tests/pushover_server.py`); a 429 waited out; a user key Pushover
+/// does not know is given up with its reason.
+#[test]
+fn pushover_gets_the_message_with_its_priority_and_keys_stay_secret() {
+    const TOKEN: &str = "azGDORePK8gMaC0QOYAMyEEuzJnyUi";
+    const USER: &str = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pushover.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/pushover_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), TOKEN, USER, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let channel = |user: &str| {
+        format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pushover\"\n\
+             token = \"env:QCIC_TEST_PO_TOKEN\"\nuser = \"{user}\"\npriority = {{ recovered = 0 }}\n\
+             url = \"http://127.0.0.1:{port}/1/messages.json\"\n"
+        )
+    };
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("env:QCIC_TEST_PO_USER"),
+        &[("QCIC_TEST_PO_TOKEN", TOKEN), ("QCIC_TEST_PO_USER", USER)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["priority"], 1);
+    assert!(alarm["message"].as_str().unwrap().contains("disk full"));
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    assert_eq!(json_lines(&out)[1]["priority"], 0);
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(
+        !log.contains(TOKEN) && !log.contains(USER),
+        "a key was logged"
+    );
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("uNOTAUSERKEY000000000000000000"),
+        &[("QCIC_TEST_PO_TOKEN", TOKEN)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("user identifier is invalid"));
+}

@@ -399,6 +399,36 @@ fn check_notify(
                 check_webhook_url(&slack.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Slack(slack));
             }
+            RawNotify::Pushover(pushover) => {
+                for (key, value) in [("token", &pushover.token), ("user", &pushover.user)] {
+                    if value.trim().is_empty() {
+                        return Err((
+                            format!("notify[{i}].{key}"),
+                            "must not be empty (better: env:VAR or file:PATH)".into(),
+                        ));
+                    }
+                }
+                for (event, level) in &pushover.priority {
+                    if crate::notification::Event::from_name(event).is_none() {
+                        return Err((
+                            format!("notify[{i}].priority.{event}"),
+                            "is not an event qcic sends".into(),
+                        ));
+                    }
+                    if !(-2..=1).contains(level) {
+                        return Err((
+                            format!("notify[{i}].priority.{event}"),
+                            format!(
+                                "{level} is not -2 to 1 (2, emergency, needs acknowledgement settings qcic does not send)"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(url) = &pushover.url {
+                    check_webhook_url(url).map_err(|r| (format!("notify[{i}].url"), r))?;
+                }
+                notify.push(NotifyConfig::Pushover(pushover));
+            }
             RawNotify::Telegram(telegram) => {
                 if telegram.token.trim().is_empty() {
                     return Err((

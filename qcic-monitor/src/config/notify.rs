@@ -23,6 +23,31 @@ pub enum NotifyConfig {
     Discord(DiscordConfig),
     /// A Telegram bot's messages to a chat.
     Telegram(TelegramConfig),
+    /// Pushover's Message API.
+    Pushover(PushoverConfig),
+}
+
+/// `kind = "pushover"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushoverConfig {
+    /// The application's API token: a literal, `env:VAR` or `file:PATH`.
+    /// Never logged.
+    pub token: String,
+    /// The user or group key: a literal, `env:VAR` or `file:PATH`. Never logged.
+    pub user: String,
+    /// Priority by event name, -2 to 1, over the defaults.
+    #[serde(default)]
+    pub priority: std::collections::BTreeMap<String, i8>,
+    /// The Message API (default Pushover's).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "telegram"`.
@@ -238,6 +263,7 @@ impl NotifyConfig {
             NotifyConfig::Slack(c) => &c.route,
             NotifyConfig::Discord(c) => &c.route,
             NotifyConfig::Telegram(c) => &c.route,
+            NotifyConfig::Pushover(c) => &c.route,
         }
     }
 

@@ -134,6 +134,7 @@ pub(super) enum RawNotify {
     Slack(SlackConfig),
     Discord(DiscordConfig),
     Telegram(TelegramConfig),
+    Pushover(PushoverConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

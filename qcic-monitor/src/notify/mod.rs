@@ -17,6 +17,7 @@ pub mod lanes;
 pub mod ntfy;
 pub mod outbox;
 pub mod pagerduty;
+pub mod pushover;
 pub mod retry;
 pub mod slack;
 pub mod telegram;
@@ -114,6 +115,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Pushover(pushover) => {
+                    let channel = pushover::PushoverChannel::new(cfg.name(index), pushover)
+                        .map_err(refused("pushover"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Telegram(telegram) => {
