@@ -664,3 +664,62 @@ fn pushover_gets_the_message_with_its_priority_and_keys_stay_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("user identifier is invalid"));
 }
+
+/// Opsgenie: an alert created with the incident id as alias, closed by that
+/// alias on the follow-up, the API key from the environment (never
+/// logged), checked against Opsgenie's documented Alert API
+/// (`tests/opsgenie_server.py`); a 429 waited out; a key Opsgenie does
+/// not know is given up with its reason.
+#[test]
+fn opsgenie_creates_an_alert_by_incident_and_closes_it() {
+    const KEY: &str = "eb243592-faa2-4ba2-a551q-1afdf565c889";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("opsgenie.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/opsgenie_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), KEY, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let channel = |key: &str| {
+        format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"opsgenie\"\n\
+             api_key = \"{key}\"\nurl = \"http://127.0.0.1:{port}\"\npriority = {{ failed = \"P2\" }}\n"
+        )
+    };
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("env:QCIC_TEST_OG_KEY"),
+        &[("QCIC_TEST_OG_KEY", KEY)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let create = json_lines(&out)[0].clone();
+    assert_eq!(create["action"], "create");
+    assert_eq!(create["body"]["priority"], "P2");
+    assert_eq!(create["body"]["entity"], "etl");
+    let alias = create["alias"].clone();
+    assert_eq!(create["body"]["details"]["incident"], alias);
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    let close = json_lines(&out)[1].clone();
+    assert_eq!(close["action"], "close");
+    assert_eq!(close["alias"], alias);
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(!log.contains(KEY), "the API key was logged");
+
+    let monitor = Monitor::start("watcher-a", &channel("not-the-key"));
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("Could not authenticate"));
+}

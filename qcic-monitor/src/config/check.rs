@@ -399,6 +399,32 @@ fn check_notify(
                 check_webhook_url(&slack.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Slack(slack));
             }
+            RawNotify::Opsgenie(og) => {
+                if og.api_key.trim().is_empty() {
+                    return Err((
+                        format!("notify[{i}].api_key"),
+                        "must not be empty (better: env:VAR or file:PATH)".into(),
+                    ));
+                }
+                for (event, level) in &og.priority {
+                    if crate::notification::Event::from_name(event).is_none() {
+                        return Err((
+                            format!("notify[{i}].priority.{event}"),
+                            "is not an event qcic sends".into(),
+                        ));
+                    }
+                    if !crate::notify::opsgenie::PRIORITIES.contains(&level.as_str()) {
+                        return Err((
+                            format!("notify[{i}].priority.{event}"),
+                            format!("{level:?} is not an Opsgenie priority (P1 to P5)"),
+                        ));
+                    }
+                }
+                if let Some(url) = &og.url {
+                    check_webhook_url(url).map_err(|r| (format!("notify[{i}].url"), r))?;
+                }
+                notify.push(NotifyConfig::Opsgenie(og));
+            }
             RawNotify::Pushover(pushover) => {
                 for (key, value) in [("token", &pushover.token), ("user", &pushover.user)] {
                     if value.trim().is_empty() {

@@ -26,8 +26,9 @@ pub use declare::DeclareConfig;
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
-    CommandConfig, DiscordConfig, EmailConfig, NotifyConfig, NtfyConfig, PagerDutyConfig,
-    PushoverConfig, Route, SlackConfig, TelegramConfig, WebhookConfig, ZmqConfig, redacted_url,
+    CommandConfig, DiscordConfig, EmailConfig, NotifyConfig, NtfyConfig, OpsgenieConfig,
+    PagerDutyConfig, PushoverConfig, Route, SlackConfig, TelegramConfig, WebhookConfig, ZmqConfig,
+    redacted_url,
 };
 pub use paths::{default_control_path, default_state_path, private_tmp_dir};
 /// The configuration the monitor runs on when no `--config` is given: the

@@ -25,6 +25,29 @@ pub enum NotifyConfig {
     Telegram(TelegramConfig),
     /// Pushover's Message API.
     Pushover(PushoverConfig),
+    /// Opsgenie's Alert API.
+    Opsgenie(OpsgenieConfig),
+}
+
+/// `kind = "opsgenie"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsgenieConfig {
+    /// An API integration's key: a literal, `env:VAR` or `file:PATH`. Never logged.
+    pub api_key: String,
+    /// The API (default the US region, `https://api.opsgenie.com`; the EU
+    /// region is `https://api.eu.opsgenie.com`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Priority by event name (`P1` to `P5`), over the defaults.
+    #[serde(default)]
+    pub priority: std::collections::BTreeMap<String, String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "pushover"`.
@@ -264,6 +287,7 @@ impl NotifyConfig {
             NotifyConfig::Discord(c) => &c.route,
             NotifyConfig::Telegram(c) => &c.route,
             NotifyConfig::Pushover(c) => &c.route,
+            NotifyConfig::Opsgenie(c) => &c.route,
         }
     }
 

@@ -135,6 +135,7 @@ pub(super) enum RawNotify {
     Discord(DiscordConfig),
     Telegram(TelegramConfig),
     Pushover(PushoverConfig),
+    Opsgenie(OpsgenieConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

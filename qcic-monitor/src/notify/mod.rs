@@ -15,6 +15,7 @@ pub mod discord;
 pub mod email;
 pub mod lanes;
 pub mod ntfy;
+pub mod opsgenie;
 pub mod outbox;
 pub mod pagerduty;
 pub mod pushover;
@@ -115,6 +116,11 @@ impl Channels {
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Opsgenie(og) => {
+                    let channel = opsgenie::OpsgenieChannel::new(cfg.name(index), og)
+                        .map_err(refused("opsgenie"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Pushover(pushover) => {

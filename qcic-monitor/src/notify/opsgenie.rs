@@ -1,0 +1,152 @@
+//! `kind = "opsgenie"`: Opsgenie's Alert API
+//! (<https://docs.opsgenie.com/docs/alert-api>). An alarm creates an alert
+//! whose `alias` is the incident id (Opsgenie folds alerts with one alias
+//! into one, so a watcher pair's duplicates make one alert); its follow-up
+//! closes the alert by that alias. The API key is a secret: `env:VAR` or
+//! `file:PATH`, never logged.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::retry::Failure;
+use super::webhook::{retry_after, secret};
+use crate::config::OpsgenieConfig;
+use crate::notification::{Event, Notification};
+
+/// The API of Opsgenie's US region; the EU one is `https://api.eu.opsgenie.com`.
+pub const API_URL: &str = "https://api.opsgenie.com";
+/// The priorities Opsgenie takes.
+pub const PRIORITIES: [&str; 5] = ["P1", "P2", "P3", "P4", "P5"];
+
+/// An event's priority unless `priority` names another.
+pub fn default_priority(event: Event) -> &'static str {
+    match event {
+        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "P1",
+        Event::Overrun | Event::Late | Event::Stalled => "P2",
+        Event::TooFast | Event::UnknownJob => "P3",
+        Event::Retired | Event::Recovered | Event::Retracted => "P5",
+    }
+}
+
+/// A ready Opsgenie channel.
+#[derive(Debug)]
+pub struct OpsgenieChannel {
+    name: String,
+    base: String,
+    key: String,
+    priority: BTreeMap<Event, String>,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl OpsgenieChannel {
+    /// Reads the API key now, so a missing secret stops the start.
+    pub fn new(name: String, cfg: &OpsgenieConfig) -> Result<OpsgenieChannel, String> {
+        let key = secret(&cfg.api_key).map_err(|e| format!("api_key: {e}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(OpsgenieChannel {
+            name,
+            base: cfg
+                .url
+                .as_deref()
+                .unwrap_or(API_URL)
+                .trim_end_matches('/')
+                .to_owned(),
+            key,
+            priority: cfg
+                .priority
+                .iter()
+                .filter_map(|(event, p)| Some((Event::from_name(event)?, p.clone())))
+                .collect(),
+            client,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The request for `note`: (path, body).
+    pub fn request(&self, note: &Notification) -> (String, serde_json::Value) {
+        if note.event.is_follow_up() {
+            return (
+                format!("/v2/alerts/{}/close?identifierType=alias", note.incident),
+                json!({"source": note.watcher, "user": "qcic",
+                       "note": note.text.clone().unwrap_or_else(|| note.headline())}),
+            );
+        }
+        let priority = self
+            .priority
+            .get(&note.event)
+            .map_or(default_priority(note.event), String::as_str);
+        let mut description = note.headline();
+        if let Some(reason) = &note.text {
+            description.push_str(&format!("\n{}", crate::printable::one_line(reason)));
+        }
+        (
+            "/v2/alerts".to_owned(),
+            json!({
+                // At most 130 characters, 512 for the alias, 15 000 for
+                // the description.
+                "message": note.headline().chars().take(130).collect::<String>(),
+                "alias": note.incident,
+                "description": description.chars().take(15_000).collect::<String>(),
+                "entity": note.job,
+                "source": note.watcher,
+                "tags": ["qcic", note.event.name()],
+                "details": {
+                    "job": note.job,
+                    "event": note.event.name(),
+                    "incident": note.incident,
+                    "watcher": note.watcher,
+                    "host": note.host.as_deref().unwrap_or(""),
+                },
+                "priority": priority,
+            }),
+        )
+    }
+
+    async fn post(&self, note: &Notification) -> Result<(), Failure> {
+        let (path, body) = self.request(note);
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("GenieKey {}", self.key))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let after = retry_after(response.headers());
+        // Opsgenie says why in "message" (never echoing the key).
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["message"].as_str().unwrap_or("").to_owned();
+        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&message));
+        match (status.as_u16(), after) {
+            (429 | 408, Some(after)) => Err(Failure::Throttled(cause, after)),
+            (429 | 408, None) => Err(Failure::Temporary(cause)),
+            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
+            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
+            _ => Err(Failure::Temporary(cause)),
+        }
+    }
+}
+
+impl super::lanes::Attempt for OpsgenieChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        self.post(note).await
+    }
+}
