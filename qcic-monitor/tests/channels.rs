@@ -723,3 +723,65 @@ fn opsgenie_creates_an_alert_by_incident_and_closes_it() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("Could not authenticate"));
 }
+
+/// Teams: an Adaptive Card to a Workflows webhook whose URL (it holds its
+/// signature) comes from the environment and is never logged, checked
+/// against Microsoft's documented message and card shapes
+/// (`tests/teams_server.py`); a 429 waited out; an unknown flow (404)
+/// given up.
+#[test]
+fn teams_gets_an_adaptive_card_and_its_url_stays_secret() {
+    const SECRET_PATH: &str =
+        "/workflows/abc/triggers/manual/paths/invoke?sig=SECRETSIGNATURETHATMUSTNOTLEAK";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("teams.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let path = SECRET_PATH.split('?').next().unwrap();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/teams_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), path, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"teams\"\nurl = \"env:QCIC_TEST_TEAMS_URL\"\n";
+    let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_TEAMS_URL", &url)]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let card = json_lines(&out)[0]["attachments"][0]["content"].clone();
+    assert_eq!(card["body"][0]["color"], "Attention");
+    assert_eq!(card["body"][1]["text"], "disk full");
+    assert!(card["body"][2]["facts"].to_string().contains("Incident"));
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    assert_eq!(
+        json_lines(&out)[1]["attachments"][0]["content"]["body"][0]["color"],
+        "Good"
+    );
+    let log = monitor.stop();
+    assert!(log.contains("HTTP 429"), "{log}");
+    assert!(
+        !log.contains("SECRETSIGNATURE"),
+        "the webhook URL was logged"
+    );
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        body,
+        &[(
+            "QCIC_TEST_TEAMS_URL",
+            &format!("http://127.0.0.1:{port}/workflows/none"),
+        )],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("WorkflowNotFound"));
+}

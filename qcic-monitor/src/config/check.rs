@@ -477,6 +477,10 @@ fn check_notify(
                 }
                 notify.push(NotifyConfig::Telegram(telegram));
             }
+            RawNotify::Teams(teams) => {
+                check_webhook_url(&teams.url).map_err(|r| (format!("notify[{i}].url"), r))?;
+                notify.push(NotifyConfig::Teams(teams));
+            }
             RawNotify::Discord(discord) => {
                 check_webhook_url(&discord.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Discord(discord));

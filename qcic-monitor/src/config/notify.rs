@@ -27,6 +27,23 @@ pub enum NotifyConfig {
     Pushover(PushoverConfig),
     /// Opsgenie's Alert API.
     Opsgenie(OpsgenieConfig),
+    /// A Microsoft Teams Workflows webhook.
+    Teams(TeamsConfig),
+}
+
+/// `kind = "teams"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsConfig {
+    /// The Workflows webhook's URL: it holds its signature, so `env:VAR` or
+    /// `file:PATH` (a literal works too). Never logged whole.
+    pub url: String,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "opsgenie"`.
@@ -288,6 +305,7 @@ impl NotifyConfig {
             NotifyConfig::Telegram(c) => &c.route,
             NotifyConfig::Pushover(c) => &c.route,
             NotifyConfig::Opsgenie(c) => &c.route,
+            NotifyConfig::Teams(c) => &c.route,
         }
     }
 

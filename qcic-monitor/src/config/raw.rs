@@ -136,6 +136,7 @@ pub(super) enum RawNotify {
     Telegram(TelegramConfig),
     Pushover(PushoverConfig),
     Opsgenie(OpsgenieConfig),
+    Teams(TeamsConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

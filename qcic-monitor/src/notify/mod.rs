@@ -21,6 +21,7 @@ pub mod pagerduty;
 pub mod pushover;
 pub mod retry;
 pub mod slack;
+pub mod teams;
 pub mod telegram;
 pub mod webhook;
 pub mod zmq_pub;
@@ -131,6 +132,11 @@ impl Channels {
                 NotifyConfig::Telegram(telegram) => {
                     let channel = telegram::TelegramChannel::new(cfg.name(index), telegram)
                         .map_err(refused("telegram"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Teams(teams) => {
+                    let channel = teams::TeamsChannel::new(cfg.name(index), teams)
+                        .map_err(refused("teams"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Discord(discord) => {
