@@ -785,3 +785,67 @@ fn teams_gets_an_adaptive_card_and_its_url_stays_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("WorkflowNotFound"));
 }
+
+/// Matrix: an `m.notice` in the room through the client-server API, the
+/// access token from the environment (never logged), checked against the
+/// Matrix specification (`tests/matrix_server.py`); a 429's
+/// `retry_after_ms` waited out; a room the bot is not in is given up.
+#[test]
+fn matrix_gets_a_notice_in_the_room_and_its_token_stays_secret() {
+    const TOKEN: &str = "syt_SECRETACCESSTOKENTHATMUSTNOTLEAK";
+    const ROOM: &str = "!qcicroom:example.org";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("matrix.jsonl");
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests/matrix_server.py"))
+        .args([&port.to_string(), out.to_str().unwrap(), TOKEN, ROOM, "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let _server = Server { child, _held: held };
+    let channel = |room: &str| {
+        format!(
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"matrix\"\n\
+             homeserver = \"http://127.0.0.1:{port}\"\nroom = \"{room}\"\naccess_token = \"env:QCIC_TEST_MX_TOKEN\"\n"
+        )
+    };
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel(ROOM),
+        &[("QCIC_TEST_MX_TOKEN", TOKEN)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&out).is_empty()));
+    let alarm = json_lines(&out)[0].clone();
+    assert_eq!(alarm["content"]["msgtype"], "m.notice");
+    assert!(
+        alarm["content"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("disk full")
+    );
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
+    assert_ne!(json_lines(&out)[1]["txn"], alarm["txn"]);
+    let log = monitor.stop();
+    assert!(log.contains("M_LIMIT_EXCEEDED"), "{log}");
+    assert!(!log.contains("SECRETACCESSTOKEN"), "the token was logged");
+
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        "",
+        &channel("!otherroom:example.org"),
+        &[("QCIC_TEST_MX_TOKEN", TOKEN)],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    monitor.wait_log("refused permanently");
+    assert!(monitor.stop().contains("M_FORBIDDEN"));
+}

@@ -477,6 +477,35 @@ fn check_notify(
                 }
                 notify.push(NotifyConfig::Telegram(telegram));
             }
+            RawNotify::Matrix(matrix) => {
+                if !(matrix.homeserver.starts_with("https://")
+                    || matrix.homeserver.starts_with("http://"))
+                {
+                    return Err((
+                        format!("notify[{i}].homeserver"),
+                        format!(
+                            "{} must be the homeserver's https:// URL",
+                            redacted_url(&matrix.homeserver)
+                        ),
+                    ));
+                }
+                if !(matrix.room.starts_with('!') && matrix.room.contains(':')) {
+                    return Err((
+                        format!("notify[{i}].room"),
+                        format!(
+                            "{:?} is not a room id such as \"!abcdef:example.org\" (an alias cannot be sent to)",
+                            matrix.room
+                        ),
+                    ));
+                }
+                if matrix.access_token.trim().is_empty() {
+                    return Err((
+                        format!("notify[{i}].access_token"),
+                        "must not be empty (better: env:VAR or file:PATH)".into(),
+                    ));
+                }
+                notify.push(NotifyConfig::Matrix(matrix));
+            }
             RawNotify::Teams(teams) => {
                 check_webhook_url(&teams.url).map_err(|r| (format!("notify[{i}].url"), r))?;
                 notify.push(NotifyConfig::Teams(teams));

@@ -26,9 +26,9 @@ pub use declare::DeclareConfig;
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
-    CommandConfig, DiscordConfig, EmailConfig, NotifyConfig, NtfyConfig, OpsgenieConfig,
-    PagerDutyConfig, PushoverConfig, Route, SlackConfig, TeamsConfig, TelegramConfig,
-    WebhookConfig, ZmqConfig, redacted_url,
+    CommandConfig, DiscordConfig, EmailConfig, MatrixConfig, NotifyConfig, NtfyConfig,
+    OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route, SlackConfig, TeamsConfig,
+    TelegramConfig, WebhookConfig, ZmqConfig, redacted_url,
 };
 pub use paths::{default_control_path, default_state_path, private_tmp_dir};
 /// The configuration the monitor runs on when no `--config` is given: the

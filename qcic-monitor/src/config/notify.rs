@@ -29,6 +29,27 @@ pub enum NotifyConfig {
     Opsgenie(OpsgenieConfig),
     /// A Microsoft Teams Workflows webhook.
     Teams(TeamsConfig),
+    /// A Matrix room.
+    Matrix(MatrixConfig),
+}
+
+/// `kind = "matrix"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixConfig {
+    /// The homeserver's client-server API base, e.g. `https://matrix.example.org`.
+    pub homeserver: String,
+    /// The room's id (`!abcdef:example.org`; the bot must be in it).
+    pub room: String,
+    /// The bot account's access token: a literal, `env:VAR` or `file:PATH`.
+    /// Never logged.
+    pub access_token: String,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
 }
 
 /// `kind = "teams"`.
@@ -306,6 +327,7 @@ impl NotifyConfig {
             NotifyConfig::Pushover(c) => &c.route,
             NotifyConfig::Opsgenie(c) => &c.route,
             NotifyConfig::Teams(c) => &c.route,
+            NotifyConfig::Matrix(c) => &c.route,
         }
     }
 

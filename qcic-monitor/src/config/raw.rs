@@ -137,6 +137,7 @@ pub(super) enum RawNotify {
     Pushover(PushoverConfig),
     Opsgenie(OpsgenieConfig),
     Teams(TeamsConfig),
+    Matrix(MatrixConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

@@ -14,6 +14,7 @@ pub mod command;
 pub mod discord;
 pub mod email;
 pub mod lanes;
+pub mod matrix;
 pub mod ntfy;
 pub mod opsgenie;
 pub mod outbox;
@@ -132,6 +133,11 @@ impl Channels {
                 NotifyConfig::Telegram(telegram) => {
                     let channel = telegram::TelegramChannel::new(cfg.name(index), telegram)
                         .map_err(refused("telegram"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Matrix(matrix) => {
+                    let channel = matrix::MatrixChannel::new(cfg.name(index), matrix)
+                        .map_err(refused("matrix"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::Teams(teams) => {

@@ -1,0 +1,137 @@
+//! `kind = "matrix"`: a message to a Matrix room through the
+//! client-server API's `PUT /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`
+//! (<https://spec.matrix.org/v1.9/client-server-api/#put_matrixclientv3roomsroomidsendeventtypetxnid>).
+//! The transaction id is derived from the notification, so a retry after an
+//! answer that was lost is taken by the homeserver as the same message,
+//! not a second one.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::retry::Failure;
+use super::webhook::secret;
+use crate::config::MatrixConfig;
+use crate::notification::Notification;
+
+/// A ready Matrix channel.
+#[derive(Debug)]
+pub struct MatrixChannel {
+    name: String,
+    homeserver: reqwest::Url,
+    room: String,
+    token: String,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl MatrixChannel {
+    /// Reads the access token now, so a missing secret stops the start.
+    pub fn new(name: String, cfg: &MatrixConfig) -> Result<MatrixChannel, String> {
+        let token = secret(&cfg.access_token).map_err(|e| format!("access_token: {e}"))?;
+        let homeserver =
+            reqwest::Url::parse(&cfg.homeserver).map_err(|e| format!("homeserver: {e}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(MatrixChannel {
+            name,
+            homeserver,
+            room: cfg.room.clone(),
+            token,
+            client,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The transaction id of `note`: the same for every attempt at it.
+    fn txn_id(note: &Notification) -> String {
+        let mut hash = Sha256::new();
+        for part in [&*note.watcher, &*note.incident, note.event.name()] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(note.repeat.to_be_bytes());
+        format!("qcic-{}", hex::encode(&hash.finalize()[..12]))
+    }
+
+    /// The request's URL and body for `note`.
+    pub fn request(
+        &self,
+        note: &Notification,
+    ) -> Result<(reqwest::Url, serde_json::Value), String> {
+        let mut url = self.homeserver.clone();
+        url.path_segments_mut()
+            .map_err(|()| "homeserver: not a base URL".to_owned())?
+            .pop_if_empty()
+            .extend([
+                "_matrix",
+                "client",
+                "v3",
+                "rooms",
+                &self.room,
+                "send",
+                "m.room.message",
+                &Self::txn_id(note),
+            ]);
+        let mut body = format!(
+            "{}\njob {} · event {} · watcher {} · incident {}",
+            note.headline(),
+            note.job,
+            note.event,
+            note.watcher,
+            note.incident
+        );
+        if let Some(reason) = &note.text {
+            body.push_str(&format!("\n{}", crate::printable::one_line(reason)));
+        }
+        // m.notice: a bot's message, which other bots do not answer.
+        Ok((url, json!({"msgtype": "m.notice", "body": body})))
+    }
+
+    async fn put(&self, note: &Notification) -> Result<(), Failure> {
+        let (url, body) = self.request(note).map_err(Failure::Permanent)?;
+        let response = self
+            .client
+            .put(url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // {"errcode": "M_FORBIDDEN", "error": "...", "retry_after_ms": N}.
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        let cause = format!(
+            "HTTP {status}: {} {}",
+            answer["errcode"].as_str().unwrap_or(""),
+            crate::printable::one_line(answer["error"].as_str().unwrap_or(""))
+        );
+        let after = answer["retry_after_ms"].as_u64().map(Duration::from_millis);
+        match (status.as_u16(), after) {
+            (429, Some(after)) => Err(Failure::Throttled(cause, after)),
+            (429 | 408, _) => Err(Failure::Temporary(cause)),
+            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
+            _ => Err(Failure::Temporary(cause)),
+        }
+    }
+}
+
+impl super::lanes::Attempt for MatrixChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deadline(&self) -> Duration {
+        self.timeout + Duration::from_secs(1)
+    }
+
+    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        self.put(note).await
+    }
+}
