@@ -24,6 +24,24 @@ impl Drop for Server {
     }
 }
 
+/// A test server from `qcic-monitor/tests/` (a stand-in for a service, each
+/// citing the documentation it follows), on a port held for it, with its
+/// arguments after the port; ready when it accepts connections.
+fn service(script: &str, held: ReservedPort, args: &[&str]) -> Server {
+    let port = held.port();
+    let child = Command::new(python())
+        .arg(workspace_root().join("qcic-monitor/tests").join(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    Server { child, _held: held }
+}
+
 fn webhook_server(port: ReservedPort, out: &std::path::Path, fail_first: u32) -> Server {
     webhook_server_failing_with(port, out, fail_first, 500)
 }
@@ -244,22 +262,12 @@ fn check_validates_and_prints_the_next_cron_fires() {
 /// documentation it follows); the first `throttle` requests get 429 with
 /// `Retry-After: 1`.
 fn pagerduty_server(held: ReservedPort, out: &std::path::Path, key: &str, throttle: u32) -> Server {
-    let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/pagerduty_server.py"))
-        .args([
-            port.to_string(),
-            out.display().to_string(),
-            key.to_owned(),
-            throttle.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    Server { child, _held: held }
+    let throttle = throttle.to_string();
+    service(
+        "pagerduty_server.py",
+        held,
+        &[out.to_str().unwrap(), key, &throttle],
+    )
 }
 
 /// An alarm is a PagerDuty `trigger` keyed by the incident id, its
@@ -331,23 +339,12 @@ fn ntfy_server(
     token: &str,
     throttle: u32,
 ) -> Server {
-    let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/ntfy_server.py"))
-        .args([
-            port.to_string(),
-            out.display().to_string(),
-            topic.to_owned(),
-            token.to_owned(),
-            throttle.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    Server { child, _held: held }
+    let throttle = throttle.to_string();
+    service(
+        "ntfy_server.py",
+        held,
+        &[out.to_str().unwrap(), topic, token, &throttle],
+    )
 }
 
 /// ntfy: the alarm and its follow-up published to the topic with a title,
@@ -422,16 +419,11 @@ fn slack_gets_block_kit_messages_and_its_url_stays_secret() {
     let out = dir.path().join("slack.jsonl");
     let held = reserve_port();
     let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/slack_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), SECRET_PATH, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service(
+        "slack_server.py",
+        held,
+        &[out.to_str().unwrap(), SECRET_PATH, "1"],
+    );
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
     let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"slack\"\nurl = \"env:QCIC_TEST_SLACK_URL\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_SLACK_URL", &url)]);
@@ -486,16 +478,11 @@ fn discord_gets_an_embed_and_its_url_stays_secret() {
     let out = dir.path().join("discord.jsonl");
     let held = reserve_port();
     let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/discord_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), SECRET_PATH, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service(
+        "discord_server.py",
+        held,
+        &[out.to_str().unwrap(), SECRET_PATH, "1"],
+    );
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
     let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"discord\"\nurl = \"env:QCIC_TEST_DISCORD_URL\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_DISCORD_URL", &url)]);
@@ -614,16 +601,11 @@ fn pushover_gets_the_message_with_its_priority_and_keys_stay_secret() {
     let out = dir.path().join("pushover.jsonl");
     let held = reserve_port();
     let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/pushover_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), TOKEN, USER, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service(
+        "pushover_server.py",
+        held,
+        &[out.to_str().unwrap(), TOKEN, USER, "1"],
+    );
     let channel = |user: &str| {
         format!(
             "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pushover\"\n\
@@ -677,16 +659,11 @@ fn opsgenie_creates_an_alert_by_incident_and_closes_it() {
     let out = dir.path().join("opsgenie.jsonl");
     let held = reserve_port();
     let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/opsgenie_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), KEY, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service(
+        "opsgenie_server.py",
+        held,
+        &[out.to_str().unwrap(), KEY, "1"],
+    );
     let channel = |key: &str| {
         format!(
             "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"opsgenie\"\n\
@@ -738,16 +715,7 @@ fn teams_gets_an_adaptive_card_and_its_url_stays_secret() {
     let held = reserve_port();
     let port = held.port();
     let path = SECRET_PATH.split('?').next().unwrap();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/teams_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), path, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service("teams_server.py", held, &[out.to_str().unwrap(), path, "1"]);
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
     let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"teams\"\nurl = \"env:QCIC_TEST_TEAMS_URL\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_TEAMS_URL", &url)]);
@@ -798,16 +766,11 @@ fn matrix_gets_a_notice_in_the_room_and_its_token_stays_secret() {
     let out = dir.path().join("matrix.jsonl");
     let held = reserve_port();
     let port = held.port();
-    let child = Command::new(python())
-        .arg(workspace_root().join("qcic-monitor/tests/matrix_server.py"))
-        .args([&port.to_string(), out.to_str().unwrap(), TOKEN, ROOM, "1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let _server = Server { child, _held: held };
+    let _server = service(
+        "matrix_server.py",
+        held,
+        &[out.to_str().unwrap(), TOKEN, ROOM, "1"],
+    );
     let channel = |room: &str| {
         format!(
             "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"matrix\"\n\

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::MatrixConfig;
@@ -18,32 +19,26 @@ use crate::notification::Notification;
 /// A ready Matrix channel.
 #[derive(Debug)]
 pub struct MatrixChannel {
-    name: String,
     homeserver: reqwest::Url,
     room: String,
     token: String,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl MatrixChannel {
     /// Reads the access token now, so a missing secret stops the start.
-    pub fn new(name: String, cfg: &MatrixConfig) -> Result<MatrixChannel, String> {
+    pub fn new(name: String, cfg: &MatrixConfig) -> Result<HttpChannel<MatrixChannel>, String> {
         let token = secret(&cfg.access_token).map_err(|e| format!("access_token: {e}"))?;
         let homeserver =
             reqwest::Url::parse(&cfg.homeserver).map_err(|e| format!("homeserver: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(MatrixChannel {
+        HttpChannel::new(
             name,
-            homeserver,
-            room: cfg.room.clone(),
-            token,
-            client,
-            timeout: cfg.timeout,
-        })
+            cfg.timeout,
+            MatrixChannel {
+                homeserver,
+                room: cfg.room.clone(),
+                token,
+            },
+        )
     }
 
     /// The transaction id of `note`: the same for every attempt at it.
@@ -58,7 +53,7 @@ impl MatrixChannel {
     }
 
     /// The request's URL and body for `note`.
-    pub fn request(
+    pub fn request_for(
         &self,
         note: &Notification,
     ) -> Result<(reqwest::Url, serde_json::Value), String> {
@@ -90,48 +85,31 @@ impl MatrixChannel {
         // m.notice: a bot's message, which other bots do not answer.
         Ok((url, json!({"msgtype": "m.notice", "body": body})))
     }
-
-    async fn put(&self, note: &Notification) -> Result<(), Failure> {
-        let (url, body) = self.request(note).map_err(Failure::Permanent)?;
-        let response = self
-            .client
-            .put(url)
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        // {"errcode": "M_FORBIDDEN", "error": "...", "retry_after_ms": N}.
-        let answer: serde_json::Value = response.json().await.unwrap_or_default();
-        let cause = format!(
-            "HTTP {status}: {} {}",
-            answer["errcode"].as_str().unwrap_or(""),
-            crate::printable::one_line(answer["error"].as_str().unwrap_or(""))
-        );
-        let after = answer["retry_after_ms"].as_u64().map(Duration::from_millis);
-        match (status.as_u16(), after) {
-            (429, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, _) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
 }
 
-impl super::lanes::Attempt for MatrixChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for MatrixChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let (url, body) = self.request_for(note).map_err(Failure::Permanent)?;
+        Ok(client.put(url).bearer_auth(&self.token).json(&body))
     }
 
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
+    // {"errcode": "M_FORBIDDEN", "error": "...", "retry_after_ms": N}.
+    fn reason(&self, body: &str) -> String {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        crate::printable::one_line(&format!(
+            "{} {}",
+            answer["errcode"].as_str().unwrap_or(""),
+            answer["error"].as_str().unwrap_or("")
+        ))
+        .into_owned()
     }
 
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.put(note).await
+    fn retry_after(&self, body: &str) -> Option<Duration> {
+        let answer: serde_json::Value = serde_json::from_str(body).ok()?;
+        answer["retry_after_ms"].as_u64().map(Duration::from_millis)
     }
 }

@@ -13,6 +13,7 @@
 pub mod command;
 pub mod discord;
 pub mod email;
+pub mod http;
 pub mod lanes;
 pub mod matrix;
 pub mod ntfy;

@@ -4,10 +4,10 @@
 //! any) as a bearer token.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
-use super::webhook::{retry_after, secret};
+use super::webhook::secret;
 use crate::config::NtfyConfig;
 use crate::notification::{Event, Notification};
 
@@ -39,19 +39,16 @@ fn default_tags(event: Event) -> &'static str {
 /// A ready ntfy channel.
 #[derive(Debug)]
 pub struct NtfyChannel {
-    name: String,
     url: String,
     token: Option<String>,
     priority: BTreeMap<Event, String>,
     tags: BTreeMap<Event, String>,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl NtfyChannel {
     /// Reads the topic URL and token (`env:VAR`, `file:PATH`) now, so a
     /// missing secret stops the start.
-    pub fn new(name: String, cfg: &NtfyConfig) -> Result<NtfyChannel, String> {
+    pub fn new(name: String, cfg: &NtfyConfig) -> Result<HttpChannel<NtfyChannel>, String> {
         let url = secret(&cfg.url).map_err(|e| format!("url: {e}"))?;
         let token = cfg
             .token
@@ -69,19 +66,16 @@ impl NtfyChannel {
             .iter()
             .map(|(event, list)| (event.clone(), list.join(",")))
             .collect();
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(NtfyChannel {
+        HttpChannel::new(
             name,
-            url,
-            token,
-            priority: by_event(&cfg.priority),
-            tags: by_event(&tags),
-            client,
-            timeout: cfg.timeout,
-        })
+            cfg.timeout,
+            NtfyChannel {
+                url,
+                token,
+                priority: by_event(&cfg.priority),
+                tags: by_event(&tags),
+            },
+        )
     }
 
     /// The message's title, text, priority and tags.
@@ -128,58 +122,24 @@ impl NtfyChannel {
             .to_owned();
         (title, text, priority, tags)
     }
+}
 
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
+impl Provider for NtfyChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
         let (title, text, priority, tags) = self.message(note);
-        let mut request = self
-            .client
+        let request = client
             .post(&self.url)
             .header("Title", title)
             .header("Priority", priority)
             .header("Tags", tags)
             .body(text);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            // Without the URL: the topic name is often the secret.
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let after = retry_after(response.headers());
-        // ntfy explains a refusal in a JSON body ("error", "link").
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
-        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&body));
-        match (status.as_u16(), after) {
-            (429 | 408, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, None) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
-}
-
-impl super::lanes::Attempt for NtfyChannel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
-    }
-
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+        Ok(match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        })
     }
 }

@@ -6,12 +6,12 @@
 //! `file:PATH`, never logged.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::json;
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
-use super::webhook::{retry_after, secret};
+use super::webhook::secret;
 use crate::config::OpsgenieConfig;
 use crate::notification::{Event, Notification};
 
@@ -33,43 +33,37 @@ pub fn default_priority(event: Event) -> &'static str {
 /// A ready Opsgenie channel.
 #[derive(Debug)]
 pub struct OpsgenieChannel {
-    name: String,
     base: String,
     key: String,
     priority: BTreeMap<Event, String>,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl OpsgenieChannel {
     /// Reads the API key now, so a missing secret stops the start.
-    pub fn new(name: String, cfg: &OpsgenieConfig) -> Result<OpsgenieChannel, String> {
+    pub fn new(name: String, cfg: &OpsgenieConfig) -> Result<HttpChannel<OpsgenieChannel>, String> {
         let key = secret(&cfg.api_key).map_err(|e| format!("api_key: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(OpsgenieChannel {
+        HttpChannel::new(
             name,
-            base: cfg
-                .url
-                .as_deref()
-                .unwrap_or(API_URL)
-                .trim_end_matches('/')
-                .to_owned(),
-            key,
-            priority: cfg
-                .priority
-                .iter()
-                .filter_map(|(event, p)| Some((Event::from_name(event)?, p.clone())))
-                .collect(),
-            client,
-            timeout: cfg.timeout,
-        })
+            cfg.timeout,
+            OpsgenieChannel {
+                base: cfg
+                    .url
+                    .as_deref()
+                    .unwrap_or(API_URL)
+                    .trim_end_matches('/')
+                    .to_owned(),
+                key,
+                priority: cfg
+                    .priority
+                    .iter()
+                    .filter_map(|(event, p)| Some((Event::from_name(event)?, p.clone())))
+                    .collect(),
+            },
+        )
     }
 
     /// The request for `note`: (path, body).
-    pub fn request(&self, note: &Notification) -> (String, serde_json::Value) {
+    pub fn request_for(&self, note: &Notification) -> (String, serde_json::Value) {
         if note.event.is_follow_up() {
             return (
                 format!("/v2/alerts/{}/close?identifierType=alias", note.incident),
@@ -107,46 +101,24 @@ impl OpsgenieChannel {
             }),
         )
     }
-
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
-        let (path, body) = self.request(note);
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("GenieKey {}", self.key))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let after = retry_after(response.headers());
-        // Opsgenie says why in "message" (never echoing the key).
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let message = body["message"].as_str().unwrap_or("").to_owned();
-        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&message));
-        match (status.as_u16(), after) {
-            (429 | 408, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, None) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
 }
 
-impl super::lanes::Attempt for OpsgenieChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for OpsgenieChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let (path, body) = self.request_for(note);
+        Ok(client
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("GenieKey {}", self.key))
+            .json(&body))
     }
 
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
-    }
-
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+    // {"message": ...}: never the key.
+    fn reason(&self, body: &str) -> String {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        crate::printable::one_line(answer["message"].as_str().unwrap_or("")).into_owned()
     }
 }

@@ -5,12 +5,12 @@
 //! follow-up (`recovered`, `retracted`) is a `resolve` of the same key.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::json;
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
-use super::webhook::{retry_after, secret};
+use super::webhook::secret;
 use crate::config::PagerDutyConfig;
 use crate::notification::{Event, Notification, rfc3339};
 
@@ -34,36 +34,33 @@ pub fn default_severity(event: Event) -> &'static str {
 /// A ready PagerDuty channel.
 #[derive(Debug)]
 pub struct PagerDutyChannel {
-    name: String,
     url: String,
     routing_key: String,
     severity: BTreeMap<Event, String>,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl PagerDutyChannel {
     /// Reads the routing key (`env:VAR` and `file:PATH` now, so a missing
     /// secret stops the start) and builds the client.
-    pub fn new(name: String, cfg: &PagerDutyConfig) -> Result<PagerDutyChannel, String> {
+    pub fn new(
+        name: String,
+        cfg: &PagerDutyConfig,
+    ) -> Result<HttpChannel<PagerDutyChannel>, String> {
         let routing_key = secret(&cfg.routing_key).map_err(|e| format!("routing_key: {e}"))?;
         let severity = cfg
             .severity
             .iter()
             .filter_map(|(event, level)| Some((Event::from_name(event)?, level.clone())))
             .collect();
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(PagerDutyChannel {
+        HttpChannel::new(
             name,
-            url: cfg.url.clone().unwrap_or_else(|| EVENTS_URL.into()),
-            routing_key,
-            severity,
-            client,
-            timeout: cfg.timeout,
-        })
+            cfg.timeout,
+            PagerDutyChannel {
+                url: cfg.url.clone().unwrap_or_else(|| EVENTS_URL.into()),
+                routing_key,
+                severity,
+            },
+        )
     }
 
     /// The event PagerDuty gets for `note`.
@@ -98,39 +95,6 @@ impl PagerDutyChannel {
             },
         })
     }
-
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
-        let response = self
-            .client
-            .post(&self.url)
-            .json(&self.event(note))
-            .send()
-            .await
-            // Without the URL: a self-hosted endpoint's path may hold a secret.
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let after = retry_after(response.headers());
-        // PagerDuty explains a refusal in the body ("Event object is
-        // invalid", with the errors); it never holds the routing key.
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(300)
-            .collect();
-        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&body));
-        match (status.as_u16(), after) {
-            (429, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, None) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
 }
 
 /// `ms` (unix) as RFC 3339 with milliseconds, as PagerDuty shows it.
@@ -142,16 +106,12 @@ fn rfc3339_ms(ms: u64) -> String {
     }
 }
 
-impl super::lanes::Attempt for PagerDutyChannel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
-    }
-
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+impl Provider for PagerDutyChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(&self.event(note)))
     }
 }

@@ -4,12 +4,12 @@
 //! `file:PATH`, never logged.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde_json::json;
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
-use super::webhook::{retry_after, secret};
+use super::webhook::secret;
 use crate::config::PushoverConfig;
 use crate::notification::{Event, Notification};
 
@@ -33,37 +33,31 @@ pub fn default_priority(event: Event) -> i8 {
 /// A ready Pushover channel.
 #[derive(Debug)]
 pub struct PushoverChannel {
-    name: String,
     url: String,
     token: String,
     user: String,
     priority: BTreeMap<Event, i8>,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl PushoverChannel {
     /// Reads the token and user key now, so a missing secret stops the start.
-    pub fn new(name: String, cfg: &PushoverConfig) -> Result<PushoverChannel, String> {
+    pub fn new(name: String, cfg: &PushoverConfig) -> Result<HttpChannel<PushoverChannel>, String> {
         let token = secret(&cfg.token).map_err(|e| format!("token: {e}"))?;
         let user = secret(&cfg.user).map_err(|e| format!("user: {e}"))?;
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(PushoverChannel {
+        HttpChannel::new(
             name,
-            url: cfg.url.clone().unwrap_or_else(|| API_URL.into()),
-            token,
-            user,
-            priority: cfg
-                .priority
-                .iter()
-                .filter_map(|(event, p)| Some((Event::from_name(event)?, *p)))
-                .collect(),
-            client,
-            timeout: cfg.timeout,
-        })
+            cfg.timeout,
+            PushoverChannel {
+                url: cfg.url.clone().unwrap_or_else(|| API_URL.into()),
+                token,
+                user,
+                priority: cfg
+                    .priority
+                    .iter()
+                    .filter_map(|(event, p)| Some((Event::from_name(event)?, *p)))
+                    .collect(),
+            },
+        )
     }
 
     /// The request for `note`.
@@ -84,44 +78,20 @@ impl PushoverChannel {
             "timestamp": note.detected_ms / 1000,
         })
     }
-
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
-        let response = self
-            .client
-            .post(&self.url)
-            .json(&self.message(note))
-            .send()
-            .await
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let after = retry_after(response.headers());
-        // Pushover says why in "errors" (never echoing the token or key).
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        let errors = body["errors"].to_string();
-        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&errors));
-        match (status.as_u16(), after) {
-            (429 | 408, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, None) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
 }
 
-impl super::lanes::Attempt for PushoverChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for PushoverChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(&self.message(note)))
     }
 
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
-    }
-
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+    // {"status": 0, "errors": [...]}: never the token or the key.
+    fn reason(&self, body: &str) -> String {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        crate::printable::one_line(&answer["errors"].to_string()).into_owned()
     }
 }

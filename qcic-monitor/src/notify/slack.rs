@@ -4,12 +4,10 @@
 //! headline, the job, event, watcher and incident as fields, the reason,
 //! and `text` as the notification's fallback.
 
-use std::time::Duration;
-
 use serde_json::json;
 
+use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
-use super::webhook::{retry_after, secret};
 use crate::config::SlackConfig;
 use crate::notification::{Event, Notification, rfc3339};
 
@@ -21,10 +19,7 @@ const SECTION_MAX: usize = 3000;
 /// A ready Slack channel.
 #[derive(Debug)]
 pub struct SlackChannel {
-    name: String,
     url: String,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 /// `text` cut to `max` characters.
@@ -43,24 +38,9 @@ fn escaped(text: &str) -> String {
 impl SlackChannel {
     /// Reads the webhook URL (its path is the credential: `env:VAR` or
     /// `file:PATH`) now, so a missing secret stops the start.
-    pub fn new(name: String, cfg: &SlackConfig) -> Result<SlackChannel, String> {
-        let url = secret(&cfg.url).map_err(|e| format!("url: {e}"))?;
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(format!(
-                "url: {} must start with https://",
-                crate::config::redacted_url(&url)
-            ));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(SlackChannel {
-            name,
-            url,
-            client,
-            timeout: cfg.timeout,
-        })
+    pub fn new(name: String, cfg: &SlackConfig) -> Result<HttpChannel<SlackChannel>, String> {
+        let url = super::http::webhook_url(&cfg.url)?;
+        HttpChannel::new(name, cfg.timeout, SlackChannel { url })
     }
 
     /// The message Slack gets for `note`.
@@ -97,44 +77,14 @@ impl SlackChannel {
             "blocks": blocks,
         })
     }
-
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
-        let response = self
-            .client
-            .post(&self.url)
-            .json(&self.message(note))
-            .send()
-            .await
-            // Without the URL: its path is the credential.
-            .map_err(|e| Failure::Temporary(e.without_url().to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let after = retry_after(response.headers());
-        // Slack says why in a short body (`invalid_payload`, `no_service`).
-        let body: String = cut(&response.text().await.unwrap_or_default(), 200);
-        let cause = format!("HTTP {status}: {}", crate::printable::one_line(&body));
-        match (status.as_u16(), after) {
-            (429 | 408, Some(after)) => Err(Failure::Throttled(cause, after)),
-            (429 | 408, None) => Err(Failure::Temporary(cause)),
-            (s, _) if (400..500).contains(&s) => Err(Failure::Permanent(cause)),
-            (_, Some(after)) => Err(Failure::Throttled(cause, after)),
-            _ => Err(Failure::Temporary(cause)),
-        }
-    }
 }
 
-impl super::lanes::Attempt for SlackChannel {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
-    }
-
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+impl Provider for SlackChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(&self.message(note)))
     }
 }

@@ -60,13 +60,11 @@ impl WebhookChannel {
                 let status = response.status();
                 // 4xx means this request will never be accepted as it is,
                 // except "too many requests" and "request timeout".
-                if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
-                    Err(Failure::Permanent(format!("HTTP {status}")))
-                } else if let Some(after) = retry_after(response.headers()) {
-                    Err(Failure::Throttled(format!("HTTP {status}"), after))
-                } else {
-                    Err(Failure::Temporary(format!("HTTP {status}")))
-                }
+                Err(super::http::classify(
+                    status.as_u16(),
+                    retry_after(response.headers()),
+                    format!("HTTP {status}"),
+                ))
             }
             // Without the URL: its path or query may be the secret.
             Err(err) => Err(Failure::Temporary(err.without_url().to_string())),
