@@ -81,11 +81,41 @@ impl Event {
         }
     }
 
+    /// How serious it is: what every channel with levels (PagerDuty
+    /// severities, Opsgenie priorities, colours, icons) maps to its own,
+    /// so a new event is placed once, here.
+    pub fn severity(self) -> Severity {
+        match self {
+            Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => {
+                Severity::Critical
+            }
+            Event::Overrun | Event::Late | Event::Stalled => Severity::Error,
+            Event::TooFast | Event::UnknownJob => Severity::Warning,
+            Event::Retired => Severity::Notice,
+            Event::Recovered | Event::Retracted => Severity::Resolved,
+        }
+    }
+
     /// Whether this ends an incident (names it in `resolves`) rather than
     /// raising one.
     pub fn is_follow_up(self) -> bool {
         matches!(self, Event::Recovered | Event::Retracted)
     }
+}
+
+/// How serious an event is (see [`Event::severity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// A job or watcher is down or failed.
+    Critical,
+    /// A run went wrong (overrun, late, stalled).
+    Error,
+    /// Worth a look (too fast, an unknown job).
+    Warning,
+    /// For the record (a declared job retired).
+    Notice,
+    /// A follow-up: the trouble is over.
+    Resolved,
 }
 
 impl fmt::Display for Event {

@@ -407,12 +407,7 @@ fn check_notify(
                     ));
                 }
                 for (event, level) in &og.priority {
-                    if crate::notification::Event::from_name(event).is_none() {
-                        return Err((
-                            format!("notify[{i}].priority.{event}"),
-                            "is not an event qcic sends".into(),
-                        ));
-                    }
+                    check_event(event).map_err(|r| (format!("notify[{i}].priority.{event}"), r))?;
                     if !crate::notify::opsgenie::PRIORITIES.contains(&level.as_str()) {
                         return Err((
                             format!("notify[{i}].priority.{event}"),
@@ -435,12 +430,7 @@ fn check_notify(
                     }
                 }
                 for (event, level) in &pushover.priority {
-                    if crate::notification::Event::from_name(event).is_none() {
-                        return Err((
-                            format!("notify[{i}].priority.{event}"),
-                            "is not an event qcic sends".into(),
-                        ));
-                    }
+                    check_event(event).map_err(|r| (format!("notify[{i}].priority.{event}"), r))?;
                     if !(-2..=1).contains(level) {
                         return Err((
                             format!("notify[{i}].priority.{event}"),
@@ -681,12 +671,7 @@ fn check_pagerduty(pd: &PagerDutyConfig) -> Result<(), (String, String)> {
         }
     }
     for (event, level) in &pd.severity {
-        if crate::notification::Event::from_name(event).is_none() {
-            return Err((
-                format!("severity.{event}"),
-                "is not an event (down, failed, overrun, late, stalled, too_fast, unknown_job, retired, peer_down, watcher_isolated)".into(),
-            ));
-        }
+        check_event(event).map_err(|r| (format!("severity.{event}"), r))?;
         if !crate::notify::pagerduty::SEVERITIES.contains(&level.as_str()) {
             return Err((
                 format!("severity.{event}"),
@@ -709,18 +694,8 @@ fn check_ntfy(ntfy: &NtfyConfig) -> Result<(), (String, String)> {
             ),
         ));
     }
-    let event = |key: &str, event: &str| {
-        crate::notification::Event::from_name(event)
-            .map(drop)
-            .ok_or_else(|| {
-                (
-                    format!("{key}.{event}"),
-                    "is not an event qcic sends".to_owned(),
-                )
-            })
-    };
     for (name, level) in &ntfy.priority {
-        event("priority", name)?;
+        check_event(name).map_err(|r| (format!("priority.{name}"), r))?;
         if !crate::notify::ntfy::PRIORITIES.contains(&level.as_str())
             && !matches!(level.as_str(), "1" | "2" | "3" | "4" | "5")
         {
@@ -733,7 +708,7 @@ fn check_ntfy(ntfy: &NtfyConfig) -> Result<(), (String, String)> {
         }
     }
     for (name, tags) in &ntfy.tags {
-        event("tags", name)?;
+        check_event(name).map_err(|r| (format!("tags.{name}"), r))?;
         if let Some(bad) = tags
             .iter()
             .find(|t| t.is_empty() || t.contains(',') || !t.is_ascii())
@@ -758,4 +733,15 @@ fn check_webhook_url(url: &str) -> Result<(), String> {
         "{} must be the webhook's https:// URL (better: env:VAR or file:PATH, since its path is the credential)",
         redacted_url(url)
     ))
+}
+
+/// The name of a per-event setting (`severity = { down = ... }`): an event
+/// qcic sends.
+fn check_event(name: &str) -> Result<(), String> {
+    use crate::notification::Event;
+    if Event::from_name(name).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = Event::ALL.iter().map(|e| e.name()).collect();
+    Err(format!("is not an event qcic sends ({})", names.join(", ")))
 }

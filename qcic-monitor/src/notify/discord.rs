@@ -9,7 +9,7 @@ use serde_json::json;
 use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
 use crate::config::DiscordConfig;
-use crate::notification::{Event, Notification, rfc3339};
+use crate::notification::{Notification, Severity, rfc3339};
 
 /// Discord's embed limits that a notification could pass
 /// (<https://discord.com/developers/docs/resources/message#embed-object-embed-limits>).
@@ -37,10 +37,10 @@ impl DiscordChannel {
 
     /// The message Discord gets for `note`.
     pub fn message(&self, note: &Notification) -> serde_json::Value {
-        let color = match note.event {
-            Event::Recovered | Event::Retracted => 0x2e7d32,
-            Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => 0xc62828,
-            _ => 0xef6c00,
+        let color = match note.event.severity() {
+            Severity::Resolved => 0x2e7d32,
+            Severity::Critical => 0xc62828,
+            Severity::Error | Severity::Warning | Severity::Notice => 0xef6c00,
         };
         let field = |name: &str, value: &str| json!({"name": name, "value": cut(value, FIELD_VALUE_MAX), "inline": true});
         let mut fields = vec![

@@ -58,6 +58,18 @@ impl<P: Provider> HttpChannel<P> {
     }
 }
 
+/// A per-event setting (`severity = { down = "critical" }`) keyed by the
+/// event; the configuration check refused names that are no event.
+pub fn by_event<T: Clone>(
+    map: &std::collections::BTreeMap<String, T>,
+) -> std::collections::BTreeMap<crate::notification::Event, T> {
+    map.iter()
+        .filter_map(|(name, value)| {
+            Some((crate::notification::Event::from_name(name)?, value.clone()))
+        })
+        .collect()
+}
+
 /// A chat webhook's URL, read now from `env:VAR` or `file:PATH` (its path
 /// is the credential); it must be http(s). Errors never show its path.
 pub fn webhook_url(configured: &str) -> Result<String, String> {

@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::NtfyConfig;
-use crate::notification::{Event, Notification};
+use crate::notification::{Event, Notification, Severity};
 
 /// The priorities ntfy takes, by name (it also takes 1 to 5).
 pub const PRIORITIES: [&str; 5] = ["min", "low", "default", "high", "urgent"];
@@ -19,20 +19,20 @@ const MAX_MESSAGE: usize = 4096;
 
 /// An event's priority unless `priority` names another.
 pub fn default_priority(event: Event) -> &'static str {
-    match event {
-        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "urgent",
-        Event::Overrun | Event::Late | Event::Stalled => "high",
-        Event::TooFast | Event::UnknownJob | Event::Retired => "default",
-        Event::Recovered | Event::Retracted => "low",
+    match event.severity() {
+        Severity::Critical => "urgent",
+        Severity::Error => "high",
+        Severity::Warning | Severity::Notice => "default",
+        Severity::Resolved => "low",
     }
 }
 
 /// An event's tags (emoji short codes ntfy shows) unless `tags` names others.
 fn default_tags(event: Event) -> &'static str {
-    match event {
-        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "rotating_light",
-        Event::Recovered | Event::Retracted => "white_check_mark",
-        _ => "warning",
+    match event.severity() {
+        Severity::Critical => "rotating_light",
+        Severity::Resolved => "white_check_mark",
+        Severity::Error | Severity::Warning | Severity::Notice => "warning",
     }
 }
 
@@ -56,11 +56,6 @@ impl NtfyChannel {
             .map(secret)
             .transpose()
             .map_err(|e| format!("token: {e}"))?;
-        let by_event = |map: &BTreeMap<String, String>| -> BTreeMap<Event, String> {
-            map.iter()
-                .filter_map(|(event, value)| Some((Event::from_name(event)?, value.clone())))
-                .collect()
-        };
         let tags = cfg
             .tags
             .iter()

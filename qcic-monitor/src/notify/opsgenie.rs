@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::OpsgenieConfig;
-use crate::notification::{Event, Notification};
+use crate::notification::{Event, Notification, Severity};
 
 /// The API of Opsgenie's US region; the EU one is `https://api.eu.opsgenie.com`.
 pub const API_URL: &str = "https://api.opsgenie.com";
@@ -22,11 +22,11 @@ pub const PRIORITIES: [&str; 5] = ["P1", "P2", "P3", "P4", "P5"];
 
 /// An event's priority unless `priority` names another.
 pub fn default_priority(event: Event) -> &'static str {
-    match event {
-        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "P1",
-        Event::Overrun | Event::Late | Event::Stalled => "P2",
-        Event::TooFast | Event::UnknownJob => "P3",
-        Event::Retired | Event::Recovered | Event::Retracted => "P5",
+    match event.severity() {
+        Severity::Critical => "P1",
+        Severity::Error => "P2",
+        Severity::Warning => "P3",
+        Severity::Notice | Severity::Resolved => "P5",
     }
 }
 
@@ -53,11 +53,7 @@ impl OpsgenieChannel {
                     .trim_end_matches('/')
                     .to_owned(),
                 key,
-                priority: cfg
-                    .priority
-                    .iter()
-                    .filter_map(|(event, p)| Some((Event::from_name(event)?, p.clone())))
-                    .collect(),
+                priority: by_event(&cfg.priority),
             },
         )
     }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::PagerDutyConfig;
-use crate::notification::{Event, Notification, rfc3339};
+use crate::notification::{Event, Notification, Severity, rfc3339};
 
 /// Where events go unless `url` says otherwise (the EU service region is
 /// `https://events.eu.pagerduty.com/v2/enqueue`).
@@ -23,11 +23,11 @@ pub const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
 
 /// An event's severity unless `severity` names another.
 pub fn default_severity(event: Event) -> &'static str {
-    match event {
-        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "critical",
-        Event::Overrun | Event::Late | Event::Stalled => "error",
-        Event::TooFast | Event::UnknownJob => "warning",
-        Event::Retired | Event::Recovered | Event::Retracted => "info",
+    match event.severity() {
+        Severity::Critical => "critical",
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Notice | Severity::Resolved => "info",
     }
 }
 
@@ -47,11 +47,7 @@ impl PagerDutyChannel {
         cfg: &PagerDutyConfig,
     ) -> Result<HttpChannel<PagerDutyChannel>, String> {
         let routing_key = secret(&cfg.routing_key).map_err(|e| format!("routing_key: {e}"))?;
-        let severity = cfg
-            .severity
-            .iter()
-            .filter_map(|(event, level)| Some((Event::from_name(event)?, level.clone())))
-            .collect();
+        let severity = by_event(&cfg.severity);
         HttpChannel::new(
             name,
             cfg.timeout,

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::PushoverConfig;
-use crate::notification::{Event, Notification};
+use crate::notification::{Event, Notification, Severity};
 
 /// The Message API unless `url` says otherwise.
 pub const API_URL: &str = "https://api.pushover.net/1/messages.json";
@@ -23,10 +23,10 @@ const TITLE_MAX: usize = 250;
 /// notification) to 1 (high; 2, emergency, needs acknowledgement
 /// parameters qcic does not send).
 pub fn default_priority(event: Event) -> i8 {
-    match event {
-        Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => 1,
-        Event::Recovered | Event::Retracted | Event::Retired => -1,
-        _ => 0,
+    match event.severity() {
+        Severity::Critical => 1,
+        Severity::Error | Severity::Warning => 0,
+        Severity::Notice | Severity::Resolved => -1,
     }
 }
 
@@ -51,11 +51,7 @@ impl PushoverChannel {
                 url: cfg.url.clone().unwrap_or_else(|| API_URL.into()),
                 token,
                 user,
-                priority: cfg
-                    .priority
-                    .iter()
-                    .filter_map(|(event, p)| Some((Event::from_name(event)?, *p)))
-                    .collect(),
+                priority: by_event(&cfg.priority),
             },
         )
     }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
 use crate::config::SlackConfig;
-use crate::notification::{Event, Notification, rfc3339};
+use crate::notification::{Notification, Severity, rfc3339};
 
 /// Block Kit's limits that a notification could pass.
 const HEADER_MAX: usize = 150;
@@ -45,12 +45,10 @@ impl SlackChannel {
 
     /// The message Slack gets for `note`.
     pub fn message(&self, note: &Notification) -> serde_json::Value {
-        let icon = match note.event {
-            Event::Recovered | Event::Retracted => ":white_check_mark:",
-            Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => {
-                ":rotating_light:"
-            }
-            _ => ":warning:",
+        let icon = match note.event.severity() {
+            Severity::Resolved => ":white_check_mark:",
+            Severity::Critical => ":rotating_light:",
+            Severity::Error | Severity::Warning | Severity::Notice => ":warning:",
         };
         let headline = note.headline();
         let field = |label: &str, value: &str| json!({"type": "mrkdwn", "text": cut(&format!("*{label}*\n{}", escaped(value)), FIELD_MAX)});

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::http::{HttpChannel, Provider};
 use super::retry::Failure;
 use crate::config::TeamsConfig;
-use crate::notification::{Event, Notification, rfc3339};
+use crate::notification::{Notification, Severity, rfc3339};
 
 /// A ready Teams channel.
 #[derive(Debug)]
@@ -28,10 +28,10 @@ impl TeamsChannel {
 
     /// The message Teams gets for `note`.
     pub fn message(&self, note: &Notification) -> serde_json::Value {
-        let color = match note.event {
-            Event::Recovered | Event::Retracted => "Good",
-            Event::Down | Event::Failed | Event::PeerDown | Event::WatcherIsolated => "Attention",
-            _ => "Warning",
+        let color = match note.event.severity() {
+            Severity::Resolved => "Good",
+            Severity::Critical => "Attention",
+            Severity::Error | Severity::Warning | Severity::Notice => "Warning",
         };
         let mut facts = vec![
             json!({"title": "Job", "value": note.job}),
