@@ -442,15 +442,21 @@ fn a_job_declared_from_c_goes_down_at_its_deadline_and_recovers() {
     run_mode_with(&exe, &["declare", &monitor.listen, "c-job", spec], &[]);
     qcic_testkit::wait_notes(&out, "recovered", "c-job", 1);
     let log = monitor.stop();
-    // The second declaration changed nothing.
+    // The second declaration changed nothing. (A declaration that went
+    // out before its connection was up goes again with the next message
+    // after the handshake: one or two unchanged ones per run.)
     assert_eq!(
         qcic_testkit::counter(&log, "declarations_taken"),
         Some(1),
         "{log}"
     );
     assert_eq!(
-        qcic_testkit::counter(&log, "declarations_unchanged"),
-        Some(1),
+        qcic_testkit::counter(&log, "declarations_changed"),
+        Some(0),
+        "{log}"
+    );
+    assert!(
+        qcic_testkit::counter(&log, "declarations_unchanged").unwrap() >= 1,
         "{log}"
     );
 }
