@@ -156,11 +156,20 @@ fn kill_9_during_a_burst_loses_nothing_and_repeats_nothing_delivered() {
             let ids = downs(&notes(&out));
             ids.iter().collect::<std::collections::HashSet<_>>().len() == JOBS
         }),
-        "not every incident was delivered: {} distinct",
+        "not every incident was delivered: {} distinct; {} lines written, {} of them not JSON",
         downs(&notes(&out))
             .iter()
             .collect::<std::collections::HashSet<_>>()
-            .len()
+            .len(),
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+            .count()
     );
     // Past the jobs' next period (2 s): a `down` raised again after the
     // restart would have come by now.

@@ -44,9 +44,15 @@ impl CommandChannel {
             .spawn()
             .map_err(|e| Failure::Temporary(format!("cannot start {program:?}: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
+            // One write, newline included: a pipe write of up to PIPE_BUF
+            // bytes is atomic, so a watcher killed here leaves the program
+            // a whole line or nothing, never a line without its end that
+            // the next notification would be glued onto.
+            let mut line = Vec::with_capacity(json.len() + 1);
+            line.extend_from_slice(json);
+            line.push(b'\n');
             // A program that does not read its input is its own business.
-            let _ = stdin.write_all(json).await;
-            let _ = stdin.write_all(b"\n").await;
+            let _ = stdin.write_all(&line).await;
         }
         match tokio::time::timeout(self.timeout, child.wait()).await {
             Ok(Ok(status)) if status.success() => Ok(()),
