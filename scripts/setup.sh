@@ -2,7 +2,8 @@
 # Installs what building and testing qcic needs on a fresh Debian machine:
 #   - libzmq3-dev (Debian's libzmq, built with libsodium: it has CURVE; see
 #     .cargo/config.toml), pkg-config, gcc, chromium (the status page's
-#     browser test), faketime (clock-step tests) and util-linux (unshare,
+#     browser test), prometheus-alertmanager (the alertmanager channel's
+#     test), faketime (clock-step tests) and util-linux (unshare,
 #     prlimit), through apt when missing;
 #   - .venv/ with the Python packages the tests use (aiosmtpd: a real SMTP server).
 # Idempotent: a second run only checks.
@@ -19,6 +20,8 @@ dpkg -s faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 # The farm's real-network tests make network namespaces with iproute2.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The alertmanager channel is tested against a real Prometheus Alertmanager.
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 # The status page is tested in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then

@@ -812,3 +812,141 @@ fn matrix_gets_a_notice_in_the_room_and_its_token_stays_secret() {
     monitor.wait_log("refused permanently");
     assert!(monitor.stop().contains("M_FORBIDDEN"));
 }
+
+/// A real Prometheus Alertmanager (Debian's `prometheus-alertmanager`),
+/// configured by the test, routing every alert to a webhook receiver the
+/// test runs.
+struct Alertmanager {
+    child: Child,
+    addr: String,
+    _held: ReservedPort,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alertmanager(dir: &std::path::Path, receiver: &str) -> Alertmanager {
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: hook\n  group_by: ['incident']\n  group_wait: 1s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: hook\n    webhook_configs:\n      - url: {receiver}\n        \
+             send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let held = reserve_port();
+    let port = held.port();
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am-data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // Alone: no gossip port.
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("alertmanager.log")).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("prometheus-alertmanager (scripts/setup.sh installs it): {e}"));
+    let addr = format!("127.0.0.1:{port}");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+                && qcic_testkit::http_get(&addr, "/-/ready").0.contains(" 200")
+        }),
+        "Alertmanager did not become ready: {}",
+        std::fs::read_to_string(dir.join("alertmanager.log")).unwrap_or_default()
+    );
+    Alertmanager {
+        child,
+        addr,
+        _held: held,
+    }
+}
+
+/// qcic posts a `down` to a real Alertmanager (and to a second URL where
+/// nothing listens: one Alertmanager of a cluster taking it is enough);
+/// Alertmanager routes it to its webhook receiver with qcic's labels and
+/// the user's; re-posted every `resend`, the alert is still firing well
+/// past the `endsAt` of its first post; the `recovered` resolves it.
+#[test]
+fn alertmanager_routes_the_alarm_and_the_follow_up_resolves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.jsonl");
+    let held = reserve_port();
+    let hook_port = held.port();
+    let _receiver = webhook_server(held, &out, 0);
+    let am = alertmanager(dir.path(), &format!("http://127.0.0.1:{hook_port}/hook"));
+    let nobody = reserve_port();
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"2s\"\ngrace = \"0s\"\n\n\
+         [[notify]]\nkind = \"alertmanager\"\n\
+         url = [\"http://127.0.0.1:{}\", \"http://{}\"]\n\
+         resend = \"1s\"\nlabels = {{ team = \"ops\" }}\n",
+        nobody.port(),
+        am.addr
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let alerts = |status: &str| {
+        json_lines(&out)
+            .into_iter()
+            .filter(|l| l["body"]["status"] == status)
+            .flat_map(|l| l["body"]["alerts"].as_array().cloned().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || !alerts("firing").is_empty()),
+        "the receiver got nothing: {}",
+        monitor.stop()
+    );
+    let firing = alerts("firing")[0].clone();
+    let labels = &firing["labels"];
+    assert_eq!(labels["alertname"], "qcic_down");
+    assert_eq!(labels["job"], "etl");
+    assert_eq!(labels["event"], "down");
+    assert_eq!(labels["watcher"], "watcher-a");
+    assert_eq!(labels["team"], "ops");
+    let incident = labels["incident"].as_str().unwrap().to_owned();
+    assert!(!incident.is_empty());
+    assert!(
+        firing["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("etl"),
+        "{firing}"
+    );
+    // Its first endsAt was 4 s ahead; 6 s on it must still be firing.
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, open) = qcic_testkit::http_get(&am.addr, "/api/v2/alerts?active=true");
+    assert!(status.contains(" 200"), "{status}");
+    let open: serde_json::Value = serde_json::from_str(&open).unwrap();
+    assert!(
+        open.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["labels"]["incident"] == incident.as_str()
+                && a["status"]["state"] == "active"),
+        "the alert ended though its incident is open: {open}"
+    );
+    assert!(alerts("resolved").is_empty(), "resolved too early");
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || !alerts("resolved").is_empty()),
+        "the recovery did not resolve the alert"
+    );
+    let resolved = alerts("resolved")[0].clone();
+    assert_eq!(resolved["labels"]["incident"], incident.as_str());
+    assert_eq!(resolved["labels"]["event"], "down");
+    let log = monitor.stop();
+    assert!(
+        log.contains("an Alertmanager did not take the alert"),
+        "{log}"
+    );
+    assert_eq!(counter(&log, "delivery_failed"), Some(0), "{log}");
+}

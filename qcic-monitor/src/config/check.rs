@@ -508,6 +508,10 @@ fn check_notify(
                 check_ntfy(&ntfy).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
                 notify.push(NotifyConfig::Ntfy(ntfy));
             }
+            RawNotify::Alertmanager(am) => {
+                check_alertmanager(&am).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
+                notify.push(NotifyConfig::Alertmanager(am));
+            }
             RawNotify::PagerDuty(pd) => {
                 check_pagerduty(&pd).map_err(|(k, r)| (format!("notify[{i}].{k}"), r))?;
                 notify.push(NotifyConfig::PagerDuty(pd));
@@ -678,6 +682,66 @@ fn check_pagerduty(pd: &PagerDutyConfig) -> Result<(), (String, String)> {
                 format!("{level:?} is not a PagerDuty severity (critical, error, warning, info)"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Labels every qcic alert sets itself.
+pub const ALERTMANAGER_LABELS: [&str; 5] = ["alertname", "job", "event", "watcher", "incident"];
+
+/// `kind = "alertmanager"`: at least one http(s) URL, label names
+/// Alertmanager takes and qcic does not set itself, a sensible resend.
+fn check_alertmanager(am: &AlertmanagerConfig) -> Result<(), (String, String)> {
+    if am.url.is_empty() {
+        return Err(("url".into(), "needs at least one Alertmanager URL".into()));
+    }
+    for (k, url) in am.url.iter().enumerate() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err((
+                format!("url[{k}]"),
+                format!(
+                    "{} must be an Alertmanager's http(s) URL, such as http://alertmanager:9093",
+                    redacted_url(url)
+                ),
+            ));
+        }
+    }
+    for (name, value) in &am.labels {
+        let mut chars = name.chars();
+        let valid = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err((
+                format!("labels.{name}"),
+                "is not a label name Alertmanager takes ([a-zA-Z_][a-zA-Z0-9_]*)".into(),
+            ));
+        }
+        if ALERTMANAGER_LABELS.contains(&name.as_str()) {
+            return Err((
+                format!("labels.{name}"),
+                format!(
+                    "qcic sets this label itself ({})",
+                    ALERTMANAGER_LABELS.join(", ")
+                ),
+            ));
+        }
+        if value.is_empty() {
+            return Err((
+                format!("labels.{name}"),
+                "an empty value is the same as no label to Alertmanager".into(),
+            ));
+        }
+    }
+    if am.resend < Duration::from_secs(1) {
+        return Err(("resend".into(), "must be at least 1s".into()));
+    }
+    if am.username.is_some() != am.password.is_some() {
+        return Err((
+            "password".into(),
+            "username and password go together (basic authentication)".into(),
+        ));
     }
     Ok(())
 }

@@ -67,6 +67,13 @@ pub(super) fn default_subject_prefix() -> String {
     SUBJECT_PREFIX.into()
 }
 
+/// How often open alerts are posted to Alertmanager again.
+pub const ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+
+pub(super) fn alertmanager_resend() -> Duration {
+    ALERTMANAGER_RESEND
+}
+
 pub(super) fn yes() -> bool {
     true
 }

@@ -26,8 +26,8 @@ pub use declare::DeclareConfig;
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
-    CommandConfig, DiscordConfig, EmailConfig, MatrixConfig, NotifyConfig, NtfyConfig,
-    OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route, SlackConfig, TeamsConfig,
+    AlertmanagerConfig, CommandConfig, DiscordConfig, EmailConfig, MatrixConfig, NotifyConfig,
+    NtfyConfig, OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route, SlackConfig, TeamsConfig,
     TelegramConfig, WebhookConfig, ZmqConfig, redacted_url,
 };
 pub use paths::{default_control_path, default_state_path, private_tmp_dir};

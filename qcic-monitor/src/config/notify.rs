@@ -31,6 +31,50 @@ pub enum NotifyConfig {
     Teams(TeamsConfig),
     /// A Matrix room.
     Matrix(MatrixConfig),
+    /// A Prometheus Alertmanager cluster.
+    Alertmanager(AlertmanagerConfig),
+}
+
+/// `kind = "alertmanager"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Each Alertmanager of the cluster (`http://am-1:9093`, or the full
+    /// `.../api/v2/alerts`): one URL or a list; every alert goes to each.
+    #[serde(deserialize_with = "one_or_many")]
+    pub url: Vec<String>,
+    /// Labels added to every alert (the routing tree matches on them).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// How often open alerts are posted again (their `endsAt` is four of
+    /// these ahead, so they stay firing while this watcher lives).
+    #[serde(default = "alertmanager_resend", deserialize_with = "duration")]
+    pub resend: Duration,
+    /// HTTP basic authentication (a reverse proxy in front of Alertmanager).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Its password: a literal, `env:VAR` or `file:PATH`. Never logged.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The timeout of one call.
+    #[serde(default = "webhook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Routing.
+    #[serde(flatten)]
+    pub route: Route,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(de)? {
+        OneOrMany::One(url) => Ok(vec![url]),
+        OneOrMany::Many(urls) => Ok(urls),
+    }
 }
 
 /// `kind = "matrix"`.
@@ -328,6 +372,7 @@ impl NotifyConfig {
             NotifyConfig::Opsgenie(c) => &c.route,
             NotifyConfig::Teams(c) => &c.route,
             NotifyConfig::Matrix(c) => &c.route,
+            NotifyConfig::Alertmanager(c) => &c.route,
         }
     }
 

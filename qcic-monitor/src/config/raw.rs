@@ -138,6 +138,7 @@ pub(super) enum RawNotify {
     Opsgenie(OpsgenieConfig),
     Teams(TeamsConfig),
     Matrix(MatrixConfig),
+    Alertmanager(AlertmanagerConfig),
 }
 
 pub(super) fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {

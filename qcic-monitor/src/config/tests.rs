@@ -147,6 +147,48 @@ fn errors_name_file_key_and_reason() {
 }
 
 #[test]
+fn an_alertmanager_channel_is_checked_with_its_key_named() {
+    let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"alertmanager\"\n";
+    for (keys, key, reason) in [
+        ("url = []\n", "notify[0].url", "at least one"),
+        (
+            "url = [\"http://a:9093\", \"am:9093\"]\n",
+            "notify[0].url[1]",
+            "http(s) URL",
+        ),
+        (
+            "url = \"http://a:9093\"\nlabels = { \"team-name\" = \"x\" }\n",
+            "notify[0].labels.team-name",
+            "label name",
+        ),
+        (
+            "url = \"http://a:9093\"\nlabels = { job = \"x\" }\n",
+            "notify[0].labels.job",
+            "sets this label itself",
+        ),
+        (
+            "url = \"http://a:9093\"\nresend = \"100ms\"\n",
+            "notify[0].resend",
+            "at least 1s",
+        ),
+        (
+            "url = \"http://a:9093\"\nusername = \"u\"\n",
+            "notify[0].password",
+            "go together",
+        ),
+    ] {
+        let err = Config::parse(&format!("{base}{keys}"), "t.toml").unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.to_string().contains(reason), "{err}");
+    }
+    let ok = Config::parse(&format!("{base}url = \"http://a:9093\"\n"), "t.toml").unwrap();
+    match &ok.notify[0] {
+        NotifyConfig::Alertmanager(am) => assert_eq!(am.url, ["http://a:9093"]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_pagerduty_channel_is_checked_with_its_key_named() {
     let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pagerduty\"\n";
     for (keys, key, reason) in [

@@ -10,6 +10,7 @@
 //! back-off; `outbox` replays what was
 //! pending at start-up.
 
+pub mod alertmanager;
 pub mod command;
 pub mod discord;
 pub mod email;
@@ -159,6 +160,11 @@ impl Channels {
                 NotifyConfig::Ntfy(ntfy) => {
                     let channel =
                         ntfy::NtfyChannel::new(cfg.name(index), ntfy).map_err(refused("ntfy"))?;
+                    Box::pin(lanes::run(channel, rx, stats, store))
+                }
+                NotifyConfig::Alertmanager(am) => {
+                    let channel = alertmanager::AlertmanagerChannel::new(cfg.name(index), am)
+                        .map_err(refused("alertmanager"))?;
                     Box::pin(lanes::run(channel, rx, stats, store))
                 }
                 NotifyConfig::PagerDuty(pd) => {
