@@ -20,6 +20,8 @@ dpkg -s faketime >/dev/null 2>&1 || need_apt+=(faketime)
 command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 # The farm's real-network tests make network namespaces with iproute2.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The SMTP TLS tests make their certificate with the openssl command.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The alertmanager channel is tested against a real Prometheus Alertmanager.
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 # The status page is tested in a real headless browser.

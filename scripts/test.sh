@@ -42,7 +42,7 @@ cargo bench --locked -p qcic-monitor --bench qcic-bench -- --quick --json target
 import json
 figures = json.load(open("target/qcic-bench-quick.json"))["figures"]
 kinds = {f["figure"] for f in figures}
-missing = {"ingest", "sender_cost", "detection", "memory", "wire", "startup", "takeover", "poisoned", "idle_connections"} - kinds
+missing = {"ingest", "sender_cost", "detection", "memory", "wire", "startup", "takeover", "poisoned", "idle_connections", "email_digests"} - kinds
 errors = [f for f in figures if "error" in f]
 assert not missing and not errors, (missing, errors)
 print(f"qcic-bench --quick: {len(figures)} figures, all measured")

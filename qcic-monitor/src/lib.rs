@@ -31,6 +31,7 @@
 //! - `receive`: the PULL socket on its own thread: decoding, counting, handing batches to the checker.
 //! - `rate_limit`: messages a second per job and sender.
 //! - `ingest_guard`: the limits on the PULL socket's connections.
+//! - [`template`]: notification templates (minijinja), checked with a sample at configuration time.
 //! - [`notify`]: the dispatcher, the notification log, the outbox replay and the channels.
 //! - [`farm`]: watcher farms: gossip, shared evidence, the ledger, and the gate that ranks who sends.
 //! - `accept`: the connection caps the control socket and HTTP share.
@@ -81,6 +82,7 @@ pub(crate) mod reload;
 pub mod schedule;
 pub mod stats;
 pub(crate) mod store;
+pub mod template;
 pub(crate) mod watched;
 
 use std::future::Future;

@@ -118,6 +118,31 @@ pub enum Severity {
     Resolved,
 }
 
+impl Severity {
+    /// 0 for the most serious.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Critical => 0,
+            Severity::Error => 1,
+            Severity::Warning => 2,
+            Severity::Notice => 3,
+            Severity::Resolved => 4,
+        }
+    }
+
+    /// Its name in templates: `critical`, `error`, `warning`, `notice`,
+    /// `resolved`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+            Severity::Resolved => "resolved",
+        }
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -215,6 +215,9 @@ pub struct Stats {
     pub delivered: AtomicU64,
     /// Delivery attempts that failed and were retried.
     pub delivery_retries: AtomicU64,
+    /// Digests delivered: messages carrying several notifications (each
+    /// also counted in `delivered`).
+    pub digests: AtomicU64,
     /// Notifications a channel gave up on or could not queue.
     pub delivery_failed: AtomicU64,
     /// State database transactions that failed (disk full, I/O error);
@@ -294,6 +297,7 @@ impl Stats {
             ("duplicates_suppressed", get(&self.duplicates_suppressed)),
             ("delivered", get(&self.delivered)),
             ("delivery_retries", get(&self.delivery_retries)),
+            ("digests", get(&self.digests)),
             ("delivery_failed", get(&self.delivery_failed)),
             ("curve_refused", get(&self.curve_refused)),
             ("handshake_failed", get(&self.handshake_failed)),
@@ -375,6 +379,7 @@ impl Stats {
             duplicates_suppressed = get(&self.duplicates_suppressed),
             delivered = get(&self.delivered),
             delivery_retries = get(&self.delivery_retries),
+            digests = get(&self.digests),
             delivery_failed = get(&self.delivery_failed),
             state_write_failures = get(&self.state_write_failures),
             http_connections_closed = get(&self.http_connections_closed),

@@ -361,7 +361,7 @@ fn ntfy_gets_the_alarm_and_its_follow_up_with_priority_and_tags() {
     let _server = ntfy_server(held, &out, "qcic-alerts", TOKEN, 1);
     let body = format!(
         "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
-         [[notify]]\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:{port}/qcic-alerts\"\n\
+         [[notify]]\nkind = \"ntfy\"\ngroup_wait = \"off\"\nurl = \"http://127.0.0.1:{port}/qcic-alerts\"\n\
          token = \"env:QCIC_TEST_NTFY_TOKEN\"\ntags = {{ failed = [\"fire\", \"etl\"] }}\n"
     );
     let monitor = Monitor::start_with("watcher-a", "", &body, &[("QCIC_TEST_NTFY_TOKEN", TOKEN)]);
@@ -398,7 +398,7 @@ fn ntfy_gets_the_alarm_and_its_follow_up_with_priority_and_tags() {
     let monitor = Monitor::start(
         "watcher-a",
         &format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:{port}/not-mine\"\n"
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"ntfy\"\ngroup_wait = \"off\"\nurl = \"http://127.0.0.1:{port}/not-mine\"\n"
         ),
     );
     let sender = Client::new([monitor.listen.clone()]).unwrap();
@@ -425,7 +425,8 @@ fn slack_gets_block_kit_messages_and_its_url_stays_secret() {
         &[out.to_str().unwrap(), SECRET_PATH, "1"],
     );
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
-    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"slack\"\nurl = \"env:QCIC_TEST_SLACK_URL\"\n";
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"slack\"\ngroup_wait = \"off\"\nurl = \"env:QCIC_TEST_SLACK_URL\"\n\n\
+                [http]\nlisten = \"{http}\"\npublic_url = \"https://qcic.example.com/\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_SLACK_URL", &url)]);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     // Markup in the reason must not become markup in Slack.
@@ -440,6 +441,11 @@ fn slack_gets_block_kit_messages_and_its_url_stays_secret() {
     assert!(fields.contains("*Incident*"), "{fields}");
     let reason = alarm["blocks"][2]["text"]["text"].as_str().unwrap();
     assert_eq!(reason, "&lt;!channel&gt; disk &amp; tape full");
+    assert_eq!(alarm["blocks"][3]["type"], "context");
+    assert_eq!(
+        alarm["blocks"][3]["elements"][0]["text"],
+        "<https://qcic.example.com/|Status page>"
+    );
     sender.start("etl").unwrap().success().unwrap();
     assert!(wait_until(qcic_testkit::WAIT, || json_lines(&out).len() >= 2));
     assert!(
@@ -484,7 +490,7 @@ fn discord_gets_an_embed_and_its_url_stays_secret() {
         &[out.to_str().unwrap(), SECRET_PATH, "1"],
     );
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
-    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"discord\"\nurl = \"env:QCIC_TEST_DISCORD_URL\"\n";
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"discord\"\ngroup_wait = \"off\"\nurl = \"env:QCIC_TEST_DISCORD_URL\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_DISCORD_URL", &url)]);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "@everyone disk full").unwrap();
@@ -546,7 +552,7 @@ fn telegram_gets_the_message_and_its_token_stays_secret() {
     let _server = Server { child, _held: held };
     let channel = |chat: &str| {
         format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"telegram\"\n\
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"telegram\"\ngroup_wait = \"off\"\n\
              token = \"env:QCIC_TEST_TG_TOKEN\"\nchat_id = \"{chat}\"\nurl = \"http://127.0.0.1:{port}\"\n"
         )
     };
@@ -608,7 +614,7 @@ fn pushover_gets_the_message_with_its_priority_and_keys_stay_secret() {
     );
     let channel = |user: &str| {
         format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pushover\"\n\
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"pushover\"\ngroup_wait = \"off\"\n\
              token = \"env:QCIC_TEST_PO_TOKEN\"\nuser = \"{user}\"\npriority = {{ recovered = 0 }}\n\
              url = \"http://127.0.0.1:{port}/1/messages.json\"\n"
         )
@@ -717,7 +723,7 @@ fn teams_gets_an_adaptive_card_and_its_url_stays_secret() {
     let path = SECRET_PATH.split('?').next().unwrap();
     let _server = service("teams_server.py", held, &[out.to_str().unwrap(), path, "1"]);
     let url = format!("http://127.0.0.1:{port}{SECRET_PATH}");
-    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"teams\"\nurl = \"env:QCIC_TEST_TEAMS_URL\"\n";
+    let body = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"teams\"\ngroup_wait = \"off\"\nurl = \"env:QCIC_TEST_TEAMS_URL\"\n";
     let monitor = Monitor::start_with("watcher-a", "", body, &[("QCIC_TEST_TEAMS_URL", &url)]);
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.fail("etl", Some(2), "disk full").unwrap();
@@ -773,7 +779,7 @@ fn matrix_gets_a_notice_in_the_room_and_its_token_stays_secret() {
     );
     let channel = |room: &str| {
         format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"matrix\"\n\
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"matrix\"\ngroup_wait = \"off\"\n\
              homeserver = \"http://127.0.0.1:{port}\"\nroom = \"{room}\"\naccess_token = \"env:QCIC_TEST_MX_TOKEN\"\n"
         )
     };
@@ -887,7 +893,8 @@ fn alertmanager_routes_the_alarm_and_the_follow_up_resolves_it() {
         "[[job]]\nname = \"etl\"\nevery = \"2s\"\ngrace = \"0s\"\n\n\
          [[notify]]\nkind = \"alertmanager\"\n\
          url = [\"http://127.0.0.1:{}\", \"http://{}\"]\n\
-         resend = \"1s\"\nlabels = {{ team = \"ops\" }}\n",
+         resend = \"1s\"\nlabels = {{ team = \"ops\" }}\n\n\
+         [http]\nlisten = \"{{http}}\"\npublic_url = \"https://qcic.example.com\"\n",
         nobody.port(),
         am.addr
     );
@@ -911,6 +918,7 @@ fn alertmanager_routes_the_alarm_and_the_follow_up_resolves_it() {
     assert_eq!(labels["event"], "down");
     assert_eq!(labels["watcher"], "watcher-a");
     assert_eq!(labels["team"], "ops");
+    assert_eq!(firing["generatorURL"], "https://qcic.example.com/");
     let incident = labels["incident"].as_str().unwrap().to_owned();
     assert!(!incident.is_empty());
     assert!(
@@ -949,4 +957,147 @@ fn alertmanager_routes_the_alarm_and_the_follow_up_resolves_it() {
         "{log}"
     );
     assert_eq!(counter(&log, "delivery_failed"), Some(0), "{log}");
+}
+
+/// `qcic-monitor check` shows each channel's grouping and each template
+/// as the sample notification renders it; a broken template file stops
+/// it with the configuration file, the channel, the template file and
+/// the line.
+#[test]
+fn check_shows_each_template_rendered_and_refuses_a_broken_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    let template = dir.path().join("sms.json");
+    std::fs::write(
+        &template,
+        "{\"to\": \"+440000000000\",\n \"message\": {{ headline }}}\n",
+    )
+    .unwrap();
+    let config = format!(
+        "[[job]]\nname = \"nightly\"\nevery = \"1d\"\n\n\
+         [[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\n\
+         template = \"{{{{ headline }}}} on {{{{ host }}}}: {{{{ text }}}} after {{{{ duration_ms | duration }}}}\"\n\n\
+         [[notify]]\nname = \"sms\"\nkind = \"webhook\"\nurl = \"https://sms.example.com/send\"\n\
+         template_file = \"{}\"\n",
+        template.display()
+    );
+    std::fs::write(&path, &config).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("notify chat: digests: a group goes out 30s after its first notification"),
+        "{text}"
+    );
+    assert!(
+        text.contains("notify sms: one message per notification"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  | FAILED nightly-etl on db-1: disk full after 10m"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"  | {"message":"FAILED nightly-etl","to":"+440000000000"}"#),
+        "{text}"
+    );
+
+    std::fs::write(
+        &template,
+        "{\"to\": \"+440000000000\",\n \"message\": {{ headlin }}}\n",
+    )
+    .unwrap();
+    let out = check();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("{}: notify[1].template_file", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("channel \"sms\""), "{err}");
+    assert!(
+        err.contains(&format!("{} line 2", template.display())),
+        "{err}"
+    );
+}
+
+/// Three jobs failing together reach Slack (its documented stand-in) as
+/// one digest: the counts, then a line per incident, escaped; and a
+/// webhook with `group_wait` set gets them as one JSON document with each
+/// notification whole.
+#[test]
+fn a_burst_reaches_slack_and_a_webhook_as_one_digest_each() {
+    const SECRET_PATH: &str = "/services/T000/B000/DIGESTPATH";
+    let dir = tempfile::tempdir().unwrap();
+    let slack_out = dir.path().join("slack.jsonl");
+    let held = reserve_port();
+    let slack_port = held.port();
+    let _slack = service(
+        "slack_server.py",
+        held,
+        &[slack_out.to_str().unwrap(), SECRET_PATH, "0"],
+    );
+    let hook_out = dir.path().join("hook.jsonl");
+    let held = reserve_port();
+    let hook_port = held.port();
+    let _hook = webhook_server(held, &hook_out, 0);
+    let mut body = String::new();
+    for job in ["extract", "load", "report"] {
+        body.push_str(&format!("[[job]]\nname = \"{job}\"\nevery = \"1h\"\n"));
+    }
+    body.push_str(&format!(
+        "\n[[notify]]\nkind = \"slack\"\ngroup_wait = \"2s\"\nurl = \"http://127.0.0.1:{slack_port}{SECRET_PATH}\"\n\
+         \n[[notify]]\nkind = \"webhook\"\ngroup_wait = \"2s\"\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n"
+    ));
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    for job in ["extract", "load", "report"] {
+        sender.fail(job, Some(1), "upstream <gone>").unwrap();
+    }
+    assert!(wait_until(qcic_testkit::WAIT, || !json_lines(&slack_out)
+        .is_empty()
+        && !json_lines(&hook_out).is_empty()));
+    // Anything split off would have come by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let slack = json_lines(&slack_out);
+    assert_eq!(slack.len(), 1, "{slack:?}");
+    let text = slack[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("qcic: 3 notifications: 3 failed\n"),
+        "{text}"
+    );
+    for job in ["extract", "load", "report"] {
+        assert!(
+            text.contains(&format!("FAILED {job} - incident ")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("upstream &lt;gone&gt;"), "{text}");
+    let hook = json_lines(&hook_out);
+    assert_eq!(hook.len(), 1, "{hook:?}");
+    let digest = &hook[0]["body"];
+    assert_eq!(digest["digest"], true);
+    assert_eq!(digest["count"], 3);
+    assert_eq!(digest["by_event"]["failed"], 3);
+    let jobs: Vec<&str> = digest["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["extract", "load", "report"]);
+    let log = monitor.stop();
+    assert_eq!(counter(&log, "digests"), Some(2), "{log}");
+    assert_eq!(counter(&log, "delivered"), Some(6), "{log}");
 }

@@ -17,6 +17,7 @@ fn channels(smtp: &Smtp) -> String {
         r#"
 [[notify]]
 kind = "email"
+group_wait = "off"
 smtp = "{}"
 from = "qcic@example.com"
 to = ["ops@example.com"]
@@ -223,7 +224,7 @@ fn email_survives_an_smtp_server_that_comes_up_late() {
     let monitor = Monitor::start(
         "watcher-a",
         &format!(
-            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n"
+            "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n"
         ),
     );
     let sender = client(&[&monitor.listen]);
@@ -270,4 +271,47 @@ fn the_embedded_default_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+/// An email shaped by templates: the subject from `subject_template`
+/// (after the prefix), the body from `body_template_file`, with fields and
+/// the `duration` and `time` filters; the sample rendering is what
+/// `check` shows.
+#[test]
+fn an_email_is_written_by_its_templates() {
+    let smtp = Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("body.txt");
+    std::fs::write(
+        &body_file,
+        "Job {{ job }}: {{ event }} on {{ host }}\n\
+         Reason: {{ text }}\n\
+         Seen at {{ detected_ms | time(\"Europe/London\", \"%Y-%m-%d %Z\") }}\n\
+         {% if exit_code is not none %}Exit code {{ exit_code }}{% endif %}\n",
+    )
+    .unwrap();
+    let body = format!(
+        "[[job]]\nname = \"nightly-etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\ngroup_wait = \"0s\"\n\
+         smtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n\
+         subject_template = \"{{{{ severity | upper }}}}: {{{{ job }}}} {{{{ event }}}}\"\n\
+         body_template_file = \"{}\"\n",
+        smtp.url(),
+        body_file.display()
+    );
+    let monitor = Monitor::start("watcher-a", &body);
+    let sender = client(&[&monitor.listen]);
+    sender.fail("nightly-etl", Some(3), "disk full").unwrap();
+    let mails = smtp.wait_for(1);
+    let mail = mails[0].replace("\r\n", "\n");
+    assert_eq!(
+        header(&mail, "Subject"),
+        Some("[qcic] CRITICAL: nightly-etl failed"),
+        "{mail}"
+    );
+    assert!(mail.contains("Job nightly-etl: failed on "), "{mail}");
+    assert!(mail.contains("Reason: disk full"), "{mail}");
+    assert!(mail.contains("Exit code 3"), "{mail}");
+    assert!(mail.contains(" GMT\n") || mail.contains(" BST\n"), "{mail}");
+    let log = monitor.stop();
+    assert!(!log.contains("the template failed"), "{log}");
 }

@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use qcic_sdk::Client;
-use qcic_testkit::{BadServer, Monitor, Smtp, is_root, json_lines, reserve_port, wait_until};
+use qcic_testkit::{
+    BadServer, Monitor, Smtp, counter, is_root, json_lines, reserve_port, wait_until,
+};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct SmallDisk {
@@ -93,7 +95,7 @@ fn a_full_disk_loses_no_notification_and_repeats_none() {
          [[job]]\nname = \"job-b\"\nevery = \"1h\"\nnotify = [\"mail\"]\n\
          [[job]]\nname = \"job-c\"\nevery = \"1h\"\nnotify = [\"hook\"]\n\n\
          [[notify]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\ndefault = false\n\n\
-         [[notify]]\nname = \"mail\"\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\n\
+         [[notify]]\nname = \"mail\"\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"smtp://127.0.0.1:{smtp_port}\"\n\
          from = \"qcic@example.com\"\nto = [\"ops@example.com\"]\ndefault = false\n",
         hook.port
     );
@@ -150,7 +152,7 @@ fn a_hung_smtp_server_costs_one_attempt(mode: &str) {
     let hung = BadServer::start(mode, &[]);
     let port = hung.port;
     let body = format!(
-        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\n\
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\n\
          smtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n\
          timeout = \"2s\"\n"
     );
@@ -181,7 +183,7 @@ fn abandoned_email_attempts_leave_no_connection_open() {
     let hung = BadServer::start("smtp-stall", &[]);
     let body = format!(
         "[[job]]\nname = \"a\"\nevery = \"1h\"\n[[job]]\nname = \"b\"\nevery = \"1h\"\n\n\
-         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
+         [[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
          to = [\"ops@example.com\"]\ntimeout = \"1s\"\n",
         hung.port
     );
@@ -227,7 +229,7 @@ fn an_email_cut_off_at_its_deadline_does_not_answer_for_the_next() {
     let server = BadServer::start("smtp-late", &[out.to_str().unwrap()]);
     let body = format!(
         "[[job]]\nname = \"slow\"\nevery = \"1h\"\n[[job]]\nname = \"grey\"\nevery = \"1h\"\n\n\
-         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
+         [[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"smtp://127.0.0.1:{}\"\nfrom = \"qcic@example.com\"\n\
          to = [\"ops@example.com\"]\ntimeout = \"2s\"\n",
         server.port
     );
@@ -432,4 +434,116 @@ fn a_slowloris_on_the_http_port_blinds_nothing() {
         "{log}"
     );
     assert!(!log.contains("Too many open files"), "{log}");
+}
+
+/// The incident ids an email names (a digest's "incident 3f2a9c1e5b7d4a60"
+/// lines; a lone notification's subject), each once.
+fn incidents_in(mail: &str) -> Vec<String> {
+    // Long lines come quoted-printable: join its soft line breaks.
+    let mail = mail.replace("=\r\n", "").replace("=\n", "");
+    let mut ids: Vec<String> = mail
+        .split("incident ")
+        .skip(1)
+        .filter_map(|rest| rest.get(..16))
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// Whether an email's subject speaks of `event` (a digest's counts, or a
+/// lone notification's headline).
+fn about(mail: &str, event: &str) -> bool {
+    qcic_testkit::header(mail, "Subject").is_some_and(|s| {
+        s.contains(&format!(" {event}")) || s.contains(&format!(" {} ", event.to_uppercase()))
+    })
+}
+
+/// A burst: 1,000 jobs go down at once (a network cut at 02:00). With
+/// digests on the email channel they reach a real SMTP server as a few
+/// emails that together list every incident once, not 1,000 emails; each
+/// incident's `recovered` still arrives (as digests too).
+#[test]
+fn a_thousand_alarms_reach_email_as_a_few_digests_and_each_recovery_follows() {
+    const JOBS: usize = 1000;
+    let smtp = Smtp::start();
+    let mut body = String::new();
+    for i in 0..JOBS {
+        body.push_str(&format!(
+            "[[job]]\nname = \"job-{i:04}\"\nevery = \"4s\"\ngrace = \"0s\"\n"
+        ));
+    }
+    body.push_str(&format!(
+        "\n[[notify]]\nkind = \"email\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\n\
+         to = [\"ops@example.com\"]\ngroup_wait = \"2s\"\n",
+        smtp.url()
+    ));
+    let monitor = Monitor::start("watcher-a", &body);
+    let downs = |mails: &[String]| -> Vec<String> {
+        mails
+            .iter()
+            .filter(|m| about(m, "down"))
+            .flat_map(|m| incidents_in(m))
+            .collect()
+    };
+    let mut mails = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            mails = smtp.emails();
+            downs(&mails).len() >= JOBS
+        }),
+        "{} incidents listed in {} emails",
+        downs(&mails).len(),
+        mails.len()
+    );
+    let listed = downs(&mails);
+    let distinct: std::collections::HashSet<&String> = listed.iter().collect();
+    assert_eq!(distinct.len(), JOBS, "each incident listed once");
+    assert_eq!(listed.len(), JOBS, "no incident listed twice");
+    assert!(mails.len() <= 5, "{} emails for one burst", mails.len());
+    // The maildir's order is not the arrival order.
+    let digest = mails
+        .iter()
+        .find(|m| qcic_testkit::header(m, "X-Qcic-Digest").is_some())
+        .cloned()
+        .expect("a digest");
+    assert!(
+        qcic_testkit::header(&digest, "Subject")
+            .is_some_and(|s| s.starts_with("[qcic] ") && s.contains(" notifications: ")),
+        "{digest}"
+    );
+    // Every job reports again: each incident is followed up.
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    for i in 0..JOBS {
+        sender.heartbeat(&format!("job-{i:04}")).unwrap();
+    }
+    let recovered = |mails: &[String]| -> std::collections::HashSet<String> {
+        mails
+            .iter()
+            .filter(|m| about(m, "recovered"))
+            .flat_map(|m| incidents_in(m))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            mails = smtp.emails();
+            recovered(&mails).len() >= JOBS
+        }),
+        "{} of {JOBS} recoveries listed",
+        recovered(&mails).len()
+    );
+    assert_eq!(
+        recovered(&mails),
+        distinct.into_iter().cloned().collect(),
+        "each incident's recovery names it"
+    );
+    let log = monitor.stop();
+    eprintln!(
+        "{} emails for {JOBS} alarms and their recoveries; a digest begins:\n{}",
+        mails.len(),
+        digest.lines().take(24).collect::<Vec<_>>().join("\n")
+    );
+    assert!(counter(&log, "digests").unwrap() >= 2, "{log}");
+    assert_eq!(counter(&log, "delivered"), Some(2 * JOBS as u64), "{log}");
 }

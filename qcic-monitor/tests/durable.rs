@@ -13,7 +13,7 @@ fn an_email_pending_at_kill_9_is_delivered_after_the_restart_once() {
     let held = reserve_port();
     let port = held.port();
     let body = format!(
-        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\n\
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\n\
          smtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n"
     );
     let keys = format!("state = \"{}\"", state.display());

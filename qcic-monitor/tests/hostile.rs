@@ -32,7 +32,7 @@ fn an_idle_connection_flood_on_the_ingest_port_blinds_nothing() {
     let smtp = Smtp::start();
     let body = format!(
         "[[job]]\nname = \"etl\"\nevery = \"1h\"\n[[job]]\nname = \"beat\"\nevery = \"6s\"\ngrace = \"0s\"\n\n\
-         [[notify]]\nkind = \"email\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
+         [[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
         smtp.url()
     );
     let monitor = Monitor::start_wrapped(
@@ -131,7 +131,7 @@ fn hostile_sender_fields_forge_nothing() {
     let smtp = Smtp::start();
     let body = format!(
         "[http]\nlisten = \"{{http}}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
-         [[notify]]\nkind = \"email\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
+         [[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"{}\"\nfrom = \"qcic@example.com\"\nto = [\"ops@example.com\"]\n",
         smtp.url()
     );
     let monitor = Monitor::start("watcher-a", &body);

@@ -369,7 +369,7 @@ fn bad_keys_are_refused_clearly_and_secrets_never_reach_the_log() {
         "",
         "[curve]\nsecret_key_env = \"QCIC_TEST_SECRET\"\n\n\
          [[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
-         [[notify]]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"q@example.com\"\n\
+         [[notify]]\nkind = \"email\"\ngroup_wait = \"off\"\nsmtp = \"smtp://127.0.0.1:9\"\nfrom = \"q@example.com\"\n\
          to = [\"ops@example.com\"]\nusername = \"qcic\"\npassword_env = \"QCIC_TEST_SMTP\"\n\n\
          [[notify]]\nkind = \"webhook\"\nurl = \"env:QCIC_TEST_HOOK\"\n",
         &[

@@ -9,7 +9,8 @@ The rules come from Slack's public documentation:
   channel_is_archived; 429 with Retry-After when rate limited)
 - https://api.slack.com/reference/block-kit/blocks (header: plain_text at
   most 150 characters; section: text at most 3000 characters or fields, at
-  most 10, each at most 2000; at most 50 blocks)
+  most 10, each at most 2000; context: 1 to 10 elements, each a text object
+  or an image; at most 50 blocks)
 - https://api.slack.com/reference/messaging/payload (`text` is the
   fallback shown in notifications when blocks are given)
 
@@ -61,6 +62,13 @@ def problems(message):
                             errors += text_object(field, ["plain_text", "mrkdwn"], 2000, f"blocks[{i}].fields[{j}]")
                 if "text" not in block and fields is None:
                     errors.append(f"blocks[{i}]: a section needs text or fields")
+            elif kind == "context":
+                elements = block.get("elements")
+                if not isinstance(elements, list) or not 1 <= len(elements) <= 10:
+                    errors.append(f"blocks[{i}].elements: 1 to 10")
+                else:
+                    for j, element in enumerate(elements):
+                        errors += text_object(element, ["plain_text", "mrkdwn"], 3000, f"blocks[{i}].elements[{j}]")
             else:
                 errors.append(f"blocks[{i}]: unknown block type {kind!r}")
     return ["invalid_blocks"] + errors if errors else []

@@ -468,8 +468,6 @@ pub(crate) fn detection(plan: &Plan, out: &mut Vec<Value>) {
             .collect();
     }
     drop(w);
-    let _ = smtp.kill();
-    let _ = smtp.wait();
     report_latency(
         out,
         "deadline -> email accepted by SMTP",
@@ -477,6 +475,95 @@ pub(crate) fn detection(plan: &Plan, out: &mut Vec<Value>) {
         1,
         lat,
         None,
+    );
+    email_digests(port, maildir.path(), out);
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+}
+
+/// Alarms in a burst to email as digests: `DIGEST_JOBS` jobs fall due at
+/// once, their channel groups with `group_wait = "0s"` (the first alarm
+/// leaves alone at once, the burst behind it goes together). The time
+/// from the deadline to the email that completes the list of incidents,
+/// and how many emails carried them.
+fn email_digests(port: u16, maildir: &std::path::Path, out: &mut Vec<Value>) {
+    const DIGEST_JOBS: usize = 1000;
+    let w = Watcher::start(&WatcherSpec {
+        jobs: DIGEST_JOBS,
+        cron: Some("*/5 * * * * *".into()),
+        smtp: Some(format!("smtp://127.0.0.1:{port}")),
+        extra: vec!["group_wait=0s".into()],
+        ..WatcherSpec::default()
+    });
+    let ctx = zmq::Context::new();
+    let push = ctx.socket(zmq::PUSH).unwrap();
+    push.set_sndhwm(0).unwrap();
+    push.connect(&w.listen).unwrap();
+    let boundary = heartbeat_all(&push, DIGEST_JOBS);
+    // Each email of this round (written after the boundary): when, and
+    // the incidents it names.
+    let read = || -> Vec<(u128, std::collections::HashSet<String>)> {
+        let mut mails: Vec<(u128, std::collections::HashSet<String>)> =
+            std::fs::read_dir(maildir.join("new"))
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let at = e.metadata().ok()?.modified().ok()?;
+                    let at = at.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+                    let text = std::fs::read_to_string(e.path()).ok()?;
+                    Some((at, text))
+                })
+                .filter(|(at, _)| *at >= boundary)
+                .map(|(at, text)| {
+                    let text = text.replace("=\r\n", "").replace("=\n", "");
+                    let ids = text
+                        .split("incident ")
+                        .skip(1)
+                        .filter_map(|rest| rest.get(..16))
+                        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+                        .map(str::to_owned)
+                        .collect();
+                    (at, ids)
+                })
+                .collect();
+        mails.sort_by_key(|(at, _)| *at);
+        mails
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut mails = read();
+    while mails.iter().map(|(_, ids)| ids.len()).sum::<usize>() < DIGEST_JOBS
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        mails = read();
+    }
+    drop(w);
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    for (at, ids) in &mails {
+        seen.extend(ids.iter().cloned());
+        if seen.len() >= DIGEST_JOBS {
+            last = Some(*at);
+            break;
+        }
+    }
+    let Some(last) = last else {
+        println!(
+            "   email digests: {} of {DIGEST_JOBS} incidents arrived",
+            seen.len()
+        );
+        out.push(json!({"figure": "email_digests", "error": "not every incident arrived"}));
+        return;
+    };
+    let ms = (last - boundary) as f64 / 1e6;
+    println!(
+        "   {:<36} {DIGEST_JOBS} jobs: last incident delivered after {ms:.0} ms, in {} emails",
+        "deadline -> email digests",
+        mails.len()
+    );
+    out.push(
+        json!({"figure": "email_digests", "jobs_due_at_once": DIGEST_JOBS,
+        "last_incident_ms": ms, "emails": mails.len(), "group_wait": "0s"}),
     );
 }
 

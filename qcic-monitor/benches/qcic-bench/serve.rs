@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qcic_monitor::config::{
-    Config, CurveConfig, DeclareConfig, EmailConfig, FarmConfig, JobConfig, MonitorConfig,
-    NotifyConfig, PeerConfig, Route, UnknownJobs, WebhookConfig, ZmqConfig,
+    Config, CurveConfig, DeclareConfig, EmailConfig, FarmConfig, GroupWait, JobConfig,
+    MonitorConfig, NotifyConfig, PeerConfig, Route, UnknownJobs, WebhookConfig, ZmqConfig,
 };
 use qcic_monitor::schedule::Schedule;
 
@@ -52,10 +52,7 @@ pub(crate) fn serve(o: &Opts) {
     }
     let mut notify = vec![NotifyConfig::Zmq(ZmqConfig {
         publish: o.get("publish").unwrap().to_owned(),
-        route: Route {
-            name: Some("pub".into()),
-            default: true,
-        },
+        route: Route::named("pub"),
     })];
     if let Some(smtp) = o.get("smtp") {
         notify.push(NotifyConfig::Email(EmailConfig {
@@ -66,10 +63,21 @@ pub(crate) fn serve(o: &Opts) {
             password_env: None,
             password_file: None,
             subject_prefix: "[qcic]".into(),
+            subject_template: None,
+            body_template: None,
+            body_template_file: None,
+            subject: None,
+            body: None,
             timeout: Duration::from_secs(30),
+            // One email per notification, unless the figure measures digests.
             route: Route {
-                name: Some("mail".into()),
-                default: true,
+                group_wait: Some(match o.get("group_wait") {
+                    Some(wait) => {
+                        GroupWait::After(qcic_monitor::config::parse_duration(wait).unwrap())
+                    }
+                    None => GroupWait::Off,
+                }),
+                ..Route::named("mail")
             },
         }));
     }
@@ -78,10 +86,8 @@ pub(crate) fn serve(o: &Opts) {
             url: url.to_owned(),
             headers: std::collections::BTreeMap::new(),
             timeout: Duration::from_secs(2),
-            route: Route {
-                name: Some("hook".into()),
-                default: true,
-            },
+            text: Default::default(),
+            route: Route::named("hook"),
         }));
     }
     let curve = o.get("curve_secret").map(|z| CurveConfig {
@@ -104,6 +110,7 @@ pub(crate) fn serve(o: &Opts) {
             curve,
             control: o.get("control").unwrap().into(),
             http: None,
+            public_url: None,
             state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
             farm,
         },

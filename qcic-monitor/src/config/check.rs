@@ -139,7 +139,14 @@ impl RawConfig {
             peer,
         })?;
         let jobs = check_jobs(job, monitor.curve.is_some())?;
-        let notify = check_notify(notify, &jobs)?;
+        let mut notify = check_notify(notify, &jobs)?;
+        for channel in &mut notify {
+            match channel {
+                NotifyConfig::Slack(slack) => slack.status_url.clone_from(&monitor.public_url),
+                NotifyConfig::Alertmanager(am) => am.status_url.clone_from(&monitor.public_url),
+                _ => {}
+            }
+        }
         let channels = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
         let declare = declare::check_declare(declare, monitor.curve.is_some(), channels)?;
         monitor.unknown_jobs = unknown_jobs.unwrap_or(if declare.is_some() {
@@ -204,6 +211,17 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
     }
     let curve = raw.curve.map(RawCurve::check).transpose()?;
     let farm = check_farm(raw.farm, raw.peer, &id)?;
+    let public_url = match raw.http.as_ref().and_then(|h| h.public_url.clone()) {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+            return Err((
+                "http.public_url".into(),
+                format!(
+                    "{url:?} must be the status page's http(s) URL, such as \"https://qcic.example.com/\""
+                ),
+            ));
+        }
+        url => url.map(|u| u.trim_end_matches('/').to_owned()),
+    };
     let http = match raw.http {
         None => None,
         Some(h) => {
@@ -246,6 +264,7 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
         curve,
         control,
         http,
+        public_url,
         farm,
     })
 }
@@ -527,6 +546,10 @@ fn check_notify(
             }
         }
     }
+    for (i, channel) in notify.iter_mut().enumerate() {
+        compile_templates(channel, i)?;
+        check_grouping(channel, i)?;
+    }
     let names: Vec<String> = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
     for (i, name) in names.iter().enumerate() {
         if names[..i].contains(name) {
@@ -682,6 +705,115 @@ fn check_pagerduty(pd: &PagerDutyConfig) -> Result<(), (String, String)> {
                 format!("{level:?} is not a PagerDuty severity (critical, error, warning, info)"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Digests where a channel can send them, and a sensible size.
+fn check_grouping(channel: &NotifyConfig, i: usize) -> Result<(), (String, String)> {
+    let route = channel.route();
+    let grouped =
+        !matches!(route.group_wait, None | Some(GroupWait::Off)) || route.group_max.is_some();
+    if grouped && !channel.takes_digests() {
+        return Err((
+            format!("notify[{i}].group_wait"),
+            "this channel keeps one alert per incident and sends no digests (group alerts in the service itself)".into(),
+        ));
+    }
+    if let Some(max) = route.group_max {
+        if !(2..=10_000).contains(&max) {
+            return Err((
+                format!("notify[{i}].group_max"),
+                format!("{max} is not between 2 and 10000"),
+            ));
+        }
+    }
+    if let Some(GroupWait::After(wait)) = route.group_wait {
+        if wait > Duration::from_secs(3600) {
+            return Err((
+                format!("notify[{i}].group_wait"),
+                "holds alarms back for more than an hour".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads, compiles and tries (with the sample notification) a channel's
+/// templates; an error names the channel, the file and the line.
+fn compile_templates(channel: &mut NotifyConfig, i: usize) -> Result<(), (String, String)> {
+    use crate::template::{Format, Template};
+    let name = channel.name(i);
+    let source = |key: &str, inline: &Option<String>, file: &Option<PathBuf>| match (inline, file) {
+        (Some(_), Some(_)) => Err((
+            format!("notify[{i}].{key}_file"),
+            format!("give {key} or {key}_file, not both"),
+        )),
+        (Some(text), None) => Ok(Some((
+            key.to_owned(),
+            format!("notify[{i}].{key}"),
+            text.clone(),
+        ))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                (
+                    format!("notify[{i}].{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Some((
+                path.display().to_string(),
+                format!("notify[{i}].{key}_file"),
+                text,
+            )))
+        }
+        (None, None) => Ok(None),
+    };
+    let compile = |(origin, key, text): (String, String, String), format: Format| {
+        Template::compile(&origin, text, format).map_err(|reason| {
+            let place = if origin.contains('/') || origin.contains('.') {
+                format!("{origin} ")
+            } else {
+                String::new()
+            };
+            (key, format!("channel {name:?}: {place}{reason}"))
+        })
+    };
+    let takes_json = channel.takes_json_template();
+    if let NotifyConfig::Email(email) = channel {
+        if let Some(found) = source("subject_template", &email.subject_template, &None)? {
+            email.subject = Some(compile(found, Format::Text)?);
+        }
+        if let Some(found) = source(
+            "body_template",
+            &email.body_template,
+            &email.body_template_file,
+        )? {
+            email.body = Some(compile(found, Format::Text)?);
+        }
+        return Ok(());
+    }
+    let Some(keys) = channel.template_keys_mut() else {
+        return Ok(());
+    };
+    let format = Format::named(
+        keys.template_format.as_deref(),
+        keys.template_file.as_deref(),
+    )
+    .map_err(|r| (format!("notify[{i}].template_format"), r))?;
+    if format == Format::Json && !takes_json {
+        return Err((
+            format!("notify[{i}].template_format"),
+            "this channel takes a text template (the message's text); JSON templates are for webhook, slack, teams and discord".into(),
+        ));
+    }
+    if let Some(found) = source("template", &keys.template, &keys.template_file)? {
+        keys.compiled = Some(compile(found, format)?);
+    } else if keys.template_format.is_some() {
+        return Err((
+            format!("notify[{i}].template_format"),
+            "there is no template (template or template_file)".into(),
+        ));
     }
     Ok(())
 }

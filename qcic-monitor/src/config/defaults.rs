@@ -67,6 +67,15 @@ pub(super) fn default_subject_prefix() -> String {
     SUBJECT_PREFIX.into()
 }
 
+/// How long an email or chat channel gathers notifications into one
+/// digest by default (Alertmanager's `group_wait` default too).
+pub const DIGEST_WAIT: Option<Duration> = Some(Duration::from_secs(30));
+/// The most notifications one digest email lists by default.
+pub const EMAIL_DIGEST_MAX: usize = 1000;
+/// The most notifications one digest chat message (or webhook call) lists
+/// by default: chat services cut long messages.
+pub const CHAT_DIGEST_MAX: usize = 100;
+
 /// How often open alerts are posted to Alertmanager again.
 pub const ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
 

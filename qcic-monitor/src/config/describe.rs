@@ -31,5 +31,52 @@ pub fn describe(config: &Config, now_ms: u64) -> String {
             let _ = writeln!(out, "  next {fire}");
         }
     }
+    // Each template as the sample notification renders it: what the
+    // operator will read at 02:00, seen now.
+    let sample = crate::template::sample();
+    for (i, channel) in config.notify.iter().enumerate() {
+        match channel.grouping() {
+            Some(g) => {
+                let _ = writeln!(
+                    out,
+                    "notify {}: digests: a group goes out {} after its first notification, at most {} in one",
+                    channel.name(i),
+                    humantime::format_duration(g.wait),
+                    g.max
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "notify {}: one message per notification",
+                    channel.name(i)
+                );
+            }
+        }
+        let templates: Vec<(&str, &crate::template::Template)> = match channel {
+            NotifyConfig::Email(email) => [("subject", &email.subject), ("body", &email.body)]
+                .into_iter()
+                .filter_map(|(part, t)| Some((part, t.as_ref()?)))
+                .collect(),
+            other => match other.template_keys().and_then(|k| k.compiled.as_ref()) {
+                Some(t) => vec![("template", t)],
+                None => Vec::new(),
+            },
+        };
+        for (part, template) in templates {
+            let _ = writeln!(
+                out,
+                "notify {} {part}, rendered for a sample `failed`:",
+                channel.name(i)
+            );
+            let text = match template.render(&sample) {
+                Ok(rendered) => rendered.into_text(),
+                Err(e) => format!("(cannot render: {e})"),
+            };
+            for line in text.lines() {
+                let _ = writeln!(out, "  | {line}");
+            }
+        }
+    }
     out
 }

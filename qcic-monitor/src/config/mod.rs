@@ -26,9 +26,9 @@ pub use declare::DeclareConfig;
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
-    AlertmanagerConfig, CommandConfig, DiscordConfig, EmailConfig, MatrixConfig, NotifyConfig,
-    NtfyConfig, OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route, SlackConfig, TeamsConfig,
-    TelegramConfig, WebhookConfig, ZmqConfig, redacted_url,
+    AlertmanagerConfig, CommandConfig, DiscordConfig, EmailConfig, GroupWait, Grouping,
+    MatrixConfig, NotifyConfig, NtfyConfig, OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route,
+    SlackConfig, TeamsConfig, TelegramConfig, TemplateKeys, WebhookConfig, ZmqConfig, redacted_url,
 };
 pub use paths::{default_control_path, default_state_path, private_tmp_dir};
 /// The configuration the monitor runs on when no `--config` is given: the
@@ -105,6 +105,9 @@ pub struct MonitorConfig {
     pub control: PathBuf,
     /// The HTTP endpoint (API, metrics, status page), if configured.
     pub http: Option<std::net::SocketAddr>,
+    /// Where people reach the status page (`[http] public_url`), for links
+    /// in notifications.
+    pub public_url: Option<String>,
     /// The state database (`state = "off"`: none).
     pub state: Option<PathBuf>,
     /// The watcher farm this watcher belongs to (`[farm]` and `[[peer]]`), if any.

@@ -39,6 +39,10 @@ pub enum NotifyConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
+    /// The status page (`[http] public_url`) as each alert's
+    /// `generatorURL`, set by the check.
+    #[serde(skip)]
+    pub status_url: Option<String>,
     /// Each Alertmanager of the cluster (`http://am-1:9093`, or the full
     /// `.../api/v2/alerts`): one URL or a list; every alert goes to each.
     #[serde(deserialize_with = "one_or_many")]
@@ -91,6 +95,10 @@ pub struct MatrixConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -106,6 +114,10 @@ pub struct TeamsConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -150,6 +162,10 @@ pub struct PushoverConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -169,6 +185,10 @@ pub struct TelegramConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -184,6 +204,10 @@ pub struct DiscordConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -193,12 +217,19 @@ pub struct DiscordConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
+    /// The status page's link (`[http] public_url`), set by the check.
+    #[serde(skip)]
+    pub status_url: Option<String>,
     /// The incoming webhook's URL: its path is the credential, so
     /// `env:VAR` or `file:PATH` (a literal works too). Never logged whole.
     pub url: String,
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -226,6 +257,10 @@ pub struct NtfyConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -253,6 +288,24 @@ pub struct PagerDutyConfig {
     pub route: Route,
 }
 
+/// A channel's template: inline or in a file, text or JSON. Compiled and
+/// tried with a sample when the configuration is checked.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+pub struct TemplateKeys {
+    /// The template itself.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// A file holding it (read when the configuration is).
+    #[serde(default)]
+    pub template_file: Option<PathBuf>,
+    /// `text` or `json` (default `json` for a `.json` file, else `text`).
+    #[serde(default)]
+    pub template_format: Option<String>,
+    /// Compiled by the configuration check.
+    #[serde(skip)]
+    pub compiled: Option<crate::template::Template>,
+}
+
 /// Keys every `[[notify]]` channel has.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,6 +315,55 @@ pub struct Route {
     /// Whether jobs without a `notify` list use this channel (default true).
     #[serde(default = "yes")]
     pub default: bool,
+    /// Digests: how long a group of notifications stays open before it
+    /// goes out as one message (`"off"`: one message each). Default 30s
+    /// for email and chat channels, off for the others.
+    #[serde(default, deserialize_with = "group_wait")]
+    pub group_wait: Option<GroupWait>,
+    /// Digests: the most notifications one message carries.
+    #[serde(default)]
+    pub group_max: Option<usize>,
+}
+
+impl Route {
+    /// A channel named `name`, used by default, with its kind's grouping.
+    pub fn named(name: &str) -> Route {
+        Route {
+            name: Some(name.to_owned()),
+            default: true,
+            group_wait: None,
+            group_max: None,
+        }
+    }
+}
+
+/// `group_wait`: off, or how long a group stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupWait {
+    /// One message per notification.
+    Off,
+    /// Gathered for this long after the first of a group (`0s`: the first
+    /// leaves at once; what comes while it is sent goes together next).
+    After(Duration),
+}
+
+fn group_wait<'de, D: Deserializer<'de>>(de: D) -> Result<Option<GroupWait>, D::Error> {
+    let text = String::deserialize(de)?;
+    if text == "off" {
+        return Ok(Some(GroupWait::Off));
+    }
+    parse_duration(&text)
+        .map(|d| Some(GroupWait::After(d)))
+        .map_err(|e| serde::de::Error::custom(format!("{e} (or \"off\")")))
+}
+
+/// How a channel groups its notifications into digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grouping {
+    /// How long a group stays open.
+    pub wait: Duration,
+    /// The most notifications in one message.
+    pub max: usize,
 }
 
 /// `kind = "webhook"`.
@@ -277,6 +379,10 @@ pub struct WebhookConfig {
     /// The timeout of one call.
     #[serde(default = "webhook_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// The message's text from a template (`template`, `template_file`,
+    /// `template_format`).
+    #[serde(flatten)]
+    pub text: TemplateKeys,
     /// Routing.
     #[serde(flatten)]
     pub route: Route,
@@ -318,6 +424,21 @@ pub struct EmailConfig {
     /// Text put before every subject.
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// The subject from a template (one line; the prefix still goes first).
+    #[serde(default)]
+    pub subject_template: Option<String>,
+    /// The body from a template.
+    #[serde(default)]
+    pub body_template: Option<String>,
+    /// A file holding the body's template.
+    #[serde(default)]
+    pub body_template_file: Option<PathBuf>,
+    /// Compiled by the configuration check.
+    #[serde(skip)]
+    pub subject: Option<crate::template::Template>,
+    /// Compiled by the configuration check.
+    #[serde(skip)]
+    pub body: Option<crate::template::Template>,
     /// The longest one delivery attempt (connect, greeting, the whole
     /// exchange) may take before it is abandoned and retried.
     #[serde(default = "email_timeout", deserialize_with = "duration")]
@@ -356,6 +477,95 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 impl NotifyConfig {
+    /// The template keys of a channel that takes them.
+    pub fn template_keys(&self) -> Option<&TemplateKeys> {
+        match self {
+            NotifyConfig::Webhook(c) => Some(&c.text),
+            NotifyConfig::Slack(c) => Some(&c.text),
+            NotifyConfig::Teams(c) => Some(&c.text),
+            NotifyConfig::Discord(c) => Some(&c.text),
+            NotifyConfig::Matrix(c) => Some(&c.text),
+            NotifyConfig::Telegram(c) => Some(&c.text),
+            NotifyConfig::Ntfy(c) => Some(&c.text),
+            NotifyConfig::Pushover(c) => Some(&c.text),
+            _ => None,
+        }
+    }
+
+    /// The template keys of a channel that takes them, to compile.
+    pub fn template_keys_mut(&mut self) -> Option<&mut TemplateKeys> {
+        match self {
+            NotifyConfig::Webhook(c) => Some(&mut c.text),
+            NotifyConfig::Slack(c) => Some(&mut c.text),
+            NotifyConfig::Teams(c) => Some(&mut c.text),
+            NotifyConfig::Discord(c) => Some(&mut c.text),
+            NotifyConfig::Matrix(c) => Some(&mut c.text),
+            NotifyConfig::Telegram(c) => Some(&mut c.text),
+            NotifyConfig::Ntfy(c) => Some(&mut c.text),
+            NotifyConfig::Pushover(c) => Some(&mut c.text),
+            NotifyConfig::Email(_)
+            | NotifyConfig::Zmq(_)
+            | NotifyConfig::Command(_)
+            | NotifyConfig::PagerDuty(_)
+            | NotifyConfig::Opsgenie(_)
+            | NotifyConfig::Alertmanager(_) => None,
+        }
+    }
+
+    /// How this channel groups notifications into digests; `None`: one
+    /// message per notification.
+    pub fn grouping(&self) -> Option<Grouping> {
+        let route = self.route();
+        let (wait, max) = match self {
+            NotifyConfig::Email(_) => (DIGEST_WAIT, EMAIL_DIGEST_MAX),
+            NotifyConfig::Slack(_)
+            | NotifyConfig::Teams(_)
+            | NotifyConfig::Discord(_)
+            | NotifyConfig::Matrix(_)
+            | NotifyConfig::Telegram(_)
+            | NotifyConfig::Ntfy(_)
+            | NotifyConfig::Pushover(_) => (DIGEST_WAIT, CHAT_DIGEST_MAX),
+            NotifyConfig::Webhook(_) | NotifyConfig::Command(_) => (None, CHAT_DIGEST_MAX),
+            NotifyConfig::Zmq(_)
+            | NotifyConfig::PagerDuty(_)
+            | NotifyConfig::Opsgenie(_)
+            | NotifyConfig::Alertmanager(_) => return None,
+        };
+        let wait = match route.group_wait {
+            Some(GroupWait::Off) => None,
+            Some(GroupWait::After(d)) => Some(d),
+            None => wait,
+        }?;
+        Some(Grouping {
+            wait,
+            max: route.group_max.unwrap_or(max),
+        })
+    }
+
+    /// Whether this kind can send digests (alert services and the stream
+    /// keep one alert per incident).
+    pub fn takes_digests(&self) -> bool {
+        !matches!(
+            self,
+            NotifyConfig::Zmq(_)
+                | NotifyConfig::PagerDuty(_)
+                | NotifyConfig::Opsgenie(_)
+                | NotifyConfig::Alertmanager(_)
+        )
+    }
+
+    /// Whether a JSON template is the whole payload (text templates are
+    /// the message's text everywhere).
+    pub fn takes_json_template(&self) -> bool {
+        matches!(
+            self,
+            NotifyConfig::Webhook(_)
+                | NotifyConfig::Slack(_)
+                | NotifyConfig::Teams(_)
+                | NotifyConfig::Discord(_)
+        )
+    }
+
     /// The routing keys.
     pub fn route(&self) -> &Route {
         match self {

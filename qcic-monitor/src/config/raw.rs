@@ -84,6 +84,7 @@ pub(super) struct RawMonitor {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub(super) listen: Option<String>,
+    pub(super) public_url: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -147,6 +147,69 @@ fn errors_name_file_key_and_reason() {
 }
 
 #[test]
+fn a_broken_template_is_refused_with_its_channel_file_and_line() {
+    let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"https://h/s\"\n";
+    let err = Config::parse(
+        &format!("{base}template = \"ok\\n{{{{ job | nosuch }}}}\"\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "notify[0].template", "{err}");
+    assert!(err.reason.contains("channel \"ops\""), "{err}");
+    assert!(err.reason.contains("line 2"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("slack.json");
+    std::fs::write(&file, "{\n  \"text\": {{ jbo }}\n}\n").unwrap();
+    let err = Config::parse(
+        &format!("{base}template_file = \"{}\"\n", file.display()),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "notify[0].template_file", "{err}");
+    assert!(
+        err.reason.contains(&format!("{} line 2", file.display())),
+        "{err}"
+    );
+    assert!(err.reason.contains("the names: event, job"), "{err}");
+
+    for (keys, key, says) in [
+        (
+            "template = \"x\"\ntemplate_file = \"y\"\n",
+            "notify[0].template_file",
+            "not both",
+        ),
+        (
+            "template_file = \"/nonexistent/t\"\n",
+            "notify[0].template_file",
+            "cannot read",
+        ),
+        (
+            "template_format = \"yaml\"\ntemplate = \"x\"\n",
+            "notify[0].template_format",
+            "not a template format",
+        ),
+        (
+            "template_format = \"json\"\ntemplate = \"{{ job }}: x\"\n",
+            "notify[0].template",
+            "no JSON",
+        ),
+        (
+            "template_format = \"text\"\n",
+            "notify[0].template_format",
+            "no template",
+        ),
+    ] {
+        let err = Config::parse(&format!("{base}{keys}"), "t.toml").unwrap_err();
+        assert_eq!(err.key, key, "{keys}: {err}");
+        assert!(err.reason.contains(says), "{keys}: {err}");
+    }
+    // A misspelt key is still refused beside the flattened ones.
+    let err = Config::parse(&format!("{base}templat = \"x\"\n"), "t.toml").unwrap_err();
+    assert!(err.to_string().contains("templat"), "{err}");
+}
+
+#[test]
 fn an_alertmanager_channel_is_checked_with_its_key_named() {
     let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"alertmanager\"\n";
     for (keys, key, reason) in [

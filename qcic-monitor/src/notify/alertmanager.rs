@@ -44,6 +44,8 @@ struct Inner {
     basic: Option<(String, String)>,
     labels: BTreeMap<String, String>,
     resend: Duration,
+    /// `[http] public_url`: each alert's `generatorURL`.
+    status_url: Option<String>,
     /// Open alerts by incident: what is posted again every `resend`.
     open: Mutex<HashMap<Arc<str>, Value>>,
     /// Held by a re-post and by a follow-up while they post: a re-post
@@ -74,6 +76,7 @@ impl AlertmanagerChannel {
             basic,
             labels: cfg.labels.clone(),
             resend: cfg.resend,
+            status_url: cfg.status_url.clone(),
             open: Mutex::new(HashMap::new()),
             posting: tokio::sync::Mutex::new(()),
         });
@@ -128,13 +131,17 @@ impl Inner {
         if let Some(host) = &note.host {
             annotations.insert("host", host.to_string());
         }
-        json!({
+        let mut alert = json!({
             "labels": labels,
             "annotations": annotations,
             // Never after endsAt, which Alertmanager refuses.
             "startsAt": rfc3339(note.detected_ms.min(ends_ms)),
             "endsAt": rfc3339(ends_ms),
-        })
+        });
+        if let Some(page) = &self.status_url {
+            alert["generatorURL"] = json!(format!("{page}/"));
+        }
+        alert
     }
 
     /// Posts `alerts` to every Alertmanager; delivered when one took them

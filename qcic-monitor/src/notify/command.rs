@@ -88,4 +88,10 @@ impl super::lanes::Attempt for CommandChannel {
         let json = serde_json::to_vec(note).unwrap_or_default();
         self.run_once(&json).await
     }
+
+    // For machines: every notification whole, as one JSON document.
+    async fn attempt_digest(&self, digest: super::digest::Digest<'_>) -> Result<(), Failure> {
+        let json = serde_json::to_vec(&digest.json()).unwrap_or_default();
+        self.run_once(&json).await
+    }
 }

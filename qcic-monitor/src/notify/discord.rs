@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use crate::config::DiscordConfig;
 use crate::notification::{Notification, Severity, rfc3339};
@@ -16,6 +16,7 @@ use crate::notification::{Notification, Severity, rfc3339};
 const TITLE_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 4096;
 const FIELD_VALUE_MAX: usize = 1024;
+const CONTENT_MAX: usize = 2000;
 
 /// A ready Discord channel.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl DiscordChannel {
     pub fn new(name: String, cfg: &DiscordConfig) -> Result<HttpChannel<DiscordChannel>, String> {
         let url = super::http::webhook_url(&cfg.url)?;
         HttpChannel::new(name, cfg.timeout, DiscordChannel { url })
+            .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
     /// The message Discord gets for `note`.
@@ -76,5 +78,31 @@ impl Provider for DiscordChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(client.post(&self.url).json(&self.message(note)))
+    }
+
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(&json!({
+            "username": "qcic",
+            "content": cut(&text.whole(), CONTENT_MAX),
+            "allowed_mentions": {"parse": []},
+        })))
+    }
+
+    // The operator's payload, with no mentions parsed unless it says.
+    fn payload_request(
+        &self,
+        client: &reqwest::Client,
+        payload: &serde_json::Value,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let mut payload = payload.clone();
+        if let Some(map) = payload.as_object_mut() {
+            map.entry("allowed_mentions")
+                .or_insert_with(|| json!({"parse": []}));
+        }
+        Ok(client.post(&self.url).json(&payload))
     }
 }

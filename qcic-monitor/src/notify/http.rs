@@ -1,16 +1,73 @@
-//! What every HTTP channel shares (PagerDuty, Opsgenie, Slack, Teams,
-//! Discord, Matrix, Telegram, ntfy, Pushover): the client and its
+//! What every HTTP channel shares (the webhook, PagerDuty, Opsgenie,
+//! Slack, Teams, Discord, Matrix, Telegram, ntfy, Pushover): the client,
+//! the template that may shape its messages, and its
 //! deadline, and how an answer is read: success, a wait the service asks
 //! for (`Retry-After`, or its own field), a temporary failure (429, 408,
 //! 5xx, no answer) or a refusal for good (another 4xx), with the service's
 //! reason and never the URL (it often holds the credential). Each channel
-//! only says what it sends ([`Provider`]).
+//! only says what it sends ([`Provider`]): a notification in the service's
+//! own form, free text (a template's, a digest's) where its messages' text
+//! goes, or a JSON template's payload whole.
 
 use std::time::Duration;
 
+use super::digest::Digest;
 use super::retry::Failure;
 use super::webhook::retry_after;
-use crate::notification::Notification;
+use crate::notification::{Event, Notification};
+use crate::template::{Rendered, Template};
+
+/// A message of free text: a text template's rendering, or a digest.
+#[derive(Debug, Clone)]
+pub struct Text {
+    /// One line (a title, a subject, a header).
+    pub title: String,
+    /// The message.
+    pub body: String,
+    /// The event it is about (a digest: its most serious one), for
+    /// colours, priorities and icons.
+    pub event: Event,
+    /// Stable for every attempt at the same message (an idempotency key).
+    pub key: String,
+    /// Whether a service with no title field shows the title first (a
+    /// digest's summary), or only the body (a template says all).
+    pub heading: bool,
+}
+
+impl Text {
+    /// A template's text for `note`: its headline as title.
+    pub fn rendered(note: &Notification, body: String) -> Text {
+        Text {
+            title: note.headline(),
+            body,
+            event: note.event,
+            key: note_key(note),
+            heading: false,
+        }
+    }
+
+    /// The message for a service with no title field.
+    pub fn whole(&self) -> String {
+        if self.heading {
+            format!("{}\n{}", self.title, self.body)
+        } else {
+            self.body.clone()
+        }
+    }
+}
+
+/// A key stable for every attempt at `note` (and different for each
+/// reminder), for services that take an idempotency key.
+pub fn note_key(note: &Notification) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [&*note.watcher, &*note.incident, note.event.name()] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(note.repeat.to_be_bytes());
+    hex::encode(&hash.finalize()[..12])
+}
 
 /// One service's part of a channel.
 pub trait Provider: std::fmt::Debug + Send + Sync + 'static {
@@ -24,6 +81,43 @@ pub trait Provider: std::fmt::Debug + Send + Sync + 'static {
     /// What a refusal's body says, for the log.
     fn reason(&self, body: &str) -> String {
         crate::printable::one_line(&body.chars().take(300).collect::<String>()).into_owned()
+    }
+
+    /// The request carrying free text (a text template's rendering, a
+    /// digest): each service puts it where its messages' text goes.
+    /// Alert services (PagerDuty, Opsgenie) send each notification as
+    /// their own alert and take none: the configuration refuses templates
+    /// and digests for them.
+    fn text_request(
+        &self,
+        _client: &reqwest::Client,
+        _text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Err(Failure::Permanent(
+            "this channel sends each notification as the service's own alert".into(),
+        ))
+    }
+
+    /// The request whose whole body is `payload` (a JSON template's
+    /// rendering), for services that take one.
+    fn payload_request(
+        &self,
+        _client: &reqwest::Client,
+        _payload: &serde_json::Value,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Err(Failure::Permanent(
+            "this channel takes text templates only".into(),
+        ))
+    }
+
+    /// The request carrying a digest: by default its text (the summary,
+    /// then a line per notification) where the service's text goes.
+    fn digest_request(
+        &self,
+        client: &reqwest::Client,
+        digest: Digest<'_>,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        self.text_request(client, &digest.text())
     }
 
     /// A wait the body asks for, where the service says it there
@@ -40,6 +134,7 @@ pub struct HttpChannel<P> {
     client: reqwest::Client,
     timeout: Duration,
     provider: P,
+    template: Option<Template>,
 }
 
 impl<P: Provider> HttpChannel<P> {
@@ -54,7 +149,38 @@ impl<P: Provider> HttpChannel<P> {
             client,
             timeout,
             provider,
+            template: None,
         })
+    }
+
+    /// Its messages shaped by `template` (compiled and tried when the
+    /// configuration was checked).
+    pub fn with_template(mut self, template: Option<Template>) -> HttpChannel<P> {
+        self.template = template;
+        self
+    }
+
+    /// The service's part.
+    pub fn provider(&self) -> &P {
+        &self.provider
+    }
+
+    /// The request for `note`, through the template if there is one.
+    pub fn request(&self, note: &Notification) -> Result<reqwest::RequestBuilder, Failure> {
+        let Some(template) = &self.template else {
+            return self.provider.request(&self.client, note);
+        };
+        // Tried with a sample at start-up; a field's value cannot break a
+        // template, but say so plainly if one ever does.
+        let rendered = template
+            .render(note)
+            .map_err(|e| Failure::Permanent(format!("the template failed: {e}")))?;
+        match rendered {
+            Rendered::Text(body) => self
+                .provider
+                .text_request(&self.client, &Text::rendered(note, body)),
+            Rendered::Json(payload) => self.provider.payload_request(&self.client, &payload),
+        }
     }
 }
 
@@ -107,9 +233,19 @@ impl<P: Provider> super::lanes::Attempt for HttpChannel<P> {
     }
 
     async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        let response = self
-            .provider
-            .request(&self.client, note)?
+        self.send(self.request(note)?).await
+    }
+
+    async fn attempt_digest(&self, digest: Digest<'_>) -> Result<(), Failure> {
+        self.send(self.provider.digest_request(&self.client, digest)?)
+            .await
+    }
+}
+
+impl<P: Provider> HttpChannel<P> {
+    /// Sends `request` and reads the answer.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(), Failure> {
+        let response = request
             .send()
             .await
             // Without the URL: its path or query may be the credential.
@@ -123,5 +259,149 @@ impl<P: Provider> super::lanes::Attempt for HttpChannel<P> {
         let after = header.or_else(|| self.provider.retry_after(&body));
         let cause = format!("HTTP {status}: {}", self.provider.reason(&body));
         Err(classify(status.as_u16(), after, cause))
+    }
+}
+
+/// Each channel's rendering of a template, read from the request it
+/// builds.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, NotifyConfig};
+    use crate::notify::{discord, matrix, ntfy, pushover, slack, teams, telegram, webhook};
+
+    /// The body and headers `channel` sends for the sample notification.
+    fn sent<P: Provider>(
+        channel: Result<HttpChannel<P>, String>,
+    ) -> (String, reqwest::header::HeaderMap) {
+        let request = channel
+            .unwrap()
+            .request(&crate::template::sample())
+            .unwrap()
+            .build()
+            .unwrap();
+        let body = request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        (body, request.headers().clone())
+    }
+
+    fn channel(keys: &str) -> NotifyConfig {
+        let text = format!("[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\n{keys}\n");
+        Config::parse(&text, "t.toml").unwrap().notify.remove(0)
+    }
+
+    const TEXT: &str = "template = \"{{ event }}: {{ job }} <{{ text }}>\"";
+    const SAID: &str = "failed: nightly-etl <disk full>";
+
+    #[test]
+    fn each_chat_channel_puts_a_text_template_where_its_text_goes() {
+        let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+        let NotifyConfig::Slack(cfg) =
+            channel(&format!("kind = \"slack\"\nurl = \"https://h/s\"\n{TEXT}"))
+        else {
+            panic!()
+        };
+        let (body, _) = sent(slack::SlackChannel::new("s".into(), &cfg));
+        // Escaped: a job's output cannot write Slack markup.
+        assert_eq!(json(&body)["text"], "failed: nightly-etl &lt;disk full&gt;");
+
+        let NotifyConfig::Discord(cfg) = channel(&format!(
+            "kind = \"discord\"\nurl = \"https://h/d\"\n{TEXT}"
+        )) else {
+            panic!()
+        };
+        let (body, _) = sent(discord::DiscordChannel::new("d".into(), &cfg));
+        assert_eq!(json(&body)["content"], SAID);
+        assert_eq!(
+            json(&body)["allowed_mentions"]["parse"],
+            serde_json::json!([])
+        );
+
+        let NotifyConfig::Teams(cfg) =
+            channel(&format!("kind = \"teams\"\nurl = \"https://h/t\"\n{TEXT}"))
+        else {
+            panic!()
+        };
+        let (body, _) = sent(teams::TeamsChannel::new("t".into(), &cfg));
+        let card = &json(&body)["attachments"][0]["content"]["body"];
+        assert_eq!(card[0]["text"], "FAILED nightly-etl");
+        assert_eq!(card[1]["text"], SAID);
+
+        let NotifyConfig::Matrix(cfg) = channel(&format!(
+            "kind = \"matrix\"\nhomeserver = \"https://m\"\nroom = \"!r:m\"\naccess_token = \"t\"\n{TEXT}"
+        )) else {
+            panic!()
+        };
+        let (body, _) = sent(matrix::MatrixChannel::new("m".into(), &cfg));
+        assert_eq!(json(&body)["body"], SAID);
+        assert_eq!(json(&body)["msgtype"], "m.notice");
+
+        let NotifyConfig::Telegram(cfg) = channel(&format!(
+            "kind = \"telegram\"\ntoken = \"t\"\nchat_id = \"42\"\n{TEXT}"
+        )) else {
+            panic!()
+        };
+        let (body, _) = sent(telegram::TelegramChannel::new("g".into(), &cfg));
+        assert_eq!(json(&body)["text"], SAID);
+        assert_eq!(json(&body)["chat_id"], "42");
+
+        let NotifyConfig::Ntfy(cfg) = channel(&format!(
+            "kind = \"ntfy\"\nurl = \"https://n/topic\"\n{TEXT}"
+        )) else {
+            panic!()
+        };
+        let (body, headers) = sent(ntfy::NtfyChannel::new("n".into(), &cfg));
+        assert_eq!(body, SAID);
+        assert_eq!(headers["Title"], "FAILED nightly-etl");
+        assert_eq!(headers["Priority"], "urgent");
+
+        let NotifyConfig::Pushover(cfg) = channel(&format!(
+            "kind = \"pushover\"\ntoken = \"t\"\nuser = \"u\"\n{TEXT}"
+        )) else {
+            panic!()
+        };
+        let (body, _) = sent(pushover::PushoverChannel::new("p".into(), &cfg));
+        assert_eq!(json(&body)["message"], SAID);
+        assert_eq!(json(&body)["title"], "FAILED nightly-etl");
+        assert_eq!(json(&body)["priority"], 1);
+
+        let NotifyConfig::Webhook(cfg) =
+            channel(&format!("kind = \"webhook\"\nurl = \"https://w\"\n{TEXT}"))
+        else {
+            panic!()
+        };
+        let (body, headers) = sent(webhook::WebhookChannel::new("w".into(), &cfg));
+        assert_eq!(body, SAID);
+        assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn a_json_template_is_the_whole_payload_where_a_service_takes_one() {
+        let template =
+            "template_format = \"json\"\ntemplate = '{\"msg\": {{ text }}, \"job\": {{ job }}}'";
+        for kind in ["slack", "teams", "discord", "webhook"] {
+            let cfg = channel(&format!(
+                "kind = \"{kind}\"\nurl = \"https://h/x\"\n{template}"
+            ));
+            let (body, _) = match cfg {
+                NotifyConfig::Slack(c) => sent(slack::SlackChannel::new("x".into(), &c)),
+                NotifyConfig::Teams(c) => sent(teams::TeamsChannel::new("x".into(), &c)),
+                NotifyConfig::Discord(c) => sent(discord::DiscordChannel::new("x".into(), &c)),
+                NotifyConfig::Webhook(c) => sent(webhook::WebhookChannel::new("x".into(), &c)),
+                other => panic!("{other:?}"),
+            };
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["msg"], "disk full", "{kind}");
+            assert_eq!(body["job"], "nightly-etl", "{kind}");
+        }
+        let err = Config::parse(
+            &format!("[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"telegram\"\ntoken = \"t\"\nchat_id = \"42\"\n{template}\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "notify[0].template_format", "{err}");
     }
 }

@@ -38,6 +38,14 @@ pub trait Attempt: Send + Sync + 'static {
     fn deadline(&self) -> Duration;
     /// One try.
     fn attempt(&self, note: &Notification) -> impl Future<Output = Result<(), Failure>> + Send;
+    /// One try at a digest: several notifications as one message. Only
+    /// channels the configuration lets group are asked.
+    fn attempt_digest(
+        &self,
+        _digest: super::digest::Digest<'_>,
+    ) -> impl Future<Output = Result<(), Failure>> + Send {
+        async { Err(Failure::Permanent("this channel sends no digests".into())) }
+    }
 }
 
 /// What every attempt of a channel shares.
@@ -61,6 +69,141 @@ impl<C: Attempt> Attempts<C> {
                 "no answer within {} (the attempt was abandoned)",
                 humantime::format_duration(deadline)
             ))),
+        }
+    }
+}
+
+/// Runs `channel`: one message per notification, or digests when it
+/// groups them.
+pub async fn start<C: Attempt>(
+    channel: C,
+    rx: mpsc::Receiver<Delivery>,
+    stats: Arc<Stats>,
+    store: Option<Store>,
+    grouping: Option<crate::config::Grouping>,
+) {
+    match grouping {
+        Some(grouping) => run_grouped(channel, rx, stats, store, grouping).await,
+        None => run(channel, rx, stats, store).await,
+    }
+}
+
+/// Delivers everything `rx` brings through `channel` as digests: a group
+/// opens with its first notification and goes out `grouping.wait` later,
+/// or as soon as it holds `grouping.max`; a group of one goes as the
+/// notification alone. One message is under way at a time, so each job's
+/// notifications keep their order (a `recovered` never overtakes its
+/// alarm), and what arrives meanwhile makes the next group: with
+/// `group_wait = "0s"` the first of a quiet period leaves at once and a
+/// burst behind it goes together.
+pub async fn run_grouped<C: Attempt>(
+    channel: C,
+    mut rx: mpsc::Receiver<Delivery>,
+    stats: Arc<Stats>,
+    store: Option<Store>,
+    grouping: crate::config::Grouping,
+) {
+    let channel = Arc::new(channel);
+    let mut waiting: VecDeque<Delivery> = VecDeque::new();
+    let mut due: Option<tokio::time::Instant> = None;
+    let mut sending = JoinSet::new();
+    let mut open = true;
+    loop {
+        let now = tokio::time::Instant::now();
+        let ready = !waiting.is_empty()
+            && sending.is_empty()
+            && (!open || waiting.len() >= grouping.max || due.is_some_and(|d| d <= now));
+        if ready {
+            let take = waiting.len().min(grouping.max);
+            let group: Vec<Delivery> = waiting.drain(..take).collect();
+            // What an overfull group left has waited enough: next.
+            due = (!waiting.is_empty()).then_some(now);
+            sending.spawn(send_group(
+                Arc::clone(&channel),
+                group,
+                Arc::clone(&stats),
+                store.clone(),
+            ));
+            continue;
+        }
+        if !open && waiting.is_empty() && sending.is_empty() {
+            break;
+        }
+        let wake = due.unwrap_or(now + Duration::from_secs(3600));
+        tokio::select! {
+            next = rx.recv(), if open && waiting.len() < super::CHANNEL_QUEUE => {
+                match next {
+                    Some(delivery) => {
+                        // Now, not the loop's `now`: the wait for this
+                        // message may have been long.
+                        due.get_or_insert_with(|| tokio::time::Instant::now() + grouping.wait);
+                        waiting.push_back(delivery);
+                    }
+                    None => open = false,
+                }
+            }
+            () = tokio::time::sleep_until(wake), if due.is_some() && sending.is_empty() => {}
+            Some(finished) = sending.join_next() => {
+                if let Err(e) = finished {
+                    if !e.is_cancelled() {
+                        error!(channel = channel.name(), cause = %e, "a digest task failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `attempt`, abandoned (a temporary failure) past `deadline`.
+async fn within(
+    deadline: Duration,
+    attempt: impl Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::Temporary(format!(
+                "no answer within {} (the attempt was abandoned)",
+                humantime::format_duration(deadline)
+            )))
+        })
+}
+
+/// One group: alone, or as a digest; its outbox rows done either way.
+async fn send_group<C: Attempt>(
+    channel: Arc<C>,
+    group: Vec<Delivery>,
+    stats: Arc<Stats>,
+    store: Option<Store>,
+) {
+    let farm = group.iter().find_map(|d| d.farm.clone());
+    let notes: Vec<Arc<Notification>> = group.iter().map(|d| Arc::clone(&d.note)).collect();
+    let deadline = channel.deadline();
+    let name = channel.name();
+    if let [note] = notes.as_slice() {
+        retry::deliver(name, note, &stats, farm.as_deref(), |_| {
+            within(deadline, channel.attempt(note))
+        })
+        .await;
+    } else {
+        retry::deliver_digest(name, notes, &stats, farm.as_deref(), |left| {
+            let channel = Arc::clone(&channel);
+            async move {
+                // What a peer delivered meanwhile may leave one: it goes alone.
+                match left.as_slice() {
+                    [note] => within(deadline, channel.attempt(note)).await,
+                    _ => {
+                        let digest = super::digest::Digest { notes: &left };
+                        within(deadline, channel.attempt_digest(digest)).await
+                    }
+                }
+            }
+        })
+        .await;
+    }
+    if let Some(store) = &store {
+        for delivery in &group {
+            store.done(delivery.id);
         }
     }
 }
@@ -194,6 +337,135 @@ mod tests {
                 Ok(())
             }
         }
+    }
+
+    /// Records each message it sends: the incidents it carried.
+    #[derive(Default)]
+    struct Grouped {
+        sent: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Attempt for Arc<Grouped> {
+        fn name(&self) -> &str {
+            "grouped"
+        }
+        fn deadline(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+        async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.sent
+                .lock()
+                .unwrap()
+                .push(vec![note.incident.to_string()]);
+            Ok(())
+        }
+        async fn attempt_digest(
+            &self,
+            digest: crate::notify::digest::Digest<'_>,
+        ) -> Result<(), Failure> {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ids = digest
+                .notes
+                .iter()
+                .map(|n| n.incident.to_string())
+                .collect();
+            self.sent.lock().unwrap().push(ids);
+            Ok(())
+        }
+    }
+
+    fn sizes(grouped: &Grouped) -> Vec<usize> {
+        grouped.sent.lock().unwrap().iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_waits_then_goes_as_one_message_in_order() {
+        let grouped = Arc::new(Grouped::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping {
+            wait: Duration::from_secs(30),
+            max: 100,
+        };
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::new(Stats::default()),
+            None,
+            grouping,
+        ));
+        for i in 0..5 {
+            tx.send(delivery(&format!("j{i}"), Event::Down))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(
+            sizes(&grouped).is_empty(),
+            "sent before the group's wait was over"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(sizes(&grouped), [5]);
+        assert_eq!(
+            grouped.sent.lock().unwrap()[0],
+            ["j0", "j1", "j2", "j3", "j4"]
+        );
+        drop(tx);
+        worker.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_group_leaves_at_once_and_what_is_left_follows() {
+        let grouped = Arc::new(Grouped::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping {
+            wait: Duration::from_secs(30),
+            max: 3,
+        };
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::new(Stats::default()),
+            None,
+            grouping,
+        ));
+        for i in 0..7 {
+            tx.send(delivery(&format!("j{i}"), Event::Down))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(sizes(&grouped), [3, 3, 1]);
+        drop(tx);
+        worker.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_wait_the_first_leaves_alone_and_the_burst_behind_it_together() {
+        let grouped = Arc::new(Grouped::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping {
+            wait: Duration::ZERO,
+            max: 100,
+        };
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::new(Stats::default()),
+            None,
+            grouping,
+        ));
+        tx.send(delivery("first", Event::Down)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for i in 0..4 {
+            tx.send(delivery(&format!("j{i}"), Event::Down))
+                .await
+                .unwrap();
+        }
+        // The channel closing sends what is left at once.
+        drop(tx);
+        worker.await.unwrap();
+        assert_eq!(sizes(&grouped), [1, 4]);
     }
 
     /// A notification of job `name`, whose incident has the same name.

@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::MatrixConfig;
@@ -39,24 +38,13 @@ impl MatrixChannel {
                 token,
             },
         )
+        .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
-    /// The transaction id of `note`: the same for every attempt at it.
-    fn txn_id(note: &Notification) -> String {
-        let mut hash = Sha256::new();
-        for part in [&*note.watcher, &*note.incident, note.event.name()] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
-        hash.update(note.repeat.to_be_bytes());
-        format!("qcic-{}", hex::encode(&hash.finalize()[..12]))
-    }
-
-    /// The request's URL and body for `note`.
-    pub fn request_for(
-        &self,
-        note: &Notification,
-    ) -> Result<(reqwest::Url, serde_json::Value), String> {
+    /// The URL of the message whose transaction id is `key` (the same for
+    /// every attempt at it, so a retry after a lost answer is not a
+    /// second message).
+    fn url(&self, key: &str) -> Result<reqwest::Url, String> {
         let mut url = self.homeserver.clone();
         url.path_segments_mut()
             .map_err(|()| "homeserver: not a base URL".to_owned())?
@@ -69,8 +57,17 @@ impl MatrixChannel {
                 &self.room,
                 "send",
                 "m.room.message",
-                &Self::txn_id(note),
+                &format!("qcic-{key}"),
             ]);
+        Ok(url)
+    }
+
+    /// The request's URL and body for `note`.
+    pub fn request_for(
+        &self,
+        note: &Notification,
+    ) -> Result<(reqwest::Url, serde_json::Value), String> {
+        let url = self.url(&super::http::note_key(note))?;
         let mut body = format!(
             "{}\njob {} · event {} · watcher {} · incident {}",
             note.headline(),
@@ -94,6 +91,16 @@ impl Provider for MatrixChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         let (url, body) = self.request_for(note).map_err(Failure::Permanent)?;
+        Ok(client.put(url).bearer_auth(&self.token).json(&body))
+    }
+
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let url = self.url(&text.key).map_err(Failure::Permanent)?;
+        let body = json!({"msgtype": "m.notice", "body": text.whole()});
         Ok(client.put(url).bearer_auth(&self.token).json(&body))
     }
 

@@ -12,6 +12,7 @@
 
 pub mod alertmanager;
 pub mod command;
+pub mod digest;
 pub mod discord;
 pub mod email;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod pagerduty;
 pub mod pushover;
 pub mod retry;
 pub mod slack;
+pub mod smtp;
 pub mod teams;
 pub mod telegram;
 pub mod webhook;
@@ -109,73 +111,74 @@ impl Channels {
                 }
             };
             let (stats, store) = (Arc::clone(stats), store.cloned());
+            let grouping = cfg.grouping();
             // The three async channels differ only in how they are built.
             let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match cfg {
                 NotifyConfig::Email(email) => {
                     let name = format!("notify[{index}] email {}", email.to.join(","));
                     let channel =
                         email::EmailChannel::new(name, email).map_err(refused("email"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Webhook(hook) => {
                     let channel = webhook::WebhookChannel::new(cfg.name(index), hook)
                         .map_err(refused("webhook"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Opsgenie(og) => {
                     let channel = opsgenie::OpsgenieChannel::new(cfg.name(index), og)
                         .map_err(refused("opsgenie"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Pushover(pushover) => {
                     let channel = pushover::PushoverChannel::new(cfg.name(index), pushover)
                         .map_err(refused("pushover"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Telegram(telegram) => {
                     let channel = telegram::TelegramChannel::new(cfg.name(index), telegram)
                         .map_err(refused("telegram"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Matrix(matrix) => {
                     let channel = matrix::MatrixChannel::new(cfg.name(index), matrix)
                         .map_err(refused("matrix"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Teams(teams) => {
                     let channel = teams::TeamsChannel::new(cfg.name(index), teams)
                         .map_err(refused("teams"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Discord(discord) => {
                     let channel = discord::DiscordChannel::new(cfg.name(index), discord)
                         .map_err(refused("discord"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Slack(slack) => {
                     let channel = slack::SlackChannel::new(cfg.name(index), slack)
                         .map_err(refused("slack"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Ntfy(ntfy) => {
                     let channel =
                         ntfy::NtfyChannel::new(cfg.name(index), ntfy).map_err(refused("ntfy"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Alertmanager(am) => {
                     let channel = alertmanager::AlertmanagerChannel::new(cfg.name(index), am)
                         .map_err(refused("alertmanager"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::PagerDuty(pd) => {
                     let channel = pagerduty::PagerDutyChannel::new(cfg.name(index), pd)
                         .map_err(refused("pagerduty"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Command(cmd) => {
                     let channel = command::CommandChannel::new(cfg.name(index), cmd)
                         .map_err(refused("command"))?;
-                    Box::pin(lanes::run(channel, rx, stats, store))
+                    Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Zmq(zmq) => {
                     channels

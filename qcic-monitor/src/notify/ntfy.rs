@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::http::{HttpChannel, Provider, by_event};
+use super::http::{HttpChannel, Provider, Text, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::NtfyConfig;
@@ -71,23 +71,11 @@ impl NtfyChannel {
                 tags: by_event(&tags),
             },
         )
+        .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
     /// The message's title, text, priority and tags.
     pub fn message(&self, note: &Notification) -> (String, String, String, String) {
-        // A header holds ASCII only: anything else in the title is `?`
-        // (the text keeps it).
-        let title: String = note
-            .headline()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
         let mut text = format!(
             "{} {} on watcher {} (incident {})",
             note.event, note.job, note.watcher, note.incident
@@ -98,6 +86,28 @@ impl NtfyChannel {
         if let Some(reason) = &note.text {
             text.push_str(&format!("\n{}", crate::printable::one_line(reason)));
         }
+        self.parts(&note.headline(), text, note.event)
+    }
+
+    /// A message's title, text, priority and tags for `event`.
+    fn parts(
+        &self,
+        title: &str,
+        mut text: String,
+        event: Event,
+    ) -> (String, String, String, String) {
+        // A header holds ASCII only: anything else in the title is `?`
+        // (the text keeps it).
+        let title: String = title
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
         if text.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
             while !text.is_char_boundary(end) {
@@ -107,13 +117,13 @@ impl NtfyChannel {
         }
         let priority = self
             .priority
-            .get(&note.event)
-            .map_or(default_priority(note.event), String::as_str)
+            .get(&event)
+            .map_or(default_priority(event), String::as_str)
             .to_owned();
         let tags = self
             .tags
-            .get(&note.event)
-            .map_or(default_tags(note.event), String::as_str)
+            .get(&event)
+            .map_or(default_tags(event), String::as_str)
             .to_owned();
         (title, text, priority, tags)
     }
@@ -125,7 +135,27 @@ impl Provider for NtfyChannel {
         client: &reqwest::Client,
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
-        let (title, text, priority, tags) = self.message(note);
+        self.publish(client, self.message(note))
+    }
+
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        self.publish(
+            client,
+            self.parts(&text.title, text.body.clone(), text.event),
+        )
+    }
+}
+
+impl NtfyChannel {
+    fn publish(
+        &self,
+        client: &reqwest::Client,
+        (title, text, priority, tags): (String, String, String, String),
+    ) -> Result<reqwest::RequestBuilder, Failure> {
         let request = client
             .post(&self.url)
             .header("Title", title)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider, by_event};
+use super::http::{HttpChannel, Provider, Text, by_event};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::PushoverConfig;
@@ -54,6 +54,7 @@ impl PushoverChannel {
                 priority: by_event(&cfg.priority),
             },
         )
+        .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
     /// The request for `note`.
@@ -65,13 +66,19 @@ impl PushoverChannel {
         if let Some(reason) = &note.text {
             text.push_str(&format!("\n{}", crate::printable::one_line(reason)));
         }
+        let mut message = self.text_message(&note.headline(), &text, note.event);
+        message["timestamp"] = json!(note.detected_ms / 1000);
+        message
+    }
+
+    /// A message of `title` and `text` about `event`.
+    fn text_message(&self, title: &str, text: &str, event: Event) -> serde_json::Value {
         json!({
             "token": self.token,
             "user": self.user,
-            "title": note.headline().chars().take(TITLE_MAX).collect::<String>(),
+            "title": title.chars().take(TITLE_MAX).collect::<String>(),
             "message": text.chars().take(MESSAGE_MAX).collect::<String>(),
-            "priority": self.priority.get(&note.event).copied().unwrap_or(default_priority(note.event)),
-            "timestamp": note.detected_ms / 1000,
+            "priority": self.priority.get(&event).copied().unwrap_or(default_priority(event)),
         })
     }
 }
@@ -83,6 +90,15 @@ impl Provider for PushoverChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(client.post(&self.url).json(&self.message(note)))
+    }
+
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let message = self.text_message(&text.title, &text.body, text.event);
+        Ok(client.post(&self.url).json(&message))
     }
 
     // {"status": 0, "errors": [...]}: never the token or the key.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::DeliveryReports;
 use crate::notification::Notification;
@@ -37,6 +37,75 @@ pub enum Failure {
     Throttled(String, Duration),
     /// Will never work as it is (rejected address, 4xx): logged, not retried.
     Permanent(String),
+}
+
+/// Delivers `notes` as one digest through `attempt` (given what is left
+/// to send: in a farm, what a peer delivered meanwhile is dropped from the
+/// next try), retrying as [`deliver`] does. Its outcome is each
+/// notification's: counted, logged and reported to the farm for each.
+pub async fn deliver_digest<F, Fut>(
+    channel: &str,
+    mut notes: Vec<Arc<Notification>>,
+    stats: &Arc<Stats>,
+    farm: Option<&dyn DeliveryReports>,
+    mut attempt: F,
+) where
+    F: FnMut(Vec<Arc<Notification>>) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut tries = 0usize;
+    let summary = |notes: &[Arc<Notification>]| super::digest::Digest { notes }.summary();
+    loop {
+        let result = attempt(notes.clone()).await;
+        let (cause, after, permanent) = match result {
+            Ok(()) => {
+                stats.digests.fetch_add(1, Ordering::Relaxed);
+                for note in &notes {
+                    if let Some(farm) = farm {
+                        farm.delivered(note);
+                    }
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    stats.channel_result(channel, true);
+                    debug!(%channel, incident = %note.incident, event = %note.event, job = %note.job, "notification delivered in a digest");
+                }
+                info!(%channel, digest = %summary(&notes), attempt = tries + 1, "digest delivered");
+                return;
+            }
+            Err(Failure::Temporary(cause)) => (cause, None, false),
+            Err(Failure::Throttled(cause, after)) => (cause, Some(after), false),
+            Err(Failure::Permanent(cause)) => (cause, None, true),
+        };
+        if tries == 0 || permanent || started.elapsed() >= GIVE_UP_AFTER {
+            if let Some(farm) = farm {
+                for note in &notes {
+                    farm.failed(note);
+                }
+            }
+        }
+        if permanent || started.elapsed() >= GIVE_UP_AFTER {
+            for _ in &notes {
+                stats.delivery_failed.fetch_add(1, Ordering::Relaxed);
+                stats.channel_result(channel, false);
+            }
+            let incidents: Vec<&str> = notes.iter().map(|n| &*n.incident).collect();
+            error!(%channel, digest = %summary(&notes), incidents = %incidents.join(","), %cause, permanent, "digest given up; its notifications were not delivered");
+            return;
+        }
+        if let Some(farm) = farm {
+            notes.retain(|note| !farm.delivered_elsewhere(note));
+            if notes.is_empty() {
+                info!(%channel, "farm peers delivered everything in this digest; not retried here");
+                return;
+            }
+        }
+        let backoff = BACKOFF[tries.min(BACKOFF.len() - 1)];
+        let wait = after.map_or(backoff, |after| after.clamp(backoff, RETRY_AFTER_MAX));
+        stats.delivery_retries.fetch_add(1, Ordering::Relaxed);
+        warn!(%channel, digest = %summary(&notes), %cause, retry_in = ?wait, "digest not delivered; will retry");
+        tokio::time::sleep(wait).await;
+        tries += 1;
+    }
 }
 
 /// Delivers `note` through `attempt` (told whether it is the first try),

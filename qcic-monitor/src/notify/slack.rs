@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use crate::config::SlackConfig;
 use crate::notification::{Notification, Severity, rfc3339};
@@ -15,11 +15,15 @@ use crate::notification::{Notification, Severity, rfc3339};
 const HEADER_MAX: usize = 150;
 const FIELD_MAX: usize = 2000;
 const SECTION_MAX: usize = 3000;
+/// A message's `text` is cut past 40 000 characters.
+const TEXT_MAX: usize = 40_000;
 
 /// A ready Slack channel.
 #[derive(Debug)]
 pub struct SlackChannel {
     url: String,
+    /// The status page (`[http] public_url`), linked from each message.
+    status_url: Option<String>,
 }
 
 /// `text` cut to `max` characters.
@@ -40,7 +44,9 @@ impl SlackChannel {
     /// `file:PATH`) now, so a missing secret stops the start.
     pub fn new(name: String, cfg: &SlackConfig) -> Result<HttpChannel<SlackChannel>, String> {
         let url = super::http::webhook_url(&cfg.url)?;
-        HttpChannel::new(name, cfg.timeout, SlackChannel { url })
+        let status_url = cfg.status_url.clone();
+        HttpChannel::new(name, cfg.timeout, SlackChannel { url, status_url })
+            .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
     /// The message Slack gets for `note`.
@@ -70,6 +76,10 @@ impl SlackChannel {
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
                 "text": cut(&escaped(&crate::printable::one_line(reason)), SECTION_MAX)}}));
         }
+        if let Some(page) = &self.status_url {
+            blocks.push(json!({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": format!("<{}/|Status page>", escaped(page))}]}));
+        }
         json!({
             "text": format!("{icon} {}", escaped(&headline)),
             "blocks": blocks,
@@ -84,5 +94,25 @@ impl Provider for SlackChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(client.post(&self.url).json(&self.message(note)))
+    }
+
+    // As mrkdwn text, `&`, `<` and `>` escaped: a job's output cannot
+    // `@channel` anyone (Slack links URLs written plainly).
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client
+            .post(&self.url)
+            .json(&json!({"text": cut(&escaped(&text.whole()), TEXT_MAX)})))
+    }
+
+    fn payload_request(
+        &self,
+        client: &reqwest::Client,
+        payload: &serde_json::Value,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(payload))
     }
 }

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use crate::config::TeamsConfig;
 use crate::notification::{Notification, Severity, rfc3339};
@@ -24,15 +24,29 @@ impl TeamsChannel {
     pub fn new(name: String, cfg: &TeamsConfig) -> Result<HttpChannel<TeamsChannel>, String> {
         let url = super::http::webhook_url(&cfg.url)?;
         HttpChannel::new(name, cfg.timeout, TeamsChannel { url })
+            .map(|c| c.with_template(cfg.text.compiled.clone()))
+    }
+
+    /// An Adaptive Card message with `body` (its blocks).
+    fn card(body: Vec<serde_json::Value>) -> serde_json::Value {
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": body,
+                },
+            }],
+        })
     }
 
     /// The message Teams gets for `note`.
     pub fn message(&self, note: &Notification) -> serde_json::Value {
-        let color = match note.event.severity() {
-            Severity::Resolved => "Good",
-            Severity::Critical => "Attention",
-            Severity::Error | Severity::Warning | Severity::Notice => "Warning",
-        };
+        let color = colour(note.event.severity());
         let mut facts = vec![
             json!({"title": "Job", "value": note.job}),
             json!({"title": "Event", "value": note.event.name()}),
@@ -49,19 +63,16 @@ impl TeamsChannel {
             body.push(json!({"type": "TextBlock", "text": crate::printable::one_line(reason), "wrap": true}));
         }
         body.push(json!({"type": "FactSet", "facts": facts}));
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": body,
-                },
-            }],
-        })
+        Self::card(body)
+    }
+}
+
+/// A severity's colour on a card.
+fn colour(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Resolved => "Good",
+        Severity::Critical => "Attention",
+        Severity::Error | Severity::Warning | Severity::Notice => "Warning",
     }
 }
 
@@ -72,5 +83,27 @@ impl Provider for TeamsChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(client.post(&self.url).json(&self.message(note)))
+    }
+
+    // The title as the card's header, the text below it.
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let card = Self::card(vec![
+            json!({"type": "TextBlock", "text": text.title, "weight": "Bolder",
+                "size": "Medium", "color": colour(text.event.severity()), "wrap": true}),
+            json!({"type": "TextBlock", "text": text.body, "wrap": true}),
+        ]);
+        Ok(client.post(&self.url).json(&card))
+    }
+
+    fn payload_request(
+        &self,
+        client: &reqwest::Client,
+        payload: &serde_json::Value,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.url).json(payload))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::http::{HttpChannel, Provider};
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use super::webhook::secret;
 use crate::config::TelegramConfig;
@@ -39,6 +39,7 @@ impl TelegramChannel {
                 chat_id: cfg.chat_id.clone(),
             },
         )
+        .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
     /// The `sendMessage` request for `note`: plain text (no parse mode, so
@@ -74,6 +75,18 @@ impl Provider for TelegramChannel {
         note: &Notification,
     ) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(client.post(&self.endpoint).json(&self.message(note)))
+    }
+
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(client.post(&self.endpoint).json(&json!({
+            "chat_id": self.chat_id,
+            "text": text.whole().chars().take(TEXT_MAX).collect::<String>(),
+            "link_preview_options": {"is_disabled": true},
+        })))
     }
 
     // {"ok": false, "error_code", "description", "parameters": {"retry_after"}}.

@@ -1,8 +1,10 @@
-//! The webhook channel: an HTTP POST of the notification as JSON, with
-//! configured headers (SMS gateways, Slack, PagerDuty, ...).
+//! The webhook channel: an HTTP POST of the notification as JSON (or of
+//! its template's rendering), with configured headers (SMS gateways, home
+//! grown receivers, ...).
 
 use std::time::Duration;
 
+use super::http::{HttpChannel, Provider, Text};
 use super::retry::Failure;
 use crate::config::WebhookConfig;
 use crate::notification::Notification;
@@ -10,17 +12,14 @@ use crate::notification::Notification;
 /// A ready webhook channel.
 #[derive(Debug)]
 pub struct WebhookChannel {
-    name: String,
     url: String,
     headers: Vec<(String, String)>,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl WebhookChannel {
     /// Resolves header values (`env:VAR` and `file:PATH` are read now, so a
     /// missing secret stops the start) and builds the client.
-    pub fn new(name: String, cfg: &WebhookConfig) -> Result<WebhookChannel, String> {
+    pub fn new(name: String, cfg: &WebhookConfig) -> Result<HttpChannel<WebhookChannel>, String> {
         let mut headers = Vec::new();
         for (key, value) in &cfg.headers {
             let value = secret(value).map_err(|e| format!("header {key}: {e}"))?;
@@ -36,55 +35,54 @@ impl WebhookChannel {
                 crate::config::redacted_url(&url)
             ));
         }
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(WebhookChannel {
-            name,
-            url,
-            headers,
-            client,
-            timeout: cfg.timeout,
-        })
+        HttpChannel::new(name, cfg.timeout, WebhookChannel { url, headers })
+            .map(|c| c.with_template(cfg.text.compiled.clone()))
     }
 
-    async fn post(&self, note: &Notification) -> Result<(), Failure> {
-        let mut request = self.client.post(&self.url).json(note);
+    fn post(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
+        let mut request = client.post(&self.url);
         for (key, value) in &self.headers {
             request = request.header(key, value);
         }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(response) => {
-                let status = response.status();
-                // 4xx means this request will never be accepted as it is,
-                // except "too many requests" and "request timeout".
-                Err(super::http::classify(
-                    status.as_u16(),
-                    retry_after(response.headers()),
-                    format!("HTTP {status}"),
-                ))
-            }
-            // Without the URL: its path or query may be the secret.
-            Err(err) => Err(Failure::Temporary(err.without_url().to_string())),
-        }
+        request
     }
 }
 
-impl super::lanes::Attempt for WebhookChannel {
-    fn name(&self) -> &str {
-        &self.name
+impl Provider for WebhookChannel {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        note: &Notification,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(self.post(client).json(note))
     }
 
-    // A little past the HTTP client's own timeout, which usually ends it
-    // first with a clearer reason.
-    fn deadline(&self) -> Duration {
-        self.timeout + Duration::from_secs(1)
+    fn text_request(
+        &self,
+        client: &reqwest::Client,
+        text: &Text,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(self
+            .post(client)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(text.whole()))
     }
 
-    async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
-        self.post(note).await
+    fn payload_request(
+        &self,
+        client: &reqwest::Client,
+        payload: &serde_json::Value,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(self.post(client).json(payload))
+    }
+
+    // For machines: every notification whole.
+    fn digest_request(
+        &self,
+        client: &reqwest::Client,
+        digest: super::digest::Digest<'_>,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(self.post(client).json(&digest.json()))
     }
 }
 
