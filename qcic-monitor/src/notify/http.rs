@@ -379,6 +379,22 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_answer_echoing_our_secrets_is_logged_without_them() {
+        let NotifyConfig::Webhook(cfg) = channel(
+            "kind = \"webhook\"\nurl = \"https://hooks.example.com/T0KEN-IN-PATH\"\nheaders = { Authorization = \"Bearer s3cr3t-value\" }",
+        ) else {
+            panic!()
+        };
+        let hook = webhook::WebhookChannel::new("w".into(), &cfg).unwrap();
+        let said = hook.provider().reason(&format!(
+            "{}bad auth: Bearer s3cr3t-value for https://hooks.example.com/T0KEN-IN-PATH",
+            "x".repeat(280)
+        ));
+        assert!(!said.contains("s3cr3t"), "{said}");
+        assert!(!said.contains("T0KEN"), "{said}");
+    }
+
+    #[test]
     fn a_json_template_is_the_whole_payload_where_a_service_takes_one() {
         let template =
             "template_format = \"json\"\ntemplate = '{\"msg\": {{ text }}, \"job\": {{ job }}}'";

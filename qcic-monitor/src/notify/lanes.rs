@@ -62,14 +62,7 @@ impl<C: Attempt> Attempts<C> {
         let Ok(_place) = places.acquire().await else {
             return Err(Failure::Temporary("channel closed".into()));
         };
-        let deadline = self.channel.deadline();
-        match tokio::time::timeout(deadline, self.channel.attempt(note)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Temporary(format!(
-                "no answer within {} (the attempt was abandoned)",
-                humantime::format_duration(deadline)
-            ))),
-        }
+        within(self.channel.deadline(), self.channel.attempt(note)).await
     }
 }
 
