@@ -4,12 +4,16 @@
 //! `{{ incident }}`, ...), with `headline` and `severity`, and filters for
 //! durations and times in a zone.
 //!
-//! A template is compiled and rendered with [`sample`] when the
+//! A template is compiled and rendered with each of [`samples`] (every
+//! kind of notification, with the fields each may lack) when the
 //! configuration is checked, so a mistake is refused there (with its file,
-//! channel and line) and never met at 02:00. Undefined names are errors
-//! for the same reason: a field that is absent from a notification is
-//! `none` (printed as nothing in text, `null` in JSON), never undefined,
-//! so only a typo is undefined.
+//! channel and line) and not met at 02:00. Undefined names are errors for
+//! the same reason: a field that is absent from a notification is `none`
+//! (printed as nothing in text, `null` in JSON), never undefined, so only
+//! a typo is undefined. A template is also bounded in work (fuel), so one
+//! cannot stall the watcher; and should a rendering still fail on a real
+//! notification, the channel sends its built-in message instead (see
+//! `notify::http`), so nothing is lost for a template.
 
 use std::sync::Arc;
 
@@ -107,6 +111,10 @@ impl Template {
             }
             minijinja::escape_formatter(out, state, value)
         });
+        // Enough for any template that formats a message; a loop that
+        // would run for minutes stops here instead (an error: the sample
+        // check refuses it, a real notification falls back).
+        env.set_fuel(Some(FUEL));
         env.add_filter("duration", duration);
         env.add_filter("time", time);
         env.add_template_owned(origin.to_owned(), source.clone())
@@ -117,8 +125,30 @@ impl Template {
             source,
             format,
         };
-        template.render(&sample())?;
+        for note in samples() {
+            template
+                .render(&note)
+                .map_err(|e| format!("{e} (rendering a sample `{}`)", note.event))?;
+        }
         Ok(template)
+    }
+
+    /// Whether every sample renders a JSON object (a chat service's
+    /// payload must be one).
+    pub fn renders_objects(&self) -> Result<(), String> {
+        for note in samples() {
+            match self.render(&note)? {
+                Rendered::Json(serde_json::Value::Object(_)) => {}
+                other => {
+                    return Err(format!(
+                        "renders {}, not a JSON object (the message's payload) (rendering a sample `{}`)",
+                        other.into_text(),
+                        note.event
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `note` rendered.
@@ -129,7 +159,9 @@ impl Template {
             .map_err(|e| explain(&e))?;
         let text = template.render(context(note)).map_err(|e| explain(&e))?;
         match self.format {
-            Format::Text => Ok(Rendered::Text(text)),
+            // A sender's text may hold control characters: written as
+            // escapes, as the built-in messages do (line breaks kept).
+            Format::Text => Ok(Rendered::Text(crate::printable::lines(&text).into_owned())),
             Format::Json => serde_json::from_str(&text)
                 .map(Rendered::Json)
                 .map_err(|e| format!("renders no JSON document ({e}): {text}")),
@@ -239,8 +271,49 @@ fn time(
     Ok(out)
 }
 
-/// The notification templates are checked with: a `failed` with every
-/// field set, so a template that reads any field is tried on it.
+/// The most work one rendering may do (minijinja's fuel: instructions).
+pub const FUEL: u64 = 100_000;
+
+/// The notifications a template is tried on when the configuration is
+/// read: [`sample`] (a `failed` with every field set); a `down` never
+/// heard from (no last message, host, exit code or run); its `recovered`
+/// (`resolves`, the duration); a `late` seen by a farm watcher that took
+/// over (`farm` set); and a `retired` notice.
+pub fn samples() -> Vec<Notification> {
+    let failed = sample();
+    let mut down = Notification::new(
+        Event::Down,
+        "nightly-etl".into(),
+        "9b1d0c3e2f4a5b6c".into(),
+        "watcher-a".into(),
+        1_767_225_600_000,
+    );
+    down.text = Some("never heard from since the watcher started 1h ago".into());
+    let mut recovered = down.clone();
+    recovered.event = Event::Recovered;
+    recovered.resolves = Some(Event::Down);
+    recovered.duration_ms = Some(3_600_000);
+    recovered.last_seen_ms = Some(1_767_229_200_000);
+    recovered.text = None;
+    let mut late = failed.clone();
+    late.event = Event::Late;
+    late.exit_code = None;
+    late.repeat = 2;
+    late.farm = Some(crate::notification::FarmView {
+        rank: 1,
+        took_over: true,
+        reachable: 1,
+        configured: 2,
+        partition_suspected: true,
+    });
+    let mut retired = down.clone();
+    retired.event = Event::Retired;
+    retired.text = Some("no message for 30d".into());
+    vec![failed, down, recovered, late, retired]
+}
+
+/// The notification templates are checked with first: a `failed` with
+/// every field set; `check` shows its rendering.
 pub fn sample() -> Notification {
     let mut note = Notification::new(
         Event::Failed,
@@ -306,6 +379,45 @@ mod tests {
     fn every_name_is_defined() {
         let source: String = NAMES.iter().map(|n| format!("{{{{ {n} }}}}")).collect();
         Template::compile("template", source, Format::Text).unwrap();
+    }
+
+    #[test]
+    fn a_template_right_only_for_the_first_sample_is_refused() {
+        for (source, says) in [
+            // Arithmetic on a field a never-heard `down` lacks.
+            ("{{ headline }} exit {{ exit_code + 0 }}", "sample `down`"),
+            // A typo in a branch only a follow-up takes.
+            (
+                "{% if resolves %}{{ duration_ms | duraton }}{% endif %}",
+                "sample `recovered`",
+            ),
+            ("{{ farm.rank + 1 }}", "sample `failed`"),
+        ] {
+            let err = Template::compile("template", source.into(), Format::Text).unwrap_err();
+            assert!(err.contains(says), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_template_that_would_run_for_minutes_runs_out_of_fuel() {
+        let source =
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+        let started = std::time::Instant::now();
+        let err = Template::compile("template", source.into(), Format::Text).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
+        // Not a timing claim: minutes would mean the fuel did nothing.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn control_characters_in_a_text_rendering_are_escaped() {
+        let t = Template::compile("template", "{{ text }}".into(), Format::Text).unwrap();
+        let mut note = sample();
+        note.text = Some("a\u{1b}[2Jb\nc".into());
+        assert_eq!(
+            t.render(&note).unwrap(),
+            Rendered::Text("a\\u{1b}[2Jb\nc".into())
+        );
     }
 
     #[test]

@@ -714,6 +714,12 @@ fn check_grouping(channel: &NotifyConfig, i: usize) -> Result<(), (String, Strin
     let route = channel.route();
     let grouped =
         !matches!(route.group_wait, None | Some(GroupWait::Off)) || route.group_max.is_some();
+    if route.group_max.is_some() && channel.grouping().is_none() {
+        return Err((
+            format!("notify[{i}].group_max"),
+            "this channel sends one message per notification; set group_wait for digests".into(),
+        ));
+    }
     if grouped && !channel.takes_digests() {
         return Err((
             format!("notify[{i}].group_wait"),
@@ -780,6 +786,8 @@ fn compile_templates(channel: &mut NotifyConfig, i: usize) -> Result<(), (String
         })
     };
     let takes_json = channel.takes_json_template();
+    // A chat service's payload is an object; a webhook takes any JSON.
+    let needs_object = takes_json && !matches!(channel, NotifyConfig::Webhook(_));
     if let NotifyConfig::Email(email) = channel {
         if let Some(found) = source("subject_template", &email.subject_template, &None)? {
             email.subject = Some(compile(found, Format::Text)?);
@@ -808,7 +816,14 @@ fn compile_templates(channel: &mut NotifyConfig, i: usize) -> Result<(), (String
         ));
     }
     if let Some(found) = source("template", &keys.template, &keys.template_file)? {
-        keys.compiled = Some(compile(found, format)?);
+        let key = found.1.clone();
+        let template = compile(found, format)?;
+        if needs_object && format == Format::Json {
+            template
+                .renders_objects()
+                .map_err(|reason| (key, format!("channel {name:?}: {reason}")))?;
+        }
+        keys.compiled = Some(template);
     } else if keys.template_format.is_some() {
         return Err((
             format!("notify[{i}].template_format"),

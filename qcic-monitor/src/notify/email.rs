@@ -82,26 +82,29 @@ impl EmailChannel {
 
     /// The email of a notification.
     pub fn build(&self, note: &Notification) -> Result<lettre::Message, String> {
-        // Tried with a sample at start-up; a field's value cannot break a
-        // template, but say so plainly if one ever does.
-        let rendered = |template: &crate::template::Template| {
-            template
-                .render(note)
-                .map(crate::template::Rendered::into_text)
-                .map_err(|e| format!("the template failed: {e}"))
+        // Tried on samples of every kind at start-up; should a template
+        // still fail on this notification, its built-in part goes
+        // instead: an alarm is never lost for its wording.
+        let rendered = |template: &crate::template::Template| match template.render(note) {
+            Ok(text) => Some(text.into_text()),
+            Err(e) => {
+                tracing::error!(channel = %self.name, incident = %note.incident, event = %note.event, cause = %e, "the template failed on this notification; sending the built-in text instead");
+                None
+            }
         };
-        let subject = match &self.subject_template {
-            Some(t) => format!(
+        let subject = match self.subject_template.as_ref().and_then(rendered) {
+            Some(text) => format!(
                 "{} {}",
                 self.prefix,
-                crate::printable::one_line(rendered(t)?.trim())
+                crate::printable::one_line(text.trim())
             ),
             None => subject(&self.prefix, note),
         };
-        let body = match &self.body_template {
-            Some(t) => rendered(t)?,
-            None => body(note),
-        };
+        let body = self
+            .body_template
+            .as_ref()
+            .and_then(rendered)
+            .unwrap_or_else(|| body(note));
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(subject.trim_start())

@@ -166,20 +166,22 @@ impl<P: Provider> HttpChannel<P> {
     }
 
     /// The request for `note`, through the template if there is one.
+    /// Should the template fail on it (tried on samples of every kind at
+    /// start-up, it rarely can), the built-in message goes instead: an
+    /// alarm is never lost for its wording.
     pub fn request(&self, note: &Notification) -> Result<reqwest::RequestBuilder, Failure> {
         let Some(template) = &self.template else {
             return self.provider.request(&self.client, note);
         };
-        // Tried with a sample at start-up; a field's value cannot break a
-        // template, but say so plainly if one ever does.
-        let rendered = template
-            .render(note)
-            .map_err(|e| Failure::Permanent(format!("the template failed: {e}")))?;
-        match rendered {
-            Rendered::Text(body) => self
+        match template.render(note) {
+            Ok(Rendered::Text(body)) => self
                 .provider
                 .text_request(&self.client, &Text::rendered(note, body)),
-            Rendered::Json(payload) => self.provider.payload_request(&self.client, &payload),
+            Ok(Rendered::Json(payload)) => self.provider.payload_request(&self.client, &payload),
+            Err(e) => {
+                tracing::error!(channel = %self.name, incident = %note.incident, event = %note.event, cause = %e, "the template failed on this notification; sending the built-in message instead");
+                self.provider.request(&self.client, note)
+            }
         }
     }
 }
@@ -376,6 +378,30 @@ mod tests {
         let (body, headers) = sent(webhook::WebhookChannel::new("w".into(), &cfg));
         assert_eq!(body, SAID);
         assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn a_template_failing_on_a_real_notification_falls_back_to_the_built_in_message() {
+        // Passes every sample (none is job "special"), fails on it.
+        let NotifyConfig::Slack(cfg) = channel(
+            "kind = \"slack\"\nurl = \"https://h/s\"\ntemplate = \"{% if job == 'special' %}{{ 1 // 0 }}{% endif %}{{ headline }}\"",
+        ) else {
+            panic!()
+        };
+        let slack = slack::SlackChannel::new("s".into(), &cfg).unwrap();
+        let mut note = crate::template::sample();
+        note.job = "special".into();
+        let request = slack.request(&note).unwrap().build().unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(request.body().unwrap().as_bytes().unwrap()).unwrap();
+        assert_eq!(
+            body["blocks"][0]["type"], "header",
+            "the built-in message: {body}"
+        );
+        assert!(
+            body["text"].as_str().unwrap().contains("FAILED special"),
+            "{body}"
+        );
     }
 
     #[test]
