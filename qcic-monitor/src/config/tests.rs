@@ -199,6 +199,16 @@ fn a_broken_template_is_refused_with_its_channel_file_and_line() {
             "notify[0].template_format",
             "no template",
         ),
+        (
+            "template_format = \"json\"\ntemplate = \"{{ text }}\"\n",
+            "notify[0].template",
+            "not a JSON object",
+        ),
+        (
+            "group_max = 50\ngroup_wait = \"off\"\n",
+            "notify[0].group_max",
+            "set group_wait",
+        ),
     ] {
         let err = Config::parse(&format!("{base}{keys}"), "t.toml").unwrap_err();
         assert_eq!(err.key, key, "{keys}: {err}");
