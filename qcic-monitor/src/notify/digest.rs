@@ -85,9 +85,36 @@ impl Digest<'_> {
     /// As a text message: the summary as its title, a line per
     /// notification as its body.
     pub fn text(&self) -> Text {
+        self.text_within(usize::MAX)
+    }
+
+    /// As a text message of at most `max` characters (a chat service's
+    /// limit, title included): the summary always, then as many whole
+    /// lines as fit and `... and N more` for the rest, so a cut message
+    /// still says how many it carries.
+    pub fn text_within(&self, max: usize) -> Text {
+        let title = format!("qcic: {}", self.summary());
+        let lines = self.lines();
+        let mut body = String::new();
+        let mut used = title.chars().count() + 1;
+        let total = self.notes.len();
+        for (shown, line) in lines.lines().enumerate() {
+            let more = format!("... and {} more", total - shown);
+            let cost = line.chars().count() + 1;
+            // Room for this line and, if others follow, the count of them.
+            let reserve = if shown + 1 < total { more.len() + 1 } else { 0 };
+            if used + cost + reserve > max {
+                body.push_str(&more);
+                body.push('\n');
+                break;
+            }
+            body.push_str(line);
+            body.push('\n');
+            used += cost;
+        }
         Text {
-            title: format!("qcic: {}", self.summary()),
-            body: self.lines(),
+            title,
+            body,
             event: self.worst(),
             key: self.key(),
             heading: true,
@@ -149,6 +176,17 @@ mod tests {
         assert_eq!(json["by_event"]["down"], 2);
         assert_eq!(json["notifications"][1]["job"], "b");
         assert_eq!(digest.key(), Digest { notes: &notes }.key());
+        // Cut to a service's limit: whole lines, then how many more.
+        let cut = digest.text_within(160);
+        assert!(cut.whole().chars().count() <= 160, "{}", cut.whole());
+        assert!(cut.body.ends_with(" more\n"), "{}", cut.body);
+        let shown = cut.body.lines().count() - 1;
+        assert!(
+            cut.body.contains(&format!("... and {} more", 4 - shown)),
+            "{}",
+            cut.body
+        );
+        assert_eq!(digest.text_within(10_000).body, digest.lines());
         assert_ne!(digest.key(), Digest { notes: &notes[1..] }.key());
     }
 }

@@ -80,6 +80,10 @@ impl Provider for DiscordChannel {
         Ok(client.post(&self.url).json(&self.message(note)))
     }
 
+    fn text_max(&self) -> usize {
+        CONTENT_MAX
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

@@ -117,7 +117,13 @@ pub trait Provider: std::fmt::Debug + Send + Sync + 'static {
         client: &reqwest::Client,
         digest: Digest<'_>,
     ) -> Result<reqwest::RequestBuilder, Failure> {
-        self.text_request(client, &digest.text())
+        self.text_request(client, &digest.text_within(self.text_max()))
+    }
+
+    /// The longest text (in characters) one message holds; a digest is
+    /// cut to it with a count of what it could not list.
+    fn text_max(&self) -> usize {
+        usize::MAX
     }
 
     /// A wait the body asks for, where the service says it there

@@ -13,9 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::error;
 
@@ -84,11 +85,15 @@ pub async fn start<C: Attempt>(
 /// Delivers everything `rx` brings through `channel` as digests: a group
 /// opens with its first notification and goes out `grouping.wait` later,
 /// or as soon as it holds `grouping.max`; a group of one goes as the
-/// notification alone. One message is under way at a time, so each job's
-/// notifications keep their order (a `recovered` never overtakes its
-/// alarm), and what arrives meanwhile makes the next group: with
-/// `group_wait = "0s"` the first of a quiet period leaves at once and a
-/// burst behind it goes together.
+/// notification alone.
+///
+/// A group on its first attempt holds the next one back, so what arrives
+/// meanwhile gathers: with `group_wait = "0s"` the first of a quiet
+/// period leaves at once and the burst behind it goes together. A group
+/// that failed and is retrying holds back only its own jobs (up to
+/// [`CONCURRENCY`] such groups): another job's alarm never waits for it,
+/// and a job's later notifications never overtake its earlier ones (a
+/// `recovered` never passes its alarm).
 pub async fn run_grouped<C: Attempt>(
     channel: C,
     mut rx: mpsc::Receiver<Delivery>,
@@ -100,29 +105,60 @@ pub async fn run_grouped<C: Attempt>(
     let mut waiting: VecDeque<Delivery> = VecDeque::new();
     let mut due: Option<tokio::time::Instant> = None;
     let mut sending = JoinSet::new();
+    // Jobs with a message under way (how many groups hold each), and each
+    // group's jobs and whether it is retrying.
+    let mut busy: HashMap<Arc<str>, usize> = HashMap::new();
+    let mut groups: HashMap<tokio::task::Id, (Vec<Arc<str>>, Arc<AtomicBool>)> = HashMap::new();
+    let retried = Arc::new(Notify::new());
     let mut open = true;
     loop {
         let now = tokio::time::Instant::now();
-        let ready = !waiting.is_empty()
-            && sending.is_empty()
-            && (!open || waiting.len() >= grouping.max || due.is_some_and(|d| d <= now));
+        let fresh_under_way = groups.values().any(|(_, r)| !r.load(Ordering::SeqCst));
+        let room = !fresh_under_way && groups.len() <= CONCURRENCY;
+        let free = waiting
+            .iter()
+            .filter(|d| !busy.contains_key(&d.note.job))
+            .count();
+        let ready =
+            room && free > 0 && (!open || free >= grouping.max || due.is_some_and(|d| d <= now));
         if ready {
-            let take = waiting.len().min(grouping.max);
-            let group: Vec<Delivery> = waiting.drain(..take).collect();
-            // What an overfull group left has waited enough: next.
+            let mut group = Vec::new();
+            let mut rest = VecDeque::with_capacity(waiting.len());
+            for delivery in waiting.drain(..) {
+                if group.len() < grouping.max && !busy.contains_key(&delivery.note.job) {
+                    group.push(delivery);
+                } else {
+                    rest.push_back(delivery);
+                }
+            }
+            waiting = rest;
+            // What is left has waited enough: it goes when it can.
             due = (!waiting.is_empty()).then_some(now);
-            sending.spawn(send_group(
+            let mut jobs: Vec<Arc<str>> = group.iter().map(|d| Arc::clone(&d.note.job)).collect();
+            jobs.sort_unstable();
+            jobs.dedup();
+            for job in &jobs {
+                *busy.entry(Arc::clone(job)).or_default() += 1;
+            }
+            let retrying = Arc::new(AtomicBool::new(false));
+            let task = sending.spawn(send_group(
                 Arc::clone(&channel),
                 group,
                 Arc::clone(&stats),
                 store.clone(),
+                Failed {
+                    flag: Arc::clone(&retrying),
+                    woken: Arc::clone(&retried),
+                },
             ));
+            groups.insert(task.id(), (jobs, retrying));
             continue;
         }
         if !open && waiting.is_empty() && sending.is_empty() {
             break;
         }
-        let wake = due.unwrap_or(now + Duration::from_secs(3600));
+        // Asleep only while something could go once the wait is over.
+        let wake = due.filter(|_| room && free > 0);
         tokio::select! {
             next = rx.recv(), if open && waiting.len() < super::CHANNEL_QUEUE => {
                 match next {
@@ -135,14 +171,51 @@ pub async fn run_grouped<C: Attempt>(
                     None => open = false,
                 }
             }
-            () = tokio::time::sleep_until(wake), if due.is_some() && sending.is_empty() => {}
-            Some(finished) = sending.join_next() => {
-                if let Err(e) = finished {
-                    if !e.is_cancelled() {
-                        error!(channel = channel.name(), cause = %e, "a digest task failed");
+            () = sleep_until_some(wake) => {}
+            () = retried.notified(), if !groups.is_empty() => {}
+            Some(finished) = sending.join_next_with_id() => {
+                let task = match finished {
+                    Ok((task, ())) => task,
+                    Err(e) => {
+                        if !e.is_cancelled() {
+                            error!(channel = channel.name(), cause = %e, "a digest task failed");
+                        }
+                        e.id()
+                    }
+                };
+                if let Some((jobs, _)) = groups.remove(&task) {
+                    for job in jobs {
+                        if let Some(n) = busy.get_mut(&job) {
+                            *n -= 1;
+                            if *n == 0 {
+                                busy.remove(&job);
+                            }
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// Sleeps until `at`; for ever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How a group says it failed once (so the next group need not wait).
+struct Failed {
+    flag: Arc<AtomicBool>,
+    woken: Arc<Notify>,
+}
+
+impl Failed {
+    fn note(&self, result: &Result<(), Failure>) {
+        if result.is_err() && !self.flag.swap(true, Ordering::SeqCst) {
+            self.woken.notify_one();
         }
     }
 }
@@ -162,37 +235,60 @@ async fn within(
         })
 }
 
-/// One group: alone, or as a digest; its outbox rows done either way.
+/// One group: alone, or as a digest; its outbox rows done either way. A
+/// digest the channel refuses for good (one member a service will not
+/// take, a message too large) is not lost with it: each member is then
+/// sent alone.
 async fn send_group<C: Attempt>(
     channel: Arc<C>,
     group: Vec<Delivery>,
     stats: Arc<Stats>,
     store: Option<Store>,
+    failed: Failed,
 ) {
     let farm = group.iter().find_map(|d| d.farm.clone());
     let notes: Vec<Arc<Notification>> = group.iter().map(|d| Arc::clone(&d.note)).collect();
     let deadline = channel.deadline();
     let name = channel.name();
-    if let [note] = notes.as_slice() {
-        retry::deliver(name, note, &stats, farm.as_deref(), |_| {
-            within(deadline, channel.attempt(note))
-        })
-        .await;
+    let alone = |note: Arc<Notification>| {
+        let (channel, failed) = (Arc::clone(&channel), &failed);
+        let (stats, farm) = (&stats, farm.clone());
+        async move {
+            retry::deliver(name, &note, stats, farm.as_deref(), |_| {
+                let (channel, note) = (Arc::clone(&channel), Arc::clone(&note));
+                async move {
+                    let result = within(deadline, channel.attempt(&note)).await;
+                    failed.note(&result);
+                    result
+                }
+            })
+            .await;
+        }
+    };
+    let refused = if let [note] = notes.as_slice() {
+        alone(Arc::clone(note)).await;
+        Vec::new()
     } else {
         retry::deliver_digest(name, notes, &stats, farm.as_deref(), |left| {
             let channel = Arc::clone(&channel);
+            let failed = &failed;
             async move {
                 // What a peer delivered meanwhile may leave one: it goes alone.
-                match left.as_slice() {
+                let result = match left.as_slice() {
                     [note] => within(deadline, channel.attempt(note)).await,
                     _ => {
                         let digest = super::digest::Digest { notes: &left };
                         within(deadline, channel.attempt_digest(digest)).await
                     }
-                }
+                };
+                failed.note(&result);
+                result
             }
         })
-        .await;
+        .await
+    };
+    for note in refused {
+        alone(note).await;
     }
     if let Some(store) = &store {
         for delivery in &group {
@@ -332,10 +428,25 @@ mod tests {
         }
     }
 
-    /// Records each message it sends: the incidents it carried.
+    /// Records each message it sends: the incidents it carried. A message
+    /// carrying incident "stuck" fails for now, one carrying "poison" is
+    /// refused for good.
     #[derive(Default)]
     struct Grouped {
         sent: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl Grouped {
+        fn take(&self, ids: Vec<String>) -> Result<(), Failure> {
+            if ids.iter().any(|i| i == "stuck") {
+                return Err(Failure::Temporary("not now".into()));
+            }
+            if ids.iter().any(|i| i == "poison") {
+                return Err(Failure::Permanent("never".into()));
+            }
+            self.sent.lock().unwrap().push(ids);
+            Ok(())
+        }
     }
 
     impl Attempt for Arc<Grouped> {
@@ -347,24 +458,20 @@ mod tests {
         }
         async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            self.sent
-                .lock()
-                .unwrap()
-                .push(vec![note.incident.to_string()]);
-            Ok(())
+            self.take(vec![note.incident.to_string()])
         }
         async fn attempt_digest(
             &self,
             digest: crate::notify::digest::Digest<'_>,
         ) -> Result<(), Failure> {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let ids = digest
-                .notes
-                .iter()
-                .map(|n| n.incident.to_string())
-                .collect();
-            self.sent.lock().unwrap().push(ids);
-            Ok(())
+            self.take(
+                digest
+                    .notes
+                    .iter()
+                    .map(|n| n.incident.to_string())
+                    .collect(),
+            )
         }
     }
 
@@ -459,6 +566,71 @@ mod tests {
         drop(tx);
         worker.await.unwrap();
         assert_eq!(sizes(&grouped), [1, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retrying_group_holds_back_only_its_own_jobs() {
+        let grouped = Arc::new(Grouped::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping {
+            wait: Duration::ZERO,
+            max: 100,
+        };
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::new(Stats::default()),
+            None,
+            grouping,
+        ));
+        tx.send(delivery("stuck", Event::Down)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(delivery("other", Event::Down)).await.unwrap();
+        // The stuck job's own recovery (a message that would go through)
+        // must wait behind its alarm.
+        let mut recovery = delivery("stuck", Event::Recovered);
+        let mut note = (*recovery.note).clone();
+        note.incident = "stuck-recovery".into();
+        recovery.note = Arc::new(note);
+        tx.send(recovery).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(*grouped.sent.lock().unwrap(), [vec!["other".to_owned()]]);
+        drop(tx);
+        worker.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_digest_is_sent_again_one_by_one() {
+        let grouped = Arc::new(Grouped::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping {
+            wait: Duration::from_secs(5),
+            max: 100,
+        };
+        let stats = Arc::new(Stats::default());
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::clone(&stats),
+            None,
+            grouping,
+        ));
+        for name in ["a", "poison", "b"] {
+            tx.send(delivery(name, Event::Down)).await.unwrap();
+        }
+        drop(tx);
+        worker.await.unwrap();
+        assert_eq!(
+            *grouped.sent.lock().unwrap(),
+            [vec!["a".to_owned()], vec!["b".to_owned()]]
+        );
+        assert_eq!(stats.delivered.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            stats
+                .delivery_failed
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
     }
 
     /// A notification of job `name`, whose incident has the same name.

@@ -94,6 +94,11 @@ impl Provider for MatrixChannel {
         Ok(client.put(url).bearer_auth(&self.token).json(&body))
     }
 
+    // An event is at most 65 KB, JSON and all.
+    fn text_max(&self) -> usize {
+        30_000
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

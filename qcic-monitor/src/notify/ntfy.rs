@@ -138,6 +138,10 @@ impl Provider for NtfyChannel {
         self.publish(client, self.message(note))
     }
 
+    fn text_max(&self) -> usize {
+        MAX_MESSAGE
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

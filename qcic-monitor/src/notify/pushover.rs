@@ -92,6 +92,10 @@ impl Provider for PushoverChannel {
         Ok(client.post(&self.url).json(&self.message(note)))
     }
 
+    fn text_max(&self) -> usize {
+        MESSAGE_MAX
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

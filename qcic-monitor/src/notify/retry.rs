@@ -43,13 +43,17 @@ pub enum Failure {
 /// to send: in a farm, what a peer delivered meanwhile is dropped from the
 /// next try), retrying as [`deliver`] does. Its outcome is each
 /// notification's: counted, logged and reported to the farm for each.
+/// Refused for good, it returns its members, to be sent alone (one of
+/// them may be what the service will not take, or the digest too large).
+#[must_use = "members of a refused digest must be sent alone"]
 pub async fn deliver_digest<F, Fut>(
     channel: &str,
     mut notes: Vec<Arc<Notification>>,
     stats: &Arc<Stats>,
     farm: Option<&dyn DeliveryReports>,
     mut attempt: F,
-) where
+) -> Vec<Arc<Notification>>
+where
     F: FnMut(Vec<Arc<Notification>>) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
@@ -70,12 +74,16 @@ pub async fn deliver_digest<F, Fut>(
                     debug!(%channel, incident = %note.incident, event = %note.event, job = %note.job, "notification delivered in a digest");
                 }
                 info!(%channel, digest = %summary(&notes), attempt = tries + 1, "digest delivered");
-                return;
+                return Vec::new();
             }
             Err(Failure::Temporary(cause)) => (cause, None, false),
             Err(Failure::Throttled(cause, after)) => (cause, Some(after), false),
             Err(Failure::Permanent(cause)) => (cause, None, true),
         };
+        if permanent && notes.len() > 1 {
+            warn!(%channel, digest = %summary(&notes), %cause, "digest refused; its notifications go alone");
+            return notes;
+        }
         if tries == 0 || permanent || started.elapsed() >= GIVE_UP_AFTER {
             if let Some(farm) = farm {
                 for note in &notes {
@@ -90,13 +98,13 @@ pub async fn deliver_digest<F, Fut>(
             }
             let incidents: Vec<&str> = notes.iter().map(|n| &*n.incident).collect();
             error!(%channel, digest = %summary(&notes), incidents = %incidents.join(","), %cause, permanent, "digest given up; its notifications were not delivered");
-            return;
+            return Vec::new();
         }
         if let Some(farm) = farm {
             notes.retain(|note| !farm.delivered_elsewhere(note));
             if notes.is_empty() {
                 info!(%channel, "farm peers delivered everything in this digest; not retried here");
-                return;
+                return Vec::new();
             }
         }
         let backoff = BACKOFF[tries.min(BACKOFF.len() - 1)];

@@ -98,6 +98,12 @@ impl Provider for SlackChannel {
 
     // As mrkdwn text, `&`, `<` and `>` escaped: a job's output cannot
     // `@channel` anyone (Slack links URLs written plainly).
+    // Escaping may make a character five (`&amp;`): a fifth of the limit
+    // always fits.
+    fn text_max(&self) -> usize {
+        TEXT_MAX / 5
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

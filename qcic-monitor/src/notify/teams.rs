@@ -86,6 +86,11 @@ impl Provider for TeamsChannel {
     }
 
     // The title as the card's header, the text below it.
+    // A Teams message is at most about 28 KB, JSON and all.
+    fn text_max(&self) -> usize {
+        20_000
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,

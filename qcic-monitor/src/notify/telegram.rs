@@ -77,6 +77,10 @@ impl Provider for TelegramChannel {
         Ok(client.post(&self.endpoint).json(&self.message(note)))
     }
 
+    fn text_max(&self) -> usize {
+        TEXT_MAX
+    }
+
     fn text_request(
         &self,
         client: &reqwest::Client,
