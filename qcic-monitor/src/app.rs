@@ -69,6 +69,7 @@ impl Watcher {
                     pending: Vec::new(),
                     sent: Vec::new(),
                     jobs: Vec::new(),
+                    sent_by: Vec::new(),
                 },
                 None,
             ),
@@ -83,7 +84,17 @@ impl Watcher {
                 })?),
                 None => None,
             };
-        let mut channels = Channels::start(&config.notify, &ctx, &stats, store.as_ref())?;
+        let (checker_handle, query_rx) = checker::CheckerHandle::channel(64);
+        let mut channels = Channels::start(
+            &config.notify,
+            &ctx,
+            &stats,
+            store.as_ref(),
+            notify::Restart {
+                sent_by: &loaded.sent_by,
+                checker: &checker_handle,
+            },
+        )?;
         // Batches of up to receive::INBOUND_BATCH messages.
         let (in_tx, in_rx) = mpsc::channel(64);
         let receive_config = ReceiveConfig {
@@ -105,7 +116,6 @@ impl Watcher {
         let registry = restored_registry(&mut config, &loaded, store.is_some(), &stats);
         routing.declared = Some(registry.routes());
         let (out_tx, out_rx) = mpsc::channel(1024);
-        let (checker_handle, query_rx) = checker::CheckerHandle::channel(64);
         // In a farm the checker's notifications pass the farm's gate, which
         // decides which watcher sends each one.
         let registry_len = registry.len();

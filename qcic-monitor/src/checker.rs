@@ -36,6 +36,8 @@ pub enum Query {
     Jobs(oneshot::Sender<Vec<JobView>>),
     /// Answered at once: the loop is running.
     Ping(oneshot::Sender<()>),
+    /// The ids of the incidents open now.
+    OpenIncidents(oneshot::Sender<std::collections::BTreeSet<Arc<str>>>),
     /// Every sender host seen, with its clock offset.
     Hosts(oneshot::Sender<Vec<HostView>>),
     /// A new job list (SIGHUP), taken without losing state.
@@ -128,6 +130,11 @@ impl CheckerHandle {
     /// Every job's current view.
     pub async fn jobs(&self) -> Vec<JobView> {
         self.ask(Query::Jobs).await.unwrap_or_default()
+    }
+
+    /// The ids of the incidents open now (`None`: the loop has stopped).
+    pub async fn open_incidents(&self) -> Option<std::collections::BTreeSet<Arc<str>>> {
+        self.ask(Query::OpenIncidents).await
     }
 
     /// The sender hosts with the largest clock offsets.
@@ -332,6 +339,10 @@ pub async fn run(
                     }
                     Query::Ping(reply) => {
                         let _ = reply.send(());
+                        Vec::new()
+                    }
+                    Query::OpenIncidents(reply) => {
+                        let _ = reply.send(registry.open_incidents());
                         Vec::new()
                     }
                     Query::Hosts(reply) => {

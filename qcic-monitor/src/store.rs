@@ -71,6 +71,10 @@ pub struct Loaded {
     pub sent: Vec<Notification>,
     /// Job state records: (job name, JSON).
     pub jobs: Vec<(String, String)>,
+    /// The same rows as `sent`, with the channel that delivered each (a
+    /// channel that keeps state at its service, Alertmanager, takes its
+    /// own back).
+    pub sent_by: Vec<(String, Notification)>,
 }
 
 impl Store {
@@ -108,7 +112,8 @@ impl Store {
         .map_err(|e| err(e.to_string()))?;
         add_done_column(&conn).map_err(|e| err(e.to_string()))?;
         let pending = load_pending(&conn).map_err(|e| err(e.to_string()))?;
-        let sent = load_sent(&conn).map_err(|e| err(e.to_string()))?;
+        let sent_by = load_sent(&conn).map_err(|e| err(e.to_string()))?;
+        let sent = sent_by.iter().map(|(_, note)| note.clone()).collect();
         let jobs = load_jobs(&conn).map_err(|e| err(e.to_string()))?;
         let (tx, rx) = std_mpsc::channel::<Op>();
         let stats = Arc::clone(stats);
@@ -122,6 +127,7 @@ impl Store {
                 pending,
                 sent,
                 jobs,
+                sent_by,
             },
             thread,
         ))
@@ -197,14 +203,18 @@ fn add_done_column(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn load_sent(conn: &Connection) -> rusqlite::Result<Vec<Notification>> {
-    let mut stmt = conn
-        .prepare("SELECT note FROM outbox WHERE done_ms IS NOT NULL ORDER BY id DESC LIMIT ?1")?;
-    let rows = stmt.query_map(params![SENT_KEPT], |row| row.get::<_, String>(0))?;
+fn load_sent(conn: &Connection) -> rusqlite::Result<Vec<(String, Notification)>> {
+    let mut stmt = conn.prepare(
+        "SELECT channel, note FROM outbox WHERE done_ms IS NOT NULL ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![SENT_KEPT], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     let mut sent = Vec::new();
-    for text in rows {
-        if let Ok(note) = serde_json::from_str(&text?) {
-            sent.push(note);
+    for row in rows {
+        let (channel, text) = row?;
+        if let Ok(note) = serde_json::from_str(&text) {
+            sent.push((channel, note));
         }
     }
     sent.reverse();

@@ -916,7 +916,9 @@ fn alertmanager_routes_the_alarm_and_the_follow_up_resolves_it() {
     assert_eq!(labels["alertname"], "qcic_down");
     assert_eq!(labels["job"], "etl");
     assert_eq!(labels["event"], "down");
-    assert_eq!(labels["watcher"], "watcher-a");
+    // The watcher is no label (a farm's watchers make one alert).
+    assert!(labels.get("watcher").is_none(), "{labels}");
+    assert_eq!(firing["annotations"]["watcher"], "watcher-a");
     assert_eq!(labels["team"], "ops");
     assert_eq!(firing["generatorURL"], "https://qcic.example.com/");
     let incident = labels["incident"].as_str().unwrap().to_owned();
@@ -1100,4 +1102,53 @@ fn a_burst_reaches_slack_and_a_webhook_as_one_digest_each() {
     let log = monitor.stop();
     assert_eq!(counter(&log, "digests"), Some(2), "{log}");
     assert_eq!(counter(&log, "delivered"), Some(6), "{log}");
+}
+
+/// A watcher restarted (`kill -9`) while an incident is open: it takes
+/// the alert back from the state database and posts it again at once, so
+/// Alertmanager never closes an incident the watcher still has open.
+#[test]
+fn alertmanager_keeps_an_open_alert_firing_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.jsonl");
+    let held = reserve_port();
+    let hook_port = held.port();
+    let _receiver = webhook_server(held, &out, 0);
+    let am = alertmanager(dir.path(), &format!("http://127.0.0.1:{hook_port}/hook"));
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n\
+         [[notify]]\nkind = \"alertmanager\"\nurl = \"http://{}\"\nresend = \"1s\"\n",
+        am.addr
+    );
+    let first = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let sender = Client::new([first.listen.clone()]).unwrap();
+    sender.fail("etl", Some(2), "disk full").unwrap();
+    let active = || {
+        let (_, open) = qcic_testkit::http_get(&am.addr, "/api/v2/alerts?active=true");
+        let open: serde_json::Value = serde_json::from_str(&open).unwrap_or_default();
+        open.as_array()
+            .map(|alerts| {
+                alerts
+                    .iter()
+                    .filter(|a| a["labels"]["alertname"] == "qcic_failed")
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(wait_until(qcic_testkit::WAIT, || active() == 1));
+    std::thread::sleep(Duration::from_secs(1));
+    drop(first);
+    let second = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    // Past the endsAt of every post before the kill (4 s ahead).
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(active(), 1, "Alertmanager closed an incident still open");
+    let resolved = json_lines(&out)
+        .iter()
+        .any(|l| l["body"]["status"] == "resolved");
+    assert!(!resolved, "a false recovery reached the receiver");
+    let sender = Client::new([second.listen.clone()]).unwrap();
+    sender.start("etl").unwrap().success().unwrap();
+    assert!(wait_until(qcic_testkit::WAIT, || active() == 0));
+    second.stop();
 }

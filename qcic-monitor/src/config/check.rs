@@ -649,12 +649,20 @@ pub(super) fn check_endpoint(endpoint: &str) -> Result<(), String> {
 }
 
 pub(super) fn check_email(email: &EmailConfig) -> Result<(), (&'static str, String)> {
+    // Shown without a password it may hold (smtp://user:password@host).
     if !(email.smtp.starts_with("smtp://") || email.smtp.starts_with("smtps://")) {
         return Err((
             "smtp",
-            format!("{:?} must start with smtp:// or smtps://", email.smtp),
+            format!(
+                "{} must start with smtp:// or smtps://",
+                redacted_url(&email.smtp)
+            ),
         ));
     }
+    // Read as the channel will read it, so a bad tls= or host stops the
+    // check, not only the start.
+    crate::notify::smtp::SmtpTransport::from_url(&email.smtp)
+        .map_err(|e| ("smtp", format!("{}: {e}", redacted_url(&email.smtp))))?;
     email
         .from
         .parse::<lettre::message::Mailbox>()

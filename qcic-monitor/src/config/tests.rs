@@ -220,6 +220,26 @@ fn a_broken_template_is_refused_with_its_channel_file_and_line() {
 }
 
 #[test]
+fn an_smtp_url_is_read_at_check_and_its_password_never_shown() {
+    let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"email\"\nfrom = \"q@example.com\"\nto = [\"a@example.com\"]\n";
+    for url in [
+        "smtp://user:S3cretPW@127.0.0.1:2525?tls=yes",
+        "SMTP://user:S3cretPW@127.0.0.1:2525",
+    ] {
+        let err = Config::parse(&format!("{base}smtp = \"{url}\"\n"), "t.toml").unwrap_err();
+        assert_eq!(err.key, "notify[0].smtp", "{err}");
+        assert!(!err.to_string().contains("S3cret"), "{err}");
+    }
+    assert!(
+        Config::parse(
+            &format!("{base}smtp = \"smtp://u:p@127.0.0.1:2525?tls=required\"\n"),
+            "t.toml"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
 fn an_alertmanager_channel_is_checked_with_its_key_named() {
     let base = "[[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[notify]]\nkind = \"alertmanager\"\n";
     for (keys, key, reason) in [

@@ -33,7 +33,7 @@ impl EmailChannel {
         // (`smtp`): through lettre's transport each email waited ~40 ms
         // for the end-of-data marker (Nagle + the server's delayed ACK).
         let mut builder = SmtpTransport::from_url(&cfg.smtp)
-            .map_err(|e| format!("smtp {:?}: {e}", cfg.smtp))?
+            .map_err(|e| format!("smtp {}: {e}", crate::config::redacted_url(&cfg.smtp)))?
             // Applied to the TCP connect only; the whole
             // exchange is bounded by `timeout` around each attempt.
             // A connection per email (no pool): an

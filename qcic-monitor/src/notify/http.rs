@@ -83,6 +83,13 @@ pub trait Provider: std::fmt::Debug + Send + Sync + 'static {
         crate::printable::one_line(&body.chars().take(300).collect::<String>()).into_owned()
     }
 
+    /// Whether the service is sent `note` at all. Alert services (an
+    /// alert there waits for an answer or a resolve) are not sent notices
+    /// (a declared job `retired`), which never get a follow-up.
+    fn takes(&self, _note: &Notification) -> bool {
+        true
+    }
+
     /// The request carrying free text (a text template's rendering, a
     /// digest): each service puts it where its messages' text goes.
     /// Alert services (PagerDuty, Opsgenie) send each notification as
@@ -241,6 +248,10 @@ impl<P: Provider> super::lanes::Attempt for HttpChannel<P> {
     }
 
     async fn attempt(&self, note: &Notification) -> Result<(), Failure> {
+        if !self.provider.takes(note) {
+            tracing::info!(channel = %self.name, incident = %note.incident, event = %note.event, "not sent to this alert service: a notice gets no follow-up, and its alert would stay open");
+            return Ok(());
+        }
         self.send(self.request(note)?).await
     }
 

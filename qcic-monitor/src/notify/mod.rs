@@ -81,6 +81,17 @@ pub struct Delivery {
     pub farm: Option<Reports>,
 }
 
+/// What a channel that keeps state at its service (Alertmanager's firing
+/// alerts) needs to take it back after a restart and keep it true: what
+/// it delivered before, and the watcher's open incidents.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Restart<'a> {
+    /// Notifications delivered before the restart, by channel name.
+    pub(crate) sent_by: &'a [(String, Notification)],
+    /// Asks the checker which incidents are open.
+    pub(crate) checker: &'a crate::checker::CheckerHandle,
+}
+
 /// The queue of each running channel, by name (`Config` order).
 pub type Queues = Vec<(String, mpsc::Sender<Delivery>)>;
 
@@ -94,11 +105,12 @@ pub struct Channels {
 
 impl Channels {
     /// Sets up every configured channel; any error stops the start.
-    pub fn start(
+    pub(crate) fn start(
         configs: &[NotifyConfig],
         ctx: &zmq::Context,
         stats: &Arc<Stats>,
         store: Option<&Store>,
+        restart: Restart<'_>,
     ) -> Result<Channels, MonitorError> {
         let mut channels = Channels::default();
         for (index, cfg) in configs.iter().enumerate() {
@@ -166,8 +178,19 @@ impl Channels {
                     Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::Alertmanager(am) => {
-                    let channel = alertmanager::AlertmanagerChannel::new(cfg.name(index), am)
-                        .map_err(refused("alertmanager"))?;
+                    let name = cfg.name(index);
+                    let delivered = restart
+                        .sent_by
+                        .iter()
+                        .filter(|(channel, _)| *channel == name)
+                        .map(|(_, note)| note);
+                    let channel = alertmanager::AlertmanagerChannel::new(
+                        name.clone(),
+                        am,
+                        delivered,
+                        restart.checker.clone(),
+                    )
+                    .map_err(refused("alertmanager"))?;
                     Box::pin(lanes::start(channel, rx, stats, store, grouping))
                 }
                 NotifyConfig::PagerDuty(pd) => {

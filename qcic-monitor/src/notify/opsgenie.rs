@@ -100,6 +100,10 @@ impl OpsgenieChannel {
 }
 
 impl Provider for OpsgenieChannel {
+    fn takes(&self, note: &Notification) -> bool {
+        note.event.severity() != Severity::Notice
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,

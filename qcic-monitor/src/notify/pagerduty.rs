@@ -103,6 +103,10 @@ fn rfc3339_ms(ms: u64) -> String {
 }
 
 impl Provider for PagerDutyChannel {
+    fn takes(&self, note: &Notification) -> bool {
+        note.event.severity() != Severity::Notice
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
