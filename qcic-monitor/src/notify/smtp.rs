@@ -48,11 +48,15 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
-    /// A 5xx reply: sending the same email again will not help.
+    /// Sending the same email again will not help: a 5xx reply, or what
+    /// lettre's client refuses itself (`tls=required` and a server without
+    /// STARTTLS, no authentication mechanism in common, an address or
+    /// text the server cannot take): a configuration to mend, not fifteen
+    /// minutes of retries.
     pub fn is_permanent(&self) -> bool {
         match self {
             SmtpError::Connect(_) => false,
-            SmtpError::Smtp(e) => e.is_permanent(),
+            SmtpError::Smtp(e) => e.is_permanent() || e.is_client(),
         }
     }
 }
