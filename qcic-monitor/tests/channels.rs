@@ -208,6 +208,15 @@ fn a_command_that_hangs_is_killed_at_its_timeout_and_retried() {
     assert!(log.contains("did not finish within 300ms"), "{log}");
 }
 
+/// `qcic-monitor check --config PATH`, run.
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_validates_and_prints_the_next_cron_fires() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,11 +226,7 @@ fn check_validates_and_prints_the_next_cron_fires() {
         "[[job]]\nname = \"nightly\"\ncron = \"30 2 * * 1-5\"\ntimezone = \"Europe/London\"\ngrace = \"15m\"\nstart_within = \"10m\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert!(
         out.status.success(),
         "{}",
@@ -248,11 +253,7 @@ fn check_validates_and_prints_the_next_cron_fires() {
         "[[job]]\nname = \"x\"\ncron = \"30 2 * * *\"\ntimezone = \"Europe/Londn\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("job[0].timezone"));
 }
@@ -984,13 +985,7 @@ fn check_shows_each_template_rendered_and_refuses_a_broken_one() {
         template.display()
     );
     std::fs::write(&path, &config).unwrap();
-    let check = || {
-        Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-    };
+    let check = || check(&path);
     let out = check();
     assert!(
         out.status.success(),

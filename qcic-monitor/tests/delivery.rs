@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use qcic_sdk::Client;
 use qcic_testkit::{
-    BadServer, Monitor, Smtp, counter, is_root, json_lines, reserve_port, wait_until,
+    BadServer, Monitor, Smtp, counter, incidents_in, is_root, json_lines, reserve_port, wait_until,
 };
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
@@ -434,22 +434,6 @@ fn a_slowloris_on_the_http_port_blinds_nothing() {
         "{log}"
     );
     assert!(!log.contains("Too many open files"), "{log}");
-}
-
-/// The incident ids an email names (a digest's "incident 3f2a9c1e5b7d4a60"
-/// lines; a lone notification's subject), each once.
-fn incidents_in(mail: &str) -> Vec<String> {
-    // Long lines come quoted-printable: join its soft line breaks.
-    let mail = mail.replace("=\r\n", "").replace("=\n", "");
-    let mut ids: Vec<String> = mail
-        .split("incident ")
-        .skip(1)
-        .filter_map(|rest| rest.get(..16))
-        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-        .collect();
-    ids.dedup();
-    ids
 }
 
 /// Whether an email's subject speaks of `event` (a digest's counts, or a

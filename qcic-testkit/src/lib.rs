@@ -44,7 +44,7 @@ pub use net::{
     DeadEndpoint, Flood, Receiver, ReservedPort, dead_endpoint, free_port, http_get, idle_flood,
     reserve_port, reserve_port_v6,
 };
-pub use servers::{BadServer, Smtp, header};
+pub use servers::{BadServer, Smtp, header, incidents_in};
 pub use sim::{Rng, seeds};
 
 /// How long a test waits for something that should happen.

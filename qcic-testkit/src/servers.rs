@@ -96,6 +96,22 @@ fn read_maildir(dir: &Path) -> Vec<String> {
     files.into_iter().map(|(_, text)| text).collect()
 }
 
+/// The incident ids an email names, each once: a digest's "incident
+/// 3f2a9c1e5b7d4a60" lines, a lone notification's subject. Long lines
+/// come quoted-printable: their soft line breaks are joined first.
+pub fn incidents_in(mail: &str) -> Vec<String> {
+    let mail = mail.replace("=\r\n", "").replace("=\n", "");
+    let mut ids: Vec<String> = mail
+        .split("incident ")
+        .skip(1)
+        .filter_map(|rest| rest.get(..16))
+        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect();
+    ids.dedup();
+    ids
+}
+
 /// The value of a header in a raw email.
 pub fn header<'a>(email: &'a str, name: &str) -> Option<&'a str> {
     let prefix = format!("{name}: ");

@@ -514,17 +514,7 @@ fn email_digests(port: u16, maildir: &std::path::Path, out: &mut Vec<Value>) {
                     Some((at, text))
                 })
                 .filter(|(at, _)| *at >= boundary)
-                .map(|(at, text)| {
-                    let text = text.replace("=\r\n", "").replace("=\n", "");
-                    let ids = text
-                        .split("incident ")
-                        .skip(1)
-                        .filter_map(|rest| rest.get(..16))
-                        .filter(|id| id.bytes().all(|b| b.is_ascii_hexdigit()))
-                        .map(str::to_owned)
-                        .collect();
-                    (at, ids)
-                })
+                .map(|(at, text)| (at, qcic_testkit::incidents_in(&text).into_iter().collect()))
                 .collect();
         mails.sort_by_key(|(at, _)| *at);
         mails

@@ -475,25 +475,37 @@ mod tests {
         }
     }
 
+    /// A grouped channel running on a fake that records what it sends.
+    fn grouped(
+        wait: Duration,
+        max: usize,
+    ) -> (
+        Arc<Grouped>,
+        mpsc::Sender<Delivery>,
+        tokio::task::JoinHandle<()>,
+        Arc<Stats>,
+    ) {
+        let grouped = Arc::new(Grouped::default());
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel(100);
+        let grouping = crate::config::Grouping { wait, max };
+        let worker = tokio::spawn(run_grouped(
+            Arc::clone(&grouped),
+            rx,
+            Arc::clone(&stats),
+            None,
+            grouping,
+        ));
+        (grouped, tx, worker, stats)
+    }
+
     fn sizes(grouped: &Grouped) -> Vec<usize> {
         grouped.sent.lock().unwrap().iter().map(Vec::len).collect()
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_group_waits_then_goes_as_one_message_in_order() {
-        let grouped = Arc::new(Grouped::default());
-        let (tx, rx) = mpsc::channel(100);
-        let grouping = crate::config::Grouping {
-            wait: Duration::from_secs(30),
-            max: 100,
-        };
-        let worker = tokio::spawn(run_grouped(
-            Arc::clone(&grouped),
-            rx,
-            Arc::new(Stats::default()),
-            None,
-            grouping,
-        ));
+        let (grouped, tx, worker, _) = grouped(Duration::from_secs(30), 100);
         for i in 0..5 {
             tx.send(delivery(&format!("j{i}"), Event::Down))
                 .await
@@ -516,19 +528,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_group_leaves_at_once_and_what_is_left_follows() {
-        let grouped = Arc::new(Grouped::default());
-        let (tx, rx) = mpsc::channel(100);
-        let grouping = crate::config::Grouping {
-            wait: Duration::from_secs(30),
-            max: 3,
-        };
-        let worker = tokio::spawn(run_grouped(
-            Arc::clone(&grouped),
-            rx,
-            Arc::new(Stats::default()),
-            None,
-            grouping,
-        ));
+        let (grouped, tx, worker, _) = grouped(Duration::from_secs(30), 3);
         for i in 0..7 {
             tx.send(delivery(&format!("j{i}"), Event::Down))
                 .await
@@ -542,19 +542,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn with_no_wait_the_first_leaves_alone_and_the_burst_behind_it_together() {
-        let grouped = Arc::new(Grouped::default());
-        let (tx, rx) = mpsc::channel(100);
-        let grouping = crate::config::Grouping {
-            wait: Duration::ZERO,
-            max: 100,
-        };
-        let worker = tokio::spawn(run_grouped(
-            Arc::clone(&grouped),
-            rx,
-            Arc::new(Stats::default()),
-            None,
-            grouping,
-        ));
+        let (grouped, tx, worker, _) = grouped(Duration::ZERO, 100);
         tx.send(delivery("first", Event::Down)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(10)).await;
         for i in 0..4 {
@@ -570,19 +558,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_retrying_group_holds_back_only_its_own_jobs() {
-        let grouped = Arc::new(Grouped::default());
-        let (tx, rx) = mpsc::channel(100);
-        let grouping = crate::config::Grouping {
-            wait: Duration::ZERO,
-            max: 100,
-        };
-        let worker = tokio::spawn(run_grouped(
-            Arc::clone(&grouped),
-            rx,
-            Arc::new(Stats::default()),
-            None,
-            grouping,
-        ));
+        let (grouped, tx, worker, _) = grouped(Duration::ZERO, 100);
         tx.send(delivery("stuck", Event::Down)).await.unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
         tx.send(delivery("other", Event::Down)).await.unwrap();
@@ -601,20 +577,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_refused_digest_is_sent_again_one_by_one() {
-        let grouped = Arc::new(Grouped::default());
-        let (tx, rx) = mpsc::channel(100);
-        let grouping = crate::config::Grouping {
-            wait: Duration::from_secs(5),
-            max: 100,
-        };
-        let stats = Arc::new(Stats::default());
-        let worker = tokio::spawn(run_grouped(
-            Arc::clone(&grouped),
-            rx,
-            Arc::clone(&stats),
-            None,
-            grouping,
-        ));
+        let (grouped, tx, worker, stats) = grouped(Duration::from_secs(5), 100);
         for name in ["a", "poison", "b"] {
             tx.send(delivery(name, Event::Down)).await.unwrap();
         }
