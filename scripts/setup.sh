@@ -31,7 +31,17 @@ if ((${#need_apt[@]})); then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+    # Packages with a service (prometheus-alertmanager) must not start it:
+    # the tests run their own. A policy-rc.d that says "no" does that, the
+    # way container images do; one already there is left alone.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod +x "$policy"
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
