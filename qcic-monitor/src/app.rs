@@ -60,7 +60,11 @@ impl Watcher {
         let ctx = zmq::Context::new();
         let (store, loaded, store_thread) = match &config.monitor.state {
             Some(path) => {
-                let (store, loaded, thread) = Store::open(path, &stats)?;
+                let retention = crate::store::Retention {
+                    max_age: config.monitor.history,
+                    per_job: config.monitor.history_runs,
+                };
+                let (store, loaded, thread) = Store::open(path, &stats, retention)?;
                 (Some(store), loaded, Some(thread))
             }
             None => (
@@ -191,6 +195,7 @@ impl Watcher {
                 checker: checker_handle.clone(),
                 stats: Arc::clone(&stats),
                 notes: Arc::clone(&notes),
+                state: config.monitor.state.clone(),
             });
             let stats = Arc::clone(&stats);
             servers.push(tokio::spawn(async move {

@@ -322,7 +322,7 @@ pub async fn run(
                     .as_mut()
                     .is_some_and(|ack| matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
                 if let (Some(store), false) = (&store, busy) {
-                    saving = Some(store.save_jobs(registry.take_dirty(Now::current())));
+                    saving = Some(store.save_jobs(registry.take_dirty(Now::current()), registry.take_runs()));
                 }
                 Vec::new()
             }
@@ -422,7 +422,7 @@ pub async fn run(
     if let Some(store) = &store {
         // The last save: `Watcher::shutdown` joins the store thread, which
         // commits it.
-        drop(store.save_jobs(registry.take_dirty(Now::current())));
+        drop(store.save_jobs(registry.take_dirty(Now::current()), registry.take_runs()));
     }
 }
 

@@ -29,7 +29,19 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     /// The notification log.
     pub notes: Arc<Mutex<NotificationLog>>,
+    /// The state database, where the run history is (none: no history).
+    pub state: Option<std::path::PathBuf>,
 }
+
+/// `?limit=&before=` of `/api/jobs/{job}/runs`.
+#[derive(Debug, serde::Deserialize)]
+struct RunsQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// The most runs one request returns.
+const RUNS_MAX: usize = 1000;
 
 /// How long a client has to send a request's headers.
 const HEADERS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -82,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/jobs", get(api_jobs))
+        .route("/api/jobs/{job}/runs", get(api_runs))
         .route("/api/incidents", get(api_incidents))
         .route("/api/hosts", get(api_hosts))
         .route("/api/peers", get(api_peers))
@@ -91,6 +104,40 @@ pub fn router(state: AppState) -> Router {
 
 async fn api_jobs(State(s): State<AppState>) -> Json<Vec<JobView>> {
     Json(s.checker.jobs().await)
+}
+
+/// A job's runs, newest first (`limit`, default 100, at most 1000;
+/// `before`: begun before this unix ms), read from the state database on a
+/// blocking thread.
+async fn api_runs(
+    State(s): State<AppState>,
+    axum::extract::Path(job): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<RunsQuery>,
+) -> axum::response::Response {
+    let Some(path) = s.state.clone() else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no run history: the state database is off"})),
+        )
+            .into_response();
+    };
+    let limit = q.limit.unwrap_or(100).min(RUNS_MAX);
+    let read =
+        tokio::task::spawn_blocking(move || crate::history::read(&path, &job, limit, q.before))
+            .await;
+    match read {
+        Ok(Ok(runs)) => Json(runs).into_response(),
+        Ok(Err(e)) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": e})),
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 async fn api_hosts(State(s): State<AppState>) -> Json<Vec<HostView>> {

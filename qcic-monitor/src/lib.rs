@@ -68,6 +68,7 @@ pub(crate) mod deadlines;
 pub(crate) mod demo;
 pub mod error;
 pub mod farm;
+pub mod history;
 pub(crate) mod http;
 pub(crate) mod ingest_guard;
 pub mod keys;

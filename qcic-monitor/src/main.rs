@@ -112,6 +112,19 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         control: Option<PathBuf>,
     },
+    /// A job's runs, newest first, from the state database: start,
+    /// duration, outcome, exit code, host and last text.
+    History {
+        /// The job.
+        #[arg(long)]
+        job: String,
+        /// How many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// The state database [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
     /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
@@ -216,6 +229,25 @@ fn main() -> ExitCode {
             }
             Err(err) => {
                 eprintln!("qcic-monitor: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::History { job, limit, state }) = &cli.command {
+        let Some(path) = state.clone().or_else(|| config.monitor.state.clone()) else {
+            eprintln!(
+                "qcic-monitor history: {}: the state database is off (state = \"off\"): no run history is kept",
+                config.source
+            );
+            return ExitCode::FAILURE;
+        };
+        return match qcic_monitor::history::read(&path, job, *limit, None) {
+            Ok(runs) => {
+                to_stdout(&qcic_monitor::history::table(&runs));
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor history: {err}");
                 ExitCode::FAILURE
             }
         };

@@ -20,8 +20,18 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use crate::error::MonitorError;
+use crate::history::RunRecord;
 use crate::notification::Notification;
 use crate::registry::JobRecord;
+
+/// How long the run history is kept, and how many runs per job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Runs begun longer ago than this go (`None`: kept by count only).
+    pub max_age: Option<std::time::Duration>,
+    /// The newest this many runs of each job are kept.
+    pub per_job: usize,
+}
 use crate::stats::Stats;
 
 enum Op {
@@ -30,7 +40,11 @@ enum Op {
         ack: oneshot::Sender<Enqueued>,
     },
     Done(i64),
-    SaveJobs(Vec<(String, JobRecord)>, oneshot::Sender<()>),
+    SaveJobs(
+        Vec<(String, JobRecord)>,
+        Vec<RunRecord>,
+        oneshot::Sender<()>,
+    ),
     ForgetJobs(Vec<String>),
 }
 
@@ -83,6 +97,7 @@ impl Store {
     pub fn open(
         path: &Path,
         stats: &Arc<Stats>,
+        retention: Retention,
     ) -> Result<(Store, Loaded, JoinHandle<()>), MonitorError> {
         let err = |reason: String| MonitorError::State {
             path: path.to_path_buf(),
@@ -110,6 +125,8 @@ impl Store {
              );",
         )
         .map_err(|e| err(e.to_string()))?;
+        conn.execute_batch(crate::history::SCHEMA)
+            .map_err(|e| err(e.to_string()))?;
         add_done_column(&conn).map_err(|e| err(e.to_string()))?;
         let pending = load_pending(&conn).map_err(|e| err(e.to_string()))?;
         let sent_by = load_sent(&conn).map_err(|e| err(e.to_string()))?;
@@ -119,7 +136,7 @@ impl Store {
         let stats = Arc::clone(stats);
         let thread = std::thread::Builder::new()
             .name("qcic-store".into())
-            .spawn(move || store_loop(&conn, &rx, &stats.state_write_failures))
+            .spawn(move || store_loop(&conn, &rx, &stats.state_write_failures, retention))
             .map_err(|e| err(e.to_string()))?;
         Ok((
             Store { tx },
@@ -145,12 +162,17 @@ impl Store {
         rx.await.unwrap_or_default()
     }
 
-    /// Saves job state records; the receiver hears once they are
-    /// committed (or the store is gone). Serialized on the store thread.
-    pub fn save_jobs(&self, records: Vec<(String, JobRecord)>) -> oneshot::Receiver<()> {
+    /// Saves job state records and the runs ended since the last save
+    /// (one transaction); the receiver hears once they are committed (or
+    /// the store is gone). Serialized on the store thread.
+    pub fn save_jobs(
+        &self,
+        records: Vec<(String, JobRecord)>,
+        runs: Vec<RunRecord>,
+    ) -> oneshot::Receiver<()> {
         let (ack, rx) = oneshot::channel();
-        if !records.is_empty() {
-            let _ = self.tx.send(Op::SaveJobs(records, ack));
+        if !records.is_empty() || !runs.is_empty() {
+            let _ = self.tx.send(Op::SaveJobs(records, runs, ack));
         }
         rx
     }
@@ -270,6 +292,14 @@ enum Write {
         state: String,
     },
     ForgetJob(String),
+    /// A run for the history (replacing its overrun or stall row).
+    SaveRun(RunRecord),
+    /// The history of these jobs cut to the retention.
+    PruneRuns {
+        jobs: Vec<String>,
+        per_job: usize,
+        oldest_ms: Option<u64>,
+    },
 }
 
 /// Writes kept for a retry while the database refuses them; beyond this
@@ -330,6 +360,15 @@ fn write_all(conn: &Connection, writes: &[Write]) -> rusqlite::Result<()> {
                 tx.prepare_cached("DELETE FROM jobs WHERE name = ?1")?
                     .execute(params![name])?;
             }
+            Write::SaveRun(run) => crate::history::write(&tx, run)?,
+            Write::PruneRuns {
+                jobs,
+                per_job,
+                oldest_ms,
+            } => {
+                let jobs: Vec<&str> = jobs.iter().map(String::as_str).collect();
+                crate::history::prune(&tx, &jobs, *per_job, *oldest_ms)?;
+            }
         }
     }
     if marked_done {
@@ -344,7 +383,13 @@ fn write_all(conn: &Connection, writes: &[Write]) -> rusqlite::Result<()> {
 }
 
 /// Turns an operation into its writes; ids come from `next`, never reused.
-fn writes_of(op: Op, next: &mut i64, writes: &mut Vec<Write>, acks: &mut Vec<Ack>) {
+fn writes_of(
+    op: Op,
+    next: &mut i64,
+    writes: &mut Vec<Write>,
+    acks: &mut Vec<Ack>,
+    retention: Retention,
+) {
     match op {
         Op::Enqueue { items, ack } => {
             let mut all = Vec::with_capacity(items.len());
@@ -380,10 +425,24 @@ fn writes_of(op: Op, next: &mut i64, writes: &mut Vec<Write>, acks: &mut Vec<Ack
             at: i64::try_from(crate::clock::wall_ms()).unwrap_or(i64::MAX),
         }),
         Op::ForgetJobs(names) => writes.extend(names.into_iter().map(Write::ForgetJob)),
-        Op::SaveJobs(records, ack) => {
+        Op::SaveJobs(records, runs, ack) => {
             for (name, record) in records {
                 let state = serde_json::to_string(&record).unwrap_or_default();
                 writes.push(Write::SaveJob { name, state });
+            }
+            if !runs.is_empty() {
+                let mut jobs: Vec<String> = runs.iter().map(|r| r.job.clone()).collect();
+                jobs.sort_unstable();
+                jobs.dedup();
+                writes.extend(runs.into_iter().map(Write::SaveRun));
+                let oldest_ms = retention
+                    .max_age
+                    .map(|age| crate::clock::wall_ms().saturating_sub(crate::clock::millis(age)));
+                writes.push(Write::PruneRuns {
+                    jobs,
+                    per_job: retention.per_job,
+                    oldest_ms,
+                });
             }
             acks.push(Ack::Saved(ack));
         }
@@ -476,6 +535,8 @@ impl Write {
             Write::Done { id, .. } => format!("done mark of outbox row {id}"),
             Write::SaveJob { name, .. } => format!("state of job {name}"),
             Write::ForgetJob(name) => format!("removal of job {name}"),
+            Write::SaveRun(run) => format!("a run of job {}", run.job),
+            Write::PruneRuns { .. } => "the run history's pruning".into(),
         }
     }
 }
@@ -524,7 +585,12 @@ fn shed(writes: &mut Vec<Write>) {
 /// the database refuses: within the watcher's shutdown grace.
 const SHUTDOWN_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(8);
 
-fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU64) {
+fn store_loop(
+    conn: &Connection,
+    rx: &std_mpsc::Receiver<Op>,
+    failures: &AtomicU64,
+    retention: Retention,
+) {
     let mut next = match next_id(conn) {
         Ok(next) => next,
         Err(e) => {
@@ -565,7 +631,7 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
         }
         let mut acks = Vec::new();
         for op in batch {
-            writes_of(op, &mut next, &mut unwritten, &mut acks);
+            writes_of(op, &mut next, &mut unwritten, &mut acks, retention);
         }
         // While the database refuses, it is asked again once a second, not
         // at every new operation (each try carries every kept write).
@@ -649,6 +715,11 @@ fn store_loop(conn: &Connection, rx: &std_mpsc::Receiver<Op>, failures: &AtomicU
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const RETAIN: Retention = Retention {
+        max_age: None,
+        per_job: 1000,
+    };
     use crate::notification::Event;
 
     fn note(incident: &str) -> Arc<Notification> {
@@ -709,7 +780,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let stats = Arc::new(Stats::default());
-        let (store, _, thread) = Store::open(&path, &stats).unwrap();
+        let (store, _, thread) = Store::open(&path, &stats, RETAIN).unwrap();
         store.remember((*note("a")).clone());
         let stored = store.enqueue(vec![(vec!["mail".into()], note("b"))]).await;
         assert!(stored.durable);
@@ -719,7 +790,7 @@ mod tests {
         drop(store);
         thread.join().unwrap();
         assert_eq!(stats.state_write_failures.load(Ordering::Relaxed), 0);
-        let (_store, loaded, _thread) = Store::open(&path, &stats).unwrap();
+        let (_store, loaded, _thread) = Store::open(&path, &stats, RETAIN).unwrap();
         let pending: Vec<&str> = loaded.pending.iter().map(|p| &*p.2.incident).collect();
         assert_eq!(pending, ["c"]);
         let sent: Vec<&str> = loaded.sent.iter().map(|n| &*n.incident).collect();

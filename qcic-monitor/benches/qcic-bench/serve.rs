@@ -112,6 +112,8 @@ pub(crate) fn serve(o: &Opts) {
             http: None,
             public_url: None,
             state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
+            history: Some(qcic_monitor::config::defaults::HISTORY),
+            history_runs: qcic_monitor::config::defaults::HISTORY_RUNS,
             farm,
         },
         jobs: list,

@@ -243,8 +243,27 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
         Some(path) => Some(PathBuf::from(path)),
         None => Some(default_state_path(&id)),
     };
+    let history = match raw.monitor.history.as_deref() {
+        None => Some(HISTORY),
+        Some("forever") => None,
+        Some(text) => Some(parse_duration(text).map_err(|e| {
+            (
+                "monitor.history".to_owned(),
+                format!("{e} (or \"forever\": runs are then kept by count only)"),
+            )
+        })?),
+    };
+    let history_runs = raw.monitor.history_runs.unwrap_or(HISTORY_RUNS);
+    if history_runs == 0 {
+        return Err((
+            "monitor.history_runs".into(),
+            "must be at least 1 (the history keeps the newest runs of each job)".into(),
+        ));
+    }
     Ok(MonitorConfig {
         state,
+        history,
+        history_runs,
         id,
         listen,
         max_unknown_jobs: raw.monitor.max_unknown_jobs.unwrap_or(MAX_UNKNOWN_JOBS),

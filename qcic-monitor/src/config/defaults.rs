@@ -67,6 +67,11 @@ pub(super) fn default_subject_prefix() -> String {
     SUBJECT_PREFIX.into()
 }
 
+/// How long runs stay in the history by default.
+pub const HISTORY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How many runs of each job the history keeps by default.
+pub const HISTORY_RUNS: usize = 1000;
+
 /// How long an email or chat channel gathers notifications into one
 /// digest by default (Alertmanager's `group_wait` default too).
 pub const DIGEST_WAIT: Option<Duration> = Some(Duration::from_secs(30));

@@ -110,6 +110,10 @@ pub struct MonitorConfig {
     pub public_url: Option<String>,
     /// The state database (`state = "off"`: none).
     pub state: Option<PathBuf>,
+    /// How long runs stay in the history (`None`: by count only).
+    pub history: Option<Duration>,
+    /// How many runs of each job the history keeps.
+    pub history_runs: usize,
     /// The watcher farm this watcher belongs to (`[farm]` and `[[peer]]`), if any.
     pub farm: Option<FarmConfig>,
 }

@@ -78,6 +78,9 @@ pub(super) struct RawMonitor {
     pub(super) control: Option<PathBuf>,
     pub(super) state: Option<String>,
     pub(super) unknown_jobs: Option<UnknownJobs>,
+    /// `"90d"`, or `"forever"`.
+    pub(super) history: Option<String>,
+    pub(super) history_runs: Option<usize>,
 }
 
 #[derive(Deserialize)]

@@ -218,6 +218,9 @@ pub(super) struct Open {
 #[derive(Debug)]
 pub(super) struct RunState {
     pub(super) started: Instant,
+    /// The same moment on the wall clock (unix ms): what names the run in
+    /// the history, so its overrun row and its end are one row.
+    pub(super) started_ms: u64,
     /// Its last message (`stall_after` counts from it).
     pub(super) active: Instant,
     pub(super) host: String,

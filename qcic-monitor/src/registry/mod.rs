@@ -108,6 +108,10 @@ pub struct Registry {
     heard: Option<HashSet<JobIdx>>,
     /// Whether some deadline is a wall time (see [`Registry::follows_wall_clock`]).
     wall_timers: bool,
+    /// Runs ended (or overrun, or stalled) since the last
+    /// [`Registry::take_runs`], for the run history (only with a state
+    /// database, as `dirty`).
+    runs: std::collections::VecDeque<crate::history::RunRecord>,
 }
 
 impl Registry {
@@ -147,6 +151,7 @@ impl Registry {
             track_dirty: true,
             heard: None,
             wall_timers: jobs.iter().any(JobConfig::follows_wall_clock),
+            runs: std::collections::VecDeque::new(),
         };
         let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Runs recorded and not yet saved that are kept (the store saves them
+/// with the job state, a moment later); more would mean the saves stopped.
+pub const RUNS_KEPT: usize = 100_000;
+
 /// What the state database keeps of a job (JSON in `jobs.state`; the store
 /// thread writes it, off the checker's hot path). Times are
 /// the watcher's wall clock (unix ms): monotonic instants do not survive a
@@ -103,6 +107,23 @@ impl Registry {
         if self.track_dirty {
             self.dirty.insert(j);
         }
+    }
+
+    /// Records a run for the history (with a state database only). Bounded:
+    /// past [`RUNS_KEPT`] unsaved runs the oldest go.
+    pub(super) fn record_run(&mut self, run: crate::history::RunRecord) {
+        if !self.track_dirty {
+            return;
+        }
+        if self.runs.len() >= RUNS_KEPT {
+            self.runs.pop_front();
+        }
+        self.runs.push_back(run);
+    }
+
+    /// The runs recorded since the last call, for the state database.
+    pub fn take_runs(&mut self) -> Vec<crate::history::RunRecord> {
+        std::mem::take(&mut self.runs).into()
     }
 
     /// Whether a job changed since the last [`Registry::take_dirty`].
@@ -280,6 +301,7 @@ impl Registry {
                     run_id,
                     RunState {
                         started: instant_of(started_ms),
+                        started_ms,
                         // Unknown (an older record): as if active now.at.
                         active: detail.as_ref().map_or(now.at, |d| instant_of(d.active_ms)),
                         host,

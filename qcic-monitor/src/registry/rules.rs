@@ -69,6 +69,7 @@ impl Registry {
                     .runs
                     .get(&run_id)
                     .map(|r| now.at.saturating_duration_since(r.started));
+                self.record_end(j, msg, crate::history::Outcome::Success, now);
                 self.end_run(j, run_id, "run ended with success", now, &mut out);
                 match (ran, self.jobs[j].cfg.min_runtime) {
                     (Some(ran), Some(min)) if ran < min => {
@@ -103,6 +104,7 @@ impl Registry {
                 }
             }
             Kind::Fail => {
+                self.record_end(j, msg, crate::history::Outcome::Fail, now);
                 self.end_run(j, run_id, "run ended with fail", now, &mut out);
                 let job = &mut self.jobs[j];
                 job.bad_streak = job.bad_streak.saturating_add(1);
@@ -231,6 +233,33 @@ impl Registry {
     }
 
     /// The run of the open `failed` incident; `None` if it is run-less or closed.
+    /// A run ended by `msg` (its `success` or `fail`), for the history:
+    /// with its start if the watcher saw it, else a lone one.
+    fn record_end(&mut self, j: JobIdx, msg: &Message, outcome: crate::history::Outcome, now: Now) {
+        let started = msg
+            .run_id
+            .and_then(|id| self.jobs[j].runs.get(&id))
+            .map(|r| {
+                (
+                    r.started_ms,
+                    millis(now.at.saturating_duration_since(r.started)),
+                )
+            });
+        let run = crate::history::RunRecord {
+            job: self.jobs[j].name.to_string(),
+            run_id: msg.run_id.map(crate::history::run_id_text),
+            host: msg.host.clone(),
+            pid: msg.pid,
+            started_ms: started.map(|(at, _)| at),
+            ended_ms: Some(now.wall_ms),
+            duration_ms: started.map(|(_, ran)| ran),
+            outcome,
+            exit_code: msg.exit_code,
+            text: msg.text.clone(),
+        };
+        self.record_run(run);
+    }
+
     pub(super) fn failed_run(&self, j: JobIdx) -> Option<u64> {
         self.jobs[j].open.get(&Slot::Failed).and_then(|o| o.run_id)
     }
@@ -259,6 +288,7 @@ impl Registry {
             run_id,
             RunState {
                 started: now.at,
+                started_ms: now.wall_ms,
                 active: now.at,
                 host: msg.host.clone(),
                 basis: msg_basis(msg),
@@ -394,6 +424,23 @@ impl Registry {
         };
         let running = now.at.saturating_duration_since(run.started);
         let host = run.host.clone();
+        let started_ms = run.started_ms;
+        let history = crate::history::RunRecord {
+            job: self.jobs[j].name.to_string(),
+            run_id: Some(crate::history::run_id_text(run_id)),
+            host: host.clone(),
+            pid: 0,
+            started_ms: Some(started_ms),
+            ended_ms: None,
+            duration_ms: Some(millis(running)),
+            outcome: match slot {
+                Slot::Stalled(_) => crate::history::Outcome::Stalled,
+                _ => crate::history::Outcome::Overrun,
+            },
+            exit_code: None,
+            text: None,
+        };
+        self.record_run(history);
         let name = self.jobs[j].name.to_string();
         let id = incident_id(&name, slot.event(), &basis);
         let mut note = self.note(j, slot.event(), &id, now.wall_ms);
