@@ -487,7 +487,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .6
 .state{font-weight:600;border-radius:3px;padding:.1em .5em;color:#fff}\
 .state-up,.state-running{background:#2e7d32}.state-waiting{background:#757575}\
 .state-down,.state-failed{background:#c62828}\
-.state-overrun,.state-late,.state-stalled,.state-too_fast{background:#ef6c00}\
+.state-overrun,.state-late,.state-stalled,.state-too_fast,.state-slow{background:#ef6c00}\
 .origin{font-size:80%;color:#616161}\
 details{font-size:12px;color:#555}input{padding:.3em;width:20em;margin-bottom:1em}";
 

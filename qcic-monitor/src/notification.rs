@@ -39,11 +39,15 @@ pub enum Event {
     /// A declared job was silent for `[declare] retire_after` and is no
     /// longer watched (a notice: it has no follow-up).
     Retired,
+    /// A run still going has lasted `slow_after` times the median duration
+    /// of the job's last successful runs: raised while it runs, closed by
+    /// its end.
+    Slow,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Down,
         Event::Failed,
         Event::Overrun,
@@ -56,6 +60,7 @@ impl Event {
         Event::WatcherIsolated,
         Event::UnknownJob,
         Event::Retired,
+        Event::Slow,
     ];
 
     /// The event named `name` (as [`Event::name`] writes it).
@@ -78,6 +83,7 @@ impl Event {
             Event::WatcherIsolated => "watcher_isolated",
             Event::UnknownJob => "unknown_job",
             Event::Retired => "retired",
+            Event::Slow => "slow",
         }
     }
 
@@ -90,7 +96,7 @@ impl Event {
                 Severity::Critical
             }
             Event::Overrun | Event::Late | Event::Stalled => Severity::Error,
-            Event::TooFast | Event::UnknownJob => Severity::Warning,
+            Event::TooFast | Event::UnknownJob | Event::Slow => Severity::Warning,
             Event::Retired => Severity::Notice,
             Event::Recovered | Event::Retracted => Severity::Resolved,
         }

@@ -157,3 +157,44 @@ fn the_history_keeps_the_newest_history_runs_of_a_job() {
     );
     monitor.stop();
 }
+
+/// `slow` end to end: five quick runs make the job's usual length; the
+/// sixth, still going well past `slow_after` times it, is notified while
+/// it runs (a run before the fifth never is), and its end follows up with
+/// how long it took.
+#[test]
+fn a_run_far_longer_than_usual_is_notified_while_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let body = format!(
+        "[[job]]\nname = \"etl\"\nevery = \"1h\"\nslow_after = 3.0\n{}",
+        qcic_testkit::note_channel(&out)
+    );
+    let monitor = Monitor::start_with("watcher-a", &keys, &body, &[]);
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    // Four quick runs, then a long one: too few before it to judge.
+    for _ in 0..4 {
+        let run = sender.start("etl").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        run.success().unwrap();
+    }
+    let long = sender.start("etl").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        qcic_testkit::notes_of(&out, "slow", "etl").is_empty(),
+        "slow with four runs behind it"
+    );
+    long.success().unwrap();
+    // The fifth run (3 s) is in the median now: 100, 100, 100, 100, 3000 ms
+    // make 100 ms; 3 x that is under the 1 s floor.
+    let slow = sender.start("etl").unwrap();
+    let notes = qcic_testkit::wait_notes(&out, "slow", "etl", 1);
+    let text = notes[0]["text"].as_str().unwrap();
+    assert!(text.contains("of the last 5 successful runs"), "{text}");
+    slow.success().unwrap();
+    let done = qcic_testkit::wait_notes(&out, "recovered", "etl", 1);
+    assert_eq!(done[0]["incident"], notes[0]["incident"]);
+    assert_eq!(done[0]["resolves"], "slow");
+    monitor.stop();
+}

@@ -374,6 +374,16 @@ pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, 
                 return Err((key.to_owned(), "must be longer than 0s".into()));
             }
         }
+        if let Some(factor) = job.slow_after {
+            if !(factor.is_finite() && factor > 1.0 && factor <= 1000.0) {
+                return Err((
+                    "slow_after".to_owned(),
+                    format!(
+                        "{factor} is not a factor above 1 such as 3.0 (a run three times its usual length is slow)"
+                    ),
+                ));
+            }
+        }
         for (key, value) in [
             ("alert_after_failures", job.alert_after_failures),
             ("recover_after_successes", job.recover_after_successes),
@@ -397,6 +407,7 @@ pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, 
                 .unwrap_or(RECOVER_AFTER_SUCCESSES),
             repeat: job.repeat,
             notify: job.notify,
+            slow_after: job.slow_after,
         })
     }
 }

@@ -130,6 +130,7 @@ fn raw_job(
         alert_after_failures: expect.alert_after_failures,
         recover_after_successes: expect.recover_after_successes,
         repeat: None,
+        slow_after: None,
         notify: if expect.notify.is_empty() {
             policy.notify.clone()
         } else {

@@ -194,6 +194,9 @@ pub struct JobConfig {
     pub repeat: Option<Duration>,
     /// The channels (by name) this job's notifications go to; `None`: the defaults.
     pub notify: Option<Vec<String>>,
+    /// `slow` when a run in progress lasts this factor × the median of the
+    /// job's last successful runs.
+    pub slow_after: Option<f64>,
 }
 impl JobConfig {
     /// Whether two jobs are configured alike, names aside.
@@ -213,6 +216,7 @@ impl JobConfig {
             recover_after_successes,
             repeat,
             notify,
+            slow_after,
         } = self;
         *schedule == other.schedule
             && *grace == other.grace
@@ -225,6 +229,7 @@ impl JobConfig {
             && *recover_after_successes == other.recover_after_successes
             && *repeat == other.repeat
             && *notify == other.notify
+            && *slow_after == other.slow_after
     }
 
     /// Whether one of its deadlines is a wall time (a cron slot, a
@@ -249,6 +254,7 @@ impl JobConfig {
             recover_after_successes: 1,
             repeat: None,
             notify: None,
+            slow_after: None,
         }
     }
 }

@@ -123,6 +123,7 @@ pub(super) struct RawJob {
     #[serde(default, deserialize_with = "opt_duration")]
     pub(super) repeat: Option<Duration>,
     pub(super) notify: Option<Vec<String>>,
+    pub(super) slow_after: Option<f64>,
 }
 
 #[derive(Deserialize)]

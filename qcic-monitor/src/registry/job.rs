@@ -29,6 +29,7 @@ pub(super) enum Slot {
     TooFast,
     Overrun(u64),
     Stalled(u64),
+    Slow(u64),
 }
 
 impl Slot {
@@ -40,12 +41,13 @@ impl Slot {
             Slot::TooFast => Event::TooFast,
             Slot::Overrun(_) => Event::Overrun,
             Slot::Stalled(_) => Event::Stalled,
+            Slot::Slow(_) => Event::Slow,
         }
     }
 
     pub(super) fn run(self) -> Option<u64> {
         match self {
-            Slot::Overrun(r) | Slot::Stalled(r) => Some(r),
+            Slot::Overrun(r) | Slot::Stalled(r) | Slot::Slow(r) => Some(r),
             _ => None,
         }
     }
@@ -61,6 +63,8 @@ pub(super) enum Timer {
     Late(JobIdx),
     Overrun(JobIdx, u64),
     Stall(JobIdx, u64),
+    /// A run lasting `slow_after` × the median of the job's last runs.
+    Slow(JobIdx, u64),
     Repeat(JobIdx, Slot),
     SilenceEnd(JobIdx),
     /// A declared job's `[declare] retire_after` since it was last heard.
@@ -74,6 +78,7 @@ impl Timer {
             | Timer::Late(j)
             | Timer::Overrun(j, _)
             | Timer::Stall(j, _)
+            | Timer::Slow(j, _)
             | Timer::Repeat(j, _)
             | Timer::SilenceEnd(j)
             | Timer::Retire(j) => j,
@@ -86,6 +91,7 @@ impl Timer {
             Timer::Late(_) => Timer::Late(j),
             Timer::Overrun(_, r) => Timer::Overrun(j, r),
             Timer::Stall(_, r) => Timer::Stall(j, r),
+            Timer::Slow(_, r) => Timer::Slow(j, r),
             Timer::Repeat(_, slot) => Timer::Repeat(j, slot),
             Timer::SilenceEnd(_) => Timer::SilenceEnd(j),
             Timer::Retire(_) => Timer::Retire(j),
@@ -282,6 +288,34 @@ pub(super) struct JobState {
     pub(super) history: VecDeque<(u64, HistoryEntry)>,
     /// How the job declared itself; `None`: it is in the configuration.
     pub(super) declared: Option<Box<Declaration>>,
+    /// With `slow_after`: the durations (ms) of its last successful runs,
+    /// newest last, at most [`SLOW_RUNS`]. Boxed and absent otherwise: a
+    /// million jobs without it pay one pointer each.
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes a job, not 32: most jobs have no slow_after"
+    )]
+    pub(super) recent: Option<Box<VecDeque<u64>>>,
+}
+
+/// How many successful runs `slow_after`'s median is taken over.
+pub const SLOW_RUNS: usize = 20;
+/// How many it needs before any run is called slow.
+pub const SLOW_RUNS_NEEDED: usize = 5;
+
+/// The median of `durations` (ms), once there are [`SLOW_RUNS_NEEDED`].
+pub(super) fn usual(durations: &VecDeque<u64>) -> Option<u64> {
+    if durations.len() < SLOW_RUNS_NEEDED {
+        return None;
+    }
+    let mut sorted: Vec<u64> = durations.iter().copied().collect();
+    sorted.sort_unstable();
+    let mid = sorted.len() / 2;
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        sorted[mid - 1] / 2 + sorted[mid] / 2 + (sorted[mid - 1] % 2 + sorted[mid] % 2) / 2
+    })
 }
 
 /// How a job declared itself (a `declare` message the policy took).
@@ -317,6 +351,7 @@ impl JobState {
             silence: None,
             history: VecDeque::new(),
             declared: None,
+            recent: None,
         }
     }
 }

@@ -283,6 +283,7 @@ impl Registry {
                 Timer::Late(j) => self.fire_late(j, now, &mut out),
                 Timer::Overrun(j, run_id) => self.fire_run(j, Slot::Overrun(run_id), now, &mut out),
                 Timer::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
+                Timer::Slow(j, run_id) => self.fire_run(j, Slot::Slow(run_id), now, &mut out),
                 Timer::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
                 Timer::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
                 Timer::Retire(j) => self.fire_retire(j, now, &mut retiring),

@@ -42,6 +42,9 @@ pub struct JobRecord {
     /// How the job declared itself, if it did: a restarted watcher watches
     /// it again without waiting for its next declaration.
     pub(super) declared: Option<Declaration>,
+    /// With `slow_after`: its last successful runs' durations (ms).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) recent_ms: Vec<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -198,6 +201,11 @@ impl Registry {
                         .flat_map(|c| c.iter().map(|id| id.to_string()))
                         .collect(),
                     declared: job.declared.as_deref().cloned(),
+                    recent_ms: job
+                        .recent
+                        .as_ref()
+                        .map(|r| r.iter().copied().collect())
+                        .unwrap_or_default(),
                 };
                 (job.name.to_string(), record)
             })
@@ -270,6 +278,10 @@ impl Registry {
                 self.wall_timers = true;
             }
             job.silence = record.silence.map(Box::new);
+            if !record.recent_ms.is_empty() && job.cfg.slow_after.is_some() {
+                let keep = record.recent_ms.len().saturating_sub(super::job::SLOW_RUNS);
+                job.recent = Some(Box::new(record.recent_ms.into_iter().skip(keep).collect()));
+            }
             if let Some(since) = record.watching_since_ms {
                 job.watching_since_ms = since;
             }

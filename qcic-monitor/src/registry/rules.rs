@@ -70,6 +70,13 @@ impl Registry {
                     .get(&run_id)
                     .map(|r| now.at.saturating_duration_since(r.started));
                 self.record_end(j, msg, crate::history::Outcome::Success, now);
+                if let (Some(ran), Some(_)) = (ran, self.jobs[j].cfg.slow_after) {
+                    let recent = self.jobs[j].recent.get_or_insert_with(Default::default);
+                    if recent.len() == super::job::SLOW_RUNS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(millis(ran));
+                }
                 self.end_run(j, run_id, "run ended with success", now, &mut out);
                 match (ran, self.jobs[j].cfg.min_runtime) {
                     (Some(ran), Some(min)) if ran < min => {
@@ -301,6 +308,21 @@ impl Registry {
         if let Some(stall) = self.jobs[j].cfg.stall_after {
             self.deadlines.set(Timer::Stall(j, run_id), now.at + stall);
         }
+        if let Some(after) = self.slow_after(j) {
+            self.deadlines.set(Timer::Slow(j, run_id), now.at + after);
+        }
+    }
+
+    /// How long a run of `j` may last before it is `slow`: `slow_after` ×
+    /// the median of its last successful runs (none until there are
+    /// enough of them).
+    pub(super) fn slow_after(&self, j: JobIdx) -> Option<Duration> {
+        let job = &self.jobs[j];
+        let factor = job.cfg.slow_after?;
+        let usual = super::job::usual(job.recent.as_deref()?)?;
+        let after = Duration::from_millis(usual).mul_f64(factor);
+        // A job whose runs take no time yet is not slow within a second.
+        Some(after.max(Duration::from_secs(1)))
     }
 
     /// A message of a live run: it is not stalled.
@@ -336,9 +358,24 @@ impl Registry {
     ) {
         self.deadlines.clear(&Timer::Overrun(j, run_id));
         self.deadlines.clear(&Timer::Stall(j, run_id));
-        self.jobs[j].runs.remove(&run_id);
+        self.deadlines.clear(&Timer::Slow(j, run_id));
+        let ran = self.jobs[j]
+            .runs
+            .remove(&run_id)
+            .map(|r| now.at.saturating_duration_since(r.started));
         self.close(j, Slot::Overrun(run_id), now, || text.to_owned(), out);
         self.close(j, Slot::Stalled(run_id), now, || text.to_owned(), out);
+        // A slow run's follow-up says how long it took in the end.
+        self.close(
+            j,
+            Slot::Slow(run_id),
+            now,
+            || match ran {
+                Some(ran) => format!("{text} after {}", human(ran)),
+                None => text.to_owned(),
+            },
+            out,
+        );
     }
 
     pub(super) fn fire_down(&mut self, j: JobIdx, now: Now, out: &mut Vec<Notification>) {
@@ -440,7 +477,9 @@ impl Registry {
             exit_code: None,
             text: None,
         };
-        self.record_run(history);
+        if !matches!(slot, Slot::Slow(_)) {
+            self.record_run(history);
+        }
         let name = self.jobs[j].name.to_string();
         let id = incident_id(&name, slot.event(), &basis);
         let mut note = self.note(j, slot.event(), &id, now.wall_ms);
@@ -452,6 +491,21 @@ impl Registry {
                 human(running),
                 human(self.jobs[j].cfg.stall_after.unwrap_or_default())
             ),
+            Slot::Slow(_) => {
+                let job = &self.jobs[j];
+                let usual = job
+                    .recent
+                    .as_deref()
+                    .and_then(super::job::usual)
+                    .unwrap_or(0);
+                let runs = job.recent.as_ref().map_or(0, |r| r.len());
+                format!(
+                    "run started {} ago is still going: more than {} x the median {} of the last {runs} successful runs",
+                    human(running),
+                    job.cfg.slow_after.unwrap_or_default(),
+                    human(Duration::from_millis(usual))
+                )
+            }
             _ => format!("run started {} ago has not ended", human(running)),
         });
         self.insert_open(j, slot, id, now.at, now.at, note, out);

@@ -75,6 +75,10 @@ impl Registry {
                 self.deadlines
                     .set(Timer::Stall(j, run_id), (active + stall).max(now.at));
             }
+            if let Some(after) = self.slow_after(j) {
+                self.deadlines
+                    .set(Timer::Slow(j, run_id), (started + after).max(now.at));
+            }
         }
         if let Some(until) = until {
             self.deadlines

@@ -27,11 +27,13 @@ pub enum JobStatus {
     Overrun,
     /// A run ended sooner than `min_runtime`.
     TooFast,
+    /// A run going on for `slow_after` × its usual length.
+    Slow,
 }
 
 impl JobStatus {
     /// Every state, so that what counts jobs by state misses none.
-    pub const ALL: [JobStatus; 9] = [
+    pub const ALL: [JobStatus; 10] = [
         JobStatus::Waiting,
         JobStatus::Up,
         JobStatus::Running,
@@ -41,6 +43,7 @@ impl JobStatus {
         JobStatus::Stalled,
         JobStatus::Overrun,
         JobStatus::TooFast,
+        JobStatus::Slow,
     ];
 
     /// Its place in [`JobStatus::ALL`]. An exhaustive match: a new state
@@ -57,6 +60,7 @@ impl JobStatus {
             JobStatus::Stalled => 6,
             JobStatus::Overrun => 7,
             JobStatus::TooFast => 8,
+            JobStatus::Slow => 9,
         }
     }
 
@@ -72,6 +76,7 @@ impl JobStatus {
             JobStatus::Stalled => "stalled",
             JobStatus::Overrun => "overrun",
             JobStatus::TooFast => "too_fast",
+            JobStatus::Slow => "slow",
         }
     }
 
@@ -84,6 +89,7 @@ impl JobStatus {
             Slot::TooFast => JobStatus::TooFast,
             Slot::Overrun(_) => JobStatus::Overrun,
             Slot::Stalled(_) => JobStatus::Stalled,
+            Slot::Slow(_) => JobStatus::Slow,
         }
     }
 }
@@ -212,6 +218,6 @@ mod view_tests {
         let places: Vec<usize> = JobStatus::ALL.iter().map(|s| s.index()).collect();
         assert_eq!(places, (0..JobStatus::ALL.len()).collect::<Vec<_>>());
         // The largest place any state takes is the last of ALL.
-        assert_eq!(JobStatus::TooFast.index() + 1, JobStatus::ALL.len());
+        assert_eq!(JobStatus::Slow.index() + 1, JobStatus::ALL.len());
     }
 }

@@ -5,6 +5,7 @@ use super::*;
 
 mod basics;
 mod silence;
+mod slow;
 mod timers;
 
 pub(crate) const S: Duration = Duration::from_secs(1);
