@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page))
         .route("/api/jobs", get(api_jobs))
         .route("/api/jobs/{job}/runs", get(api_runs))
+        .route("/job/{job}", get(job_page))
         .route("/api/incidents", get(api_incidents))
         .route("/api/hosts", get(api_hosts))
         .route("/api/peers", get(api_peers))
@@ -137,6 +138,42 @@ async fn api_runs(
             Json(serde_json::json!({"error": e.to_string()})),
         )
             .into_response(),
+    }
+}
+
+/// `/job/{name}`: the job's page (its runs from the state database).
+async fn job_page(
+    State(s): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let Some(job) = s.checker.jobs().await.into_iter().find(|j| j.name == name) else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            Html(format!(
+                "<p>No job is named {}. <a href=\"/\">all jobs</a></p>",
+                esc(&name)
+            )),
+        )
+            .into_response();
+    };
+    let runs = match s.state.clone() {
+        Some(path) => {
+            let read = tokio::task::spawn_blocking(move || {
+                // Enough for the chart and the 30 days' figures.
+                crate::history::read(&path, &name, crate::pages::CHART_RUNS.max(1000), None)
+            })
+            .await;
+            match read {
+                Ok(Ok(runs)) => Some(runs),
+                // No history yet (an empty database) reads as no runs.
+                _ => Some(Vec::new()),
+            }
+        }
+        None => None,
+    };
+    match crate::pages::job_page(&job, runs.as_deref(), wall_ms()) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
 }
 
@@ -478,6 +515,19 @@ fn esc(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// `text` as one URL path segment: every byte outside the unreserved
+/// set percent-encoded (a job name may hold `/`, `?` or `#`).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn time(ms: Option<u64>) -> String {
     ms.map_or_else(|| "never".to_owned(), crate::notification::rfc3339)
 }
@@ -532,10 +582,11 @@ async fn page(State(s): State<AppState>) -> Html<String> {
             .collect();
         let _ = write!(
             rows,
-            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\" data-origin=\"{origin}\"><td>{name}<div class=\"origin\">{from}</div></td>\
+            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\" data-origin=\"{origin}\"><td><a href=\"/job/{link}\">{name}</a><div class=\"origin\">{from}</div></td>\
              <td><span class=\"state state-{state}\">{state}</span></td><td>{last}</td><td>{next}</td><td>{incident}</td>\
              <td><details><summary>{n} events</summary><ul>{history}</ul></details></td></tr>",
             name = esc(&j.name),
+            link = esc(&path_segment(&j.name)),
             state = j.state,
             last = j.last_kind.as_deref().map_or_else(
                 || "never".to_owned(),

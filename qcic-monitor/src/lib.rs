@@ -75,6 +75,7 @@ pub mod keys;
 pub(crate) mod log_limit;
 pub mod notification;
 pub mod notify;
+pub mod pages;
 pub(crate) mod printable;
 pub(crate) mod rate_limit;
 pub(crate) mod receive;

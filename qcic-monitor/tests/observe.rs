@@ -424,3 +424,93 @@ fn the_jobs_gauge_counts_every_job_in_every_state() {
         );
     }
 }
+
+/// A job run a few dozen times (by the SDK, and through `qcic run`, with
+/// varied durations and failures) has a page, linked from the status page,
+/// that a real browser renders: a bar per run in the SVG chart, failed
+/// runs marked, the 7- and 30-day figures and the last outputs.
+#[test]
+fn a_jobs_page_charts_its_runs_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("state = \"{}\"", dir.path().join("state.db").display());
+    let monitor = Monitor::start_with(
+        "watcher-a",
+        &keys,
+        "[http]\nlisten = \"{http}\"\n\n[[job]]\nname = \"etl\"\nevery = \"1h\"\n",
+        &[],
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    for i in 0..24u64 {
+        let run = sender.start("etl").unwrap();
+        std::thread::sleep(Duration::from_millis(20 + (i * 37) % 150));
+        if i % 9 == 4 {
+            run.fail_with_code(Some(2), &format!("run {i}: upstream gone"))
+                .unwrap();
+        } else {
+            run.success_with_text(&format!("run {i}: loaded {} rows", i * 100))
+                .unwrap();
+        }
+    }
+    let qcic_run = |script: &str| {
+        Command::new(qcic_bin())
+            .args(["run", "--job", "etl", "--", "sh", "-c", script])
+            .env("QCIC_ENDPOINTS", &monitor.listen)
+            .output()
+            .unwrap()
+    };
+    assert!(qcic_run("sleep 0.3; echo all good").status.success());
+    assert_eq!(
+        qcic_run("echo '<b>disk</b> full' >&2; exit 7")
+            .status
+            .code(),
+        Some(7)
+    );
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, runs) = get(&monitor.http, "/api/jobs/etl/runs?limit=1000");
+        serde_json::from_str::<serde_json::Value>(&runs)
+            .is_ok_and(|r| r.as_array().is_some_and(|a| a.len() == 26))
+    }));
+    let status = rendered_dom(&format!("http://{}/", monitor.http));
+    assert!(
+        row(&status, "etl").contains("href=\"/job/etl\""),
+        "linked from the status page"
+    );
+    let dom = rendered_dom(&format!("http://{}/job/etl", monitor.http));
+    assert_eq!(dom.matches("<rect class=").count(), 26, "a bar per run");
+    assert_eq!(
+        dom.matches("<rect class=\"fail\"").count(),
+        4,
+        "three failed SDK runs and one qcic run"
+    );
+    assert!(dom.contains("last 7 days"), "{dom}");
+    assert!(dom.contains("85 %"), "22 of 26 runs succeeded: {dom}");
+    // The last output, escaped: qcic run's stderr tail.
+    assert!(dom.contains("&lt;b&gt;disk&lt;/b&gt; full"), "{dom}");
+    assert!(!dom.contains("<b>disk"), "{dom}");
+    let (status, _) = get(&monitor.http, "/job/nope");
+    assert!(status.contains(" 404"), "{status}");
+    // For a person to look at: the page as a browser draws it.
+    if let Some(path) = std::env::var_os("QCIC_SCREENSHOT") {
+        let profile = tempfile::tempdir().unwrap();
+        let shot = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!(
+                "--screenshot={}",
+                std::path::Path::new(&path).display()
+            ))
+            .args([
+                "--window-size=1100,1000",
+                &format!("http://{}/job/etl", monitor.http),
+            ])
+            .output()
+            .unwrap();
+        assert!(shot.status.success());
+    }
+    monitor.stop();
+}
