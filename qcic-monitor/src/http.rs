@@ -191,7 +191,7 @@ async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
         .into_iter()
         .flat_map(|j| {
             j.incidents.into_iter().map(move |i| {
-                serde_json::json!({"job": j.name, "incident": i.id, "event": i.event, "run_id": i.run_id})
+                serde_json::json!({"job": j.name, "incident": i.id, "event": i.event, "run_id": i.run_id.map(crate::history::run_id_text)})
             })
         })
         .collect();

@@ -155,6 +155,41 @@ impl fmt::Display for Event {
     }
 }
 
+/// One spelling of a run id wherever a person or JSON sees it: 16 hex
+/// digits (as `qcic send start` prints it and `qcic send --run-id` takes
+/// it, as emails and `history` show it). A binary form (MessagePack: the
+/// alert stream) keeps the uint. Either form is read back, so a state
+/// database written before the change still loads.
+pub mod run_id_form {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `id`: hex text for JSON, the number for MessagePack.
+    pub fn serialize<S: Serializer>(id: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            None => s.serialize_none(),
+            Some(id) if s.is_human_readable() => s.serialize_some(&format!("{id:016x}")),
+            Some(id) => s.serialize_some(id),
+        }
+    }
+
+    /// Reads a run id written either way.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Number(u64),
+            Hex(String),
+        }
+        match Option::<Form>::deserialize(d)? {
+            None => Ok(None),
+            Some(Form::Number(id)) => Ok(Some(id)),
+            Some(Form::Hex(text)) => u64::from_str_radix(&text, 16).map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("{text:?} is no run id (16 hex digits)"))
+            }),
+        }
+    }
+}
+
 /// The last second an RFC 3339 date can name (9999-12-31T23:59:59Z), unix ms.
 const LAST_RFC3339_MS: u64 = 253_402_300_799_000;
 
@@ -205,7 +240,9 @@ pub struct Notification {
     /// On `recovered`: how long the incident lasted, in ms (for `down`, from
     /// the last message before it to the first one after).
     pub duration_ms: Option<u64>,
-    /// The run concerned, if any.
+    /// The run concerned, if any: 16 hex digits in JSON (a u64 past 2^53
+    /// is no JavaScript number), a uint in MessagePack.
+    #[serde(with = "run_id_form")]
     pub run_id: Option<u64>,
     /// The sending host, if known.
     pub host: Option<Arc<str>>,
@@ -307,6 +344,33 @@ mod tests {
             "after 9999-12-31T23:59:59Z"
         );
         assert_eq!(rfc3339(u64::MAX), "after 9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn a_run_id_is_hex_text_in_json_a_uint_in_messagepack_and_read_either_way() {
+        let mut note = Notification::new(Event::Overrun, "j".into(), "i".into(), "w".into(), 0);
+        note.run_id = Some(u64::MAX - 1);
+        let json = serde_json::to_value(&note).unwrap();
+        assert_eq!(json["run_id"], "fffffffffffffffe");
+        let back: Notification = serde_json::from_value(json).unwrap();
+        assert_eq!(back.run_id, note.run_id);
+        let packed = rmp_serde::to_vec_named(&note).unwrap();
+        let value: rmpv_like::Value = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(value.run_id, Some(u64::MAX - 1), "a uint in MessagePack");
+        // A row written before the change (a number) still loads.
+        let mut old = serde_json::to_value(&note).unwrap();
+        old["run_id"] = serde_json::json!(66);
+        let back: Notification = serde_json::from_value(old).unwrap();
+        assert_eq!(back.run_id, Some(66));
+    }
+
+    /// The MessagePack body read as plain values, not through the same
+    /// `run_id_form`.
+    mod rmpv_like {
+        #[derive(serde::Deserialize)]
+        pub struct Value {
+            pub run_id: Option<u64>,
+        }
     }
 
     #[test]

@@ -136,7 +136,8 @@ fn send_start_prints_the_run_id_for_the_later_end() {
     assert!(out.status.success());
     let start = w.recv();
     let fail = w.recv();
-    assert_eq!(start.run_id.unwrap().to_string(), run_id);
+    // One spelling: 16 hex digits.
+    assert_eq!(format!("{:016x}", start.run_id.unwrap()), run_id);
     assert_eq!(fail.run_id, start.run_id);
     assert_eq!(
         (fail.exit_code, fail.text.as_deref()),

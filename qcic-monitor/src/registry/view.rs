@@ -107,7 +107,8 @@ pub struct IncidentView {
     pub id: String,
     /// What it is.
     pub event: Event,
-    /// The run concerned, if any.
+    /// The run concerned, if any (16 hex digits in JSON).
+    #[serde(with = "crate::notification::run_id_form")]
     pub run_id: Option<u64>,
 }
 

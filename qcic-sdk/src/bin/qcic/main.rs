@@ -66,8 +66,9 @@ enum Cmd {
         /// An exit code (with fail).
         #[arg(long, allow_negative_numbers = true)]
         exit_code: Option<i32>,
-        /// The run this message belongs to (printed by `send start`).
-        #[arg(long)]
+        /// The run this message belongs to: 16 hex digits, as `send start`
+        /// prints it.
+        #[arg(long, value_parser = run_id_hex)]
         run_id: Option<u64>,
     },
     /// Declare what a job expects of itself (`--every` or `--cron`, and
@@ -452,11 +453,24 @@ fn send(
     }
     if kind == Kind::Start {
         if let Some(id) = run_id {
-            println!("{id}");
+            println!("{id:016x}");
         }
     }
     close(&client, cli.close_timeout);
     ExitCode::SUCCESS
+}
+
+/// A run id as `send start` prints it and every JSON and page shows it:
+/// up to 16 hex digits.
+fn run_id_hex(text: &str) -> Result<u64, String> {
+    if text.is_empty() || text.len() > 16 {
+        return Err(format!(
+            "{text:?} is not a run id (16 hex digits, as `qcic send start` prints it)"
+        ));
+    }
+    u64::from_str_radix(text, 16).map_err(|_| {
+        format!("{text:?} is not a run id (16 hex digits, as `qcic send start` prints it)")
+    })
 }
 
 /// The last lines of the command's output, both streams interleaved.
