@@ -3,7 +3,7 @@
 #   - libzmq3-dev (Debian's libzmq, built with libsodium: it has CURVE; see
 #     .cargo/config.toml), pkg-config, gcc, chromium (the status page's
 #     browser test), prometheus-alertmanager (the alertmanager channel's
-#     test), faketime (clock-step tests) and util-linux (unshare,
+#     test), prometheus (promtool, to lint /metrics), faketime (clock-step tests) and util-linux (unshare,
 #     prlimit), through apt when missing;
 #   - .venv/ with the Python packages the tests use (aiosmtpd: a real SMTP server).
 # Idempotent: a second run only checks.
@@ -24,6 +24,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The alertmanager channel is tested against a real Prometheus Alertmanager.
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+# /metrics is linted with Prometheus's promtool.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 # The status page is tested in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then

@@ -56,6 +56,10 @@ impl Watcher {
     /// first listen endpoint too.
     pub async fn start(mut config: Config, demo: bool) -> Result<Watcher, MonitorError> {
         let stats = Arc::new(Stats::default());
+        stats.runs.configure(
+            config.monitor.metrics_jobs,
+            &config.monitor.run_duration_buckets,
+        );
         let nofile = accept::raise_nofile();
         let ctx = zmq::Context::new();
         let (store, loaded, store_thread) = match &config.monitor.state {

@@ -73,6 +73,7 @@ pub(crate) mod http;
 pub(crate) mod ingest_guard;
 pub mod keys;
 pub(crate) mod log_limit;
+pub(crate) mod metrics;
 pub mod notification;
 pub mod notify;
 pub mod pages;

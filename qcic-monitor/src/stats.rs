@@ -164,6 +164,8 @@ impl DeclareRefusal {
 /// Process-wide counters; every one only grows.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Each job's run figures for `/metrics` (last success, durations).
+    pub runs: crate::metrics::RunMetrics,
     /// Frames taken off the PULL socket.
     pub frames: AtomicU64,
     /// Frames that decoded into a valid message.

@@ -514,3 +514,102 @@ fn a_jobs_page_charts_its_runs_in_a_real_browser() {
     }
     monitor.stop();
 }
+
+/// `/metrics` passes Prometheus's own linter (`promtool check metrics`,
+/// Debian's `prometheus`), and has the per-job series batch-job alerts
+/// are written against, bounded by `[http] metrics_jobs`.
+#[test]
+fn metrics_pass_promtool_and_carry_the_batch_job_series() {
+    let monitor = Monitor::start(
+        "watcher-a",
+        "[http]\nlisten = \"{http}\"\nmetrics_jobs = 2\nrun_duration_buckets = [0.05, 1, 60]\n\n\
+         [[job]]\nname = \"etl\"\nevery = \"1h\"\n\n[[job]]\nname = \"load\"\nevery = \"1h\"\n\n\
+         [[job]]\nname = \"third\"\nevery = \"1h\"\n",
+    );
+    let sender = Client::new([monitor.listen.clone()]).unwrap();
+    let run = sender.start("etl").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    run.success().unwrap();
+    sender.start("etl").unwrap().fail("boom").unwrap();
+    sender.start("load").unwrap().success().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&monitor.http, "/metrics")
+            .1
+            .contains("qcic_job_last_run_success{job=\"etl\"} 0")
+    }));
+    let (_, metrics) = get(&monitor.http, "/metrics");
+    let fed = |program: &std::path::Path, args: &[&str]| {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{} (scripts/setup.sh installs it): {e}", program.display())
+            });
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), metrics.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // The OpenMetrics parser of the Prometheus project's Python client:
+    // strict, and no code of ours.
+    let parsed = fed(
+        &qcic_testkit::python(),
+        &[
+            "-c",
+            "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\nprint(len(list(parse(sys.stdin.read()))))",
+        ],
+    );
+    assert!(
+        parsed.status.success(),
+        "not OpenMetrics: {}\n{metrics}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    // promtool parses the older text format, where a counter's HELP names
+    // its `_total` series: on OpenMetrics (whose counter family drops
+    // `_total`) it says "no help text" for each counter, and nothing else
+    // is allowed. A parse error (exit 1) or any other lint fails.
+    let linted = fed(std::path::Path::new("promtool"), &["check", "metrics"]);
+    let said = String::from_utf8_lossy(&linted.stdout).into_owned()
+        + &String::from_utf8_lossy(&linted.stderr);
+    assert_ne!(
+        linted.status.code(),
+        Some(1),
+        "promtool could not parse it: {said}\n{metrics}"
+    );
+    let other: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| {
+            !(l.ends_with("_total no help text")
+                && metrics.contains(&format!(
+                    "# TYPE {} counter",
+                    l.split("_total").next().unwrap_or("")
+                )))
+        })
+        .collect();
+    assert!(other.is_empty(), "promtool: {other:?}\n{metrics}");
+    for line in [
+        "qcic_job_last_run_success{job=\"load\"} 1",
+        "qcic_job_up{job=\"etl\"} 0",
+        "qcic_job_up{job=\"load\"} 1",
+        "qcic_run_duration_seconds_count{job=\"etl\"} 2",
+        "qcic_run_duration_seconds_bucket{le=\"+Inf\",job=\"etl\"} 2",
+        // Past metrics_jobs = 2: the third job's series are left out.
+        "qcic_metrics_jobs_left_out 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("qcic_job_last_success_timestamp_seconds{job=\"etl\"} ")),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("job=\"third\""), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "OpenMetrics ends so");
+    monitor.stop();
+}

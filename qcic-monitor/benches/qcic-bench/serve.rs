@@ -111,6 +111,8 @@ pub(crate) fn serve(o: &Opts) {
             control: o.get("control").unwrap().into(),
             http: None,
             public_url: None,
+            metrics_jobs: 10_000,
+            run_duration_buckets: vec![1.0, 60.0, 3600.0],
             state: o.get("state").filter(|s| *s != "off").map(PathBuf::from),
             history: Some(qcic_monitor::config::defaults::HISTORY),
             history_runs: qcic_monitor::config::defaults::HISTORY_RUNS,

@@ -222,6 +222,32 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
         }
         url => url.map(|u| u.trim_end_matches('/').to_owned()),
     };
+    let metrics_jobs = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.metrics_jobs)
+        .unwrap_or(crate::metrics::METRICS_JOBS);
+    let run_duration_buckets = match raw
+        .http
+        .as_ref()
+        .and_then(|h| h.run_duration_buckets.clone())
+    {
+        None => crate::metrics::DURATION_BUCKETS.to_vec(),
+        Some(bounds) => {
+            let rising = bounds.windows(2).all(|w| w[0] < w[1]);
+            if bounds.is_empty()
+                || bounds.len() > 50
+                || !rising
+                || bounds.iter().any(|b| !b.is_finite() || *b <= 0.0)
+            {
+                return Err((
+                    "http.run_duration_buckets".into(),
+                    "must be 1 to 50 positive numbers of seconds, rising, such as [1, 10, 60, 600, 3600]".into(),
+                ));
+            }
+            bounds
+        }
+    };
     let http = match raw.http {
         None => None,
         Some(h) => {
@@ -284,6 +310,8 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
         control,
         http,
         public_url,
+        metrics_jobs,
+        run_duration_buckets,
         farm,
     })
 }

@@ -108,6 +108,10 @@ pub struct MonitorConfig {
     /// Where people reach the status page (`[http] public_url`), for links
     /// in notifications.
     pub public_url: Option<String>,
+    /// The most jobs with per-job series in `/metrics`.
+    pub metrics_jobs: usize,
+    /// `qcic_run_duration_seconds`'s bucket bounds, seconds, rising.
+    pub run_duration_buckets: Vec<f64>,
     /// The state database (`state = "off"`: none).
     pub state: Option<PathBuf>,
     /// How long runs stay in the history (`None`: by count only).

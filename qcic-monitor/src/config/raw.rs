@@ -88,6 +88,8 @@ pub(super) struct RawMonitor {
 pub(super) struct RawHttp {
     pub(super) listen: Option<String>,
     pub(super) public_url: Option<String>,
+    pub(super) metrics_jobs: Option<usize>,
+    pub(super) run_duration_buckets: Option<Vec<f64>>,
 }
 
 #[derive(Deserialize)]

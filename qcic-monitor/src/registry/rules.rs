@@ -264,6 +264,12 @@ impl Registry {
             exit_code: msg.exit_code,
             text: msg.text.clone(),
         };
+        self.stats.runs.observe(
+            &run.job,
+            outcome == crate::history::Outcome::Success,
+            now.wall_ms,
+            run.duration_ms,
+        );
         self.record_run(run);
     }
 
