@@ -2,7 +2,6 @@
 //! default): `/api/jobs`, `/api/incidents`, `/api/hosts`, `/api/peers`,
 //! `/metrics` and `/`, a status page.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -234,118 +233,18 @@ fn esc(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// `text` as one URL path segment: every byte outside the unreserved
-/// set percent-encoded (a job name may hold `/`, `?` or `#`).
-fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn time(ms: Option<u64>) -> String {
-    ms.map_or_else(|| "never".to_owned(), crate::notification::rfc3339)
-}
-
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
-.state{font-weight:600;border-radius:3px;padding:.1em .5em;color:#fff}\
-.state-up,.state-running{background:#2e7d32}.state-waiting{background:#757575}\
-.state-down,.state-failed{background:#c62828}\
-.state-overrun,.state-late,.state-stalled,.state-too_fast,.state-slow{background:#ef6c00}\
-.origin{font-size:80%;color:#616161}\
-details{font-size:12px;color:#555}input{padding:.3em;width:20em;margin-bottom:1em}";
-
-const SCRIPT: &str = "(function(){var f=document.getElementById('filter');\
-function apply(){var q=f.value.toLowerCase();document.querySelectorAll('tr.job').forEach(function(r){\
-r.hidden=q!==''&&r.dataset.job.toLowerCase().indexOf(q)<0&&r.dataset.state.indexOf(q)<0;});}\
-var p=new URLSearchParams(location.search).get('filter');if(p){f.value=p;}\
-f.addEventListener('input',apply);apply();})();";
-
-/// The status page: server-rendered, no external assets, refreshed every 5 s.
-async fn page(State(s): State<AppState>) -> Html<String> {
+/// The status page (`pages::status_page`): server-rendered, no external
+/// assets, refreshed every 5 s.
+async fn page(State(s): State<AppState>) -> axum::response::Response {
     let jobs = s.checker.jobs().await;
     let hosts = s.checker.hosts().await;
-    let now = wall_ms();
-    let mut host_rows = String::new();
-    for h in &hosts {
-        let _ = write!(
-            host_rows,
-            "<tr class=\"host\"><td>{}</td><td>{:+.3} s{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&h.host),
-            h.skew_ms as f64 / 1000.0,
-            if h.skewed {
-                " <strong>off</strong>"
-            } else {
-                ""
-            },
-            time(Some(h.last_seen_ms)),
-            h.messages
-        );
+    let more = s
+        .stats
+        .hosts_known
+        .load(Ordering::Relaxed)
+        .saturating_sub(hosts.len() as u64);
+    match crate::pages::status_page(&s.watcher, &jobs, &hosts, more, wall_ms()) {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }
-    let mut rows = String::new();
-    for j in &jobs {
-        let incident = j.incidents.first().map_or_else(
-            || "-".to_owned(),
-            |i| format!("{} <code>{}</code>", i.event, esc(&i.id)),
-        );
-        let history: String = j
-            .history
-            .iter()
-            .rev()
-            .map(|(ms, what)| format!("<li>{} {}</li>", time(Some(*ms)), esc(what)))
-            .collect();
-        let _ = write!(
-            rows,
-            "<tr class=\"job\" data-job=\"{name}\" data-state=\"{state}\" data-origin=\"{origin}\"><td><a href=\"/job/{link}\">{name}</a><div class=\"origin\">{from}</div></td>\
-             <td><span class=\"state state-{state}\">{state}</span></td><td>{last}</td><td>{next}</td><td>{incident}</td>\
-             <td><details><summary>{n} events</summary><ul>{history}</ul></details></td></tr>",
-            name = esc(&j.name),
-            link = esc(&path_segment(&j.name)),
-            state = j.state,
-            last = j.last_kind.as_deref().map_or_else(
-                || "never".to_owned(),
-                |k| format!("{k} at {}", time(j.last_seen_ms))
-            ),
-            next = time(j.next_deadline_ms),
-            n = j.history.len(),
-            origin = esc(&j.origin),
-            from = j.declared.as_ref().map_or_else(
-                || "from the configuration".to_owned(),
-                |d| format!(
-                    "declared by {} at {}: <code>{}</code>",
-                    esc(&d.host),
-                    time(Some(d.at_ms)),
-                    esc(&d.spec)
-                )
-            ),
-        );
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
-         <title>qcic {watcher}</title><style>{STYLE}</style></head><body>\
-         <h1>qcic watcher {watcher}</h1><p>{count} jobs, {now}. <a href=\"/metrics\">metrics</a> \
-         <a href=\"/api/jobs\">jobs (JSON)</a> <a href=\"/api/incidents\">incidents (JSON)</a></p>\
-         <input id=\"filter\" placeholder=\"filter by job or state\" autofocus>\
-         <table><thead><tr><th>job</th><th>state</th><th>last message</th><th>next deadline</th><th>incident</th><th>history</th></tr></thead>\
-         <tbody>{rows}</tbody></table>\
-         <h2>sender hosts</h2><table><thead><tr><th>host</th><th>clock skew (watcher minus host)</th><th>last message</th><th>messages</th></tr></thead>\
-         <tbody>{host_rows}</tbody></table>{more_hosts}<script>{SCRIPT}</script></body></html>",
-        more_hosts = match s
-            .stats
-            .hosts_known
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(hosts.len() as u64)
-        {
-            0 => String::new(),
-            rest => format!("<p>and {rest} more hosts (the largest skews are shown)</p>"),
-        },
-        watcher = esc(&s.watcher),
-        count = jobs.len(),
-        now = time(Some(now)),
-    ))
 }

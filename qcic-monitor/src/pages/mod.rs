@@ -1,5 +1,6 @@
 //! Pages for people, rendered from templates (minijinja, HTML
-//! auto-escaping: a job's name or output cannot become markup): `/job/{name}`,
+//! auto-escaping: a job's name or output cannot become markup): `/`, the
+//! status page (every job, a legend of the states), and `/job/{name}`,
 //! a job's runs as a duration chart (server-rendered SVG, no external
 //! assets), its success rate and p50/p95 over 7 and 30 days, its last
 //! outputs and open incidents.
@@ -24,6 +25,8 @@ fn templates() -> &'static Environment<'static> {
         let mut env = Environment::new();
         env.add_template("job.html", include_str!("job.html"))
             .unwrap_or_else(|e| panic!("the job page's template: {e:#}"));
+        env.add_template("status.html", include_str!("status.html"))
+            .unwrap_or_else(|e| panic!("the status page's template: {e:#}"));
         env
     })
 }
@@ -238,6 +241,112 @@ pub fn job_page(job: &JobView, runs: Option<&[RunRecord]>, now_ms: u64) -> Resul
         .map_err(|e| format!("{e:#}"))
 }
 
+/// What each state means, for the legend.
+fn meaning(state: JobStatus) -> &'static str {
+    match state {
+        JobStatus::Waiting => "never heard from since the watcher started",
+        JobStatus::Up => "heard from in time, no run going",
+        JobStatus::Running => "a run started and has not ended",
+        JobStatus::Down => "not heard from in time",
+        JobStatus::Failed => "its last run (or report) failed",
+        JobStatus::Late => "a scheduled start did not come",
+        JobStatus::Stalled => "a run went quiet",
+        JobStatus::Overrun => "a run passed max_runtime",
+        JobStatus::TooFast => "a run ended sooner than min_runtime",
+        JobStatus::Slow => "a run going on far longer than usual",
+    }
+}
+
+/// The status page's filter: `?filter=` and the box hide other rows.
+const FILTER_SCRIPT: &str = "(function(){var f=document.getElementById('filter');\
+function apply(){var q=f.value.toLowerCase();document.querySelectorAll('tr.job').forEach(function(r){\
+r.hidden=q!==''&&r.dataset.job.toLowerCase().indexOf(q)<0&&r.dataset.state.indexOf(q)<0;});}\
+var p=new URLSearchParams(location.search).get('filter');if(p){f.value=p;}\
+f.addEventListener('input',apply);apply();})();";
+
+/// `/`: every job (`jobs`), the sender hosts with the largest skews
+/// (`hosts`) and how many more there are.
+pub fn status_page(
+    watcher: &str,
+    jobs: &[JobView],
+    hosts: &[crate::registry::HostView],
+    more_hosts: u64,
+    now_ms: u64,
+) -> Result<String, String> {
+    let never =
+        |ms: Option<u64>| ms.map_or_else(|| "never".to_owned(), crate::notification::rfc3339);
+    let jobs: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            context! {
+                name => crate::printable::one_line(&j.name),
+                link => path_segment(&j.name),
+                state => j.state.name(),
+                origin => j.origin,
+                last => match &j.last_kind {
+                    Some(kind) => format!("{kind} at {}", never(j.last_seen_ms)),
+                    None => "never".into(),
+                },
+                next => never(j.next_deadline_ms),
+                incident => j.incidents.first().map(|i| context! { event => i.event.name(), id => i.id }),
+                history => j.history.iter().rev().map(|(ms, what)| context! {
+                    at => never(Some(*ms)),
+                    what => crate::printable::one_line(what),
+                }).collect::<Vec<_>>(),
+                declared => j.declared.as_ref().map(|d| context! {
+                    host => crate::printable::one_line(&d.host),
+                    at => never(Some(d.at_ms)),
+                    spec => crate::printable::one_line(&d.spec),
+                }),
+            }
+        })
+        .collect();
+    let hosts: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            context! {
+                host => crate::printable::one_line(&h.host),
+                skew => format!("{:+.3} s", h.skew_ms as f64 / 1000.0),
+                skewed => h.skewed,
+                last => never(Some(h.last_seen_ms)),
+                messages => h.messages,
+            }
+        })
+        .collect();
+    let states: Vec<_> = JobStatus::ALL
+        .iter()
+        .map(|s| context! { name => s.name(), meaning => meaning(*s) })
+        .collect();
+    templates()
+        .get_template("status.html")
+        .and_then(|t| {
+            t.render(context! {
+                watcher => crate::printable::one_line(watcher),
+                now => never(Some(now_ms)),
+                jobs => jobs,
+                hosts => hosts,
+                more_hosts => more_hosts,
+                states => states,
+                state_css => minijinja::Value::from_safe_string(state_css()),
+                script => minijinja::Value::from_safe_string(FILTER_SCRIPT.to_owned()),
+            })
+        })
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// `text` as one URL path segment: every byte outside the unreserved set
+/// percent-encoded (a job name may hold `/`, `?` or `#`).
+pub fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +363,50 @@ mod tests {
             outcome,
             exit_code: (outcome == Outcome::Fail).then_some(3),
             text: Some(format!("<b>{outcome:?}</b>")),
+        }
+    }
+
+    #[test]
+    fn the_status_page_has_a_legend_and_a_colour_for_every_state_and_escapes_names() {
+        let mut job = view("a/b?<i>");
+        job.history = vec![(0, "fail received: <script>x</script>".into())];
+        let html = status_page("w<1>", &[job], &[], 3, 0).unwrap();
+        for state in JobStatus::ALL {
+            assert!(
+                html.contains(&format!(".state-{}{{", state.name())),
+                "{state}"
+            );
+            assert!(
+                html.contains(&format!(
+                    "<span class=\"state state-{0}\" title=",
+                    state.name()
+                )),
+                "{state}"
+            );
+        }
+        assert!(!html.contains("<script>x"), "{html}");
+        assert!(html.contains("href=\"/job/a%2Fb%3F%3Ci%3E\""), "{html}");
+        assert!(html.contains("w&lt;1&gt;"), "{html}");
+        assert!(html.contains("and 3 more hosts"), "{html}");
+    }
+
+    fn view(name: &str) -> JobView {
+        JobView {
+            name: name.into(),
+            state: JobStatus::Failed,
+            schedule: "every 1h".into(),
+            period_ms: 3_600_000,
+            grace_ms: 0,
+            last_seen_ms: Some(1000),
+            last_kind: Some("fail".into()),
+            last_host: None,
+            next_deadline_ms: None,
+            runs_in_progress: 0,
+            incidents: Vec::new(),
+            silence: None,
+            history: Vec::new(),
+            origin: "config".into(),
+            declared: None,
         }
     }
 
@@ -278,23 +431,7 @@ mod tests {
 
     #[test]
     fn the_page_escapes_what_senders_wrote_and_marks_failed_runs() {
-        let job = JobView {
-            name: "etl<script>".into(),
-            state: JobStatus::Failed,
-            schedule: "every 1h".into(),
-            period_ms: 3_600_000,
-            grace_ms: 0,
-            last_seen_ms: Some(1000),
-            last_kind: Some("fail".into()),
-            last_host: None,
-            next_deadline_ms: None,
-            runs_in_progress: 0,
-            incidents: Vec::new(),
-            silence: None,
-            history: Vec::new(),
-            origin: "config".into(),
-            declared: None,
-        };
+        let job = view("etl<script>");
         let runs = [run(200, 5, Outcome::Fail), run(100, 10, Outcome::Success)];
         let html = job_page(&job, Some(&runs), 300_000).unwrap();
         assert!(!html.contains("<script>"), "{html}");
