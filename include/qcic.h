@@ -284,6 +284,11 @@ typedef struct {
 #define QCIC_STATUS_SPEC_NOTIFY 121
 
 /**
+ * Declaration: bad `slow_after` (a factor above 1, at most 1000, such as 3 or 2.5).
+ */
+#define QCIC_STATUS_SPEC_SLOW_AFTER 122
+
+/**
  * The send queue is full: the message was dropped and counted.
  */
 #define QCIC_STATUS_QUEUE_FULL 200
@@ -453,8 +458,8 @@ qcic_status qcic_client_send(qcic_client *client, const qcic_message *message);
  * (exactly one), `timezone` (with `cron`), the durations `grace`,
  * `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
  * `1h30m`, `1d`), the counts `alert_after_failures` and
- * `recover_after_successes`, and `notify` (channel names joined by
- * commas). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+ * `recover_after_successes`, `notify` (channel names joined by
+ * commas) and `slow_after` (a factor such as `3` or `2.5`). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
  * code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
  * The declaration is sent again before the job's next message after each
  * reconnection to a watcher, and at most every 5 minutes. Never blocks.
@@ -463,7 +468,9 @@ qcic_status qcic_client_send(qcic_client *client, const qcic_message *message);
  * # Safety
  * `client` is NULL or a live client; `job` and `spec` are NULL or NUL-terminated strings.
  */
-qcic_status qcic_client_declare(qcic_client *client, const char *job, const char *spec);
+qcic_status qcic_client_declare(qcic_client *client,
+                                const char *job,
+                                const char *spec);
 
 /**
  * Sends a declaration exactly as given (as `qcic_client_send()` does a

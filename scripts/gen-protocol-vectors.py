@@ -17,7 +17,8 @@ import msgpack
 KINDS = {"start": 1, "progress": 2, "success": 3, "fail": 4, "heartbeat": 5, "declare": 6}
 # The `expect` map's key codes (field 10 of `declare`), in wire order.
 EXPECT = ["every", "cron", "timezone", "grace", "start_within", "max_runtime", "stall_after",
-          "min_runtime", "alert_after_failures", "recover_after_successes", "notify"]
+          "min_runtime", "alert_after_failures", "recover_after_successes", "notify",
+          "slow_after"]
 DURATIONS = {"every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime"}
 TS = 1764072000000  # 2025-11-25T12:00:00Z
 RUN = 0x1F2E3D4C5B6A7988
@@ -49,6 +50,9 @@ def spec_string(e):
             v = duration_text(v)
         elif k == "notify":
             v = shlex.quote(",".join(v))
+        elif k == "slow_after":
+            # Thousandths on the wire, a factor in the spec string.
+            v = f"{v // 1000}" if v % 1000 == 0 else f"{v // 1000}.{v % 1000:03d}".rstrip("0")
         elif isinstance(v, str):
             v = shlex.quote(v)
         parts.append(f"{k}={v}")
@@ -99,13 +103,15 @@ VALID = [
         "cron": "30 2 * * 1-5", "timezone": "Europe/London", "grace": 15 * MINUTE,
         "start_within": 5 * MINUTE, "stall_after": 10 * MINUTE, "min_runtime": 1500,
         "alert_after_failures": 2, "recover_after_successes": 3, "notify": ["ops-mail", "pager"]})),
+    ("declare-slow-after", fields("declare", seq=51, expect={
+        "every": HOUR, "max_runtime": 4 * HOUR, "slow_after": 2500})),
     # The largest declaration: every string and list at its limit.
     ("declare-limits", fields("declare", job="y" * 128, seq=U64_MAX, ts_ms=U64_MAX, host="h" * 255,
                               pid=U32_MAX, expect={
         "cron": "0 " * 63 + "*!", "timezone": "Z" * 64, "grace": 100 * 365 * DAY,
         "start_within": 1, "max_runtime": 100 * 365 * DAY, "stall_after": 100 * 365 * DAY,
         "min_runtime": 100 * 365 * DAY, "alert_after_failures": 1000,
-        "recover_after_successes": 1000, "notify": ["n" * 64] * 8})),
+        "recover_after_successes": 1000, "notify": ["n" * 64] * 8, "slow_after": 1000000})),
 ]
 
 DECLARE = [1, 6, "job", None, 1, TS, "h", 1, None, None]

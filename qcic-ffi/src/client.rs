@@ -276,8 +276,8 @@ pub unsafe extern "C" fn qcic_client_send(
 /// (exactly one), `timezone` (with `cron`), the durations `grace`,
 /// `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
 /// `1h30m`, `1d`), the counts `alert_after_failures` and
-/// `recover_after_successes`, and `notify` (channel names joined by
-/// commas). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+/// `recover_after_successes`, `notify` (channel names joined by
+/// commas) and `slow_after` (a factor such as `3` or `2.5`). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
 /// code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
 /// The declaration is sent again before the job's next message after each
 /// reconnection to a watcher, and at most every 5 minutes. Never blocks.

@@ -54,6 +54,8 @@ pub const QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES: qcic_status = 119;
 pub const QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES: qcic_status = 120;
 /// Declaration: bad `notify` (at most 8 comma-separated channel names of 1-64 bytes of A-Z a-z 0-9 . _ -).
 pub const QCIC_STATUS_SPEC_NOTIFY: qcic_status = 121;
+/// Declaration: bad `slow_after` (a factor above 1, at most 1000, such as 3 or 2.5).
+pub const QCIC_STATUS_SPEC_SLOW_AFTER: qcic_status = 122;
 
 /// The send queue is full: the message was dropped and counted.
 pub const QCIC_STATUS_QUEUE_FULL: qcic_status = 200;
@@ -159,6 +161,10 @@ pub(crate) const MESSAGES: &[(qcic_status, &str)] = &[
         "declaration: bad notify (at most 8 channel names of A-Z a-z 0-9 . _ -)\0",
     ),
     (
+        QCIC_STATUS_SPEC_SLOW_AFTER,
+        "declaration: bad slow_after (a factor above 1, at most 1000)\0",
+    ),
+    (
         QCIC_STATUS_QUEUE_FULL,
         "send queue full: the message was dropped and counted\0",
     ),
@@ -242,6 +248,7 @@ pub(crate) fn of_spec_error(err: &SpecError) -> qcic_status {
         "alert_after_failures" => QCIC_STATUS_SPEC_ALERT_AFTER_FAILURES,
         "recover_after_successes" => QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES,
         "notify" => QCIC_STATUS_SPEC_NOTIFY,
+        "slow_after" => QCIC_STATUS_SPEC_SLOW_AFTER,
         _ => QCIC_STATUS_SPEC,
     }
 }
@@ -278,7 +285,7 @@ mod tests {
                 key,
                 reason: String::new(),
             });
-            assert!((111..=121).contains(&status), "{key}");
+            assert!((111..=122).contains(&status), "{key}");
             assert!(seen.insert(status), "{key} shares a status");
         }
     }

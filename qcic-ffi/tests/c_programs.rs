@@ -213,6 +213,10 @@ fn run_mode_with(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(exe)
             .args(args)
             .envs(env.iter().copied())
+            // The library this test built, not one cargo copied up to
+            // target/debug by an earlier `cargo build`: cargo's own
+            // LD_LIBRARY_PATH names that folder first, ahead of the rpath.
+            .env("LD_LIBRARY_PATH", lib_dir())
             .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
             .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"),
         &format!("{} {mode}", exe.display()),

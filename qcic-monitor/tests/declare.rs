@@ -469,3 +469,35 @@ fn a_restart_under_a_stricter_policy_closes_what_the_job_left_open() {
     assert_eq!(up[0]["incident"], down[0]["incident"]);
     assert!(!status(&second).contains("etl-b"));
 }
+
+/// `slow_after` declared by the job itself (protocol key 12): after five
+/// quick runs, a sixth still going at three times their median is
+/// notified while it runs.
+#[test]
+fn a_declared_slow_after_raises_slow_while_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("notes.jsonl");
+    let monitor = Monitor::start(
+        "watcher-a",
+        &format!("{}{}", policy(""), note_channel(&out)),
+    );
+    let client = Client::new([monitor.listen.clone()]).unwrap();
+    client
+        .declare(&JobSpec::every("slow-job", Duration::from_secs(3600)).slow_after(3.0))
+        .unwrap();
+    for _ in 0..5 {
+        let run = client.start("slow-job").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        run.success().unwrap();
+    }
+    let run = client.start("slow-job").unwrap();
+    let slow = wait_notes(&out, "slow", "slow-job", 1);
+    assert!(
+        slow[0]["text"].as_str().unwrap().contains("3 x the median"),
+        "{slow:?}"
+    );
+    assert!(status(&monitor).contains("slow_after=3"));
+    run.success().unwrap();
+    wait_notes(&out, "recovered", "slow-job", 1);
+    monitor.stop();
+}

@@ -64,6 +64,7 @@ def test_bad_messages_are_refused_clearly() -> None:
 
 def test_declarations_name_the_key_at_fault_and_read_back() -> None:
     assert qcic._qcic.spec_string("j", [("every", "1d"), ("grace", "3600000ms")]) == "every=1d grace=1h"
+    assert qcic._qcic.spec_string("j", [("every", "1h"), ("slow_after", "2.5")]) == "every=1h slow_after=2.5"
     for kwargs, key in [
         ({"every": "soon"}, "every"),
         ({"every": "1m", "cron": "@daily"}, "cron"),
@@ -71,6 +72,7 @@ def test_declarations_name_the_key_at_fault_and_read_back() -> None:
         ({"every": 60, "alert_after_failures": 0}, "alert_after_failures"),
         ({"every": 60, "notify": ["ok", "not ok"]}, "notify"),
         ({"every": -1}, "every"),
+        ({"every": 60, "slow_after": 1.0}, "slow_after"),
         ({}, "spec"),
     ]:
         with pytest.raises(qcic.InvalidSpecError) as info:

@@ -25,6 +25,9 @@ pub const MAX_CHANNELS: usize = 8;
 pub const MAX_CHANNEL_LEN: usize = 64;
 /// Largest `alert_after_failures` and `recover_after_successes`.
 pub const MAX_COUNT: u32 = 1000;
+/// `slow_after` in thousandths on the wire: above 1000 (a factor above
+/// 1), at most this (a factor of 1000).
+pub const MAX_SLOW_AFTER_PERMILLE: u32 = 1_000_000;
 /// Longest duration a declaration may give: 100 years, as in a watcher's
 /// configuration.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -64,6 +67,9 @@ pub struct Expectations {
     pub alert_after_failures: Option<u32>,
     /// Close an alarm only after this many successes in a row.
     pub recover_after_successes: Option<u32>,
+    /// `slow` when a run lasts this factor × the median of the last
+    /// successful runs, in thousandths (`3000`: three times).
+    pub slow_after_permille: Option<u32>,
     /// Channel names (the watcher's `[[notify]] name`s); empty: the
     /// watcher's choice.
     pub notify: Vec<String>,
@@ -91,7 +97,7 @@ impl SpecError {
 
 /// The spec-string keys, in wire order; a key's wire code is its place
 /// here plus one (never renumbered).
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "every",
     "cron",
     "timezone",
@@ -103,6 +109,7 @@ pub const KEYS: [&str; 11] = [
     "alert_after_failures",
     "recover_after_successes",
     "notify",
+    "slow_after",
 ];
 
 impl Expectations {
@@ -117,6 +124,7 @@ impl Expectations {
             min_runtime: None,
             alert_after_failures: None,
             recover_after_successes: None,
+            slow_after_permille: None,
             notify: Vec::new(),
         }
     }
@@ -175,6 +183,15 @@ impl Expectations {
             if value.is_some_and(|n| n == 0 || n > MAX_COUNT) {
                 return Err(SpecError::new(key, "must be 1 to 1000"));
             }
+        }
+        if self
+            .slow_after_permille
+            .is_some_and(|p| p <= 1000 || p > MAX_SLOW_AFTER_PERMILLE)
+        {
+            return Err(SpecError::new(
+                "slow_after",
+                "must be a factor above 1 and at most 1000, such as 3 or 2.5",
+            ));
         }
         if self.notify.len() > MAX_CHANNELS {
             return Err(SpecError::new("notify", "names at most 8 channels"));
@@ -278,8 +295,44 @@ impl fmt::Display for Expectations {
         if !self.notify.is_empty() {
             parts.push(format!("notify={}", quote(&self.notify.join(","))));
         }
+        if let Some(p) = self.slow_after_permille {
+            parts.push(format!("slow_after={}", format_factor(p)));
+        }
         f.write_str(&parts.join(" "))
     }
+}
+
+/// A factor in thousandths as people write it: `3`, `2.5`, `1.125`.
+pub fn format_factor(permille: u32) -> String {
+    let whole = permille / 1000;
+    let part = permille % 1000;
+    if part == 0 {
+        return whole.to_string();
+    }
+    format!("{whole}.{part:03}")
+        .trim_end_matches('0')
+        .to_owned()
+}
+
+/// A factor (`3`, `2.5`) in thousandths, rounded to the nearest.
+fn parse_factor(key: &'static str, text: &str) -> Result<u32, SpecError> {
+    let factor: f64 = text
+        .parse()
+        .map_err(|_| SpecError::new(key, format!("{text:?} is not a number such as 3 or 2.5")))?;
+    if !factor.is_finite() || factor <= 0.0 || factor > f64::from(MAX_SLOW_AFTER_PERMILLE) / 1000.0
+    {
+        return Err(SpecError::new(
+            key,
+            "must be a factor above 1 and at most 1000, such as 3 or 2.5",
+        ));
+    }
+    // In range: the cast cannot overflow or be negative.
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked range"
+    )]
+    Ok((factor * 1000.0).round() as u32)
 }
 
 /// A job and what it expects of itself: what [`crate::Client::declare`]
@@ -376,6 +429,16 @@ impl JobSpec {
         self
     }
 
+    /// `slow` when a run lasts `factor` × the median of the job's last
+    /// successful runs (above 1, at most 1000; kept to thousandths).
+    pub fn slow_after(mut self, factor: f64) -> JobSpec {
+        // Out of range, it is kept as 0, which the declaration's check
+        // refuses with the key named, as a spec string's would be.
+        self.expect.slow_after_permille =
+            Some(parse_factor("slow_after", &factor.to_string()).unwrap_or(0));
+        self
+    }
+
     /// The watcher's channels (by name) this job's notifications go to.
     pub fn notify<I, S>(mut self, channels: I) -> JobSpec
     where
@@ -436,6 +499,7 @@ impl JobSpec {
             alert_after_failures,
             recover_after_successes,
             notify,
+            slow_after,
         ] = values;
         let duration = |key: &'static str, text: Option<String>| {
             text.map(|t| {
@@ -479,6 +543,9 @@ impl JobSpec {
             min_runtime: duration("min_runtime", min_runtime)?,
             alert_after_failures: count("alert_after_failures", alert_after_failures)?,
             recover_after_successes: count("recover_after_successes", recover_after_successes)?,
+            slow_after_permille: slow_after
+                .map(|t| parse_factor("slow_after", &t))
+                .transpose()?,
             notify: notify
                 .map(|n| n.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
@@ -523,6 +590,9 @@ impl Serialize for Expectations {
         if !self.notify.is_empty() {
             map.serialize_entry(&11u8, &self.notify)?;
         }
+        if let Some(p) = self.slow_after_permille {
+            map.serialize_entry(&12u8, &p)?;
+        }
         map.end()
     }
 }
@@ -537,6 +607,7 @@ pub(crate) struct RawExpectations {
     alert_after_failures: Option<u32>,
     recover_after_successes: Option<u32>,
     notify: Option<Vec<String>>,
+    slow_after_permille: Option<u32>,
 }
 
 impl RawExpectations {
@@ -574,6 +645,7 @@ impl RawExpectations {
             min_runtime,
             alert_after_failures: self.alert_after_failures,
             recover_after_successes: self.recover_after_successes,
+            slow_after_permille: self.slow_after_permille,
             notify: self.notify.unwrap_or_default(),
         };
         expect.check()?;
@@ -622,6 +694,7 @@ impl<'de> Visitor<'de> for RawVisitor {
                 9 => once(&mut map, &mut raw.alert_after_failures, code)?,
                 10 => once(&mut map, &mut raw.recover_after_successes, code)?,
                 11 => once(&mut map, &mut raw.notify, code)?,
+                12 => once(&mut map, &mut raw.slow_after_permille, code)?,
                 // A later revision's key: skipped, as trailing fields are.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -637,12 +710,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slow_after_is_a_factor_in_thousandths() {
+        let spec = JobSpec::every("j", Duration::from_secs(3600)).slow_after(2.5);
+        assert_eq!(spec.expect.slow_after_permille, Some(2500));
+        assert_eq!(spec.expect.to_string(), "every=1h slow_after=2.5");
+        assert_eq!(format_factor(3000), "3");
+        assert_eq!(format_factor(1125), "1.125");
+        // Out of range from the builder: refused when checked, key named.
+        let bad = JobSpec::every("j", Duration::from_secs(3600)).slow_after(0.5);
+        assert_eq!(bad.expect.check().unwrap_err().key, "slow_after");
+    }
+
+    #[test]
     fn spec_strings_round_trip() {
         for text in [
             "every=10m",
             "every=1d grace=1h max_runtime=2h",
             "cron='30 2 * * 1-5' timezone=Europe/London grace=15m start_within=5m",
             "cron=@daily stall_after=90s min_runtime=1500ms alert_after_failures=3 recover_after_successes=2 notify=ops-mail,pager",
+            "every=1h slow_after=3",
+            "every=1h max_runtime=4h slow_after=2.5",
+            "every=1h slow_after=1.125",
         ] {
             let spec = JobSpec::parse("j", text).unwrap();
             assert_eq!(spec.expect.to_string(), text);
@@ -658,6 +746,11 @@ mod tests {
             ("every=0s", "every"),
             ("every=10m grace=200years", "grace"),
             ("every=10m timezone=UTC", "timezone"),
+            ("every=10m slow_after=1", "slow_after"),
+            ("every=10m slow_after=0.5", "slow_after"),
+            ("every=10m slow_after=lots", "slow_after"),
+            ("every=10m slow_after=1001", "slow_after"),
+            ("every=10m slow_after=nan", "slow_after"),
             ("cron='1 2 3", "spec"),
             ("every=10m sometimes=1", "spec"),
             ("every=10m every=5m", "every"),

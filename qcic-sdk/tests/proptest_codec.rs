@@ -32,12 +32,14 @@ prop_compose! {
         durations in prop::array::uniform5(proptest::option::of(duration())),
         counts in prop::array::uniform2(proptest::option::of(1u32..=1000)),
         notify in prop::collection::vec("[A-Za-z0-9._-]{1,64}", 0..=8),
+        slow in proptest::option::of(1001u32..=qcic_sdk::declare::MAX_SLOW_AFTER_PERMILLE),
     ) -> Expectations {
         let [grace, start_within, max_runtime, stall_after, min_runtime] = durations;
         Expectations {
             schedule, grace, start_within, max_runtime, stall_after, min_runtime,
             alert_after_failures: counts[0],
             recover_after_successes: counts[1],
+            slow_after_permille: slow,
             notify,
         }
     }

@@ -130,7 +130,7 @@ fn raw_job(
         alert_after_failures: expect.alert_after_failures,
         recover_after_successes: expect.recover_after_successes,
         repeat: None,
-        slow_after: None,
+        slow_after: expect.slow_after_permille.map(|p| f64::from(p) / 1000.0),
         notify: if expect.notify.is_empty() {
             policy.notify.clone()
         } else {

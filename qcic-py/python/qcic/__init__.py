@@ -121,6 +121,7 @@ class Spec(TypedDict, total=False):
     alert_after_failures: int
     recover_after_successes: int
     notify: Union[str, Iterable[str]]
+    slow_after: float
 
 
 _DURATIONS = ("every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime")

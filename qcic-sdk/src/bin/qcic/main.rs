@@ -172,6 +172,10 @@ struct DeclareArgs {
     /// The watcher's channels for this job, comma-separated.
     #[arg(long, help_heading = "Declaration")]
     notify: Option<String>,
+    /// `slow` when a run lasts this factor (such as 3) × the median of the
+    /// job's last successful runs.
+    #[arg(long, help_heading = "Declaration")]
+    slow_after: Option<String>,
 }
 
 impl DeclareArgs {
@@ -189,6 +193,7 @@ impl DeclareArgs {
             ("alert_after_failures", &self.alert_after_failures),
             ("recover_after_successes", &self.recover_after_successes),
             ("notify", &self.notify),
+            ("slow_after", &self.slow_after),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_deref()?)))
