@@ -54,6 +54,19 @@ fn bare_rate(senders: usize, total: usize, curve: bool) -> f64 {
 
 /// Messages per second the watcher decodes and applies.
 fn monitor_rate(senders: usize, jobs: usize, total: usize, state: bool, curve: bool) -> f64 {
+    monitor_rate_of(senders, jobs, total, state, curve, "heartbeat")
+}
+
+/// [`monitor_rate`] for messages of `kind` (`heartbeat`, or `runs`: a
+/// start and its success, each run a row of history).
+fn monitor_rate_of(
+    senders: usize,
+    jobs: usize,
+    total: usize,
+    state: bool,
+    curve: bool,
+    kind: &str,
+) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let keys = curve.then(|| qcic_sdk::new_curve_pair().unwrap());
     let w = Watcher::start(&WatcherSpec {
@@ -64,7 +77,14 @@ fn monitor_rate(senders: usize, jobs: usize, total: usize, state: bool, curve: b
     });
     let (_ctx, alerts) = sub(&w.publish, "alert.failed.sentinel-");
     let server_public = keys.map(|(public, _)| z85::encode(public));
-    let s = Senders::spawn(senders, &w.listen, jobs, total, server_public.as_deref());
+    let s = Senders::spawn_kind(
+        senders,
+        &w.listen,
+        jobs,
+        total,
+        server_public.as_deref(),
+        (kind, 0),
+    );
     for _ in 0..senders {
         alerts.recv_multipart(0).expect("a sentinel alert");
     }
@@ -190,6 +210,16 @@ pub(crate) fn ingest(plan: &Plan, out: &mut Vec<Value>) {
     for (name, senders, jobs, state, curve, bare, target) in cases {
         row(out, &name, senders, jobs, state, curve, bare, target);
     }
+    // Runs instead of heartbeats, with the state database: every start
+    // and success pair is a row of run history, written in the store
+    // thread's batches.
+    let (m, lo, hi) = repeat(&|| monitor_rate_of(1, 1000, total, true, false, "runs"));
+    println!(
+        "   {:<44} {m:>10.0}/s ({lo:.0}..{hi:.0})  (messages; half as many runs recorded)",
+        "1 sender, 1 000 jobs, runs, state DB on"
+    );
+    out.push(json!({"figure": "ingest", "case": "1 sender, 1 000 jobs, runs (start+success), state DB on",
+        "senders": 1, "jobs": 1000, "state_db": true, "curve": false, "per_s": m, "min": lo, "max": hi}));
 }
 
 /// Per-call cost of `heartbeat` from Rust, in this process: the same

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use qcic_sdk::Kind;
+use qcic_sdk::{Kind, Message};
 
 use crate::harness::{Opts, declaration, job_name, message, wall_ns};
 
@@ -14,15 +14,24 @@ use crate::harness::{Opts, declaration, job_name, message, wall_ns};
 /// sentinel. Prints `start <wall ns>` just before the first heartbeat.
 pub(crate) fn send(o: &Opts) {
     let (jobs, offset, count, k) = (o.num("jobs"), o.num("offset"), o.num("count"), o.num("k"));
-    // `kind=declare`: declarations instead of heartbeats.
-    let declare = o.get("kind") == Some("declare");
+    // `kind=declare`: declarations instead of heartbeats; `kind=runs`:
+    // runs (a start, then its success), each one a row of run history.
+    let kind = o.get("kind").unwrap_or("heartbeat");
     let frames: Vec<Vec<u8>> = (0..jobs.min(count).max(1))
-        .map(|i| {
+        .flat_map(|i| {
             let job = job_name(offset + i);
-            if declare {
-                declaration(&job, 1).encode()
-            } else {
-                message(Kind::Heartbeat, &job, 1, None).encode()
+            match kind {
+                "declare" => vec![declaration(&job, 1).encode()],
+                "runs" => {
+                    let start = message(Kind::Start, &job, 1, None);
+                    let success = Message {
+                        kind: Kind::Success,
+                        seq: 2,
+                        ..start.clone()
+                    };
+                    vec![start.encode(), success.encode()]
+                }
+                _ => vec![message(Kind::Heartbeat, &job, 1, None).encode()],
             }
         })
         .collect();
