@@ -71,6 +71,10 @@ pub struct RunRecord {
     pub exit_code: Option<i32>,
     /// The last text: a failure's reason, `qcic run`'s output tail.
     pub text: Option<String>,
+    /// The ending message's sequence number: with its host and process,
+    /// what tells lone runs ended in the same millisecond apart.
+    #[serde(skip)]
+    pub seq: u64,
 }
 
 impl RunRecord {
@@ -81,9 +85,10 @@ impl RunRecord {
             (Some(run), Some(started)) => format!("{run}/{started}"),
             // A lone success/fail: its own row.
             _ => format!(
-                "lone/{}/{}/{}",
+                "lone/{}/{}/{}/{}",
                 self.host,
                 self.pid,
+                self.seq,
                 self.ended_ms.unwrap_or(0)
             ),
         }
@@ -207,10 +212,72 @@ pub fn read(
                 outcome: Outcome::from_name(&row.get::<_, String>(6)?),
                 exit_code: row.get(7)?,
                 text: row.get(8)?,
+                seq: 0,
             })
         })
         .map_err(|e| e.to_string())?;
     rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+}
+
+/// A job's runs over a window of time, counted in the database (not
+/// from a page of rows: a frequent job has thousands in 30 days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    /// Runs begun (or, lone, ended) in the window.
+    pub runs: u64,
+    /// Of them, those that ended (success or fail).
+    pub ended: u64,
+    /// Of them, the successes.
+    pub successes: u64,
+    /// The median and 95th percentile (nearest rank) of the successes'
+    /// durations, ms.
+    pub p50_ms: Option<u64>,
+    /// See `p50_ms`.
+    pub p95_ms: Option<u64>,
+}
+
+/// `job`'s runs since `since_ms`, counted by the database.
+pub fn window(path: &std::path::Path, job: &str, since_ms: u64) -> Result<Window, String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    let since = i64::try_from(since_ms).unwrap_or(i64::MAX);
+    let (runs, ended, successes, timed): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*),
+                    COALESCE(SUM(outcome IN ('success', 'fail')), 0),
+                    COALESCE(SUM(outcome = 'success'), 0),
+                    COALESCE(SUM(outcome = 'success' AND duration_ms IS NOT NULL), 0)
+             FROM runs WHERE job = ?1 AND at_ms >= ?2",
+            params![job, since],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .map_err(|e| e.to_string())?;
+    let nth = |p: f64| -> Result<Option<u64>, String> {
+        if timed == 0 {
+            return Ok(None);
+        }
+        let rank = ((p * timed as f64).ceil() as i64).clamp(1, timed);
+        conn.query_row(
+            "SELECT duration_ms FROM runs WHERE job = ?1 AND at_ms >= ?2
+                 AND outcome = 'success' AND duration_ms IS NOT NULL
+             ORDER BY duration_ms LIMIT 1 OFFSET ?3",
+            params![job, since, rank - 1],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|ms| u64::try_from(ms).ok())
+        .map_err(|e| e.to_string())
+    };
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(Window {
+        runs: count(runs),
+        ended: count(ended),
+        successes: count(successes),
+        p50_ms: nth(0.5)?,
+        p95_ms: nth(0.95)?,
+    })
 }
 
 /// Runs as a table for people: start (UTC), duration, outcome, exit code,
@@ -269,6 +336,7 @@ mod tests {
             outcome,
             exit_code: None,
             text: None,
+            seq: 0,
         }
     }
 
@@ -304,5 +372,30 @@ mod tests {
         assert_eq!(kept, [None, Some(4_000), Some(3_000)]);
         prune(&conn, &[], 1000, Some(3_500)).unwrap();
         assert_eq!(read(&path, "etl", 100, None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_window_is_counted_by_the_database_over_every_run_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        // 2000 runs (far more than a page): 1 s to 20 s, one in ten failed.
+        for i in 0..2000u64 {
+            let mut r = run(Some(10_000 + i * 1000), Outcome::Success);
+            r.duration_ms = Some((i % 20 + 1) * 1000);
+            if i % 10 == 0 {
+                r.outcome = Outcome::Fail;
+            }
+            write(&conn, &r).unwrap();
+        }
+        let w = window(&path, "etl", 0).unwrap();
+        assert_eq!((w.runs, w.ended, w.successes), (2000, 2000, 1800));
+        // Successes take 2..=10 s and 12..=20 s, a hundred each.
+        assert_eq!(w.p50_ms, Some(10_000));
+        assert_eq!(w.p95_ms, Some(20_000));
+        let recent = window(&path, "etl", 10_000 + 1990 * 1000).unwrap();
+        assert_eq!(recent.runs, 10);
+        assert_eq!(window(&path, "other", 0).unwrap(), Window::default());
     }
 }

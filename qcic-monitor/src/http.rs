@@ -157,20 +157,27 @@ async fn job_page(
     };
     let runs = match s.state.clone() {
         Some(path) => {
+            let now = wall_ms();
             let read = tokio::task::spawn_blocking(move || {
-                // Enough for the chart and the 30 days' figures.
-                crate::history::read(&path, &name, crate::pages::CHART_RUNS.max(1000), None)
+                let runs = crate::history::read(&path, &name, crate::pages::CHART_RUNS, None)?;
+                // The figures counted over the whole window by the
+                // database, not from the rows read for the chart.
+                let day = 86_400_000;
+                let week = crate::history::window(&path, &name, now.saturating_sub(7 * day))?;
+                let month = crate::history::window(&path, &name, now.saturating_sub(30 * day))?;
+                Ok::<_, String>((runs, [week, month]))
             })
             .await;
             match read {
-                Ok(Ok(runs)) => Some(runs),
+                Ok(Ok(found)) => Some(found),
                 // No history yet (an empty database) reads as no runs.
-                _ => Some(Vec::new()),
+                _ => Some((Vec::new(), [crate::history::Window::default(); 2])),
             }
         }
         None => None,
     };
-    match crate::pages::job_page(&job, runs.as_deref(), wall_ms()) {
+    let shown = runs.as_ref().map(|(r, w)| (r.as_slice(), *w));
+    match crate::pages::job_page(&job, shown) {
         Ok(html) => Html(html).into_response(),
         Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
     }

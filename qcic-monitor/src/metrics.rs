@@ -97,7 +97,10 @@ impl RunMetrics {
             ..JobRuns::default()
         });
         runs.last_ok = ok;
-        runs.last_duration_ms = duration_ms;
+        // A lone success/fail has no duration: the last known one stays.
+        if duration_ms.is_some() {
+            runs.last_duration_ms = duration_ms;
+        }
         if ok {
             runs.last_success_ms = Some(ended_ms);
         }
@@ -113,9 +116,13 @@ impl RunMetrics {
         }
     }
 
-    /// Forgets `job` (a job no longer watched).
-    pub fn forget(&self, job: &str) {
-        self.table().jobs.remove(job);
+    /// Keeps the figures of these jobs only: a job no longer watched
+    /// (removed by a reload, retired, forgotten) gives its slot back.
+    fn keep_only(&self, jobs: &[JobView]) {
+        let names: std::collections::HashSet<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+        self.table()
+            .jobs
+            .retain(|name, _| names.contains(name.as_str()));
     }
 
     fn snapshot(&self) -> (Vec<f64>, usize, HashMap<String, JobRuns>) {
@@ -125,6 +132,23 @@ impl RunMetrics {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A label value as the exposition format must have it: backslash,
+/// double quote and line feed escaped. The client library writes label
+/// values as given (its encoder does not escape them), and a sender's
+/// host name may hold any of the three.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// A gauge's value: a count reads as one (`3`, not `3.0`).
 #[derive(Clone, Copy)]
@@ -318,11 +342,11 @@ pub fn exposition(jobs: &[JobView], hosts: &[HostView], stats: &Stats, hosts_tot
             .flat_map(|(channel, (sent, failed))| {
                 [
                     (
-                        vec![("channel", channel.clone()), ("result", "sent".into())],
+                        vec![("channel", label(channel)), ("result", "sent".into())],
                         *sent,
                     ),
                     (
-                        vec![("channel", channel.clone()), ("result", "failed".into())],
+                        vec![("channel", label(channel)), ("result", "failed".into())],
                         *failed,
                     ),
                 ]
@@ -379,7 +403,7 @@ pub fn exposition(jobs: &[JobView], hosts: &[HostView], stats: &Stats, hosts_tot
             .iter()
             .map(|h| {
                 (
-                    vec![("host", h.host.clone())],
+                    vec![("host", label(&h.host))],
                     Value::from(h.skew_ms as f64 / 1000.0),
                 )
             })
@@ -481,14 +505,18 @@ pub fn exposition(jobs: &[JobView], hosts: &[HostView], stats: &Stats, hosts_tot
 
 /// The per-job series, for at most `metrics_jobs` jobs.
 fn per_job(jobs: &[JobView], stats: &Stats, f: &mut Vec<Family>) {
+    stats.runs.keep_only(jobs);
     let (bounds, cap, runs) = stats.runs.snapshot();
+    // `qcic_job_up` for the first `cap` jobs; the run series for every
+    // job with figures (at most `cap` of them are kept).
     let shown: Vec<&JobView> = jobs.iter().take(cap).collect();
-    let job = |j: &JobView| vec![("job", j.name.clone())];
+    let with_runs: Vec<&JobView> = jobs.iter().filter(|j| runs.contains_key(&j.name)).collect();
+    let job = |j: &JobView| vec![("job", label(&j.name))];
     let mut last_success = Vec::new();
     let mut last_duration = Vec::new();
     let mut last_ok = Vec::new();
     let mut histograms = Vec::new();
-    for j in &shown {
+    for j in &with_runs {
         let Some(r) = runs.get(&j.name) else { continue };
         if let Some(ms) = r.last_success_ms {
             last_success.push((job(j), Value::from(ms as f64 / 1000.0)));

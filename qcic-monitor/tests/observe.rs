@@ -532,6 +532,17 @@ fn metrics_pass_promtool_and_carry_the_batch_job_series() {
     run.success().unwrap();
     sender.start("etl").unwrap().fail("boom").unwrap();
     sender.start("load").unwrap().success().unwrap();
+    // A sender whose host name holds a quote and a backslash: a label
+    // value the format must escape, or every scrape is lost.
+    let odd = Client::builder()
+        .endpoint(monitor.listen.clone())
+        .host("db\"1\\x")
+        .build()
+        .unwrap();
+    odd.heartbeat("load").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        get(&monitor.http, "/metrics").1.contains("host=\"db\\\"1\\\\x\"")
+    }));
     assert!(wait_until(Duration::from_secs(10), || {
         get(&monitor.http, "/metrics")
             .1

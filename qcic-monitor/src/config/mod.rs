@@ -351,7 +351,17 @@ impl Config {
         differs("monitor.control", a.control == b.control);
         differs("monitor.state", a.state == b.state);
         differs("curve", a.curve == b.curve);
-        differs("http", a.http == b.http);
+        differs(
+            "monitor.history",
+            a.history == b.history && a.history_runs == b.history_runs,
+        );
+        differs(
+            "http",
+            a.http == b.http
+                && a.public_url == b.public_url
+                && a.metrics_jobs == b.metrics_jobs
+                && a.run_duration_buckets == b.run_duration_buckets,
+        );
         differs("farm", a.farm == b.farm);
         differs("notify", self.notify == new.notify);
         keys

@@ -98,48 +98,19 @@ fn when(ms: Option<u64>) -> String {
     )
 }
 
-/// The `p`-th percentile (nearest rank) of sorted `values`.
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
-}
-
-/// Success rate and p50/p95 of the successful runs' durations, of the
-/// runs begun (or, lone, ended) in the last `days` days before `now_ms`.
-fn stat(runs: &[RunRecord], days: u32, now_ms: u64) -> Stat {
-    let since = now_ms.saturating_sub(u64::from(days) * 86_400_000);
-    let window: Vec<&RunRecord> = runs
-        .iter()
-        .filter(|r| r.started_ms.or(r.ended_ms).is_some_and(|at| at >= since))
-        .collect();
-    let ended: Vec<&&RunRecord> = window
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Success | Outcome::Fail))
-        .collect();
-    let good = ended
-        .iter()
-        .filter(|r| r.outcome == Outcome::Success)
-        .count();
-    let mut durations: Vec<u64> = ended
-        .iter()
-        .filter(|r| r.outcome == Outcome::Success)
-        .filter_map(|r| r.duration_ms)
-        .collect();
-    durations.sort_unstable();
+/// A window's figures as the page shows them.
+fn stat(days: u32, w: &crate::history::Window) -> Stat {
     let show = |v: Option<u64>| v.map_or_else(|| "-".into(), human_ms);
     Stat {
         days,
-        runs: window.len(),
-        success_rate: if ended.is_empty() {
+        runs: usize::try_from(w.runs).unwrap_or(usize::MAX),
+        success_rate: if w.ended == 0 {
             "-".into()
         } else {
-            format!("{:.0} %", 100.0 * good as f64 / ended.len() as f64)
+            format!("{:.0} %", 100.0 * w.successes as f64 / w.ended as f64)
         },
-        p50: show(percentile(&durations, 0.5)),
-        p95: show(percentile(&durations, 0.95)),
+        p50: show(w.p50_ms),
+        p95: show(w.p95_ms),
     }
 }
 
@@ -193,10 +164,14 @@ fn chart(runs: &[RunRecord]) -> Chart {
     }
 }
 
-/// `/job/{name}`: `runs` newest first (`None`: no state database).
-pub fn job_page(job: &JobView, runs: Option<&[RunRecord]>, now_ms: u64) -> Result<String, String> {
+/// `/job/{name}`: its last runs newest first and its 7- and 30-day
+/// figures (`None`: no state database).
+pub fn job_page(
+    job: &JobView,
+    runs: Option<(&[RunRecord], [crate::history::Window; 2])>,
+) -> Result<String, String> {
     let history = runs.is_some();
-    let runs = runs.unwrap_or_default();
+    let (runs, windows) = runs.unwrap_or_default();
     let recent: Vec<Row> = runs
         .iter()
         .take(RECENT_RUNS)
@@ -234,7 +209,7 @@ pub fn job_page(job: &JobView, runs: Option<&[RunRecord]>, now_ms: u64) -> Resul
                 state_css => minijinja::Value::from_safe_string(state_css()),
                 history => history,
                 chart => chart(runs),
-                stats => [stat(runs, 7, now_ms), stat(runs, 30, now_ms)],
+                stats => [stat(7, &windows[0]), stat(30, &windows[1])],
                 recent => recent,
             })
         })
@@ -363,6 +338,7 @@ mod tests {
             outcome,
             exit_code: (outcome == Outcome::Fail).then_some(3),
             text: Some(format!("<b>{outcome:?}</b>")),
+            seq: 0,
         }
     }
 
@@ -411,29 +387,11 @@ mod tests {
     }
 
     #[test]
-    fn stats_count_the_window_and_take_percentiles_of_successes() {
-        let now = 40 * 86_400_000;
-        let mut runs: Vec<RunRecord> = (1..=20)
-            .map(|i| run(40 * 86_400 - i * 3600, i, Outcome::Success))
-            .collect();
-        runs.push(run(40 * 86_400 - 25 * 3600, 500, Outcome::Fail));
-        // Older than 7 days, inside 30.
-        runs.push(run(40 * 86_400 - 10 * 86_400, 1000, Outcome::Success));
-        let week = stat(&runs, 7, now);
-        assert_eq!(week.runs, 21);
-        assert_eq!(week.success_rate, "95 %");
-        assert_eq!(week.p50, "10s");
-        assert_eq!(week.p95, "19s");
-        let month = stat(&runs, 30, now);
-        assert_eq!(month.runs, 22);
-        assert_eq!(month.p95, "20s");
-    }
-
-    #[test]
     fn the_page_escapes_what_senders_wrote_and_marks_failed_runs() {
         let job = view("etl<script>");
         let runs = [run(200, 5, Outcome::Fail), run(100, 10, Outcome::Success)];
-        let html = job_page(&job, Some(&runs), 300_000).unwrap();
+        let windows = [crate::history::Window::default(); 2];
+        let html = job_page(&job, Some((&runs, windows))).unwrap();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("etl&lt;script&gt;"), "{html}");
         assert!(!html.contains("<b>"), "{html}");

@@ -162,7 +162,7 @@ impl Registry {
                     runs: job
                         .runs
                         .iter()
-                        .map(|(id, r)| (*id, wall_of(r.started), r.host.clone()))
+                        .map(|(id, r)| (*id, r.started_ms, r.host.clone()))
                         .collect(),
                     run_details: job
                         .runs

@@ -263,6 +263,7 @@ impl Registry {
             outcome,
             exit_code: msg.exit_code,
             text: msg.text.clone(),
+            seq: msg.seq,
         };
         self.stats.runs.observe(
             &run.job,
@@ -482,6 +483,7 @@ impl Registry {
             },
             exit_code: None,
             text: None,
+            seq: 0,
         };
         if !matches!(slot, Slot::Slow(_)) {
             self.record_run(history);
