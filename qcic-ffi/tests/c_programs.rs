@@ -98,8 +98,10 @@ fn vectors_header() -> String {
             "  {{{name}, VECTOR_{i}, sizeof VECTOR_{i}, {{{kind}, {job}, {has_run}, {run}ULL, {seq}ULL, {ts}ULL, {host}, {pid}U, {has_code}, {code}, {text}}}, {expect}}},",
             name = c_literal(v["name"].as_str().unwrap().as_bytes()),
             job = c_opt_str(&f["job"]),
-            has_run = f["run_id"].is_u64(),
-            run = f["run_id"].as_u64().unwrap_or(0),
+            has_run = f["run_id"].is_string(),
+            run = f["run_id"]
+                .as_str()
+                .map_or(0, |hex| u64::from_str_radix(hex, 16).unwrap()),
             seq = f["seq"].as_u64().unwrap(),
             ts = f["ts_ms"].as_u64().unwrap(),
             host = c_opt_str(&f["host"]),

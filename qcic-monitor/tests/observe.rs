@@ -541,7 +541,9 @@ fn metrics_pass_promtool_and_carry_the_batch_job_series() {
         .unwrap();
     odd.heartbeat("load").unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
-        get(&monitor.http, "/metrics").1.contains("host=\"db\\\"1\\\\x\"")
+        get(&monitor.http, "/metrics")
+            .1
+            .contains("host=\"db\\\"1\\\\x\"")
     }));
     assert!(wait_until(Duration::from_secs(10), || {
         get(&monitor.http, "/metrics")

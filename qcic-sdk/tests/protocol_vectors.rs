@@ -18,7 +18,10 @@ fn message_from_fields(f: &Value) -> Message {
     Message {
         kind: Kind::from_name(f["kind"].as_str().unwrap()).unwrap(),
         job: f["job"].as_str().unwrap().to_owned(),
-        run_id: f["run_id"].as_u64(),
+        // Spelt as everywhere in JSON: 16 hex digits.
+        run_id: f["run_id"]
+            .as_str()
+            .map(|hex| u64::from_str_radix(hex, 16).unwrap()),
         seq: f["seq"].as_u64().unwrap(),
         ts_ms: f["ts_ms"].as_u64().unwrap(),
         host: f["host"].as_str().unwrap().to_owned(),

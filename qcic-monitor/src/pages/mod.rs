@@ -37,12 +37,19 @@ pub fn state_css() -> String {
     JobStatus::ALL
         .iter()
         .map(|s| {
+            // Its own colour each: greens for well, reds for down or
+            // failed, oranges and browns for a run gone wrong.
             let colour = match s {
-                JobStatus::Up | JobStatus::Running => "#2e7d32",
                 JobStatus::Waiting => "#757575",
-                JobStatus::Down | JobStatus::Failed => "#c62828",
-                JobStatus::Overrun | JobStatus::Late | JobStatus::Stalled => "#ef6c00",
-                JobStatus::TooFast | JobStatus::Slow => "#f9a825",
+                JobStatus::Up => "#2e7d32",
+                JobStatus::Running => "#1565c0",
+                JobStatus::Down => "#c62828",
+                JobStatus::Failed => "#880e4f",
+                JobStatus::Late => "#ef6c00",
+                JobStatus::Stalled => "#6d4c41",
+                JobStatus::Overrun => "#d84315",
+                JobStatus::TooFast => "#6a1b9a",
+                JobStatus::Slow => "#9e7700",
             };
             format!(".state-{}{{background:{colour}}}", s.name())
         })
@@ -347,6 +354,16 @@ mod tests {
         let mut job = view("a/b?<i>");
         job.history = vec![(0, "fail received: <script>x</script>".into())];
         let html = status_page("w<1>", &[job], &[], 3, 0).unwrap();
+        let css = state_css();
+        let colours: std::collections::HashSet<&str> = css
+            .split('}')
+            .filter_map(|rule| rule.split("background:").nth(1))
+            .collect();
+        assert_eq!(
+            colours.len(),
+            JobStatus::ALL.len(),
+            "a colour of its own each"
+        );
         for state in JobStatus::ALL {
             assert!(
                 html.contains(&format!(".state-{}{{", state.name())),
