@@ -286,6 +286,22 @@ impl Registry {
         now: Now,
         out: &mut Vec<Notification>,
     ) {
+        match self.jobs[j].runs.get(&run_id) {
+            // The same start again (a resend): nothing new.
+            Some(run) if run.basis == msg_basis(msg) => return,
+            // Another run under the same id: the one before it ends here,
+            // and what it had open is closed with how long it went on.
+            Some(_) => {
+                self.end_run(
+                    j,
+                    run_id,
+                    "run started again under the same run id",
+                    now,
+                    out,
+                );
+            }
+            None => {}
+        }
         if !self.jobs[j].runs.contains_key(&run_id) && self.jobs[j].runs.len() >= MAX_RUNS_PER_JOB {
             let oldest = self.jobs[j]
                 .runs

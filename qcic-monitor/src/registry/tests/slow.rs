@@ -148,3 +148,40 @@ fn the_median_survives_a_restart() {
     let fired = slow_notes(&mut again, t0, at, at + 31);
     assert_eq!(fired.first().map(|(s, _)| *s), Some(at + 30), "{fired:?}");
 }
+
+/// A run started again under the same id ends the one before it: its
+/// `slow` is closed with how long it went on, not the new run's length.
+#[test]
+fn a_run_started_again_under_its_id_ends_the_slow_one_before_it() {
+    let t0 = Instant::now();
+    let mut r = registry_of("w", &[slow_job(2.0)], t0, 0);
+    let mut seq = 0;
+    let at = runs(&mut r, t0, 0, 5, 10, &mut seq);
+    seq += 1;
+    r.on_message(
+        &msg(Kind::Start, "etl", Some(77), seq),
+        Now::new(t0 + S * at, u64::from(at) * 1000),
+    );
+    let slow = slow_notes(&mut r, t0, at, at + 25);
+    assert_eq!(slow.len(), 1, "{slow:?}");
+    // The same start message again changes nothing.
+    let same = r.on_message(
+        &msg(Kind::Start, "etl", Some(77), seq),
+        Now::new(t0 + S * (at + 26), u64::from(at + 26) * 1000),
+    );
+    assert!(same.is_empty(), "{same:?}");
+    seq += 1;
+    let again = r.on_message(
+        &msg(Kind::Start, "etl", Some(77), seq),
+        Now::new(t0 + S * (at + 30), u64::from(at + 30) * 1000),
+    );
+    let closed: Vec<&Notification> = again
+        .iter()
+        .filter(|n| n.resolves == Some(Event::Slow))
+        .collect();
+    assert_eq!(closed.len(), 1, "{again:?}");
+    assert!(
+        closed[0].text.as_deref().unwrap().ends_with("after 30s"),
+        "{closed:?}"
+    );
+}
