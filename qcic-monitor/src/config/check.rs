@@ -116,6 +116,7 @@ pub(super) type Checked = (
     Vec<JobConfig>,
     Vec<NotifyConfig>,
     Option<DeclareConfig>,
+    Vec<MaintenanceWindow>,
 );
 
 impl RawConfig {
@@ -129,8 +130,11 @@ impl RawConfig {
             job,
             notify,
             declare,
+            maintenance,
         } = self;
+        let mut monitor = monitor;
         let unknown_jobs = monitor.unknown_jobs;
+        let default_escalation = monitor.escalate.take();
         let mut monitor = check_monitor(RawSections {
             monitor,
             http,
@@ -138,7 +142,11 @@ impl RawConfig {
             farm,
             peer,
         })?;
-        let jobs = check_jobs(job, monitor.curve.is_some())?;
+        let escalate_default = match default_escalation.clone() {
+            Some(raw) => super::noise::check_escalation(raw, "monitor.escalate")?,
+            None => Vec::new(),
+        };
+        let jobs = check_jobs(job, monitor.curve.is_some(), default_escalation.as_ref())?;
         let mut notify = check_notify(notify, &jobs)?;
         for channel in &mut notify {
             match channel {
@@ -147,14 +155,20 @@ impl RawConfig {
                 _ => {}
             }
         }
-        let channels = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
-        let declare = declare::check_declare(declare, monitor.curve.is_some(), channels)?;
+        let channels: Vec<String> = notify.iter().enumerate().map(|(i, n)| n.name(i)).collect();
+        super::noise::check_step_channels(&escalate_default, &channels, "monitor.escalate")?;
+        super::noise::check_links(&jobs, &channels)?;
+        let maintenance = super::noise::check_maintenance(maintenance)?;
+        let mut declare = declare::check_declare(declare, monitor.curve.is_some(), channels)?;
+        if let Some(declare) = &mut declare {
+            declare.escalate = escalate_default;
+        }
         monitor.unknown_jobs = unknown_jobs.unwrap_or(if declare.is_some() {
             UnknownJobs::Count
         } else {
             UnknownJobs::Alert
         });
-        Ok((monitor, jobs, notify, declare))
+        Ok((monitor, jobs, notify, declare, maintenance))
     }
 }
 
@@ -168,7 +182,7 @@ struct RawSections {
 }
 
 /// `[monitor]`, `[http]`, `[curve]`, `[farm]` and `[[peer]]`.
-fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
+fn check_monitor(mut raw: RawSections) -> Result<MonitorConfig, (String, String)> {
     let id = match raw.monitor.id {
         Some(id) if id.trim().is_empty() => {
             return Err(("monitor.id".into(), "must not be empty".into()));
@@ -248,6 +262,15 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
             bounds
         }
     };
+    let tokens = match raw.http.as_mut().and_then(|h| h.tokens.take()) {
+        Some(raw) => super::noise::check_tokens(raw)?,
+        None => Vec::new(),
+    };
+    let metrics_public = raw
+        .http
+        .as_ref()
+        .and_then(|h| h.metrics_public)
+        .unwrap_or(false);
     let http = match raw.http {
         None => None,
         Some(h) => {
@@ -313,15 +336,25 @@ fn check_monitor(raw: RawSections) -> Result<MonitorConfig, (String, String)> {
         metrics_jobs,
         run_duration_buckets,
         farm,
+        tokens,
+        metrics_public,
     })
 }
 
 /// Every `[[job]]`; `curve`: whether a `[curve]` table is set (a job may
 /// pin sender keys only then).
-fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (String, String)> {
+fn check_jobs(
+    raw_jobs: Vec<RawJob>,
+    curve: bool,
+    escalate: Option<&Vec<RawEscalation>>,
+) -> Result<Vec<JobConfig>, (String, String)> {
     let mut names = HashSet::new();
     let mut jobs = Vec::with_capacity(raw_jobs.len());
-    for (i, job) in raw_jobs.into_iter().enumerate() {
+    for (i, mut job) in raw_jobs.into_iter().enumerate() {
+        // `escalate = []` opts a job out of `[monitor] escalate`.
+        if job.escalate.is_none() {
+            job.escalate = escalate.cloned();
+        }
         if names.contains(&job.name) {
             return Err((
                 format!("job[{i}].name"),
@@ -343,7 +376,7 @@ fn check_jobs(raw_jobs: Vec<RawJob>, curve: bool) -> Result<Vec<JobConfig>, (Str
 
 /// One job, from a `[[job]]` table or a declaration; errors name the key
 /// within the job (`every`, `senders[1]`, ...).
-pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, String)> {
+pub(super) fn check_job(mut job: RawJob, curve: bool) -> Result<JobConfig, (String, String)> {
     {
         qcic_sdk::message::check_job_name(&job.name)
             .map_err(|r| ("name".to_owned(), format!("{:?} {r}", job.name)))?;
@@ -367,12 +400,36 @@ pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, 
             (Some(_), Some(_)) => {
                 return Err(("cron".to_owned(), "give every or cron, not both".into()));
             }
+            // A step of a chain may have no clock schedule: it is
+            // judged by its chain (and its runs) alone.
+            (None, None) if job.after.is_some() => Schedule::Every(super::MAX_DURATION),
             (None, None) => {
                 return Err((
                     String::new(),
-                    "needs a schedule: every = \"10m\" or cron = \"30 2 * * *\"".into(),
+                    "needs a schedule: every = \"10m\" or cron = \"30 2 * * *\" (or after = \"job\")".into(),
                 ));
             }
+        };
+        if let Some(after) = &job.after {
+            if *after == job.name {
+                return Err(("after".to_owned(), "names the job itself".into()));
+            }
+            if job.start_within.is_none() {
+                return Err((
+                    "after".to_owned(),
+                    "needs start_within: how soon after each success of the job it follows a start is due".into(),
+                ));
+            }
+        }
+        let depends_on = job.depends_on.take().unwrap_or_default();
+        for (k, parent) in depends_on.iter().enumerate() {
+            if *parent == job.name {
+                return Err((format!("depends_on[{k}]"), "names the job itself".into()));
+            }
+        }
+        let escalate = match job.escalate.take() {
+            Some(raw) => super::noise::check_escalation(raw, "escalate")?,
+            None => Vec::new(),
         };
         if job.max_runtime.is_some_and(|d| d.is_zero()) {
             return Err(("max_runtime".to_owned(), "must be longer than 0s".into()));
@@ -436,6 +493,9 @@ pub(super) fn check_job(job: RawJob, curve: bool) -> Result<JobConfig, (String, 
             repeat: job.repeat,
             notify: job.notify,
             slow_after: job.slow_after,
+            depends_on,
+            after: job.after,
+            escalate,
         })
     }
 }

@@ -32,6 +32,8 @@ pub struct DeclareConfig {
     pub curve: bool,
     /// Every `[[notify]]` channel's name: a declaration may name only these.
     pub channels: Vec<String>,
+    /// `[monitor] escalate`: a declared job's escalation.
+    pub escalate: Vec<super::EscalationStep>,
 }
 
 impl DeclareConfig {
@@ -78,7 +80,7 @@ impl DeclareConfig {
             }
         }
         let raw = raw_job(job, expect, self, sender_key);
-        let cfg = check_job(raw, self.curve)
+        let mut cfg = check_job(raw, self.curve)
             .map_err(|(key, reason)| (DeclareRefusal::Invalid, format!("{key}: {reason}")))?;
         let tightest = tightest_gap(&cfg.schedule);
         if tightest == Duration::MAX {
@@ -97,6 +99,7 @@ impl DeclareConfig {
                 ),
             ));
         }
+        cfg.escalate.clone_from(&self.escalate);
         Ok(cfg)
     }
 }
@@ -131,6 +134,9 @@ fn raw_job(
         recover_after_successes: expect.recover_after_successes,
         repeat: None,
         slow_after: expect.slow_after_permille.map(|p| f64::from(p) / 1000.0),
+        depends_on: None,
+        after: None,
+        escalate: None,
         notify: if expect.notify.is_empty() {
             policy.notify.clone()
         } else {
@@ -221,6 +227,7 @@ pub(super) fn check_declare(
         ));
     }
     Ok(Some(DeclareConfig {
+        escalate: Vec::new(),
         allow: raw.allow.unwrap_or(false),
         jobs,
         senders,

@@ -15,6 +15,7 @@ mod check;
 mod declare;
 pub mod defaults;
 mod describe;
+mod noise;
 mod notify;
 mod paths;
 mod raw;
@@ -23,6 +24,7 @@ use defaults::*;
 use raw::*;
 
 pub use declare::DeclareConfig;
+pub use noise::{ApiToken, EscalationStep, MaintenanceWindow, Scope, dependency_cycle};
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
 pub use notify::{
@@ -63,6 +65,8 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
     /// Whether and how jobs may declare themselves (`[declare]`).
     pub declare: Option<DeclareConfig>,
+    /// Recurring maintenance windows (`[[maintenance]]`).
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 /// What a message for a job nobody configured or declared does
@@ -120,6 +124,10 @@ pub struct MonitorConfig {
     pub history_runs: usize,
     /// The watcher farm this watcher belongs to (`[farm]` and `[[peer]]`), if any.
     pub farm: Option<FarmConfig>,
+    /// `[http] tokens`: none means the HTTP API is read-only and open.
+    pub tokens: Vec<ApiToken>,
+    /// `[http] metrics_public`: `/metrics` needs no token.
+    pub metrics_public: bool,
 }
 /// The `[farm]` table and the `[[peer]]` entries, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,6 +209,13 @@ pub struct JobConfig {
     /// `slow` when a run in progress lasts this factor × the median of the
     /// job's last successful runs.
     pub slow_after: Option<f64>,
+    /// Jobs whose `down` or `failed` holds this one's new alarms back.
+    pub depends_on: Vec<String>,
+    /// A chain: a start is expected `start_within` after each success of
+    /// this job (instead of by the clock).
+    pub after: Option<String>,
+    /// Escalation steps (the job's own, or `[monitor] escalate`).
+    pub escalate: Vec<EscalationStep>,
 }
 impl JobConfig {
     /// Whether two jobs are configured alike, names aside.
@@ -221,6 +236,9 @@ impl JobConfig {
             repeat,
             notify,
             slow_after,
+            depends_on,
+            after,
+            escalate,
         } = self;
         *schedule == other.schedule
             && *grace == other.grace
@@ -234,6 +252,9 @@ impl JobConfig {
             && *repeat == other.repeat
             && *notify == other.notify
             && *slow_after == other.slow_after
+            && *depends_on == other.depends_on
+            && *after == other.after
+            && *escalate == other.escalate
     }
 
     /// Whether one of its deadlines is a wall time (a cron slot, a
@@ -259,6 +280,9 @@ impl JobConfig {
             repeat: None,
             notify: None,
             slow_after: None,
+            depends_on: Vec::new(),
+            after: None,
+            escalate: Vec::new(),
         }
     }
 }
@@ -313,13 +337,14 @@ impl Config {
             err(key, toml_reason(text, e.inner()))
         })?;
         raw.check().map_err(|(key, reason)| err(key, reason)).map(
-            |(monitor, jobs, notify, declare)| Config {
+            |(monitor, jobs, notify, declare, maintenance)| Config {
                 source: file.to_owned(),
                 path: None,
                 monitor,
                 jobs,
                 notify,
                 declare,
+                maintenance,
             },
         )
     }
@@ -360,7 +385,9 @@ impl Config {
             a.http == b.http
                 && a.public_url == b.public_url
                 && a.metrics_jobs == b.metrics_jobs
-                && a.run_duration_buckets == b.run_duration_buckets,
+                && a.run_duration_buckets == b.run_duration_buckets
+                && a.tokens == b.tokens
+                && a.metrics_public == b.metrics_public,
         );
         differs("farm", a.farm == b.farm);
         differs("notify", self.notify == new.notify);

@@ -24,6 +24,38 @@ pub(super) struct RawConfig {
     pub(super) peer: Vec<RawPeer>,
     #[serde(default)]
     pub(super) declare: Option<RawDeclare>,
+    #[serde(default)]
+    pub(super) maintenance: Vec<RawMaintenance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMaintenance {
+    pub(super) name: String,
+    pub(super) cron: String,
+    pub(super) timezone: Option<String>,
+    #[serde(deserialize_with = "duration")]
+    pub(super) duration: Duration,
+    pub(super) jobs: Option<Vec<String>>,
+}
+
+/// One step of `escalate = [{ after = "15m", notify = ["pager"] }]`.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEscalation {
+    #[serde(deserialize_with = "duration")]
+    pub(super) after: Duration,
+    pub(super) notify: Vec<String>,
+}
+
+/// One of `[http] tokens`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToken {
+    pub(super) name: String,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) token_env: Option<String>,
+    pub(super) scope: String,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +113,7 @@ pub(super) struct RawMonitor {
     /// `"90d"`, or `"forever"`.
     pub(super) history: Option<String>,
     pub(super) history_runs: Option<usize>,
+    pub(super) escalate: Option<Vec<RawEscalation>>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +123,8 @@ pub(super) struct RawHttp {
     pub(super) public_url: Option<String>,
     pub(super) metrics_jobs: Option<usize>,
     pub(super) run_duration_buckets: Option<Vec<f64>>,
+    pub(super) tokens: Option<Vec<RawToken>>,
+    pub(super) metrics_public: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +161,9 @@ pub(super) struct RawJob {
     pub(super) repeat: Option<Duration>,
     pub(super) notify: Option<Vec<String>>,
     pub(super) slow_after: Option<f64>,
+    pub(super) depends_on: Option<Vec<String>>,
+    pub(super) after: Option<String>,
+    pub(super) escalate: Option<Vec<RawEscalation>>,
 }
 
 #[derive(Deserialize)]

@@ -245,6 +245,7 @@ fn a_declared_job_is_retired_when_overdue_not_for_a_long_period() {
         retire_after: Duration::from_secs(5),
         curve: false,
         channels: Vec::new(),
+        escalate: Vec::new(),
     };
     let mut r = registry(&[], t0).with_declare_policy(Some(policy));
     let at = |s: u64| Now::new(t0 + Duration::from_secs(s), s * 1000);
