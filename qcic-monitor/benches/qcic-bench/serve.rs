@@ -117,6 +117,8 @@ pub(crate) fn serve(o: &Opts) {
             history: Some(qcic_monitor::config::defaults::HISTORY),
             history_runs: qcic_monitor::config::defaults::HISTORY_RUNS,
             farm,
+            tokens: Vec::new(),
+            metrics_public: false,
         },
         jobs: list,
         notify,
@@ -131,7 +133,9 @@ pub(crate) fn serve(o: &Opts) {
             retire_after: Duration::from_secs(30 * 24 * 3600),
             curve: false,
             channels: Vec::new(),
+            escalate: Vec::new(),
         }),
+        maintenance: Vec::new(),
     };
     // As the binary logs (QCIC_LOG, default info; text, to stderr: a file here).
     tracing_subscriber::fmt()
