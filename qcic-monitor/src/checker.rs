@@ -374,7 +374,7 @@ pub async fn run(
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
                         Vec::new()
                     }
-                    Query::Unsilence { job, reply } => match registry.unsilence(&job, wall_ms()) {
+                    Query::Unsilence { job, reply } => match registry.unsilence(&job, Now::current()) {
                         Ok(held_back) => {
                             let _ = reply.send(Ok(()));
                             held_back

@@ -264,6 +264,42 @@ pub struct Notification {
     /// `None`: routed by the job's name. Not sent, not stored.
     #[serde(skip)]
     pub route: Option<Arc<[usize]>>,
+    /// On an alarm held back because a job it depends on (`depends_on`)
+    /// was down or failed: that job. Sent when the hold ended with the
+    /// alarm still open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<Arc<str>>,
+    /// On an alarm held back by a maintenance window: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
+    /// On an alarm held back (silence, maintenance, dependency): how long, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_ms: Option<u64>,
+    /// On a follow-up of an acknowledged incident: who acknowledged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<Ack>,
+    /// On an escalation: its step (1 for the first), sent to the step's
+    /// channels. On a follow-up: how many steps went out (it goes to
+    /// their channels too, so a pager that was paged is told it is over).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Someone said "I'm on it" for an incident: no reminders and no
+/// escalation follow for it; its follow-up still goes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Who (`--by`, or the HTTP token's name).
+    pub by: String,
+    /// When, unix ms on the clock of the watcher that took it.
+    pub at_ms: u64,
+    /// What they said, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 /// What a farm watcher knew when it sent a notification: enough for a
@@ -310,11 +346,24 @@ impl Notification {
             repeat: 0,
             farm: None,
             route: None,
+            blocked_by: None,
+            held_by: None,
+            held_ms: None,
+            acked: None,
+            escalation: 0,
         }
     }
 
     /// One line for logs and subjects: `DOWN nightly-etl`.
     pub fn headline(&self) -> String {
+        if self.escalation > 0 && !self.event.is_follow_up() {
+            return format!(
+                "{} {} (escalation {})",
+                self.event.name().to_uppercase(),
+                self.job,
+                self.escalation
+            );
+        }
         match (self.resolves, self.repeat) {
             (Some(resolved), _) => format!(
                 "{} {} (was {resolved})",

@@ -711,8 +711,8 @@ impl Sim {
         let (now, wall) = (self.now(), self.wall());
         if self.truth[job].silence.is_some() && self.rng.chance(50) {
             self.note(format!("unsilence {job}"));
-            let r = self.reference.unsilence(job, wall).unwrap();
-            let s = self.subject.unsilence(job, wall).unwrap();
+            let r = self.reference.unsilence(job, Now::new(now, wall)).unwrap();
+            let s = self.subject.unsilence(job, Now::new(now, wall)).unwrap();
             self.truth.get_mut(job).unwrap().silence = None;
             self.settle_and_check(r, s, vec![job.to_owned()]);
             return;
@@ -817,8 +817,8 @@ impl Sim {
             .map(|(j, _)| j.clone())
             .collect();
         for job in silenced {
-            let r = self.reference.unsilence(&job, wall).unwrap();
-            let s = self.subject.unsilence(&job, wall).unwrap();
+            let r = self.reference.unsilence(&job, Now::new(now, wall)).unwrap();
+            let s = self.subject.unsilence(&job, Now::new(now, wall)).unwrap();
             self.truth.get_mut(&job).unwrap().silence = None;
             self.settle_and_check(r, s, vec![job]);
         }

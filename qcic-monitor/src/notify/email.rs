@@ -299,6 +299,11 @@ mod tests {
             repeat: 0,
             farm: None,
             route: None,
+            blocked_by: None,
+            held_by: None,
+            held_ms: None,
+            acked: None,
+            escalation: 0,
         }
     }
 

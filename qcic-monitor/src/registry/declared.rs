@@ -258,6 +258,7 @@ impl Registry {
         self.arm_down(j, now);
         self.arm_late_fresh(j, now);
         self.arm_retire(j, now);
+        self.link(j);
         j
     }
 

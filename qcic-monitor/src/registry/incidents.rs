@@ -50,7 +50,9 @@ impl Registry {
             first.incident = Arc::from(id.as_str());
         }
         let run_id = first.run_id;
-        let notified = self.jobs[j].silence.is_none();
+        let at = Now::new(now, first.detected_ms);
+        let held = self.hold(j, at);
+        let notified = held.is_none();
         if notified {
             out.push(first.clone());
         }
@@ -63,10 +65,16 @@ impl Registry {
                 repeats: 0,
                 notified,
                 first,
+                ack: None,
+                escalated: 0,
+                held: held.map(Box::new),
             },
         );
         if let Some(every) = self.jobs[j].cfg.repeat {
             self.deadlines.set(Timer::Repeat(j, slot), now + every);
+        }
+        if notified {
+            self.arm_escalation(j, slot, at);
         }
     }
 
@@ -98,27 +106,35 @@ impl Registry {
             return;
         };
         self.deadlines.clear(&Timer::Repeat(j, slot));
+        self.deadlines.clear(&Timer::Escalate(j, slot));
         let closed = self.jobs[j].closed.get_or_insert_with(Box::default);
         if closed.len() == CLOSED_KEPT {
             closed.pop_front();
         }
         closed.push_back(Arc::from(open.id.as_str()));
         if !open.notified {
-            // Never alarmed (it opened and closed during a silence): no
+            // Never alarmed (it opened and closed while held): no
             // follow-up is owed.
             self.remember(
                 j,
                 now.wall_ms,
-                format!("{} incident closed while silenced", slot.event()),
+                format!("{} incident closed while held back", slot.event()),
             );
-            return;
+        } else {
+            let mut note = self.note(j, event, &open.id, now.wall_ms);
+            note.resolves = Some(slot.event());
+            note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
+            note.run_id = open.run_id;
+            note.text = Some(text());
+            note.acked = open.ack.map(|a| *a);
+            note.escalation = open.escalated;
+            out.push(note);
         }
-        let mut note = self.note(j, event, &open.id, now.wall_ms);
-        note.resolves = Some(slot.event());
-        note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
-        note.run_id = open.run_id;
-        note.text = Some(text());
-        out.push(note);
+        // Jobs that depend on this one may hold alarms they no longer
+        // must (after the follow-up: the cause is over first).
+        if matches!(slot, Slot::Down | Slot::Failed) {
+            self.release_dependents(j, now, out);
+        }
     }
 
     pub(super) fn note(

@@ -66,7 +66,11 @@ pub(super) enum Timer {
     /// A run lasting `slow_after` × the median of the job's last runs.
     Slow(JobIdx, u64),
     Repeat(JobIdx, Slot),
+    /// The next escalation step of the incident in a slot.
+    Escalate(JobIdx, Slot),
     SilenceEnd(JobIdx),
+    /// The end of the maintenance window holding the job's alarms.
+    HoldEnd(JobIdx),
     /// A declared job's `[declare] retire_after` since it was last heard.
     Retire(JobIdx),
 }
@@ -80,6 +84,8 @@ impl Timer {
             | Timer::Stall(j, _)
             | Timer::Slow(j, _)
             | Timer::Repeat(j, _)
+            | Timer::Escalate(j, _)
+            | Timer::HoldEnd(j)
             | Timer::SilenceEnd(j)
             | Timer::Retire(j) => j,
         }
@@ -93,6 +99,8 @@ impl Timer {
             Timer::Stall(_, r) => Timer::Stall(j, r),
             Timer::Slow(_, r) => Timer::Slow(j, r),
             Timer::Repeat(_, slot) => Timer::Repeat(j, slot),
+            Timer::Escalate(_, slot) => Timer::Escalate(j, slot),
+            Timer::HoldEnd(_) => Timer::HoldEnd(j),
             Timer::SilenceEnd(_) => Timer::SilenceEnd(j),
             Timer::Retire(_) => Timer::Retire(j),
         }
@@ -215,10 +223,32 @@ pub(super) struct Open {
     pub(super) run_id: Option<u64>,
     /// Reminders sent so far.
     pub(super) repeats: u32,
-    /// Whether the first notification went out (not while silenced).
+    /// Whether the first notification went out (not while held).
     pub(super) notified: bool,
-    /// The first notification, kept for reminders.
+    /// The first notification, kept for reminders (once sent, as sent).
     pub(super) first: Notification,
+    /// Who acknowledged it: no reminders, no escalation.
+    pub(super) ack: Option<Box<crate::notification::Ack>>,
+    /// Escalation steps sent so far.
+    pub(super) escalated: u32,
+    /// While not notified: what holds it back, since when.
+    pub(super) held: Option<Box<Held>>,
+}
+
+/// What holds an incident's first notification back, and since when.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    /// Since when (unix ms, the watcher's clock).
+    pub since_ms: u64,
+    /// The maintenance window that held it (the last one), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
+    /// The job it depends on that held it (the last one), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
+    /// Whether a silence or pause held it.
+    #[serde(default)]
+    pub silence: bool,
 }
 
 #[derive(Debug)]
@@ -296,6 +326,14 @@ pub(super) struct JobState {
         reason = "8 bytes a job, not 32: most jobs have no slow_after"
     )]
     pub(super) recent: Option<Box<VecDeque<u64>>>,
+    /// With `after`: the basis (see [`message_basis`]) of the success of
+    /// the job it follows that the awaited start is due after; names the
+    /// `late` incident alike on every watcher.
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes a job, not 24: most jobs are no step of a chain"
+    )]
+    pub(super) chain_basis: Option<Box<String>>,
 }
 
 /// How many successful runs `slow_after`'s median is taken over.
@@ -352,6 +390,7 @@ impl JobState {
             history: VecDeque::new(),
             declared: None,
             recent: None,
+            chain_basis: None,
         }
     }
 }

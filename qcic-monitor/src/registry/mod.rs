@@ -42,7 +42,10 @@ use crate::notification::{Event, Notification, incident_id};
 use crate::schedule::Schedule;
 use crate::stats::Stats;
 
+mod acks;
+mod chains;
 mod declared;
+mod holds;
 mod hosts;
 mod incidents;
 mod job;
@@ -59,7 +62,9 @@ use hosts::HostClocks;
 use job::*;
 use timers::{at_wall, past_at_wall};
 
+pub use acks::Acked;
 pub use declared::{Declaration, DeclaredRoutes, WatchChange};
+pub use job::Held;
 pub use hosts::{HOSTS_SHOWN, HostView};
 pub use job::{HISTORY_LEN, MAX_RUNS_PER_JOB};
 pub use peer::PeerSeen;
@@ -112,6 +117,12 @@ pub struct Registry {
     /// [`Registry::take_runs`], for the run history (only with a state
     /// database, as `dirty`).
     runs: std::collections::VecDeque<crate::history::RunRecord>,
+    /// Recurring maintenance windows.
+    maintenance: Arc<[crate::config::MaintenanceWindow]>,
+    /// Job -> the jobs that depend on it (`depends_on`).
+    dependents: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// Job -> the jobs that follow it (`after`).
+    followers: HashMap<Arc<str>, Vec<Arc<str>>>,
 }
 
 impl Registry {
@@ -152,6 +163,9 @@ impl Registry {
             heard: None,
             wall_timers: jobs.iter().any(JobConfig::follows_wall_clock),
             runs: std::collections::VecDeque::new(),
+            maintenance: Arc::from(Vec::new()),
+            dependents: HashMap::new(),
+            followers: HashMap::new(),
         };
         let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {
@@ -162,6 +176,7 @@ impl Registry {
             registry.arm_down(j, now);
             registry.arm_late_fresh(j, now);
         }
+        registry.relink();
         registry
     }
 
@@ -285,7 +300,9 @@ impl Registry {
                 Timer::Stall(j, run_id) => self.fire_run(j, Slot::Stalled(run_id), now, &mut out),
                 Timer::Slow(j, run_id) => self.fire_run(j, Slot::Slow(run_id), now, &mut out),
                 Timer::Repeat(j, slot) => self.fire_repeat(j, slot, now, &mut out),
-                Timer::SilenceEnd(j) => self.end_silence(j, now.wall_ms, &mut out),
+                Timer::Escalate(j, slot) => self.fire_escalate(j, slot, now, &mut out),
+                Timer::SilenceEnd(j) => self.end_silence(j, now, &mut out),
+                Timer::HoldEnd(j) => self.release(j, now, &mut out),
                 Timer::Retire(j) => self.fire_retire(j, now, &mut retiring),
             }
             let notes: Vec<String> = out[before..]

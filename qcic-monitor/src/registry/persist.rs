@@ -45,6 +45,9 @@ pub struct JobRecord {
     /// With `slow_after`: its last successful runs' durations (ms).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) recent_ms: Vec<u64>,
+    /// With `after`: what the awaited start follows (see `JobState::chain_basis`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) chain_basis: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -91,11 +94,24 @@ pub(super) struct OpenRecord {
     pub(super) repeats: u32,
     pub(super) notified: bool,
     pub(super) first: Notification,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) ack: Option<crate::notification::Ack>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) escalated: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) held: Option<Held>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What an awaited start was derived from: the schedule and `start_within`.
 pub(super) fn expected_for(cfg: &JobConfig) -> String {
-    format!("{} within {:?}", cfg.schedule, cfg.start_within)
+    match &cfg.after {
+        Some(after) => format!("after {after} within {:?}", cfg.start_within),
+        None => format!("{} within {:?}", cfg.schedule, cfg.start_within),
+    }
 }
 
 impl Registry {
@@ -185,6 +201,9 @@ impl Registry {
                             repeats: o.repeats,
                             notified: o.notified,
                             first: o.first.clone(),
+                            ack: o.ack.as_deref().cloned(),
+                            escalated: o.escalated,
+                            held: o.held.as_deref().cloned(),
                         })
                         .collect(),
                     bad_streak: job.bad_streak,
@@ -206,6 +225,7 @@ impl Registry {
                         .as_ref()
                         .map(|r| r.iter().copied().collect())
                         .unwrap_or_default(),
+                    chain_basis: job.chain_basis.as_deref().cloned(),
                 };
                 (job.name.to_string(), record)
             })
@@ -292,6 +312,7 @@ impl Registry {
                 && record.expected_for.as_deref() == Some(expected_for(&job.cfg).as_str());
             if keep_expected {
                 job.expected_start_ms = record.expected_start_ms;
+                job.chain_basis = record.chain_basis.map(Box::new);
             }
             if !record.closed.is_empty() {
                 job.closed = Some(Box::new(
@@ -332,6 +353,9 @@ impl Registry {
                         repeats: o.repeats,
                         notified: o.notified,
                         first: o.first,
+                        ack: o.ack.map(Box::new),
+                        escalated: o.escalated,
+                        held: o.held.map(Box::new),
                     },
                 );
             }

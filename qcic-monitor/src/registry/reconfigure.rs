@@ -64,6 +64,11 @@ impl Registry {
             jobs.iter().map(|cfg| (cfg, None)).collect();
         entries.extend(judged.iter().map(|(cfg, d)| (cfg, Some(d))));
         let mut summary = self.rebuild(&entries, now);
+        self.relink();
+        // A job it depended on may be gone, or its links changed.
+        let mut released = Vec::new();
+        self.release_all(now, &mut released);
+        summary.closed.extend(released);
         // The caller drops the state of every removed job already.
         drop(configured);
         // Unknown names the configuration has now: their alerts' follow-ups.

@@ -78,6 +78,9 @@ impl Registry {
                     recent.push_back(millis(ran));
                 }
                 self.end_run(j, run_id, "run ended with success", now, &mut out);
+                if !stale {
+                    self.chain_success(j, msg, now);
+                }
                 match (ran, self.jobs[j].cfg.min_runtime) {
                     (Some(ran), Some(min)) if ran < min => {
                         let text = format!(
@@ -446,13 +449,23 @@ impl Registry {
         };
         if !self.jobs[j].open.contains_key(&Slot::Late) {
             let name = self.jobs[j].name.to_string();
-            let id = incident_id(&name, Event::Late, &format!("due:{expected}"));
-            let mut note = self.note(j, Event::Late, &id, now.wall_ms);
             let due = crate::notification::rfc3339(expected);
-            note.text = Some(format!(
-                "no start within {} of the scheduled {due}",
-                human(self.jobs[j].cfg.start_within.unwrap_or_default())
-            ));
+            let within = human(self.jobs[j].cfg.start_within.unwrap_or_default());
+            // A step of a chain: named by the success it follows (every
+            // watcher heard the same message, at its own time).
+            let (basis, text) = match (&self.jobs[j].cfg.after, &self.jobs[j].chain_basis) {
+                (Some(after), Some(basis)) => (
+                    format!("after:{after}/{basis}"),
+                    format!("no start within {within} of {after}'s success at {due}"),
+                ),
+                _ => (
+                    format!("due:{expected}"),
+                    format!("no start within {within} of the scheduled {due}"),
+                ),
+            };
+            let id = incident_id(&name, Event::Late, &basis);
+            let mut note = self.note(j, Event::Late, &id, now.wall_ms);
+            note.text = Some(text);
             self.insert_open(j, Slot::Late, id, now.at, now.at, note, out);
         }
         // Watch the next scheduled start too (the incident stays one).
@@ -543,11 +556,16 @@ impl Registry {
         out: &mut Vec<Notification>,
     ) {
         let every = self.jobs[j].cfg.repeat;
-        let silenced = self.jobs[j].silence.is_some();
+        // No reminders in a silence or a maintenance window.
+        let quiet =
+            self.jobs[j].silence.is_some() || self.window_over(j, now.wall_ms).is_some();
         let Some(open) = self.jobs[j].open.get_mut(&slot) else {
             return;
         };
-        if silenced || !open.notified {
+        if open.ack.is_some() {
+            return;
+        }
+        if quiet || !open.notified {
             if let Some(every) = every {
                 self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
             }

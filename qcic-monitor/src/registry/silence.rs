@@ -51,14 +51,14 @@ impl Registry {
 
     /// Ends a job's silence or pause now; returns the notifications held
     /// back for incidents still open.
-    pub fn unsilence(&mut self, job: &str, wall_ms: u64) -> Result<Vec<Notification>, String> {
+    pub fn unsilence(&mut self, job: &str, now: Now) -> Result<Vec<Notification>, String> {
         let &j = self
             .index
             .get(job)
             .ok_or_else(|| format!("no job named {job:?}"))?;
         self.deadlines.clear(&Timer::SilenceEnd(j));
         let mut out = Vec::new();
-        self.end_silence(j, wall_ms, &mut out);
+        self.end_silence(j, now, &mut out);
         Ok(out)
     }
 
@@ -70,24 +70,18 @@ impl Registry {
             .collect()
     }
 
-    pub(super) fn end_silence(&mut self, j: JobIdx, wall_ms: u64, out: &mut Vec<Notification>) {
+    pub(super) fn end_silence(&mut self, j: JobIdx, now: Now, out: &mut Vec<Notification>) {
         if self.jobs[j].silence.take().is_none() {
             return;
         }
         self.touch(j);
-        self.remember(j, wall_ms, HistoryEntry::Text("silence ended".into()));
-        // Incidents still open were never notified: they are now.
-        for open in self.jobs[j].open.values_mut() {
-            if !open.notified {
-                open.notified = true;
-                let mut note = open.first.clone();
-                note.text = Some(format!(
-                    "{} (held back by a silence)",
-                    note.text.as_deref().unwrap_or("")
-                ));
-                note.detected_ms = wall_ms;
-                out.push(note);
-            }
+        self.remember(j, now.wall_ms, HistoryEntry::Text("silence ended".into()));
+        // Incidents still open and held are judged again; escalation
+        // resumes for those notified before.
+        self.release(j, now, out);
+        let slots: Vec<Slot> = self.jobs[j].open.keys().copied().collect();
+        for slot in slots {
+            self.arm_escalation(j, slot, now);
         }
     }
 }

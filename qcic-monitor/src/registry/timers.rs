@@ -84,9 +84,17 @@ impl Registry {
             self.deadlines
                 .set(Timer::SilenceEnd(j), at_wall(now, until));
         }
-        if let Some(every) = repeat {
-            for slot in slots {
+        for slot in slots {
+            let acked = self.jobs[j].open.get(&slot).is_some_and(|o| o.ack.is_some());
+            if let (Some(every), false) = (repeat, acked) {
                 self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
+            }
+            self.arm_escalation(j, slot, now);
+        }
+        if self.jobs[j].open.values().any(|o| !o.notified) {
+            // A maintenance window holding its alarms ends at a wall time.
+            if let Some((_, until)) = self.window_over(j, now.wall_ms) {
+                self.deadlines.set(Timer::HoldEnd(j), at_wall(now, until));
             }
         }
     }
@@ -123,6 +131,13 @@ impl Registry {
         let Some(within) = cfg.start_within else {
             return;
         };
+        if cfg.after.is_some() {
+            // A step of a chain awaits a start only after its
+            // predecessor's next success.
+            self.jobs[j].chain_basis = None;
+            self.expect_start(j, None, now);
+            return;
+        }
         // A start up to `start_within` early counts for the coming slot.
         let expected = match &cfg.schedule {
             Schedule::Every(every) => Some(from_ms.saturating_add(millis(*every))),
@@ -143,6 +158,9 @@ impl Registry {
         let Some(within) = job.cfg.start_within else {
             return;
         };
+        if job.cfg.after.is_some() {
+            return;
+        }
         let expected = match &job.cfg.schedule {
             Schedule::Every(every) => Some(now.wall_ms.saturating_add(millis(*every))),
             Schedule::Cron { .. } => {
@@ -207,6 +225,19 @@ impl Registry {
             if let Some(until) = self.jobs[j].silence.as_ref().and_then(|s| s.until_ms) {
                 self.deadlines
                     .set(Timer::SilenceEnd(j), at_wall(now, until));
+            }
+            let slots: Vec<Slot> = self.jobs[j].open.keys().copied().collect();
+            for slot in slots {
+                if self.deadlines.get(&Timer::Escalate(j, slot)).is_some() {
+                    self.arm_escalation(j, slot, now);
+                }
+            }
+            if self.deadlines.get(&Timer::HoldEnd(j)).is_some() {
+                match self.window_over(j, now.wall_ms) {
+                    Some((_, until)) => self.deadlines.set(Timer::HoldEnd(j), at_wall(now, until)),
+                    // Closed by the new reading: judged at once.
+                    None => self.deadlines.set(Timer::HoldEnd(j), now.at),
+                }
             }
         }
     }
