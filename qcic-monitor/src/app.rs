@@ -145,6 +145,7 @@ impl Watcher {
                 let link = checker::FarmLink {
                     heard: started.heard,
                     every: cfg.gossip_interval,
+                    acks: started.acks,
                 };
                 (
                     Some(started.farm),
@@ -351,6 +352,9 @@ fn restored_registry(
     if config.monitor.farm.is_some() {
         registry = registry.with_heard_tracking();
     }
+    // Before the restore: held alarms are judged against the windows.
+    let released = registry.set_maintenance(config.maintenance.clone(), Now::current());
+    debug_assert!(released.is_empty(), "nothing is open before the restore");
     let restored = registry.restore(&loaded.jobs, Now::current());
     if restored > 0 {
         info!(

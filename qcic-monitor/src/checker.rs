@@ -60,6 +60,17 @@ pub enum Query {
         /// The outcome.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Acknowledge an open incident (here, or told by a farm peer).
+    Ack {
+        /// The incident id.
+        incident: String,
+        /// Who, when, why.
+        ack: crate::notification::Ack,
+        /// Said by a farm peer (not told to the farm again).
+        from_peer: bool,
+        /// The outcome.
+        reply: oneshot::Sender<Result<crate::registry::Acked, String>>,
+    },
     /// End a job's silence or pause now.
     Unsilence {
         /// The job.
@@ -82,6 +93,8 @@ pub struct Reload {
     pub unknown_jobs: crate::config::UnknownJobs,
     /// `[declare]`.
     pub declare: Option<crate::config::DeclareConfig>,
+    /// `[[maintenance]]`.
+    pub maintenance: Vec<crate::config::MaintenanceWindow>,
 }
 
 /// How the rest of the watcher asks the checker something (the actor
@@ -158,6 +171,24 @@ impl CheckerHandle {
             job,
             until_ms,
             reason,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("the monitor is stopping".into()))
+    }
+
+    /// Acknowledges the open incident `incident`; `from_peer`: a farm
+    /// peer's acknowledgement, learnt from the gossip.
+    pub async fn ack(
+        &self,
+        incident: String,
+        ack: crate::notification::Ack,
+        from_peer: bool,
+    ) -> Result<crate::registry::Acked, String> {
+        self.ask(|reply| Query::Ack {
+            incident,
+            ack,
+            from_peer,
             reply,
         })
         .await
@@ -353,6 +384,7 @@ pub async fn run(
                         registry.set_declare_policy(reload.declare);
                         registry.set_unknown_jobs(reload.unknown_jobs);
                         let mut summary = registry.reconfigure(&reload.jobs, reload.max_unknown, reload.max_skew, Now::current());
+                        summary.closed.extend(registry.set_maintenance(reload.maintenance, Now::current()));
                         if let Some(store) = &store {
                             store.forget_jobs(summary.removed_names.clone());
                         }
@@ -372,6 +404,22 @@ pub async fn run(
                     },
                     Query::Silence { job, until_ms, reason, reply } => {
                         let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
+                        Vec::new()
+                    }
+                    Query::Ack { incident, ack, from_peer, reply } => {
+                        let result = registry.ack(&incident, ack.clone(), Now::current());
+                        if let (Ok(crate::registry::Acked::Now(job)), Some(link)) = (&result, &farm) {
+                            if !from_peer {
+                                // Told to every watcher of the farm (bounded:
+                                // if the farm task is this far behind, the
+                                // peers still learn nothing false).
+                                let _ = link.acks.try_send((Arc::from(incident.as_str()), ack));
+                            }
+                            tracing::info!(%incident, %job, from_peer, "incident acknowledged");
+                        } else if let Ok(crate::registry::Acked::Now(job)) = &result {
+                            tracing::info!(%incident, %job, "incident acknowledged");
+                        }
+                        let _ = reply.send(result);
                         Vec::new()
                     }
                     Query::Unsilence { job, reply } => match registry.unsilence(&job, Now::current()) {
@@ -442,6 +490,8 @@ pub struct FarmLink {
     pub heard: mpsc::Sender<Vec<(Arc<str>, PeerSeen)>>,
     /// The gossip interval.
     pub every: std::time::Duration,
+    /// Acknowledgements taken here, for the farm task to gossip.
+    pub acks: mpsc::Sender<(Arc<str>, crate::notification::Ack)>,
 }
 
 /// How often the loop looks at the clocks while a deadline is a wall time.

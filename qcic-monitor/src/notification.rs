@@ -289,6 +289,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Where escalation steps start among an incident's rounds (see
+/// [`Notification::round`]): past any count of reminders.
+pub const ESCALATION_ROUND: u32 = 1 << 31;
+
 /// Someone said "I'm on it" for an incident: no reminders and no
 /// escalation follow for it; its follow-up still goes out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +355,28 @@ impl Notification {
             held_ms: None,
             acked: None,
             escalation: 0,
+        }
+    }
+
+    /// Which sending of its incident's alarm this is: 0 the first, `n` the
+    /// n-th reminder, [`ESCALATION_ROUND`] + `k` the k-th escalation step
+    /// (a follow-up is 0). What the notification log and the farm ledger
+    /// tell notifications of one incident apart by.
+    pub fn round(&self) -> u32 {
+        if self.escalation > 0 && !self.event.is_follow_up() {
+            ESCALATION_ROUND.saturating_add(self.escalation)
+        } else {
+            self.repeat
+        }
+    }
+
+    /// Sets what [`Notification::round`] reads.
+    pub fn set_round(&mut self, round: u32) {
+        if round > ESCALATION_ROUND {
+            self.escalation = round - ESCALATION_ROUND;
+            self.repeat = 0;
+        } else {
+            self.repeat = round;
         }
     }
 

@@ -121,6 +121,7 @@ impl Reloader {
                 max_skew: applied.monitor.max_clock_skew,
                 unknown_jobs: applied.monitor.unknown_jobs,
                 declare: applied.declare.clone(),
+                maintenance: new.maintenance.clone(),
             })
             .await
             .ok_or_else(|| "the checker has stopped".to_owned())?;

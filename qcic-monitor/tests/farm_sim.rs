@@ -669,6 +669,9 @@ impl Sim {
                         .gate
                         .on_ledger_entry(&node, key, sender, entry, &mut out);
                 }
+                Some(Said::Ack { incident, ack }) => {
+                    let _ = watcher.registry.ack(&incident, ack, Now::new(now, wall));
+                }
                 None => {}
             }
         }

@@ -76,7 +76,7 @@ pub struct GateConfig {
 
 /// The ledger key of `note`.
 pub fn key_of(note: &Notification) -> NoteKey {
-    (Arc::clone(&note.incident), note.event, note.repeat)
+    (Arc::clone(&note.incident), note.event, note.round())
 }
 
 /// The alarm a follow-up is about.
@@ -233,7 +233,7 @@ impl Gate {
                     | Event::TooFast
             );
             if !job_alarm
-                || alarm.repeat != 0
+                || alarm.round() != 0
                 || open.contains(&alarm.incident)
                 || followed.contains(&(Arc::clone(&alarm.incident), Some(alarm.event)))
             {
@@ -769,7 +769,7 @@ impl Gate {
                 // Our own entry from before a restart: learnt back (the
                 // ledger may already hold a peer's entry for the same key).
                 let mut note = self.notice(key.1, &entry.job, &key.0, entry.ts_ms);
-                note.repeat = key.2;
+                note.set_round(key.2);
                 if key.1.is_follow_up() {
                     note.resolves = self.ledger.alarm_of(&key.0);
                 }

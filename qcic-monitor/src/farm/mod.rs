@@ -89,6 +89,8 @@ pub struct Started {
     pub gate: mpsc::Sender<Notification>,
     /// What the checker heard, to gossip.
     pub heard: mpsc::Sender<Vec<(Arc<str>, PeerSeen)>>,
+    /// Acknowledgements taken here, to gossip.
+    pub acks: mpsc::Sender<(Arc<str>, crate::notification::Ack)>,
     /// For the channels.
     pub reporter: Reporter,
 }
@@ -132,6 +134,7 @@ pub async fn start(
     gate.remember_sent(sent, open, Instant::now(), &mut remembered);
     let (gate_tx, gate_rx) = mpsc::channel(1024);
     let (heard_tx, heard_rx) = mpsc::channel(16);
+    let (acks_tx, acks_rx) = mpsc::channel(256);
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = oneshot::channel();
     let delivered_elsewhere = Arc::new(Mutex::new(BTreeSet::new()));
@@ -148,9 +151,19 @@ pub async fn start(
         delivered_elsewhere,
         gossip_interval: cfg.gossip_interval,
         store,
+        acked: std::collections::VecDeque::new(),
     };
     task.carry_out(remembered).await;
-    let task = tokio::spawn(task.run(events, gate_rx, heard_rx, report_rx, stop_rx));
+    let task = tokio::spawn(task.run(
+        events,
+        Inputs {
+            notes: gate_rx,
+            heard: heard_rx,
+            reports: report_rx,
+            acks: acks_rx,
+        },
+        stop_rx,
+    ));
     info!(gossip = %cfg.gossip, advertise = %cfg.advertise, peers = cfg.peers.len(), peer_timeout = ?cfg.peer_timeout, dead_after = ?cfg.dead_after, "joined the watcher farm");
     Ok(Started {
         farm: Farm {
@@ -159,6 +172,7 @@ pub async fn start(
         },
         gate: gate_tx,
         heard: heard_tx,
+        acks: acks_tx,
         reporter,
     })
 }
@@ -174,17 +188,31 @@ struct Task {
     gossip_interval: std::time::Duration,
     /// Where this watcher's own ledger entries learnt back are written.
     store: Option<Store>,
+    /// The acknowledgement keys this watcher publishes, oldest first
+    /// (bounded by [`wire::ACKS_KEPT`]).
+    acked: std::collections::VecDeque<String>,
+}
+
+/// What the farm task takes besides gossip events.
+struct Inputs {
+    /// The checker's notifications, for the gate.
+    notes: mpsc::Receiver<Notification>,
+    /// What the checker heard.
+    heard: mpsc::Receiver<Vec<(Arc<str>, PeerSeen)>>,
+    /// How the channels' deliveries went.
+    reports: mpsc::UnboundedReceiver<Report>,
+    /// Acknowledgements taken here.
+    acks: mpsc::Receiver<(Arc<str>, crate::notification::Ack)>,
 }
 
 impl Task {
-    async fn run(
-        mut self,
-        mut events: Events,
-        mut notes: mpsc::Receiver<Notification>,
-        mut heard: mpsc::Receiver<Vec<(Arc<str>, PeerSeen)>>,
-        mut reports: mpsc::UnboundedReceiver<Report>,
-        mut stop: oneshot::Receiver<()>,
-    ) {
+    async fn run(mut self, mut events: Events, inputs: Inputs, mut stop: oneshot::Receiver<()>) {
+        let Inputs {
+            mut notes,
+            mut heard,
+            mut reports,
+            mut acks,
+        } = inputs;
         let mut tick = tokio::time::interval(self.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -217,6 +245,19 @@ impl Task {
                     self.on_key_changes(batch, &mut out).await;
                 }
                 Some(report) = reports.recv() => self.gate.on_report(report, &mut out),
+                Some((incident, ack)) = acks.recv() => {
+                    // Published like a ledger entry: every peer learns it,
+                    // and one restarted learns it back.
+                    let key = wire::ack_key(&incident);
+                    let mut delete = Vec::new();
+                    if !self.acked.contains(&key) {
+                        self.acked.push_back(key.clone());
+                        while self.acked.len() > wire::ACKS_KEPT {
+                            delete.extend(self.acked.pop_front());
+                        }
+                    }
+                    self.membership.update(vec![(key, wire::encode_ack(&ack))], delete).await;
+                }
                 Ok(()) = events.live.changed() => {
                     let nodes = membership::live_nodes(&events.live.borrow_and_update());
                     let beats = self.membership.heartbeats().await;
@@ -255,6 +296,12 @@ impl Task {
                 }
                 Some(Said::Ledger { key, sender, entry }) => {
                     self.gate.on_ledger_entry(&node, key, sender, entry, out);
+                }
+                Some(Said::Ack { incident, ack }) => {
+                    tracing::debug!(peer = %node, %incident, by = %ack.by, "a peer's acknowledgement");
+                    // An incident not open here (closed, or never opened)
+                    // has nothing to stop.
+                    let _ = self.checker.ack(incident, ack, true).await;
                 }
                 None => {}
             }

@@ -4,10 +4,26 @@
 //! - `n:<incident>:<event>:<repeat>:<sender>` = [`LedgerEntry`]: one line of the
 //!   farm ledger. Every watcher keeps a copy of every entry it
 //!   learns, so a watcher restarted with its state wiped learns it back.
+//! - `a:<incident>` = [`Ack`] as JSON: an acknowledgement taken by the
+//!   watcher that writes it.
 
 use std::sync::Arc;
 
-use crate::notification::Event;
+use crate::notification::{Ack, Event};
+
+/// Acknowledgement keys a watcher publishes at most; past it the oldest go
+/// (an incident acknowledged that long ago is closed, or known to every peer).
+pub const ACKS_KEPT: usize = 1_000;
+
+/// The gossip key of an acknowledgement of `incident`.
+pub fn ack_key(incident: &str) -> String {
+    format!("a:{incident}")
+}
+
+/// An acknowledgement's gossip value.
+pub fn encode_ack(ack: &Ack) -> String {
+    serde_json::to_string(ack).unwrap_or_default()
+}
 use crate::registry::PeerSeen;
 
 /// A notification in the ledger: incident, event, repeat.
@@ -126,6 +142,13 @@ pub enum Said {
         /// How it fared.
         entry: LedgerEntry,
     },
+    /// A peer's acknowledgement of an incident.
+    Ack {
+        /// The incident.
+        incident: String,
+        /// Who, when, why.
+        ack: Ack,
+    },
 }
 
 /// Reads one key and value; `None` for anything else (unknown or malformed).
@@ -134,6 +157,16 @@ pub fn read(key: &str, value: &str) -> Option<Said> {
         return Some(Said::Seen {
             job: job.to_owned(),
             seen: PeerSeen::decode(value)?,
+        });
+    }
+    if let Some(incident) = key.strip_prefix("a:") {
+        // Bounded like a message: a peer's gossip is input too.
+        if incident.len() > 64 || value.len() > 4096 {
+            return None;
+        }
+        return Some(Said::Ack {
+            incident: incident.to_owned(),
+            ack: serde_json::from_str(value).ok()?,
         });
     }
     let (key, sender) = parse_ledger_key(key)?;

@@ -114,7 +114,7 @@ impl EmailChannel {
                 "<{}.{}.{}.{}.{}@qcic>",
                 note.incident,
                 note.event,
-                note.repeat,
+                note.round(),
                 note.detected_ms,
                 id_safe(&note.watcher)
             )))

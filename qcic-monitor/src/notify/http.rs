@@ -65,7 +65,7 @@ pub fn note_key(note: &Notification) -> String {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
-    hash.update(note.repeat.to_be_bytes());
+    hash.update(note.round().to_be_bytes());
     hex::encode(&hash.finalize()[..12])
 }
 

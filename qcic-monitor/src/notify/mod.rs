@@ -272,7 +272,7 @@ impl NotificationLog {
             note.incident.clone(),
             note.event,
             note.resolves,
-            note.repeat,
+            note.round(),
         )
     }
 
@@ -306,6 +306,10 @@ pub struct Routing {
     /// Declared jobs with a `notify` list (theirs, or `[declare] notify`),
     /// kept by the registry as declarations come and go.
     pub declared: Option<crate::registry::DeclaredRoutes>,
+    /// Jobs with escalation steps: each step's channel indexes.
+    pub escalations: HashMap<String, Vec<Vec<usize>>>,
+    /// Declared jobs' escalation steps (`[monitor] escalate`).
+    pub default_escalation: Vec<Vec<usize>>,
 }
 
 impl Routing {
@@ -337,11 +341,62 @@ impl Routing {
                 ))
             })
             .collect();
+        let indexes = |steps: &[crate::config::EscalationStep]| -> Vec<Vec<usize>> {
+            steps
+                .iter()
+                .map(|step| {
+                    step.notify
+                        .iter()
+                        .filter_map(|n| names.iter().position(|m| m == n))
+                        .collect()
+                })
+                .collect()
+        };
+        let escalations = config
+            .jobs
+            .iter()
+            .filter(|job| !job.escalate.is_empty())
+            .map(|job| (job.name.clone(), indexes(&job.escalate)))
+            .collect();
+        let default_escalation = config
+            .declare
+            .as_ref()
+            .map(|d| indexes(&d.escalate))
+            .unwrap_or_default();
         Routing {
             by_job,
             default,
             declared: None,
+            escalations,
+            default_escalation,
         }
+    }
+
+    /// The channels a notification goes to: its job's, or for an
+    /// escalation step the step's; a follow-up goes to its job's and every
+    /// escalation step's that its alarm reached.
+    fn targets(&self, note: &Notification) -> Vec<usize> {
+        let mut base = match &note.route {
+            Some(route) => route.to_vec(),
+            None => self.channels(&note.job),
+        };
+        if note.escalation == 0 {
+            return base;
+        }
+        let steps = self
+            .escalations
+            .get(&*note.job)
+            .unwrap_or(&self.default_escalation);
+        let reached = usize::try_from(note.escalation).unwrap_or(usize::MAX);
+        if !note.event.is_follow_up() {
+            return steps.get(reached - 1).cloned().unwrap_or_default();
+        }
+        for channel in steps.iter().take(reached).flatten() {
+            if !base.contains(channel) {
+                base.push(*channel);
+            }
+        }
+        base
     }
 
     fn channels(&self, job: &str) -> Vec<usize> {
@@ -414,10 +469,7 @@ pub async fn dispatch(
                     );
                 }
                 // Read afresh for each notification: SIGHUP may have changed it.
-                let targets = match &note.route {
-                    Some(route) => route.to_vec(),
-                    None => routing.borrow().channels(&note.job),
-                };
+                let targets = routing.borrow().targets(&note);
                 fresh.push((Arc::new(note), targets));
             }
         }

@@ -367,6 +367,11 @@ impl Registry {
                 heard.insert(j);
             }
         }
+        // A hold that ended while the watcher was stopped (a window that
+        // closed, a job depended on that recovered) ends now.
+        let mut released = Vec::new();
+        self.release_all(now, &mut released);
+        self.owed.extend(released);
         // A job with nothing saved is saved now.at: when watching began must
         // survive the next restart, or a watcher restarted more often than
         // a never-heard job's period would never raise its `down`.
