@@ -49,6 +49,60 @@ pub enum Request {
         /// The job.
         job: String,
     },
+    /// Acknowledges an open incident: no reminders, no escalation.
+    Ack {
+        /// The incident id.
+        incident: String,
+        /// Who (default: the user running the command).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// What they say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+}
+
+/// Acknowledges `incident` for `by` (with `comment`); the reply to send.
+pub async fn ack(
+    incident: String,
+    by: String,
+    comment: Option<String>,
+    checker: &CheckerHandle,
+) -> serde_json::Value {
+    if let Some(reason) = ack_refusal(&incident, &by, comment.as_deref()) {
+        return serde_json::json!({ "error": reason });
+    }
+    let ack = crate::notification::Ack {
+        by,
+        at_ms: crate::clock::wall_ms(),
+        comment: comment.filter(|c| !c.trim().is_empty()),
+    };
+    match checker.ack(incident.clone(), ack, false).await {
+        Ok(crate::registry::Acked::Now(job)) => {
+            serde_json::json!({"ok": true, "incident": incident, "job": job})
+        }
+        Ok(crate::registry::Acked::Already(first)) => serde_json::json!({
+            "ok": true,
+            "incident": incident,
+            "already": first,
+        }),
+        Err(e) => serde_json::json!({ "error": e }),
+    }
+}
+
+/// Why an acknowledgement is refused as written, if it is: bounded, so a
+/// request cannot grow the state database (or the gossip) without bound.
+fn ack_refusal(incident: &str, by: &str, comment: Option<&str>) -> Option<String> {
+    if incident.is_empty() || incident.len() > 64 {
+        return Some("the incident id must be 1 to 64 characters".into());
+    }
+    if by.trim().is_empty() || by.len() > 128 {
+        return Some("who acknowledges (--by) must be 1 to 128 characters".into());
+    }
+    if comment.is_some_and(|c| c.len() > 1024) {
+        return Some("a comment may be at most 1024 bytes".into());
+    }
+    None
 }
 
 async fn silence_add(
@@ -233,6 +287,14 @@ async fn answer(
         } => Ok(silence_add(job, for_ms, reason, checker).await.to_string()),
         Request::SilenceRemove { job } => Ok(done(checker.unsilence(job).await).to_string()),
         Request::Forget { job } => Ok(done(checker.forget(job).await).to_string()),
+        Request::Ack {
+            incident,
+            by,
+            comment,
+        } => {
+            let by = by.unwrap_or_else(|| "qcic-monitor ack".to_owned());
+            Ok(ack(incident, by, comment, checker).await.to_string())
+        }
         // A liveness probe through the checker's own loop, cheap
         // whatever the number of jobs (status is not).
         Request::Ping => {
@@ -299,6 +361,18 @@ pub fn silence(path: &PathBuf, req: &Request) -> Result<String, String> {
     if let Some(err) = reply["error"].as_str() {
         return Err(err.to_owned());
     }
+    if let Some(incident) = reply["incident"].as_str() {
+        return Ok(match reply.get("already") {
+            Some(first) => format!(
+                "incident {incident} was already acknowledged by {}\n",
+                first["by"].as_str().unwrap_or("?")
+            ),
+            None => format!(
+                "incident {incident} of {} acknowledged: no reminders or escalation follow; its follow-up still goes out\n",
+                reply["job"].as_str().unwrap_or("?")
+            ),
+        });
+    }
     if let Some(list) = reply["silences"].as_array() {
         let mut out = String::new();
         for s in list {
@@ -350,7 +424,48 @@ pub fn render(status: &Status, now: u64) -> String {
         "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
         "JOB", "STATE", "LAST MESSAGE", "NEXT DEADLINE", "INCIDENT", "SILENCED"
     ));
+    // A job held back by a job it depends on is shown under that cause.
+    let mut under: std::collections::HashMap<&str, Vec<&JobView>> =
+        std::collections::HashMap::new();
+    let names: std::collections::HashSet<&str> =
+        status.jobs.iter().map(|j| j.name.as_str()).collect();
     for job in &status.jobs {
+        if let Some(cause) = job.blocked_by.iter().find(|c| names.contains(c.as_str())) {
+            under.entry(cause.as_str()).or_default().push(job);
+        }
+    }
+    let shown_under: std::collections::HashSet<&str> = under
+        .values()
+        .flatten()
+        .map(|j| j.name.as_str())
+        .collect();
+    for job in &status.jobs {
+        if shown_under.contains(job.name.as_str()) {
+            continue;
+        }
+        render_job(&mut out, job, now, "");
+        let mut stack: Vec<(&JobView, usize)> = under
+            .get(job.name.as_str())
+            .map(|c| c.iter().rev().map(|j| (*j, 1)).collect())
+            .unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        while let Some((child, depth)) = stack.pop() {
+            if !seen.insert(child.name.as_str()) {
+                continue;
+            }
+            render_job(&mut out, child, now, &format!("{}└ ", "  ".repeat(depth)));
+            if let Some(next) = under.get(child.name.as_str()) {
+                stack.extend(next.iter().rev().map(|j| (*j, depth + 1)));
+            }
+        }
+    }
+    render_tail(&mut out, status, now);
+    out
+}
+
+/// One job's row; `indent` marks a job shown under its cause.
+fn render_job(out: &mut String, job: &JobView, now: u64, indent: &str) {
+    {
         let last = match job.last_kind.as_deref() {
             Some(kind) => format!("{kind} {}", ago(now, job.last_seen_ms)),
             None => "never".into(),
@@ -358,11 +473,24 @@ pub fn render(status: &Status, now: u64) -> String {
         let incident = job
             .incidents
             .first()
-            .map(|i| format!("{} {}", i.event, i.id))
+            .map(|i| {
+                let mut text = format!("{} {}", i.event, i.id);
+                if let Some(ack) = &i.acked {
+                    text.push_str(&format!(
+                        " (acked by {})",
+                        crate::printable::one_line(&ack.by)
+                    ));
+                } else if i.held.is_some() {
+                    text.push_str(" (held)");
+                }
+                text
+            })
             .unwrap_or_else(|| "-".into());
-        let silenced = match &job.silence {
-            None => "-".to_owned(),
-            Some(sil) => match sil.until_ms {
+        let silenced = match (&job.silence, &job.maintenance, job.blocked_by.first()) {
+            (None, Some(window), _) => format!("maintenance {window}"),
+            (None, None, Some(cause)) => format!("blocked by {cause}"),
+            (None, None, None) => "-".to_owned(),
+            (Some(sil), _, _) => match sil.until_ms {
                 Some(until) => format!(
                     "until {}: {}",
                     ago(now, Some(until)),
@@ -373,7 +501,7 @@ pub fn render(status: &Status, now: u64) -> String {
         };
         out.push_str(&format!(
             "{:<32} {:<8} {:<22} {:<22} {:<18} {}\n",
-            job.name,
+            format!("{indent}{}", job.name),
             job.state.name(),
             last,
             ago(now, job.next_deadline_ms),
@@ -381,6 +509,10 @@ pub fn render(status: &Status, now: u64) -> String {
             silenced
         ));
     }
+}
+
+/// What follows the jobs: declared jobs, peers, hosts.
+fn render_tail(out: &mut String, status: &Status, now: u64) {
     let declared: Vec<_> = status
         .jobs
         .iter()
@@ -444,5 +576,4 @@ pub fn render(status: &Status, now: u64) -> String {
             }
         }
     }
-    out
 }

@@ -102,6 +102,22 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         control: Option<PathBuf>,
     },
+    /// Acknowledge an open incident ("I'm on it"): no reminders and no
+    /// escalation follow; its follow-up still goes out. In a farm every
+    /// watcher learns it.
+    Ack {
+        /// The incident id (from the notification, `status` or the API).
+        incident: String,
+        /// What you say (shown in status, the API and the page).
+        #[arg(long)]
+        comment: Option<String>,
+        /// Who acknowledges [default: $USER].
+        #[arg(long)]
+        by: Option<String>,
+        /// The control socket [default: from the configuration].
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+    },
     /// Stop watching a job that declared itself (it is watched again when
     /// it next declares itself); a job in the configuration is removed there.
     Forget {
@@ -216,6 +232,22 @@ fn main() -> ExitCode {
         Some(Command::Forget { job, control }) => {
             Some((control, Request::Forget { job: job.clone() }))
         }
+        Some(Command::Ack {
+            incident,
+            comment,
+            by,
+            control,
+        }) => Some((
+            control,
+            Request::Ack {
+                incident: incident.clone(),
+                by: by
+                    .clone()
+                    .or_else(|| std::env::var("USER").ok())
+                    .filter(|b| !b.trim().is_empty()),
+                comment: comment.clone(),
+            },
+        )),
         _ => None,
     };
     if let Some((control, request)) = silence_request {

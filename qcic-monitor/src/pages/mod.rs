@@ -398,6 +398,8 @@ mod tests {
             incidents: Vec::new(),
             silence: None,
             history: Vec::new(),
+            blocked_by: Vec::new(),
+            maintenance: None,
             origin: "config".into(),
             declared: None,
         }

@@ -40,6 +40,22 @@ impl Registry {
         })
     }
 
+    /// Every job `j` depends on that is down or failed now.
+    pub(super) fn blocked_all(&self, j: JobIdx) -> Vec<String> {
+        self.jobs[j]
+            .cfg
+            .depends_on
+            .iter()
+            .filter(|parent| {
+                self.index.get(parent.as_str()).is_some_and(|&p| {
+                    let open = &self.jobs[p].open;
+                    open.contains_key(&Slot::Down) || open.contains_key(&Slot::Failed)
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
     /// What would hold a new alarm of job `j` back now; `None`: nothing.
     /// A maintenance window's end is armed as the time to judge again.
     pub(super) fn hold(&mut self, j: JobIdx, now: Now) -> Option<Held> {

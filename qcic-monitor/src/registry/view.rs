@@ -110,6 +110,15 @@ pub struct IncidentView {
     /// The run concerned, if any (16 hex digits in JSON).
     #[serde(with = "crate::notification::run_id_form")]
     pub run_id: Option<u64>,
+    /// Who acknowledged it, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<crate::notification::Ack>,
+    /// While its first notification is held back: by what, since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    /// Escalation steps sent so far.
+    #[serde(default)]
+    pub escalated: u32,
 }
 
 /// One job as the watcher sees it now.
@@ -147,6 +156,13 @@ pub struct JobView {
     /// How it declared itself, if it did: the spec, host, key and when.
     #[serde(default)]
     pub declared: Option<Declaration>,
+    /// The jobs it depends on that are down or failed now: its new
+    /// alarms are held back (shown under that cause).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<String>,
+    /// The maintenance window over it now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 fn config_origin() -> String {
@@ -163,7 +179,8 @@ impl Registry {
         };
         self.jobs
             .iter()
-            .map(|job| {
+            .enumerate()
+            .map(|(j, job)| {
                 let incidents: Vec<IncidentView> = job
                     .open
                     .iter()
@@ -171,6 +188,9 @@ impl Registry {
                         id: open.id.clone(),
                         event: slot.event(),
                         run_id: open.run_id,
+                        acked: open.ack.as_deref().cloned(),
+                        held: open.held.as_deref().cloned(),
+                        escalated: open.escalated,
                     })
                     .collect();
                 // The worst open incident names the state.
@@ -204,6 +224,8 @@ impl Registry {
                         config_origin()
                     },
                     declared: job.declared.as_deref().cloned(),
+                    blocked_by: self.blocked_all(j),
+                    maintenance: self.window_over(j, now.wall_ms).map(|(name, _)| name),
                 }
             })
             .collect()
