@@ -201,6 +201,11 @@ impl Watcher {
                 stats: Arc::clone(&stats),
                 notes: Arc::clone(&notes),
                 state: config.monitor.state.clone(),
+                guard: crate::api_guard::Guard::new(
+                    &config.monitor.tokens,
+                    config.monitor.metrics_public,
+                    Arc::clone(&stats),
+                ),
             });
             let stats = Arc::clone(&stats);
             servers.push(tokio::spawn(async move {

@@ -425,39 +425,12 @@ pub fn render(status: &Status, now: u64) -> String {
         "JOB", "STATE", "LAST MESSAGE", "NEXT DEADLINE", "INCIDENT", "SILENCED"
     ));
     // A job held back by a job it depends on is shown under that cause.
-    let mut under: std::collections::HashMap<&str, Vec<&JobView>> =
-        std::collections::HashMap::new();
-    let names: std::collections::HashSet<&str> =
-        status.jobs.iter().map(|j| j.name.as_str()).collect();
-    for job in &status.jobs {
-        if let Some(cause) = job.blocked_by.iter().find(|c| names.contains(c.as_str())) {
-            under.entry(cause.as_str()).or_default().push(job);
-        }
-    }
-    let shown_under: std::collections::HashSet<&str> = under
-        .values()
-        .flatten()
-        .map(|j| j.name.as_str())
-        .collect();
-    for job in &status.jobs {
-        if shown_under.contains(job.name.as_str()) {
-            continue;
-        }
-        render_job(&mut out, job, now, "");
-        let mut stack: Vec<(&JobView, usize)> = under
-            .get(job.name.as_str())
-            .map(|c| c.iter().rev().map(|j| (*j, 1)).collect())
-            .unwrap_or_default();
-        let mut seen = std::collections::HashSet::new();
-        while let Some((child, depth)) = stack.pop() {
-            if !seen.insert(child.name.as_str()) {
-                continue;
-            }
-            render_job(&mut out, child, now, &format!("{}└ ", "  ".repeat(depth)));
-            if let Some(next) = under.get(child.name.as_str()) {
-                stack.extend(next.iter().rev().map(|j| (*j, depth + 1)));
-            }
-        }
+    for (i, depth) in crate::registry::under_causes(&status.jobs) {
+        let indent = match depth {
+            0 => String::new(),
+            d => format!("{}└ ", "  ".repeat(d - 1)),
+        };
+        render_job(&mut out, &status.jobs[i], now, &indent);
     }
     render_tail(&mut out, status, now);
     out

@@ -30,6 +30,8 @@ pub struct AppState {
     pub notes: Arc<Mutex<NotificationLog>>,
     /// The state database, where the run history is (none: no history).
     pub state: Option<std::path::PathBuf>,
+    /// Who may read and write (`[http] tokens`).
+    pub guard: crate::api_guard::Guard,
 }
 
 /// `?limit=&before=` of `/api/jobs/{job}/runs`.
@@ -90,7 +92,15 @@ pub async fn serve(
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
+    use crate::api_write;
+    use axum::routing::{delete, post};
+    let guard = state.guard.clone();
     Router::new()
+        .route("/api/incidents/{id}/ack", post(api_write::ack))
+        .route("/api/jobs/{job}/silence", post(api_write::silence).delete(api_write::resume))
+        .route("/api/jobs/{job}/pause", post(api_write::pause))
+        .route("/api/jobs/{job}/resume", post(api_write::resume))
+        .route("/api/jobs/{job}", delete(api_write::forget))
         .route("/", get(page))
         .route("/api/jobs", get(api_jobs))
         .route("/api/jobs/{job}/runs", get(api_runs))
@@ -99,6 +109,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/hosts", get(api_hosts))
         .route("/api/peers", get(api_peers))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(api_write::BODY_MAX))
+        // Outermost: nothing is parsed for a request refused.
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::api_guard::check,
+        ))
         .with_state(state)
 }
 
@@ -197,7 +213,7 @@ async fn api_incidents(State(s): State<AppState>) -> impl IntoResponse {
         .into_iter()
         .flat_map(|j| {
             j.incidents.into_iter().map(move |i| {
-                serde_json::json!({"job": j.name, "incident": i.id, "event": i.event, "run_id": i.run_id.map(crate::history::run_id_text)})
+                serde_json::json!({"job": j.name, "incident": i.id, "event": i.event, "run_id": i.run_id.map(crate::history::run_id_text), "acked": i.acked, "held": i.held, "escalated": i.escalated, "blocked_by": j.blocked_by})
             })
         })
         .collect();

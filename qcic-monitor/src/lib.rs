@@ -59,6 +59,8 @@
 //! ```
 
 pub(crate) mod accept;
+pub(crate) mod api_guard;
+pub(crate) mod api_write;
 pub mod app;
 pub(crate) mod checker;
 pub mod clock;

@@ -376,6 +376,11 @@ pub fn exposition(jobs: &[JobView], hosts: &[HostView], stats: &Stats, hosts_tot
             (vec![("server", "control".into())], get(&stats.control_connections_closed)),
         ],
     ));
+    f.push(counter(
+        "qcic_http_refused_total",
+        "HTTP requests refused by the token check: no token, an unknown one, or a read token on a write.",
+        one(get(&stats.http_refused)),
+    ));
     f.push(gauge(
         "qcic_hosts_known",
         "Sender hosts in the clock-skew table (qcic_host_clock_skew_seconds shows the 100 largest skews).",

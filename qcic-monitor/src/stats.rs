@@ -231,6 +231,9 @@ pub struct Stats {
     pub http_connections_closed: AtomicU64,
     /// The same for the control socket.
     pub control_connections_closed: AtomicU64,
+    /// HTTP requests refused by the token check (none, unknown, or a
+    /// read token on a write).
+    pub http_refused: AtomicU64,
     /// Sender hosts in the clock-skew table (a gauge; the views show the
     /// largest skews, `registry::HOSTS_SHOWN` at most).
     pub hosts_known: AtomicU64,
@@ -315,6 +318,7 @@ impl Stats {
                 "control_connections_closed",
                 get(&self.control_connections_closed),
             ),
+            ("http_refused", get(&self.http_refused)),
             ("hosts_known", get(&self.hosts_known)),
             ("ingest_connections", get(&self.ingest_connections)),
             (
@@ -386,6 +390,7 @@ impl Stats {
             state_write_failures = get(&self.state_write_failures),
             http_connections_closed = get(&self.http_connections_closed),
             control_connections_closed = get(&self.control_connections_closed),
+            http_refused = get(&self.http_refused),
             ingest_connections_closed = get(&self.ingest_connections_closed),
             config_reloads = get(&self.config_reloads),
             config_reload_failures = get(&self.config_reload_failures),

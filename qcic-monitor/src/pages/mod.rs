@@ -257,10 +257,21 @@ pub fn status_page(
 ) -> Result<String, String> {
     let never =
         |ms: Option<u64>| ms.map_or_else(|| "never".to_owned(), crate::notification::rfc3339);
-    let jobs: Vec<_> = jobs
-        .iter()
-        .map(|j| {
+    // Jobs held back by a job they depend on come under that cause.
+    let jobs: Vec<_> = crate::registry::under_causes(jobs)
+        .into_iter()
+        .map(|(i, depth)| (&jobs[i], depth))
+        .map(|(j, depth)| {
             context! {
+                depth => depth,
+                blocked_by => j.blocked_by.iter().map(|b| crate::printable::one_line(b)).collect::<Vec<_>>(),
+                maintenance => j.maintenance.as_deref().map(crate::printable::one_line),
+                acked => j.incidents.first().and_then(|i| i.acked.as_ref()).map(|a| context! {
+                    by => crate::printable::one_line(&a.by),
+                    at => never(Some(a.at_ms)),
+                    comment => a.comment.as_deref().map(crate::printable::one_line),
+                }),
+                held => j.incidents.first().is_some_and(|i| i.held.is_some()),
                 name => crate::printable::one_line(&j.name),
                 link => path_segment(&j.name),
                 state => j.state.name(),

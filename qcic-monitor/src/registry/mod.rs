@@ -71,7 +71,7 @@ pub use peer::PeerSeen;
 pub use persist::JobRecord;
 pub use reconfigure::Reconfigured;
 pub use silence::Silence;
-pub use view::{IncidentView, JobStatus, JobView};
+pub use view::{IncidentView, JobStatus, JobView, under_causes};
 
 /// Every job's state, and the deadlines that watch them.
 #[derive(Debug)]

@@ -165,6 +165,50 @@ pub struct JobView {
     pub maintenance: Option<String>,
 }
 
+/// The order people see jobs in: each job held back by a job it depends
+/// on comes right under that cause (at `depth` 1, its own dependents at
+/// 2, ...), every other job where it is. (index in `jobs`, depth).
+pub fn under_causes(jobs: &[JobView]) -> Vec<(usize, usize)> {
+    let position: HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let mut under: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut placed = vec![false; jobs.len()];
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(&cause) = job.blocked_by.iter().find_map(|c| position.get(c.as_str())) {
+            under.entry(cause).or_default().push(i);
+            placed[i] = true;
+        }
+    }
+    let mut order = Vec::with_capacity(jobs.len());
+    let mut shown = vec![false; jobs.len()];
+    for root in 0..jobs.len() {
+        if placed[root] {
+            continue;
+        }
+        let mut stack = vec![(root, 0)];
+        while let Some((i, depth)) = stack.pop() {
+            // A cycle of blocks cannot be configured, but is never followed.
+            if std::mem::replace(&mut shown[i], true) {
+                continue;
+            }
+            order.push((i, depth));
+            if let Some(children) = under.get(&i) {
+                stack.extend(children.iter().rev().map(|&c| (c, depth + 1)));
+            }
+        }
+    }
+    // Jobs only reachable through a cycle: shown at the end, flat.
+    for (i, done) in shown.iter().enumerate() {
+        if !done {
+            order.push((i, 0));
+        }
+    }
+    order
+}
+
 fn config_origin() -> String {
     "config".into()
 }
