@@ -30,6 +30,56 @@ pub fn describe(config: &Config, now_ms: u64) -> String {
         for fire in job.schedule.next_fires(now_ms, 5) {
             let _ = writeln!(out, "  next {fire}");
         }
+        if !job.depends_on.is_empty() {
+            let _ = writeln!(
+                out,
+                "  depends on {} (their down or failed holds its alarms back)",
+                job.depends_on.join(", ")
+            );
+        }
+        if let (Some(after), Some(within)) = (&job.after, job.start_within) {
+            let _ = writeln!(
+                out,
+                "  starts within {} after each success of {after}",
+                humantime::format_duration(within)
+            );
+        }
+        for (k, step) in job.escalate.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  escalation {}: after {} unacknowledged, to {}",
+                k + 1,
+                humantime::format_duration(step.after),
+                step.notify.join(", ")
+            );
+        }
+    }
+    for window in &config.maintenance {
+        let jobs = match &window.jobs {
+            None => "every job".to_owned(),
+            Some(patterns) => patterns
+                .iter()
+                .map(glob::Pattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        let _ = writeln!(
+            out,
+            "maintenance {} ({}, for {}): {jobs}",
+            window.name,
+            window.opens,
+            humantime::format_duration(window.duration)
+        );
+        if let Some(until) = window.open_until(now_ms) {
+            let _ = writeln!(
+                out,
+                "  open now, until {}",
+                crate::notification::rfc3339(until)
+            );
+        }
+        for opening in window.opens.next_fires(now_ms, 3) {
+            let _ = writeln!(out, "  opens {opening}");
+        }
     }
     // Each template as the sample notification renders it: what the
     // operator will read at 02:00, seen now.

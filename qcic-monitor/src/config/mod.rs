@@ -413,9 +413,27 @@ impl fmt::Display for JobConfig {
             f,
             "{} ({}, grace {})",
             self.name,
-            self.schedule,
+            self.schedule_text(),
             humantime::format_duration(self.grace)
         )
+    }
+}
+
+impl JobConfig {
+    /// A step of a chain with no clock schedule of its own: silence alone
+    /// never makes it down.
+    pub fn chained_only(&self) -> bool {
+        self.after.is_some() && self.schedule == Schedule::Every(MAX_DURATION)
+    }
+
+    /// The schedule as people read it: `every 10m`, `cron "..." UTC`,
+    /// `after nightly-extract` (with its own schedule too, if it has one).
+    pub fn schedule_text(&self) -> String {
+        match &self.after {
+            Some(after) if self.chained_only() => format!("after {after}"),
+            Some(after) => format!("{}, after {after}", self.schedule),
+            None => self.schedule.to_string(),
+        }
     }
 }
 
