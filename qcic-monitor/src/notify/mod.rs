@@ -531,6 +531,37 @@ mod tests {
     }
 
     #[test]
+    fn escalation_steps_go_to_their_channels_and_follow_ups_to_every_channel_reached() {
+        let routing = Routing {
+            default: vec![0],
+            escalations: [("j".to_owned(), vec![vec![1], vec![2, 0]])].into(),
+            default_escalation: vec![vec![3]],
+            ..Routing::default()
+        };
+        let mut alarm = note("a", Event::Down);
+        assert_eq!(routing.targets(&alarm), [0]);
+        alarm.escalation = 1;
+        assert_eq!(routing.targets(&alarm), [1]);
+        alarm.escalation = 2;
+        assert_eq!(routing.targets(&alarm), [2, 0]);
+        let mut up = note("a", Event::Recovered);
+        up.resolves = Some(Event::Down);
+        up.escalation = 2;
+        assert_eq!(routing.targets(&up), [0, 1, 2]);
+        up.escalation = 1;
+        assert_eq!(routing.targets(&up), [0, 1]);
+        // A declared job (no entry of its own) takes [monitor] escalate.
+        let mut declared = Notification::new(Event::Down, "d".into(), "b".into(), "w".into(), 0);
+        declared.escalation = 1;
+        assert_eq!(routing.targets(&declared), [3]);
+        // Each step is a notification of its own in the log.
+        let mut notes = NotificationLog::new(8);
+        assert!(notes.record(&note("a", Event::Down)));
+        assert!(notes.record(&alarm));
+        assert!(!notes.record(&alarm));
+    }
+
+    #[test]
     fn log_suppresses_repeats_and_stays_bounded() {
         let mut notes = NotificationLog::new(2);
         assert!(notes.record(&note("a", Event::Down)));

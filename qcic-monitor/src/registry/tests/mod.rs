@@ -4,6 +4,7 @@
 use super::*;
 
 mod basics;
+mod noise;
 mod silence;
 mod slow;
 mod timers;
