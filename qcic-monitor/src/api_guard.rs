@@ -127,6 +127,8 @@ pub async fn check(State(guard): State<Guard>, mut request: Request, next: Next)
         let why = format!("the token {name:?} may read, not change things");
         return guard.refuse(StatusCode::FORBIDDEN, &method, &path, &why);
     }
-    request.extensions_mut().insert(Caller(Some(name.to_owned())));
+    request
+        .extensions_mut()
+        .insert(Caller(Some(name.to_owned())));
     next.run(request).await
 }

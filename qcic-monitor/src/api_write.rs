@@ -44,10 +44,16 @@ pub struct PauseBody {
 fn reply(result: Result<serde_json::Value, String>) -> Response {
     match result {
         Ok(body) => Json(body).into_response(),
-        Err(e) if e.starts_with("no ") => {
-            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": e }))).into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": e }))).into_response(),
+        Err(e) if e.starts_with("no ") => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": e })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": e })),
+        )
+            .into_response(),
     }
 }
 
@@ -76,10 +82,7 @@ pub async fn ack(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let by = b
-        .by
-        .or(caller.0)
-        .unwrap_or_else(|| "HTTP API".to_owned());
+    let by = b.by.or(caller.0).unwrap_or_else(|| "HTTP API".to_owned());
     let answer = crate::control::ack(incident, by, b.comment, &s.checker).await;
     match answer.get("error").and_then(|e| e.as_str()) {
         Some(e) => reply(Err(e.to_owned())),
@@ -108,12 +111,19 @@ pub async fn silence(
 }
 
 /// `POST /api/jobs/{job}/pause`.
-pub async fn pause(State(s): State<AppState>, Path(job): Path<String>, bytes: axum::body::Bytes) -> Response {
+pub async fn pause(
+    State(s): State<AppState>,
+    Path(job): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
     let b: PauseBody = match body(&bytes) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let result = s.checker.silence(job.clone(), None, bounded(b.reason)).await;
+    let result = s
+        .checker
+        .silence(job.clone(), None, bounded(b.reason))
+        .await;
     reply(result.map(|()| serde_json::json!({"ok": true, "job": job, "paused": true})))
 }
 

@@ -97,7 +97,10 @@ pub fn router(state: AppState) -> Router {
     let guard = state.guard.clone();
     Router::new()
         .route("/api/incidents/{id}/ack", post(api_write::ack))
-        .route("/api/jobs/{job}/silence", post(api_write::silence).delete(api_write::resume))
+        .route(
+            "/api/jobs/{job}/silence",
+            post(api_write::silence).delete(api_write::resume),
+        )
         .route("/api/jobs/{job}/pause", post(api_write::pause))
         .route("/api/jobs/{job}/resume", post(api_write::resume))
         .route("/api/jobs/{job}", delete(api_write::forget))

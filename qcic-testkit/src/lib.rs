@@ -41,8 +41,8 @@ pub use monitor::{
     rss_kib, wait_notes,
 };
 pub use net::{
-    DeadEndpoint, Flood, Receiver, ReservedPort, dead_endpoint, free_port, http_get, idle_flood,
-    reserve_port, reserve_port_v6,
+    DeadEndpoint, Flood, Receiver, ReservedPort, dead_endpoint, free_port, http_get, http_request,
+    idle_flood, reserve_port, reserve_port_v6,
 };
 pub use servers::{BadServer, Smtp, header, incidents_in};
 pub use sim::{Rng, seeds};

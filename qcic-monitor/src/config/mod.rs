@@ -24,9 +24,9 @@ use defaults::*;
 use raw::*;
 
 pub use declare::DeclareConfig;
-pub use noise::{ApiToken, EscalationStep, MaintenanceWindow, Scope, dependency_cycle};
 pub use defaults::DEFAULT_LISTEN;
 pub use describe::describe;
+pub use noise::{ApiToken, EscalationStep, MaintenanceWindow, Scope, dependency_cycle};
 pub use notify::{
     AlertmanagerConfig, CommandConfig, DiscordConfig, EmailConfig, GroupWait, Grouping,
     MatrixConfig, NotifyConfig, NtfyConfig, OpsgenieConfig, PagerDutyConfig, PushoverConfig, Route,

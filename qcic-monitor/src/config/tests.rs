@@ -369,16 +369,36 @@ fn noise_control_keys_are_checked_with_their_key_named() {
     assert_eq!(ok.jobs[2].schedule_text(), "after etl");
     assert!(ok.maintenance[0].covers("db-host") && !ok.maintenance[0].covers("etl"));
     for (extra, key, reason) in [
-        ("[[job]]\nname = \"x\"\nevery = \"1m\"\ndepends_on = [\"nope\"]\n", "job[1].depends_on[0]", "no [[job]] is named \"nope\""),
-        ("[[job]]\nname = \"x\"\nevery = \"1m\"\ndepends_on = [\"x\"]\n", "job[1].depends_on[0]", "names the job itself"),
+        (
+            "[[job]]\nname = \"x\"\nevery = \"1m\"\ndepends_on = [\"nope\"]\n",
+            "job[1].depends_on[0]",
+            "no [[job]] is named \"nope\"",
+        ),
+        (
+            "[[job]]\nname = \"x\"\nevery = \"1m\"\ndepends_on = [\"x\"]\n",
+            "job[1].depends_on[0]",
+            "names the job itself",
+        ),
         (
             "[[job]]\nname = \"x\"\nevery = \"1m\"\ndepends_on = [\"y\"]\n[[job]]\nname = \"y\"\nevery = \"1m\"\ndepends_on = [\"x\"]\n",
             "job[1].depends_on",
             "makes a cycle: x -> y -> x",
         ),
-        ("[[job]]\nname = \"x\"\nafter = \"db\"\n", "job[1].after", "needs start_within"),
-        ("[[job]]\nname = \"x\"\nafter = \"nope\"\nstart_within = \"1m\"\n", "job[1].after", "no [[job]] is named"),
-        ("[[job]]\nname = \"x\"\nafter = \"x\"\nstart_within = \"1m\"\n", "job[1].after", "names the job itself"),
+        (
+            "[[job]]\nname = \"x\"\nafter = \"db\"\n",
+            "job[1].after",
+            "needs start_within",
+        ),
+        (
+            "[[job]]\nname = \"x\"\nafter = \"nope\"\nstart_within = \"1m\"\n",
+            "job[1].after",
+            "no [[job]] is named",
+        ),
+        (
+            "[[job]]\nname = \"x\"\nafter = \"x\"\nstart_within = \"1m\"\n",
+            "job[1].after",
+            "names the job itself",
+        ),
         ("[[job]]\nname = \"x\"\n", "job[1]", "(or after = "),
         (
             "[[job]]\nname = \"x\"\nevery = \"1m\"\nescalate = [{ after = \"1m\", notify = [\"pagr\"] }]\n",
@@ -390,18 +410,52 @@ fn noise_control_keys_are_checked_with_their_key_named() {
             "job[1].escalate[1].after",
             "later than the step before",
         ),
-        ("[[maintenance]]\nname = \"m\"\ncron = \"nope\"\nduration = \"1h\"\n", "maintenance[0].cron", "not a cron pattern"),
-        ("[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"\nduration = \"1h\"\n", "maintenance[0].timezone", "IANA"),
-        ("[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\nduration = \"0s\"\n", "maintenance[0].duration", "longer than 0s"),
-        ("[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\nduration = \"1h\"\njobs = [\"[\"]\n", "maintenance[0].jobs[0]", "not a name pattern"),
-        ("[http]\ntokens = [{ name = \"ops\", token_env = \"QCIC_TEST_NO_SUCH_VAR\", scope = \"write\" }]\n", "http.tokens[0].token_env", "is not set"),
-        ("[http]\ntokens = [{ name = \"ops\", token_env = \"HOME\", scope = \"admin\" }]\n", "http.tokens[0].scope", "\"read\" or \"write\""),
-        ("[http]\ntokens = [{ name = \"ops\", scope = \"read\" }]\n", "http.tokens[0].token_file", "exactly one"),
-        ("[http]\ntokens = [{ name = \"ops\", token_file = \"/nonexistent/t\", scope = \"read\" }]\n", "http.tokens[0].token_file", "/nonexistent/t"),
+        (
+            "[[maintenance]]\nname = \"m\"\ncron = \"nope\"\nduration = \"1h\"\n",
+            "maintenance[0].cron",
+            "not a cron pattern",
+        ),
+        (
+            "[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\ntimezone = \"Mars/Olympus\"\nduration = \"1h\"\n",
+            "maintenance[0].timezone",
+            "IANA",
+        ),
+        (
+            "[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\nduration = \"0s\"\n",
+            "maintenance[0].duration",
+            "longer than 0s",
+        ),
+        (
+            "[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\nduration = \"1h\"\njobs = [\"[\"]\n",
+            "maintenance[0].jobs[0]",
+            "not a name pattern",
+        ),
+        (
+            "[http]\ntokens = [{ name = \"ops\", token_env = \"QCIC_TEST_NO_SUCH_VAR\", scope = \"write\" }]\n",
+            "http.tokens[0].token_env",
+            "is not set",
+        ),
+        (
+            "[http]\ntokens = [{ name = \"ops\", token_env = \"HOME\", scope = \"admin\" }]\n",
+            "http.tokens[0].scope",
+            "\"read\" or \"write\"",
+        ),
+        (
+            "[http]\ntokens = [{ name = \"ops\", scope = \"read\" }]\n",
+            "http.tokens[0].token_file",
+            "exactly one",
+        ),
+        (
+            "[http]\ntokens = [{ name = \"ops\", token_file = \"/nonexistent/t\", scope = \"read\" }]\n",
+            "http.tokens[0].token_file",
+            "/nonexistent/t",
+        ),
     ] {
         // [monitor] keys must come before the tables.
         let text = if extra.starts_with("[http]") {
-            format!("[monitor]\nid = \"a\"\nstate = \"off\"\n{extra}[[job]]\nname = \"db\"\nevery = \"1m\"\n[[job]]\nname = \"db2\"\nevery = \"1m\"\n")
+            format!(
+                "[monitor]\nid = \"a\"\nstate = \"off\"\n{extra}[[job]]\nname = \"db\"\nevery = \"1m\"\n[[job]]\nname = \"db2\"\nevery = \"1m\"\n"
+            )
         } else {
             format!("{base}{extra}")
         };

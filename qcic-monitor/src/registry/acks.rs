@@ -63,7 +63,10 @@ impl Registry {
             if !open.notified || open.ack.is_some() {
                 return None;
             }
-            let step = job.cfg.escalate.get(usize::try_from(open.escalated).ok()?)?;
+            let step = job
+                .cfg
+                .escalate
+                .get(usize::try_from(open.escalated).ok()?)?;
             Some(open.first.detected_ms.saturating_add(millis(step.after)))
         });
         match next {
@@ -78,7 +81,13 @@ impl Registry {
     /// channels (the dispatcher routes by `escalation`), unless it closed,
     /// was acknowledged, or is held (a silence, a maintenance window: it
     /// waits for their end).
-    pub(super) fn fire_escalate(&mut self, j: JobIdx, slot: Slot, now: Now, out: &mut Vec<Notification>) {
+    pub(super) fn fire_escalate(
+        &mut self,
+        j: JobIdx,
+        slot: Slot,
+        now: Now,
+        out: &mut Vec<Notification>,
+    ) {
         let silence_until = self.jobs[j].silence.as_ref().map(|s| s.until_ms);
         let window = self.window_over(j, now.wall_ms).map(|(_, until)| until);
         let Some(open) = self.jobs[j].open.get_mut(&slot) else {
@@ -90,7 +99,8 @@ impl Registry {
         match (silence_until, window) {
             (Some(None), _) => return, // paused: armed again when resumed
             (Some(Some(until)), _) | (None, Some(until)) => {
-                self.deadlines.set(Timer::Escalate(j, slot), at_wall(now, until));
+                self.deadlines
+                    .set(Timer::Escalate(j, slot), at_wall(now, until));
                 return;
             }
             (None, None) => {}

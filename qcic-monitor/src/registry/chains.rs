@@ -25,7 +25,10 @@ impl Registry {
                 continue; // a stale link: the job follows another now
             }
             let started = self.jobs[c].last.as_ref().map_or(0, |l| l.start_ms);
-            if started > 0 && started >= run_began && started.saturating_add(millis(within)) >= now.wall_ms {
+            if started > 0
+                && started >= run_began
+                && started.saturating_add(millis(within)) >= now.wall_ms
+            {
                 continue;
             }
             self.jobs[c].chain_basis = Some(Box::new(msg_basis(msg)));

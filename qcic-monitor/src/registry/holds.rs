@@ -11,7 +11,11 @@ use crate::config::MaintenanceWindow;
 impl Registry {
     /// Sets the recurring maintenance windows (at start and on SIGHUP);
     /// alarms held by a window that no longer holds them are judged again.
-    pub fn set_maintenance(&mut self, windows: Vec<MaintenanceWindow>, now: Now) -> Vec<Notification> {
+    pub fn set_maintenance(
+        &mut self,
+        windows: Vec<MaintenanceWindow>,
+        now: Now,
+    ) -> Vec<Notification> {
         self.wall_timers |= !windows.is_empty();
         self.maintenance = Arc::from(windows);
         let mut out = Vec::new();
@@ -178,7 +182,10 @@ impl Registry {
     pub(super) fn link(&mut self, j: JobIdx) {
         let job = &self.jobs[j];
         for parent in &job.cfg.depends_on {
-            let children = self.dependents.entry(Arc::from(parent.as_str())).or_default();
+            let children = self
+                .dependents
+                .entry(Arc::from(parent.as_str()))
+                .or_default();
             if !children.contains(&job.name) {
                 children.push(Arc::clone(&job.name));
             }

@@ -64,8 +64,8 @@ use timers::{at_wall, past_at_wall};
 
 pub use acks::Acked;
 pub use declared::{Declaration, DeclaredRoutes, WatchChange};
-pub use job::Held;
 pub use hosts::{HOSTS_SHOWN, HostView};
+pub use job::Held;
 pub use job::{HISTORY_LEN, MAX_RUNS_PER_JOB};
 pub use peer::PeerSeen;
 pub use persist::JobRecord;

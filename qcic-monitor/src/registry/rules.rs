@@ -557,8 +557,7 @@ impl Registry {
     ) {
         let every = self.jobs[j].cfg.repeat;
         // No reminders in a silence or a maintenance window.
-        let quiet =
-            self.jobs[j].silence.is_some() || self.window_over(j, now.wall_ms).is_some();
+        let quiet = self.jobs[j].silence.is_some() || self.window_over(j, now.wall_ms).is_some();
         let Some(open) = self.jobs[j].open.get_mut(&slot) else {
             return;
         };

@@ -85,7 +85,10 @@ impl Registry {
                 .set(Timer::SilenceEnd(j), at_wall(now, until));
         }
         for slot in slots {
-            let acked = self.jobs[j].open.get(&slot).is_some_and(|o| o.ack.is_some());
+            let acked = self.jobs[j]
+                .open
+                .get(&slot)
+                .is_some_and(|o| o.ack.is_some());
             if let (Some(every), false) = (repeat, acked) {
                 self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
             }

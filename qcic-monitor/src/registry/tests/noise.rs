@@ -15,7 +15,11 @@ fn at(t0: Instant, s: u64) -> Now {
 }
 
 fn every(name: &str, secs: u64) -> JobConfig {
-    JobConfig::new(name, Schedule::Every(Duration::from_secs(secs)), Duration::ZERO)
+    JobConfig::new(
+        name,
+        Schedule::Every(Duration::from_secs(secs)),
+        Duration::ZERO,
+    )
 }
 
 fn events(notes: &[Notification]) -> Vec<(String, Event)> {
@@ -35,7 +39,10 @@ fn a_parent_down_makes_one_alarm_and_its_dependents_are_judged_again_when_it_rec
     grandchild.depends_on = vec!["etl".into()];
     let jobs = [every("db", 10), child, grandchild, every("other", 12)];
     let mut r = registry_of("w", &jobs, t0, W0);
-    assert_eq!(events(&r.on_deadlines(at(t0, 10))), [("db".into(), Event::Down)]);
+    assert_eq!(
+        events(&r.on_deadlines(at(t0, 10))),
+        [("db".into(), Event::Down)]
+    );
     assert_eq!(
         events(&r.on_deadlines(at(t0, 13))),
         [("other".into(), Event::Down)],
@@ -61,12 +68,21 @@ fn a_parent_down_makes_one_alarm_and_its_dependents_are_judged_again_when_it_rec
     );
     assert_eq!(out[1].blocked_by.as_deref(), Some("db"));
     assert_eq!(out[1].held_ms, Some(7_000), "held from 13 s to 20 s");
-    assert!(out[1].text.as_deref().unwrap().contains("held back by db being down"));
+    assert!(
+        out[1]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("held back by db being down")
+    );
     // etl is back: report is judged again, and is still silent.
     let out = r.on_message(&hb("etl", 2), at(t0, 25));
     assert_eq!(
         events(&out),
-        [("etl".into(), Event::Recovered), ("report".into(), Event::Down)]
+        [
+            ("etl".into(), Event::Recovered),
+            ("report".into(), Event::Down)
+        ]
     );
     assert_eq!(out[1].blocked_by.as_deref(), Some("etl"));
 }
@@ -79,7 +95,10 @@ fn a_dependent_that_recovered_while_held_is_never_notified() {
     let mut r = registry_of("w", &[every("db", 10), child], t0, W0);
     r.on_deadlines(at(t0, 10));
     assert!(r.on_deadlines(at(t0, 12)).is_empty());
-    assert!(r.on_message(&hb("etl", 1), at(t0, 15)).is_empty(), "no follow-up owed");
+    assert!(
+        r.on_message(&hb("etl", 1), at(t0, 15)).is_empty(),
+        "no follow-up owed"
+    );
     assert_eq!(
         events(&r.on_message(&hb("db", 2), at(t0, 20))),
         [("db".into(), Event::Recovered)]
@@ -104,11 +123,18 @@ fn a_failed_parent_holds_too_and_follow_ups_are_never_held() {
         [("etl".into(), Event::Recovered)]
     );
     // A new failure of etl now is held.
-    assert!(r.on_message(&msg(Kind::Fail, "etl", None, 4), at(t0, 4)).is_empty());
+    assert!(
+        r.on_message(&msg(Kind::Fail, "etl", None, 4), at(t0, 4))
+            .is_empty()
+    );
 }
 
 fn chain() -> [JobConfig; 2] {
-    let mut load = JobConfig::new("load", Schedule::Every(crate::config::MAX_DURATION), Duration::ZERO);
+    let mut load = JobConfig::new(
+        "load",
+        Schedule::Every(crate::config::MAX_DURATION),
+        Duration::ZERO,
+    );
     load.after = Some("extract".into());
     load.start_within = Some(Duration::from_secs(60));
     [every("extract", 86_400), load]
@@ -119,17 +145,33 @@ fn a_chain_expects_a_start_after_each_success_and_names_it_alike_on_every_watche
     let t0 = Instant::now();
     let mut a = registry_of("a", &chain(), t0, W0);
     let mut b = registry_of("b", &chain(), t0, W0);
-    assert!(a.on_deadlines(at(t0, 500)).is_empty(), "nothing awaited before a success");
+    assert!(
+        a.on_deadlines(at(t0, 500)).is_empty(),
+        "nothing awaited before a success"
+    );
     let success = msg(Kind::Success, "extract", None, 1);
     a.on_message(&success, at(t0, 1000));
     b.on_message(&success, at(t0, 1001));
     assert!(a.on_deadlines(at(t0, 1059)).is_empty());
     let late = a.on_deadlines(at(t0, 1060));
     assert_eq!(events(&late), [("load".into(), Event::Late)]);
-    assert!(late[0].text.as_deref().unwrap().contains("extract's success"), "{late:?}");
+    assert!(
+        late[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("extract's success"),
+        "{late:?}"
+    );
     let other = b.on_deadlines(at(t0, 1061));
-    assert_eq!(late[0].incident, other[0].incident, "one incident for the farm");
-    assert!(a.on_deadlines(at(t0, 5000)).is_empty(), "one late per success");
+    assert_eq!(
+        late[0].incident, other[0].incident,
+        "one incident for the farm"
+    );
+    assert!(
+        a.on_deadlines(at(t0, 5000)).is_empty(),
+        "one late per success"
+    );
     let up = a.on_message(&msg(Kind::Start, "load", Some(1), 2), at(t0, 5001));
     assert_eq!(events(&up), [("load".into(), Event::Recovered)]);
     assert_eq!(a.views(at(t0, 5001))[1].schedule, "after extract");
@@ -146,7 +188,10 @@ fn a_step_started_before_its_predecessors_success_is_heard_is_not_late() {
     assert!(r.on_deadlines(at(t0, 2000)).is_empty());
     // The next success, with no start after it, is late.
     r.on_message(&msg(Kind::Success, "extract", None, 4), at(t0, 3000));
-    assert_eq!(events(&r.on_deadlines(at(t0, 3060))), [("load".into(), Event::Late)]);
+    assert_eq!(
+        events(&r.on_deadlines(at(t0, 3060))),
+        [("load".into(), Event::Late)]
+    );
 }
 
 fn window(jobs: Option<&[&str]>) -> MaintenanceWindow {
@@ -161,9 +206,16 @@ fn window(jobs: Option<&[&str]>) -> MaintenanceWindow {
 #[test]
 fn a_maintenance_window_holds_alarms_and_sends_those_still_open_at_its_end() {
     let t0 = Instant::now();
-    let jobs = [every("db-backup", 10), every("db-vacuum", 10), every("web", 10)];
+    let jobs = [
+        every("db-backup", 10),
+        every("db-vacuum", 10),
+        every("web", 10),
+    ];
     let mut r = registry_of("w", &jobs, t0, W0);
-    assert!(r.set_maintenance(vec![window(Some(&["db-*"]))], at(t0, 0)).is_empty());
+    assert!(
+        r.set_maintenance(vec![window(Some(&["db-*"]))], at(t0, 0))
+            .is_empty()
+    );
     for (seq, job) in ["db-backup", "db-vacuum", "web"].into_iter().enumerate() {
         r.on_message(&hb(job, seq as u64), at(t0, 1));
     }
@@ -173,16 +225,28 @@ fn a_maintenance_window_holds_alarms_and_sends_those_still_open_at_its_end() {
         "the db jobs are in the window"
     );
     assert_eq!(r.views(at(t0, 11))[0].maintenance.as_deref(), Some("patch"));
-    assert!(r.on_message(&hb("db-vacuum", 9), at(t0, 30)).is_empty(), "closed in the window: nothing owed");
+    assert!(
+        r.on_message(&hb("db-vacuum", 9), at(t0, 30)).is_empty(),
+        "closed in the window: nothing owed"
+    );
     for (seq, s) in [38, 46, 54].into_iter().enumerate() {
-        assert!(r.on_message(&hb("db-vacuum", 10 + seq as u64), at(t0, s)).is_empty());
+        assert!(
+            r.on_message(&hb("db-vacuum", 10 + seq as u64), at(t0, s))
+                .is_empty()
+        );
     }
     assert!(r.on_deadlines(at(t0, 59)).is_empty());
     let out = r.on_deadlines(at(t0, 60));
     assert_eq!(events(&out), [("db-backup".into(), Event::Down)]);
     assert_eq!(out[0].held_by.as_deref(), Some("patch"));
     assert_eq!(out[0].held_ms, Some(49_000));
-    assert!(out[0].text.as_deref().unwrap().contains("held back by maintenance patch"));
+    assert!(
+        out[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("held back by maintenance patch")
+    );
 }
 
 #[test]
@@ -193,7 +257,10 @@ fn no_reminders_in_a_maintenance_window() {
     let mut r = registry_of("w", &[job], t0, W0 + 3_000_000);
     let later = |s: u64| Now::new(t0 + Duration::from_secs(s), W0 + 3_000_000 + s * 1000);
     r.set_maintenance(vec![window(None)], later(0));
-    assert_eq!(events(&r.on_deadlines(later(10))), [("db".into(), Event::Down)]);
+    assert_eq!(
+        events(&r.on_deadlines(later(10))),
+        [("db".into(), Event::Down)]
+    );
     // The window opens at W0 + 3600 s (s = 600) for 60 s.
     let mut reminders = Vec::new();
     for s in (30..700).step_by(10) {
@@ -242,10 +309,22 @@ fn escalation_steps_go_out_once_each_at_their_time() {
     }
     assert_eq!(
         sent,
-        [(10, 0, 0), (30, 1, 0), (40, 0, 1), (50, 2, 0), (70, 3, 0), (90, 4, 0), (100, 0, 2), (110, 5, 0)]
+        [
+            (10, 0, 0),
+            (30, 1, 0),
+            (40, 0, 1),
+            (50, 2, 0),
+            (70, 3, 0),
+            (90, 4, 0),
+            (100, 0, 2),
+            (110, 5, 0)
+        ]
     );
     let up = r.on_message(&hb("etl", 1), at(t0, 121));
-    assert_eq!(up[0].escalation, 2, "the follow-up reaches both steps' channels");
+    assert_eq!(
+        up[0].escalation, 2,
+        "the follow-up reaches both steps' channels"
+    );
 }
 
 #[test]
@@ -256,14 +335,20 @@ fn an_acknowledgement_stops_reminders_and_escalation_but_not_the_follow_up() {
     assert!(r.ack("nope", ack("ana"), at(t0, 11)).is_err());
     let mut sent = Vec::new();
     for s in 11..=45 {
-        sent.extend(r.on_deadlines(at(t0, s)).into_iter().map(|n| (s, n.escalation)));
+        sent.extend(
+            r.on_deadlines(at(t0, s))
+                .into_iter()
+                .map(|n| (s, n.escalation)),
+        );
     }
     assert_eq!(sent, [(30, 0), (40, 1)]);
     assert_eq!(
         r.ack(&down.incident, ack("ana"), at(t0, 46)),
         Ok(Acked::Now("etl".into()))
     );
-    assert!(matches!(r.ack(&down.incident, ack("bob"), at(t0, 47)), Ok(Acked::Already(a)) if a.by == "ana"));
+    assert!(
+        matches!(r.ack(&down.incident, ack("bob"), at(t0, 47)), Ok(Acked::Already(a)) if a.by == "ana")
+    );
     let view = &r.views(at(t0, 47))[0];
     assert_eq!(view.incidents[0].acked.as_ref().unwrap().by, "ana");
     for s in 47..=300 {
@@ -301,9 +386,17 @@ fn holds_acknowledgements_and_escalation_survive_a_restart() {
     assert_eq!(views[2].incidents[0].acked.as_ref().unwrap().by, "ana");
     let mut sent = Vec::new();
     for s in 15..=60 {
-        sent.extend(again.on_deadlines(at(t0, s)).into_iter().map(|n| (s, n.job.to_string(), n.escalation)));
+        sent.extend(
+            again
+                .on_deadlines(at(t0, s))
+                .into_iter()
+                .map(|n| (s, n.job.to_string(), n.escalation)),
+        );
     }
-    assert!(sent.iter().all(|(_, job, _)| job != "x"), "x is acknowledged: {sent:?}");
+    assert!(
+        sent.iter().all(|(_, job, _)| job != "x"),
+        "x is acknowledged: {sent:?}"
+    );
     let out = again.on_message(&hb("db", 1), at(t0, 61));
     assert_eq!(
         events(&out),

@@ -51,6 +51,10 @@ fn an_incident_that_opens_and_closes_during_a_pause_is_never_notified() {
             .is_empty(),
         "no follow-up owed"
     );
-    assert!(r.unsilence("etl", Now::new(t0 + S * 13, 13_000)).unwrap().is_empty());
+    assert!(
+        r.unsilence("etl", Now::new(t0 + S * 13, 13_000))
+            .unwrap()
+            .is_empty()
+    );
     assert!(r.silence("nope", None, "", Now::new(t0, 0)).is_err());
 }
