@@ -513,6 +513,67 @@ fn one_down_one_recovered() {
     }
 }
 
+/// An acknowledgement taken by one watcher reaches the other through the
+/// gossip: the watcher sending the reminders stops, and its follow-up says
+/// who acknowledged.
+#[test]
+fn an_acknowledgement_reaches_every_watcher() {
+    let serial = one_at_a_time();
+    let mut farm = Farm::new(2);
+    farm.start_all(&format!("{JOB_P}repeat = \"1s\"\n"));
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(2));
+    job.stop();
+    assert!(
+        within(Duration::from_secs(8), || farm.total("p", "down") >= 2).is_some(),
+        "the alarm and a reminder"
+    );
+    let down = downs(&farm).remove(0);
+    let sender = down["watcher"].as_str().unwrap().to_owned();
+    let other = farm.w.iter().find(|w| w.id != sender).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args([
+            "ack",
+            down["incident"].as_str().unwrap(),
+            "--by",
+            "ana",
+            "--control",
+        ])
+        .arg(other.dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acked_at = qcic_testkit::now_ms();
+    thread::sleep(Duration::from_secs(4));
+    let late: Vec<Value> = downs(&farm)
+        .into_iter()
+        .filter(|n| n["detected_ms"].as_u64().unwrap() > acked_at + 1000)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "reminders after the acknowledgement: {late:?}"
+    );
+    let _job = Job::start("p", &farm);
+    assert!(within(Duration::from_secs(8), || farm.total("p", "recovered") >= 1).is_some());
+    settle();
+    let up: Vec<Value> = farm
+        .all_notes()
+        .into_iter()
+        .filter(|n| n["event"] == "recovered")
+        .collect();
+    assert_eq!(up.len(), 1, "{up:?}");
+    assert_eq!(up[0]["watcher"], sender.as_str());
+    assert_eq!(
+        up[0]["acked"]["by"], "ana",
+        "the sender learnt the acknowledgement: {up:?}"
+    );
+    drop(serial);
+}
+
 /// 2. A killed, then P stops: B sends `peer_down`, then P's `down`.
 #[test]
 fn killed_peer_is_taken_over() {
