@@ -58,17 +58,11 @@ fn reply(result: Result<serde_json::Value, String>) -> Response {
 }
 
 /// The body, or what is wrong with it (an empty body is the default).
-fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, Response> {
+fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({ "error": format!("bad JSON body: {e}") })),
-        )
-            .into_response()
-    })
+    serde_json::from_slice(bytes).map_err(|e| format!("bad JSON body: {e}"))
 }
 
 /// `POST /api/incidents/{id}/ack`.
@@ -80,7 +74,7 @@ pub async fn ack(
 ) -> Response {
     let b: AckBody = match body(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return reply(Err(e)),
     };
     let by = b.by.or(caller.0).unwrap_or_else(|| "HTTP API".to_owned());
     let answer = crate::control::ack(incident, by, b.comment, &s.checker).await;
@@ -118,7 +112,7 @@ pub async fn pause(
 ) -> Response {
     let b: PauseBody = match body(&bytes) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return reply(Err(e)),
     };
     let result = s
         .checker

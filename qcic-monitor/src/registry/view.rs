@@ -184,10 +184,8 @@ pub fn under_causes(jobs: &[JobView]) -> Vec<(usize, usize)> {
     }
     let mut order = Vec::with_capacity(jobs.len());
     let mut shown = vec![false; jobs.len()];
-    for root in 0..jobs.len() {
-        if placed[root] {
-            continue;
-        }
+    let roots: Vec<usize> = (0..jobs.len()).filter(|&i| !placed[i]).collect();
+    for root in roots {
         let mut stack = vec![(root, 0)];
         while let Some((i, depth)) = stack.pop() {
             // A cycle of blocks cannot be configured, but is never followed.
