@@ -289,6 +289,16 @@ typedef struct {
 #define QCIC_STATUS_SPEC_SLOW_AFTER 122
 
 /**
+ * Declaration: bad `depends_on` (at most 4 comma-separated job names, each once).
+ */
+#define QCIC_STATUS_SPEC_DEPENDS_ON 123
+
+/**
+ * Declaration: bad `after` (a job name; needs `start_within`).
+ */
+#define QCIC_STATUS_SPEC_AFTER 124
+
+/**
  * The send queue is full: the message was dropped and counted.
  */
 #define QCIC_STATUS_QUEUE_FULL 200
@@ -459,7 +469,10 @@ qcic_status qcic_client_send(qcic_client *client, const qcic_message *message);
  * `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
  * `1h30m`, `1d`), the counts `alert_after_failures` and
  * `recover_after_successes`, `notify` (channel names joined by
- * commas) and `slow_after` (a factor such as `3` or `2.5`). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+ * commas), `slow_after` (a factor such as `3` or `2.5`), `depends_on`
+ * (at most 4 job names joined by commas: their `down` or `failed` holds
+ * this job's alarms back) and `after` (a job name: a start is due
+ * `start_within` after each of its successes). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
  * code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
  * The declaration is sent again before the job's next message after each
  * reconnection to a watcher, and at most every 5 minutes. Never blocks.

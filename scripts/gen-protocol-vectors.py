@@ -18,7 +18,7 @@ KINDS = {"start": 1, "progress": 2, "success": 3, "fail": 4, "heartbeat": 5, "de
 # The `expect` map's key codes (field 10 of `declare`), in wire order.
 EXPECT = ["every", "cron", "timezone", "grace", "start_within", "max_runtime", "stall_after",
           "min_runtime", "alert_after_failures", "recover_after_successes", "notify",
-          "slow_after"]
+          "slow_after", "depends_on", "after"]
 DURATIONS = {"every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime"}
 TS = 1764072000000  # 2025-11-25T12:00:00Z
 RUN = 0x1F2E3D4C5B6A7988
@@ -48,7 +48,7 @@ def spec_string(e):
         v = e[k]
         if k in DURATIONS:
             v = duration_text(v)
-        elif k == "notify":
+        elif k in ("notify", "depends_on"):
             v = shlex.quote(",".join(v))
         elif k == "slow_after":
             # Thousandths on the wire, a factor in the spec string.
@@ -114,13 +114,17 @@ VALID = [
         "alert_after_failures": 2, "recover_after_successes": 3, "notify": ["ops-mail", "pager"]})),
     ("declare-slow-after", fields("declare", seq=51, expect={
         "every": HOUR, "max_runtime": 4 * HOUR, "slow_after": 2500})),
+    ("declare-chain", fields("declare", seq=52, expect={
+        "every": DAY, "start_within": 10 * MINUTE, "depends_on": ["db-host-alive", "nightly-extract"],
+        "after": "nightly-extract"})),
     # The largest declaration: every string and list at its limit.
     ("declare-limits", fields("declare", job="y" * 128, seq=U64_MAX, ts_ms=U64_MAX, host="h" * 255,
                               pid=U32_MAX, expect={
         "cron": "0 " * 63 + "*!", "timezone": "Z" * 64, "grace": 100 * 365 * DAY,
         "start_within": 1, "max_runtime": 100 * 365 * DAY, "stall_after": 100 * 365 * DAY,
         "min_runtime": 100 * 365 * DAY, "alert_after_failures": 1000,
-        "recover_after_successes": 1000, "notify": ["n" * 64] * 8, "slow_after": 1000000})),
+        "recover_after_successes": 1000, "notify": ["n" * 64] * 8, "slow_after": 1000000,
+        "depends_on": [c * 128 for c in "defg"], "after": "a" * 128})),
 ]
 
 DECLARE = [1, 6, "job", None, 1, TS, "h", 1, None, None]
@@ -184,6 +188,8 @@ INVALID = [
     ("declare-grace-over-100-years", hexof(DECLARE + [{1: 1000, 4: 100 * 365 * DAY + 1}]), "invalid_field"),
     ("declare-count-zero", hexof(DECLARE + [{1: 1000, 9: 0}]), "invalid_field"),
     ("declare-nine-channels", hexof(DECLARE + [{1: 1000, 11: ["c"] * 9}]), "invalid_field"),
+    ("declare-five-dependencies", hexof(DECLARE + [{1: 1000, 13: ["a", "b", "c", "d", "e"]}]), "invalid_field"),
+    ("declare-after-without-start-within", hexof(DECLARE + [{1: 1000, 14: "a"}]), "invalid_field"),
     ("declare-cron-with-line-break", hexof(DECLARE + [{2: "0 2 * * *\n"}]), "invalid_field"),
     ("declare-key-given-twice", declare_with("82" + "01cd03e8" + "01cd03e8"), "malformed"),
 ]

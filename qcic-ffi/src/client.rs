@@ -277,7 +277,10 @@ pub unsafe extern "C" fn qcic_client_send(
 /// `start_within`, `max_runtime`, `stall_after`, `min_runtime` (`90s`,
 /// `1h30m`, `1d`), the counts `alert_after_failures` and
 /// `recover_after_successes`, `notify` (channel names joined by
-/// commas) and `slow_after` (a factor such as `3` or `2.5`). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
+/// commas), `slow_after` (a factor such as `3` or `2.5`), `depends_on`
+/// (at most 4 job names joined by commas: their `down` or `failed` holds
+/// this job's alarms back) and `after` (a job name: a start is due
+/// `start_within` after each of its successes). A bad spec sends nothing and returns the `QCIC_STATUS_SPEC_*`
 /// code naming its key (`QCIC_STATUS_SPEC` when it cannot be read at all).
 /// The declaration is sent again before the job's next message after each
 /// reconnection to a watcher, and at most every 5 minutes. Never blocks.

@@ -56,6 +56,10 @@ pub const QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES: qcic_status = 120;
 pub const QCIC_STATUS_SPEC_NOTIFY: qcic_status = 121;
 /// Declaration: bad `slow_after` (a factor above 1, at most 1000, such as 3 or 2.5).
 pub const QCIC_STATUS_SPEC_SLOW_AFTER: qcic_status = 122;
+/// Declaration: bad `depends_on` (at most 4 comma-separated job names, each once).
+pub const QCIC_STATUS_SPEC_DEPENDS_ON: qcic_status = 123;
+/// Declaration: bad `after` (a job name; needs `start_within`).
+pub const QCIC_STATUS_SPEC_AFTER: qcic_status = 124;
 
 /// The send queue is full: the message was dropped and counted.
 pub const QCIC_STATUS_QUEUE_FULL: qcic_status = 200;
@@ -165,6 +169,14 @@ pub(crate) const MESSAGES: &[(qcic_status, &str)] = &[
         "declaration: bad slow_after (a factor above 1, at most 1000)\0",
     ),
     (
+        QCIC_STATUS_SPEC_DEPENDS_ON,
+        "declaration: bad depends_on (at most 4 job names, each once)\0",
+    ),
+    (
+        QCIC_STATUS_SPEC_AFTER,
+        "declaration: bad after (a job name; needs start_within)\0",
+    ),
+    (
         QCIC_STATUS_QUEUE_FULL,
         "send queue full: the message was dropped and counted\0",
     ),
@@ -249,6 +261,8 @@ pub(crate) fn of_spec_error(err: &SpecError) -> qcic_status {
         "recover_after_successes" => QCIC_STATUS_SPEC_RECOVER_AFTER_SUCCESSES,
         "notify" => QCIC_STATUS_SPEC_NOTIFY,
         "slow_after" => QCIC_STATUS_SPEC_SLOW_AFTER,
+        "depends_on" => QCIC_STATUS_SPEC_DEPENDS_ON,
+        "after" => QCIC_STATUS_SPEC_AFTER,
         _ => QCIC_STATUS_SPEC,
     }
 }

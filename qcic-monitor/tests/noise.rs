@@ -353,3 +353,56 @@ fn without_tokens_the_api_reads_and_refuses_every_write() {
     }
     monitor.stop();
 }
+
+#[test]
+fn a_declared_job_may_depend_on_and_follow_jobs_watched_here_and_make_no_cycle() {
+    use qcic_sdk::JobSpec;
+    let body = format!(
+        "[declare]\nallow = true\nmin_every = \"1s\"\n[[job]]\nname = \"db\"\nevery = \"1s\"\n{ZMQ}"
+    );
+    let monitor = Monitor::start("w", &body);
+    let mut alerts = Alerts::subscribe(&monitor.publish);
+    let client = Client::new([monitor.listen.clone()]).unwrap();
+    let s = Duration::from_secs;
+    client
+        .declare(&JobSpec::every("etl", s(2)).depends_on(["nope"]))
+        .unwrap();
+    monitor.wait_log("depends_on: no job named \"nope\" is watched here");
+    client
+        .declare(&JobSpec::every("etl", s(2)).depends_on(["db"]))
+        .unwrap();
+    client
+        .declare(
+            &JobSpec::every("load", s(3600))
+                .start_within(s(1))
+                .after("etl"),
+        )
+        .unwrap();
+    monitor.wait_log("a job declared itself");
+    // db depends on nothing, but a declared job cannot close a cycle
+    // through declared ones: etl -> db is fine, report -> etl -> report not.
+    client
+        .declare(&JobSpec::every("report", s(60)).depends_on(["etl"]))
+        .unwrap();
+    client
+        .declare(&JobSpec::every("etl", s(2)).depends_on(["db", "report"]))
+        .unwrap();
+    monitor.wait_log("makes a cycle: etl -> report -> etl");
+    // The first etl declaration stands: its alarm is held by db.
+    client.heartbeat("db").unwrap();
+    client.heartbeat("etl").unwrap();
+    alerts.expect("alert.down.db");
+    assert!(alerts.none_within("alert.down.etl", Duration::from_secs(3)));
+    // The chain: etl succeeds, load does not start within 1 s.
+    client.heartbeat("db").unwrap();
+    alerts.expect("alert.recovered.db");
+    let etl_down = alerts.expect("alert.down.etl");
+    assert_eq!(etl_down["blocked_by"], "db");
+    client.start("etl").unwrap().success().unwrap();
+    let late = alerts.expect("alert.late.load");
+    assert!(
+        late["text"].as_str().unwrap().contains("etl's success"),
+        "{late}"
+    );
+    monitor.stop();
+}

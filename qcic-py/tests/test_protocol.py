@@ -69,6 +69,10 @@ def test_bad_messages_are_refused_clearly() -> None:
 def test_declarations_name_the_key_at_fault_and_read_back() -> None:
     assert qcic._qcic.spec_string("j", [("every", "1d"), ("grace", "3600000ms")]) == "every=1d grace=1h"
     assert qcic._qcic.spec_string("j", [("every", "1h"), ("slow_after", "2.5")]) == "every=1h slow_after=2.5"
+    assert (
+        qcic._qcic.spec_string("j", [("after", "a"), ("every", "1h"), ("start_within", "5m"), ("depends_on", "db,a")])
+        == "every=1h start_within=5m depends_on=db,a after=a"
+    )
     for kwargs, key in [
         ({"every": "soon"}, "every"),
         ({"every": "1m", "cron": "@daily"}, "cron"),
@@ -77,6 +81,10 @@ def test_declarations_name_the_key_at_fault_and_read_back() -> None:
         ({"every": 60, "notify": ["ok", "not ok"]}, "notify"),
         ({"every": -1}, "every"),
         ({"every": 60, "slow_after": 1.0}, "slow_after"),
+        ({"every": 60, "depends_on": ["a", "b", "c", "d", "e"]}, "depends_on"),
+        ({"every": 60, "depends_on": "a,a"}, "depends_on"),
+        ({"every": 60, "after": "extract"}, "after"),
+        ({"every": 60, "start_within": 60, "after": "bad name"}, "after"),
         ({}, "spec"),
     ]:
         with pytest.raises(qcic.InvalidSpecError) as info:

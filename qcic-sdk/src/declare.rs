@@ -28,6 +28,9 @@ pub const MAX_COUNT: u32 = 1000;
 /// `slow_after` in thousandths on the wire: above 1000 (a factor above
 /// 1), at most this (a factor of 1000).
 pub const MAX_SLOW_AFTER_PERMILLE: u32 = 1_000_000;
+/// Most jobs a declaration may depend on (`depends_on`): the largest
+/// declaration stays within a frame.
+pub const MAX_DEPENDS: usize = 4;
 /// Longest duration a declaration may give: 100 years, as in a watcher's
 /// configuration.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -73,6 +76,12 @@ pub struct Expectations {
     /// Channel names (the watcher's `[[notify]] name`s); empty: the
     /// watcher's choice.
     pub notify: Vec<String>,
+    /// Jobs whose `down` or `failed` holds this one's alarms back (at most
+    /// [`MAX_DEPENDS`]).
+    pub depends_on: Vec<String>,
+    /// A step of a chain: a start is due `start_within` after each
+    /// success of this job.
+    pub after: Option<String>,
 }
 
 /// A declaration that breaks a rule: the key, and why.
@@ -97,7 +106,7 @@ impl SpecError {
 
 /// The spec-string keys, in wire order; a key's wire code is its place
 /// here plus one (never renumbered).
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 14] = [
     "every",
     "cron",
     "timezone",
@@ -110,6 +119,8 @@ pub const KEYS: [&str; 12] = [
     "recover_after_successes",
     "notify",
     "slow_after",
+    "depends_on",
+    "after",
 ];
 
 impl Expectations {
@@ -126,6 +137,8 @@ impl Expectations {
             recover_after_successes: None,
             slow_after_permille: None,
             notify: Vec::new(),
+            depends_on: Vec::new(),
+            after: None,
         }
     }
 
@@ -208,6 +221,32 @@ impl Expectations {
                     format!(
                         "{name:?}: a channel name is 1 to 64 bytes of ASCII letters, digits, '.', '_' and '-'"
                     ),
+                ));
+            }
+        }
+        if self.depends_on.len() > MAX_DEPENDS {
+            return Err(SpecError::new(
+                "depends_on",
+                format!("names at most {MAX_DEPENDS} jobs"),
+            ));
+        }
+        for (i, name) in self.depends_on.iter().enumerate() {
+            crate::message::check_job_name(name)
+                .map_err(|r| SpecError::new("depends_on", format!("{name:?} {r}")))?;
+            if self.depends_on[..i].contains(name) {
+                return Err(SpecError::new(
+                    "depends_on",
+                    format!("{name:?} is named twice"),
+                ));
+            }
+        }
+        if let Some(after) = &self.after {
+            crate::message::check_job_name(after)
+                .map_err(|r| SpecError::new("after", format!("{after:?} {r}")))?;
+            if self.start_within.is_none() {
+                return Err(SpecError::new(
+                    "after",
+                    "needs start_within: how soon after each success of that job a start is due",
                 ));
             }
         }
@@ -297,6 +336,12 @@ impl fmt::Display for Expectations {
         }
         if let Some(p) = self.slow_after_permille {
             parts.push(format!("slow_after={}", format_factor(p)));
+        }
+        if !self.depends_on.is_empty() {
+            parts.push(format!("depends_on={}", quote(&self.depends_on.join(","))));
+        }
+        if let Some(after) = &self.after {
+            parts.push(format!("after={}", quote(after)));
         }
         f.write_str(&parts.join(" "))
     }
@@ -439,6 +484,24 @@ impl JobSpec {
         self
     }
 
+    /// Jobs whose `down` or `failed` holds this job's alarms back (the
+    /// watcher notifies their cause, not each dependent).
+    pub fn depends_on<I, S>(mut self, jobs: I) -> JobSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expect.depends_on = jobs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A step of a chain: a start is due `start_within` after each success
+    /// of `job` (set `start_within` too).
+    pub fn after(mut self, job: impl Into<String>) -> JobSpec {
+        self.expect.after = Some(job.into());
+        self
+    }
+
     /// The watcher's channels (by name) this job's notifications go to.
     pub fn notify<I, S>(mut self, channels: I) -> JobSpec
     where
@@ -500,6 +563,8 @@ impl JobSpec {
             recover_after_successes,
             notify,
             slow_after,
+            depends_on,
+            after,
         ] = values;
         let duration = |key: &'static str, text: Option<String>| {
             text.map(|t| {
@@ -549,6 +614,10 @@ impl JobSpec {
             notify: notify
                 .map(|n| n.split(',').map(str::to_owned).collect())
                 .unwrap_or_default(),
+            depends_on: depends_on
+                .map(|n| n.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            after,
         };
         expect.check()?;
         Ok(JobSpec {
@@ -593,6 +662,12 @@ impl Serialize for Expectations {
         if let Some(p) = self.slow_after_permille {
             map.serialize_entry(&12u8, &p)?;
         }
+        if !self.depends_on.is_empty() {
+            map.serialize_entry(&13u8, &self.depends_on)?;
+        }
+        if let Some(after) = &self.after {
+            map.serialize_entry(&14u8, after)?;
+        }
         map.end()
     }
 }
@@ -608,6 +683,8 @@ pub(crate) struct RawExpectations {
     recover_after_successes: Option<u32>,
     notify: Option<Vec<String>>,
     slow_after_permille: Option<u32>,
+    depends_on: Option<Vec<String>>,
+    after: Option<String>,
 }
 
 impl RawExpectations {
@@ -647,6 +724,8 @@ impl RawExpectations {
             recover_after_successes: self.recover_after_successes,
             slow_after_permille: self.slow_after_permille,
             notify: self.notify.unwrap_or_default(),
+            depends_on: self.depends_on.unwrap_or_default(),
+            after: self.after,
         };
         expect.check()?;
         Ok(expect)
@@ -695,6 +774,8 @@ impl<'de> Visitor<'de> for RawVisitor {
                 10 => once(&mut map, &mut raw.recover_after_successes, code)?,
                 11 => once(&mut map, &mut raw.notify, code)?,
                 12 => once(&mut map, &mut raw.slow_after_permille, code)?,
+                13 => once(&mut map, &mut raw.depends_on, code)?,
+                14 => once(&mut map, &mut raw.after, code)?,
                 // A later revision's key: skipped, as trailing fields are.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -708,6 +789,29 @@ impl<'de> Visitor<'de> for RawVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_and_chains_are_checked_and_read_back() {
+        let spec = JobSpec::every("j", Duration::from_secs(3600))
+            .start_within(Duration::from_secs(60))
+            .depends_on(["db", "extract"])
+            .after("extract");
+        let text = spec.expect.to_string();
+        assert_eq!(
+            text,
+            "every=1h start_within=1m depends_on=db,extract after=extract"
+        );
+        assert_eq!(JobSpec::parse("j", &text).unwrap(), spec);
+        for (text, key) in [
+            ("every=1h depends_on=a,b,c,d,e", "depends_on"),
+            ("every=1h depends_on=a,a", "depends_on"),
+            ("every=1h depends_on='a b'", "depends_on"),
+            ("every=1h after=a", "after"),
+            ("every=1h start_within=1m after=", "after"),
+        ] {
+            assert_eq!(JobSpec::parse("j", text).unwrap_err().key, key, "{text}");
+        }
+    }
 
     #[test]
     fn slow_after_is_a_factor_in_thousandths() {

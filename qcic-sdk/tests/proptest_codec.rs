@@ -33,6 +33,8 @@ prop_compose! {
         counts in prop::array::uniform2(proptest::option::of(1u32..=1000)),
         notify in prop::collection::vec("[A-Za-z0-9._-]{1,64}", 0..=8),
         slow in proptest::option::of(1001u32..=qcic_sdk::declare::MAX_SLOW_AFTER_PERMILLE),
+        depends_on in prop::collection::btree_set("[A-Za-z0-9._-]{1,32}", 0..=4),
+        after in proptest::option::of("[A-Za-z0-9._-]{1,32}"),
     ) -> Expectations {
         let [grace, start_within, max_runtime, stall_after, min_runtime] = durations;
         Expectations {
@@ -41,6 +43,9 @@ prop_compose! {
             recover_after_successes: counts[1],
             slow_after_permille: slow,
             notify,
+            depends_on: depends_on.into_iter().collect(),
+            // `after` needs `start_within`.
+            after: after.filter(|_| start_within.is_some()),
         }
     }
 }

@@ -134,8 +134,8 @@ fn raw_job(
         recover_after_successes: expect.recover_after_successes,
         repeat: None,
         slow_after: expect.slow_after_permille.map(|p| f64::from(p) / 1000.0),
-        depends_on: None,
-        after: None,
+        depends_on: (!expect.depends_on.is_empty()).then(|| expect.depends_on.clone()),
+        after: expect.after.clone(),
         escalate: None,
         notify: if expect.notify.is_empty() {
             policy.notify.clone()

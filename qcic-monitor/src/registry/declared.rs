@@ -143,6 +143,10 @@ impl Registry {
                 return Vec::new();
             }
         };
+        if let Err(detail) = self.check_links(&msg.job, &cfg) {
+            self.refuse(msg, DeclareRefusal::Invalid, &detail);
+            return Vec::new();
+        }
         let declaration = Declaration {
             spec: expect.to_string(),
             host: msg.host.clone(),
@@ -196,6 +200,7 @@ impl Registry {
                 self.jobs[j].declared = Some(Box::new(declaration));
                 self.wall_timers |= self.jobs[j].cfg.follows_wall_clock();
                 self.rearm(j, same_schedule, now);
+                self.link(j);
                 self.route_one(j);
                 self.watch_changes.push(WatchChange::Add(
                     msg.job.clone(),
@@ -232,6 +237,30 @@ impl Registry {
             .declarations_taken
             .fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// A declaration's `depends_on` and `after` name jobs watched here,
+    /// and make no cycle (as a configuration's are checked at load).
+    fn check_links(&self, job: &str, cfg: &JobConfig) -> Result<(), String> {
+        for (key, name) in cfg
+            .depends_on
+            .iter()
+            .map(|p| ("depends_on", p))
+            .chain(cfg.after.iter().map(|a| ("after", a)))
+        {
+            if !self.index.contains_key(name.as_str()) {
+                return Err(format!("{key}: no job named {name:?} is watched here"));
+            }
+        }
+        let parents = |name: &str| {
+            self.index
+                .get(name)
+                .map(|&p| self.jobs[p].cfg.depends_on.clone())
+        };
+        match crate::config::dependency_cycle(job, &cfg.depends_on, &parents) {
+            Some(cycle) => Err(format!("depends_on: makes a cycle: {cycle}")),
+            None => Ok(()),
+        }
     }
 
     /// Watches a declared job from now on (a new declaration, or one

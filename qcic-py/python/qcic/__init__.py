@@ -108,7 +108,9 @@ Duration = Union[str, int, float, datetime.timedelta]
 class Spec(TypedDict, total=False):
     """What a job expects of itself (a declaration): ``every`` or ``cron``
     (with an optional ``timezone``), and the limits of a watcher's
-    ``[[job]]`` table. Channel names in ``notify``."""
+    ``[[job]]`` table. Channel names in ``notify``; the jobs whose ``down``
+    or ``failed`` holds this one's alarms back in ``depends_on``; the job a
+    step of a chain follows in ``after`` (with ``start_within``)."""
 
     every: Duration
     cron: str
@@ -122,6 +124,8 @@ class Spec(TypedDict, total=False):
     recover_after_successes: int
     notify: Union[str, Iterable[str]]
     slow_after: float
+    depends_on: Union[str, Iterable[str]]
+    after: str
 
 
 _DURATIONS = ("every", "grace", "start_within", "max_runtime", "stall_after", "min_runtime")
@@ -141,7 +145,7 @@ def _pairs(spec: Spec) -> List[Tuple[str, str]]:
             if value < 0 or value != value:
                 raise InvalidSpecError(f"invalid declaration: {key}: {value} is not a duration", key)
             text = f"{round(value * 1000)}ms"
-        elif key == "notify" and not isinstance(value, str):
+        elif key in ("notify", "depends_on") and not isinstance(value, str):
             text = ",".join(value)  # type: ignore[arg-type]
         else:
             text = str(value)

@@ -176,6 +176,12 @@ struct DeclareArgs {
     /// job's last successful runs.
     #[arg(long, help_heading = "Declaration")]
     slow_after: Option<String>,
+    /// Jobs whose down or failed holds this job's alarms back, comma-separated.
+    #[arg(long, help_heading = "Declaration")]
+    depends_on: Option<String>,
+    /// A step of a chain: a start is due --start-within after each success of this job.
+    #[arg(long, help_heading = "Declaration")]
+    after: Option<String>,
 }
 
 impl DeclareArgs {
@@ -194,6 +200,8 @@ impl DeclareArgs {
             ("recover_after_successes", &self.recover_after_successes),
             ("notify", &self.notify),
             ("slow_after", &self.slow_after),
+            ("depends_on", &self.depends_on),
+            ("after", &self.after),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value.as_deref()?)))
