@@ -408,6 +408,9 @@ pub async fn run(
                     }
                     Query::Ack { incident, ack, from_peer, reply } => {
                         let result = registry.ack(&incident, ack.clone(), Now::current());
+                        if from_peer && result.is_err() {
+                            registry.ack_when_opened(&incident, ack.clone());
+                        }
                         if let (Ok(crate::registry::Acked::Now(job)), Some(link)) = (&result, &farm) {
                             if !from_peer {
                                 // Told to every watcher of the farm (bounded:

@@ -9,6 +9,9 @@ impl Registry {
     /// start now, unless it started already for this success (a step
     /// started by its predecessor may be heard before that one's success).
     pub(super) fn chain_success(&mut self, j: JobIdx, msg: &Message, now: Now) {
+        if self.followers.is_empty() {
+            return;
+        }
         let Some(next) = self.followers.get(&self.jobs[j].name).cloned() else {
             return;
         };

@@ -26,12 +26,29 @@ impl Registry {
     /// The maintenance window over job `j` at `wall_ms`, if any: its name
     /// and when it closes (of several, the one closing last).
     pub(super) fn window_over(&self, j: JobIdx, wall_ms: u64) -> Option<(String, u64)> {
-        let name = &self.jobs[j].name;
+        if self.maintenance.is_empty() {
+            return None;
+        }
+        self.window_among(j, &self.open_windows(wall_ms))
+    }
+
+    /// The windows open at `wall_ms`: (index, when it closes). Worked out
+    /// once for a view of every job (a cron search each).
+    pub(super) fn open_windows(&self, wall_ms: u64) -> Vec<(usize, u64)> {
         self.maintenance
             .iter()
-            .filter(|w| w.covers(name))
-            .filter_map(|w| Some((w.name.clone(), w.open_until(wall_ms)?)))
+            .enumerate()
+            .filter_map(|(i, w)| Some((i, w.open_until(wall_ms)?)))
+            .collect()
+    }
+
+    /// [`Registry::window_over`] among windows known to be open.
+    pub(super) fn window_among(&self, j: JobIdx, open: &[(usize, u64)]) -> Option<(String, u64)> {
+        let name = &self.jobs[j].name;
+        open.iter()
+            .filter(|(i, _)| self.maintenance[*i].covers(name))
             .max_by_key(|(_, until)| *until)
+            .map(|(i, until)| (self.maintenance[*i].name.clone(), *until))
     }
 
     /// The job `j` depends on that is down or failed now, if any.
@@ -148,6 +165,9 @@ impl Registry {
     /// Judges again the held alarms of every job that depends on job `p`
     /// (its `down` or `failed` just closed).
     pub(super) fn release_dependents(&mut self, p: JobIdx, now: Now, out: &mut Vec<Notification>) {
+        if self.dependents.is_empty() {
+            return;
+        }
         let Some(children) = self.dependents.get(&self.jobs[p].name).cloned() else {
             return;
         };
@@ -156,6 +176,16 @@ impl Registry {
                 self.release(c, now, out);
             }
         }
+    }
+
+    /// An acknowledgement a farm peer took for an incident not open here
+    /// (yet: this watcher may raise it a moment later): applied when it
+    /// opens. Bounded: the oldest go.
+    pub fn ack_when_opened(&mut self, incident: &str, ack: crate::notification::Ack) {
+        if self.early_acks.len() >= EARLY_ACKS_KEPT {
+            self.early_acks.pop_front();
+        }
+        self.early_acks.push_back((Box::from(incident), ack));
     }
 
     /// Judges every held alarm again (windows changed, the clock stepped,

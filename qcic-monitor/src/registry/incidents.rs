@@ -51,6 +51,13 @@ impl Registry {
         }
         let run_id = first.run_id;
         let at = Now::new(now, first.detected_ms);
+        // A farm peer acknowledged it before this watcher raised it.
+        let early = self
+            .early_acks
+            .iter()
+            .position(|(incident, _)| **incident == *id)
+            .and_then(|i| self.early_acks.remove(i))
+            .map(|(_, ack)| Box::new(ack));
         let held = self.hold(j, at);
         let notified = held.is_none();
         if notified {
@@ -65,12 +72,12 @@ impl Registry {
                 repeats: 0,
                 notified,
                 first,
-                ack: None,
+                ack: early.clone(),
                 escalated: 0,
                 held: held.map(Box::new),
             },
         );
-        if let Some(every) = self.jobs[j].cfg.repeat {
+        if let (Some(every), None) = (self.jobs[j].cfg.repeat, &early) {
             self.deadlines.set(Timer::Repeat(j, slot), now + every);
         }
         if notified {

@@ -123,7 +123,12 @@ pub struct Registry {
     dependents: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// Job -> the jobs that follow it (`after`).
     followers: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// Farm peers' acknowledgements of incidents not open here yet.
+    early_acks: VecDeque<(Box<str>, crate::notification::Ack)>,
 }
+
+/// Farm peers' acknowledgements kept for incidents not open here yet.
+pub const EARLY_ACKS_KEPT: usize = 1_000;
 
 impl Registry {
     /// A registry for `jobs`, as of `now` (`wall_ms` on the watcher's
@@ -166,6 +171,7 @@ impl Registry {
             maintenance: Arc::from(Vec::new()),
             dependents: HashMap::new(),
             followers: HashMap::new(),
+            early_acks: VecDeque::new(),
         };
         let mut shared: Option<Arc<JobConfig>> = None;
         for (j, cfg) in jobs.iter().enumerate() {

@@ -219,6 +219,7 @@ impl Registry {
             now.wall_ms
                 .saturating_add(u64::try_from(ahead.as_millis()).unwrap_or(u64::MAX))
         };
+        let open_windows = self.open_windows(now.wall_ms);
         self.jobs
             .iter()
             .enumerate()
@@ -267,7 +268,7 @@ impl Registry {
                     },
                     declared: job.declared.as_deref().cloned(),
                     blocked_by: self.blocked_all(j),
-                    maintenance: self.window_over(j, now.wall_ms).map(|(name, _)| name),
+                    maintenance: self.window_among(j, &open_windows).map(|(name, _)| name),
                 }
             })
             .collect()

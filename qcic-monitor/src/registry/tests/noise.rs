@@ -404,3 +404,32 @@ fn holds_acknowledgements_and_escalation_survive_a_restart() {
     );
     assert_eq!(out[1].held_ms, Some(51_000));
 }
+
+#[test]
+fn a_peers_acknowledgement_learnt_before_the_incident_opens_here_applies_when_it_does() {
+    let t0 = Instant::now();
+    let mut a = registry_of("a", &[escalating()], t0, W0);
+    let mut b = registry_of("b", &[escalating()], t0, W0);
+    let down = a.on_deadlines(at(t0, 10)).remove(0);
+    assert!(
+        b.ack(&down.incident, ack("ana"), at(t0, 10)).is_err(),
+        "not open at b yet"
+    );
+    b.ack_when_opened(&down.incident, ack("ana"));
+    assert_eq!(
+        b.on_deadlines(at(t0, 11)).len(),
+        1,
+        "b raises it too (the gate picks one sender)"
+    );
+    assert_eq!(
+        b.views(at(t0, 11))[0].incidents[0]
+            .acked
+            .as_ref()
+            .unwrap()
+            .by,
+        "ana"
+    );
+    for s in 12..=200 {
+        assert!(b.on_deadlines(at(t0, s)).is_empty(), "at {s}");
+    }
+}
