@@ -110,8 +110,8 @@ pub async fn check(State(guard): State<Guard>, mut request: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().as_bytes().to_vec());
+        .and_then(bearer)
+        .map(|t| t.as_bytes().to_vec());
     let Some(presented) = presented else {
         return guard.refuse(
             StatusCode::UNAUTHORIZED,
@@ -127,8 +127,38 @@ pub async fn check(State(guard): State<Guard>, mut request: Request, next: Next)
         let why = format!("the token {name:?} may read, not change things");
         return guard.refuse(StatusCode::FORBIDDEN, &method, &path, &why);
     }
+    if write {
+        // Who changed what: the token's name, never the token.
+        tracing::info!(%method, path = %crate::printable::one_line(&path), token = name, "HTTP API change");
+    }
     request
         .extensions_mut()
         .insert(Caller(Some(name.to_owned())));
     next.run(request).await
+}
+
+/// The token of an `Authorization` value: the scheme `Bearer` in any
+/// case (RFC 9110), then blanks.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_scheme_is_read_in_any_case_and_blanks_around_the_token_go() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("BEARER\tabc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer   "), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
 }

@@ -23,7 +23,7 @@ pub struct AckBody {
 }
 
 /// `POST /api/jobs/{job}/silence` body.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceBody {
     /// How long: `"2h"`.
@@ -88,8 +88,12 @@ pub async fn ack(
 pub async fn silence(
     State(s): State<AppState>,
     Path(job): Path<String>,
-    Json(b): Json<SilenceBody>,
+    bytes: axum::body::Bytes,
 ) -> Response {
+    let b: SilenceBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(e) => return reply(Err(e)),
+    };
     let duration = match crate::config::parse_duration(&b.duration) {
         Ok(d) if !d.is_zero() => d,
         Ok(_) => return reply(Err("\"for\" must be longer than 0s".into())),

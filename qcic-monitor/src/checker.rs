@@ -383,8 +383,11 @@ pub async fn run(
                     Query::Reload(reload, reply) => {
                         registry.set_declare_policy(reload.declare);
                         registry.set_unknown_jobs(reload.unknown_jobs);
+                        // The windows first: alarms judged again by the new
+                        // job list are judged by the new windows.
+                        let released = registry.set_maintenance(reload.maintenance, Now::current());
                         let mut summary = registry.reconfigure(&reload.jobs, reload.max_unknown, reload.max_skew, Now::current());
-                        summary.closed.extend(registry.set_maintenance(reload.maintenance, Now::current()));
+                        summary.closed.splice(0..0, released);
                         if let Some(store) = &store {
                             store.forget_jobs(summary.removed_names.clone());
                         }
@@ -403,7 +406,8 @@ pub async fn run(
                         }
                     },
                     Query::Silence { job, until_ms, reason, reply } => {
-                        let _ = reply.send(registry.silence(&job, until_ms, &reason, Now::current()));
+                        let result = registry.silence(&job, until_ms, &reason, Now::current());
+                        reply_when_saved(store.as_ref(), &mut registry, reply, result);
                         Vec::new()
                     }
                     Query::Ack { incident, ack, from_peer, reply } => {
@@ -411,23 +415,21 @@ pub async fn run(
                         if from_peer && result.is_err() {
                             registry.ack_when_opened(&incident, ack.clone());
                         }
-                        if let (Ok(crate::registry::Acked::Now(job)), Some(link)) = (&result, &farm) {
-                            if !from_peer {
+                        if let Ok(crate::registry::Acked::Now(job) | crate::registry::Acked::Held(job)) = &result {
+                            if let (Some(link), false) = (&farm, from_peer) {
                                 // Told to every watcher of the farm (bounded:
                                 // if the farm task is this far behind, the
                                 // peers still learn nothing false).
                                 let _ = link.acks.try_send((Arc::from(incident.as_str()), ack));
                             }
                             tracing::info!(%incident, %job, from_peer, "incident acknowledged");
-                        } else if let Ok(crate::registry::Acked::Now(job)) = &result {
-                            tracing::info!(%incident, %job, "incident acknowledged");
                         }
-                        let _ = reply.send(result);
+                        reply_when_saved(store.as_ref(), &mut registry, reply, result);
                         Vec::new()
                     }
                     Query::Unsilence { job, reply } => match registry.unsilence(&job, Now::current()) {
                         Ok(held_back) => {
-                            let _ = reply.send(Ok(()));
+                            reply_when_saved(store.as_ref(), &mut registry, reply, Ok(()));
                             held_back
                         }
                         Err(e) => {
@@ -474,6 +476,29 @@ pub async fn run(
         // The last save: `Watcher::shutdown` joins the store thread, which
         // commits it.
         drop(store.save_jobs(registry.take_dirty(Now::current()), registry.take_runs()));
+    }
+}
+
+/// Replies once the change just made is in the state database (an
+/// acknowledgement or a pause answered "ok" survives a `kill -9` right
+/// after it), without holding the loop; at once without a database.
+fn reply_when_saved<T: Send + 'static>(
+    store: Option<&Store>,
+    registry: &mut Registry,
+    reply: oneshot::Sender<T>,
+    value: T,
+) {
+    match store {
+        Some(store) => {
+            let saved = store.save_jobs(registry.take_dirty(Now::current()), registry.take_runs());
+            tokio::spawn(async move {
+                let _ = saved.await;
+                let _ = reply.send(value);
+            });
+        }
+        None => {
+            let _ = reply.send(value);
+        }
     }
 }
 

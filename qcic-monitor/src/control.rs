@@ -81,6 +81,9 @@ pub async fn ack(
         Ok(crate::registry::Acked::Now(job)) => {
             serde_json::json!({"ok": true, "incident": incident, "job": job})
         }
+        Ok(crate::registry::Acked::Held(job)) => {
+            serde_json::json!({"ok": true, "incident": incident, "job": job, "held": true})
+        }
         Ok(crate::registry::Acked::Already(first)) => serde_json::json!({
             "ok": true,
             "incident": incident,
@@ -366,6 +369,10 @@ pub fn silence(path: &PathBuf, req: &Request) -> Result<String, String> {
             Some(first) => format!(
                 "incident {incident} was already acknowledged by {}\n",
                 first["by"].as_str().unwrap_or("?")
+            ),
+            None if reply["held"] == true => format!(
+                "incident {incident} of {} acknowledged; it is held back (not notified yet): if it is still open when the hold ends it goes out marked acknowledged, without reminders or escalation\n",
+                reply["job"].as_str().unwrap_or("?")
             ),
             None => format!(
                 "incident {incident} of {} acknowledged: no reminders or escalation follow; its follow-up still goes out\n",

@@ -28,6 +28,10 @@
 //! - the unlabelled `down`s sent during one outage of a job all carry one
 //!   incident id, whatever messages each watcher heard;
 //! - every alarm sent gets a follow-up once the trouble ends;
+//! - a watcher that holds an acknowledgement of an incident (taken by an
+//!   operator at a random watcher, spread by the gossip, kept across
+//!   restarts) never raises a reminder or an escalation step of it; job
+//!   `job0` reminds every 4 s and escalates after 6 s;
 //! - every time a peer stays silent past `dead_after` and the bound, a
 //!   `peer_down` is sent for it, each time a new incident (a return shorter
 //!   than `dead_after`, seen by one watcher from news relayed late, counts
@@ -95,11 +99,19 @@ fn job_name(j: usize) -> String {
 fn jobs() -> Vec<JobConfig> {
     (0..JOBS)
         .map(|j| {
-            JobConfig::new(
+            let mut job = JobConfig::new(
                 &job_name(j),
                 Schedule::Every(Duration::from_millis(EVERY)),
                 Duration::from_millis(GRACE),
-            )
+            );
+            if j == 0 {
+                job.repeat = Some(Duration::from_millis(4_000));
+                job.escalate = vec![qcic_monitor::config::EscalationStep {
+                    after: Duration::from_millis(6_000),
+                    notify: vec!["pager".into()],
+                }];
+            }
+            job
         })
         .collect()
 }
@@ -202,6 +214,13 @@ struct Sim {
     /// Percent chance of a fault per tick: stormy schedules, and calm ones
     /// where every watcher reaches every other when a job stops.
     fault_rate: u64,
+    /// Operators acknowledging incidents: a stream of its own, so the
+    /// faults of every seed stay what they were.
+    ack_rng: Rng,
+    /// Acknowledgements taken.
+    acks: usize,
+    /// Reminders and escalation steps raised (that acknowledgements stop).
+    reminders: usize,
 }
 
 fn gate_for(id: &Arc<str>, members: &[Arc<str>], t: Instant, stats: &Arc<Stats>) -> Gate {
@@ -307,6 +326,9 @@ impl Sim {
             lose: vec![vec![0; n]; JOBS],
             reconnect_at: vec![vec![None; n]; JOBS],
             fault_rate,
+            ack_rng: Rng(seed ^ 0xACC0_FFEE),
+            acks: 0,
+            reminders: 0,
         }
     }
 
@@ -328,12 +350,14 @@ impl Sim {
         text.push_str("\n\nsent:\n");
         for s in &self.sent {
             text.push_str(&format!(
-                "t={} {} {} {} {} farm={:?}\n",
+                "t={} {} {} {} {} repeat={} escalation={} farm={:?}\n",
                 s.at,
                 self.watchers[s.by].id,
                 s.note.event,
                 s.note.job,
                 s.note.incident,
+                s.note.repeat,
+                s.note.escalation,
                 s.note.farm
             ));
         }
@@ -389,6 +413,7 @@ impl Sim {
             }
         }
         self.senders_send();
+        self.maybe_ack();
         for w in 0..self.watchers.len() {
             if self.running(w) {
                 self.watcher_work(w);
@@ -455,7 +480,29 @@ impl Sim {
         for m in std::mem::take(&mut watcher.inbox) {
             notes.extend(watcher.registry.on_message(&m, Now::new(now, wall)));
         }
-        notes.extend(watcher.registry.on_deadlines(Now::new(now, wall)));
+        let acked: HashSet<String> = watcher
+            .registry
+            .views(Now::new(now, wall))
+            .into_iter()
+            .flat_map(|v| v.incidents)
+            .filter(|i| i.acked.is_some())
+            .map(|i| i.id)
+            .collect();
+        let due = watcher.registry.on_deadlines(Now::new(now, wall));
+        for n in &due {
+            if !n.event.is_follow_up() && (n.repeat > 0 || n.escalation > 0) {
+                self.reminders += 1;
+                if acked.contains(&*n.incident) {
+                    let what = format!(
+                        "w{w} raised {} (repeat {}, escalation {}) of {}, which it holds acknowledged",
+                        n.event, n.repeat, n.escalation, n.incident
+                    );
+                    self.fail(&what);
+                }
+            }
+        }
+        let watcher = &mut self.watchers[w];
+        notes.extend(due);
         let mut out = Vec::new();
         let debug = std::env::var_os("QCIC_SIM_DEBUG").is_some();
         let mut lines = Vec::new();
@@ -652,6 +699,7 @@ impl Sim {
         }
         let mut out = Vec::new();
         let mut notes = Vec::new();
+        let mut acks_learnt = Vec::new();
         for (origin, key, value) in learnt {
             let node = Arc::clone(&self.watchers[origin].id);
             let watcher = &mut self.watchers[to];
@@ -670,7 +718,16 @@ impl Sim {
                         .on_ledger_entry(&node, key, sender, entry, &mut out);
                 }
                 Some(Said::Ack { incident, ack }) => {
-                    let _ = watcher.registry.ack(&incident, ack, Now::new(now, wall));
+                    // As the farm task does: applied (or kept for when it
+                    // opens here), and published as a copy.
+                    if watcher
+                        .registry
+                        .ack(&incident, ack.clone(), Now::new(now, wall))
+                        .is_err()
+                    {
+                        watcher.registry.ack_when_opened(&incident, ack.clone());
+                    }
+                    acks_learnt.push((incident, ack));
                 }
                 None => {}
             }
@@ -683,11 +740,59 @@ impl Sim {
                 ));
             }
         }
+        for (incident, ack) in acks_learnt {
+            self.publish_ack(to, &incident, &ack);
+        }
         let watcher = &mut self.watchers[to];
         for n in notes {
             watcher.gate.on_notification(n, now, wall, &mut out);
         }
         self.carry_out(to, out);
+    }
+
+    /// Now and then an operator acknowledges an open incident at a
+    /// running watcher.
+    fn maybe_ack(&mut self) {
+        if self.ack_rng.below(100) != 0 {
+            return;
+        }
+        let w = self.ack_rng.below(self.watchers.len() as u64) as usize;
+        if !self.running(w) {
+            return;
+        }
+        let (now, wall) = (self.instant(), self.wall_of(w));
+        let registry = &mut self.watchers[w].registry;
+        let Some(id) = registry
+            .views(Now::new(now, wall))
+            .into_iter()
+            .flat_map(|v| v.incidents)
+            .find(|i| i.acked.is_none())
+            .map(|i| i.id)
+        else {
+            return;
+        };
+        let ack = qcic_monitor::notification::Ack {
+            by: format!("op-w{w}"),
+            at_ms: wall,
+            comment: None,
+        };
+        if registry.ack(&id, ack.clone(), Now::new(now, wall)).is_ok() {
+            self.acks += 1;
+            self.publish_ack(w, &id, &ack);
+            self.note(format!("w{w} acknowledges {id}"));
+        }
+    }
+
+    /// `a:<incident>` in `w`'s own gossip state, once.
+    fn publish_ack(&mut self, w: usize, incident: &str, ack: &qcic_monitor::notification::Ack) {
+        let watcher = &mut self.watchers[w];
+        let key = wire::ack_key(incident);
+        if watcher.own.kv.get(&key).is_some_and(|(_, v)| v.is_some()) {
+            return;
+        }
+        watcher.version += 1;
+        let v = watcher.version;
+        watcher.own.kv.insert(key, (v, Some(wire::encode_ack(ack))));
     }
 
     fn liveness(&mut self, w: usize) {
@@ -1154,6 +1259,8 @@ impl Sim {
             outages: self.outages.len(),
             downs: downs.count(),
             labelled,
+            acks: self.acks,
+            reminders: self.reminders,
         }
     }
 
@@ -1166,7 +1273,7 @@ impl Sim {
                 s.note.incident.to_string(),
                 s.note.event,
                 s.note.resolves,
-                s.note.repeat,
+                s.note.round(),
             );
             *by_watcher.entry(k.clone()).or_default() += 1;
             if by_watcher[&k] > 1 {
@@ -1180,7 +1287,7 @@ impl Sim {
         let mut copies: BTreeMap<(String, Event, u32), Vec<&Sent>> = BTreeMap::new();
         for s in &self.sent {
             copies
-                .entry((s.note.incident.to_string(), s.note.event, s.note.repeat))
+                .entry((s.note.incident.to_string(), s.note.event, s.note.round()))
                 .or_default()
                 .push(s);
         }
@@ -1319,7 +1426,7 @@ fn dispatch_key(note: &Notification) -> (String, Event, Option<Event>, u32) {
         note.incident.to_string(),
         note.event,
         note.resolves,
-        note.repeat,
+        note.round(),
     )
 }
 
@@ -1329,6 +1436,8 @@ struct Tally {
     outages: usize,
     downs: usize,
     labelled: usize,
+    acks: usize,
+    reminders: usize,
 }
 
 /// Whether a follow-up of `incident` was sent before `t`.
@@ -1357,20 +1466,26 @@ fn a_farm_keeps_its_promises_under_seeded_faults() {
             seeds.len()
         );
     }
-    let (mut downs, mut labelled) = (0, 0);
+    let (mut downs, mut labelled, mut acks, mut reminders) = (0, 0, 0, 0);
     for &seed in &seeds {
         let t = Sim::new(seed).run();
         sends += t.sent;
         outages += t.outages;
         downs += t.downs;
         labelled += t.labelled;
+        acks += t.acks;
+        reminders += t.reminders;
     }
     // Every unlabelled down passed the check that no watcher the sender
     // reached heard the job: false unlabelled alarms, 0.
     eprintln!(
-        "farm simulation: {} schedules, {sends} notifications, {outages} job outages, {downs} downs ({labelled} labelled partition_suspected, 0 unlabelled false alarms), in {:?}",
+        "farm simulation: {} schedules, {sends} notifications, {outages} job outages, {downs} downs ({labelled} labelled partition_suspected, 0 unlabelled false alarms), {acks} acknowledgements, {reminders} reminders and escalation steps raised, in {:?}",
         seeds.len(),
         started.elapsed()
+    );
+    assert!(
+        acks > 0 && reminders > 0,
+        "no acknowledgement or reminder to test: {acks} and {reminders}"
     );
     assert!(
         sends > seeds.len(),

@@ -147,7 +147,7 @@ fn raw_job(
 
 /// The shortest time between two due times of a schedule (over its next
 /// hundred fire times, for cron: `0,1 * * * *` is due twice a minute apart).
-fn tightest_gap(schedule: &crate::schedule::Schedule) -> Duration {
+pub(super) fn tightest_gap(schedule: &crate::schedule::Schedule) -> Duration {
     match schedule {
         crate::schedule::Schedule::Every(every) => *every,
         crate::schedule::Schedule::Cron { .. } => {

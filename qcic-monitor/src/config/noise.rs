@@ -191,6 +191,18 @@ pub(super) fn check_maintenance(
         if w.duration.is_zero() {
             return Err((key("duration"), "must be longer than 0s".into()));
         }
+        // Overlapping openings would make one window of unclear end.
+        let gap = super::declare::tightest_gap(&opens);
+        if w.duration > gap {
+            return Err((
+                key("duration"),
+                format!(
+                    "{} is longer than the time between two openings ({}): the windows would overlap",
+                    humantime::format_duration(w.duration),
+                    humantime::format_duration(gap)
+                ),
+            ));
+        }
         let jobs = match w.jobs {
             None => None,
             Some(list) => Some(

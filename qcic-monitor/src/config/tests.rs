@@ -426,6 +426,11 @@ fn noise_control_keys_are_checked_with_their_key_named() {
             "longer than 0s",
         ),
         (
+            "[[maintenance]]\nname = \"m\"\ncron = \"0 * * * *\"\nduration = \"2h\"\n",
+            "maintenance[0].duration",
+            "would overlap",
+        ),
+        (
             "[[maintenance]]\nname = \"m\"\ncron = \"0 3 * * *\"\nduration = \"1h\"\njobs = [\"[\"]\n",
             "maintenance[0].jobs[0]",
             "not a name pattern",

@@ -300,6 +300,21 @@ impl Gate {
                 alarm_key(&p.note).is_none_or(|(id, e, _)| id != note.incident || e != event)
             });
         }
+        if event.is_follow_up() {
+            // The trouble is over: its reminders and escalation steps still
+            // waiting here would come after the follow-up.
+            let before = self.pending.len();
+            self.pending.retain(|p| {
+                p.note.incident != note.incident
+                    || p.note.event.is_follow_up()
+                    || p.note.round() == 0
+            });
+            let dropped = before - self.pending.len();
+            self.stats.farm_suppressed.fetch_add(
+                u64::try_from(dropped).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
         if let (true, Some(resolves)) = (event.is_follow_up(), note.resolves) {
             // Only names given before this one: a later alarm of the job
             // is a later outage (this watcher may be closing an alarm it
@@ -554,7 +569,11 @@ impl Gate {
             .filter(|_| !settling)
             .filter(|p| !p.parked)
             .filter_map(|p| alarm_key(&p.note))
-            .filter(|alarm| self.ledger.senders(alarm).is_empty() && !happened.contains(alarm))
+            // Owed if any round went out: an escalation step sent by a
+            // watcher restarted before its alarm left is closed too.
+            .filter(|alarm| {
+                !self.ledger.any_round_sent(&alarm.0, alarm.1) && !happened.contains(alarm)
+            })
             .collect();
         let pending = std::mem::take(&mut self.pending);
         let mut keep = Vec::with_capacity(pending.len());
@@ -566,11 +585,18 @@ impl Gate {
             .filter(|p| !p.note.event.is_follow_up())
             .map(|p| key_of(&p.note))
             .collect();
+        // Every round of a cancelled alarm (its reminders, its escalation
+        // steps) goes with it.
+        let cancelled_incidents: BTreeSet<(Arc<str>, Event)> = cancelled
+            .iter()
+            .map(|(id, event, _)| (Arc::clone(id), *event))
+            .collect();
         for p in pending {
             // A parked alarm retracted meanwhile goes too.
-            let own = key_of(&p.note);
             let orphan = alarm_key(&p.note).is_some_and(|a| cancelled.contains(&a));
-            if orphan || cancelled.contains(&own) {
+            let round_of_cancelled = !p.note.event.is_follow_up()
+                && cancelled_incidents.contains(&(Arc::clone(&p.note.incident), p.note.event));
+            if orphan || round_of_cancelled {
                 continue;
             }
             let before_alarm = alarm_key(&p.note).is_some_and(|a| unsent.contains(&a));

@@ -67,6 +67,15 @@ impl Ledger {
             .map(|(_, event, _)| *event)
     }
 
+    /// Whether any round of the alarm `event` of `incident` (the alarm, a
+    /// reminder, an escalation step) was sent by some watcher: its
+    /// follow-up is owed then.
+    pub fn any_round_sent(&self, incident: &str, event: Event) -> bool {
+        self.by_key.iter().any(|((id, e, _), by)| {
+            **id == *incident && *e == event && by.values().any(|x| x.state != State::Failed)
+        })
+    }
+
     /// Whether anything is known of `key`.
     pub fn contains(&self, key: &NoteKey) -> bool {
         self.by_key.contains_key(key)

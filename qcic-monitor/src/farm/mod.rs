@@ -245,19 +245,7 @@ impl Task {
                     self.on_key_changes(batch, &mut out).await;
                 }
                 Some(report) = reports.recv() => self.gate.on_report(report, &mut out),
-                Some((incident, ack)) = acks.recv() => {
-                    // Published like a ledger entry: every peer learns it,
-                    // and one restarted learns it back.
-                    let key = wire::ack_key(&incident);
-                    let mut delete = Vec::new();
-                    if !self.acked.contains(&key) {
-                        self.acked.push_back(key.clone());
-                        while self.acked.len() > wire::ACKS_KEPT {
-                            delete.extend(self.acked.pop_front());
-                        }
-                    }
-                    self.membership.update(vec![(key, wire::encode_ack(&ack))], delete).await;
-                }
+                Some((incident, ack)) = acks.recv() => self.publish_ack(&incident, &ack).await,
                 Ok(()) = events.live.changed() => {
                     let nodes = membership::live_nodes(&events.live.borrow_and_update());
                     let beats = self.membership.heartbeats().await;
@@ -299,8 +287,12 @@ impl Task {
                 }
                 Some(Said::Ack { incident, ack }) => {
                     tracing::debug!(peer = %node, %incident, by = %ack.by, "a peer's acknowledgement");
-                    // An incident not open here (closed, or never opened)
-                    // has nothing to stop.
+                    // A copy is published under this watcher's name too, as
+                    // ledger entries are: a peer restarted with its state
+                    // wiped learns it back from any watcher, even once the
+                    // one that took it is gone.
+                    self.publish_ack(&incident, &ack).await;
+                    // Not open here yet: the registry keeps it for when it is.
                     let _ = self.checker.ack(incident, ack, true).await;
                 }
                 None => {}
@@ -310,6 +302,23 @@ impl Task {
             tracing::debug!(peer = %peer, jobs = seen.len(), "evidence from a peer");
             self.checker.peer_seen(peer, seen).await;
         }
+    }
+
+    /// Publishes an acknowledgement under this watcher's name, once
+    /// (bounded: the oldest go past [`wire::ACKS_KEPT`]).
+    async fn publish_ack(&mut self, incident: &str, ack: &crate::notification::Ack) {
+        let key = wire::ack_key(incident);
+        if self.acked.contains(&key) {
+            return;
+        }
+        self.acked.push_back(key.clone());
+        let mut delete = Vec::new();
+        while self.acked.len() > wire::ACKS_KEPT {
+            delete.extend(self.acked.pop_front());
+        }
+        self.membership
+            .update(vec![(key, wire::encode_ack(ack))], delete)
+            .await;
     }
 
     async fn carry_out(&mut self, outputs: Vec<Output>) {

@@ -198,7 +198,31 @@ pub fn job_page(
     let incidents: Vec<_> = job
         .incidents
         .iter()
-        .map(|i| context! { event => i.event.name(), id => i.id })
+        .map(|i| {
+            context! {
+                event => i.event.name(),
+                id => i.id,
+                acked => i.acked.as_ref().map(|a| context! {
+                    by => crate::printable::one_line(&a.by),
+                    at => crate::notification::rfc3339(a.at_ms),
+                    comment => a.comment.as_deref().map(crate::printable::one_line),
+                }),
+                held => i.held.as_ref().map(|h| {
+                    let mut why = Vec::new();
+                    if let Some(w) = &h.maintenance {
+                        why.push(format!("maintenance {}", crate::printable::one_line(w)));
+                    }
+                    if let Some(b) = &h.blocked_by {
+                        why.push(format!("{} down or failed", crate::printable::one_line(b)));
+                    }
+                    if h.silence {
+                        why.push("a silence".to_owned());
+                    }
+                    why.join(", ")
+                }),
+                escalated => i.escalated,
+            }
+        })
         .collect();
     templates()
         .get_template("job.html")

@@ -12,6 +12,10 @@ use crate::notification::Ack;
 pub enum Acked {
     /// The incident (of this job) is acknowledged now.
     Now(String),
+    /// The same, of an incident held back (not notified yet): if it is
+    /// still open when the hold ends, it goes out marked acknowledged,
+    /// without reminders or escalation; if it closes first, nothing does.
+    Held(String),
     /// It was already, by this acknowledgement (kept: the first one stands).
     Already(Ack),
 }
@@ -46,12 +50,18 @@ impl Registry {
                 .map(|c| format!(": {}", c.chars().take(80).collect::<String>()))
                 .unwrap_or_default()
         );
+        let held = !open.notified;
         open.ack = Some(Box::new(ack));
         self.deadlines.clear(&Timer::Repeat(j, slot));
         self.deadlines.clear(&Timer::Escalate(j, slot));
         self.touch(j);
         self.remember(j, now.wall_ms, text);
-        Ok(Acked::Now(self.jobs[j].name.to_string()))
+        let job = self.jobs[j].name.to_string();
+        Ok(if held {
+            Acked::Held(job)
+        } else {
+            Acked::Now(job)
+        })
     }
 
     /// Arms the next escalation step of the incident in `slot`, if it has

@@ -8,14 +8,13 @@ impl Registry {
     /// Job `j` succeeded (by `msg`): every job that follows it awaits its
     /// start now, unless it started already for this success (a step
     /// started by its predecessor may be heard before that one's success).
-    pub(super) fn chain_success(&mut self, j: JobIdx, msg: &Message, now: Now) {
+    pub(super) fn chain_success(&mut self, j: JobIdx, msg: &Message, began: Option<u64>, now: Now) {
         if self.followers.is_empty() {
             return;
         }
         let Some(next) = self.followers.get(&self.jobs[j].name).cloned() else {
             return;
         };
-        let run_began = self.jobs[j].last.as_ref().map_or(0, |l| l.start_ms);
         for name in next {
             let Some(&c) = self.index.get(&name) else {
                 continue;
@@ -27,11 +26,15 @@ impl Registry {
             if **after != *self.jobs[j].name {
                 continue; // a stale link: the job follows another now
             }
+            // Started during the predecessor's run that succeeded (it may
+            // start its next step itself); for a success outside a run
+            // heard here, within `start_within` before it.
             let started = self.jobs[c].last.as_ref().map_or(0, |l| l.start_ms);
-            if started > 0
-                && started >= run_began
-                && started.saturating_add(millis(within)) >= now.wall_ms
-            {
+            let counts = match began {
+                Some(began) => started >= began,
+                None => started.saturating_add(millis(within)) >= now.wall_ms,
+            };
+            if started > 0 && counts {
                 continue;
             }
             self.jobs[c].chain_basis = Some(Box::new(msg_basis(msg)));

@@ -155,9 +155,13 @@ impl Registry {
             note.held_ms = Some(held_ms);
             note.held_by = held.maintenance;
             note.blocked_by = held.blocked_by.map(Arc::from);
-            // Reminders and escalation repeat it as it went out.
+            // Reminders and escalation repeat it as it went out, the
+            // first one `repeat` after it went out.
             open.first = note.clone();
             out.push(note);
+            if let Some(every) = self.jobs[j].cfg.repeat {
+                self.deadlines.set(Timer::Repeat(j, slot), now.at + every);
+            }
             self.arm_escalation(j, slot, now);
         }
     }

@@ -144,6 +144,31 @@ impl Registry {
         }
     }
 
+    /// The follow-up of an incident whose job is going away (removed,
+    /// forgotten, retired), made from its alarm as sent: it reaches every
+    /// channel the alarm and its escalation steps did, says who
+    /// acknowledged it, and carries nothing only an alarm has.
+    pub(super) fn follow_up_of(
+        first: &Notification,
+        slot: Slot,
+        escalated: u32,
+        ack: Option<crate::notification::Ack>,
+        wall_ms: u64,
+    ) -> Notification {
+        let mut note = first.clone();
+        note.event = Event::Recovered;
+        note.resolves = Some(slot.event());
+        note.detected_ms = wall_ms;
+        note.exit_code = None;
+        note.repeat = 0;
+        note.escalation = escalated;
+        note.acked = ack;
+        note.blocked_by = None;
+        note.held_by = None;
+        note.held_ms = None;
+        note
+    }
+
     pub(super) fn note(
         &self,
         j: JobIdx,

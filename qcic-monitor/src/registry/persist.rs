@@ -415,13 +415,14 @@ impl Registry {
                     self.removed.push(name.clone());
                     // Every alarm gets its follow-up, as on a reload.
                     for o in open.into_iter().filter(|o| o.notified) {
-                        let mut note = o.first;
-                        note.event = Event::Recovered;
-                        note.resolves = Some(o.slot.event());
-                        note.detected_ms = now.wall_ms;
+                        let mut note = Registry::follow_up_of(
+                            &o.first,
+                            o.slot,
+                            o.escalated,
+                            o.ack,
+                            now.wall_ms,
+                        );
                         note.duration_ms = Some(now.wall_ms.saturating_sub(o.since_ms));
-                        note.exit_code = None;
-                        note.repeat = 0;
                         note.text =
                             Some(format!("the declared job is no longer watched: {reason}"));
                         self.owed.push(note);

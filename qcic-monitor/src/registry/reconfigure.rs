@@ -64,11 +64,6 @@ impl Registry {
             jobs.iter().map(|cfg| (cfg, None)).collect();
         entries.extend(judged.iter().map(|(cfg, d)| (cfg, Some(d))));
         let mut summary = self.rebuild(&entries, now);
-        self.relink();
-        // A job it depended on may be gone, or its links changed.
-        let mut released = Vec::new();
-        self.release_all(now, &mut released);
-        summary.closed.extend(released);
         // The caller drops the state of every removed job already.
         drop(configured);
         // Unknown names the configuration has now: their alerts' follow-ups.
@@ -93,7 +88,8 @@ impl Registry {
         now: Now,
     ) -> Reconfigured {
         self.wall_timers = entries.iter().any(|(cfg, _)| cfg.follows_wall_clock())
-            || self.jobs.iter().any(|job| job.silence.is_some());
+            || self.jobs.iter().any(|job| job.silence.is_some())
+            || !self.maintenance.is_empty();
         let mut old: Vec<Option<JobState>> = std::mem::take(&mut self.jobs)
             .into_iter()
             .map(Some)
@@ -150,14 +146,15 @@ impl Registry {
                 if !open.notified {
                     continue; // never alarmed (silenced): no follow-up owed
                 }
-                let mut note = open.first.clone();
-                note.event = Event::Recovered;
-                note.resolves = Some(slot.event());
-                note.detected_ms = now.wall_ms;
+                let mut note = Registry::follow_up_of(
+                    &open.first,
+                    *slot,
+                    open.escalated,
+                    open.ack.as_deref().cloned(),
+                    now.wall_ms,
+                );
                 note.last_seen_ms = state.last.as_ref().map(|s| s.wall_ms);
                 note.duration_ms = Some(millis(now.at.saturating_duration_since(open.since)));
-                note.exit_code = None;
-                note.repeat = 0;
                 note.route = self.route_of(&state);
                 note.text = Some(if state.declared.is_some() {
                     "the declared job is no longer watched (forgotten, retired, or no longer taken by the [declare] policy)".into()
@@ -197,6 +194,10 @@ impl Registry {
             u64::try_from(self.declared_jobs).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        // A job depended on may be gone (removed, forgotten, retired), or
+        // the links changed: held alarms are judged again.
+        self.relink();
+        self.release_all(now, &mut summary.closed);
         summary
     }
 }

@@ -65,6 +65,11 @@ impl Registry {
             // Taken by `on_message_from` before it gets here.
             Kind::Declare => {}
             Kind::Success => {
+                // When the run that succeeded began, for its chain.
+                let began = msg
+                    .run_id
+                    .and_then(|id| self.jobs[j].runs.get(&id))
+                    .map(|r| r.started_ms);
                 let ran = self.jobs[j]
                     .runs
                     .get(&run_id)
@@ -79,7 +84,7 @@ impl Registry {
                 }
                 self.end_run(j, run_id, "run ended with success", now, &mut out);
                 if !stale {
-                    self.chain_success(j, msg, now);
+                    self.chain_success(j, msg, began, now);
                 }
                 match (ran, self.jobs[j].cfg.min_runtime) {
                     (Some(ran), Some(min)) if ran < min => {

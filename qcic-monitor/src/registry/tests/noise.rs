@@ -183,7 +183,8 @@ fn a_step_started_before_its_predecessors_success_is_heard_is_not_late() {
     let t0 = Instant::now();
     let mut r = registry_of("a", &chain(), t0, W0);
     r.on_message(&msg(Kind::Start, "extract", Some(1), 1), at(t0, 900));
-    r.on_message(&msg(Kind::Start, "load", Some(2), 2), at(t0, 999));
+    // Started by extract's run 95 s before its success: it counts.
+    r.on_message(&msg(Kind::Start, "load", Some(2), 2), at(t0, 905));
     r.on_message(&msg(Kind::Success, "extract", Some(1), 3), at(t0, 1000));
     assert!(r.on_deadlines(at(t0, 2000)).is_empty());
     // The next success, with no start after it, is late.
@@ -432,4 +433,45 @@ fn a_peers_acknowledgement_learnt_before_the_incident_opens_here_applies_when_it
     for s in 12..=200 {
         assert!(b.on_deadlines(at(t0, s)).is_empty(), "at {s}");
     }
+}
+
+#[test]
+fn removing_a_job_depended_on_releases_its_dependents_and_follow_ups_reach_every_step() {
+    let t0 = Instant::now();
+    let mut child = escalating();
+    child.depends_on = vec!["db".into()];
+    let mut r = registry_of("w", &[every("db", 5), child.clone()], t0, W0);
+    assert_eq!(
+        events(&r.on_deadlines(at(t0, 5))),
+        [("db".into(), Event::Down)]
+    );
+    assert!(r.on_deadlines(at(t0, 10)).is_empty(), "etl held");
+    let summary = r.reconfigure(&[child.clone()], 4, S * 300, at(t0, 20));
+    assert_eq!(
+        events(&summary.closed),
+        [("db".into(), Event::Recovered), ("etl".into(), Event::Down)],
+        "db's follow-up, then etl judged again with nothing holding it"
+    );
+    let released = &summary.closed[1];
+    assert_eq!(released.held_ms, Some(10_000));
+    // Its first reminder comes one `repeat` (20 s) after it went out.
+    assert!(r.on_deadlines(at(t0, 39)).is_empty());
+    assert_eq!(r.on_deadlines(at(t0, 40))[0].repeat, 1);
+    // Escalated and acknowledged, then removed: the follow-up reaches the
+    // step's channels and says who acknowledged it.
+    let steps: Vec<u32> = (41..=50)
+        .flat_map(|s| r.on_deadlines(at(t0, s)))
+        .map(|n| n.escalation)
+        .collect();
+    assert_eq!(steps, [1], "30 s after it went out");
+    r.ack(&released.incident, ack("ana"), at(t0, 51)).unwrap();
+    let summary = r.reconfigure(&[every("other", 5)], 4, S * 300, at(t0, 60));
+    let up = summary.closed.iter().find(|n| &*n.job == "etl").unwrap();
+    assert_eq!((up.event, up.escalation), (Event::Recovered, 1));
+    assert_eq!(up.acked.as_ref().unwrap().by, "ana");
+    assert_eq!(
+        (up.blocked_by.as_deref(), up.held_ms),
+        (None, None),
+        "an alarm's fields only"
+    );
 }
