@@ -574,6 +574,67 @@ fn an_acknowledgement_reaches_every_watcher() {
     drop(serial);
 }
 
+/// The watcher that took an acknowledgement is killed and its state wiped:
+/// it learns the acknowledgement back from its peer's copy, and neither
+/// watcher reminds.
+#[test]
+fn a_wiped_watcher_learns_an_acknowledgement_back() {
+    let serial = one_at_a_time();
+    let mut farm = Farm::new(2);
+    let jobs = format!("{JOB_P}repeat = \"1s\"\n");
+    farm.start_all(&jobs);
+    let mut job = Job::start("p", &farm);
+    thread::sleep(Duration::from_secs(2));
+    job.stop();
+    assert!(within(Duration::from_secs(8), || farm.total("p", "down") >= 1).is_some());
+    let down = downs(&farm).remove(0);
+    let incident = down["incident"].as_str().unwrap().to_owned();
+    let acker = 0;
+    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+        .args(["ack", &incident, "--by", "ana", "--control"])
+        .arg(farm.w[acker].dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The peer has it (and its copy is in the gossip) before the acker dies.
+    let acked_at = |w: &Watcher| {
+        // Restarted, its HTTP port may not be bound yet.
+        if TcpStream::connect(&w.http).is_err() {
+            return false;
+        }
+        let body = qcic_testkit::http_get(&w.http, "/api/jobs").1;
+        let jobs: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+        jobs.iter()
+            .flat_map(|j| j["incidents"].as_array().cloned().unwrap_or_default())
+            .any(|i| i["id"] == incident.as_str() && i["acked"]["by"] == "ana")
+    };
+    assert!(within(Duration::from_secs(5), || acked_at(&farm.w[1])).is_some());
+    farm.w[acker].kill9();
+    let _ = fs::remove_file(farm.w[acker].dir.join("state.db"));
+    thread::sleep(Duration::from_millis(500));
+    farm.start(acker, &jobs, true);
+    assert!(
+        within(Duration::from_secs(15), || acked_at(&farm.w[acker])).is_some(),
+        "the wiped watcher never learnt the acknowledgement back:\n{}",
+        farm.w[acker].log()
+    );
+    let learnt = qcic_testkit::now_ms();
+    thread::sleep(Duration::from_secs(4));
+    let late: Vec<Value> = downs(&farm)
+        .into_iter()
+        .filter(|n| n["detected_ms"].as_u64().unwrap() > learnt + 1000)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "reminders after the acknowledgement: {late:?}"
+    );
+    drop(serial);
+}
+
 /// 2. A killed, then P stops: B sends `peer_down`, then P's `down`.
 #[test]
 fn killed_peer_is_taken_over() {
