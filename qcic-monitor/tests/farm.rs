@@ -292,6 +292,20 @@ impl Watcher {
         }
     }
 
+    /// `qcic-monitor ack INCIDENT --by BY` on its control socket.
+    fn ack(&self, incident: &str, by: &str) {
+        let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+            .args(["ack", incident, "--by", by, "--control"])
+            .arg(self.dir.join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Every notification this watcher's channel received.
     fn notes(&self) -> Vec<Value> {
         fs::read_to_string(self.out())
@@ -513,6 +527,20 @@ fn one_down_one_recovered() {
     }
 }
 
+/// No reminder of p is raised more than a second after `since` (unix
+/// ms), over the next 4 s.
+fn no_reminders_after(farm: &Farm, since: u64) {
+    thread::sleep(Duration::from_secs(4));
+    let late: Vec<Value> = downs(farm)
+        .into_iter()
+        .filter(|n| n["detected_ms"].as_u64().unwrap() > since + 1000)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "reminders after the acknowledgement: {late:?}"
+    );
+}
+
 /// An acknowledgement taken by one watcher reaches the other through the
 /// gossip: the watcher sending the reminders stops, and its follow-up says
 /// who acknowledged.
@@ -531,32 +559,8 @@ fn an_acknowledgement_reaches_every_watcher() {
     let down = downs(&farm).remove(0);
     let sender = down["watcher"].as_str().unwrap().to_owned();
     let other = farm.w.iter().find(|w| w.id != sender).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args([
-            "ack",
-            down["incident"].as_str().unwrap(),
-            "--by",
-            "ana",
-            "--control",
-        ])
-        .arg(other.dir.join("control.sock"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let acked_at = qcic_testkit::now_ms();
-    thread::sleep(Duration::from_secs(4));
-    let late: Vec<Value> = downs(&farm)
-        .into_iter()
-        .filter(|n| n["detected_ms"].as_u64().unwrap() > acked_at + 1000)
-        .collect();
-    assert!(
-        late.is_empty(),
-        "reminders after the acknowledgement: {late:?}"
-    );
+    other.ack(down["incident"].as_str().unwrap(), "ana");
+    no_reminders_after(&farm, qcic_testkit::now_ms());
     let _job = Job::start("p", &farm);
     assert!(within(Duration::from_secs(8), || farm.total("p", "recovered") >= 1).is_some());
     settle();
@@ -590,16 +594,7 @@ fn a_wiped_watcher_learns_an_acknowledgement_back() {
     let down = downs(&farm).remove(0);
     let incident = down["incident"].as_str().unwrap().to_owned();
     let acker = 0;
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args(["ack", &incident, "--by", "ana", "--control"])
-        .arg(farm.w[acker].dir.join("control.sock"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    farm.w[acker].ack(&incident, "ana");
     // The peer has it (and its copy is in the gossip) before the acker dies.
     let acked_at = |w: &Watcher| {
         // Restarted, its HTTP port may not be bound yet.
@@ -622,16 +617,7 @@ fn a_wiped_watcher_learns_an_acknowledgement_back() {
         "the wiped watcher never learnt the acknowledgement back:\n{}",
         farm.w[acker].log()
     );
-    let learnt = qcic_testkit::now_ms();
-    thread::sleep(Duration::from_secs(4));
-    let late: Vec<Value> = downs(&farm)
-        .into_iter()
-        .filter(|n| n["detected_ms"].as_u64().unwrap() > learnt + 1000)
-        .collect();
-    assert!(
-        late.is_empty(),
-        "reminders after the acknowledgement: {late:?}"
-    );
+    no_reminders_after(&farm, qcic_testkit::now_ms());
     drop(serial);
 }
 

@@ -15,21 +15,6 @@ use serde_json::Value;
 
 const ZMQ: &str = "\n[[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n";
 
-fn ctl(monitor: &Monitor, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args(args)
-        .arg("--control")
-        .arg(&monitor.control)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn a_parent_down_makes_one_alarm_and_its_children_are_judged_again_when_it_is_back() {
     // db is due every 1 s, its dependents later: db is down first.
@@ -48,13 +33,13 @@ fn a_parent_down_makes_one_alarm_and_its_children_are_judged_again_when_it_is_ba
     // The children are down too, but held: their cause is notified.
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let status = ctl(&monitor, &["status"]);
+            let status = monitor.ctl(&["status"]);
             status.contains("└ etl")
                 && status.contains("└ report")
                 && status.contains("blocked by db")
         }),
         "{}",
-        ctl(&monitor, &["status"])
+        monitor.ctl(&["status"])
     );
     assert!(alerts.none_within("alert.down.etl", Duration::from_secs(2)));
     assert!(alerts.none_within("alert.down.report", Duration::from_millis(100)));
@@ -106,7 +91,7 @@ fn a_maintenance_window_holds_an_alarm_and_releases_it_at_its_end() {
     sender.heartbeat("web").unwrap();
     // Both are down about 5 s after the heartbeat, inside the window.
     alerts.expect("alert.down.web");
-    let status = ctl(&monitor, &["status"]);
+    let status = monitor.ctl(&["status"]);
     assert!(status.contains("maintenance patching"), "{status}");
     let down = alerts.expect("alert.down.db-backup");
     assert!(
@@ -179,13 +164,10 @@ fn an_acknowledgement_stops_reminders_and_escalation_and_the_follow_up_still_goe
     let down = alerts.expect("alert.down.etl");
     let acked = alerts.expect("alert.down.acked");
     let incident = acked["incident"].as_str().unwrap();
-    let said = ctl(
-        &monitor,
-        &["ack", incident, "--comment", "on it", "--by", "ana"],
-    );
+    let said = monitor.ctl(&["ack", incident, "--comment", "on it", "--by", "ana"]);
     assert!(said.contains("acknowledged"), "{said}");
     let acked_at = qcic_testkit::now_ms();
-    let status = ctl(&monitor, &["status"]);
+    let status = monitor.ctl(&["status"]);
     assert!(status.contains("(acked by ana)"), "{status}");
     // The second channel gets etl's escalation after the step, not before,
     // and never the acknowledged one's.

@@ -269,21 +269,6 @@ fn a_job_wrapped_with_qcic_run_goes_green_then_red() {
     monitor.stop();
 }
 
-fn ctl(monitor: &Monitor, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
-        .args(args)
-        .arg("--control")
-        .arg(&monitor.control)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn a_silence_hides_an_incident_then_releases_it() {
     let monitor = Monitor::start(
@@ -291,34 +276,29 @@ fn a_silence_hides_an_incident_then_releases_it() {
         "[[job]]\nname = \"etl\"\nevery = \"1s\"\n\n[[notify]]\nkind = \"zmq\"\npublish = \"{publish}\"\n",
     );
     let mut alerts = Alerts::subscribe(&monitor.publish);
-    ctl(
-        &monitor,
-        &[
-            "silence",
-            "add",
-            "--job",
-            "etl",
-            "--for",
-            "4s",
-            "--reason",
-            "DB upgrade",
-        ],
-    );
-    let list = ctl(&monitor, &["silence", "list"]);
+    monitor.ctl(&[
+        "silence",
+        "add",
+        "--job",
+        "etl",
+        "--for",
+        "4s",
+        "--reason",
+        "DB upgrade",
+    ]);
+    let list = monitor.ctl(&["silence", "list"]);
     assert!(
         list.contains("etl") && list.contains("DB upgrade"),
         "{list}"
     );
-    let status = ctl(&monitor, &["status"]);
+    let status = monitor.ctl(&["status"]);
     assert!(status.contains("DB upgrade"), "{status}");
     // The job is down after 1 s, but nothing may go out while silenced.
-    assert!(wait_until(Duration::from_secs(10), || ctl(
-        &monitor,
-        &["status"]
-    )
-    .contains(" down ")));
+    assert!(wait_until(Duration::from_secs(10), || monitor
+        .ctl(&["status"])
+        .contains(" down ")));
     let down = alerts.expect("alert.down.etl");
-    let status = ctl(&monitor, &["status"]);
+    let status = monitor.ctl(&["status"]);
     assert!(
         !status.contains("DB upgrade"),
         "the silence is over when the alert comes: {status}"
@@ -334,15 +314,10 @@ fn a_silence_hides_an_incident_then_releases_it() {
     let sender = Client::new([monitor.listen.clone()]).unwrap();
     sender.heartbeat("etl").unwrap();
     alerts.expect("alert.recovered.etl");
-    ctl(
-        &monitor,
-        &["pause", "--job", "etl", "--reason", "moving racks"],
-    );
-    assert!(wait_until(Duration::from_secs(10), || ctl(
-        &monitor,
-        &["status"]
-    )
-    .contains(" down ")));
+    monitor.ctl(&["pause", "--job", "etl", "--reason", "moving racks"]);
+    assert!(wait_until(Duration::from_secs(10), || monitor
+        .ctl(&["status"])
+        .contains(" down ")));
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         !alerts
@@ -353,7 +328,7 @@ fn a_silence_hides_an_incident_then_releases_it() {
             .any(|_| true),
         "nothing while paused"
     );
-    ctl(&monitor, &["resume", "--job", "etl"]);
+    monitor.ctl(&["resume", "--job", "etl"]);
     let again = alerts.expect("alert.down.etl");
     assert_ne!(again["incident"], down["incident"]);
     monitor.stop();

@@ -114,6 +114,23 @@ impl Monitor {
         monitor
     }
 
+    /// Runs `qcic-monitor ARGS --control <its socket>` (status, silence,
+    /// ack, ...), which must succeed; returns what it printed.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = Command::new(monitor_bin())
+            .args(args)
+            .arg("--control")
+            .arg(&self.control)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Writes a new body under the same `[monitor]` table (placeholders as
     /// in `start`); the running monitor reads it on `hup`.
     pub fn rewrite(&self, body: &str) {
