@@ -6,7 +6,7 @@
 # mypy.stubtest, and its pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 export QCIC_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "== cargo fmt --check" >&2
@@ -47,3 +47,7 @@ errors = [f for f in figures if "error" in f]
 assert not missing and not errors, (missing, errors)
 print(f"qcic-bench --quick: {len(figures)} figures, all measured")
 PY
+
+# The README's quick start, line by line as written.
+echo "== quick start (README), followed literally" >&2
+bash scripts/quickstart.sh

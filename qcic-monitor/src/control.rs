@@ -321,14 +321,24 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// Sends one request to a running monitor and returns its JSON reply.
 pub fn request(path: &PathBuf, req: &Request) -> Result<String, String> {
+    // Where a watcher run under another [monitor] id or control path is
+    // to be found instead: the usual reason for a socket that is not there.
+    let unreachable = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot reach the monitor at {}: {e}. Is it running? A watcher with another [monitor] id or control path has its socket elsewhere: pass its --config FILE, or --control PATH",
+            path.display()
+        )
+    };
     if let Some(dir) = path
         .parent()
         .filter(|d| *d == crate::config::private_tmp_dir())
     {
+        if !dir.exists() {
+            return Err(unreachable(&"no such directory"));
+        }
         check_private(dir)?;
     }
-    let mut stream = UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the monitor at {}: {e}", path.display()))?;
+    let mut stream = UnixStream::connect(path).map_err(|e| unreachable(&e))?;
     let silent = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!(
             "the monitor at {} did not answer within {} s (it may be stopped, e.g. by SIGSTOP, or overloaded)",
@@ -413,15 +423,30 @@ fn now_ms() -> u64 {
 fn ago(now: u64, then: Option<u64>) -> String {
     match then {
         None => "never".into(),
-        Some(t) if t <= now => format!(
-            "{} ago",
-            humantime::format_duration(Duration::from_secs((now - t) / 1000))
-        ),
-        Some(t) => format!(
-            "in {}",
-            humantime::format_duration(Duration::from_secs((t - now) / 1000))
-        ),
+        Some(t) if t <= now => format!("{} ago", span((now - t) / 1000)),
+        Some(t) => format!("in {}", span((t - now) / 1000)),
     }
+}
+
+/// `secs` in its two largest units, a table cell wide: `2d 8h`, `5m 3s`,
+/// `0s` (humantime writes `2days 8h`).
+fn span(secs: u64) -> String {
+    let units = [
+        ("d", secs / 86_400),
+        ("h", secs / 3_600 % 24),
+        ("m", secs / 60 % 60),
+        ("s", secs % 60),
+    ];
+    let Some(first) = units.iter().position(|(_, n)| *n > 0) else {
+        return "0s".into();
+    };
+    units[first..]
+        .iter()
+        .take(2)
+        .filter(|(_, n)| *n > 0)
+        .map(|(unit, n)| format!("{n}{unit}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The status table.
@@ -555,5 +580,17 @@ fn render_tail(out: &mut String, status: &Status, now: u64) {
                 ));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    #[test]
+    fn a_span_is_its_two_largest_units() {
+        assert_eq!(super::span(0), "0s");
+        assert_eq!(super::span(59), "59s");
+        assert_eq!(super::span(2 * 86_400 + 8 * 3_600 + 7), "2d 8h");
+        assert_eq!(super::span(86_400 + 30), "1d");
+        assert_eq!(super::span(3_600 + 120), "1h 2m");
     }
 }

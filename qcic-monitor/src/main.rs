@@ -141,6 +141,22 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         state: Option<PathBuf>,
     },
+    /// Write a commented starter configuration (one example job, the
+    /// status page on loopback, email if given) that passes `check`.
+    Init {
+        /// Write it here (refused if the file exists) instead of to stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Send alarms by email to this address (with --smtp).
+        #[arg(long, value_name = "ADDR", requires = "smtp")]
+        email_to: Option<String>,
+        /// The SMTP server: smtp://host:port (?tls=required) or smtps://host:port.
+        #[arg(long, value_name = "URL", requires = "email_to")]
+        smtp: Option<String>,
+        /// `[monitor] id` [default: the host name].
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
     Keygen {
         /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
@@ -156,8 +172,67 @@ fn to_stdout(text: &str) {
     let _ = std::io::stdout().write_all(text.as_bytes());
 }
 
+/// A new private directory (mode 0700) under the temporary directory.
+fn throwaway_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("qcic-demo-{}", std::process::id()));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// `init`: the starter configuration, to `out` (never over a file) or stdout.
+fn init(
+    out: Option<&PathBuf>,
+    starter: &qcic_monitor::config::starter::Starter,
+) -> Result<String, String> {
+    let text = qcic_monitor::config::starter::starter(starter);
+    // Checked as written: a bad --smtp or --email-to is said now, not at start.
+    qcic_monitor::config::Config::parse(&text, "init").map_err(|e| e.to_string())?;
+    let Some(path) = out else {
+        return Ok(text);
+    };
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e} (init never overwrites a file)", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!(
+        "wrote {}; next: qcic-monitor --config {} check, then qcic-monitor --config {}\n",
+        path.display(),
+        path.display(),
+        path.display()
+    ))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Init {
+        out,
+        email_to,
+        smtp,
+        id,
+    }) = &cli.command
+    {
+        let starter = qcic_monitor::config::starter::Starter {
+            id: id
+                .clone()
+                .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            email: email_to.clone().zip(smtp.clone()),
+        };
+        return match init(out.as_ref(), &starter) {
+            Ok(text) => {
+                to_stdout(&text);
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor init: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Keygen { out }) = &cli.command {
         return match qcic_monitor::keys::keygen(out) {
             Ok(written) => {
@@ -183,12 +258,30 @@ fn main() -> ExitCode {
         Some(path) => Config::load(path),
         None => Config::embedded(),
     };
-    let config = match config {
+    let mut config = match config {
         Ok(config) => config,
         Err(err) => {
             eprintln!("qcic-monitor: configuration error: {err}");
             return ExitCode::from(2);
         }
+    };
+    // The demo on the embedded defaults keeps its state database and
+    // control socket in a throwaway directory: a second demo starts
+    // afresh (not with the first one's incidents restored), and a demo
+    // never touches the state of a watcher run for real under the same id.
+    let demo_dir = match (cli.demo, &cli.config, &cli.command) {
+        (true, None, None) => match throwaway_dir() {
+            Ok(dir) => {
+                config.monitor.state = Some(dir.join("state.db"));
+                config.monitor.control = dir.join("control.sock");
+                Some(dir)
+            }
+            Err(err) => {
+                eprintln!("qcic-monitor: cannot make the demo's directory: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
     };
     if let Some(Command::Check) = &cli.command {
         to_stdout(&qcic_monitor::config::describe(
@@ -322,7 +415,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(qcic_monitor::run(config, shutdown_signal(), cli.demo)) {
+    if let Some(dir) = &demo_dir {
+        tracing::info!(dir = %dir.display(), "the demo keeps its state and control socket here (removed at exit)");
+    }
+    let ran = runtime.block_on(qcic_monitor::run(config, shutdown_signal(), cli.demo));
+    if let Some(dir) = demo_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("qcic-monitor: {err}");

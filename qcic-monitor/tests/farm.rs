@@ -1029,6 +1029,44 @@ fn farm_examples_run() {
                 fs::read_to_string(log).unwrap_or_default()
             );
         }
+        // The sender line the example's header gives, run as written
+        // (`QCIC_ENDPOINTS=... qcic send --job demo heartbeat`): every
+        // watcher hears the job.
+        let header = fs::read_to_string(dir.join(format!("{}.toml", set[0]))).unwrap();
+        let line = header
+            .lines()
+            .find_map(|l| l.strip_prefix("#   QCIC_ENDPOINTS="))
+            .expect("the example says how to send to it");
+        let (endpoints, command) = line.split_once(' ').unwrap();
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[0], "qcic", "{line}");
+        let out = Command::new(qcic_testkit::qcic_bin())
+            .args(&words[1..])
+            .env("QCIC_ENDPOINTS", endpoints)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in &set {
+            let status = || {
+                let out = Command::new(env!("CARGO_BIN_EXE_qcic-monitor"))
+                    .arg("--config")
+                    .arg(dir.join(format!("{name}.toml")))
+                    .arg("status")
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let heard = wait_until(qcic_testkit::WAIT, || {
+                status()
+                    .lines()
+                    .any(|l| l.starts_with("demo ") && l.contains("heartbeat"))
+            });
+            assert!(heard, "{line}: {name} never heard demo:\n{}", status());
+        }
         for (child, _) in &mut children {
             let _ = child.kill();
             let _ = child.wait();

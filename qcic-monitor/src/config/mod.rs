@@ -19,6 +19,7 @@ mod noise;
 mod notify;
 mod paths;
 mod raw;
+pub mod starter;
 
 use defaults::*;
 use raw::*;

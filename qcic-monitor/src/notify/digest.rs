@@ -42,6 +42,15 @@ impl Digest<'_> {
         format!("{} notifications: {}", self.notes.len(), counts.join(", "))
     }
 
+    /// The watchers that raised its notifications (one, unless the
+    /// watchers of a farm took over from each other), comma-separated.
+    pub fn watchers(&self) -> String {
+        let mut names: Vec<&str> = self.notes.iter().map(|n| &*n.watcher).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(", ")
+    }
+
     /// Its most serious event (colours, priorities, icons).
     pub fn worst(&self) -> Event {
         self.counts()

@@ -182,7 +182,15 @@ impl EmailChannel {
         let watcher = digest.notes.first().map_or("", |n| &*n.watcher);
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
-            .subject(format!("{} {}", self.prefix, digest.summary()).trim_start())
+            .subject(
+                format!(
+                    "{} {} from {}",
+                    self.prefix,
+                    digest.summary(),
+                    digest.watchers()
+                )
+                .trim_start(),
+            )
             .message_id(Some(format!(
                 "<digest.{}.{}@qcic>",
                 text.key,

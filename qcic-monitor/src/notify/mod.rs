@@ -127,7 +127,11 @@ impl Channels {
             // The three async channels differ only in how they are built.
             let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match cfg {
                 NotifyConfig::Email(email) => {
-                    let name = format!("notify[{index}] email {}", email.to.join(","));
+                    // Its `name` in logs and metric labels, if it has one.
+                    let name =
+                        email.route.name.clone().unwrap_or_else(|| {
+                            format!("notify[{index}] email {}", email.to.join(","))
+                        });
                     let channel =
                         email::EmailChannel::new(name, email).map_err(refused("email"))?;
                     Box::pin(lanes::start(channel, rx, stats, store, grouping))

@@ -49,7 +49,11 @@ pub fn start(
             endpoint: cfg.publish.clone(),
             source,
         })?;
-    let name = format!("notify[{index}] zmq {}", cfg.publish);
+    let name = cfg
+        .route
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("notify[{index}] zmq {}", cfg.publish));
     let thread = std::thread::Builder::new()
         .name("qcic-publish".into())
         .spawn(move || {

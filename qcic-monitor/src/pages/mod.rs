@@ -263,12 +263,16 @@ fn meaning(state: JobStatus) -> &'static str {
     }
 }
 
-/// The status page's filter: `?filter=` and the box hide other rows.
+/// The status page's filter: `?filter=` and the box hide other rows. What
+/// is typed goes into the address (`?filter=`), so the page's refresh
+/// every 5 s keeps it.
 const FILTER_SCRIPT: &str = "(function(){var f=document.getElementById('filter');\
 function apply(){var q=f.value.toLowerCase();document.querySelectorAll('tr.job').forEach(function(r){\
 r.hidden=q!==''&&r.dataset.job.toLowerCase().indexOf(q)<0&&r.dataset.state.indexOf(q)<0;});}\
+function keep(){var u=new URL(location.href);if(f.value){u.searchParams.set('filter',f.value);}\
+else{u.searchParams.delete('filter');}history.replaceState(null,'',u);}\
 var p=new URLSearchParams(location.search).get('filter');if(p){f.value=p;}\
-f.addEventListener('input',apply);apply();})();";
+f.addEventListener('input',function(){apply();keep();});apply();})();";
 
 /// `/`: every job (`jobs`), the sender hosts with the largest skews
 /// (`hosts`) and how many more there are.
