@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import qcic
@@ -94,3 +96,12 @@ def test_declarations_name_the_key_at_fault_and_read_back() -> None:
     # Checked where it is written: at decoration, not at the first call.
     with pytest.raises(qcic.InvalidSpecError):
         qcic.Client(["tcp://127.0.0.1:1"]).monitor("j", every="often")
+
+
+def test_the_version_is_the_workspaces() -> None:
+    import tomllib
+
+    path = os.path.join(os.path.dirname(__file__), "../../Cargo.toml")
+    with open(path, "rb") as f:
+        version = tomllib.load(f)["workspace"]["package"]["version"]
+    assert qcic.__version__ == version

@@ -35,7 +35,7 @@ use signal_hook::iterator::Signals;
 
 /// Report batch jobs to qcic watchers.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "qcic", version, about)]
 struct Cli {
     /// Watcher endpoints, comma-separated [default: $QCIC_ENDPOINTS].
     #[arg(long, global = true, env = "QCIC_ENDPOINTS", hide_env_values = true)]
