@@ -51,17 +51,8 @@ impl Registry {
             .map(|(i, until)| (self.maintenance[*i].name.clone(), *until))
     }
 
-    /// The job `j` depends on that is down or failed now, if any.
-    pub(super) fn blocked_by(&self, j: JobIdx) -> Option<Arc<str>> {
-        self.jobs[j].cfg.depends_on.iter().find_map(|parent| {
-            let &p = self.index.get(parent.as_str())?;
-            let open = &self.jobs[p].open;
-            (open.contains_key(&Slot::Down) || open.contains_key(&Slot::Failed))
-                .then(|| Arc::clone(&self.jobs[p].name))
-        })
-    }
-
-    /// Every job `j` depends on that is down or failed now.
+    /// Every job `j` depends on that is down or failed now, in
+    /// `depends_on` order (the first is what holds its alarms).
     pub(super) fn blocked_all(&self, j: JobIdx) -> Vec<String> {
         self.jobs[j]
             .cfg
@@ -82,7 +73,7 @@ impl Registry {
     pub(super) fn hold(&mut self, j: JobIdx, now: Now) -> Option<Held> {
         let silence = self.jobs[j].silence.is_some();
         let window = self.window_over(j, now.wall_ms);
-        let blocked = self.blocked_by(j);
+        let blocked = self.blocked_all(j).into_iter().next();
         if !silence && window.is_none() && blocked.is_none() {
             return None;
         }
@@ -92,7 +83,7 @@ impl Registry {
         Some(Held {
             since_ms: now.wall_ms,
             maintenance: window.map(|(name, _)| name),
-            blocked_by: blocked.map(|b| b.to_string()),
+            blocked_by: blocked,
             silence,
         })
     }
