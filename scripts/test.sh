@@ -3,7 +3,9 @@
 # workspace's unit, integration and doc tests (real libzmq, real SMTP server,
 # the real qcic-monitor binary, real C programs against libqcic), then the
 # Python module built and installed from its wheel, its stubs checked by
-# mypy.stubtest, and its pytest suite.
+# mypy.stubtest, and its pytest suite; a smoke run of the benchmark; the
+# release packages built and tested (they are installed and removed: this
+# runs on test machines); the README's quick start followed literally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -47,6 +49,11 @@ errors = [f for f in figures if "error" in f]
 assert not missing and not errors, (missing, errors)
 print(f"qcic-bench --quick: {len(figures)} figures, all measured")
 PY
+
+# The release artefacts, built and then installed and used as a user would.
+echo "== packages: scripts/package.sh, scripts/test-packages.sh" >&2
+bash scripts/package.sh
+bash scripts/test-packages.sh
 
 # The README's quick start, line by line as written.
 echo "== quick start (README), followed literally" >&2

@@ -26,6 +26,28 @@ fn lib_dir() -> PathBuf {
     exe.parent().unwrap().to_path_buf()
 }
 
+/// libqcic as `scripts/build-c.sh` installs it (versioned names after the
+/// SONAME, pkg-config files), from this cargo run's libraries, once per
+/// test binary: the shared programs load the library by its SONAME, which
+/// only an install provides.
+fn installed() -> &'static Path {
+    static PREFIX: OnceLock<tempfile::TempDir> = OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            let prefix = tempfile::tempdir().unwrap();
+            run_ok(
+                Command::new("bash")
+                    .arg(workspace_root().join("scripts/build-c.sh"))
+                    .arg(prefix.path())
+                    .env("QCIC_NO_BUILD", "1")
+                    .env("QCIC_LIB_DIR", lib_dir()),
+                "scripts/build-c.sh",
+            );
+            prefix
+        })
+        .path()
+}
+
 const CFLAGS: &[&str] = &[
     "-std=c11",
     "-Wall",
@@ -162,10 +184,11 @@ fn build(link: Link) -> PathBuf {
                     "-fno-sanitize-recover=all",
                 ]);
             }
+            let lib = installed().join("lib");
             cmd.arg("-L")
-                .arg(&target)
+                .arg(&lib)
                 .arg("-lqcic")
-                .arg(format!("-Wl,-rpath,{}", target.display()));
+                .arg(format!("-Wl,-rpath,{}", lib.display()));
         }
         Link::Static => {
             cmd.arg(target.join("libqcic.a")).args(STATIC_LIBS);
@@ -422,8 +445,6 @@ fn with_address_and_undefined_behaviour_sanitizers() {
     run_mode(&build(Link::Sanitized), "nulls", "");
 }
 
-/// The documented install (scripts/build-c.sh) and pkg-config build the
-/// example a C developer copies, and it reports a whole run.
 /// A job declared from C (`qcic_client_declare`) on a real monitor with no
 /// `[[job]]` for it: down at the declared deadline, recovered by the next
 /// message.
@@ -467,39 +488,39 @@ fn a_job_declared_from_c_goes_down_at_its_deadline_and_recovers() {
     );
 }
 
+/// The documented install (scripts/build-c.sh) and pkg-config build the
+/// example a C developer copies, shared and static, and it reports a whole
+/// run. The release tarball is the same install, tested by
+/// scripts/test-packages.sh.
 #[test]
 fn the_example_builds_with_pkg_config_and_reports_a_run() {
-    let prefix = tempfile::tempdir().unwrap();
-    run_ok(
-        Command::new("bash")
-            .arg(workspace_root().join("scripts/build-c.sh"))
-            .arg(prefix.path())
-            .env("QCIC_NO_BUILD", "1")
-            .env("QCIC_LIB_DIR", lib_dir()),
-        "scripts/build-c.sh",
-    );
-    let pc_path = prefix.path().join("lib/pkgconfig");
-    let flags = run_ok(
-        Command::new("pkg-config")
-            .args(["--cflags", "--libs", "qcic"])
-            .env("PKG_CONFIG_PATH", &pc_path),
-        "pkg-config",
-    );
-    let flags = String::from_utf8(flags.stdout).unwrap();
-    let exe = prefix.path().join("nightly_job");
+    let prefix = installed();
+    let pc_path = prefix.join("lib/pkgconfig");
+    let pkg_config = |name: &str| {
+        let flags = run_ok(
+            Command::new("pkg-config")
+                .args(["--cflags", "--libs", name])
+                .env("PKG_CONFIG_PATH", &pc_path),
+            "pkg-config",
+        );
+        String::from_utf8(flags.stdout).unwrap()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let exe = out.path().join("nightly_job");
     run_ok(
         Command::new("gcc")
             .args(CFLAGS)
             .arg(workspace_root().join("examples/c/nightly_job.c"))
-            .args(flags.split_whitespace())
-            .arg(format!(
-                "-Wl,-rpath,{}",
-                prefix.path().join("lib").display()
-            ))
+            .args(pkg_config("qcic").split_whitespace())
+            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()))
             .arg("-o")
             .arg(&exe),
         "gcc nightly_job.c",
     );
+    // It loads the library by its SONAME, through the versioned link.
+    let ldd = run_ok(Command::new("ldd").arg(&exe), "ldd");
+    let ldd = String::from_utf8_lossy(&ldd.stdout).into_owned();
+    assert!(ldd.contains("libqcic.so.0."), "{ldd}");
     let (ep, rx) = receive(6);
     run_ok(Command::new(&exe).env("QCIC_ENDPOINTS", &ep), "nightly_job");
     let msgs = decode_all(&rx.recv().unwrap());
@@ -515,20 +536,22 @@ fn the_example_builds_with_pkg_config_and_reports_a_run() {
     );
     assert!(msgs.iter().all(|m| m.job == "nightly-etl"));
 
-    // The static library links with the system libraries the README lists.
-    let static_exe = prefix.path().join("nightly_job_static");
+    let static_exe = out.path().join("nightly_job_static");
     run_ok(
         Command::new("gcc")
             .args(CFLAGS)
             .arg(workspace_root().join("examples/c/nightly_job.c"))
-            .arg("-I")
-            .arg(prefix.path().join("include"))
-            .arg(prefix.path().join("lib/libqcic.a"))
-            .args(STATIC_LIBS)
+            .args(pkg_config("qcic-static").split_whitespace())
             .arg("-o")
             .arg(&static_exe),
         "gcc nightly_job.c static",
     );
     let ldd = run_ok(Command::new("ldd").arg(&static_exe), "ldd");
     assert!(!String::from_utf8_lossy(&ldd.stdout).contains("libqcic"));
+    let (ep, rx) = receive(6);
+    run_ok(
+        Command::new(&static_exe).env("QCIC_ENDPOINTS", &ep),
+        "nightly_job_static",
+    );
+    assert_eq!(decode_all(&rx.recv().unwrap()).len(), 6);
 }

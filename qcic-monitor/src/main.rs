@@ -156,6 +156,11 @@ enum Command {
         /// `[monitor] id` [default: the host name].
         #[arg(long)]
         id: Option<String>,
+        /// For a system service: state in /var/lib/qcic, the control socket
+        /// in /run/qcic, the id left to the host name at run time (the
+        /// Debian package's /etc/qcic/monitor.toml).
+        #[arg(long, conflicts_with = "id")]
+        system: bool,
     },
     /// Write a new CURVE key pair: PREFIX.key (both keys, mode 0600) and PREFIX.pub.
     Keygen {
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
         email_to,
         smtp,
         id,
+        system,
     }) = &cli.command
     {
         let starter = qcic_monitor::config::starter::Starter {
@@ -221,6 +227,7 @@ fn main() -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned()),
             email: email_to.clone().zip(smtp.clone()),
+            system: *system,
         };
         return match init(out.as_ref(), &starter) {
             Ok(text) => {

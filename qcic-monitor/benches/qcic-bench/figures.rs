@@ -273,7 +273,20 @@ fn c_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
     if !built.success() {
         return Err("cargo build -p qcic-ffi failed".into());
     }
-    let lib = workspace_root().join("target/release");
+    // Installed as a C user installs it: the program loads libqcic by its
+    // SONAME, which only the install's links provide.
+    let prefix = target_dir().join("qcic-bench-libqcic");
+    let installed = Command::new("bash")
+        .arg(workspace_root().join("scripts/build-c.sh"))
+        .arg(&prefix)
+        .env("QCIC_NO_BUILD", "1")
+        .env("QCIC_LIB_DIR", workspace_root().join("target/release"))
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !installed.success() {
+        return Err("scripts/build-c.sh failed".into());
+    }
+    let lib = prefix.join("lib");
     let exe = target_dir().join("qcic-heartbeat-bench");
     let cc = Command::new("gcc")
         .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"])
