@@ -25,6 +25,13 @@ done
 command -v cargo-deb >/dev/null || { echo "package.sh: cargo-deb missing: run scripts/setup.sh --test" >&2; exit 1; }
 rm -rf dist
 mkdir -p dist
+# Notices: the crates each artefact links (the Debian packages' assets name
+# these files; see qcic-monitor/Cargo.toml).
+notices=target/package
+mkdir -p "$notices"
+for crate in qcic-monitor qcic-sdk qcic-ffi qcic-py; do
+    python3 scripts/third-party.py "$crate" > "$notices/THIRD-PARTY-$crate"
+done
 
 echo "== Debian packages" >&2
 # --strip: the release profile keeps line tables for backtraces in
@@ -38,7 +45,35 @@ wheels=$(mktemp -d)
 # auditwheel copies libzmq and what it links (libsodium for CURVE, ...)
 # into qcic.libs/, renamed so they never clash with a system copy, and tags
 # the wheel with the oldest manylinux its symbols allow.
-PATH="$PWD/$venv/bin:$PATH" "$venv/bin/auditwheel" repair -w dist/ "$wheels"/qcic-"$version"-*.whl
+PATH="$PWD/$venv/bin:$PATH" "$venv/bin/auditwheel" repair -w "$wheels/repaired" "$wheels"/qcic-"$version"-*.whl
+# The licenses travel with the wheel (PEP 639: dist-info/licenses, named in
+# METADATA): qcic's, the crates it links, and the Debian copyright file of
+# each library auditwheel copied in (libzmq's LGPL among them).
+repaired=$(echo "$wheels"/repaired/*.whl)
+"$venv/bin/python" -m wheel unpack -d "$wheels/unpacked" "$repaired" >/dev/null
+root=$(echo "$wheels"/unpacked/*)
+licenses=$root/qcic-$version.dist-info/licenses
+mkdir -p "$licenses"
+cp LICENSE "$licenses/LICENSE"
+cp "$notices/THIRD-PARTY-qcic-py" "$licenses/THIRD-PARTY"
+for lib in "$root"/qcic.libs/*; do
+    # auditwheel inserts a hash before the first dot: libzmq-98f0defc.so.5.2.4
+    # was libzmq.so.5.2.4, libpgm-5-86a31e6b.3.so.0.0.128 libpgm-5.3.so.0.0.128.
+    original=$(basename "$lib" | sed 's/-[0-9a-f]\{8\}\././')
+    deb=$(dpkg -S "*/$original" 2>/dev/null | head -1 | cut -d: -f1)
+    [ -n "$deb" ] && [ -f "/usr/share/doc/$deb/copyright" ] ||
+        { echo "package.sh: no Debian copyright file for $original" >&2; exit 1; }
+    cp "/usr/share/doc/$deb/copyright" "$licenses/$deb.copyright"
+done
+"$venv/bin/python" - "$root/qcic-$version.dist-info/METADATA" "$licenses" <<'PY'
+import os, sys
+path, licenses = sys.argv[1], sys.argv[2]
+head, sep, body = open(path).read().partition("\n\n")
+lines = [l for l in head.splitlines() if not l.startswith("License-File:")]
+lines += [f"License-File: {name}" for name in sorted(os.listdir(licenses))]
+open(path, "w").write("\n".join(lines) + sep + body)
+PY
+"$venv/bin/python" -m wheel pack -d dist/ "$root" >/dev/null
 rm -rf "$wheels"
 
 echo "== the C SDK tarball" >&2
@@ -48,12 +83,15 @@ bash scripts/build-c.sh "$stage/$name"
 strip --strip-debug "$stage/$name/lib/libqcic.so.$version" "$stage/$name/lib/libqcic.a"
 install -d "$stage/$name/share/doc/libqcic/examples"
 install -m 0644 LICENSE CHANGELOG.md "$stage/$name/share/doc/libqcic/"
+install -m 0644 "$notices/THIRD-PARTY-qcic-ffi" "$stage/$name/share/doc/libqcic/THIRD-PARTY"
 install -m 0644 examples/c/nightly_job.c "$stage/$name/share/doc/libqcic/examples/"
 cat > "$stage/$name/share/doc/libqcic/README" <<TXT
-libqcic $version: the qcic sender for C (x86_64 Linux, glibc).
-Needs libzmq 4.x at run time (Debian and Ubuntu: apt install libzmq5).
+libqcic $version: the qcic sender for C (x86_64 Linux, glibc 2.34 or later).
+Needs libzmq 4.x's runtime library, libzmq.so.5 (Debian and Ubuntu: apt
+install libzmq5), to build and to run; not its headers.
 
-Unpack anywhere, then, with PREFIX the unpacked directory:
+Unpack anywhere (a path without spaces: the shell splits pkg-config's
+output), then, with PREFIX the unpacked directory:
 
     export PKG_CONFIG_PATH=PREFIX/lib/pkgconfig
     cc prog.c \$(pkg-config --cflags --libs qcic) -Wl,-rpath,PREFIX/lib    # shared

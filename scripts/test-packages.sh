@@ -64,6 +64,16 @@ dpkg-deb -f "$deb_monitor" Depends | grep -q 'libzmq5' || fail "$deb_monitor doe
 dpkg-deb -f "$deb_monitor" Conffiles >/dev/null 2>&1 || true
 dpkg-deb --ctrl-tarfile "$deb_monitor" | tar -xO ./conffiles | grep -qx /etc/qcic/monitor.toml ||
     fail "/etc/qcic/monitor.toml is not a conffile"
+for pair in "$deb_monitor:qcic-monitor:qcic-monitor" "$deb_qcic:qcic-sdk:qcic"; do
+    IFS=: read -r deb crate doc <<< "$pair"
+    # The synopsis is the crate's description, whole (a long one is cut).
+    want=$(sed -n 's/^description = "\(.*\)"$/\1/p' "$crate/Cargo.toml")
+    [ "$(dpkg-deb -f "$deb" Description | head -1)" = "$want" ] ||
+        fail "$deb: the synopsis is not \"$want\" (over 80 characters?)"
+    dpkg-deb -x "$deb" "$tmp/unpacked-$doc"
+    grep -qx 'Files: \*' "$tmp/unpacked-$doc/usr/share/doc/$doc/copyright" || fail "$deb: copyright has no Files paragraph"
+    [ "$(wc -l < "$tmp/unpacked-$doc/usr/share/doc/$doc/THIRD-PARTY")" -gt 20 ] || fail "$deb: no THIRD-PARTY list"
+done
 
 step "dpkg -i"
 $SUDO dpkg -i "$deb_monitor" "$deb_qcic" >/dev/null
@@ -72,7 +82,14 @@ $SUDO dpkg -i "$deb_monitor" "$deb_qcic" >/dev/null
 [ "$(command -v qcic-monitor)" = /usr/bin/qcic-monitor ] || fail "qcic-monitor is $(command -v qcic-monitor)"
 getent passwd qcic >/dev/null || fail "no qcic user"
 [ "$(stat -c %U:%a /var/lib/qcic)" = qcic:750 ] || fail "/var/lib/qcic is $(stat -c %U:%a /var/lib/qcic)"
-qcic-monitor --config /etc/qcic/monitor.toml --check-config >/dev/null
+# As the service's ExecStartPre does: user qcic must be able to read it all.
+$SUDO runuser -u qcic -- qcic-monitor --config /etc/qcic/monitor.toml --check-config >/dev/null
+# Installed again (dpkg's upgrade path): the user and state directory are
+# kept, with a local change to the directory's mode.
+$SUDO chmod 0700 /var/lib/qcic
+$SUDO dpkg -i "$deb_monitor" >/dev/null
+[ "$(stat -c %U:%a /var/lib/qcic)" = qcic:700 ] || fail "a reinstall changed /var/lib/qcic to $(stat -c %U:%a /var/lib/qcic)"
+$SUDO chmod 0750 /var/lib/qcic
 unit=/usr/lib/systemd/system/qcic-monitor.service
 [ -f "$unit" ] || fail "$unit missing"
 # verify: the unit's syntax, its user and directories, and that every
@@ -81,7 +98,7 @@ systemd-analyze verify "$unit"
 
 step "the watcher as the service runs it (user qcic, shipped config)"
 # What systemd's RuntimeDirectory= and StateDirectory= do at start.
-$SUDO install -d -o qcic -g qcic -m 0750 /run/qcic
+$SUDO install -d -o qcic -g qcic -m 0700 /run/qcic
 $SUDO runuser -u qcic -- /usr/bin/qcic-monitor --config /etc/qcic/monitor.toml 2> "$tmp/service.log" &
 monitor_pid=$!
 wait_status $SUDO qcic-monitor --config /etc/qcic/monitor.toml
@@ -103,6 +120,9 @@ grep -q 'platform tag: "manylinux_2_[0-9]*_x86_64"' "$tmp/show" || { cat "$tmp/s
 if grep -q 'external shared libraries' "$tmp/show"; then cat "$tmp/show" >&2; fail "the wheel needs external libraries"; fi
 python3 -m zipfile -l "$wheel" | grep -q 'qcic.libs/libzmq-' || fail "libzmq is not inside the wheel"
 python3 -m zipfile -l "$wheel" | grep -q 'qcic.libs/libsodium-' || fail "libsodium (CURVE) is not inside the wheel"
+for license in LICENSE THIRD-PARTY libzmq5.copyright libsodium23.copyright; do
+    python3 -m zipfile -l "$wheel" | grep -q "qcic-$version.dist-info/licenses/$license" || fail "the wheel has no licenses/$license"
+done
 
 step "the C tarball: unpacked to a fresh prefix"
 mkdir "$tmp/unpack" "$tmp/moved"
@@ -115,8 +135,13 @@ soname=$(readelf -d "$prefix/lib/libqcic.so.$version" | sed -n 's/.*Library sona
 [ "$(readlink "$prefix/lib/$soname")" = "libqcic.so.$version" ] || fail "lib/$soname is not a link to libqcic.so.$version"
 [ "$(readlink "$prefix/lib/libqcic.so")" = "$soname" ] || fail "lib/libqcic.so is not a link to $soname"
 [ -f "$prefix/lib/libqcic.a" ] && [ -f "$prefix/include/qcic.h" ] || fail "libqcic.a or qcic.h missing"
-export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+# Only the tarball's .pc files are visible: building needs no libzmq.pc
+# (libzmq3-dev), only libzmq5's libzmq.so.5.
+export PKG_CONFIG_LIBDIR=$prefix/lib/pkgconfig
 [ "$(pkg-config --modversion qcic)" = "$version" ] || fail "qcic.pc says version $(pkg-config --modversion qcic)"
+for pc in qcic qcic-static; do
+    if pkg-config --libs --static "$pc" | grep -qw -- -lzmq; then fail "$pc.pc links -lzmq, which needs libzmq3-dev"; fi
+done
 example=$prefix/share/doc/libqcic/examples/nightly_job.c
 # shellcheck disable=SC2046 # pkg-config's flags are meant to be split
 cc -std=c11 -Wall -Wextra -Werror "$example" $(pkg-config --cflags --libs qcic) -Wl,-rpath,"$prefix/lib" -o "$tmp/job_shared"
@@ -157,8 +182,6 @@ server_key=$(sed -n 's/^public-key = "\(.*\)"$/\1/p' "$tmp/watcher.pub")
 QCIC_ENDPOINTS=tcp://127.0.0.1:$port QCIC_SERVER_KEY=$server_key "$tmp/job_shared"
 QCIC_ENDPOINTS=tcp://127.0.0.1:$port QCIC_SERVER_KEY=$server_key "$tmp/job_static"
 
-python3 -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install --quiet --disable-pip-version-check --no-index "$wheel"
 cat > "$tmp/send.py" <<PY
 import sys, qcic
 assert qcic.__version__ == "$version", qcic.__version__
@@ -169,11 +192,24 @@ assert client.close(10.0), "not delivered"
 import qcic._qcic as native
 print(native.__file__)
 PY
+# Every CPython from 3.9 (the wheel's floor) the machine has: python3, and
+# pyenv's if present.
+pythons=(python3)
+for py in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3; do
+    [ -x "$py" ] && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null && pythons+=("$py")
+done
 # The machine's libzmq hidden (a file that is no library): the module can
 # only be using the copy inside the wheel.
 syszmq=$(realpath /usr/lib/x86_64-linux-gnu/libzmq.so.5)
-$SUDO unshare --mount sh -c "mount --bind /dev/null '$syszmq' && exec '$tmp/venv/bin/python' '$tmp/send.py'" > "$tmp/native"
-ldd "$(cat "$tmp/native")" | grep libzmq | grep -q "$tmp/venv" || { ldd "$(cat "$tmp/native")" >&2; fail "the module does not load the wheel's libzmq"; }
+for i in "${!pythons[@]}"; do
+    py=${pythons[$i]}
+    "$py" -m venv "$tmp/venv$i"
+    "$tmp/venv$i/bin/pip" install --quiet --disable-pip-version-check --no-index "$wheel"
+    $SUDO unshare --mount sh -c "mount --bind /dev/null '$syszmq' && exec '$tmp/venv$i/bin/python' '$tmp/send.py'" > "$tmp/native" ||
+        fail "the wheel did not send from $("$py" --version) ($py)"
+    ldd "$(cat "$tmp/native")" | grep libzmq | grep -q "$tmp/venv$i" || { ldd "$(cat "$tmp/native")" >&2; fail "the module does not load the wheel's libzmq"; }
+    echo "test-packages: the wheel sent over CURVE from $("$py" --version)" >&2
+done
 
 for _ in $(seq 100); do
     qcic-monitor --config "$tmp/curve.toml" status > "$tmp/status" 2>&1 || true

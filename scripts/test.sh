@@ -33,6 +33,8 @@ echo "== python: pip install ./qcic-py (maturin wheel), stubtest, mypy, pytest" 
 .venv/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps ./qcic-py
 (cd /tmp && "$QCIC_TEST_PYTHON" -m mypy.stubtest qcic._qcic)
 (cd qcic-py/python && "$QCIC_TEST_PYTHON" -m mypy --strict -p qcic)
+# The wheel promises CPython 3.9+: nothing newer may be used at run time.
+(cd qcic-py/python && "$QCIC_TEST_PYTHON" -m mypy --strict --python-version 3.9 -p qcic)
 cargo build --locked -p qcic-monitor
 QCIC_MONITOR_BIN="$PWD/target/debug/qcic-monitor" "$QCIC_TEST_PYTHON" -m pytest -q qcic-py/tests
 

@@ -47,11 +47,17 @@ from typing import (
     Tuple,
     Type,
     TypedDict,
+    TYPE_CHECKING,
     TypeVar,
     Union,
-    Unpack,
     overload,
 )
+
+if TYPE_CHECKING:
+    # typing.Unpack is 3.11+; the wheel supports 3.9. Annotations are never
+    # evaluated at run time (from __future__ import annotations), so the
+    # name is only needed by type checkers.
+    from typing_extensions import Unpack
 
 from . import _qcic
 from ._errors import (
