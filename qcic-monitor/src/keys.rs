@@ -52,6 +52,32 @@ pub fn keygen(prefix: &Path) -> Result<String, String> {
     ))
 }
 
+/// Writes `PREFIX.key` (mode 0600): a new farm key, the secret every
+/// watcher of one farm shares to seal its gossip (`[farm] key_file`).
+pub fn farm_keygen(prefix: &Path) -> Result<String, String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| format!("no system randomness: {e}"))?;
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(".key");
+    let path = PathBuf::from(name);
+    if path.exists() {
+        return Err(format!("{} exists; not overwriting a key", path.display()));
+    }
+    write_new(
+        &path,
+        0o600,
+        &format!(
+            "# qcic farm key (Z85): every watcher of the farm has this same file. Keep it private.\nfarm-key = \"{}\"\n",
+            z85::encode(key)
+        ),
+    )?;
+    Ok(format!(
+        "wrote {} (mode 0600)\nCopy it to every watcher of the farm and set [farm] key_file = \"{}\"\n",
+        path.display(),
+        path.display()
+    ))
+}
+
 fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), String> {
     // create_new + mode: the secret never exists with wider permissions.
     let mut file = OpenOptions::new()

@@ -167,6 +167,10 @@ enum Command {
         /// Path prefix of the two files, e.g. /etc/qcic/watcher-a.
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
+        /// Instead, a farm key (PREFIX.key, mode 0600) that every watcher of
+        /// a farm shares to seal its gossip ([farm] key_file).
+        #[arg(long)]
+        farm: bool,
     },
 }
 
@@ -240,8 +244,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::Keygen { out }) = &cli.command {
-        return match qcic_monitor::keys::keygen(out) {
+    if let Some(Command::Keygen { out, farm }) = &cli.command {
+        let made = if *farm {
+            qcic_monitor::keys::farm_keygen(out)
+        } else {
+            qcic_monitor::keys::keygen(out)
+        };
+        return match made {
             Ok(written) => {
                 to_stdout(&written);
                 ExitCode::SUCCESS

@@ -442,6 +442,11 @@ pub fn exposition(jobs: &[JobView], hosts: &[HostView], stats: &Stats, hosts_tot
             &stats.farm_duplicate_sends,
         ),
         (
+            "qcic_farm_gossip_refused_total",
+            "Farm gossip datagrams refused: not sealed with the farm key, altered, replayed or stale.",
+            &stats.farm_gossip_refused,
+        ),
+        (
             "qcic_curve_refused_total",
             "CURVE connections refused by the ZAP handler.",
             &stats.curve_refused,

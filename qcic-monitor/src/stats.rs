@@ -256,6 +256,9 @@ pub struct Stats {
     /// Farm: notifications known to have been sent by more than one watcher
     /// (a partition or a failed delivery), counted once each.
     pub farm_duplicate_sends: AtomicU64,
+    /// Farm: gossip datagrams refused: not sealed with the farm key,
+    /// altered, replayed or stale (`farm::sealed`).
+    pub farm_gossip_refused: AtomicU64,
 }
 
 impl Stats {
@@ -332,6 +335,7 @@ impl Stats {
             ("farm_suppressed", get(&self.farm_suppressed)),
             ("farm_took_over", get(&self.farm_took_over)),
             ("farm_duplicate_sends", get(&self.farm_duplicate_sends)),
+            ("farm_gossip_refused", get(&self.farm_gossip_refused)),
         ]);
         v
     }
@@ -397,6 +401,7 @@ impl Stats {
             farm_suppressed = get(&self.farm_suppressed),
             farm_took_over = get(&self.farm_took_over),
             farm_duplicate_sends = get(&self.farm_duplicate_sends),
+            farm_gossip_refused = get(&self.farm_gossip_refused),
             "{what}"
         );
     }

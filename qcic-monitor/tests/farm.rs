@@ -156,6 +156,10 @@ impl UdpProxy {
 
 // ---- watchers ----
 
+/// The farm's gossip is sealed, as a farm in production should be
+/// (`[farm] key_file`); `farm_sealed.rs` tests the seal itself.
+const FARM_KEY: &str = "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n";
+
 struct Watcher {
     id: String,
     dir: PathBuf,
@@ -231,7 +235,7 @@ impl Watcher {
         };
         let config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = [\"tcp://127.0.0.1:{listen}\"]\ncontrol = \"{dir}/control.sock\"\nstate = \"{dir}/state.db\"\n\n\
-             [farm]\ngossip = \"127.0.0.1:{gossip}\"\nadvertise = \"127.0.0.1:{adv}\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\n\n\
+             [farm]\ngossip = \"127.0.0.1:{gossip}\"\nadvertise = \"127.0.0.1:{adv}\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\nkey_file = \"{dir}/farm.key\"\n\n\
              [http]\nlisten = \"{http}\"\n\n{peer_list}\n{jobs}\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", \"{command}\"]\n",
             id = self.id,
             listen = self.listen,
@@ -242,6 +246,7 @@ impl Watcher {
         );
         let path = self.dir.join("monitor.toml");
         fs::write(&path, config).unwrap();
+        fs::write(self.dir.join("farm.key"), FARM_KEY).unwrap();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

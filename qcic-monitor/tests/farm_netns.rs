@@ -159,11 +159,18 @@ impl Watcher {
         let dir = tempfile::tempdir().unwrap();
         let mut config = format!(
             "[monitor]\nid = \"{id}\"\nlisten = [\"tcp://0.0.0.0:7700\"]\ncontrol = \"{}\"\nstate = \"{}\"\n\n\
-             [farm]\ngossip = \"{}:7790\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\nisolation_jobs = 2\n\n",
+             [farm]\ngossip = \"{}:7790\"\ngossip_interval = \"100ms\"\ndead_after = \"1s\"\npeer_timeout = \"2s\"\nisolation_jobs = 2\nkey_file = \"{}\"\n\n",
             dir.path().join("control.sock").display(),
             dir.path().join("state.db").display(),
             net.addr(id),
+            dir.path().join("farm.key").display(),
         );
+        // Sealed gossip, as in production: the seal under real link cuts.
+        fs::write(
+            dir.path().join("farm.key"),
+            "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n",
+        )
+        .unwrap();
         for p in peers {
             config.push_str(&format!(
                 "[[peer]]\nid = \"{p}\"\ngossip = \"{}:7790\"\n\n",

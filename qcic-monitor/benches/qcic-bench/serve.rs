@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use qcic_monitor::config::{
-    Config, CurveConfig, DeclareConfig, EmailConfig, FarmConfig, GroupWait, JobConfig,
+    Config, CurveConfig, DeclareConfig, EmailConfig, FarmConfig, FarmKey, GroupWait, JobConfig,
     MonitorConfig, NotifyConfig, PeerConfig, Route, UnknownJobs, WebhookConfig, ZmqConfig,
 };
 use qcic_monitor::schedule::Schedule;
@@ -38,6 +38,8 @@ pub(crate) fn serve(o: &Opts) {
             dead_after: ms("dead_after_ms"),
             isolation_jobs: 3,
             cluster: "qcic-bench".into(),
+            // Sealed, as a farm in production runs.
+            key: Some(FarmKey([0x5e; 32])),
         }
     });
     let mut list: Vec<JobConfig> = (0..jobs)

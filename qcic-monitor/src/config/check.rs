@@ -108,7 +108,53 @@ pub(super) fn check_farm(
         dead_after,
         isolation_jobs,
         cluster: farm.cluster.unwrap_or_else(|| CLUSTER.into()),
+        key: farm_key(farm.key_file.as_deref(), farm.key_env.as_deref())?,
     }))
+}
+
+/// `[farm] key_file` or `key_env`: a Z85 key of 32 bytes, as `qcic-monitor
+/// keygen --farm` writes it.
+fn farm_key(
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+) -> Result<Option<FarmKey>, (String, String)> {
+    let (key, text) = match (file, env) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err((
+                "farm.key_env".into(),
+                "give key_file or key_env, not both".into(),
+            ));
+        }
+        (Some(path), None) => (
+            "farm.key_file",
+            read_key_file(path, "farm-key").map_err(|r| ("farm.key_file".to_owned(), r))?,
+        ),
+        (None, Some(var)) => (
+            "farm.key_env",
+            std::env::var(var).map_err(|_| {
+                (
+                    "farm.key_env".to_owned(),
+                    format!("the environment variable {var} is not set"),
+                )
+            })?,
+        ),
+    };
+    // Never echo the key itself.
+    let bytes = z85::decode(text.trim()).map_err(|_| {
+        (
+            key.to_owned(),
+            "the farm key is not 40 Z85 characters (qcic-monitor keygen --farm writes one)"
+                .to_owned(),
+        )
+    })?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+        (
+            key.to_owned(),
+            "the farm key is not 32 bytes (40 Z85 characters; qcic-monitor keygen --farm writes one)".to_owned(),
+        )
+    })?;
+    Ok(Some(FarmKey(bytes)))
 }
 
 pub(super) type Checked = (

@@ -153,6 +153,19 @@ pub struct FarmConfig {
     pub isolation_jobs: usize,
     /// Farms sharing a network keep apart by this name.
     pub cluster: String,
+    /// The farm's shared key: gossip is sealed with it (`farm::sealed`).
+    /// `None`: gossip in the clear, with a warning at start.
+    pub key: Option<FarmKey>,
+}
+
+/// A farm's shared gossip key (32 bytes), never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FarmKey(pub [u8; 32]);
+
+impl fmt::Debug for FarmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FarmKey(..)")
+    }
 }
 /// One `[[peer]]`.
 #[derive(Debug, Clone, PartialEq)]

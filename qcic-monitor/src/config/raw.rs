@@ -85,6 +85,8 @@ pub(super) struct RawFarm {
     pub(super) dead_after: Option<Duration>,
     pub(super) isolation_jobs: Option<usize>,
     pub(super) cluster: Option<String>,
+    pub(super) key_file: Option<PathBuf>,
+    pub(super) key_env: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,64 @@ fn farm_keys_are_checked() {
 }
 
 #[test]
+fn the_farm_key_is_read_and_checked_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_text = "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n";
+    let good = dir.path().join("farm.key");
+    std::fs::write(&good, key_text).unwrap();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "farm-key = \"HelloWorld\"\n").unwrap();
+    let farm = |extra: &str| {
+        format!(
+            "[monitor]\nid = \"a\"\nstate = \"off\"\n[farm]\ngossip = \"127.0.0.1:7790\"\n{extra}[[peer]]\nid = \"b\"\ngossip = \"10.0.0.6:7790\"\n"
+        )
+    };
+    let sealed = parse(&farm(&format!("key_file = \"{}\"\n", good.display()))).unwrap();
+    let key = sealed.monitor.farm.unwrap().key.unwrap();
+    assert_eq!(
+        z85::encode(key.0),
+        "+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6"
+    );
+    assert_eq!(format!("{key:?}"), "FarmKey(..)");
+    assert!(
+        parse(&farm(""))
+            .unwrap()
+            .monitor
+            .farm
+            .unwrap()
+            .key
+            .is_none()
+    );
+    for (extra, key, reason) in [
+        (
+            format!("key_file = \"{}\"\n", dir.path().join("none.key").display()),
+            "farm.key_file",
+            "cannot read",
+        ),
+        (
+            format!("key_file = \"{}\"\n", short.display()),
+            "farm.key_file",
+            "not 32 bytes",
+        ),
+        (
+            "key_env = \"QCIC_TEST_NO_SUCH_FARM_KEY\"\n".to_owned(),
+            "farm.key_env",
+            "not set",
+        ),
+        (
+            format!("key_file = \"{}\"\nkey_env = \"X\"\n", good.display()),
+            "farm.key_env",
+            "not both",
+        ),
+    ] {
+        let err = parse(&farm(&extra)).unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.reason.contains(reason), "{key}: {}", err.reason);
+        assert!(!err.reason.contains("HelloWorld"), "{}", err.reason);
+    }
+}
+
+#[test]
 fn the_issue_example_parses() {
     let config = parse(
         r#"

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ListenerHandle,
     NodeState, ProtocolVersion, spawn_chitchat,
@@ -15,6 +15,8 @@ use tokio::sync::{Mutex, mpsc, watch};
 use crate::clock::wall_ms;
 use crate::config::FarmConfig;
 use crate::error::MonitorError;
+use crate::farm::sealed::SealedUdp;
+use crate::stats::Stats;
 
 /// A key a peer set: (peer, key, value).
 pub type KeyChange = (Arc<str>, String, String);
@@ -52,7 +54,11 @@ pub fn live_nodes(live: &BTreeMap<ChitchatId, NodeState>) -> Vec<(Arc<str>, u64)
 
 impl Membership {
     /// Joins the farm as `me`.
-    pub async fn join(cfg: &FarmConfig, me: &str) -> Result<(Membership, Events), MonitorError> {
+    pub async fn join(
+        cfg: &FarmConfig,
+        me: &str,
+        stats: Arc<Stats>,
+    ) -> Result<(Membership, Events), MonitorError> {
         let id = ChitchatId::new(me.to_owned(), wall_ms(), cfg.advertise);
         let rounds = (cfg.dead_after.as_secs_f64() / cfg.gossip_interval.as_secs_f64()).max(3.0);
         let config = ChitchatConfig {
@@ -76,7 +82,21 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
         };
-        let handle = spawn_chitchat(config, Vec::new(), &UdpTransport)
+        let sealed;
+        let transport: &dyn Transport = match &cfg.key {
+            Some(key) => {
+                sealed = SealedUdp::new(key.0, &cfg.cluster, stats);
+                &sealed
+            }
+            None => {
+                tracing::warn!(
+                    gossip = %cfg.gossip,
+                    "farm gossip is not sealed ([farm] key_file unset): anyone who can send UDP to it can speak for a peer and hold back alarms; see README \"Securing qcic\""
+                );
+                &UdpTransport
+            }
+        };
+        let handle = spawn_chitchat(config, Vec::new(), transport)
             .await
             .map_err(|e| MonitorError::Farm {
                 addr: cfg.gossip,

@@ -17,6 +17,7 @@ pub mod gate;
 pub mod isolation;
 pub mod ledger;
 pub mod membership;
+pub mod sealed;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,7 +112,7 @@ pub async fn start(
     stats: Arc<Stats>,
     store: Option<Store>,
 ) -> Result<Started, MonitorError> {
-    let (membership, events) = Membership::join(cfg, me).await?;
+    let (membership, events) = Membership::join(cfg, me, Arc::clone(&stats)).await?;
     let me: Arc<str> = Arc::from(me);
     let mut members: Vec<Arc<str>> = cfg.peers.iter().map(|p| Arc::from(p.id.as_str())).collect();
     members.push(Arc::clone(&me));
