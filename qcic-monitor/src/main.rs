@@ -261,7 +261,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter = EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_env("QCIC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // chitchat's UDP socket warns once per bad datagram, unlimited. With a
+    // sealed farm it is the loopback codec, which any local process can
+    // write to (farm::sealed): a log flood. The seal counts and rate-limits
+    // its own refusals instead.
+    if let Ok(quiet) = "chitchat::transport::udp=error".parse() {
+        filter = filter.add_directive(quiet);
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -166,11 +166,14 @@ impl Watcher {
             dir.path().join("farm.key").display(),
         );
         // Sealed gossip, as in production: the seal under real link cuts.
+        let key = dir.path().join("farm.key");
         fs::write(
-            dir.path().join("farm.key"),
+            &key,
             "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n",
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
         for p in peers {
             config.push_str(&format!(
                 "[[peer]]\nid = \"{p}\"\ngossip = \"{}:7790\"\n\n",

@@ -217,3 +217,87 @@ fn sealed_an_outsider_that_says_it_heard_a_job_is_not_taken() {
     drop(beats);
     drop((ma, mc));
 }
+
+/// The loopback UDP ports a process has bound, from /proc.
+fn loopback_udp_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_string_lossy().into_owned();
+            Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/udp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (ip, port) = cols.get(1)?.split_once(':')?;
+            (ip == "0100007F" && inodes.iter().any(|i| Some(&i.as_str()) == cols.get(9)))
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
+/// A local process writing to every loopback port of a sealed watcher (the
+/// gossip codec and its sink among them) neither stalls its gossip nor
+/// fills its log: the sink takes datagrams from the codec alone, and
+/// chitchat's warning per bad datagram is silenced.
+#[test]
+fn a_local_flood_of_the_loopback_ports_neither_stalls_gossip_nor_fills_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = farm_key(dir.path(), "farm");
+    let a = Member {
+        id: "a",
+        gossip: free_port(),
+        key: Some(key.clone()),
+    };
+    let b = Member {
+        id: "b",
+        gossip: free_port(),
+        key: Some(key),
+    };
+    let all = [&a, &b];
+    let out = dir.path().join("notes.jsonl");
+    let ma = start(&a, &all, &out);
+    let mb = start(&b, &all, &out);
+    assert!(wait_until(Duration::from_secs(20), || live(&mb) == ["a"]));
+    let ports: Vec<u16> = loopback_udp_ports(ma.pid())
+        .into_iter()
+        .filter(|p| *p != a.gossip)
+        .collect();
+    assert!(ports.len() >= 2, "codec and sink: {ports:?}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let flood = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut sent = 0u64;
+        while !flag.load(Ordering::SeqCst) {
+            // Bursts of 400 to each port, every 300 ms: each burst fills a
+            // loopback socket's receive buffer, without starving 2 cores.
+            for port in &ports {
+                for _ in 0..400 {
+                    let _ = socket.send_to(b"x", ("127.0.0.1", *port));
+                    sent += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        sent
+    });
+    // b keeps seeing a throughout (a stalled a is dead to b within ~1 s).
+    let mut always_live = true;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(200));
+        always_live &= live(&mb) == ["a"];
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = flood.join().unwrap();
+    assert!(sent > 2000, "{sent}");
+    assert!(always_live, "a stopped gossiping under the flood");
+    let log = ma.stop();
+    assert!(log.len() < 100_000, "the log grew to {} bytes", log.len());
+    drop(mb);
+}

@@ -112,6 +112,24 @@ pub(super) fn check_farm(
     }))
 }
 
+/// A secret file that every user of the machine may read is refused: with
+/// the farm key, any of them could speak for the farm.
+fn private_to_owner_and_group(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "{} is open to every user (mode {:o}): chmod 600 it (640 to share it with the service's group)",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
 /// `[farm] key_file` or `key_env`: a Z85 key of 32 bytes, as `qcic-monitor
 /// keygen --farm` writes it.
 fn farm_key(
@@ -126,10 +144,13 @@ fn farm_key(
                 "give key_file or key_env, not both".into(),
             ));
         }
-        (Some(path), None) => (
-            "farm.key_file",
-            read_key_file(path, "farm-key").map_err(|r| ("farm.key_file".to_owned(), r))?,
-        ),
+        (Some(path), None) => {
+            private_to_owner_and_group(path).map_err(|r| ("farm.key_file".to_owned(), r))?;
+            (
+                "farm.key_file",
+                read_key_file(path, "farm-key").map_err(|r| ("farm.key_file".to_owned(), r))?,
+            )
+        }
         (None, Some(var)) => (
             "farm.key_env",
             std::env::var(var).map_err(|_| {

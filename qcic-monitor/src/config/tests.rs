@@ -77,6 +77,12 @@ fn the_farm_key_is_read_and_checked_and_never_echoed() {
     std::fs::write(&good, key_text).unwrap();
     let short = dir.path().join("short.key");
     std::fs::write(&short, "farm-key = \"HelloWorld\"\n").unwrap();
+    let open = dir.path().join("open.key");
+    std::fs::write(&open, key_text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(&good, 0o640), (&short, 0o600), (&open, 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     let farm = |extra: &str| {
         format!(
             "[monitor]\nid = \"a\"\nstate = \"off\"\n[farm]\ngossip = \"127.0.0.1:7790\"\n{extra}[[peer]]\nid = \"b\"\ngossip = \"10.0.0.6:7790\"\n"
@@ -108,6 +114,11 @@ fn the_farm_key_is_read_and_checked_and_never_echoed() {
             format!("key_file = \"{}\"\n", short.display()),
             "farm.key_file",
             "not 32 bytes",
+        ),
+        (
+            format!("key_file = \"{}\"\n", open.display()),
+            "farm.key_file",
+            "open to every user (mode 644)",
         ),
         (
             "key_env = \"QCIC_TEST_NO_SUCH_FARM_KEY\"\n".to_owned(),

@@ -85,7 +85,7 @@ impl Membership {
         let sealed;
         let transport: &dyn Transport = match &cfg.key {
             Some(key) => {
-                sealed = SealedUdp::new(key.0, &cfg.cluster, stats);
+                sealed = SealedUdp::new(key.0, &cfg.cluster, cfg.advertise, stats);
                 &sealed
             }
             None => {

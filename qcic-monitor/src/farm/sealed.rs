@@ -5,16 +5,24 @@
 //! Why: gossip decides who notifies. Without a key, anyone who can send UDP
 //! to the gossip port can speak as a peer: forge the evidence that a job was
 //! heard (no `down`), a ledger entry that says an alarm went out (no alarm),
-//! or an acknowledgement. A sealed datagram that does not open (another key,
-//! altered, replayed, or older than [`WINDOW_MS`]) is dropped and counted
-//! (`farm_gossip_refused`) before chitchat sees a byte of it.
+//! or an acknowledgement. A datagram from the network that does not open
+//! (another key, altered, replayed, addressed to another watcher, sealed
+//! before this one started, or more than [`WINDOW_MS`] off its clock) is
+//! dropped and counted (`farm_gossip_refused`) before chitchat sees a byte
+//! of it.
 //!
 //! A datagram: `QCF1`, a random 96-bit nonce, then sealed: the send time
-//! (ms), a message id, part and part count, and the chitchat bytes. The
-//! cluster name is authenticated with it. chitchat fills a datagram to the
-//! UDP limit, so a message that no longer fits with the seal's 46 bytes
-//! goes as two parts, reassembled here (only sealed parts are kept, so a
-//! stranger cannot fill the reassembly buffer).
+//! (ms), the address it was sent to, the sender's `advertise` address, a
+//! message id, part and part count, and the chitchat bytes. The cluster
+//! name is authenticated with it. chitchat answers a message at the address
+//! it came from; here that is the sealed `advertise`, never the datagram's
+//! source, which anyone can forge: a captured datagram replayed with a
+//! victim's source address cannot turn a watcher's answer (up to 64 KB for
+//! a 100-byte question) on the victim. The destination and the start time
+//! refuse a replay to another watcher, or to a restarted one. chitchat fills a datagram to nearly the UDP limit, so a message
+//! that no longer fits with the seal's bytes goes as two parts, reassembled
+//! here (only sealed parts are kept, so a stranger cannot fill the
+//! reassembly buffer).
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -38,17 +46,25 @@ const MAX_DATAGRAM: usize = 65_507;
 const TAG_LEN: usize = 16;
 /// In clear: magic and nonce.
 const CLEAR_LEN: usize = MAGIC.len() + NONCE_LEN;
-/// Sealed before the chitchat bytes: sent at (ms), message id, part, parts.
-const INNER_LEN: usize = 8 + 4 + 1 + 1;
+/// Sealed before the chitchat bytes: sent at (ms), sent to, reply to,
+/// message id, part, parts.
+const INNER_LEN: usize = 8 + 2 * ADDR_LEN + 4 + 1 + 1;
+/// An address: family (4 or 6), 16 address bytes (IPv4 in the first 4), port.
+const ADDR_LEN: usize = 1 + 16 + 2;
 /// The chitchat bytes one datagram holds.
 const ROOM: usize = MAX_DATAGRAM - CLEAR_LEN - INNER_LEN - TAG_LEN;
 /// A datagram sent longer ago than this (by the sender's clock against
-/// ours) is refused: replays of old gossip stop here. Farms already need
-/// their clocks within seconds of each other for shared evidence.
-pub const WINDOW_MS: u64 = 5 * 60 * 1000;
-/// Nonces remembered to refuse a replay inside the window; a farm of five
-/// gossiping every 500 ms sends ~5 000 in five minutes.
-const MAX_SEEN: usize = 1 << 16;
+/// ours), or as far ahead, is refused: replays of old gossip stop here.
+/// Farms already need their clocks within seconds of each other for
+/// shared evidence; one further off is told so in the log.
+pub const WINDOW_MS: u64 = 60 * 1000;
+/// A datagram sealed this long before this watcher started is refused:
+/// the nonces it remembered died with its last run. (Room for a peer's
+/// clock a little behind ours.)
+pub const START_SLACK_MS: u64 = 5 * 1000;
+/// Nonces remembered to refuse a replay inside the window (for twice the
+/// window): ten watchers gossiping every 100 ms receive ~11 000.
+const MAX_SEEN: usize = 1 << 17;
 /// Messages waiting for their second part.
 const MAX_PARTIAL: usize = 8;
 
@@ -61,6 +77,10 @@ pub enum Refused {
     Seal,
     /// Sent outside the window of our clock.
     Stale,
+    /// Sealed before this watcher started: a replay from its last run.
+    BeforeStart,
+    /// Sent to an address that is not this watcher's.
+    Elsewhere,
     /// Opened before: a replay.
     Replay,
     /// Parts that do not make a message, or bytes that are not chitchat.
@@ -72,7 +92,13 @@ impl Refused {
         match self {
             Refused::NotSealed => "not sealed (a watcher without [farm] key_file, or not qcic)",
             Refused::Seal => "the seal did not open (another farm key or cluster, or altered)",
-            Refused::Stale => "sent outside 5 minutes of this watcher's clock",
+            Refused::Stale => {
+                "sent more than a minute off this watcher's clock (are the watchers' clocks synchronised?)"
+            }
+            Refused::BeforeStart => "sealed before this watcher started (a replay)",
+            Refused::Elsewhere => {
+                "addressed to another watcher (a replay, or peers reach this one at an address that is not its [farm] advertise)"
+            }
             Refused::Replay => "a replay of a datagram already taken",
             Refused::Malformed => "malformed parts",
         }
@@ -82,6 +108,8 @@ impl Refused {
 /// One opened datagram.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened {
+    /// Where its sender takes answers: its `advertise` address.
+    pub reply_to: SocketAddr,
     /// The sender's message id.
     pub id: u32,
     /// This part's index.
@@ -96,6 +124,13 @@ pub struct Opened {
 pub struct Seal {
     key: LessSafeKey,
     aad: Vec<u8>,
+    /// Where peers send to this watcher: its gossip and advertise
+    /// addresses. A gossip address on 0.0.0.0 or :: takes any address
+    /// with its port.
+    me: [SocketAddr; 2],
+    /// Its advertise address, where peers answer.
+    advertise: SocketAddr,
+    started_ms: u64,
     seen: HashSet<[u8; NONCE_LEN]>,
     order: VecDeque<(u64, [u8; NONCE_LEN])>,
 }
@@ -109,8 +144,15 @@ impl std::fmt::Debug for Seal {
 }
 
 impl Seal {
-    /// A seal for this key and cluster name.
-    pub fn new(key: &[u8; 32], cluster: &str) -> Seal {
+    /// A seal for this key and cluster name, for a watcher that gossips on
+    /// `gossip`, is reached at `advertise`, and started at `started_ms`.
+    pub fn new(
+        key: &[u8; 32],
+        cluster: &str,
+        gossip: SocketAddr,
+        advertise: SocketAddr,
+        started_ms: u64,
+    ) -> Seal {
         let unbound = match UnboundKey::new(&CHACHA20_POLY1305, key) {
             Ok(k) => k,
             // ring refuses only a key of the wrong length; 32 is right.
@@ -121,17 +163,21 @@ impl Seal {
         Seal {
             key: LessSafeKey::new(unbound),
             aad,
+            me: [gossip, advertise],
+            advertise,
+            started_ms,
             seen: HashSet::new(),
             order: VecDeque::new(),
         }
     }
 
-    /// One datagram: `part` of `parts` of message `id`, sent at `sent_ms`.
-    /// Fails only without system randomness: a nonce used twice would give
-    /// the key away, so nothing is sent then.
+    /// One datagram to `to`: `part` of `parts` of message `id`, sent at
+    /// `sent_ms`. Fails only without system randomness: a nonce used twice
+    /// would give the key away, so nothing is sent then.
     pub fn seal(
         &self,
         sent_ms: u64,
+        to: SocketAddr,
         id: u32,
         part: u8,
         parts: u8,
@@ -144,6 +190,8 @@ impl Seal {
         out.extend_from_slice(&nonce);
         let mut body = Vec::with_capacity(INNER_LEN + bytes.len() + TAG_LEN);
         body.extend_from_slice(&sent_ms.to_be_bytes());
+        body.extend_from_slice(&addr_bytes(to));
+        body.extend_from_slice(&addr_bytes(self.advertise));
         body.extend_from_slice(&id.to_be_bytes());
         body.push(part);
         body.push(parts);
@@ -181,12 +229,22 @@ impl Seal {
         let mut sent_ms = [0u8; 8];
         sent_ms.copy_from_slice(&inner[..8]);
         let sent_ms = u64::from_be_bytes(sent_ms);
+        let to = addr_from(&inner[8..8 + ADDR_LEN]);
+        let reply_to =
+            addr_from(&inner[8 + ADDR_LEN..8 + 2 * ADDR_LEN]).ok_or(Refused::Malformed)?;
+        let rest = &inner[8 + 2 * ADDR_LEN..];
         let mut id = [0u8; 4];
-        id.copy_from_slice(&inner[8..12]);
+        id.copy_from_slice(&rest[..4]);
         let id = u32::from_be_bytes(id);
-        let (part, parts) = (inner[12], inner[13]);
+        let (part, parts) = (rest[4], rest[5]);
         if sent_ms.abs_diff(now_ms) > WINDOW_MS {
             return Err(Refused::Stale);
+        }
+        if sent_ms + START_SLACK_MS < self.started_ms {
+            return Err(Refused::BeforeStart);
+        }
+        if !to.is_some_and(|to| self.is_me(to)) {
+            return Err(Refused::Elsewhere);
         }
         if part >= parts {
             return Err(Refused::Malformed);
@@ -207,12 +265,49 @@ impl Seal {
         }
         self.order.push_back((now_ms, nonce));
         Ok(Opened {
+            reply_to,
             id,
             part,
             parts,
             bytes: bytes.to_vec(),
         })
     }
+}
+
+impl Seal {
+    fn is_me(&self, to: SocketAddr) -> bool {
+        self.me
+            .iter()
+            .any(|me| *me == to || (me.ip().is_unspecified() && me.port() == to.port()))
+    }
+}
+
+fn addr_bytes(addr: SocketAddr) -> [u8; ADDR_LEN] {
+    let mut out = [0u8; ADDR_LEN];
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&ip.octets());
+        }
+        std::net::IpAddr::V6(ip) => {
+            out[0] = 6;
+            out[1..17].copy_from_slice(&ip.octets());
+        }
+    }
+    out[17..].copy_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+fn addr_from(bytes: &[u8]) -> Option<SocketAddr> {
+    let mut ip = [0u8; 16];
+    ip.copy_from_slice(bytes.get(1..17)?);
+    let port = u16::from_be_bytes([*bytes.get(17)?, *bytes.get(18)?]);
+    let ip = match bytes.first()? {
+        4 => std::net::IpAddr::from([ip[0], ip[1], ip[2], ip[3]]),
+        6 => std::net::IpAddr::from(ip),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// A message's parts so far: sender, message id, each part once in.
@@ -258,6 +353,7 @@ impl Reassembly {
 pub struct SealedUdp {
     key: [u8; 32],
     cluster: String,
+    advertise: SocketAddr,
     stats: Arc<Stats>,
 }
 
@@ -270,11 +366,18 @@ impl std::fmt::Debug for SealedUdp {
 }
 
 impl SealedUdp {
-    /// A transport for this farm key and cluster.
-    pub fn new(key: [u8; 32], cluster: &str, stats: Arc<Stats>) -> SealedUdp {
+    /// A transport for this farm key and cluster, for a watcher that peers
+    /// reach at `advertise`.
+    pub fn new(
+        key: [u8; 32],
+        cluster: &str,
+        advertise: SocketAddr,
+        stats: Arc<Stats>,
+    ) -> SealedUdp {
         SealedUdp {
             key,
             cluster: cluster.to_owned(),
+            advertise,
             stats,
         }
     }
@@ -302,6 +405,11 @@ impl Transport for SealedUdp {
         let sink = tokio::net::UdpSocket::bind(loopback())
             .await
             .context("failed to bind the gossip encoder's loopback socket")?;
+        // Connected: the kernel drops what any other socket sends it, so a
+        // local process cannot fill it and crowd out the encoding.
+        sink.connect(codec_addr)
+            .await
+            .context("failed to connect the gossip encoder's loopback socket")?;
         let sink_addr = sink.local_addr()?;
         Ok(Box::new(SealedSocket {
             outer,
@@ -310,7 +418,13 @@ impl Transport for SealedUdp {
             sink,
             sink_addr,
             relays: VecDeque::new(),
-            seal: Seal::new(&self.key, &self.cluster),
+            seal: Seal::new(
+                &self.key,
+                &self.cluster,
+                bind_addr,
+                self.advertise,
+                wall_ms(),
+            ),
             reassembly: Reassembly::default(),
             next_id: 0,
             buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
@@ -331,8 +445,9 @@ struct SealedSocket {
     codec_addr: SocketAddr,
     sink: tokio::net::UdpSocket,
     sink_addr: SocketAddr,
-    /// (peer, relay socket's address, relay socket)
-    relays: VecDeque<(SocketAddr, SocketAddr, tokio::net::UdpSocket)>,
+    /// (peer's advertise address, relay socket's address, relay socket),
+    /// least recently used first.
+    relays: VecDeque<(SocketAddr, SocketAddr, std::net::UdpSocket)>,
     seal: Seal,
     reassembly: Reassembly,
     next_id: u32,
@@ -358,21 +473,29 @@ impl SealedSocket {
 
     /// Hands an opened message from `peer` to chitchat's codec socket.
     fn relay(&mut self, peer: SocketAddr, bytes: &[u8]) -> io::Result<()> {
-        if !self.relays.iter().any(|(p, _, _)| *p == peer) {
-            let std = std::net::UdpSocket::bind(loopback())?;
-            std.set_nonblocking(true)?;
-            let socket = tokio::net::UdpSocket::from_std(std)?;
-            if self.relays.len() >= MAX_RELAYS {
-                self.relays.pop_front();
+        let relay = match self.relays.iter().position(|(p, _, _)| *p == peer) {
+            Some(at) => self.relays.remove(at),
+            None => {
+                // A plain non-blocking socket: usable at once (tokio's would
+                // first wait for write readiness), and never awaited, since
+                // recv() may be cancelled at any await. A loopback send
+                // that would block is a datagram lost, as UDP may lose it.
+                let socket = std::net::UdpSocket::bind(loopback())?;
+                socket.set_nonblocking(true)?;
+                socket.connect(self.codec_addr)?;
+                let addr = socket.local_addr()?;
+                if self.relays.len() >= MAX_RELAYS {
+                    self.relays.pop_front();
+                }
+                Some((peer, addr, socket))
             }
-            self.relays.push_back((peer, socket.local_addr()?, socket));
-        }
-        if let Some((_, _, socket)) = self.relays.iter().find(|(p, _, _)| *p == peer) {
-            // Not awaited: recv() may be cancelled at any await, and a
-            // loopback send that would block is a datagram lost, as UDP may.
-            socket.try_send_to(bytes, self.codec_addr)?;
-        }
-        Ok(())
+        };
+        let Some(relay) = relay else {
+            return Ok(());
+        };
+        let sent = relay.2.send(bytes);
+        self.relays.push_back(relay);
+        sent.map(drop)
     }
 
     /// The peer a relay socket speaks for.
@@ -416,15 +539,11 @@ impl Socket for SealedSocket {
         envelope: ChitchatEnvelope,
     ) -> anyhow::Result<SendOutcome> {
         self.codec.send(self.sink_addr, envelope).await?;
-        let bytes = loop {
-            let (len, from) = tokio::time::timeout(ENCODE_WAIT, self.sink.recv_from(&mut self.buf))
-                .await
-                .context("chitchat's encoding never reached the loopback sink")??;
-            // Anything else on the loopback port is not ours to seal.
-            if from == self.codec_addr {
-                break self.buf[..len].to_vec();
-            }
-        };
+        // The sink is connected to the codec: nothing else reaches it.
+        let len = tokio::time::timeout(ENCODE_WAIT, self.sink.recv(&mut self.buf))
+            .await
+            .context("chitchat's encoding never reached the loopback sink")??;
+        let bytes = self.buf[..len].to_vec();
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let chunks: Vec<&[u8]> = if bytes.is_empty() {
@@ -438,7 +557,7 @@ impl Socket for SealedSocket {
         for (part, chunk) in (0u8..).zip(chunks) {
             let datagram = self
                 .seal
-                .seal(now, id, part, parts, chunk)
+                .seal(now, to, id, part, parts, chunk)
                 .map_err(|e| anyhow::anyhow!("no system randomness for a gossip nonce: {e}"))?;
             sent += self
                 .outer
@@ -483,9 +602,11 @@ impl Socket for SealedSocket {
                             continue;
                         }
                     };
+                    // Answers go to the sealed address, not the source.
+                    let peer = opened.reply_to;
                     if let Some(bytes) = self.reassembly.add(from, opened) {
-                        if let Err(err) = self.relay(from, &bytes) {
-                            tracing::debug!(%from, %err, "farm gossip not relayed on loopback");
+                        if let Err(err) = self.relay(peer, &bytes) {
+                            tracing::debug!(%peer, %err, "farm gossip not relayed on loopback");
                         }
                     }
                 }
