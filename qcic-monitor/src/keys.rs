@@ -17,13 +17,8 @@ pub fn keygen(prefix: &Path) -> Result<String, String> {
         qcic_sdk::new_curve_pair().map_err(|e| format!("cannot make a key pair: {e}"))?;
     let public = z85::encode(public);
     let secret = z85::encode(secret);
-    let with_ext = |ext: &str| -> PathBuf {
-        let mut name = prefix.as_os_str().to_owned();
-        name.push(ext);
-        PathBuf::from(name)
-    };
-    let key_path = with_ext(".key");
-    let pub_path = with_ext(".pub");
+    let key_path = with_ext(prefix, ".key");
+    let pub_path = with_ext(prefix, ".pub");
     for path in [&key_path, &pub_path] {
         if path.exists() {
             return Err(format!("{} exists; not overwriting a key", path.display()));
@@ -57,9 +52,7 @@ pub fn keygen(prefix: &Path) -> Result<String, String> {
 pub fn farm_keygen(prefix: &Path) -> Result<String, String> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| format!("no system randomness: {e}"))?;
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(".key");
-    let path = PathBuf::from(name);
+    let path = with_ext(prefix, ".key");
     if path.exists() {
         return Err(format!("{} exists; not overwriting a key", path.display()));
     }
@@ -76,6 +69,13 @@ pub fn farm_keygen(prefix: &Path) -> Result<String, String> {
         path.display(),
         path.display()
     ))
+}
+
+/// `PREFIX` + `ext`, whatever dots the prefix has.
+fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(ext);
+    PathBuf::from(name)
 }
 
 fn write_new(path: &Path, mode: u32, text: &str) -> Result<(), String> {

@@ -42,6 +42,17 @@ struct Member {
     key: Option<PathBuf>,
 }
 
+impl Member {
+    /// A member on a fresh gossip port, with this farm key (or none).
+    fn new(id: &'static str, key: Option<&PathBuf>) -> Member {
+        Member {
+            id,
+            gossip: free_port(),
+            key: key.cloned(),
+        }
+    }
+}
+
 /// Starts `me` with every other member as a peer.
 fn start(me: &Member, all: &[&Member], out: &Path) -> Monitor {
     let mut body = format!(
@@ -85,26 +96,10 @@ fn watchers_with_the_key_make_a_farm_and_others_are_not_heard() {
     let dir = tempfile::tempdir().unwrap();
     let key = farm_key(dir.path(), "farm");
     let other = farm_key(dir.path(), "other");
-    let a = Member {
-        id: "a",
-        gossip: free_port(),
-        key: Some(key.clone()),
-    };
-    let b = Member {
-        id: "b",
-        gossip: free_port(),
-        key: Some(key),
-    };
-    let c = Member {
-        id: "c",
-        gossip: free_port(),
-        key: None,
-    };
-    let d = Member {
-        id: "d",
-        gossip: free_port(),
-        key: Some(other),
-    };
+    let a = Member::new("a", Some(&key));
+    let b = Member::new("b", Some(&key));
+    let c = Member::new("c", None);
+    let d = Member::new("d", Some(&other));
     let all = [&a, &b, &c, &d];
     let out = dir.path().join("notes.jsonl");
     let ma = start(&a, &all, &out);
@@ -171,16 +166,8 @@ impl Drop for Beats {
 fn a_hears_only_c(sealed: bool) -> (Monitor, Monitor, PathBuf, tempfile::TempDir, Beats) {
     let dir = tempfile::tempdir().unwrap();
     let key = sealed.then(|| farm_key(dir.path(), "farm"));
-    let a = Member {
-        id: "a",
-        gossip: free_port(),
-        key,
-    };
-    let c = Member {
-        id: "c",
-        gossip: free_port(),
-        key: None,
-    };
+    let a = Member::new("a", key.as_ref());
+    let c = Member::new("c", None);
     let all = [&a, &c];
     let out = dir.path().join("a.jsonl");
     let ma = start(&a, &all, &out);
@@ -249,16 +236,8 @@ fn loopback_udp_ports(pid: u32) -> Vec<u16> {
 fn a_local_flood_of_the_loopback_ports_neither_stalls_gossip_nor_fills_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let key = farm_key(dir.path(), "farm");
-    let a = Member {
-        id: "a",
-        gossip: free_port(),
-        key: Some(key.clone()),
-    };
-    let b = Member {
-        id: "b",
-        gossip: free_port(),
-        key: Some(key),
-    };
+    let a = Member::new("a", Some(&key));
+    let b = Member::new("b", Some(&key));
     let all = [&a, &b];
     let out = dir.path().join("notes.jsonl");
     let ma = start(&a, &all, &out);
