@@ -31,6 +31,20 @@ pub(super) fn check_farm(
         Some(text) => addr("farm.advertise", text)?,
         None => gossip,
     };
+    // Peers gossip to, and are answered at, the advertised address.
+    if advertise.ip().is_unspecified() {
+        let key = if farm.advertise.is_some() {
+            "farm.advertise"
+        } else {
+            "farm.gossip"
+        };
+        return Err((
+            key.into(),
+            format!(
+                "{advertise} is no address peers can reach: set [farm] advertise to this watcher's address as its peers list it"
+            ),
+        ));
+    }
     if peers.is_empty() {
         return Err((
             "peer".into(),

@@ -26,6 +26,15 @@ fn farm_keys_are_checked() {
     assert_eq!(farm.advertise, farm.gossip);
     assert_eq!(farm.dead_after, farm.gossip_interval * 8);
     assert_eq!(farm.peers[0].id, "b");
+    // Bound on every interface, reached at one.
+    let any = parse(&format!(
+        "{base}[farm]\ngossip = \"0.0.0.0:7790\"\nadvertise = \"10.0.0.5:7790\"\n[[peer]]\nid = \"b\"\ngossip = \"10.0.0.6:7790\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        any.monitor.farm.unwrap().advertise.to_string(),
+        "10.0.0.5:7790"
+    );
     for (text, key, reason) in [
         (
             "[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
@@ -57,6 +66,11 @@ fn farm_keys_are_checked() {
             "[farm]\ngossip = \"127.0.0.1:1\"\n[[peer]]\nid = \"b\"\ngossip = \"h\"\n",
             "peer[0].gossip",
             "needs a port",
+        ),
+        (
+            "[farm]\ngossip = \"0.0.0.0:7790\"\n[[peer]]\nid = \"b\"\ngossip = \"h:1\"\n",
+            "farm.gossip",
+            "set [farm] advertise",
         ),
     ] {
         let err = parse(&format!("{base}{text}")).unwrap_err();
