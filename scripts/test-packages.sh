@@ -54,6 +54,24 @@ wait_status() {
     "$@" status || true
     fail "the watcher never answered status ($*)"
 }
+# Waits until `status` (run by "$@") shows each job in $jobs up; else
+# shows the last status and returns 1.
+wait_up() {
+    local jobs=$1
+    shift
+    for _ in $(seq 100); do
+        "$@" status > "$tmp/status" 2>&1 || true
+        local all=true
+        for job in $jobs; do
+            grep -Eq "^ *$job +up" "$tmp/status" || all=false
+        done
+        $all && return 0
+        sleep 0.1
+    done
+    cat "$tmp/status" >&2
+    echo "test-packages: status never showed $jobs up ($*)" >&2
+    return 1
+}
 
 step "versions ($version)"
 for deb in "$deb_monitor" "$deb_qcic"; do
@@ -61,7 +79,6 @@ for deb in "$deb_monitor" "$deb_qcic"; do
     [ "$got" = "$version" ] || fail "$deb has Version $got"
 done
 dpkg-deb -f "$deb_monitor" Depends | grep -q 'libzmq5' || fail "$deb_monitor does not depend on libzmq5"
-dpkg-deb -f "$deb_monitor" Conffiles >/dev/null 2>&1 || true
 dpkg-deb --ctrl-tarfile "$deb_monitor" | tar -xO ./conffiles | grep -qx /etc/qcic/monitor.toml ||
     fail "/etc/qcic/monitor.toml is not a conffile"
 for pair in "$deb_monitor:qcic-monitor:qcic-monitor" "$deb_qcic:qcic-sdk:qcic"; do
@@ -103,12 +120,7 @@ $SUDO runuser -u qcic -- /usr/bin/qcic-monitor --config /etc/qcic/monitor.toml 2
 monitor_pid=$!
 wait_status $SUDO qcic-monitor --config /etc/qcic/monitor.toml
 QCIC_ENDPOINTS=tcp://127.0.0.1:7700 qcic send --job example success
-for _ in $(seq 100); do
-    $SUDO qcic-monitor --config /etc/qcic/monitor.toml status > "$tmp/status" 2>&1 || true
-    grep -Eq '^ *example  +up' "$tmp/status" && break
-    sleep 0.1
-done
-grep -Eq '^ *example  +up' "$tmp/status" || { cat "$tmp/status" "$tmp/service.log" >&2; fail "status never showed example up"; }
+wait_up example $SUDO qcic-monitor --config /etc/qcic/monitor.toml || { cat "$tmp/service.log" >&2; fail "the packaged watcher did not hear qcic"; }
 [ "$(stat -c %U /var/lib/qcic/monitor.db)" = qcic ] || fail "the state database is not the qcic user's"
 kill "$monitor_pid"
 wait "$monitor_pid" || true
@@ -211,13 +223,8 @@ for i in "${!pythons[@]}"; do
     echo "test-packages: the wheel sent over CURVE from $("$py" --version)" >&2
 done
 
-for _ in $(seq 100); do
-    qcic-monitor --config "$tmp/curve.toml" status > "$tmp/status" 2>&1 || true
-    grep -Eq '^ *from-the-wheel  +up' "$tmp/status" && grep -Eq '^ *nightly-etl  +up' "$tmp/status" && break
-    sleep 0.1
-done
-grep -Eq '^ *from-the-wheel  +up' "$tmp/status" && grep -Eq '^ *nightly-etl  +up' "$tmp/status" ||
-    { cat "$tmp/status" "$tmp/curve.log" >&2; fail "status did not show both jobs up"; }
+wait_up "from-the-wheel nightly-etl" qcic-monitor --config "$tmp/curve.toml" ||
+    { cat "$tmp/curve.log" >&2; fail "the wheel's and the C builds' runs were not all heard"; }
 
 step "dpkg -r keeps the config; a purge removes it"
 kill "$monitor_pid"

@@ -35,14 +35,7 @@ fn installed() -> &'static Path {
     PREFIX
         .get_or_init(|| {
             let prefix = tempfile::tempdir().unwrap();
-            run_ok(
-                Command::new("bash")
-                    .arg(workspace_root().join("scripts/build-c.sh"))
-                    .arg(prefix.path())
-                    .env("QCIC_NO_BUILD", "1")
-                    .env("QCIC_LIB_DIR", lib_dir()),
-                "scripts/build-c.sh",
-            );
+            qcic_testkit::install_libqcic(prefix.path(), &lib_dir()).unwrap();
             prefix
         })
         .path()

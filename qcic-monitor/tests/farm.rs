@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,17 +156,6 @@ impl UdpProxy {
 
 // ---- watchers ----
 
-/// The farm's gossip is sealed, as a farm in production should be
-/// (`[farm] key_file`); `farm_sealed.rs` tests the seal itself.
-const FARM_KEY: &str = "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n";
-
-/// A key file as `keygen --farm` leaves it: mode 0600 (others are refused).
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 struct Watcher {
     id: String,
     dir: PathBuf,
@@ -253,7 +242,9 @@ impl Watcher {
         );
         let path = self.dir.join("monitor.toml");
         fs::write(&path, config).unwrap();
-        write_private(&self.dir.join("farm.key"), FARM_KEY);
+        // Sealed gossip, as a farm in production should run; the seal
+        // itself is tested in farm_sealed.rs.
+        qcic_testkit::write_farm_key(&self.dir.join("farm.key"));
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

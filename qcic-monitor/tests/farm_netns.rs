@@ -166,14 +166,7 @@ impl Watcher {
             dir.path().join("farm.key").display(),
         );
         // Sealed gossip, as in production: the seal under real link cuts.
-        let key = dir.path().join("farm.key");
-        fs::write(
-            &key,
-            "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        qcic_testkit::write_farm_key(&dir.path().join("farm.key"));
         for p in peers {
             config.push_str(&format!(
                 "[[peer]]\nid = \"{p}\"\ngossip = \"{}:7790\"\n\n",

@@ -124,3 +124,34 @@ pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     TURN.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Writes the tests' farm key to `path`, mode 0600 as `qcic-monitor keygen
+/// --farm` leaves it (a key file every user may read is refused).
+pub fn write_farm_key(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(
+        path,
+        "farm-key = \"+MBOt!Fypf4F{geHp:-ksGu!]Wq4N3:<Pgtp=oZ6\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Installs the libqcic that cargo built in `built` into `prefix` the way a
+/// C user does (`scripts/build-c.sh`: versioned names after the SONAME,
+/// pkg-config files). Programs linked against libqcic load it by its
+/// SONAME, which only such an install provides.
+pub fn install_libqcic(prefix: &std::path::Path, built: &std::path::Path) -> Result<(), String> {
+    let status = std::process::Command::new("bash")
+        .arg(workspace_root().join("scripts/build-c.sh"))
+        .arg(prefix)
+        .env("QCIC_NO_BUILD", "1")
+        .env("QCIC_LIB_DIR", built)
+        .status()
+        .map_err(|e| format!("scripts/build-c.sh: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("scripts/build-c.sh failed: {status}"))
+    }
+}

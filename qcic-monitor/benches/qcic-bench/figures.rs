@@ -276,16 +276,7 @@ fn c_sender(up: &str, down: &str, calls: usize) -> Result<Value, String> {
     // Installed as a C user installs it: the program loads libqcic by its
     // SONAME, which only the install's links provide.
     let prefix = target_dir().join("qcic-bench-libqcic");
-    let installed = Command::new("bash")
-        .arg(workspace_root().join("scripts/build-c.sh"))
-        .arg(&prefix)
-        .env("QCIC_NO_BUILD", "1")
-        .env("QCIC_LIB_DIR", workspace_root().join("target/release"))
-        .status()
-        .map_err(|e| e.to_string())?;
-    if !installed.success() {
-        return Err("scripts/build-c.sh failed".into());
-    }
+    qcic_testkit::install_libqcic(&prefix, &workspace_root().join("target/release"))?;
     let lib = prefix.join("lib");
     let exe = target_dir().join("qcic-heartbeat-bench");
     let cc = Command::new("gcc")
